@@ -1,0 +1,12 @@
+using System.CommandLine;
+
+namespace IommuKit.Cli.Commands;
+
+/// <summary>Every subcommand of <c>iommu</c>, in the order <c>--help</c> lists them. One factory per command file.</summary>
+internal static class CommandRegistry
+{
+    public static IEnumerable<Command> All(CliConsole console)
+    {
+        yield break;
+    }
+}

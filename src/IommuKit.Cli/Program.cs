@@ -1,0 +1,51 @@
+using System.CommandLine;
+using IommuKit.Cli.Commands;
+
+namespace IommuKit.Cli;
+
+public static class Program
+{
+    public static int Main(string[] args) => Run(args, CliConsole.FromProcess());
+
+    /// <summary>Runs the command line against a console; the single place user errors become exit codes.</summary>
+    public static int Run(string[] args, CliConsole console)
+    {
+        var root = BuildRoot(console);
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            foreach (var e in parse.Errors) console.Error.WriteLine($"iommu: {e.Message}");
+            console.Error.WriteLine("Run 'iommu --help' for usage.");
+            return (int)ExitCode.UsageError;
+        }
+        try
+        {
+            return parse.Invoke(new InvocationConfiguration
+            {
+                Output = console.Out,
+                Error = console.Error,
+                EnableDefaultExceptionHandler = false,
+            });
+        }
+        catch (CliException ex)
+        {
+            console.Error.WriteLine($"iommu: {ex.Message}");
+            return (int)ex.Code;
+        }
+        catch (InputException ex)
+        {
+            console.Error.WriteLine($"iommu: {ex.Message}");
+            return (int)ExitCode.InputError;
+        }
+    }
+
+    internal static RootCommand BuildRoot(CliConsole console)
+    {
+        var root = new RootCommand(
+            "IommuKit: IOMMU groups exactly as Linux computes them, why devices share a group, what a change would do, " +
+            "and whether a group can be passed through to a VM.\n\n" +
+            "Exit codes: 0 ok/viable, 1 negative verdict, 2 no IOMMU, 3 bad input, 4 usage error, 5 unsupported here.");
+        foreach (var command in CommandRegistry.All(console)) root.Subcommands.Add(command);
+        return root;
+    }
+}

@@ -1,0 +1,62 @@
+namespace IommuKit.Paging;
+
+/// <summary>IOMMU mapping permissions, the kernel's <c>IOMMU_READ</c>… values (include/linux/iommu.h).</summary>
+[Flags]
+public enum IommuProt
+{
+    None = 0,
+    Read = 0x1,
+    Write = 0x2,
+    Cache = 0x4,
+    NoExec = 0x8,
+    Mmio = 0x10,
+    Priv = 0x20,
+}
+
+/// <summary>The page-table formats IommuKit implements.</summary>
+public enum IoPageTableFormat
+{
+    /// <summary>x86-64 / VT-d second-level 4-level table: 48-bit IOVA, 4 KiB, 2 MiB and 1 GiB pages.</summary>
+    X86_64Level4,
+    /// <summary>x86-64 5-level table: 57-bit IOVA, same page sizes.</summary>
+    X86_64Level5,
+    /// <summary>ARM LPAE (VMSAv8-64) stage-1, 4 KiB granule, 48-bit IOVA: 4 KiB, 2 MiB and 1 GiB blocks.</summary>
+    ArmLpae4K,
+}
+
+/// <summary>
+/// An IO page table: the translation structure of one paging domain (the kernel's <c>io_pgtable_ops</c>).
+/// Ranges are half-open internally; sizes are in bytes.
+/// </summary>
+/// <remarks>
+/// Map/unmap follow iommufd's strict rules: mapping over an existing mapping is refused with
+/// <see cref="Errno.EEXIST"/>, unmapping a range that is not entirely mapped is refused with <see cref="Errno.ENOENT"/>,
+/// and a failed call changes nothing. Implementations are safe for concurrent use from several threads.
+/// </remarks>
+public interface IIoPageTable
+{
+    IoPageTableFormat Format { get; }
+
+    /// <summary>Bitmap of supported page sizes in bytes (bit n set = 2^n-byte pages); the lowest set bit is the granule.</summary>
+    ulong PageSizeBitmap { get; }
+
+    /// <summary>Width of the input address space: IOVAs are in [0, 2^IovaBits).</summary>
+    int IovaBits { get; }
+
+    /// <summary>
+    /// Maps <paramref name="size"/> bytes at <paramref name="iova"/> to <paramref name="phys"/>, using the largest page
+    /// sizes that alignment allows. Returns <see cref="Errno.Ok"/>, <see cref="Errno.EINVAL"/> (misaligned, zero size,
+    /// overflow, outside the IOVA space, no permission), <see cref="Errno.EEXIST"/> (overlaps a mapping) or
+    /// <see cref="Errno.ENOMEM"/> (a table cap was reached).
+    /// </summary>
+    Errno Map(ulong iova, ulong phys, ulong size, IommuProt prot);
+
+    /// <summary>
+    /// Unmaps exactly [iova, iova+size). Returns <see cref="Errno.ENOENT"/> when any page of the range is not mapped,
+    /// and <see cref="Errno.EINVAL"/> when the range would split a large page or is misaligned.
+    /// </summary>
+    Errno Unmap(ulong iova, ulong size);
+
+    /// <summary>Walks the table: the physical address and permissions for <paramref name="iova"/>, or false.</summary>
+    bool TryIovaToPhys(ulong iova, out ulong phys, out IommuProt prot);
+}

@@ -1,0 +1,290 @@
+using System.Buffers.Binary;
+
+namespace IommuKit.Pci;
+
+/// <summary>One entry of a capability list: its ID, offset and version (extended capabilities only).</summary>
+public readonly record struct PciCapability(ushort Id, int Offset, bool Extended, byte Version = 0)
+{
+    /// <summary>Name of the capability (standard or extended), e.g. <c>PCI Express</c>, <c>ACS</c>.</summary>
+    public string Name => Extended ? PciCapabilityIds.ExtendedName(Id) : PciCapabilityIds.StandardName(Id);
+}
+
+/// <summary>
+/// A function's configuration space as read: 64 bytes (what an unprivileged user may read from sysfs), 256 bytes
+/// (conventional PCI) or 4096 bytes (PCIe extended). Immutable. Decoding is on demand and bounded: capability walks
+/// stop after <see cref="MaxStandardCapabilities"/> steps and track visited offsets, so a looping or truncated list is
+/// reported as an error, never a hang.
+/// </summary>
+public sealed class ConfigSpace
+{
+    /// <summary>Conventional config space size.</summary>
+    public const int ConventionalSize = 256;
+    /// <summary>PCIe extended config space size.</summary>
+    public const int ExtendedSize = 4096;
+    /// <summary>What an unprivileged reader sees of the sysfs <c>config</c> file.</summary>
+    public const int UnprivilegedSize = 64;
+    /// <summary>The kernel's <c>PCI_FIND_CAP_TTL</c>: at most 48 standard capabilities are walked.</summary>
+    public const int MaxStandardCapabilities = 48;
+    /// <summary>At most (4096 - 256) / 8 extended capabilities fit: the kernel's extended-walk TTL.</summary>
+    public const int MaxExtendedCapabilities = (ExtendedSize - ConventionalSize) / 8;
+
+    private readonly byte[] _bytes;
+
+    /// <summary>Wraps a copy of <paramref name="bytes"/> (at most 4096 bytes are kept).</summary>
+    /// <exception cref="ArgumentException">Fewer than 64 bytes: even the header is not there.</exception>
+    public ConfigSpace(ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.Length < UnprivilegedSize)
+            throw new ArgumentException($"config space of {bytes.Length} bytes is shorter than the 64-byte header", nameof(bytes));
+        _bytes = bytes[..Math.Min(bytes.Length, ExtendedSize)].ToArray();
+    }
+
+    /// <summary>How many bytes were read (64, 256, 4096 or anything in between for a partial dump).</summary>
+    public int Length => _bytes.Length;
+
+    public ReadOnlySpan<byte> Bytes => _bytes;
+
+    /// <summary>True when only the header was readable (an unprivileged sysfs read or a non-root <c>lspci -x</c>).</summary>
+    public bool HeaderOnly => _bytes.Length < ConventionalSize;
+
+    /// <summary>True when the 4 KiB extended space was read.</summary>
+    public bool HasExtendedSpace => _bytes.Length >= ExtendedSize;
+
+    public byte ReadByte(int offset) => _bytes[offset];
+    public ushort ReadUInt16(int offset) => BinaryPrimitives.ReadUInt16LittleEndian(_bytes.AsSpan(offset, 2));
+    public uint ReadUInt32(int offset) => BinaryPrimitives.ReadUInt32LittleEndian(_bytes.AsSpan(offset, 4));
+
+    public bool TryReadUInt16(int offset, out ushort value)
+    {
+        value = 0;
+        if (offset < 0 || offset + 2 > _bytes.Length) return false;
+        value = ReadUInt16(offset);
+        return true;
+    }
+
+    public bool TryReadUInt32(int offset, out uint value)
+    {
+        value = 0;
+        if (offset < 0 || offset + 4 > _bytes.Length) return false;
+        value = ReadUInt32(offset);
+        return true;
+    }
+
+    // Header (PCI Local Bus Spec 3.0 §6.1; PCIe r6.0 §7.5.1).
+    public ushort VendorId => ReadUInt16(0x00);
+    public ushort DeviceId => ReadUInt16(0x02);
+    public ushort Command => ReadUInt16(0x04);
+    public ushort Status => ReadUInt16(0x06);
+    public byte Revision => ReadByte(0x08);
+    /// <summary>24-bit class code: base class, sub-class, programming interface (<c>0x060400</c>).</summary>
+    public uint ClassCode => ReadUInt32(0x08) >> 8;
+    public byte HeaderTypeRaw => ReadByte(0x0e);
+    /// <summary>Header layout: 0 normal, 1 PCI-to-PCI bridge, 2 CardBus bridge.</summary>
+    public int HeaderLayout => HeaderTypeRaw & 0x7f;
+    /// <summary>Bit 7 of the header type: the device says it has more than one function.</summary>
+    public bool MultifunctionBit => (HeaderTypeRaw & 0x80) != 0;
+
+    /// <summary>Subsystem vendor ID (type 0 at 0x2c; CardBus at 0x40 when visible; bridges have none here).</summary>
+    public ushort SubsystemVendorId => HeaderLayout switch
+    {
+        0 => ReadUInt16(0x2c),
+        2 when _bytes.Length >= 0x44 => ReadUInt16(0x40),
+        _ => 0,
+    };
+
+    public ushort SubsystemDeviceId => HeaderLayout switch
+    {
+        0 => ReadUInt16(0x2e),
+        2 when _bytes.Length >= 0x44 => ReadUInt16(0x42),
+        _ => 0,
+    };
+
+    /// <summary>Bridge bus numbers (type 1 and 2 headers at 0x18-0x1a); null for a type 0 header.</summary>
+    public (byte Primary, byte Secondary, byte Subordinate)? BridgeBuses =>
+        HeaderLayout is 1 or 2 ? (ReadByte(0x18), ReadByte(0x19), ReadByte(0x1a)) : null;
+
+    private int CapabilityPointerOffset => HeaderLayout == 2 ? 0x14 : 0x34;
+
+    /// <summary>
+    /// Walks the standard capability list (status bit 4, pointer at 0x34, or 0x14 for CardBus) and then the extended
+    /// list at 0x100. Stops at <see cref="MaxStandardCapabilities"/> or <see cref="MaxExtendedCapabilities"/> entries.
+    /// </summary>
+    /// <param name="capabilities">Every capability found before any error.</param>
+    /// <param name="error">Null, or a one-line description: "capability pointer 0x40 at 0x34 loops back", ….</param>
+    /// <returns>False when the list is malformed (looping, out of bounds, too long).</returns>
+    /// <remarks>
+    /// A pointer beyond what was read is an error only when the whole 256-byte space was read; with a header-only read
+    /// the capabilities are simply unknown (<see cref="HeaderOnly"/>).
+    /// </remarks>
+    public bool TryReadCapabilities(out List<PciCapability> capabilities, out string? error)
+    {
+        capabilities = new List<PciCapability>();
+        error = null;
+        if (HeaderOnly) return true;
+        if ((Status & 0x10) != 0)
+        {
+            Span<bool> visited = stackalloc bool[64]; // DWORD-aligned offsets 0x40..0xfc, indexed by offset/4
+            int at = CapabilityPointerOffset;
+            int pos = ReadByte(at) & 0xfc;
+            int steps = 0;
+            while (pos != 0)
+            {
+                if (pos < 0x40)
+                {
+                    error = $"capability pointer 0x{pos:x2} at 0x{at:x2} points into the header";
+                    return false;
+                }
+                if (visited[pos >> 2])
+                {
+                    error = $"capability pointer 0x{pos:x2} at 0x{at:x2} loops back to a capability already seen";
+                    return false;
+                }
+                if (++steps > MaxStandardCapabilities)
+                {
+                    error = $"more than {MaxStandardCapabilities} standard capabilities";
+                    return false;
+                }
+                visited[pos >> 2] = true;
+                byte id = ReadByte(pos);
+                if (id == 0xff) break; // the kernel stops at an all-ones ID (device gone)
+                capabilities.Add(new PciCapability(id, pos, Extended: false));
+                at = pos + 1;
+                pos = ReadByte(at) & 0xfc;
+            }
+        }
+        if (!HasExtendedSpace) return true;
+        // Extended capabilities start at 0x100 (PCIe r6.0 §7.6.3). A header of 0 or all ones means none.
+        int epos = 0x100;
+        var evisited = new HashSet<int>();
+        int esteps = 0;
+        int eat = -1;
+        while (true)
+        {
+            uint header = ReadUInt32(epos);
+            if (header == 0 || header == 0xffffffff) break;
+            if (!evisited.Add(epos))
+            {
+                error = $"extended capability pointer 0x{epos:x3} at 0x{eat:x3} loops back to a capability already seen";
+                return false;
+            }
+            if (++esteps > MaxExtendedCapabilities)
+            {
+                error = $"more than {MaxExtendedCapabilities} extended capabilities";
+                return false;
+            }
+            capabilities.Add(new PciCapability((ushort)(header & 0xffff), epos, Extended: true, Version: (byte)((header >> 16) & 0xf)));
+            int next = (int)(header >> 20) & 0xffc;
+            if (next == 0) break;
+            if (next < 0x100 || next + 4 > ExtendedSize)
+            {
+                error = $"extended capability at 0x{epos:x3} points to 0x{next:x3}, outside the extended space";
+                return false;
+            }
+            eat = epos;
+            epos = next;
+        }
+        return true;
+    }
+
+    /// <summary>Finds the first capability with this ID, or null. A malformed list yields what was found before the fault.</summary>
+    public PciCapability? FindCapability(ushort id, bool extended)
+    {
+        TryReadCapabilities(out var caps, out _);
+        foreach (var c in caps)
+        {
+            if (c.Extended == extended && c.Id == id) return c;
+        }
+        return null;
+    }
+}
+
+/// <summary>Capability IDs (PCI Code and ID Assignment Spec r1.11) and their names as lspci prints them.</summary>
+public static class PciCapabilityIds
+{
+    public const ushort PowerManagement = 0x01;
+    public const ushort Msi = 0x05;
+    public const ushort Vendor = 0x09;
+    public const ushort SlotId = 0x04;
+    public const ushort Pcie = 0x10;
+    public const ushort MsiX = 0x11;
+    public const ushort SubsystemVendor = 0x0d;
+    public const ushort Sata = 0x12;
+    public const ushort AdvancedFeatures = 0x13;
+
+    public const ushort ExtAer = 0x0001;
+    public const ushort ExtVc = 0x0002;
+    public const ushort ExtDsn = 0x0003;
+    public const ushort ExtAcs = 0x000d;
+    public const ushort ExtAri = 0x000e;
+    public const ushort ExtAts = 0x000f;
+    public const ushort ExtSriov = 0x0010;
+    public const ushort ExtPasid = 0x001b;
+    public const ushort ExtLtr = 0x0018;
+    public const ushort ExtL1ss = 0x001e;
+    public const ushort ExtDpc = 0x001d;
+
+    public static string StandardName(ushort id) => id switch
+    {
+        0x01 => "Power Management",
+        0x02 => "AGP",
+        0x03 => "Vital Product Data",
+        0x04 => "Slot Identification",
+        0x05 => "MSI",
+        0x06 => "CompactPCI Hot Swap",
+        0x07 => "PCI-X",
+        0x08 => "HyperTransport",
+        0x09 => "Vendor Specific",
+        0x0a => "Debug port",
+        0x0b => "CompactPCI Central Resource Control",
+        0x0c => "PCI Hot-plug",
+        0x0d => "Subsystem",
+        0x0e => "AGP 8x",
+        0x0f => "Secure Device",
+        0x10 => "Express",
+        0x11 => "MSI-X",
+        0x12 => "SATA HBA",
+        0x13 => "PCI Advanced Features",
+        0x14 => "Enhanced Allocation",
+        0x15 => "Flattening Portal Bridge",
+        _ => $"#{id:x2}",
+    };
+
+    public static string ExtendedName(ushort id) => id switch
+    {
+        0x0001 => "Advanced Error Reporting",
+        0x0002 => "Virtual Channel",
+        0x0003 => "Device Serial Number",
+        0x0004 => "Power Budgeting",
+        0x0005 => "Root Complex Link",
+        0x0006 => "Root Complex Internal Link",
+        0x0007 => "Root Complex Event Collector",
+        0x0008 => "Multi-Function VC",
+        0x0009 => "Virtual Channel",
+        0x000a => "Root Complex Register Block",
+        0x000b => "Vendor Specific Information",
+        0x000c => "Configuration Access Correlation",
+        0x000d => "Access Control Services",
+        0x000e => "Alternative Routing-ID Interpretation (ARI)",
+        0x000f => "Address Translation Service (ATS)",
+        0x0010 => "Single Root I/O Virtualization (SR-IOV)",
+        0x0011 => "Multi-Root I/O Virtualization (MR-IOV)",
+        0x0012 => "Multicast",
+        0x0013 => "Page Request Interface (PRI)",
+        0x0015 => "Resizable BAR",
+        0x0016 => "Dynamic Power Allocation",
+        0x0017 => "TPH Requester",
+        0x0018 => "Latency Tolerance Reporting",
+        0x0019 => "Secondary PCI Express",
+        0x001a => "Protocol Multiplexing",
+        0x001b => "Process Address Space ID (PASID)",
+        0x001c => "LN Requester",
+        0x001d => "Downstream Port Containment",
+        0x001e => "L1 PM Substates",
+        0x001f => "Precision Time Measurement",
+        0x0023 => "Designated Vendor-Specific",
+        0x0025 => "Data Link Feature",
+        0x0026 => "Physical Layer 16.0 GT/s",
+        0x0027 => "Lane Margining at the Receiver",
+        _ => $"Extended Capability ID {id:#x4}",
+    };
+}

@@ -1,0 +1,199 @@
+namespace IommuKit.Pci;
+
+/// <summary>
+/// An immutable PCI topology: every function, its bus and bridge, in the kernel's probe order. Built once by
+/// <see cref="PciTopologyBuilder"/>; cheap to query.
+/// </summary>
+public sealed class PciTopology
+{
+    private readonly Dictionary<PciAddress, PciDevice> _byAddress;
+
+    internal PciTopology(List<PciDevice> probeOrder, List<PciBus> rootBuses, Dictionary<PciAddress, PciDevice> byAddress)
+    {
+        Devices = probeOrder;
+        RootBuses = rootBuses;
+        _byAddress = byAddress;
+    }
+
+    /// <summary>Every function in the order the kernel probes them: root buses by (domain, number), on each bus the
+    /// functions in devfn order, then the buses below, depth first (pci_bus_add_devices).</summary>
+    public IReadOnlyList<PciDevice> Devices { get; }
+
+    public IReadOnlyList<PciBus> RootBuses { get; }
+
+    public int Count => Devices.Count;
+
+    public PciDevice? Find(PciAddress address) => _byAddress.GetValueOrDefault(address);
+
+    public bool TryFind(PciAddress address, out PciDevice device) => _byAddress.TryGetValue(address, out device!);
+
+    /// <summary>The device at <paramref name="address"/>.</summary>
+    /// <exception cref="KeyNotFoundException">No such device; the message names the address.</exception>
+    public PciDevice this[PciAddress address] =>
+        _byAddress.TryGetValue(address, out var d) ? d : throw new KeyNotFoundException($"no PCI device {address} in this machine");
+
+    /// <summary>Bridges from the device's parent up to the root, nearest first.</summary>
+    public static IEnumerable<PciDevice> Ancestors(PciDevice device)
+    {
+        for (var b = device.Bus; b is not null; b = b.Parent)
+        {
+            if (b.Self is { } self) yield return self;
+        }
+    }
+
+    /// <summary>Other functions in the same slot (same domain, bus and device number).</summary>
+    public static IEnumerable<PciDevice> SlotSiblings(PciDevice device)
+    {
+        foreach (var d in device.Bus.Devices)
+        {
+            if (d != device && d.Address.Device == device.Address.Device) yield return d;
+        }
+    }
+
+    /// <summary>Every device below a bridge, depth first, not including the bridge.</summary>
+    public static IEnumerable<PciDevice> Below(PciDevice bridge)
+    {
+        if (bridge.Subordinate is null) yield break;
+        var stack = new Stack<PciBus>();
+        stack.Push(bridge.Subordinate);
+        while (stack.Count > 0)
+        {
+            var bus = stack.Pop();
+            foreach (var d in bus.Devices) yield return d;
+            for (int i = bus.Children.Count - 1; i >= 0; i--) stack.Push(bus.Children[i]);
+        }
+    }
+}
+
+/// <summary>
+/// Builds a <see cref="PciTopology"/> from device facts: finds each bus's bridge from the parent hint or from bridge
+/// secondary bus numbers, creates virtual buses for functions on a bus no bridge leads to but one covers (SR-IOV VFs),
+/// and root buses for the rest.
+/// </summary>
+public sealed class PciTopologyBuilder
+{
+    /// <summary>Hard cap on functions per machine: 65,536 buses x 256 functions would be absurd input; this bounds memory.</summary>
+    public const int MaxDevices = 1 << 20;
+
+    private readonly Dictionary<PciAddress, PciDeviceFacts> _facts = new();
+
+    public int Count => _facts.Count;
+
+    /// <summary>Adds a function. A duplicate address is bad input.</summary>
+    /// <exception cref="InputException">The address was already added, or the cap was reached.</exception>
+    public PciTopologyBuilder Add(PciDeviceFacts facts)
+    {
+        if (_facts.Count >= MaxDevices)
+            throw new InputException($"more than {MaxDevices} PCI functions: refusing to build a topology that large");
+        if (!_facts.TryAdd(facts.Address, facts))
+            throw new InputException($"{facts.Address}: the same PCI function appears twice");
+        return this;
+    }
+
+    public bool Contains(PciAddress address) => _facts.ContainsKey(address);
+
+    public PciTopology Build()
+    {
+        var sorted = _facts.Values.OrderBy(f => f.Address).ToList();
+        var devices = new Dictionary<PciAddress, PciDevice>(sorted.Count);
+        foreach (var f in sorted) devices[f.Address] = new PciDevice(f, -1);
+
+        // Bridges by (domain, secondary bus). The first bridge (in address order) claiming a bus wins.
+        var bridgeFor = new Dictionary<(int, byte), PciDevice>();
+        foreach (var d in devices.Values)
+        {
+            if (d.Facts.BridgeBuses is { } b && b.Secondary != 0 && b.Secondary > d.Address.Bus)
+                bridgeFor.TryAdd((d.Address.Domain, b.Secondary), d);
+        }
+
+        var hintFor = new Dictionary<(int, byte), PciDevice>();
+        foreach (var f in sorted)
+        {
+            if (f.ParentHint is { } hint && devices.TryGetValue(hint, out var hinted))
+                hintFor.TryAdd((f.Address.Domain, f.Address.Bus), hinted);
+        }
+
+        var buses = new Dictionary<(int, byte), PciBus>();
+        PciBus GetBus(int domain, byte number, HashSet<(int, byte)> visiting)
+        {
+            if (buses.TryGetValue((domain, number), out var bus)) return bus;
+            if (!visiting.Add((domain, number)))
+                throw new InputException($"{domain:x4}:{number:x2}: bridge bus numbers form a loop");
+            // A parent hint from a device on this bus names the bridge directly; otherwise bus numbers decide.
+            PciDevice? self = hintFor.GetValueOrDefault((domain, number)) ?? bridgeFor.GetValueOrDefault((domain, number));
+            PciBus? parent = null;
+            if (self is not null)
+            {
+                parent = GetBus(domain, self.Address.Bus, visiting);
+            }
+            else
+            {
+                // No bridge leads here: a virtual bus if some bridge's range covers it (SR-IOV VFs on a bus of their own).
+                PciDevice? cover = null;
+                foreach (var d in devices.Values)
+                {
+                    if (d.Address.Domain == domain && d.Facts.BridgeBuses is { } b && b.Secondary < number && number <= b.Subordinate && b.Secondary > d.Address.Bus)
+                    {
+                        if (cover is null || d.Facts.BridgeBuses!.Value.Secondary > cover.Facts.BridgeBuses!.Value.Secondary) cover = d;
+                    }
+                }
+                if (cover is not null) parent = GetBus(domain, cover.Facts.BridgeBuses!.Value.Secondary, visiting);
+            }
+            bus = new PciBus(domain, number, self, parent);
+            buses[(domain, number)] = bus;
+            if (self is not null) self.Subordinate = bus;
+            parent?._children.Add(bus);
+            return bus;
+        }
+
+        var perBus = sorted.GroupBy(f => (f.Address.Domain, f.Address.Bus));
+        foreach (var g in perBus)
+        {
+            var bus = GetBus(g.Key.Domain, g.Key.Bus, new HashSet<(int, byte)>());
+            foreach (var f in g) // already in devfn order
+            {
+                var d = devices[f.Address];
+                d.Bus = bus;
+                bus._devices.Add(d);
+            }
+        }
+
+        // Kernel multifunction flag: fn 0 from the header bit, any other function always (pci_scan_slot).
+        foreach (var d in devices.Values)
+        {
+            bool? bit = d.Facts.MultifunctionBit;
+            d.IsMultifunction = d.Address.Function > 0 || (bit ?? PciTopology.SlotSiblings(d).Any());
+        }
+
+        // Child buses in the order the kernel adds them: bridges in devfn order, then virtual buses by number.
+        foreach (var bus in buses.Values)
+        {
+            bus._children.Sort((a, b) =>
+            {
+                int ka = a.Self is null ? 1 : 0, kb = b.Self is null ? 1 : 0;
+                if (ka != kb) return ka.CompareTo(kb);
+                if (a.Self is not null && b.Self is not null) return a.Self.Address.CompareTo(b.Self.Address);
+                return a.Number.CompareTo(b.Number);
+            });
+        }
+
+        var roots = buses.Values.Where(b => b.IsRoot).OrderBy(b => b.Domain).ThenBy(b => b.Number).ToList();
+        var order = new List<PciDevice>(devices.Count);
+        var stack = new Stack<PciBus>();
+        foreach (var root in roots)
+        {
+            stack.Push(root);
+            while (stack.Count > 0)
+            {
+                var bus = stack.Pop();
+                foreach (var d in bus.Devices)
+                {
+                    d.ProbeIndex = order.Count;
+                    order.Add(d);
+                }
+                for (int i = bus.Children.Count - 1; i >= 0; i--) stack.Push(bus.Children[i]);
+            }
+        }
+        return new PciTopology(order, roots, devices);
+    }
+}
