@@ -13,7 +13,7 @@ public sealed class KernelCommandLine
 
     private readonly List<(string Name, string? Value)> _params;
 
-    private KernelCommandLine(string text, List<(string, string?)> parameters)
+    private KernelCommandLine(string text, List<(string Name, string? Value)> parameters)
     {
         Text = text;
         _params = parameters;
@@ -33,7 +33,7 @@ public sealed class KernelCommandLine
         text = (text ?? "").Trim();
         if (text.Length > MaxLength)
             throw new InputException($"kernel command line of {text.Length} characters is longer than {MaxLength}");
-        var list = new List<(string, string?)>();
+        var list = new List<(string Name, string? Value)>();
         int i = 0;
         while (i < text.Length)
         {
@@ -121,7 +121,7 @@ public sealed class KernelCommandLine
     /// <summary>A copy with <paramref name="name"/> removed and, when <paramref name="value"/> is not null, set to it at the end.</summary>
     public KernelCommandLine With(string name, string? value, bool remove = true)
     {
-        var list = remove ? _params.Where(p => !NameEquals(p.Name, name)).ToList() : new List<(string, string?)>(_params);
+        var list = remove ? _params.Where(p => !NameEquals(p.Name, name)).ToList() : new List<(string Name, string? Value)>(_params);
         if (value is not null) list.Add((name, value));
         string text = string.Join(' ', list.Select(p => p.Value is null ? p.Name : p.Value.Contains(' ') ? $"{p.Name}=\"{p.Value}\"" : $"{p.Name}={p.Value}"));
         return new KernelCommandLine(text, list);
