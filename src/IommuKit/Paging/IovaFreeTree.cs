@@ -12,12 +12,14 @@ namespace IommuKit.Paging;
 /// <remarks>
 /// <para>Why the augmentation is exact: for a block [lo, hi] and an alignment 2^k, an aligned run of s pages fits iff
 /// the first aligned position fits, i.e. iff f_k = hi + 1 - alignUp(lo, 2^k) &gt;= s. Each node stores f_k of its own
-/// block for k = 0..31 and the maximum over its subtree (<c>aug</c>), as 32 saturating uints (4 x Vector256). So a
+/// block for k = 0..31 as the maximum over its subtree (<c>aug</c>), 32 saturating uints (4 x Vector256). So a
 /// subtree whose aug[k] &lt; s holds no fitting block, and one whose aug[k] &gt;= s surely holds one: the greedy descent
 /// never backtracks. The kernel's rbtree (iova.c <c>__alloc_and_insert_iova_range</c>) walks gaps one by one instead,
 /// which is linear in the number of allocations in the worst case.</para>
 /// <para>Memory: nodes are free blocks, not allocations (a dense run of allocations costs nothing); each node is
-/// 2 x 128 B of augmentation + 40 B. Nodes live in arrays and are recycled, so steady state allocates nothing.</para>
+/// 32 B of fields + 128 B of subtree maxima (a node's own f_k are recomputed with vector arithmetic when needed,
+/// cheaper than reading them back from memory). Nodes live in arrays and are recycled, so steady state allocates
+/// nothing.</para>
 /// </remarks>
 internal sealed class IovaFreeTree
 {
@@ -32,7 +34,6 @@ internal sealed class IovaFreeTree
     }
 
     private Node[] _n = new Node[64];
-    private uint[] _self = new uint[64 * Classes];
     private uint[] _aug = new uint[64 * Classes];
     private int _root = Nil;
     private int _nextUnused = 1; // node 0 is Nil: height 0, aug all zero
@@ -62,7 +63,6 @@ internal sealed class IovaFreeTree
         _n[n].Height = 1;
         _n[n].Lo = lo;
         _n[n].Hi = hi;
-        ComputeSelf(n);
         _count++;
         return n;
     }
@@ -78,21 +78,46 @@ internal sealed class IovaFreeTree
     {
         int len = _n.Length * 2;
         Array.Resize(ref _n, len);
-        Array.Resize(ref _self, len * Classes);
         Array.Resize(ref _aug, len * Classes);
     }
 
-    private void ComputeSelf(int n)
+    /// <summary>(2^k - 1) for k = 0..31, four classes per vector.</summary>
+    private static readonly Vector256<ulong>[] s_alignMasks = BuildMasks();
+
+    private static Vector256<ulong>[] BuildMasks()
     {
-        ulong lo = _n[n].Lo, hi1 = _n[n].Hi + 1; // hi < 2^63: no overflow
-        var self = _self.AsSpan(n * Classes, Classes);
-        for (int k = 0; k < Classes; k++)
-        {
-            ulong m = (1UL << k) - 1;
-            ulong a = (lo + m) & ~m; // lo < 2^63 and m < 2^31: no overflow
-            ulong f = a >= hi1 ? 0 : hi1 - a;
-            self[k] = f > uint.MaxValue ? uint.MaxValue : (uint)f;
-        }
+        var m = new Vector256<ulong>[Classes / 4];
+        for (int i = 0; i < m.Length; i++)
+            m[i] = Vector256.Create((1UL << (4 * i)) - 1, (1UL << (4 * i + 1)) - 1, (1UL << (4 * i + 2)) - 1, (1UL << (4 * i + 3)) - 1);
+        return m;
+    }
+
+    /// <summary>f_k of the block [lo, hi] for one alignment class: hi + 1 - alignUp(lo, 2^k), or 0 when no aligned
+    /// page fits (saturating at uint.MaxValue).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong FitOf(ulong lo, ulong hi, int k)
+    {
+        ulong m = (1UL << k) - 1;
+        ulong a = (lo + m) & ~m; // lo < 2^63 and m < 2^31: no overflow
+        ulong hi1 = hi + 1;      // hi < 2^63: no overflow
+        return a >= hi1 ? 0 : hi1 - a;
+    }
+
+    /// <summary>f_k of the block [lo, hi] for classes 8j..8j+7, saturated to uint (computed, not stored: it costs
+    /// fewer cycles than the cache misses of reading it back).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<uint> SelfFits(ulong lo, ulong hi, int j)
+    {
+        var vlo = Vector256.Create(lo);
+        var hi1 = Vector256.Create(hi + 1);
+        var sat = Vector256.Create((ulong)uint.MaxValue);
+        var m0 = s_alignMasks[2 * j];
+        var m1 = s_alignMasks[2 * j + 1];
+        var a0 = Vector256.AndNot(vlo + m0, m0);
+        var a1 = Vector256.AndNot(vlo + m1, m1);
+        var f0 = Vector256.AndNot(hi1 - a0, Vector256.GreaterThanOrEqual(a0, hi1));
+        var f1 = Vector256.AndNot(hi1 - a1, Vector256.GreaterThanOrEqual(a1, hi1));
+        return Vector256.Narrow(Vector256.Min(f0, sat), Vector256.Min(f1, sat));
     }
 
     /// <summary>Recomputes height and augmentation of <paramref name="n"/> from its children; true if either changed
@@ -105,17 +130,17 @@ internal sealed class IovaFreeTree
         int h = 1 + (hl > hr ? hl : hr);
         bool changed = h != node.Height;
         node.Height = h;
-        ref uint self = ref _self[n * Classes];
         ref uint al = ref _aug[node.Left * Classes];
         ref uint ar = ref _aug[node.Right * Classes];
         ref uint an = ref _aug[n * Classes];
         var diff = Vector256<uint>.Zero;
-        for (nuint j = 0; j < Classes; j += 8)
+        for (int j = 0; j < Classes / 8; j++)
         {
-            var v = Vector256.Max(Vector256.LoadUnsafe(ref self, j),
-                Vector256.Max(Vector256.LoadUnsafe(ref al, j), Vector256.LoadUnsafe(ref ar, j)));
-            diff |= v ^ Vector256.LoadUnsafe(ref an, j);
-            v.StoreUnsafe(ref an, j);
+            nuint o = (nuint)(j * 8);
+            var v = Vector256.Max(SelfFits(node.Lo, node.Hi, j),
+                Vector256.Max(Vector256.LoadUnsafe(ref al, o), Vector256.LoadUnsafe(ref ar, o)));
+            diff |= v ^ Vector256.LoadUnsafe(ref an, o);
+            v.StoreUnsafe(ref an, o);
         }
         return changed || diff != Vector256<uint>.Zero;
     }
@@ -239,7 +264,6 @@ internal sealed class IovaFreeTree
         }
         _n[n].Lo = newLo;
         _n[n].Hi = newHi;
-        ComputeSelf(n);
         // Climb only while something changes: most updates shrink a block that is not any ancestor's maximum.
         while (depth > 0 && Pull(_stack[--depth])) { }
     }
@@ -254,6 +278,19 @@ internal sealed class IovaFreeTree
             else n = _n[n].Left;
         }
         return best;
+    }
+
+    /// <summary>Both neighbours of <paramref name="pfn"/> in one descent: the block with the largest Lo &lt;= pfn
+    /// (<paramref name="floor"/>) and the one with the smallest Lo &gt; pfn (<paramref name="above"/>); Nil when absent.</summary>
+    public void Neighbours(ulong pfn, out int floor, out int above)
+    {
+        int n = _root;
+        floor = above = Nil;
+        while (n != Nil)
+        {
+            if (_n[n].Lo <= pfn) { floor = n; n = _n[n].Right; }
+            else { above = n; n = _n[n].Left; }
+        }
     }
 
     /// <summary>The block with the smallest Lo &gt; <paramref name="pfn"/>, or Nil (0).</summary>
@@ -298,7 +335,7 @@ internal sealed class IovaFreeTree
                 {
                     int r = _n[n].Right;
                     if (_aug[r * Classes + k] >= size) { n = r; continue; }
-                    if (_self[n * Classes + k] >= size) break;
+                    if (FitOf(_n[n].Lo, _n[n].Hi, k) >= size) break;
                     n = _n[n].Left;
                     if (n == Nil) throw new InvalidOperationException("IOVA tree augmentation is stale (bug)");
                 }
@@ -354,7 +391,8 @@ internal sealed class IovaFreeTree
         if (Math.Abs(hl - hr) > 1 || _n[n].Height != 1 + Math.Max(hl, hr)) throw new InvalidOperationException("AVL balance broken");
         for (int k = 0; k < Classes; k++)
         {
-            uint want = Math.Max(_self[n * Classes + k], Math.Max(_aug[_n[n].Left * Classes + k], _aug[_n[n].Right * Classes + k]));
+            uint self = (uint)Math.Min(FitOf(_n[n].Lo, _n[n].Hi, k), uint.MaxValue);
+            uint want = Math.Max(self, Math.Max(_aug[_n[n].Left * Classes + k], _aug[_n[n].Right * Classes + k]));
             if (_aug[n * Classes + k] != want) throw new InvalidOperationException("augmentation stale");
         }
         return _n[n].Height;
