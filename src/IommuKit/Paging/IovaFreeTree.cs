@@ -11,8 +11,8 @@ namespace IommuKit.Paging;
 /// </summary>
 /// <remarks>
 /// <para>Why the augmentation is exact: for a block [lo, hi] and an alignment 2^k, an aligned run of s pages fits iff
-/// the first aligned position fits, i.e. iff f_k = hi + 1 - alignUp(lo, 2^k) &gt;= s. Each node stores f_k of its own
-/// block for k = 0..31 as the maximum over its subtree (<c>aug</c>), 32 saturating uints (4 x Vector256). So a
+/// the first aligned position fits, i.e. iff f_k = hi + 1 - alignUp(lo, 2^k) &gt;= s. Each node stores, for k = 0..31, the maximum f_k over
+/// the blocks of its subtree (<c>aug</c>), 32 saturating uints (4 x Vector256). So a
 /// subtree whose aug[k] &lt; s holds no fitting block, and one whose aug[k] &gt;= s surely holds one: the greedy descent
 /// never backtracks. The kernel's rbtree (iova.c <c>__alloc_and_insert_iova_range</c>) walks gaps one by one instead,
 /// which is linear in the number of allocations in the worst case.</para>
