@@ -197,7 +197,6 @@ public static partial class LspciReader
         private bool _blankSinceHeader;
         private int _preamble;
         private int _firstNonBlankLine;
-        private bool _anyIdsMissing;
 
         // The last line read: whether it ended with '\n' and whether it carried a fact we used.
         private bool _lastLineTerminated = true;
@@ -391,7 +390,6 @@ public static partial class LspciReader
                 SetIds(dev, n.Groups["v"].ValueSpan, n.Groups["d"].ValueSpan, n.Groups["tail"].Value);
                 return;
             }
-            _anyIdsMissing = true;
         }
 
         private static void SetIds(LspciDevice dev, ReadOnlySpan<char> v, ReadOnlySpan<char> d, string tail)
@@ -727,7 +725,7 @@ public static partial class LspciReader
         {
             var builder = new PciTopologyBuilder();
             var groups = new SortedDictionary<int, List<PciAddress>>();
-            int denied = 0, bare = 0, acsDetail = 0, headerHex = 0;
+            int denied = 0, bare = 0, acsDetail = 0, headerHex = 0, noIds = 0;
             foreach (var dev in _devices)
             {
                 var facts = dev.ToFacts(_origin, Warn);
@@ -743,6 +741,7 @@ public static partial class LspciReader
                 }
                 else
                 {
+                    if (!dev.IdsKnown) noIds++;
                     if (dev.AccessDenied) denied++;
                     else if (dev.BodyLines == 0) bare++;
                     else if (dev.AcsDetailMissing) acsDetail++;
@@ -757,8 +756,8 @@ public static partial class LspciReader
                 Warn($"{_origin}: {bare} of {_devices.Count} devices have no detail lines (lspci without -vv): bridges, PCI Express types and ACS are unknown; use sudo lspci -vvnn");
             if (acsDetail > 0)
                 Warn($"{_origin}: {acsDetail} devices show an ACS capability without its ACSCap/ACSCtl lines (lspci -v): ACS is unknown; use sudo lspci -vvnn");
-            if (_anyIdsMissing)
-                Warn($"{_origin}: some device lines lack numeric ids ([8086:a110]): vendor, device and class are unknown for them; use lspci -nn");
+            if (noIds > 0)
+                Warn($"{_origin}: {noIds} of {_devices.Count} device lines lack numeric ids ([8086:a110]) and have no hex dump: their vendor, device and class are unknown; use lspci -nn");
             if (_droppedWarnings > 0)
                 _warnings.Add($"{_origin}: {_droppedWarnings} more warnings not shown");
 
