@@ -97,7 +97,7 @@ public static class MachineRewrite
                 byte dev = functions.Contains(d) ? (byte)newDevice : d.Address.Device;
                 var na = new PciAddress(domain, nb, dev, d.Address.Function);
                 map[d.Address] = na;
-                PciAddress? parent = functions.Contains(d) ? bridge.Address : d.Parent is { } p ? null : null;
+                PciAddress? parent = functions.Contains(d) ? bridge.Address : null;
                 f = f with { Address = na, ParentHint = parent };
                 if (d.Subordinate is not null && f.BridgeBuses is { } bb)
                 {
@@ -110,23 +110,30 @@ public static class MachineRewrite
         // Second pass: parent hints inside the moved subtree point at the moved bridges' new addresses.
         var b2 = new PciTopologyBuilder();
         var built = b.Build();
+        var reverse = new Dictionary<PciAddress, PciAddress>();
+        foreach (var kv in map) reverse[kv.Value] = kv.Key;
         foreach (var d in built.Devices)
         {
             var f = d.Facts;
-            if (map.ContainsValue(d.Address) && f.ParentHint is null)
+            if (reverse.TryGetValue(d.Address, out var orig) && f.ParentHint is null)
             {
-                // Find the original device and its parent's new address.
-                var orig = map.First(kv => kv.Value == d.Address).Key;
+                // The original device's parent, at its new address.
                 var op = topo[orig].Parent;
                 if (op is not null && map.TryGetValue(op.Address, out var np)) f = f with { ParentHint = np };
             }
-            else if (!map.ContainsValue(d.Address) && f.ParentHint is { } h && map.TryGetValue(h, out var nh))
+            else if (!reverse.ContainsKey(d.Address) && f.ParentHint is { } h && map.TryGetValue(h, out var nh))
             {
                 f = f with { ParentHint = nh };
             }
             b2.Add(f);
         }
         addressMap = map;
-        return Clone(machine, b2.Build(), kernelGroups: null);
+        var units = machine.IommuUnits.Select(u => u with { Devices = u.Devices.Select(a => map.TryGetValue(a, out var na) ? na : a).ToList() }).ToList();
+        var clone = Clone(machine, b2.Build(), kernelGroups: null);
+        return new Machine
+        {
+            Topology = clone.Topology, Origin = clone.Origin, KernelRelease = clone.KernelRelease, CommandLine = clone.CommandLine,
+            IommuUnits = units, KernelGroups = null, Slots = clone.Slots, Warnings = clone.Warnings,
+        };
     }
 }
