@@ -7,6 +7,8 @@ internal static class CommandRegistry
 {
     public static IEnumerable<Command> All(CliConsole console)
     {
-        yield break;
+        yield return DevicesCommand.Create(console);
+        yield return ExportCommand.Create(console);
+        yield return SnapshotCommand.Create(console);
     }
 }
