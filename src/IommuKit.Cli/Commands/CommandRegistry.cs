@@ -7,6 +7,6 @@ internal static class CommandRegistry
 {
     public static IEnumerable<Command> All(CliConsole console)
     {
-        yield break;
+        yield return GroupsCommand.Create(console);
     }
 }
