@@ -45,7 +45,7 @@ internal sealed class Analysis
         var state = machine.KernelGroups is null ? IommuState.Unknown
             : machine.KernelGroups.Count == 0 ? IommuState.Off
             : IommuState.Active;
-        var notes = new List<string>(machine.Warnings);
+        var notes = new List<string>();
         var disagreements = new List<string>();
 
         IReadOnlyList<GroupView>? model = null;

@@ -8,5 +8,6 @@ internal static class CommandRegistry
     public static IEnumerable<Command> All(CliConsole console)
     {
         yield return GroupsCommand.Create(console);
+        yield return VfioCheckCommand.Create(console);
     }
 }

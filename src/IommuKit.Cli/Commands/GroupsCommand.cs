@@ -167,7 +167,8 @@ internal static class GroupsCommand
         w.WriteString("source", a.Machine.Origin);
         JsonOut.NullableString(w, "kernel", a.Machine.KernelRelease);
         w.WriteString("cmdline", a.CommandLine.Text);
-        w.WriteBoolean("iommu_active", a.State == IommuState.Active);
+        if (a.State == IommuState.Unknown) w.WriteNull("iommu_active");
+        else w.WriteBoolean("iommu_active", a.State == IommuState.Active);
         w.WriteString("origin", a.Predicted ? "model" : "kernel");
     }
 }

@@ -16,11 +16,11 @@ internal static class Inputs
     };
 
     /// <summary>The machine of <c>--source</c> (or this host, or the bundled example when this host has no PCI sysfs).</summary>
-    public static Machine LoadMachine(string? source, CliConsole console) => SourceLoader(source, console);
-
-    /// <summary>Replaced in tests only when no source loader is wired; the real one is the sources branch's resolver.</summary>
-    internal static Func<string?, CliConsole, Machine> SourceLoader { get; set; } =
-        (_, _) => throw new CliException("machine sources are not available in this build", ExitCode.Unsupported);
+    /// <summary>
+    /// The machine of <c>--source</c> (or this host, or the bundled example when this host has no PCI sysfs), through
+    /// <see cref="SourceResolver.Resolve"/>, which also prints the machine's load warnings.
+    /// </summary>
+    public static Machine LoadMachine(string? source, CliConsole console) => SourceResolver.Resolve(source, console);
 
     public static PciIds LoadPciIds(string? option)
     {
