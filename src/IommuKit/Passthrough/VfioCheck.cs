@@ -107,7 +107,8 @@ public static class VfioCheck
             fixes.Add("a direct region is firmware's: update or reconfigure the firmware (e.g. disable legacy USB or shared graphics memory), or use a device outside this group");
 
         // Interrupt remapping (vfio_iommu_type1: "No interrupt remapping support", EPERM) where the source shows it.
-        bool unsafeAllowed = KernelCommandLine.ParseBool(cmdline.LastValue("vfio_iommu_type1.allow_unsafe_interrupts")) == true;
+        const string unsafeParam = "vfio_iommu_type1.allow_unsafe_interrupts";
+        bool unsafeAllowed = cmdline.Has(unsafeParam) && KernelCommandLine.ParseBool(cmdline.LastValue(unsafeParam)) == true;
         string? noIr = MissingInterruptRemapping(machine, cmdline);
         if (noIr is not null)
         {
