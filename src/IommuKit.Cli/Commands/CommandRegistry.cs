@@ -9,5 +9,8 @@ internal static class CommandRegistry
     {
         yield return GroupsCommand.Create(console);
         yield return VfioCheckCommand.Create(console);
+        yield return DevicesCommand.Create(console);
+        yield return ExportCommand.Create(console);
+        yield return SnapshotCommand.Create(console);
     }
 }

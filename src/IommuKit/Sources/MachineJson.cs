@@ -204,7 +204,8 @@ public static class MachineJson
         if (value is null) w.WriteNull(name); else w.WriteString(name, value);
     }
 
-    internal static string KindName(IommuKind k) => k switch
+    /// <summary>The JSON name of an IOMMU kind: intel, amd, virtio, arm-smmu, unknown.</summary>
+    public static string KindName(IommuKind k) => k switch
     {
         IommuKind.Intel => "intel",
         IommuKind.Amd => "amd",
@@ -213,7 +214,8 @@ public static class MachineJson
         _ => "unknown",
     };
 
-    internal static string VisibilityName(ConfigVisibility v) => v switch
+    /// <summary>The JSON name of a visibility: full, no_extended, header_only.</summary>
+    public static string VisibilityName(ConfigVisibility v) => v switch
     {
         ConfigVisibility.Full => "full",
         ConfigVisibility.NoExtended => "no_extended",

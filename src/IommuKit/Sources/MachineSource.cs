@@ -118,11 +118,9 @@ public static class MachineSource
         catch (DecoderFallbackException) { throw InputException.At(origin, "text is not valid UTF-8"); }
     }
 
-    // The lspci reader lives on the lspci branch (Sources/Lspci/LspciReader); wired in when that branch is merged.
-    private static bool LooksLikeLspci(string text) => false;
+    private static bool LooksLikeLspci(string text) => Lspci.LspciReader.LooksLikeLspci(text);
 
-    private static Machine LoadLspci(string text, string origin) =>
-        throw InputException.At(origin, "lspci input is not supported by this build");
+    private static Machine LoadLspci(string text, string origin) => Lspci.LspciReader.Read(text, origin);
 
     private static byte[] ReadCapped(string path)
     {
