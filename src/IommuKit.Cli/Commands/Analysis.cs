@@ -3,20 +3,21 @@ using IommuKit.Pci;
 
 namespace IommuKit.Cli.Commands;
 
-/// <summary>Whether the source shows an active IOMMU.</summary>
+/// <summary>Whether the machine (under the command line used) has an active IOMMU.</summary>
 internal enum IommuState
 {
-    /// <summary>The kernel made groups.</summary>
+    /// <summary>The kernel made groups, or the model says an IOMMU is active.</summary>
     Active,
-    /// <summary>The kernel made no groups (<c>/sys/kernel/iommu_groups</c> empty): no IOMMU is active.</summary>
+    /// <summary>No IOMMU is active: the kernel made no groups, or the model says none would be under this command line.</summary>
     Off,
-    /// <summary>The source does not hold the kernel's groups (a snapshot without them, an lspci dump without "IOMMU group" lines).</summary>
-    Unknown,
+    /// <summary>The source does not say (an lspci dump without units or "IOMMU group" lines): the model assumes one.</summary>
+    Assumed,
 }
 
 /// <summary>
 /// The groups of one machine as the commands present them: the kernel's when the source holds them (checked against
-/// the model), otherwise the model's prediction; with each group's type, reserved regions and fingerprint.
+/// the model), otherwise the model's prediction (forced "as if the IOMMU were on" when it is off); with each group's
+/// type, reserved regions and fingerprint.
 /// </summary>
 internal sealed class Analysis
 {
@@ -24,15 +25,19 @@ internal sealed class Analysis
     public required KernelCommandLine CommandLine { get; init; }
     public required bool CommandLineOverridden { get; init; }
     public required IommuState State { get; init; }
+    /// <summary>Why the IOMMU is (not) active, one line.</summary>
+    public required string StateReason { get; init; }
     /// <summary>The groups to show, sorted by number.</summary>
     public required IReadOnlyList<GroupView> Groups { get; init; }
     /// <summary>True when <see cref="Groups"/> are the model's prediction rather than the kernel's.</summary>
     public required bool Predicted { get; init; }
-    /// <summary>The model's groups, or null when the model could not run.</summary>
-    public IReadOnlyList<GroupView>? ModelGroups { get; init; }
+    /// <summary>The model's result the groups were compared with or taken from (forced active when the IOMMU is off).</summary>
+    public required Grouping.GroupingResult Model { get; init; }
+    /// <summary>The model's groups as views.</summary>
+    public required IReadOnlyList<GroupView> ModelGroups { get; init; }
     /// <summary>Model/kernel disagreements, naming the devices (a bug for us to fix).</summary>
     public required IReadOnlyList<string> Disagreements { get; init; }
-    /// <summary>Other things worth saying (the source's own warnings, why a prediction is shown).</summary>
+    /// <summary>Other things worth saying (the model's messages, why a prediction is shown).</summary>
     public required IReadOnlyList<string> Notes { get; init; }
 
     /// <summary>The shown group holding an address, or null.</summary>
@@ -42,37 +47,35 @@ internal sealed class Analysis
     {
         var cmdline = Inputs.CommandLine(machine, cmdlineOverride);
         bool overridden = cmdlineOverride is not null;
-        var state = machine.KernelGroups is null ? IommuState.Unknown
-            : machine.KernelGroups.Count == 0 ? IommuState.Off
-            : IommuState.Active;
         var notes = new List<string>();
         var disagreements = new List<string>();
 
-        IReadOnlyList<GroupView>? model = null;
-        if (Model.GroupingAvailable)
-            model = ModelViews(machine, cmdline, assumeIommu: state != IommuState.Active || overridden);
+        var result = Commands.Model.Groups(machine, cmdline);
+        bool kernelShown = machine.KernelGroups is { Count: > 0 } && !overridden;
+        IommuState state;
+        string reason = result.Activation.Reason;
+        if (kernelShown) { state = IommuState.Active; reason = "the kernel made IOMMU groups"; }
+        else if (!overridden && machine.KernelGroups is { Count: 0 }) state = IommuState.Off;
+        else if (!result.IommuActive) state = IommuState.Off;
+        else state = result.Activation.Assumed ? IommuState.Assumed : IommuState.Active;
+
+        if (state == IommuState.Off) result = Commands.Model.Groups(machine, cmdline, forceActive: true);
+        foreach (var m in result.Messages)
+            if (!(state == IommuState.Off && m == result.Activation.Reason)) notes.Add(m);
+        var model = ModelViews(machine, cmdline, result);
 
         IReadOnlyList<GroupView> shown;
-        bool predicted;
-        if (state == IommuState.Active && !overridden)
+        if (kernelShown)
         {
-            var predict = Model.Predictions(machine, cmdline);
-            shown = KernelViews(machine, predict);
-            predicted = false;
-            if (model is not null) Compare(shown, model, disagreements);
-            else notes.Add("the grouping model is not available: the kernel's groups are shown unchecked");
+            shown = KernelViews(machine, Commands.Model.Predictions(machine, cmdline));
+            Compare(shown, model, disagreements);
         }
         else
         {
-            if (model is null)
-                throw new CliException(state == IommuState.Off
-                    ? $"{machine.Origin}: no active IOMMU (the kernel made no groups), and the grouping model is not available to predict them"
-                    : $"{machine.Origin}: the source has no kernel groups and the grouping model is not available", state == IommuState.Off ? ExitCode.NoIommu : ExitCode.Unsupported);
             shown = model;
-            predicted = true;
-            if (overridden && state == IommuState.Active)
+            if (overridden && machine.KernelGroups is { Count: > 0 })
                 notes.Add("the kernel's groups belong to the source's own command line; these are the model's groups under --cmdline");
-            else if (state == IommuState.Unknown)
+            else if (state != IommuState.Off && machine.KernelGroups is null)
                 notes.Add("the source does not include the kernel's groups: these are the model's prediction");
         }
         return new Analysis
@@ -81,8 +84,10 @@ internal sealed class Analysis
             CommandLine = cmdline,
             CommandLineOverridden = overridden,
             State = state,
+            StateReason = reason,
             Groups = shown,
-            Predicted = predicted,
+            Predicted = !kernelShown,
+            Model = result,
             ModelGroups = model,
             Disagreements = disagreements,
             Notes = notes,
@@ -90,15 +95,14 @@ internal sealed class Analysis
     }
 
     /// <summary>The model's groups as views (type and regions from the core's prediction).</summary>
-    public static IReadOnlyList<GroupView> ModelViews(Machine machine, KernelCommandLine cmdline, bool assumeIommu)
+    public static IReadOnlyList<GroupView> ModelViews(Machine machine, KernelCommandLine cmdline, Grouping.GroupingResult result)
     {
-        var groups = Model.Groups(machine, cmdline, assumeIommu);
-        var predict = Model.Predictions(machine, cmdline);
-        var views = new List<GroupView>(groups.Count);
-        foreach (var g in groups)
+        var predict = Commands.Model.Predictions(machine, cmdline);
+        var views = new List<GroupView>(result.Groups.Count);
+        foreach (var g in result.Groups)
         {
-            var devices = Members(machine, g.Devices, $"model group {g.Id}");
-            var p = predict(g.Devices);
+            var devices = g.Devices.OrderBy(d => d.Address).ToList();
+            var p = predict(devices.Select(d => d.Address).ToList());
             views.Add(new GroupView(g.Id, "model", p.Type, p.ReservedRegions, g.Fingerprint, devices));
         }
         views.Sort((a, b) => a.Id.CompareTo(b.Id));
@@ -119,7 +123,7 @@ internal sealed class Analysis
                 type ??= p.Type;
                 regions ??= p.ReservedRegions;
             }
-            views.Add(new GroupView(k.Id, "kernel", type, regions, Model.Fingerprint(devices), devices));
+            views.Add(new GroupView(k.Id, "kernel", type, regions, Commands.Model.Fingerprint(devices), devices));
         }
         views.Sort((a, b) => a.Id.CompareTo(b.Id));
         return views;

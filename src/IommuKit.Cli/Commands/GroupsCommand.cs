@@ -109,7 +109,7 @@ internal static class GroupsCommand
         WriteMachineHeader(o, analysis);
         if (analysis.State == IommuState.Off)
         {
-            o.WriteLine(s.Bad("No active IOMMU: the kernel made no IOMMU groups, so no device can be passed through."));
+            o.WriteLine(s.Bad($"No active IOMMU: {NoIommuReason(analysis)}, so no device can be passed through."));
             o.WriteLine(Enable(analysis.Machine));
             o.WriteLine($"Prediction: the {analysis.Groups.Count} groups the kernel would make with the IOMMU enabled:");
         }
@@ -119,8 +119,7 @@ internal static class GroupsCommand
         }
         else
         {
-            string check = analysis.ModelGroups is null ? "not checked against the model"
-                : analysis.Disagreements.Count == 0 ? "the model agrees"
+            string check = analysis.Disagreements.Count == 0 ? "the model agrees"
                 : s.Bad($"the model disagrees in {analysis.Disagreements.Count} place(s)");
             o.WriteLine($"{analysis.Groups.Count} IOMMU groups from the kernel; {check}.");
         }
@@ -131,6 +130,10 @@ internal static class GroupsCommand
         foreach (var d in analysis.Disagreements) console.Warn($"model disagrees with the kernel: {d}");
         return exit;
     }
+
+    /// <summary>Why there is no IOMMU, in words: the kernel's empty groups, or the model under --cmdline.</summary>
+    internal static string NoIommuReason(Analysis a) =>
+        a.CommandLineOverridden ? $"under --cmdline, {a.StateReason}" : "the kernel made no IOMMU groups";
 
     /// <summary>How to turn the IOMMU on for this machine's kind.</summary>
     internal static string Enable(Machine m)
@@ -167,7 +170,7 @@ internal static class GroupsCommand
         w.WriteString("source", a.Machine.Origin);
         JsonOut.NullableString(w, "kernel", a.Machine.KernelRelease);
         w.WriteString("cmdline", a.CommandLine.Text);
-        if (a.State == IommuState.Unknown) w.WriteNull("iommu_active");
+        if (a.State == IommuState.Assumed) w.WriteNull("iommu_active");
         else w.WriteBoolean("iommu_active", a.State == IommuState.Active);
         w.WriteString("origin", a.Predicted ? "model" : "kernel");
     }

@@ -107,7 +107,7 @@ internal static class VfioCheckCommand
         o.WriteLine();
         if (noIommu)
         {
-            o.WriteLine(s.Bad("No active IOMMU: the kernel made no IOMMU groups, so nothing can be passed through."));
+            o.WriteLine(s.Bad($"No active IOMMU: {GroupsCommand.NoIommuReason(analysis)}, so nothing can be passed through."));
             o.WriteLine(GroupsCommand.Enable(machine));
             o.WriteLine("With the IOMMU enabled, the model predicts:");
             o.WriteLine();
