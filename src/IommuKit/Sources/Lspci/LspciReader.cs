@@ -726,11 +726,15 @@ public static partial class LspciReader
         {
             var builder = new PciTopologyBuilder();
             var groups = new SortedDictionary<int, List<PciAddress>>();
+            var slots = new Dictionary<string, string>(StringComparer.Ordinal);
             int denied = 0, bare = 0, acsDetail = 0, headerHex = 0, noIds = 0;
             foreach (var dev in _devices)
             {
                 var facts = dev.ToFacts(_origin, Warn);
                 builder.Add(facts);
+                // "Physical Slot: N" is the sysfs slot name; sysfs slots/N/address holds domain:bus:device.
+                if (dev.PhysicalSlot is { } slot)
+                    slots.TryAdd(slot, string.Create(CultureInfo.InvariantCulture, $"{dev.Address.Domain:x4}:{dev.Address.Bus:x2}:{dev.Address.Device:x2}"));
                 if (dev.KernelGroup is { } g)
                 {
                     if (!groups.TryGetValue(g, out var list)) groups[g] = list = new List<PciAddress>();
@@ -786,6 +790,7 @@ public static partial class LspciReader
                 Topology = topology,
                 Origin = _origin,
                 KernelGroups = kernelGroups,
+                Slots = slots,
                 Warnings = _warnings,
             };
         }
