@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using IommuKit.Pci;
@@ -414,15 +415,11 @@ public static partial class LspciReader
             HandleBody(_current, line.Trim(), lineNo);
         }
 
-        private static bool HasControlCharacters(ReadOnlySpan<char> line)
-        {
-            foreach (char c in line)
-            {
-                if (c < ' ' && c != '\t') return true;
-                if (c == '\u007f' || c == '\uFFFD') return true;
-            }
-            return false;
-        }
+        // Control characters other than tab, DEL, and U+FFFD (what undecodable bytes become): binary noise.
+        private static readonly SearchValues<char> s_noise = SearchValues.Create(
+            "\0\u0001\u0002\u0003\u0004\u0005\u0006\u0007\b\n\v\f\r\u000e\u000f\u0010\u0011\u0012\u0013\u0014\u0015\u0016\u0017\u0018\u0019\u001a\u001b\u001c\u001d\u001e\u001f\u007f\uFFFD");
+
+        private static bool HasControlCharacters(ReadOnlySpan<char> line) => line.IndexOfAny(s_noise) >= 0;
 
         private void StartDevice(PciAddress address, ReadOnlySpan<char> rest, int lineNo)
         {
