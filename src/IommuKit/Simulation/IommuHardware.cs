@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using IommuKit.Paging;
 
 namespace IommuKit.Simulation;
@@ -122,10 +123,10 @@ public sealed class IommuHardware
         // VT-d 3.14: requests to 0xFEEx_xxxx are interrupt requests, never DMA-remapped (wrap-around makes this one compare).
         if (iova - MsiWindowStart < MsiWindowSize)
             return TranslateMsiWindow(requesterId, iova, write);
-        IommuContext? ctx = Volatile.Read(ref _contexts[requesterId]);
+        IommuContext? ctx = Volatile.Read(ref ContextSlot(requesterId));
         if (ctx is not null && ctx.Kind == IommuContextKind.Translated)
         {
-            if (_iotlb.TryLookup(Volatile.Read(ref _domainTags[ctx.DomainId]), iova, out ulong phys, out IommuProt prot))
+            if (_iotlb.TryLookup(TagOf(ctx), iova, out ulong phys, out IommuProt prot))
             {
                 IommuProt need = write ? IommuProt.Write : IommuProt.Read;
                 if ((prot & need) == need)
@@ -135,6 +136,65 @@ public sealed class IommuHardware
             return WalkAndFill(ctx, requesterId, iova, write);
         }
         return TranslateUntranslated(ctx, requesterId, iova, write);
+    }
+
+    /// <summary>
+    /// Translates the first page of a <paramref name="length"/>-byte request like <see cref="Translate"/> and, when it is
+    /// memory, extends <paramref name="run"/> over the following pages while they translate (IOTLB, else a walk that
+    /// fills it) to physically contiguous addresses with the needed permission. The run stops before the first page that
+    /// does not; that page's fault, if any, is raised only when the caller translates it next. The bus copies a run with
+    /// one bulk copy, and looks the context and IOTLB tag up once per run instead of once per page.
+    /// </summary>
+    /// <param name="run">Bytes from <paramref name="iova"/> covered by the result (at least up to the first page end, or
+    /// <paramref name="length"/>).</param>
+    internal DmaTranslation TranslateRun(ushort requesterId, ulong iova, int length, bool write, out int run)
+    {
+        DmaTranslation first = Translate(requesterId, iova, write);
+        run = (int)Math.Min((ulong)length, GranuleMask + 1 - (iova & GranuleMask));
+        if (first.Kind != DmaTranslationKind.Memory || run >= length)
+            return first;
+        IommuContext? ctx = Volatile.Read(ref ContextSlot(requesterId));
+        if (ctx is null || ctx.Kind == IommuContextKind.Blocked)
+            return first; // the context changed under the request: let the next page fault on its own
+        bool translated = ctx.Kind == IommuContextKind.Translated;
+        int tag = translated ? TagOf(ctx) : 0;
+        IommuProt need = write ? IommuProt.Write : IommuProt.Read;
+        ulong expect = first.Phys + (ulong)run;
+        while (run < length)
+        {
+            ulong a = iova + (ulong)run;
+            if (a - MsiWindowStart < MsiWindowSize)
+                break; // interrupt window: not memory
+            if (translated)
+            {
+                if (!_iotlb.TryLookup(tag, a, out ulong phys, out IommuProt prot) && !TryWalkAndFillQuiet(ctx, a, out phys, out prot))
+                    break;
+                if ((prot & need) != need || phys != expect)
+                    break;
+            }
+            int n = Math.Min(length - run, (int)GranuleMask + 1);
+            run += n;
+            expect += (ulong)n;
+        }
+        return first;
+    }
+
+    /// <summary>The walk of <see cref="WalkAndFill"/> without raising a fault: false when the page is not mapped.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool TryWalkAndFillQuiet(IommuContext ctx, ulong iova, out ulong phys, out IommuProt prot)
+    {
+        if ((iova >> ctx.ApertureShift) != 0)
+        {
+            phys = 0;
+            prot = IommuProt.None;
+            return false;
+        }
+        long generation = _iotlb.Generation;
+        int tag = TagOf(ctx);
+        if (!ctx.Table!.TryIovaToPhys(iova, out phys, out prot))
+            return false;
+        _iotlb.Fill(tag, iova & ~GranuleMask, GranuleMask + 1, phys & ~GranuleMask, prot, generation);
+        return true;
     }
 
     /// <summary>Records an interrupt message (called by the bus for a write into the MSI window) and calls
@@ -181,6 +241,17 @@ public sealed class IommuHardware
         return Volatile.Read(ref _domainTags[domainId]);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ref IommuContext? ContextSlot(ushort requesterId) =>
+        // SAFETY: _contexts has exactly 2^16 entries and a ushort index is below 2^16 (skips the bounds check).
+        ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_contexts), requesterId);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private int TagOf(IommuContext translated) =>
+        // SAFETY: only called for Translated contexts, whose DomainId IommuContext.Translated checked to be in
+        // 0..MaxDomainId, and _domainTags has MaxDomainId + 1 entries.
+        Volatile.Read(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_domainTags), translated.DomainId));
+
     private static void CheckDomainId(int domainId)
     {
         if ((uint)domainId > MaxDomainId)
@@ -209,7 +280,7 @@ public sealed class IommuHardware
         // Read the invalidation generation before walking: if an unmap's flush lands between the walk and the fill,
         // the fill is dropped instead of caching a translation that was just invalidated.
         long generation = _iotlb.Generation;
-        int tag = Volatile.Read(ref _domainTags[ctx.DomainId]);
+        int tag = TagOf(ctx);
         if (!ctx.Table!.TryIovaToPhys(iova, out ulong phys, out IommuProt prot))
             return RaiseFault(requesterId, iova, write, DmaFaultReason.NotPresent, ctx.DomainId);
         // Cache the 4 KiB page that contains the IOVA: TryIovaToPhys does not report the leaf size, and a 4 KiB entry
