@@ -7,6 +7,11 @@ internal static class CommandRegistry
 {
     public static IEnumerable<Command> All(CliConsole console)
     {
-        yield break;
+        yield return GroupsCommand.Create(console);
+        yield return ExplainCommand.Create(console);
+        yield return VfioCheckCommand.Create(console);
+        yield return DevicesCommand.Create(console);
+        yield return ExportCommand.Create(console);
+        yield return SnapshotCommand.Create(console);
     }
 }
