@@ -66,6 +66,12 @@ public interface IIommuDriver
     /// <summary><c>capable</c>.</summary>
     bool Capable(IommuDevice device, IommuCapability capability);
 
+    /// <summary>
+    /// <c>ops-&gt;default_domain</c>: a static legacy default domain the driver always uses (POWER's platform domain);
+    /// null for drivers that let the core allocate one.
+    /// </summary>
+    IommuDomain? StaticDefaultDomain { get; }
+
     /// <summary>The driver's static identity domain, or null (then <see cref="AllocIdentityDomain"/> is tried).</summary>
     IommuDomain? StaticIdentityDomain { get; }
 

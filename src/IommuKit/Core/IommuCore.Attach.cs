@@ -64,7 +64,7 @@ public sealed partial class IommuCore
     }
 
     private static bool IsCompatible(IommuDomain domain, IIommuDriver ops) =>
-        domain.Owner == ops || domain == ops.StaticBlockedDomain || domain == ops.StaticIdentityDomain;
+        domain.Owner == ops || domain == ops.StaticBlockedDomain || domain == ops.StaticIdentityDomain || domain == ops.StaticDefaultDomain;
 
     /// <summary>
     /// <c>iommu_replace_group_handle</c>-style switch from one API-user domain straight to another, without passing

@@ -117,6 +117,8 @@ public sealed partial class IommuCore
     {
         group.AssertLocked();
         if (req != IommuDomainType.None) return AllocOrReuseLocked(group, req, out domain);
+        if (group.DevicesLocked.Count > 0 && group.DevicesLocked[0].IommuDriver?.StaticDefaultDomain is { } st)
+            return AllocOrReuseLocked(group, st.Type, out domain);
         var global = DefaultDomainType;
         var r = AllocOrReuseLocked(group, global, out domain);
         if (r.IsOk) return r;
@@ -129,6 +131,12 @@ public sealed partial class IommuCore
 
     private IommuResult AllocOrReuseLocked(IommuGroup group, IommuDomainType type, out IommuDomain? domain)
     {
+        // A static legacy default domain: the request must be its type (spec 4.2 default domain step 1).
+        if (group.DevicesLocked.Count > 0 && group.DevicesLocked[0].IommuDriver?.StaticDefaultDomain is { } st)
+        {
+            domain = st;
+            return type == st.Type ? IommuResult.Ok : IommuResult.Fail(Errno.EINVAL, $"{group}: the driver only provides a {st.Type.LogName()} default domain");
+        }
         // __iommu_group_alloc_default_domain: the current default of the same type is reused (a no-op change).
         if (group.DefaultDomainLocked is { } cur && cur.Type == type) { domain = cur; return IommuResult.Ok; }
         return AllocTypeLocked(group, type, out domain);
@@ -157,7 +165,8 @@ public sealed partial class IommuCore
         foreach (var dev in group.DevicesLocked)
         {
             var ops = dev.IommuDriver!;
-            var t = ops.DefDomainType(dev);
+            // Drivers that declare a static default domain always choose it (iommu_get_def_domain_type).
+            var t = ops.StaticDefaultDomain?.Type ?? ops.DefDomainType(dev);
             if (t != IommuDomainType.None && driverType != t)
             {
                 if (driverType == IommuDomainType.None) driverType = t;
@@ -219,7 +228,8 @@ public sealed partial class IommuCore
     private static IommuDomainType LegacyDeviceType(IommuDevice dev)
     {
         if (dev.Bus == IommuBusKind.Pci && dev.Untrusted) return IommuDomainType.Dma;
-        return dev.IommuDriver!.DefDomainType(dev);
+        var ops = dev.IommuDriver!;
+        return ops.StaticDefaultDomain?.Type ?? ops.DefDomainType(dev);
     }
 
     // ---------------------------------------------------------------- setup_default_domain (spec 5.3)
