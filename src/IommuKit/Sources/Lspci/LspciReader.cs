@@ -290,7 +290,8 @@ public static partial class LspciReader
             if (line.IsWhiteSpace())
             {
                 if (_current is not null) _blankSinceHeader = true;
-                _endsWithBlank = true;
+                // Only a finished blank line ends a record: "\t\t" at the very end is a cut, not a separator.
+                _endsWithBlank = _lastLineTerminated;
                 return;
             }
             _endsWithBlank = false;
