@@ -307,6 +307,15 @@ public class LspciTextTests
         Assert.Empty(m.Warnings);
     }
 
+    [Fact]
+    public void LspciMessagesOnTheirOwnLinesAreDropped()
+    {
+        var text = "lspci: Unable to load libkmod resources: error -2\n" + RootPort.Replace("\n01:00.1 ", "lspci: Unable to load libkmod resources: error -2\n01:00.1 ");
+        var m = Read(text);
+        Assert.Equal(3, m.Topology.Count);
+        Assert.Empty(m.Warnings);
+    }
+
     /// <summary>A hand-built root port config space: PCIe capability at 0x40 (root port, slot), ACS at 0x100.</summary>
     private static byte[] RootPortConfig(int length)
     {
