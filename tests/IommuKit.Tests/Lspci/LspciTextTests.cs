@@ -364,6 +364,21 @@ public class LspciTextTests
     }
 
     [Fact]
+    public void A256ByteHexDumpOfAPcieDeviceIsWholeOnlyWhenTheDumpShowsExtendedSpaceElsewhere()
+    {
+        var port = "00:1c.0 PCI bridge: Intel Corporation Device a110\n" + Hex(RootPortConfig(256)) + "\n";
+        // lspci -xxx: nobody's extended space was dumped, so ACS is unknown.
+        var xxx = Read(port).Topology[PciAddress.Parse("00:1c.0")];
+        Assert.Equal(ConfigVisibility.NoExtended, xxx.Facts.Visibility);
+        // lspci -xxxx: another device shows 4 KiB, so this one has no extended space to show (no ACS, known).
+        var other = RootPortConfig(4096);
+        other[0x19] = 0x03; other[0x1a] = 0x03;
+        var xxxx = Read(port + "00:1d.0 PCI bridge: Intel Corporation Device a110\n" + Hex(other) + "\n").Topology[PciAddress.Parse("00:1c.0")];
+        Assert.Equal(ConfigVisibility.Full, xxxx.Facts.Visibility);
+        Assert.Null(xxxx.Acs);
+    }
+
+    [Fact]
     public void TextAndHexTogetherTakeBytesFromHexAndDriverAndGroupFromText()
     {
         var text = "00:1c.0 PCI bridge [0604]: Intel Corporation Device [8086:a110] (rev f0)\n\tControl: I/O+\n\tIOMMU group: 3\n\tKernel driver in use: pcieport\n" + Hex(RootPortConfig(4096)) + "\n";

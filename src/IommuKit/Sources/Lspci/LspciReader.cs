@@ -789,9 +789,10 @@ public static partial class LspciReader
             var groups = new SortedDictionary<int, List<PciAddress>>();
             var slots = new Dictionary<string, string>(StringComparer.Ordinal);
             int denied = 0, bare = 0, acsDetail = 0, headerHex = 0, noIds = 0;
+            bool dumpHasExtended = ExpectedHexLength() > ConfigSpace.ConventionalSize;
             foreach (var dev in _devices)
             {
-                var facts = dev.ToFacts(_origin, Warn);
+                var facts = dev.ToFacts(_origin, Warn, dumpHasExtended);
                 builder.Add(facts);
                 // "Physical Slot: N" is the sysfs slot name; sysfs slots/N/address holds domain:bus:device.
                 if (dev.PhysicalSlot is { } slot)
