@@ -56,6 +56,13 @@ public sealed class GroupingResult
     /// <summary>Whether the IOMMU was modelled as active, and why.</summary>
     public IommuActivation Activation { get; }
     public bool IommuActive => Activation.Active;
+
+    /// <summary>
+    /// False when the IOMMU groups devices as their drivers bind (virtio-iommu via ACPI VIOT or device tree): the
+    /// kernel's numbers then follow driver bind timing, which no snapshot records. Members are still exact; the model
+    /// numbers such groups in enumeration order. True for VT-d and AMD-Vi, which probe every device at registration.
+    /// </summary>
+    public bool NumbersPredictable => Activation.Kind is not (IommuKind.Virtio or IommuKind.ArmSmmu);
     /// <summary>The context the groups were computed with (effective ACS, aliases); null when the IOMMU is off.</summary>
     public GroupingContext? Context { get; }
     /// <summary>Groups sorted by id.</summary>
@@ -127,6 +134,8 @@ public static class GroupingEngine
             return Finish(new GroupingResult(machine, activation, null, groups, byIndex, null, messages), options);
 
         var ctx = GroupingContext.Create(machine, cmd, true, options);
+        if (activation.Kind == IommuKind.Virtio)
+            messages.Add("virtio-iommu groups devices as their drivers bind: group members are the kernel's, but its group numbers depend on driver bind order and may differ from these");
         messages.AddRange(ctx.Acs.Override.Messages);
         messages.AddRange(ctx.Acs.Messages);
 
