@@ -59,4 +59,7 @@ public interface IIoPageTable
 
     /// <summary>Walks the table: the physical address and permissions for <paramref name="iova"/>, or false.</summary>
     bool TryIovaToPhys(ulong iova, out ulong phys, out IommuProt prot);
+
+    /// <summary>Table pages currently allocated, the root included (1 for an empty table: empty tables are freed).</summary>
+    int TablePageCount { get; }
 }

@@ -35,7 +35,10 @@ public sealed class TarFileTree : FileTree
     /// <param name="stream">Read to the end of the archive; not disposed.</param>
     /// <param name="origin">Name for messages (the file path).</param>
     /// <exception cref="InputException">Not a tarball, corrupt, over a cap, or holding a forbidden member.</exception>
-    public static TarFileTree Read(Stream stream, string origin)
+    public static TarFileTree Read(Stream stream, string origin) => Read(stream, origin, SourceLimits.MaxTarUncompressedBytes);
+
+    /// <summary>As <see cref="Read(Stream, string)"/> with another cap on the uncompressed size (tests use a small one).</summary>
+    internal static TarFileTree Read(Stream stream, string origin, long maxUncompressedBytes)
     {
         var tree = new TarFileTree(origin);
         Stream input = stream;
@@ -52,8 +55,11 @@ public sealed class TarFileTree : FileTree
         bool gzip = b0 == 0x1f && b1 == 0x8b;
         try
         {
+            // Streamed, never seekable: TarReader hands over each header before touching the member's data, so a member
+            // that declares more than the per-member cap is refused from its header, and the counting stream enforces
+            // the total cap as bytes are inflated.
             using var inflated = gzip ? new GZipStream(input, CompressionMode.Decompress, leaveOpen: true) : null;
-            using var counted = new CappedReadStream(inflated ?? input, SourceLimits.MaxTarUncompressedBytes, origin);
+            using var counted = new CappedReadStream(inflated ?? input, maxUncompressedBytes, origin);
             using var reader = new TarReader(counted, leaveOpen: true);
             int entries = 0;
             while (reader.GetNextEntry(copyData: false) is { } entry)
@@ -228,7 +234,7 @@ public sealed class TarFileTree : FileTree
             int n = inner.Read(buffer);
             _read += n;
             if (_read > cap)
-                throw InputException.At(origin, $"the archive inflates to more than the {cap / (1024 * 1024)} MiB cap (a gzip bomb or not a snapshot)");
+                throw InputException.At(origin, $"the archive inflates to more than the {cap}-byte cap (a gzip bomb, or not a snapshot)");
             return n;
         }
     }

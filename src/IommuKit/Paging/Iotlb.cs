@@ -1,0 +1,264 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace IommuKit.Paging;
+
+/// <summary>
+/// The IOTLB of one IOMMU instance: a direct-mapped cache of translations tagged by domain id and page.
+/// </summary>
+/// <remarks>
+/// <para>Layout: 4 KiB translations live in a direct-mapped array of <see cref="Sets"/> entries indexed by the page
+/// number (mixed with the domain id); translations of large pages live in a second, smaller array in 2 MiB slices
+/// (a 1 GiB page is cached one 2 MiB slice at a time). A lookup probes the 4 KiB array, then the large array.</para>
+/// <para>Thread safety: lookups never lock or write shared state except the striped hit/miss counters. Each entry is
+/// a seqlock (odd sequence = being written); a reader that sees the sequence change retries as a miss, so a torn
+/// entry is never returned. Writers (fills, invalidations) take the entry's sequence with one CAS. A fill that loses
+/// the race for an entry is dropped (a cache may always forget); invalidations wait.</para>
+/// <para><see cref="InvalidateAll"/> is O(1): it bumps an epoch every entry is tagged with (the same effect as
+/// clearing every tag). Range and domain invalidations clear matching entries.</para>
+/// <para>Fill vs. invalidation race (a walk that read a PTE just before an unmap cleared it must not leave a stale
+/// entry behind once the invalidation returns): callers read <see cref="Generation"/> before the table walk and pass
+/// it to <see cref="Fill"/>; a fill whose generation is out of date is dropped. This mirrors hardware, where an
+/// invalidation completes only after in-flight walks are done.</para>
+/// </remarks>
+public sealed class Iotlb
+{
+    [StructLayout(LayoutKind.Sequential)]
+    private struct Entry
+    {
+        public uint Seq;     // even = stable, odd = being written
+        public uint Epoch;   // must equal _epoch for the entry to be valid
+        public int Domain;
+        public int Pad;
+        public ulong Vpn;    // iova >> 12 (small) or iova >> 21 (large)
+        public ulong Data;   // page-aligned phys | (prot << 1) | valid bit 0
+    }
+
+    private const int SmallShift = 12;
+    private const int LargeShift = 21;
+    private const ulong Valid = 1;
+    private const int ProtShift = 1;
+    private const ulong ProtMask = 0x3F;
+
+    private readonly Entry[] _small;
+    private readonly Entry[] _large;
+    private readonly int _smallMask;
+    private readonly int _largeMask;
+    private uint _epoch = 1;
+    private long _generation;
+    private readonly StripedCounter _hits = new();
+    private readonly StripedCounter _misses = new();
+
+    /// <summary>An IOTLB with <paramref name="sets"/> entries for 4 KiB pages (a power of two, 16..1,048,576) and
+    /// sets/8 (at least 16) entries for 2 MiB slices of large pages.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="sets"/> is not a power of two in range.</exception>
+    public Iotlb(int sets = 4096)
+    {
+        if (sets < 16 || sets > (1 << 20) || !BitOperations.IsPow2(sets))
+            throw new ArgumentOutOfRangeException(nameof(sets), sets, "IOTLB sets must be a power of two in 16..1048576");
+        _small = new Entry[sets];
+        _large = new Entry[Math.Max(16, sets / 8)];
+        _smallMask = sets - 1;
+        _largeMask = _large.Length - 1;
+    }
+
+    /// <summary>Entries for 4 KiB translations.</summary>
+    public int Sets => _small.Length;
+
+    /// <summary>Lookups that hit. Striped, lock-free counter: exact when single-threaded, may undercount slightly
+    /// when two threads share a stripe.</summary>
+    public long Hits => _hits.Sum();
+
+    /// <summary>Lookups that missed (same counting caveat as <see cref="Hits"/>).</summary>
+    public long Misses => _misses.Sum();
+
+    /// <summary>Invalidation calls of any kind (range, domain, all).</summary>
+    public long Invalidations => Volatile.Read(ref _generation);
+
+    /// <summary>Invalidation generation: read it before a table walk and pass it to <see cref="Fill"/> so a fill that
+    /// raced an invalidation is dropped.</summary>
+    public long Generation => Volatile.Read(ref _generation);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int SetOf(ulong vpn, int domainId, int mask) =>
+        (int)(vpn ^ ((ulong)(uint)domainId * 0x9E37UL)) & mask;
+
+    /// <summary>
+    /// Looks <paramref name="iova"/> up for <paramref name="domainId"/>. On a hit returns the translated physical
+    /// address (page offset included) and the cached permissions. Never blocks.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool TryLookup(int domainId, ulong iova, out ulong phys, out IommuProt prot)
+    {
+        uint epoch = Volatile.Read(ref _epoch);
+        ulong vpn = iova >> SmallShift;
+        ref Entry e = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_small), SetOf(vpn, domainId, _smallMask));
+        uint s1 = Volatile.Read(ref e.Seq);
+        ulong data = Volatile.Read(ref e.Data);
+        if (Volatile.Read(ref e.Vpn) == vpn && Volatile.Read(ref e.Domain) == domainId &&
+            Volatile.Read(ref e.Epoch) == epoch && (data & Valid) != 0 && (s1 & 1) == 0 && Volatile.Read(ref e.Seq) == s1)
+        {
+            phys = (data & ~((1UL << SmallShift) - 1)) | (iova & ((1UL << SmallShift) - 1));
+            prot = (IommuProt)((data >> ProtShift) & ProtMask);
+            _hits.Increment();
+            return true;
+        }
+        return TryLookupLarge(domainId, iova, epoch, out phys, out prot);
+    }
+
+    private bool TryLookupLarge(int domainId, ulong iova, uint epoch, out ulong phys, out IommuProt prot)
+    {
+        ulong vpn = iova >> LargeShift;
+        ref Entry e = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_large), SetOf(vpn, domainId, _largeMask));
+        uint s1 = Volatile.Read(ref e.Seq);
+        ulong data = Volatile.Read(ref e.Data);
+        if (Volatile.Read(ref e.Vpn) == vpn && Volatile.Read(ref e.Domain) == domainId &&
+            Volatile.Read(ref e.Epoch) == epoch && (data & Valid) != 0 && (s1 & 1) == 0 && Volatile.Read(ref e.Seq) == s1)
+        {
+            phys = (data & ~((1UL << LargeShift) - 1)) | (iova & ((1UL << LargeShift) - 1));
+            prot = (IommuProt)((data >> ProtShift) & ProtMask);
+            _hits.Increment();
+            return true;
+        }
+        _misses.Increment();
+        phys = 0;
+        prot = IommuProt.None;
+        return false;
+    }
+
+    /// <summary>
+    /// Caches a translation found by a table walk.
+    /// </summary>
+    /// <param name="iova">An address inside the page (bytes).</param>
+    /// <param name="pageSize">Size in bytes of the page that maps it: 4 KiB, or a larger power of two (2 MiB, 1 GiB).</param>
+    /// <param name="phys">The physical address <paramref name="iova"/> translates to.</param>
+    /// <param name="generation"><see cref="Generation"/> read before the walk, or -1 to skip the race check.</param>
+    /// <exception cref="ArgumentException"><paramref name="pageSize"/> is not a power of two of at least 4 KiB.</exception>
+    public void Fill(int domainId, ulong iova, ulong pageSize, ulong phys, IommuProt prot, long generation = -1)
+    {
+        if (pageSize < (1UL << SmallShift) || !BitOperations.IsPow2(pageSize))
+            throw new ArgumentException($"IOTLB fill with page size 0x{pageSize:x}: not a power of two >= 4 KiB", nameof(pageSize));
+        bool large = pageSize >= (1UL << LargeShift);
+        int shift = large ? LargeShift : SmallShift;
+        ulong vpn = iova >> shift;
+        ulong pageMask = (1UL << shift) - 1;
+        // The slice of the page that contains iova: translate the slice base.
+        ulong data = ((phys - (iova & pageMask)) & ~pageMask) | (((ulong)prot & ProtMask) << ProtShift) | Valid;
+        ref Entry e = ref large
+            ? ref _large[SetOf(vpn, domainId, _largeMask)]
+            : ref _small[SetOf(vpn, domainId, _smallMask)];
+
+        uint s = Volatile.Read(ref e.Seq);
+        if ((s & 1) != 0 || Interlocked.CompareExchange(ref e.Seq, s + 1, s) != s) return; // busy: drop the fill
+        // Epoch before generation: an InvalidateAll bumps generation then epoch, so if the generation is still ours
+        // the epoch we read predates any InvalidateAll that follows.
+        uint epoch = Volatile.Read(ref _epoch);
+        if (generation >= 0 && Volatile.Read(ref _generation) != generation)
+        {
+            Volatile.Write(ref e.Seq, s + 2);
+            return;
+        }
+        e.Vpn = vpn;
+        e.Domain = domainId;
+        e.Epoch = epoch;
+        e.Data = data;
+        Volatile.Write(ref e.Seq, s + 2);
+    }
+
+    /// <summary>Drops every cached translation of <paramref name="domainId"/> that overlaps [iova, iova+size) (bytes;
+    /// a size that runs past the end of the address space is clipped). Like a VT-d page-selective-within-domain
+    /// invalidation.</summary>
+    public void InvalidateRange(int domainId, ulong iova, ulong size)
+    {
+        Interlocked.Increment(ref _generation);
+        if (size == 0) return;
+        ulong last = iova + size - 1;
+        if (last < iova) last = ulong.MaxValue; // overflow: clip to the end of the space
+        InvalidateRangeIn(_small, _smallMask, SmallShift, domainId, iova, last);
+        InvalidateRangeIn(_large, _largeMask, LargeShift, domainId, iova, last);
+    }
+
+    private static void InvalidateRangeIn(Entry[] arr, int mask, int shift, int domainId, ulong iova, ulong last)
+    {
+        ulong first = iova >> shift, lastVpn = last >> shift;
+        if (lastVpn - first < (ulong)arr.Length)
+        {
+            for (ulong v = first; ; v++)
+            {
+                ClearIf(ref arr[SetOf(v, domainId, mask)], domainId, v, v);
+                if (v == lastVpn) break;
+            }
+        }
+        else
+        {
+            for (int i = 0; i < arr.Length; i++) ClearIf(ref arr[i], domainId, first, lastVpn);
+        }
+    }
+
+    /// <summary>Drops every cached translation of <paramref name="domainId"/> (domain-selective invalidation).</summary>
+    public void InvalidateDomain(int domainId)
+    {
+        Interlocked.Increment(ref _generation);
+        for (int i = 0; i < _small.Length; i++) ClearIf(ref _small[i], domainId, 0, ulong.MaxValue);
+        for (int i = 0; i < _large.Length; i++) ClearIf(ref _large[i], domainId, 0, ulong.MaxValue);
+    }
+
+    /// <summary>Drops every cached translation (global invalidation). O(1): bumps the epoch.</summary>
+    public void InvalidateAll()
+    {
+        Interlocked.Increment(ref _generation);
+        uint next = Interlocked.Increment(ref _epoch);
+        if (next == 0)
+        {
+            // Epoch wrapped after 2^32 global flushes: an old entry could match again, so clear for real.
+            for (int i = 0; i < _small.Length; i++) ClearIf(ref _small[i], int.MinValue, 0, ulong.MaxValue, any: true);
+            for (int i = 0; i < _large.Length; i++) ClearIf(ref _large[i], int.MinValue, 0, ulong.MaxValue, any: true);
+            Interlocked.Increment(ref _epoch);
+        }
+    }
+
+    private static void ClearIf(ref Entry e, int domainId, ulong firstVpn, ulong lastVpn, bool any = false)
+    {
+        // Cheap unlocked pre-check: entries that cannot match are left alone.
+        if ((Volatile.Read(ref e.Data) & Valid) == 0) return;
+        if (!any && Volatile.Read(ref e.Domain) != domainId) return;
+        var spin = new SpinWait();
+        while (true)
+        {
+            uint s = Volatile.Read(ref e.Seq);
+            if ((s & 1) == 0 && Interlocked.CompareExchange(ref e.Seq, s + 1, s) == s)
+            {
+                if ((any || e.Domain == domainId) && e.Vpn >= firstVpn && e.Vpn <= lastVpn) e.Data = 0;
+                Volatile.Write(ref e.Seq, s + 2);
+                return;
+            }
+            spin.SpinOnce(sleep1Threshold: -1);
+        }
+    }
+}
+
+/// <summary>
+/// A statistics counter split into cache-line-padded stripes picked by thread id, incremented without atomics.
+/// Exact with one thread; two threads that share a stripe may lose an increment (it is a statistic, not state).
+/// </summary>
+internal sealed class StripedCounter
+{
+    private const int Stripes = 16;
+    private const int Stride = 16; // longs: 128 bytes between stripes (adjacent-line prefetch)
+    private readonly long[] _c = new long[Stripes * Stride];
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Increment()
+    {
+        int i = (Environment.CurrentManagedThreadId & (Stripes - 1)) * Stride;
+        Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_c), i)++;
+    }
+
+    public long Sum()
+    {
+        long s = 0;
+        for (int i = 0; i < Stripes; i++) s += Volatile.Read(ref _c[i * Stride]);
+        return s;
+    }
+}

@@ -1,0 +1,449 @@
+using System.Diagnostics;
+using System.Numerics;
+using System.Runtime.CompilerServices;
+
+namespace IommuKit.Paging;
+
+/// <summary>
+/// An IOVA allocator with the kernel's observable behaviour (drivers/iommu/iova.c, spec 10.2): the iova_domain plus
+/// its per-CPU range caches ("rcaches"), but with an O(log n) worst-case tree search instead of the rbtree gap walk.
+/// All quantities are in pages of <see cref="Granule"/> bytes ("pfn" = IOVA / granule); bounds are inclusive like the
+/// kernel's <c>pfn_lo</c>/<c>pfn_hi</c>/<c>limit_pfn</c>.
+/// </summary>
+/// <remarks>
+/// <para>Worked example: granule 4096, start pfn 1, nothing allocated. <c>Alloc(3, 0xFFFFF)</c> rounds 3 pages up to 4
+/// (sizes below 32 pages are rounded to a power of two), aligns to 4 and allocates top-down: pfns 0xFFFFC..0xFFFFF,
+/// returning 0xFFFFC. <c>Alloc(33, 0xFFFFF)</c> keeps 33 pages, aligns to 64: 0xFFFC0..0xFFFE0 (0xFFFC0 + 33 - 1),
+/// the highest 64-aligned start whose run stays below the last allocation.</para>
+/// <para>Locking (order: per-CPU cache lock, then depot lock, then tree lock; never the reverse, since the tree code
+/// never calls back into the caches): the free-space tree and the reserved list are guarded by <c>_treeLock</c>
+/// (the kernel's <c>iova_rbtree_lock</c>); each CPU's cache of a size class by its own spin lock (the kernel's
+/// per-CPU <c>cpu_rcache->lock</c>); each depot by its own lock. The fast path (a cache hit) takes one uncontended
+/// spin lock and allocates nothing.</para>
+/// <para>Differences from the kernel, on purpose: the tree search is O(log n) (see <see cref="IovaFreeTree"/>);
+/// <c>max32_alloc_size</c> is not modelled (the search is already O(log n)); the depot is bounded at
+/// <see cref="MaxDepotMagazines"/> per size class and trimmed synchronously instead of by the 100 ms delayed worker;
+/// sizes above <see cref="MaxAllocPages"/> fail.</para>
+/// </remarks>
+public sealed class IovaAllocator
+{
+    /// <summary>IOVA_RANGE_CACHE_MAX_SIZE: size classes 1, 2, 4, 8, 16 and 32 pages are cached per CPU.</summary>
+    public const int RangeCacheMaxSize = 6;
+    /// <summary>IOVA_MAG_SIZE: pfns per magazine.</summary>
+    public const int MagazineSize = 127;
+    /// <summary>Cap on full magazines in one size class's depot (the old MAX_GLOBAL_MAGS); the rest go back to the tree.</summary>
+    public const int MaxDepotMagazines = 32;
+    /// <summary>Largest allocation, in pages (2^31: 8 TiB with 4 KiB pages). Larger requests fail (return 0).</summary>
+    public const ulong MaxAllocPages = 1UL << 31;
+    /// <summary>Cap on <see cref="Reserve"/> calls kept (reserved regions of one domain).</summary>
+    public const int MaxReservedRanges = 4096;
+
+    private readonly object _treeLock = new();
+    private readonly IovaFreeTree _tree = new();           // guarded by _treeLock
+    private readonly List<(ulong Lo, ulong Hi)> _reserved = []; // guarded by _treeLock
+    private readonly IovaRcache[] _rcaches;
+    private readonly int _shift;
+    private readonly ulong _maxPfn;
+    private volatile bool _reservedOverLive; // a Reserve covered allocated space: frees must be clipped (slow path)
+
+    /// <summary>A new allocator over pfns [<paramref name="startPfn"/>, (2^64 / granule) - 2].</summary>
+    /// <param name="granule">Page size in bytes (the domain's smallest page size), a power of two.</param>
+    /// <param name="startPfn">Lowest pfn ever handed out, at least 1 (pfn 0 means failure, as in the kernel).</param>
+    /// <exception cref="ArgumentOutOfRangeException">granule not a power of two, or startPfn is 0 or beyond the space.</exception>
+    public IovaAllocator(ulong granule, ulong startPfn)
+    {
+        if (granule == 0 || !BitOperations.IsPow2(granule) || granule < 2)
+            throw new ArgumentOutOfRangeException(nameof(granule), granule, "IOVA granule must be a power of two >= 2 bytes");
+        _shift = BitOperations.TrailingZeroCount(granule);
+        // The kernel's anchor node sits at pfn ~0 (IOVA_ANCHOR); keep the top pfn out like it does.
+        _maxPfn = (ulong.MaxValue >> _shift) - 1;
+        if (startPfn == 0 || startPfn > _maxPfn)
+            throw new ArgumentOutOfRangeException(nameof(startPfn), startPfn, "IOVA start pfn must be in 1..max pfn");
+        Granule = granule;
+        StartPfn = startPfn;
+        _tree.Insert(startPfn, _maxPfn);
+        _rcaches = new IovaRcache[RangeCacheMaxSize];
+        for (int i = 0; i < _rcaches.Length; i++) _rcaches[i] = new IovaRcache(this, 1UL << i);
+    }
+
+    /// <summary>Page size in bytes.</summary>
+    public ulong Granule { get; }
+
+    /// <summary>Lowest pfn handed out.</summary>
+    public ulong StartPfn { get; }
+
+    /// <summary>Highest pfn that can ever be handed out.</summary>
+    public ulong MaxPfn => _maxPfn;
+
+    /// <summary>
+    /// Allocates <paramref name="pages"/> pages (rounded up to a power of two below 32 pages), aligned to the next power
+    /// of two of that size, as high as possible with the last page at or below <paramref name="limitPfn"/> (inclusive).
+    /// Tries the per-CPU cache first for 1..32 pages, then the tree; on failure, if <paramref name="flushRcache"/>,
+    /// returns every cached range to the tree and searches once more. Mirrors <c>alloc_iova_fast</c>.
+    /// </summary>
+    /// <returns>The first pfn, or 0 when nothing fits (also for 0 pages or more than <see cref="MaxAllocPages"/>).</returns>
+    public ulong Alloc(ulong pages, ulong limitPfn, bool flushRcache = true)
+    {
+        if (pages == 0 || pages > MaxAllocPages) return 0;
+        ulong size = RoundedSize(pages);
+        int log = BitOperations.Log2(size - 1) + 1; // order_base_2(size)
+        if (size == 1) log = 0;
+        if (log < RangeCacheMaxSize)
+        {
+            ulong pfn = _rcaches[log].Get(limitPfn, size);
+            if (pfn != 0) return pfn;
+        }
+        ulong r = TreeAlloc(size, limitPfn);
+        if (r == 0 && flushRcache)
+        {
+            FlushCaches();
+            r = TreeAlloc(size, limitPfn);
+        }
+        return r;
+    }
+
+    /// <summary>
+    /// Frees what <see cref="Alloc"/> returned: <paramref name="pfn"/> and the same <paramref name="pages"/> count (it is
+    /// rounded the same way). 1..32-page ranges go to this CPU's cache first (<c>free_iova_fast</c>).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The range (or part of it) is already free, or outside the space
+    /// (detected when the range reaches the tree; a double free that stays in a cache is not detected).</exception>
+    public void Free(ulong pfn, ulong pages)
+    {
+        if (pages == 0 || pages > MaxAllocPages) throw new ArgumentOutOfRangeException(nameof(pages));
+        ulong size = RoundedSize(pages);
+        int log = size == 1 ? 0 : BitOperations.Log2(size - 1) + 1;
+        if (log < RangeCacheMaxSize && !_reservedOverLive && _rcaches[log].Insert(pfn)) return;
+        TreeFree(pfn, size);
+    }
+
+    /// <summary>
+    /// Reserves pfns [<paramref name="pfnLo"/>, <paramref name="pfnHi"/>] (inclusive) so they are never handed out
+    /// (<c>reserve_iova</c>). Parts outside the allocator's space are ignored. Returns false for an inverted range or
+    /// when <see cref="MaxReservedRanges"/> is reached.
+    /// </summary>
+    public bool Reserve(ulong pfnLo, ulong pfnHi)
+    {
+        if (pfnLo > pfnHi) return false;
+        FlushCaches(); // cached ranges inside the reservation must not be handed out again
+        lock (_treeLock)
+        {
+            if (_reserved.Count >= MaxReservedRanges) return false;
+            _reserved.Add((pfnLo, pfnHi));
+            ulong lo = Math.Max(pfnLo, StartPfn), hi = Math.Min(pfnHi, _maxPfn);
+            if (lo > hi) return true;
+            ulong carved = CarveLocked(lo, hi);
+            if (carved != hi - lo + 1) _reservedOverLive = true; // part of it is allocated now: clip it when freed
+            return true;
+        }
+    }
+
+    /// <summary>Returns every cached range (all CPUs, all depots) to the tree (<c>free_cpu_cached_iovas</c> +
+    /// <c>free_global_cached_iovas</c>).</summary>
+    public void FlushCaches()
+    {
+        foreach (var rc in _rcaches) rc.Flush();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong RoundedSize(ulong pages) =>
+        // alloc_iova_fast: "if (size < (1 << (IOVA_RANGE_CACHE_MAX_SIZE - 1))) size = roundup_pow_of_two(size)"
+        pages < (1UL << (RangeCacheMaxSize - 1)) ? BitOperations.RoundUpToPowerOf2(pages) : pages;
+
+    private ulong TreeAlloc(ulong size, ulong limitPfn)
+    {
+        // Size-aligned: align_mask <<= fls_long(size - 1) (iova.c __alloc_and_insert_iova_range).
+        int k = size == 1 ? 0 : BitOperations.Log2(size - 1) + 1;
+        if (k >= IovaFreeTree.Classes || limitPfn < StartPfn) return 0;
+        ulong limit = Math.Min(limitPfn, _maxPfn);
+        lock (_treeLock)
+        {
+            int n = _tree.FindHighest(size, k, limit, out ulong pfn);
+            if (n == 0) return 0;
+            CarveFromLocked(n, pfn, pfn + size - 1);
+            return pfn;
+        }
+    }
+
+    /// <summary>Removes [lo, hi] from free block <paramref name="n"/>, which contains it.</summary>
+    private void CarveFromLocked(int n, ulong lo, ulong hi)
+    {
+        Debug.Assert(Monitor.IsEntered(_treeLock));
+        ulong bLo = _tree.Lo(n), bHi = _tree.Hi(n);
+        Debug.Assert(bLo <= lo && hi <= bHi);
+        bool left = bLo < lo, right = hi < bHi;
+        if (!left && !right) _tree.Delete(bLo);
+        else if (left && !right) _tree.Update(bLo, bLo, lo - 1);
+        else if (!left) _tree.Update(bLo, hi + 1, bHi); // key moves up inside its own gap: order unchanged
+        else
+        {
+            _tree.Update(bLo, bLo, lo - 1);
+            _tree.Insert(hi + 1, bHi);
+        }
+    }
+
+    /// <summary>Removes every free pfn in [lo, hi]; returns how many were free.</summary>
+    private ulong CarveLocked(ulong lo, ulong hi)
+    {
+        Debug.Assert(Monitor.IsEntered(_treeLock));
+        ulong carved = 0;
+        while (true)
+        {
+            int n = _tree.Floor(hi);
+            if (n == 0 || _tree.Hi(n) < lo) return carved;
+            ulong cLo = Math.Max(lo, _tree.Lo(n)), cHi = Math.Min(hi, _tree.Hi(n));
+            carved += cHi - cLo + 1;
+            CarveFromLocked(n, cLo, cHi);
+        }
+    }
+
+    internal void TreeFree(ulong pfn, ulong size)
+    {
+        ulong end = pfn + size - 1;
+        if (end < pfn || pfn < StartPfn || end > _maxPfn)
+            throw new InvalidOperationException($"IOVA free of pfns 0x{pfn:x}+0x{size:x}: outside the allocator's space");
+        lock (_treeLock)
+        {
+            if (_reservedOverLive) FreeClippedLocked(pfn, end);
+            else FreeRangeLocked(pfn, end);
+        }
+    }
+
+    private void FreeClippedLocked(ulong lo, ulong hi)
+    {
+        // Free only the parts of [lo, hi] outside every reserved range (at most MaxReservedRanges of them).
+        foreach (var (rLo, rHi) in _reserved)
+        {
+            if (rHi < lo || rLo > hi) continue;
+            if (rLo > lo) FreeClippedLocked(lo, rLo - 1);
+            if (rHi < hi) FreeClippedLocked(rHi + 1, hi);
+            return;
+        }
+        FreeRangeLocked(lo, hi);
+    }
+
+    private void FreeRangeLocked(ulong pfn, ulong end)
+    {
+        Debug.Assert(Monitor.IsEntered(_treeLock));
+        int p = _tree.Floor(pfn), s = _tree.Above(pfn);
+        if ((p != 0 && _tree.Hi(p) >= pfn) || (s != 0 && _tree.Lo(s) <= end))
+            throw new InvalidOperationException($"IOVA double free: pfns 0x{pfn:x}..0x{end:x} are (partly) free already");
+        bool mergeL = p != 0 && _tree.Hi(p) + 1 == pfn;
+        bool mergeR = s != 0 && _tree.Lo(s) == end + 1;
+        if (mergeL && mergeR)
+        {
+            ulong sHi = _tree.Hi(s);
+            _tree.Delete(_tree.Lo(s));
+            _tree.Update(_tree.Lo(p), _tree.Lo(p), sHi);
+        }
+        else if (mergeL) _tree.Update(_tree.Lo(p), _tree.Lo(p), end);
+        else if (mergeR) _tree.Update(_tree.Lo(s), pfn, _tree.Hi(s));
+        else _tree.Insert(pfn, end);
+    }
+
+    /// <summary>Free blocks in the tree (not counting cached ranges).</summary>
+    internal int FreeBlockCount { get { lock (_treeLock) return _tree.Count; } }
+
+    /// <summary>Calls <paramref name="visit"/> with every free block of the tree, ascending (tests and diagnostics).</summary>
+    internal void ForEachFreeBlock(Action<ulong, ulong> visit)
+    {
+        lock (_treeLock) _tree.ForEach(visit);
+    }
+
+    /// <summary>Checks the tree's invariants (tests).</summary>
+    internal void Validate()
+    {
+        lock (_treeLock) _tree.Validate();
+    }
+}
+
+/// <summary>A magazine: up to <see cref="IovaAllocator.MagazineSize"/> cached pfns of one size class.</summary>
+internal sealed class IovaMagazine
+{
+    public readonly ulong[] Pfns = new ulong[IovaAllocator.MagazineSize];
+    public int Size;
+    public IovaMagazine? Next; // depot / spare stack link
+
+    public bool IsFull => Size == IovaAllocator.MagazineSize;
+    public bool IsEmpty => Size == 0;
+
+    /// <summary>iova_magazine_pop: the last pfn with pfn &lt;= limit, scanning downward; its slot takes the last one.</summary>
+    public ulong Pop(ulong limit)
+    {
+        int i = Size - 1;
+        while (Pfns[i] > limit)
+        {
+            if (i == 0) return 0;
+            i--;
+        }
+        ulong pfn = Pfns[i];
+        Pfns[i] = Pfns[--Size];
+        return pfn;
+    }
+}
+
+/// <summary>One CPU's cache of one size class: "loaded" and "prev" magazines under a spin lock.</summary>
+internal sealed class CpuRcache
+{
+    public int Lock;
+    public IovaMagazine Loaded = new();
+    public IovaMagazine Prev = new();
+    // Padding keeps two CPUs' locks off one cache line.
+#pragma warning disable CS0169, IDE0051
+    private long _p0, _p1, _p2, _p3, _p4, _p5, _p6;
+#pragma warning restore CS0169, IDE0051
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Enter()
+    {
+        if (Interlocked.CompareExchange(ref Lock, 1, 0) != 0) EnterSlow();
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void EnterSlow()
+    {
+        var spin = new SpinWait();
+        do spin.SpinOnce(sleep1Threshold: -1);
+        while (Volatile.Read(ref Lock) != 0 || Interlocked.CompareExchange(ref Lock, 1, 0) != 0);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Exit() => Volatile.Write(ref Lock, 0);
+}
+
+/// <summary>The range cache of one size class: per-CPU loaded/prev magazines plus a depot of full ones
+/// (iova.c <c>struct iova_rcache</c>).</summary>
+internal sealed class IovaRcache
+{
+    private readonly IovaAllocator _owner;
+    private readonly ulong _classSize; // pages per cached range
+    private readonly CpuRcache[] _cpus;
+    private readonly object _depotLock = new();
+    private IovaMagazine? _depot;   // full magazines; guarded by _depotLock
+    private int _depotSize;         // guarded by _depotLock
+    private IovaMagazine? _spares;  // empty magazines kept for reuse (no allocation in steady state); _depotLock
+
+    public IovaRcache(IovaAllocator owner, ulong classSize)
+    {
+        _owner = owner;
+        _classSize = classSize;
+        _cpus = new CpuRcache[Environment.ProcessorCount];
+        for (int i = 0; i < _cpus.Length; i++) _cpus[i] = new CpuRcache();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private CpuRcache ThisCpu()
+    {
+        int id = Thread.GetCurrentProcessorId();
+        return _cpus[(uint)id % (uint)_cpus.Length];
+    }
+
+    /// <summary>__iova_rcache_insert. False when the range must go to the tree instead.</summary>
+    public bool Insert(ulong pfn)
+    {
+        var c = ThisCpu();
+        IovaMagazine? trim = null;
+        c.Enter();
+        if (!c.Loaded.IsFull) { }
+        else if (!c.Prev.IsFull) (c.Loaded, c.Prev) = (c.Prev, c.Loaded);
+        else
+        {
+            lock (_depotLock)
+            {
+                var fresh = _spares;
+                if (fresh is not null) _spares = fresh.Next;
+                else fresh = new IovaMagazine(); // grows the magazine population once; recycled from then on
+                fresh.Next = null;
+                c.Loaded.Next = _depot;
+                _depot = c.Loaded;
+                _depotSize++;
+                if (_depotSize > IovaAllocator.MaxDepotMagazines)
+                {
+                    // Bounded depot: hand the oldest-pushed-last magazine back to the tree (iova_depot_work_func).
+                    trim = _depot;
+                    _depot = trim.Next;
+                    _depotSize--;
+                }
+                c.Loaded = fresh;
+            }
+        }
+        c.Loaded.Pfns[c.Loaded.Size++] = pfn;
+        c.Exit();
+        if (trim is not null) ReturnToTree(trim);
+        return true;
+    }
+
+    /// <summary>__iova_rcache_get: a cached pfn whose range [pfn, pfn+size-1] ends at or below the limit, or 0.</summary>
+    public ulong Get(ulong limitPfn, ulong size)
+    {
+        // iova_rcache_get(iovad, size, limit_pfn + 1) -> __iova_rcache_get(rcache, limit_pfn + 1 - size).
+        if (limitPfn + 1 < size) return 0;
+        ulong popLimit = limitPfn + 1 - size;
+        var c = ThisCpu();
+        ulong pfn = 0;
+        c.Enter();
+        bool has = true;
+        if (!c.Loaded.IsEmpty) { }
+        else if (!c.Prev.IsEmpty) (c.Loaded, c.Prev) = (c.Prev, c.Loaded);
+        else
+        {
+            lock (_depotLock)
+            {
+                var full = _depot;
+                if (full is not null)
+                {
+                    _depot = full.Next;
+                    _depotSize--;
+                    full.Next = null;
+                    c.Loaded.Next = _spares;
+                    _spares = c.Loaded;
+                    c.Loaded = full;
+                }
+                else has = false;
+            }
+        }
+        if (has) pfn = c.Loaded.Pop(popLimit);
+        c.Exit();
+        return pfn;
+    }
+
+    private void ReturnToTree(IovaMagazine mag)
+    {
+        for (int i = 0; i < mag.Size; i++) _owner.TreeFree(mag.Pfns[i], _classSize);
+        mag.Size = 0;
+        lock (_depotLock)
+        {
+            mag.Next = _spares;
+            _spares = mag;
+        }
+    }
+
+    /// <summary>Empties every CPU's magazines and the depot into the tree.</summary>
+    public void Flush()
+    {
+        foreach (var c in _cpus)
+        {
+            c.Enter();
+            try
+            {
+                for (int i = 0; i < c.Loaded.Size; i++) _owner.TreeFree(c.Loaded.Pfns[i], _classSize);
+                c.Loaded.Size = 0;
+                for (int i = 0; i < c.Prev.Size; i++) _owner.TreeFree(c.Prev.Pfns[i], _classSize);
+                c.Prev.Size = 0;
+            }
+            finally { c.Exit(); }
+        }
+        while (true)
+        {
+            IovaMagazine? m;
+            lock (_depotLock)
+            {
+                m = _depot;
+                if (m is null) break;
+                _depot = m.Next;
+                _depotSize--;
+            }
+            ReturnToTree(m);
+        }
+    }
+}

@@ -1,0 +1,513 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace IommuKit.Paging;
+
+/// <summary>
+/// One table page: 512 real PTEs plus, in a parallel array, the next-level tables they point at (the "physical
+/// address" in a table PTE is a model address; walks follow <see cref="Child"/>).
+/// </summary>
+/// <remarks>
+/// Locking: <see cref="LockWord"/> is a per-table spin lock. It guards every write to <see cref="Pte"/>,
+/// <see cref="Child"/>, <see cref="Used"/> and <see cref="Dead"/>. Reads of <see cref="Pte"/>/<see cref="Child"/> are
+/// lock-free (walks). A writer holds at most one table lock at a time, so there is no lock order and no deadlock.
+/// A table whose last entry is cleared is marked <see cref="Dead"/> (never revived, never reused: a lock-free reader
+/// may still hold it and must only ever see zero entries there), then unlinked from its parent under the parent's lock.
+/// </remarks>
+internal sealed class IoTable
+{
+    public const int Entries = 512;
+
+    public readonly ulong[] Pte = new ulong[Entries];
+    public readonly IoTable?[] Child = new IoTable?[Entries];
+    /// <summary>Model physical address of this table page (what a table PTE pointing here holds).</summary>
+    public readonly ulong Phys;
+    /// <summary>Non-zero PTEs in this table. Guarded by the table lock.</summary>
+    public int Used;
+    /// <summary>Set once, under the table lock, when the table became empty and is being freed.</summary>
+    public volatile bool Dead;
+    public int LockWord;
+
+    public IoTable(ulong phys) => Phys = phys;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Lock()
+    {
+        if (Interlocked.CompareExchange(ref LockWord, 1, 0) != 0) LockSlow();
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void LockSlow()
+    {
+        var spin = new SpinWait();
+        do spin.SpinOnce(sleep1Threshold: -1);
+        while (Volatile.Read(ref LockWord) != 0 || Interlocked.CompareExchange(ref LockWord, 1, 0) != 0);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Unlock() => Volatile.Write(ref LockWord, 0);
+
+    public bool IsLocked => Volatile.Read(ref LockWord) != 0;
+}
+
+/// <summary>Structure self-check for tests (null = sound).</summary>
+internal interface IValidatable
+{
+    string? Validate();
+}
+
+/// <summary>The tables on the way from the root to a leaf, indexed by level (no allocation).</summary>
+[InlineArray(6)]
+internal struct TablePath
+{
+    private IoTable? _e;
+}
+
+/// <summary>
+/// A radix IO page table (4 or 5 levels of 512 entries, 4 KiB granule) shared by the x86-64 (VT-d second-level) and
+/// ARM LPAE stage-1 formats; the format only changes the PTE bits (<typeparamref name="TF"/>).
+/// </summary>
+/// <remarks>
+/// <para>Semantics (iommufd-strict, not io-pgtable's): <see cref="Map"/> over any existing mapping fails with EEXIST;
+/// <see cref="Unmap"/> of a range that is not entirely mapped fails with ENOENT; an unmap that would split a large page
+/// (its range starts or ends inside a 2 MiB/1 GiB page) fails with EINVAL. This last rule is IommuKit's choice: the
+/// kernel's io-pgtable code (e.g. <c>arm_lpae_split_blk_unmap</c>) splits the block instead. A failed call changes
+/// nothing: a failed map rolls back the part it mapped, and an unmap validates before it clears.</para>
+/// <para>Concurrency: walks (<see cref="TryIovaToPhys"/>) take no lock. Map/unmap take one table's spin lock at a time
+/// (see <see cref="IoTable"/>), so calls on disjoint ranges run in parallel except when they touch the same table page
+/// for a few nanoseconds. Calls on overlapping ranges racing each other are the caller's bug: each still fails or
+/// succeeds cleanly per entry, but "a failed call changes nothing" is only guaranteed for ranges nobody else touches.</para>
+/// </remarks>
+internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF : struct, IPteFormat
+{
+    private const int PageShift = 12;
+    private const int LevelBits = 9;
+    /// <summary>Largest leaf level: 1 GiB pages (x86 PDPE 1G pages, ARM level-1 blocks); no 512 GiB pages exist.</summary>
+    private const int MaxLeafLevel = 2;
+
+    private static long s_nextTablePfn = 0x10_0000; // model addresses of table pages; only for realistic PTE bits
+
+    private readonly IoTable _root;
+    private readonly int _maxTablePages;
+    private int _tablePages; // includes the root; Interlocked
+
+    public RadixIoPageTable(int maxTablePages)
+    {
+        if (maxTablePages < 1) throw new ArgumentOutOfRangeException(nameof(maxTablePages));
+        _maxTablePages = maxTablePages;
+        _root = new IoTable(NextTablePhys());
+        _tablePages = 1;
+    }
+
+    public IoPageTableFormat Format => TF.Format;
+    public ulong PageSizeBitmap => (1UL << 12) | (1UL << 21) | (1UL << 30);
+    public int IovaBits => PageShift + LevelBits * TF.Levels;
+    public int TablePageCount => Volatile.Read(ref _tablePages);
+    public int MaxTablePages => _maxTablePages;
+
+    private static int Top => TF.Levels - 1;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Shift(int level) => PageShift + LevelBits * level;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Index(ulong iova, int level) => (int)(iova >> Shift(level)) & (IoTable.Entries - 1);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ref ulong PteAt(IoTable t, int i) =>
+        ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(t.Pte), (nint)(uint)i);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ref IoTable? ChildAt(IoTable t, int i) =>
+        ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(t.Child), (nint)(uint)i);
+
+    private static ulong NextTablePhys() => (ulong)Interlocked.Increment(ref s_nextTablePfn) << PageShift;
+
+    /// <summary>Checks a range against the IOVA space: non-zero, 4 KiB aligned, no overflow, below 2^IovaBits.</summary>
+    private bool RangeOk(ulong iova, ulong size)
+    {
+        const ulong mask = (1UL << PageShift) - 1;
+        if (size == 0 || ((iova | size) & mask) != 0) return false;
+        ulong end = iova + size; // overflow case: end wraps below iova
+        if (end < iova) return false;
+        return end <= 1UL << IovaBits;
+    }
+
+    /// <inheritdoc/>
+    public Errno Map(ulong iova, ulong phys, ulong size, IommuProt prot)
+    {
+        // iommufd/io-pgtable argument checks: granule-aligned iova/paddr/size, no wrap, inside the input and output
+        // address sizes (io-pgtable-arm arm_lpae_map_pages: "Out of range" -> -ERANGE there; we say EINVAL).
+        if (!RangeOk(iova, size) || (phys & ((1UL << PageShift) - 1)) != 0) return Errno.EINVAL;
+        ulong pend = phys + size;
+        if (pend < phys || pend > 1UL << TF.OutputBits) return Errno.EINVAL;
+        if ((prot & (IommuProt.Read | IommuProt.Write)) == 0) return Errno.EINVAL;
+
+        ulong done = 0;
+        Errno e = MapCore(iova, phys, size, prot, ref done);
+        if (e != Errno.Ok && done != 0)
+        {
+            // Roll back exactly what this call mapped: [iova, iova+done) is ours and ends on one of our page borders.
+            Errno u = UnmapCore(iova, done);
+            Debug.Assert(u == Errno.Ok, "rollback of our own mapping cannot fail");
+        }
+        return e;
+    }
+
+    private Errno MapCore(ulong iova, ulong phys, ulong size, IommuProt prot, ref ulong done)
+    {
+        while (done < size)
+        {
+            ulong cur = iova + done, pa = phys + done, rem = size - done;
+            int lp = LeafLevelFor(cur, pa, rem);
+
+            // Descend to the table at level lp, creating missing tables (allocation only when absent).
+            IoTable t = _root;
+            bool retry = false;
+            for (int l = Top; l > lp; l--)
+            {
+                int idx = Index(cur, l);
+                // PTE first, like walkers: a child published by a creator that has not yet written the PTE (it
+                // still holds the lock) must not be used, or this map could finish before walkers can see it.
+                ulong pte = Volatile.Read(ref PteAt(t, idx));
+                IoTable? c = TF.IsPresent(pte) ? Volatile.Read(ref ChildAt(t, idx)) : null;
+                if (c is null || c.Dead)
+                {
+                    Errno r = GetOrCreateChild(t, idx, out c, out retry);
+                    if (retry) break;
+                    if (r != Errno.Ok) return r;
+                }
+                t = c!;
+            }
+            if (retry) continue;
+
+            int shift = Shift(lp);
+            ulong span = 1UL << shift;
+            int first = Index(cur, lp);
+            int n = (int)Math.Min((ulong)(IoTable.Entries - first), rem >> shift);
+            ulong template = TF.MakeLeaf(0, prot, lp);
+
+            t.Lock();
+            if (t.Dead) { t.Unlock(); continue; } // freed under us by an unmap of a neighbour: walk again
+            int k = 0;
+            for (; k < n; k++)
+            {
+                ref ulong slot = ref PteAt(t, first + k);
+                if (slot != 0)
+                {
+                    // A dead (being-freed) table may be replaced; anything else is a mapping -> EEXIST.
+                    ref IoTable? child = ref ChildAt(t, first + k);
+                    if (child is null || !child.Dead) break;
+                    child = null;
+                    t.Used--;
+                    Interlocked.Decrement(ref _tablePages); // its unmapper will find the slot changed and not count it
+                }
+                Volatile.Write(ref slot, template | (pa + (ulong)k * span));
+            }
+            t.Used += k;
+            CheckLocked(t, "map batch");
+            t.Unlock();
+            done += (ulong)k * span;
+            if (k < n) return Errno.EEXIST; // iommufd: mapping over a mapping
+        }
+        return Errno.Ok;
+    }
+
+    /// <summary>Largest page level whose size both addresses are aligned to and the remaining length covers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int LeafLevelFor(ulong iova, ulong phys, ulong rem)
+    {
+        // iommu_pgsize(): the largest supported page size that fits alignment and length.
+        for (int l = MaxLeafLevel; l > 0; l--)
+        {
+            ulong span = 1UL << Shift(l);
+            if (((iova | phys) & (span - 1)) == 0 && rem >= span) return l;
+        }
+        return 0;
+    }
+
+    private Errno GetOrCreateChild(IoTable t, int idx, out IoTable? child, out bool retry)
+    {
+        child = null;
+        retry = false;
+        // Named cap on table pages: ENOMEM past it (the kernel's table allocation failing).
+        if (Interlocked.Increment(ref _tablePages) > _maxTablePages)
+        {
+            Interlocked.Decrement(ref _tablePages);
+            return Errno.ENOMEM;
+        }
+        var fresh = new IoTable(NextTablePhys());
+
+        t.Lock();
+        if (t.Dead)
+        {
+            t.Unlock();
+            Interlocked.Decrement(ref _tablePages);
+            retry = true;
+            return Errno.Ok;
+        }
+        ref ulong slot = ref PteAt(t, idx);
+        ref IoTable? c = ref ChildAt(t, idx);
+        ulong old = slot;
+        if (old != 0 && c is null)
+        {
+            t.Unlock();
+            Interlocked.Decrement(ref _tablePages);
+            return Errno.EEXIST; // a large page covers this range
+        }
+        if (c is not null && !c.Dead)
+        {
+            child = c; // installed by a concurrent map
+            t.Unlock();
+            Interlocked.Decrement(ref _tablePages);
+            return Errno.Ok;
+        }
+        // Replacing a dead table: its unmapper will find the slot changed and leave the count to us.
+        if (c is not null) Interlocked.Decrement(ref _tablePages);
+        // Publish the child before the PTE so a walker that sees the table PTE finds the table.
+        Volatile.Write(ref c, fresh);
+        Volatile.Write(ref slot, TF.MakeTable(fresh.Phys));
+        if (old == 0) t.Used++;
+        CheckLocked(t, "create child");
+        t.Unlock();
+        child = fresh;
+        return Errno.Ok;
+    }
+
+    /// <inheritdoc/>
+    public Errno Unmap(ulong iova, ulong size)
+    {
+        if (!RangeOk(iova, size)) return Errno.EINVAL;
+        // A range inside one 2 MiB region is handled by one locked batch (check, then clear). Longer ranges are
+        // checked first without locks so a failure changes nothing.
+        bool single = (iova >> Shift(1)) == ((iova + size - 1) >> Shift(1));
+        if (!single)
+        {
+            Errno c = CheckUnmap(iova, size);
+            if (c != Errno.Ok) return c;
+        }
+        return UnmapCore(iova, size);
+    }
+
+    private Errno CheckUnmap(ulong iova, ulong size)
+    {
+        ulong done = 0;
+        while (done < size)
+        {
+            ulong cur = iova + done, rem = size - done;
+            IoTable t = _root;
+            int l = Top;
+            ulong pte;
+            while (true)
+            {
+                pte = Volatile.Read(ref PteAt(t, Index(cur, l)));
+                if (!TF.IsPresent(pte)) return Errno.ENOENT;
+                if (TF.IsLeaf(pte, l)) break;
+                IoTable? c = Volatile.Read(ref ChildAt(t, Index(cur, l)));
+                if (c is null) return Errno.ENOENT;
+                t = c;
+                l--;
+            }
+            int shift = Shift(l);
+            ulong span = 1UL << shift;
+            if ((cur & (span - 1)) != 0 || rem < span) return Errno.EINVAL; // would split a large page
+            int first = Index(cur, l);
+            int n = (int)Math.Min((ulong)(IoTable.Entries - first), rem >> shift);
+            int k = 1;
+            while (k < n)
+            {
+                ulong p = Volatile.Read(ref PteAt(t, first + k));
+                if (!TF.IsPresent(p)) return Errno.ENOENT;
+                if (!TF.IsLeaf(p, l)) break;
+                k++;
+            }
+            done += (ulong)k * span; // a tail inside a large page is caught by the next walk (rem < span)
+        }
+        return Errno.Ok;
+    }
+
+    /// <summary>
+    /// Clears [iova, iova+size) batch by batch (one table lock per batch). Each batch is checked under its lock before
+    /// anything in it is cleared, so a range inside one batch (the single 2 MiB-region case, and rollback) fails
+    /// without changes; longer ranges were checked by <see cref="CheckUnmap"/> first.
+    /// </summary>
+    private Errno UnmapCore(ulong iova, ulong size)
+    {
+        TablePath path = default;
+        ulong done = 0;
+        while (done < size)
+        {
+            ulong cur = iova + done, rem = size - done;
+            IoTable t = _root;
+            int l = Top;
+            path[l] = t;
+            while (true)
+            {
+                int idx = Index(cur, l);
+                ulong pte = Volatile.Read(ref PteAt(t, idx));
+                if (!TF.IsPresent(pte)) return Errno.ENOENT;
+                if (TF.IsLeaf(pte, l)) break;
+                IoTable? c = Volatile.Read(ref ChildAt(t, idx));
+                if (c is null) return Errno.ENOENT;
+                t = c;
+                l--;
+                path[l] = t;
+            }
+            int shift = Shift(l);
+            ulong span = 1UL << shift;
+            if ((cur & (span - 1)) != 0 || rem < span) return Errno.EINVAL; // would split a large page (our rule)
+            int first = Index(cur, l);
+            int n = (int)Math.Min((ulong)(IoTable.Entries - first), rem >> shift);
+
+            t.Lock();
+            if (t.Dead) { t.Unlock(); return Errno.ENOENT; } // emptied by someone else: nothing of ours is there
+            int k = 0;
+            while (k < n)
+            {
+                ulong p = PteAt(t, first + k);
+                if (!TF.IsPresent(p))
+                {
+                    t.Unlock();
+                    return Errno.ENOENT; // validated callers only get here when an overlapping call raced them
+                }
+                if (!TF.IsLeaf(p, l)) break; // a table below: the next walk descends into it
+                k++;
+            }
+            for (int j = 0; j < k; j++) Volatile.Write(ref PteAt(t, first + j), 0UL);
+            t.Used -= k;
+            bool empty = t.Used == 0 && l < Top;
+            if (empty) t.Dead = true;
+            CheckLocked(t, "unmap batch");
+            t.Unlock();
+            done += (ulong)k * span;
+            if (empty) FreeUpwards(ref path, l, cur);
+        }
+        return Errno.Ok;
+    }
+
+    /// <summary>
+    /// Unlinks the now-dead table at <paramref name="level"/> (on the walk for <paramref name="iova"/>) from its parent,
+    /// and keeps going up while parents become empty (the kernel frees table pages on unmap via the gather freelist).
+    /// </summary>
+    private void FreeUpwards(ref TablePath path, int level, ulong iova)
+    {
+        IoTable child = path[level]!;
+        for (int pl = level + 1; pl <= Top; pl++)
+        {
+            IoTable parent = path[pl]!;
+            int idx = Index(iova, pl);
+            parent.Lock();
+            ref IoTable? slot = ref ChildAt(parent, idx);
+            if (!ReferenceEquals(slot, child)) { parent.Unlock(); return; } // a map replaced it already
+            Volatile.Write(ref PteAt(parent, idx), 0UL); // PTE first: walkers stop here
+            Volatile.Write(ref slot, null);
+            parent.Used--;
+            bool empty = parent.Used == 0 && pl < Top;
+            if (empty) parent.Dead = true;
+            CheckLocked(parent, "free upwards");
+            parent.Unlock();
+            Interlocked.Decrement(ref _tablePages);
+            if (!empty) return;
+            child = parent;
+        }
+    }
+
+    /// <summary>Per-table invariant check before each writer unlocks; compiled in only with PARANOID (stress runs).</summary>
+    [Conditional("PARANOID")]
+    private static void CheckLocked(IoTable t, string where)
+    {
+        if (!t.IsLocked) throw new InvalidOperationException(where + ": not locked");
+        int used = 0;
+        for (int i = 0; i < IoTable.Entries; i++)
+        {
+            if (t.Pte[i] != 0) used++;
+            if (t.Pte[i] == 0 && t.Child[i] is not null)
+                throw new InvalidOperationException($"{where}: child without pte at {i}");
+        }
+        if (used != t.Used) throw new InvalidOperationException($"{where}: Used {t.Used} != {used}");
+    }
+
+    /// <summary>The walk for <paramref name="iova"/>, one "level:pte/child" step per level (diagnostics).</summary>
+    internal string DescribeWalk(ulong iova)
+    {
+        var sb = new System.Text.StringBuilder();
+        IoTable? t = _root;
+        for (int l = Top; l >= 0 && t is not null; l--)
+        {
+            int idx = Index(iova, l);
+            ulong pte = Volatile.Read(ref PteAt(t, idx));
+            IoTable? c = Volatile.Read(ref ChildAt(t, idx));
+            sb.Append($"L{l}[{idx}] pte=0x{pte:x} child={(c is null ? "-" : (c.Dead ? "dead" : "live"))} used={t.Used}; ");
+            if (pte == 0 || TF.IsLeaf(pte, l)) break;
+            t = c;
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>
+    /// Checks the structure while nobody maps or unmaps (tests): every table PTE has its child and vice versa, every
+    /// <see cref="IoTable.Used"/> matches, no reachable table is dead or empty (except the root), and the table count
+    /// matches. Returns null when sound, else the first problem found.
+    /// </summary>
+    public string? Validate()
+    {
+        int tables = 0;
+        string? r = ValidateTable(_root, Top, 0, ref tables);
+        if (r is null && tables != TablePageCount) r = $"{tables} tables reachable, count says {TablePageCount}";
+        return r;
+    }
+
+    private static string? ValidateTable(IoTable t, int level, ulong baseIova, ref int tables)
+    {
+        tables++;
+        if (t.Dead) return $"dead table reachable at level {level}, iova 0x{baseIova:x}";
+        int used = 0;
+        for (int i = 0; i < IoTable.Entries; i++)
+        {
+            ulong pte = t.Pte[i];
+            IoTable? c = t.Child[i];
+            ulong iova = baseIova + ((ulong)i << Shift(level));
+            if (pte != 0) used++;
+            if (pte == 0 && c is not null) return $"child without PTE at level {level}, iova 0x{iova:x}";
+            if (pte == 0) continue;
+            if (TF.IsLeaf(pte, level))
+            {
+                if (c is not null) return $"leaf with a child at level {level}, iova 0x{iova:x}";
+                continue;
+            }
+            if (c is null) return $"table PTE without child at level {level}, iova 0x{iova:x}";
+            string? r = ValidateTable(c, level - 1, iova, ref tables);
+            if (r is not null) return r;
+        }
+        if (used != t.Used) return $"Used {t.Used} but {used} PTEs at level {level}, iova 0x{baseIova:x}";
+        if (used == 0 && level != Top) return $"empty table kept at level {level}, iova 0x{baseIova:x}";
+        return null;
+    }
+
+    /// <inheritdoc/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool TryIovaToPhys(ulong iova, out ulong phys, out IommuProt prot)
+    {
+        if ((iova >> IovaBits) != 0) { phys = 0; prot = IommuProt.None; return false; }
+        IoTable? t = _root;
+        for (int l = Top; ; l--)
+        {
+            int idx = Index(iova, l);
+            ulong pte = Volatile.Read(ref PteAt(t, idx));
+            if (!TF.IsPresent(pte)) break;
+            if (TF.IsLeaf(pte, l))
+            {
+                ulong off = (1UL << Shift(l)) - 1;
+                phys = TF.OutputAddress(pte) | (iova & off);
+                prot = TF.ProtOf(pte);
+                return true;
+            }
+            t = Volatile.Read(ref ChildAt(t, idx));
+            if (t is null) break;
+        }
+        phys = 0;
+        prot = IommuProt.None;
+        return false;
+    }
+}
