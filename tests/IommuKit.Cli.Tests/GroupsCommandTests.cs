@@ -64,6 +64,14 @@ public class GroupsCommandTests
     }
 
     [Fact]
+    public void JsonGoldenOfTwoGroupsShowsTheDocumentedSchema()
+    {
+        var r = Run("groups", "--json", "--group", "3", "--group", "12", "--source", Oracle("g_k612_intel_mixed"), "--pci-ids", SampleIds);
+        Assert.Equal(0, r.Code);
+        AssertGolden("groups-g_k612_intel_mixed-3-12.json", r.Out);
+    }
+
+    [Fact]
     public void GroupsWithSameMembersAndIdsHaveTheSameFingerprintAcrossKernels()
     {
         var a = Run("groups", "--json", "--source", Oracle("g_k61_intel_mixed"), "--pci-ids", "none").Json;
