@@ -15,5 +15,7 @@ internal static class CommandRegistry
         yield return DevicesCommand.Create(console);
         yield return ExportCommand.Create(console);
         yield return SnapshotCommand.Create(console);
+        yield return SetTypeCommand.Create(console);
+        yield return SysfsCommand.Create(console);
     }
 }

@@ -34,7 +34,8 @@ internal sealed class TestDriver : IommuDriverBase
     {
         lock (_groups)
         {
-            string key = GroupKey.GetValueOrDefault(device.Name, device.Name);
+            string key;
+            lock (GroupKey) key = GroupKey.GetValueOrDefault(device.Name, device.Name);
             if (_groups.TryGetValue(key, out var g) && g.Devices.Count > 0) return g;
             g = context.Allocate();
             _groups[key] = g;
