@@ -251,7 +251,7 @@ public class SyntheticMachineTests
     {
         var m = SyntheticMachines.Build(5_000);
         Assert.InRange(m.Topology.Count, 5_000, 5_008); // a port's subtree is never cut short
-        var r = GroupingEngine.Compute(m, new GroupingOptions { RecordExplanations = false });
+        var r = GroupingEngine.Compute(m);
         Assert.Equal(m.Topology.Count, r.Groups.Sum(g => g.Devices.Count));
         // Groups are allocated in probe order: the first member of each group appears in increasing probe index.
         var firsts = r.Groups.Select(g => g.Devices[0].ProbeIndex).ToList();
