@@ -85,9 +85,14 @@ internal sealed class LspciDevice
 
     /// <summary>Turns what the record showed into facts; hex bytes win where present, text fills in the rest.</summary>
     /// <param name="warn">Receives one-line problems found while decoding (a malformed capability list in the hex).</param>
-    public PciDeviceFacts ToFacts(string origin, Action<string> warn)
+    /// <param name="dumpHasExtended">Some device of the dump has more than 256 bytes of hex (an -xxxx dump): lspci then
+    /// printed all the config space each device has, so 256 bytes is the whole of this one (pciutils lspci.c
+    /// show_hex_dump stops at 256 when the extended space cannot be read, as for a PCIe device below a conventional bridge).</param>
+    public PciDeviceFacts ToFacts(string origin, Action<string> warn, bool dumpHasExtended)
     {
         PciDeviceFacts facts = HasUsableHex ? FromHex(origin, warn) : FromText();
+        if (HasUsableHex && dumpHasExtended && HexLength >= ConfigSpace.ConventionalSize && facts.Visibility == ConfigVisibility.NoExtended)
+            facts = facts with { Visibility = ConfigVisibility.Full };
         return facts with
         {
             Driver = Driver,

@@ -318,7 +318,10 @@ public static partial class LspciReader
 
                     // pcilib's stderr interleaved with stdout: "\t\tLnkCap2: Supported pcilib: sysfs_read_vpd: read
                     // failed: No such device\nLink Speeds: ..." -- cut the message out and join the two halves.
+                    // lspci's own messages ("lspci: Unable to load libkmod resources: error -2") start a line: the same
+                    // treatment drops them.
                     int pcilib = line.IndexOf("pcilib: ", StringComparison.Ordinal);
+                    if (pcilib < 0 && line.StartsWith("lspci: ", StringComparison.Ordinal)) pcilib = 0;
                     if (pcilib >= 0)
                     {
                         int nl2 = pos < _text.Length ? _text.IndexOf('\n', pos) : -1;
@@ -786,9 +789,10 @@ public static partial class LspciReader
             var groups = new SortedDictionary<int, List<PciAddress>>();
             var slots = new Dictionary<string, string>(StringComparer.Ordinal);
             int denied = 0, bare = 0, acsDetail = 0, headerHex = 0, noIds = 0;
+            bool dumpHasExtended = ExpectedHexLength() > ConfigSpace.ConventionalSize;
             foreach (var dev in _devices)
             {
-                var facts = dev.ToFacts(_origin, Warn);
+                var facts = dev.ToFacts(_origin, Warn, dumpHasExtended);
                 builder.Add(facts);
                 // "Physical Slot: N" is the sysfs slot name; sysfs slots/N/address holds domain:bus:device.
                 if (dev.PhysicalSlot is { } slot)
