@@ -7,7 +7,7 @@ namespace IommuKit.Cli.Tests;
 public class GroupsCommandTests
 {
     [Theory]
-    [MemberData(nameof(MachinesWithGroups), MemberType = typeof(CliRunner))]
+    [MemberData(nameof(MachinesWithLegacyGolden), MemberType = typeof(CliRunner))]
     public void LegacyOutputIsByteForByteRealLspciJoinedWithTheKernelsGroups(string machine)
     {
         // golden/legacy-*.txt come from pciutils' own lspci over the snapshot (make-legacy-golden.sh), not from us.
