@@ -7,6 +7,15 @@ internal static class CommandRegistry
 {
     public static IEnumerable<Command> All(CliConsole console)
     {
-        yield break;
+        yield return GroupsCommand.Create(console);
+        yield return ExplainCommand.Create(console);
+        yield return VfioCheckCommand.Create(console);
+        yield return WhatIfCommand.Create(console);
+        yield return DiffCommand.Create(console);
+        yield return DevicesCommand.Create(console);
+        yield return ExportCommand.Create(console);
+        yield return SnapshotCommand.Create(console);
+        yield return SetTypeCommand.Create(console);
+        yield return SysfsCommand.Create(console);
     }
 }

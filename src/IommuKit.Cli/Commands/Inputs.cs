@@ -1,0 +1,46 @@
+using System.CommandLine;
+using IommuKit.Pci;
+using IommuKit.Sources;
+
+namespace IommuKit.Cli.Commands;
+
+/// <summary>Loading what the commands read: the machine, the command line, the pci.ids database, addresses.</summary>
+internal static class Inputs
+{
+    /// <summary><c>--pci-ids PATH|none</c>: which pci.ids to use for names (default: the installed one, if any).</summary>
+    public static Option<string?> PciIdsOption() => new("--pci-ids")
+    {
+        Description = "pci.ids database for vendor/device/class names: a path, or 'none' for numbers only. " +
+                      "Default: the first of /usr/share/misc/pci.ids, /usr/share/hwdata/pci.ids, /usr/share/pci.ids.",
+        HelpName = "PATH|none",
+    };
+
+    /// <summary>The machine of <c>--source</c> (or this host, or the bundled example when this host has no PCI sysfs).</summary>
+    /// <summary>
+    /// The machine of <c>--source</c> (or this host, or the bundled example when this host has no PCI sysfs), through
+    /// <see cref="SourceResolver.Resolve"/>, which also prints the machine's load warnings.
+    /// </summary>
+    public static Machine LoadMachine(string? source, CliConsole console) => SourceResolver.Resolve(source, console);
+
+    public static PciIds LoadPciIds(string? option)
+    {
+        if (option is null) return PciIds.LoadInstalled() ?? PciIds.Empty;
+        if (option == "none") return PciIds.Empty;
+        return PciIds.TryLoad(option) ?? throw new CliException($"--pci-ids {option}: cannot read that file", ExitCode.InputError);
+    }
+
+    public static KernelCommandLine CommandLine(Machine machine, string? overrideText) =>
+        KernelCommandLine.Parse(overrideText ?? machine.CommandLine);
+
+    /// <summary>Parses a PCI address argument; a bad one is a usage error naming the text.</summary>
+    public static PciAddress Address(string text, string what = "address")
+    {
+        if (!PciAddress.TryParse(text, out var a))
+            throw new CliException($"{what} '{text}' is not a PCI address (expected 0000:01:00.0 or 01:00.0)", ExitCode.InputError);
+        return a;
+    }
+
+    /// <summary>The device at an address of the machine, or a bad-input error naming it.</summary>
+    public static PciDevice Device(Machine machine, PciAddress a) =>
+        machine.Topology.Find(a) ?? throw new CliException($"{a}: no such device in {machine.Origin}", ExitCode.InputError);
+}

@@ -1,0 +1,20 @@
+using IommuKit.Pci;
+
+namespace IommuKit.Cli.Rendering;
+
+/// <summary>
+/// One IOMMU group as the commands show it: the kernel's (when the source has the kernel's groups) or the model's.
+/// </summary>
+/// <param name="Id">Group number: the kernel's, or the model's prediction of the kernel's numbering.</param>
+/// <param name="Origin"><c>kernel</c> or <c>model</c>.</param>
+/// <param name="Type">The <c>type</c> file's text (<c>DMA-FQ</c>…): the kernel's when the source has it, else predicted; null when neither is known.</param>
+/// <param name="ReservedRegions">The <c>reserved_regions</c> lines: kernel's when the source has them, else predicted; null when unknown.</param>
+/// <param name="Fingerprint">Stable content fingerprint (member addresses and ids), independent of the number.</param>
+/// <param name="Devices">Members in address order.</param>
+internal sealed record GroupView(
+    int Id,
+    string Origin,
+    string? Type,
+    IReadOnlyList<ReservedRegionText>? ReservedRegions,
+    string Fingerprint,
+    IReadOnlyList<PciDevice> Devices);

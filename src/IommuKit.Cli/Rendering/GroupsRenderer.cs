@@ -1,0 +1,85 @@
+using System.Text.Json;
+using IommuKit.Pci;
+using IommuKit.Sources;
+
+namespace IommuKit.Cli.Rendering;
+
+/// <summary>Text, legacy and JSON renderings of a list of groups (shared by <c>groups</c>, <c>whatif</c> and <c>diff</c>).</summary>
+internal static class GroupsRenderer
+{
+    /// <summary>
+    /// One group as a block: <c>Group N  TYPE  fingerprint F</c>, its reserved regions, then one lspci-style line per
+    /// device with the bound driver. <paramref name="mark"/> decorates devices (e.g. the device asked about).
+    /// </summary>
+    public static void WriteGroup(TextWriter w, Style s, GroupView g, PciIds ids, bool predicted, Func<PciDevice, string?>? mark = null)
+    {
+        var head = $"Group {g.Id}";
+        var parts = new List<string> { s.Bold(head) };
+        if (predicted) parts.Add(s.Warn("(predicted)"));
+        if (g.Type is not null) parts.Add(s.Accent(g.Type));
+        parts.Add(s.Dim($"fingerprint {g.Fingerprint}"));
+        w.WriteLine(string.Join("  ", parts));
+        if (g.ReservedRegions is { } regions)
+            foreach (var r in regions) w.WriteLine($"  reserved {r}");
+        foreach (var d in g.Devices)
+        {
+            var line = $"  {DeviceText.LspciNnsLine(d, ids)}";
+            if (d.Driver is not null) line += $"  driver: {s.Good(d.Driver)}";
+            var m = mark?.Invoke(d);
+            if (m is not null) line += $"  {m}";
+            w.WriteLine(line);
+        }
+    }
+
+    /// <summary>Blocks separated by one blank line.</summary>
+    public static void WriteGroups(TextWriter w, Style s, IReadOnlyList<GroupView> groups, PciIds ids, bool predicted)
+    {
+        for (int i = 0; i < groups.Count; i++)
+        {
+            if (i > 0) w.WriteLine();
+            WriteGroup(w, s, groups[i], ids, predicted);
+        }
+    }
+
+    /// <summary>
+    /// The classic <c>IOMMU Group N &lt;lspci -nns line&gt;</c> shape of the Arch-wiki loop: groups in numeric order
+    /// (as <c>sort -V</c> gives), devices in address order (as the shell glob gives), no colour, no padding.
+    /// </summary>
+    public static void WriteLegacy(TextWriter w, IReadOnlyList<GroupView> groups, PciIds ids)
+    {
+        foreach (var g in groups.OrderBy(g => g.Id))
+            foreach (var d in g.Devices.OrderBy(d => d.Address))
+                w.WriteLine($"IOMMU Group {g.Id} {DeviceText.LspciNnsLine(d, ids)}");
+    }
+
+    /// <summary>One group object of the JSON schema (docs/json.md, "group object").</summary>
+    public static void WriteGroupJson(Utf8JsonWriter w, GroupView g, PciIds ids)
+    {
+        w.WriteStartObject();
+        w.WriteNumber("id", g.Id);
+        w.WriteString("origin", g.Origin);
+        JsonOut.NullableString(w, "type", g.Type);
+        if (g.ReservedRegions is { } regions) JsonOut.StringArray(w, "reserved_regions", regions.Select(r => r.ToString()));
+        else w.WriteNull("reserved_regions");
+        w.WriteString("fingerprint", g.Fingerprint);
+        w.WriteStartArray("devices");
+        foreach (var d in g.Devices) WriteDeviceJson(w, d, ids);
+        w.WriteEndArray();
+        w.WriteEndObject();
+    }
+
+    /// <summary>One device object: address, ids, class, revision, driver, names (null when unknown).</summary>
+    public static void WriteDeviceJson(Utf8JsonWriter w, PciDevice d, PciIds ids)
+    {
+        w.WriteStartObject();
+        w.WriteString("address", d.Address.ToString());
+        w.WriteString("vendor", DeviceText.Hex4(d.VendorId));
+        w.WriteString("device", DeviceText.Hex4(d.DeviceId));
+        w.WriteString("class", DeviceText.Hex6(d.ClassCode));
+        w.WriteString("revision", $"0x{d.Facts.Revision:x2}");
+        JsonOut.NullableString(w, "driver", d.Driver);
+        JsonOut.NullableString(w, "name", DeviceText.Name(d, ids));
+        JsonOut.NullableString(w, "class_name", ids.Class(d.ClassCode));
+        w.WriteEndObject();
+    }
+}

@@ -1,0 +1,255 @@
+using IommuKit.Grouping;
+using IommuKit.Paging;
+using IommuKit.Pci;
+
+namespace IommuKit.Core;
+
+/// <summary>Where <see cref="HostModel"/> takes the PCI grouping from.</summary>
+public enum HostGrouping
+{
+    /// <summary>The grouping engine's <c>pci_device_group</c> (a prediction).</summary>
+    Engine,
+    /// <summary>The kernel's own groups recorded in the source, when it has them (else the engine).</summary>
+    Recorded,
+}
+
+/// <summary>Options of <see cref="HostModel.FromMachine"/>.</summary>
+/// <param name="Boot">Build default and memory encryption (Debian when null).</param>
+/// <param name="Kernel">Overrides the kernel generation read from the machine's release.</param>
+/// <param name="Grouping">Where the PCI grouping comes from.</param>
+/// <param name="PageTables">IO page-table factory for paging domains (the paging engine by default).</param>
+public sealed record HostModelOptions(IommuBootConfig? Boot = null, KernelVersion? Kernel = null, HostGrouping Grouping = HostGrouping.Engine,
+    Func<IoPageTableFormat, IIoPageTable>? PageTables = null);
+
+/// <summary>What a dry run of a sysfs <c>type</c> write found.</summary>
+/// <param name="Group">The group number.</param>
+/// <param name="Value">The string written.</param>
+/// <param name="Result">What the write returns on the machine as it is.</param>
+/// <param name="TypeAfter">The <c>type</c> file after the write (unchanged on failure).</param>
+/// <param name="Steps">When it fails: the steps that would make it succeed (unbind/write/bind), empty when none would.</param>
+/// <param name="StepsResult">The result of the write after those steps (Ok when <see cref="Steps"/> works).</param>
+/// <param name="TypeBefore">The <c>type</c> file before the write.</param>
+/// <param name="Unbinds">The (device, driver) pairs the steps unbind and bind back, in order.</param>
+public sealed record SetTypePlan(int Group, string Value, IommuResult Result, string TypeAfter, IReadOnlyList<string> Steps, IommuResult StepsResult,
+    string TypeBefore = "", IReadOnlyList<(string Device, string Driver)>? Unbinds = null);
+
+/// <summary>
+/// The IOMMU core built for a <see cref="Machine"/>: the driver chosen from its IOMMU units (VT-d, virtio-iommu),
+/// the kernel generation from its release, the command line from the source (or the one given), every PCI device
+/// probed at boot, and the drivers bound as the machine shows. Gives each group's predicted <c>type</c> and
+/// <c>reserved_regions</c> and dry-runs <c>type</c> writes.
+/// </summary>
+public sealed class HostModel
+{
+    private HostModel(Machine machine, KernelCommandLine cmdline, HostModelOptions options, IommuCore core, IIommuDriver? driver, List<string> notes)
+    {
+        Machine = machine;
+        CommandLine = cmdline;
+        Options = options;
+        Core = core;
+        Driver = driver;
+        Notes = notes;
+    }
+
+    public Machine Machine { get; }
+    public KernelCommandLine CommandLine { get; }
+    public HostModelOptions Options { get; }
+    public IommuCore Core { get; }
+    /// <summary>The IOMMU driver registered, or null when the machine has no (supported) IOMMU unit.</summary>
+    public IIommuDriver? Driver { get; }
+    /// <summary>Assumptions made while building (unknown kernel release, unknown registers, unsupported IOMMU…), one line each.</summary>
+    public IReadOnlyList<string> Notes { get; }
+
+    /// <summary>The kernel generation to model for a release string; 6.12 rules when unknown.</summary>
+    public static KernelVersion KernelOf(Machine machine) =>
+        KernelVersion.TryParse(machine.KernelRelease, out var v) ? v : KernelVersion.V6_12;
+
+    /// <summary>Builds and boots the core for <paramref name="machine"/>.</summary>
+    /// <param name="cmdline">The kernel command line; null uses the machine's own.</param>
+    /// <exception cref="InputException">The machine's IOMMU unit names a virtio-iommu function that is not a PCI address.</exception>
+    public static HostModel FromMachine(Machine machine, KernelCommandLine? cmdline = null, HostModelOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(machine);
+        options ??= new HostModelOptions();
+        var notes = new List<string>();
+        cmdline ??= KernelCommandLine.Parse(machine.CommandLine);
+        KernelVersion kernel;
+        if (options.Kernel is { } k) kernel = k;
+        else if (KernelVersion.TryParse(machine.KernelRelease, out var kv)) kernel = kv;
+        else
+        {
+            kernel = KernelVersion.V6_12;
+            notes.Add($"kernel release {(machine.KernelRelease is null ? "unknown" : $"\"{machine.KernelRelease}\" not understood")}: modelling Linux {kernel} rules");
+        }
+        var core = new IommuCore(kernel, cmdline, options.Boot);
+        var pageTables = options.PageTables ?? (f => IoPageTables.Create(f));
+
+        var devices = new List<IommuDevice>(machine.Topology.Devices.Count);
+        foreach (var pci in machine.Topology.Devices)
+        {
+            var dev = IommuDevice.FromPci(pci, pci.Facts.IommuUnit);
+            core.AddDevice(dev);
+            devices.Add(dev);
+        }
+
+        IIommuDriver? driver = null;
+        var units = machine.IommuUnits;
+        if (units.Count == 0)
+            notes.Add("the source shows no IOMMU unit: no groups");
+        else
+        {
+            var resolver = GroupResolver(machine, cmdline, options.Grouping);
+            switch (machine.IommuKind)
+            {
+                case IommuKind.Intel:
+                {
+                    var vt = new List<VtdUnit>(units.Count);
+                    foreach (var u in units)
+                    {
+                        if (u.Kind != IommuKind.Intel) continue;
+                        vt.Add(VtdUnit.FromMachine(u));
+                        if (u.IntelCap is null) notes.Add($"{u.Name}: no cap register in the source: caching mode taken as off");
+                        if (u.IntelEcap is null) notes.Add($"{u.Name}: no ecap register in the source: pass-through taken as supported");
+                    }
+                    driver = new VtdDriver(vt, pageTables, resolver);
+                    break;
+                }
+                case IommuKind.Virtio:
+                {
+                    var u = units[0];
+                    if (!PciAddress.TryParse(u.Name, out var self))
+                        throw InputException.At(machine.Origin, $"virtio-iommu unit \"{u.Name}\" is not named after its PCI function");
+                    driver = new VirtioIommuDriver(self, pageTables, resolver, u.Devices.Count > 0 ? u.Devices : null);
+                    break;
+                }
+                default:
+                    notes.Add($"IOMMU kind {machine.IommuKind} is not modelled: no groups predicted");
+                    break;
+            }
+        }
+        if (driver is not null)
+        {
+            var r = core.RegisterDriver(driver);
+            if (!r.IsOk) notes.Add($"{driver.Name} registration failed: {r}");
+        }
+        foreach (var dev in devices)
+        {
+            if (dev.Pci!.Facts.Driver is { } name)
+            {
+                var r = core.BindDriver(dev, name);
+                if (!r.IsOk) notes.Add($"{dev.Name}: binding {name} fails in the model: {r}");
+            }
+        }
+        return new HostModel(machine, cmdline, options, core, driver, notes);
+    }
+
+    private static PciGroupResolver GroupResolver(Machine machine, KernelCommandLine cmdline, HostGrouping grouping)
+    {
+        if (grouping == HostGrouping.Recorded && machine.KernelGroups is { Count: > 0 } kg)
+        {
+            var sets = new List<IReadOnlyList<PciAddress>>(kg.Count);
+            foreach (var g in kg) sets.Add(g.Devices);
+            return PciGroupResolvers.Partition(sets, machine.Topology);
+        }
+        return PciGroupResolvers.Kernel(GroupingContext.Create(machine, cmdline, iommuActive: true));
+    }
+
+    /// <summary>Builds a fresh model from the same inputs (dry runs never touch this one).</summary>
+    public HostModel Rebuild() => FromMachine(Machine, CommandLine, Options);
+
+    public IommuDevice? Device(PciAddress address) => Core.FindDevice(address);
+
+    public IommuGroup? GroupOf(PciAddress address) => Core.FindDevice(address)?.Group;
+
+    /// <summary>
+    /// The group a user means by <paramref name="number"/>: the kernel's numbering when the source recorded the
+    /// kernel's groups (matched through their devices), else the model's own; null when there is none.
+    /// </summary>
+    public IommuGroup? ResolveGroup(int number)
+    {
+        if (Machine.KernelGroups is { Count: > 0 } kg)
+        {
+            foreach (var g in kg)
+            {
+                if (g.Id != number) continue;
+                foreach (var a in g.Devices) if (GroupOf(a) is { } mg) return mg;
+                return null;
+            }
+            return null;
+        }
+        return Core.FindGroup(number);
+    }
+
+    /// <summary>The number a user sees for a model group: the kernel's when recorded (by its first device), else the model's.</summary>
+    public int UserNumber(IommuGroup group)
+    {
+        if (Machine.KernelGroups is { Count: > 0 } kg)
+        {
+            var devs = group.Devices;
+            if (devs.Count > 0 && devs[0].Pci is { } p)
+                foreach (var g in kg) foreach (var a in g.Devices) if (a == p.Address) return g.Id;
+        }
+        return group.Id;
+    }
+
+    private IommuResult Renumber(IommuResult r, IommuGroup model, int user)
+    {
+        if (r.Reason is null || model.Id == user) return r;
+        return r with { Reason = r.Reason.Replace($"group {model.Id}", $"group {user}", StringComparison.Ordinal) };
+    }
+
+    /// <summary>
+    /// Dry-runs writing <paramref name="value"/> to group <paramref name="groupNumber"/>'s <c>type</c> (numbered as
+    /// <see cref="ResolveGroup"/>) on a fresh copy of the machine; on failure, tries again with the group's drivers
+    /// unbound (those that block it: DMA-API drivers on 6.4+, any driver before) and, when that works, lists the steps:
+    /// unbind, write, bind back.
+    /// </summary>
+    /// <exception cref="ArgumentException">No group has that number.</exception>
+    public SetTypePlan DryRunSetType(int groupNumber, string value)
+    {
+        var m1 = Rebuild();
+        var g1 = m1.ResolveGroup(groupNumber) ?? throw new ArgumentException($"no IOMMU group {groupNumber}", nameof(groupNumber));
+        string before = m1.Core.ReadType(g1);
+        var r = Renumber(m1.Core.StoreType(g1, value), g1, groupNumber);
+        string after = m1.Core.ReadType(g1);
+        var steps = new List<string>();
+        var unbinds = new List<(string Device, string Driver)>();
+        IommuResult stepsResult = r;
+        if (!r.IsOk && r.Errno is Errno.EPERM or Errno.EBUSY)
+        {
+            var m2 = Rebuild();
+            var g2 = m2.ResolveGroup(groupNumber)!;
+            var unbound = new List<(IommuDevice Dev, string Driver)>();
+            bool legacy = m2.Core.Kernel.TypeWrites == TypeWriteRules.SingleDevice;
+            foreach (var d in g2.Devices)
+            {
+                if (d.DriverName is { } drv && (legacy || !d.DriverManagedDma))
+                {
+                    unbound.Add((d, drv));
+                    m2.Core.UnbindDriver(d);
+                }
+            }
+            if (unbound.Count > 0)
+            {
+                stepsResult = Renumber(m2.Core.StoreType(g2, value), g2, groupNumber);
+                if (stepsResult.IsOk)
+                {
+                    foreach (var (d, drv) in unbound)
+                    {
+                        unbinds.Add((d.Name, drv));
+                        steps.Add($"unbind {d.Name} from {drv}: echo {d.Name} > /sys/bus/pci/drivers/{drv}/unbind");
+                    }
+                    steps.Add($"write the type: echo {value.TrimEnd('\n')} > /sys/kernel/iommu_groups/{groupNumber}/type");
+                    foreach (var (d, drv) in unbound)
+                    {
+                        var b = m2.Core.BindDriver(d, drv);
+                        steps.Add(b.IsOk
+                            ? $"bind {d.Name} back to {drv}: echo {d.Name} > /sys/bus/pci/drivers/{drv}/bind"
+                            : $"bind {d.Name} back to {drv} (the model says it would fail: {b})");
+                    }
+                }
+            }
+        }
+        return new SetTypePlan(groupNumber, value, r, after, steps, stepsResult, before, unbinds);
+    }
+}

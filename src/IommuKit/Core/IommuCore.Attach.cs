@@ -1,0 +1,146 @@
+namespace IommuKit.Core;
+
+public sealed partial class IommuCore
+{
+    // ---------------------------------------------------------------- API-user domains and attach (spec 4.2, 4.3)
+
+    /// <summary>
+    /// <c>iommu_paging_domain_alloc(dev)</c>: an UNMANAGED paging domain an API user maps itself. ENODEV when the
+    /// device has no IOMMU. The caller frees it with <see cref="FreeDomain"/> once detached.
+    /// </summary>
+    public IommuResult AllocPagingDomain(IommuDevice device, out IommuDomain? domain)
+    {
+        domain = null;
+        var ops = device.IommuDriver;
+        if (ops is null) return IommuResult.Fail(Errno.ENODEV, $"{device.Name}: not behind an IOMMU");
+        var r = ops.AllocPagingDomain(device, IommuDomainType.Unmanaged, out domain);
+        if (!r.IsOk || domain is null)
+            return IommuResult.Fail(r.IsOk ? Errno.ENOMEM : r.Errno, r.Reason ?? $"{device.Name}: {ops.Name} could not allocate a paging domain");
+        domain.Type = IommuDomainType.Unmanaged;
+        return IommuResult.Ok;
+    }
+
+    /// <summary><c>iommu_domain_free</c> for an API user's domain (must not be attached anywhere).</summary>
+    public void FreeDomain(IommuDomain domain) => FreeDomainInternal(domain);
+
+    /// <summary>
+    /// <c>iommu_attach_device</c>: ENODEV without a group; EINVAL unless the group has exactly one device (a device
+    /// of a shared group can never get its own domain); then as <see cref="AttachGroup"/>.
+    /// </summary>
+    public IommuResult AttachDevice(IommuDomain domain, IommuDevice device)
+    {
+        var group = device.Group;
+        if (group is null) return IommuResult.Fail(Errno.ENODEV, $"{device.Name}: not in an IOMMU group");
+        lock (group.Sync)
+        {
+            if (device.Group != group) return IommuResult.Fail(Errno.ENODEV, $"{device.Name}: left its group");
+            if (group.DevicesLocked.Count != 1)
+                return IommuResult.Fail(Errno.EINVAL, $"{device.Name}: {group} has {group.DevicesLocked.Count} devices; a single device of a shared group cannot be attached alone (attach the group)");
+            return AttachGroupLocked(domain, group);
+        }
+    }
+
+    /// <summary>
+    /// <c>iommu_attach_group</c>: EBUSY when an API user's domain is attached already (not the default or blocking
+    /// one); EINVAL for a domain of another driver; then every device switches, or none (rollback).
+    /// </summary>
+    public IommuResult AttachGroup(IommuDomain domain, IommuGroup group)
+    {
+        lock (group.Sync) return AttachGroupLocked(domain, group);
+    }
+
+    private IommuResult AttachGroupLocked(IommuDomain domain, IommuGroup group)
+    {
+        group.AssertLocked();
+        var cur = group.DomainLocked;
+        if (cur is not null && cur != group.DefaultDomainLocked && cur != group.BlockingDomainLocked)
+            return IommuResult.Fail(Errno.EBUSY, $"{group} is already attached to {cur}; detach or replace it first");
+        var first = group.DevicesLocked.Count > 0 ? group.DevicesLocked[0] : null;
+        var ops = first?.IommuDriver;
+        if (first is null || ops is null) return IommuResult.Fail(Errno.EINVAL, $"{group} has no device behind an IOMMU");
+        if (!IsCompatible(domain, ops))
+            return IommuResult.Fail(Errno.EINVAL, $"{first.Name}: {domain} belongs to another IOMMU driver than {ops.Name}");
+        return SetGroupDomainLocked(group, domain, mustSucceed: false);
+    }
+
+    private static bool IsCompatible(IommuDomain domain, IIommuDriver ops) =>
+        domain.Owner == ops || domain == ops.StaticBlockedDomain || domain == ops.StaticIdentityDomain || domain == ops.StaticDefaultDomain;
+
+    /// <summary>
+    /// <c>iommu_replace_group_handle</c>-style switch from one API-user domain straight to another, without passing
+    /// through the blocking domain. EINVAL without a domain.
+    /// </summary>
+    public IommuResult ReplaceGroupDomain(IommuGroup group, IommuDomain domain)
+    {
+        ArgumentNullException.ThrowIfNull(domain);
+        lock (group.Sync)
+        {
+            var first = group.DevicesLocked.Count > 0 ? group.DevicesLocked[0] : null;
+            if (first?.IommuDriver is not { } ops || !IsCompatible(domain, ops))
+                return IommuResult.Fail(Errno.EINVAL, $"{group}: {domain} is not compatible with the group's IOMMU");
+            return SetGroupDomainLocked(group, domain, mustSucceed: false);
+        }
+    }
+
+    /// <summary><c>iommu_detach_device</c>: back to the blocking domain when owned, else the default; ignored (with a warning) unless the device is alone in its group and on <paramref name="domain"/>.</summary>
+    public void DetachDevice(IommuDomain domain, IommuDevice device)
+    {
+        var group = device.Group;
+        if (group is null) return;
+        lock (group.Sync)
+        {
+            if (group.DomainLocked != domain || group.DevicesLocked.Count != 1)
+            {
+                AddLog($"WARNING: {device.Name}: detach of {domain} that is not the device's own domain");
+                return;
+            }
+            SetCoreDomainLocked(group);
+        }
+    }
+
+    /// <summary><c>iommu_detach_group</c>: back to the blocking domain when owned, else the default (must succeed).</summary>
+    public void DetachGroup(IommuDomain domain, IommuGroup group)
+    {
+        lock (group.Sync) SetCoreDomainLocked(group);
+    }
+
+    private void SetCoreDomainLocked(IommuGroup group)
+    {
+        group.AssertLocked();
+        var target = group.OwnerLocked is not null ? group.BlockingDomainLocked : group.DefaultDomainLocked;
+        var r = SetGroupDomainLocked(group, target, mustSucceed: true);
+        if (!r.IsOk) AddLog($"WARNING: {group}: returning to the core domain failed: {r}");
+    }
+
+    /// <summary><c>iommu_get_domain_for_dev</c>: the group's current domain, or null.</summary>
+    public IommuDomain? GetDomainForDevice(IommuDevice device)
+    {
+        var g = device.Group;
+        if (g is null) return null;
+        lock (g.Sync) return g.DomainLocked;
+    }
+
+    // ---------------------------------------------------------------- blocking domain (spec 4.2)
+
+    private IommuResult EnsureBlockingDomainLocked(IommuGroup group)
+    {
+        group.AssertLocked();
+        if (group.BlockingDomainLocked is not null) return IommuResult.Ok;
+        var first = group.DevicesLocked.Count > 0 ? group.DevicesLocked[0] : null;
+        var ops = first?.IommuDriver;
+        if (first is null || ops is null) return IommuResult.Fail(Errno.ENODEV, $"{group} is empty");
+        if (ops.StaticBlockedDomain is { } s)
+        {
+            group.BlockingDomainLocked = s;
+            return IommuResult.Ok;
+        }
+        // No static blocked domain: an empty paging domain that is never mapped blocks all DMA.
+        var r = ops.AllocPagingDomain(first, IommuDomainType.Unmanaged, out var dom);
+        if (!r.IsOk || dom is null)
+            return IommuResult.Fail(Kernel.IdentityWinsConflicts ? (r.IsOk ? Errno.ENOMEM : r.Errno) : Errno.EINVAL,
+                r.Reason ?? $"{group}: no blocking domain could be allocated");
+        dom.Type = IommuDomainType.Unmanaged;
+        group.BlockingDomainLocked = dom;
+        return IommuResult.Ok;
+    }
+}

@@ -1,0 +1,232 @@
+namespace IommuKit.Core;
+
+public sealed partial class IommuCore
+{
+    // ---------------------------------------------------------------- driver binding (spec 7: dma_configure hooks)
+
+    /// <summary>
+    /// Binds a device driver. A driver that uses the DMA API (not <c>driver_managed_dma</c>) goes through
+    /// <c>iommu_device_use_default_domain</c>: EPROBE_DEFER while the group has no default domain (6.4+), EBUSY when
+    /// the group is user-owned or not on its default domain while others use it; otherwise the owner count grows.
+    /// </summary>
+    /// <param name="driverManagedDma">Null: the kernel's declaration for well-known drivers (vfio-pci, pci-stub, pcieport).</param>
+    public IommuResult BindDriver(IommuDevice device, string driver, bool? driverManagedDma = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(driver);
+        bool managed = driverManagedDma ?? IommuDevice.IsDriverManagedDma(driver);
+        lock (device.DeviceLock)
+        {
+            if (device.DriverName is { } cur) return IommuResult.Fail(Errno.EBUSY, $"{device.Name}: already bound to {cur}");
+            var group = device.Group;
+            if (group is null)
+            {
+                device.DriverName = driver;
+                device.DriverManagedDma = managed;
+                return IommuResult.Ok;
+            }
+            lock (group.Sync)
+            {
+                if (!managed)
+                {
+                    var r = UseDefaultDomainLocked(group, device, driver);
+                    if (!r.IsOk) return r;
+                }
+                device.DriverName = driver;
+                device.DriverManagedDma = managed;
+                return IommuResult.Ok;
+            }
+        }
+    }
+
+    private IommuResult UseDefaultDomainLocked(IommuGroup group, IommuDevice device, string driver)
+    {
+        group.AssertLocked();
+        if (Kernel.DefersUseBeforeDefaultDomain && group.DefaultDomainLocked is null)
+            return IommuResult.Fail(Errno.EPROBE_DEFER, $"{device.Name}: {group} has no default domain yet (IOMMU probe still running); {driver} must probe again later");
+        if (!Kernel.HasDmaOwnership && group.OwnerLocked is not null)
+        {
+            // Before 5.19 nothing stopped the bind; VFIO's group notifier only complained.
+            AddLog($"vfio: {device.Name}: Device bound to driver {driver} while group {group.Id} is in use");
+            group.OwnerCntLocked++;
+            return IommuResult.Ok;
+        }
+        if (group.OwnerCntLocked > 0 && (group.DomainLocked != group.DefaultDomainLocked || group.OwnerLocked is not null))
+        {
+            string why = group.OwnerLocked is not null
+                ? $"{group} is owned by a user (VFIO/iommufd)"
+                : $"{group} is attached to {group.DomainLocked}, not its default domain";
+            return IommuResult.Fail(Errno.EBUSY, $"{device.Name}: {driver} uses the DMA API but {why}");
+        }
+        group.OwnerCntLocked++;
+        return IommuResult.Ok;
+    }
+
+    /// <summary>Unbinds the device's driver (<c>iommu_device_unuse_default_domain</c> for a DMA-API driver). No-op when unbound.</summary>
+    public void UnbindDriver(IommuDevice device)
+    {
+        lock (device.DeviceLock) UnbindDeviceLocked(device);
+    }
+
+    private void UnbindDeviceLocked(IommuDevice device)
+    {
+        System.Diagnostics.Debug.Assert(Monitor.IsEntered(device.DeviceLock));
+        if (device.DriverName is null) return;
+        var group = device.Group;
+        if (group is not null && !device.DriverManagedDma)
+        {
+            lock (group.Sync)
+            {
+                if (group.OwnerCntLocked == 0) AddLog($"WARNING: {device.Name}: unuse_default_domain with owner_cnt 0");
+                else group.OwnerCntLocked--;
+                device.DriverName = null;
+                device.DriverManagedDma = false;
+                return;
+            }
+        }
+        if (group is not null)
+        {
+            lock (group.Sync)
+            {
+                device.DriverName = null;
+                device.DriverManagedDma = false;
+            }
+            return;
+        }
+        device.DriverName = null;
+        device.DriverManagedDma = false;
+    }
+
+    // ---------------------------------------------------------------- user ownership (spec 7)
+
+    /// <summary>
+    /// <c>iommu_group_claim_dma_owner</c>: EINVAL for a null cookie; EPERM while the owner count is not 0 (a DMA-API
+    /// driver is bound, or it is claimed already, even by the same cookie); EBUSY when an API user's domain is
+    /// attached; EINVAL when a device requires direct mappings. The group then sits in its blocking domain.
+    /// </summary>
+    public IommuResult GroupClaimDmaOwner(IommuGroup group, object cookie)
+    {
+        if (cookie is null) return IommuResult.Fail(Errno.EINVAL, $"{group}: claim without an owner cookie");
+        lock (group.Sync)
+        {
+            if (!Kernel.HasDmaOwnership) return ClaimViableGroupLocked(group, cookie);
+            if (group.OwnerCntLocked != 0)
+                return IommuResult.Fail(Errno.EPERM, $"{group}: {OwnerDescriptionLocked(group)}");
+            return TakeOwnershipLocked(group, cookie);
+        }
+    }
+
+    /// <summary>
+    /// <c>iommu_device_claim_dma_owner</c>: ENODEV without a group; with the owner count set, the same cookie adds a
+    /// claim and any other owner (a kernel driver counts as owner "null") gives EPERM.
+    /// </summary>
+    public IommuResult DeviceClaimDmaOwner(IommuDevice device, object cookie)
+    {
+        if (cookie is null) return IommuResult.Fail(Errno.EINVAL, $"{device.Name}: claim without an owner cookie");
+        var group = device.Group;
+        if (group is null) return IommuResult.Fail(Errno.ENODEV, $"{device.Name}: not in an IOMMU group");
+        lock (group.Sync)
+        {
+            if (device.Group != group) return IommuResult.Fail(Errno.ENODEV, $"{device.Name}: left its group");
+            if (group.OwnerCntLocked != 0)
+            {
+                if (!ReferenceEquals(group.OwnerLocked, cookie))
+                    return IommuResult.Fail(Errno.EPERM, $"{device.Name}: {OwnerDescriptionLocked(group)}");
+                group.OwnerCntLocked++;
+                return IommuResult.Ok;
+            }
+            return TakeOwnershipLocked(group, cookie);
+        }
+    }
+
+    /// <summary>
+    /// Before 5.19 there was no ownership API: VFIO took a group only when it was "viable", every device unbound or
+    /// bound to vfio, pci-stub or pcieport (UNVERIFIED: spec 7 older, the errno VFIO returned is taken as EINVAL).
+    /// The owner count then counts the claim plus any kernel drivers, which nothing prevented.
+    /// </summary>
+    private IommuResult ClaimViableGroupLocked(IommuGroup group, object cookie)
+    {
+        group.AssertLocked();
+        if (group.OwnerLocked is not null) return IommuResult.Fail(Errno.EBUSY, $"{group} is already in use by VFIO");
+        foreach (var d in group.DevicesLocked)
+        {
+            if (d.DriverName is { } n && !IommuDevice.IsDriverManagedDma(n))
+                return IommuResult.Fail(Errno.EINVAL, $"{group} is not viable: {d.Name} is bound to {n} (Linux before 5.19 needs every device unbound or bound to vfio-pci, pci-stub or pcieport)");
+        }
+        uint kernelUsers = group.OwnerCntLocked;
+        group.OwnerCntLocked = 0;
+        var r = TakeOwnershipLocked(group, cookie);
+        group.OwnerCntLocked += kernelUsers;
+        return r;
+    }
+
+    private string OwnerDescriptionLocked(IommuGroup group)
+    {
+        group.AssertLocked();
+        if (group.OwnerLocked is not null) return $"already claimed by another owner ({group.OwnerCntLocked} claim(s))";
+        var bound = new List<string>();
+        foreach (var d in group.DevicesLocked)
+        {
+            if (d.DriverName is { } n && !d.DriverManagedDma) bound.Add($"{d.Name} ({n})");
+        }
+        return bound.Count == 0
+            ? $"in use by kernel DMA (owner count {group.OwnerCntLocked})"
+            : $"in use by kernel drivers that use the DMA API: {string.Join(", ", bound)}; unbind them (or bind vfio-pci) first";
+    }
+
+    private IommuResult TakeOwnershipLocked(IommuGroup group, object cookie)
+    {
+        group.AssertLocked();
+        if (group.DomainLocked is not null && group.DomainLocked != group.DefaultDomainLocked)
+            return IommuResult.Fail(Errno.EBUSY, $"{group} is attached to {group.DomainLocked}, not its default domain");
+        var r = EnsureBlockingDomainLocked(group);
+        if (!r.IsOk) return r;
+        r = SetGroupDomainLocked(group, group.BlockingDomainLocked, mustSucceed: false);
+        if (!r.IsOk) return r;
+        group.OwnerLocked = cookie;
+        group.OwnerCntLocked++;
+        return IommuResult.Ok;
+    }
+
+    /// <summary><c>iommu_group_release_dma_owner</c>: the group returns to its default domain.</summary>
+    public void GroupReleaseDmaOwner(IommuGroup group)
+    {
+        lock (group.Sync) ReleaseOwnershipLocked(group);
+    }
+
+    /// <summary><c>iommu_device_release_dma_owner</c>: drops one claim; the last one releases the group.</summary>
+    public void DeviceReleaseDmaOwner(IommuDevice device)
+    {
+        var group = device.Group;
+        if (group is null) return;
+        lock (group.Sync)
+        {
+            if (group.OwnerCntLocked > 1) { group.OwnerCntLocked--; return; }
+            ReleaseOwnershipLocked(group);
+        }
+    }
+
+    private void ReleaseOwnershipLocked(IommuGroup group)
+    {
+        group.AssertLocked();
+        if (group.OwnerCntLocked == 0 || group.OwnerLocked is null)
+        {
+            AddLog($"WARNING: {group}: release of DMA ownership that is not held");
+            return;
+        }
+        group.OwnerCntLocked = 0;
+        if (!Kernel.HasDmaOwnership)
+        {
+            // Before 5.19 kernel drivers may have bound meanwhile; they keep using the default domain.
+            foreach (var d in group.DevicesLocked) if (d.DriverName is not null && !d.DriverManagedDma) group.OwnerCntLocked++;
+        }
+        group.OwnerLocked = null;
+        var r = SetGroupDomainLocked(group, group.DefaultDomainLocked, mustSucceed: true);
+        if (!r.IsOk) AddLog($"WARNING: {group}: restoring the default domain failed: {r}");
+    }
+
+    /// <summary><c>iommu_group_dma_owner_claimed</c>: owner count not 0 (true with only kernel drivers bound, too).</summary>
+    public bool DmaOwnerClaimed(IommuGroup group)
+    {
+        lock (group.Sync) return group.OwnerCntLocked != 0;
+    }
+}

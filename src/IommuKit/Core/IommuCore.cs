@@ -1,0 +1,469 @@
+using System.Diagnostics;
+using IommuKit.Pci;
+
+namespace IommuKit.Core;
+
+/// <summary>
+/// The IOMMU core (drivers/iommu/iommu.c): driver instances, device probe and release, groups and their ids, default
+/// domains, attach/detach, DMA ownership, reserved regions and the sysfs <c>type</c> file, with the semantics of the
+/// chosen <see cref="KernelVersion"/>. Thread-safe; lock order in docs/LOCKING.md:
+/// probe lock → device lock → group lock → leaf locks (registry, log, driver-internal).
+/// </summary>
+/// <remarks>
+/// Typical use: create the core, add the devices the buses enumerated (<see cref="AddDevice"/>), register the IOMMU
+/// driver (<see cref="RegisterDriver"/>: every device is probed and grouped, then every group gets its default
+/// domain), then bind drivers (<see cref="BindDriver"/>), claim groups, change types, hot-plug.
+/// </remarks>
+public sealed partial class IommuCore
+{
+    /// <summary>Most log lines kept; older lines are dropped (a long stress run must not grow memory).</summary>
+    public const int MaxLogLines = 4096;
+    /// <summary>Most devices a core accepts (a cap on what input can grow).</summary>
+    public const int MaxDevices = 1 << 20;
+
+    // Lock order (docs/LOCKING.md): _probeLock → IommuDevice.DeviceLock → IommuGroup.Sync → {_registryLock, _logLock}.
+    private readonly object _probeLock = new();
+    /// <summary>Leaf lock guarding _bus, _byPci, _groups, _ids, _drivers and group refcounts.</summary>
+    private readonly object _registryLock = new();
+    private readonly object _logLock = new();
+
+    private readonly List<IommuDevice> _bus = new();              // registry: every device the buses know, in add order
+    private readonly Dictionary<PciAddress, IommuDevice> _byPci = new(); // registry
+    private readonly SortedDictionary<int, IommuGroup> _groups = new();  // registry: live groups by id
+    private readonly List<bool> _idsInUse = new();                // registry: the ida (lowest free id)
+    private readonly List<IIommuDriver> _drivers = new();         // registry: ready driver instances
+    private readonly Queue<string> _log = new();                  // _logLock
+
+    private volatile int _defType;
+    private volatile bool _dmaStrict;
+
+    /// <param name="kernel">The kernel generation to imitate (6.1: pre-6.4 rules; 6.12: current rules).</param>
+    /// <param name="cmdline">Kernel command line (<c>iommu.passthrough=</c>, <c>iommu.strict=</c>, <c>iommu=pt|nopt</c>, driver options).</param>
+    /// <param name="boot">Build default and memory encryption; Debian (lazy DMA-FQ) when null.</param>
+    public IommuCore(KernelVersion kernel, KernelCommandLine? cmdline = null, IommuBootConfig? boot = null)
+    {
+        Kernel = kernel;
+        CommandLine = cmdline ?? KernelCommandLine.Empty;
+        var d = IommuDefaults.Resolve(CommandLine, boot, kernel);
+        _defType = (int)d.Type;
+        _dmaStrict = d.DmaStrict;
+        Defaults = d;
+        foreach (var line in d.Log) AddLog(line);
+    }
+
+    public KernelVersion Kernel { get; }
+    public KernelCommandLine CommandLine { get; }
+    /// <summary>The boot-time decision before any driver forced strict mode.</summary>
+    public IommuDefaults Defaults { get; }
+
+    /// <summary>The global default domain type (<c>iommu_def_domain_type</c>): Identity, Dma or DmaFq.</summary>
+    public IommuDomainType DefaultDomainType => (IommuDomainType)_defType;
+
+    /// <summary><c>iommu_dma_strict</c>.</summary>
+    public bool DmaStrict => _dmaStrict;
+
+    /// <summary>
+    /// Fault injection for tests: when it returns true for a domain, <c>iommu_dma_init_fq</c> fails with ENOMEM (the
+    /// flush queue allocation of dma-iommu.c).
+    /// </summary>
+    public Func<IommuDomain, bool>? FlushQueueInitFault { get; set; }
+
+    /// <summary>
+    /// <c>iommu_set_dma_strict</c>: drivers force strict invalidation (VT-d caching mode, <c>intel_iommu=strict</c>,
+    /// <c>amd_iommu=fullflush</c>); a DMA-FQ global default becomes DMA. Call from <see cref="IIommuDriver.Init"/>.
+    /// </summary>
+    public void SetDmaStrict(string? reason = null)
+    {
+        if (reason is not null) AddLog(reason);
+        _dmaStrict = true;
+        Interlocked.CompareExchange(ref _defType, (int)IommuDomainType.Dma, (int)IommuDomainType.DmaFq);
+    }
+
+    /// <summary>The kernel log lines the core produced (oldest first, at most <see cref="MaxLogLines"/>).</summary>
+    public IReadOnlyList<string> Log
+    {
+        get { lock (_logLock) return _log.ToArray(); }
+    }
+
+    internal void AddLog(string line)
+    {
+        lock (_logLock)
+        {
+            if (_log.Count >= MaxLogLines) _log.Dequeue();
+            _log.Enqueue(line);
+        }
+    }
+
+    /// <summary>Live groups, sorted by id.</summary>
+    public IReadOnlyList<IommuGroup> Groups
+    {
+        get { lock (_registryLock) return _groups.Values.ToArray(); }
+    }
+
+    /// <summary>The live group with this id, or null.</summary>
+    public IommuGroup? FindGroup(int id)
+    {
+        lock (_registryLock) return _groups.GetValueOrDefault(id);
+    }
+
+    /// <summary>Every device the buses know (probed or not), in the order they were added.</summary>
+    public IReadOnlyList<IommuDevice> Devices
+    {
+        get { lock (_registryLock) return _bus.ToArray(); }
+    }
+
+    /// <summary>The device with this name, or null.</summary>
+    public IommuDevice? FindDevice(string name)
+    {
+        lock (_registryLock)
+        {
+            foreach (var d in _bus) if (d.Name == name) return d;
+        }
+        return null;
+    }
+
+    /// <summary>The device of a PCI function, or null.</summary>
+    public IommuDevice? FindDevice(PciAddress address)
+    {
+        lock (_registryLock) return _byPci.GetValueOrDefault(address);
+    }
+
+    /// <summary>
+    /// Adds a device the bus enumerated, without probing it (boot enumeration happens before the IOMMU driver
+    /// registers). Use <see cref="HotplugAdd"/> after boot.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The device (or its PCI address) is already on the bus, or the cap was reached.</exception>
+    public void AddDevice(IommuDevice device)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        lock (_registryLock) AddToBusRegistry(device);
+    }
+
+    private void AddToBusRegistry(IommuDevice device)
+    {
+        Debug.Assert(Monitor.IsEntered(_registryLock));
+        if (_bus.Count >= MaxDevices) throw new InvalidOperationException($"more than {MaxDevices} devices");
+        if (_bus.Contains(device)) throw new InvalidOperationException($"{device.Name} is already on the bus");
+        if (device.Pci is { } p)
+        {
+            if (_byPci.ContainsKey(p.Address)) throw new InvalidOperationException($"{device.Name}: another device has PCI address {p.Address}");
+            _byPci[p.Address] = device;
+        }
+        _bus.Add(device);
+    }
+
+    // ---------------------------------------------------------------- group ids and references (registry lock)
+
+    private IommuGroup AllocateGroup(string? name)
+    {
+        lock (_registryLock)
+        {
+            // ida_alloc: the lowest free id; ids are reused after release (spec 1.1).
+            int id = _idsInUse.IndexOf(false);
+            if (id < 0) { id = _idsInUse.Count; _idsInUse.Add(true); }
+            else _idsInUse[id] = true;
+            var g = new IommuGroup(this, id, name);
+            _groups[id] = g;
+            return g;
+        }
+    }
+
+    /// <summary><c>iommu_group_get</c> for drivers that keep a group alive without devices (POWER PEs): adds a reference.</summary>
+    public void GroupGet(IommuGroup group)
+    {
+        lock (_registryLock)
+        {
+            if (group.ReleasedRegistry) throw new InvalidOperationException($"{group} was released");
+            group.RefsRegistry++;
+        }
+    }
+
+    /// <summary><c>iommu_group_put</c>: drops a reference; the last one releases the group and returns its id.</summary>
+    public void GroupPut(IommuGroup group)
+    {
+        lock (_registryLock)
+        {
+            if (group.RefsRegistry <= 0) throw new InvalidOperationException($"{group}: reference count underflow");
+            group.RefsRegistry--;
+            ReleaseIfUnusedRegistry(group);
+        }
+    }
+
+    private void ReleaseIfUnusedRegistry(IommuGroup group)
+    {
+        Debug.Assert(Monitor.IsEntered(_registryLock));
+        if (group.RefsRegistry != 0 || group.ReleasedRegistry) return;
+        // iommu_group_release: the id goes back to the allocator.
+        group.ReleasedRegistry = true;
+        _groups.Remove(group.Id);
+        _idsInUse[group.Id] = false;
+    }
+
+    private sealed class GroupContext(IommuCore core) : IGroupContext
+    {
+        public IommuGroup? GroupOf(IommuDevice device) => device.Group;
+
+        public IommuGroup? GroupOf(PciDevice pci)
+        {
+            IommuDevice? d;
+            lock (core._registryLock) d = core._byPci.GetValueOrDefault(pci.Address);
+            return d?.Group;
+        }
+
+        public IommuGroup Allocate(string? name = null) => core.AllocateGroup(name);
+    }
+
+    // ---------------------------------------------------------------- registration and probe (spec 11.1, 11.2, 5.4)
+
+    /// <summary>
+    /// <c>iommu_device_register</c> + <c>bus_iommu_probe</c>: the driver's <see cref="IIommuDriver.Init"/> runs, then
+    /// every device on the buses (platform first, then PCI) is probed and put in its group; only then does each group
+    /// get its default domain (setup target 0), so the type decision and the direct mappings see all of a group's
+    /// devices. A setup failure aborts the scan and unregisters the driver (the error is returned).
+    /// </summary>
+    public IommuResult RegisterDriver(IIommuDriver driver)
+    {
+        ArgumentNullException.ThrowIfNull(driver);
+        lock (_probeLock)
+        {
+            driver.Init(this);
+            IommuDevice[] devices;
+            lock (_registryLock)
+            {
+                if (_drivers.Contains(driver)) return IommuResult.Fail(Errno.EBUSY, $"{driver.Name}: already registered");
+                _drivers.Add(driver);
+                // Bus order (spec 1.2): platform, then PCI.
+                var list = new List<IommuDevice>(_bus.Count);
+                foreach (var d in _bus) if (d.Bus == IommuBusKind.Platform) list.Add(d);
+                foreach (var d in _bus) if (d.Bus == IommuBusKind.Pci) list.Add(d);
+                devices = list.ToArray();
+            }
+            var pending = new List<IommuGroup>();
+            foreach (var dev in devices)
+            {
+                var r = ProbeDeviceProbeLocked(dev, driver, single: false, pending);
+                if (r.Errno == Errno.ENODEV) continue; // not behind this instance: ignored during a bus scan
+                if (!r.IsOk)
+                {
+                    UnregisterProbeLocked(driver);
+                    return r;
+                }
+            }
+            foreach (var group in pending)
+            {
+                IommuResult r = IommuResult.Ok;
+                lock (group.Sync)
+                {
+                    if (!group.SetupPendingLocked) continue;
+                    group.SetupPendingLocked = false;
+                    r = SetupDefaultDomainLocked(group, IommuDomainType.None, boot: true);
+                    if (r.IsOk) SetupDmaOpsLocked(group);
+                }
+                if (!r.IsOk)
+                {
+                    // A setup failure aborts the scan and the registration (spec 5.4); the group lock is released
+                    // first because unregistering takes device locks, which come before group locks.
+                    UnregisterProbeLocked(driver);
+                    return r;
+                }
+            }
+            return IommuResult.Ok;
+        }
+    }
+
+    /// <summary><c>iommu_device_unregister</c>: releases every device behind the driver and forgets the driver.</summary>
+    public void UnregisterDriver(IIommuDriver driver)
+    {
+        lock (_probeLock) UnregisterProbeLocked(driver);
+    }
+
+    private void UnregisterProbeLocked(IIommuDriver driver)
+    {
+        Debug.Assert(Monitor.IsEntered(_probeLock));
+        IommuDevice[] devices;
+        lock (_registryLock) devices = _bus.ToArray();
+        foreach (var d in devices)
+        {
+            if (d.IommuDriver == driver) ReleaseDeviceProbeLocked(d);
+        }
+        lock (_registryLock) _drivers.Remove(driver);
+    }
+
+    /// <summary>
+    /// Hot-plug (<c>BUS_NOTIFY_ADD_DEVICE</c> → <c>iommu_probe_device</c>): adds the device to the bus and probes it.
+    /// A device that starts a new group gets that group's default domain at once; a device joining a group that
+    /// already has a domain is attached to it, and the type is <b>not</b> re-evaluated (spec 5.4). A failed first
+    /// attach removes the device from the group again. ENODEV when no IOMMU driver claims it (it stays on the bus).
+    /// </summary>
+    public IommuResult HotplugAdd(IommuDevice device)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        lock (_probeLock)
+        {
+            lock (_registryLock)
+            {
+                if (!_bus.Contains(device)) AddToBusRegistry(device);
+            }
+            return ProbeDeviceProbeLocked(device, null, single: true, null);
+        }
+    }
+
+    /// <summary>Probes one already-added device (after boot), like <see cref="HotplugAdd"/>.</summary>
+    public IommuResult ProbeDevice(IommuDevice device) => HotplugAdd(device);
+
+    private IommuResult ProbeDeviceProbeLocked(IommuDevice dev, IIommuDriver? only, bool single, List<IommuGroup>? pending)
+    {
+        Debug.Assert(Monitor.IsEntered(_probeLock));
+        if (dev.Group is not null) return IommuResult.Ok; // already probed (spec 11.2 step 1)
+        IIommuDriver[] drivers;
+        lock (_registryLock) drivers = only is null ? _drivers.ToArray() : [only];
+        IIommuDriver? ops = null;
+        foreach (var drv in drivers)
+        {
+            var r = drv.ProbeDevice(dev);
+            if (r.Errno == Errno.ENODEV) continue;
+            if (!r.IsOk) return r;
+            ops = drv;
+            break;
+        }
+        if (ops is null) return IommuResult.Fail(Errno.ENODEV, $"{dev.Name}: no IOMMU driver manages this device");
+
+        var group = ops.DeviceGroup(dev, new GroupContext(this));
+        if (group is null)
+        {
+            AddLog($"{dev.Name}: iommu_group_get_for_dev: device_group returned no group");
+            ops.ReleaseDevice(dev);
+            return IommuResult.Fail(Errno.EINVAL, $"{dev.Name}: {ops.Name} returned no group for the device");
+        }
+
+        lock (dev.DeviceLock)
+        {
+            if (dev.DriverName is not null)
+                AddLog($"{dev.Name}: late IOMMU probe at driver bind, something fishy here!");
+            lock (group.Sync)
+            {
+                lock (_registryLock) group.RefsRegistry++;
+                group.DriverLocked ??= ops;
+                group.DevicesLocked.Add(dev);
+                dev.IommuDriver = ops;
+                dev.Group = group;
+                AddLog($"{dev.Name}: Adding to iommu group {group.Id}");
+
+                IommuResult r = IommuResult.Ok;
+                bool mapAfter = false;
+                if (group.DefaultDomainLocked is { } def)
+                {
+                    if (Kernel.DirectMappingsBeforeHotplugAttach) CreateDirectMappingsLocked(group, def, dev);
+                    else mapAfter = true;
+                }
+                if (group.DomainLocked is { } cur)
+                {
+                    // Joining a group with a domain: attach to it, no re-evaluation of the type (spec 5.4).
+                    r = SetDeviceDomainLocked(group, dev, cur, null, mustSucceed: false);
+                    if (r.IsOk && mapAfter && group.DefaultDomainLocked is { } d2) CreateDirectMappingsLocked(group, d2, dev);
+                    if (r.IsOk && group.DefaultDomainLocked is not null) SetupDmaOpsLocked(group);
+                }
+                else if (single)
+                {
+                    r = SetupDefaultDomainLocked(group, IommuDomainType.None, boot: false);
+                    if (r.IsOk) SetupDmaOpsLocked(group);
+                }
+                else
+                {
+                    group.SetupPendingLocked = true;
+                    if (pending is not null && !pending.Contains(group)) pending.Add(group);
+                }
+                if (!r.IsOk)
+                {
+                    // The first attach must not fail; undo the add (spec 5.4 last bullet).
+                    RemoveFromGroupLocked(group, dev, ops);
+                    AddLog($"{dev.Name}: Failed to add to iommu group {group.Id}: {-(int)r.Errno}");
+                }
+                bool empty = group.DevicesLocked.Count == 0;
+                if (!r.IsOk)
+                {
+                    lock (_registryLock)
+                    {
+                        group.RefsRegistry--;
+                        if (empty) ReleaseIfUnusedRegistry(group);
+                    }
+                }
+                return r;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Hot removal (<c>BUS_NOTIFY_REMOVED_DEVICE</c>): unbinds the device's driver, releases it from its group and,
+    /// when the group becomes empty, frees its domains; the last reference releases the group and its id.
+    /// </summary>
+    public void RemoveDevice(IommuDevice device)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        lock (_probeLock)
+        {
+            ReleaseDeviceProbeLocked(device);
+            lock (_registryLock)
+            {
+                _bus.Remove(device);
+                if (device.Pci is { } p && _byPci.GetValueOrDefault(p.Address) == device) _byPci.Remove(p.Address);
+            }
+        }
+    }
+
+    private void ReleaseDeviceProbeLocked(IommuDevice dev)
+    {
+        Debug.Assert(Monitor.IsEntered(_probeLock));
+        lock (dev.DeviceLock)
+        {
+            // The driver core unbinds before the removal notifier runs.
+            if (dev.DriverName is not null) UnbindDeviceLocked(dev);
+            var group = dev.Group;
+            if (group is null) return;
+            var ops = dev.IommuDriver!;
+            bool empty;
+            lock (group.Sync)
+            {
+                RemoveFromGroupLocked(group, dev, ops);
+                empty = group.DevicesLocked.Count == 0;
+            }
+            lock (_registryLock)
+            {
+                group.RefsRegistry--;
+                if (empty) ReleaseIfUnusedRegistry(group);
+            }
+        }
+    }
+
+    private void RemoveFromGroupLocked(IommuGroup group, IommuDevice dev, IIommuDriver ops)
+    {
+        group.AssertLocked();
+        group.DevicesLocked.Remove(dev);
+        bool empty = group.DevicesLocked.Count == 0;
+        if (empty && (group.OwnerCntLocked != 0 || group.DomainLocked != group.DefaultDomainLocked))
+            AddLog($"WARNING: {group}: last device {dev.Name} left while owner_cnt={group.OwnerCntLocked} or the domain is not the default");
+        ops.ReleaseDevice(dev);
+        dev.Group = null;
+        dev.IommuDriver = null;
+        dev.AttachedDomain = null;
+        dev.RequireDirect = false;
+        AddLog($"{dev.Name}: Removing from iommu group {group.Id}");
+        if (empty)
+        {
+            // __iommu_group_remove_device: an empty group frees its default and blocking domains (6.4+; older kernels at
+            // group release, which for us is the same moment unless a driver holds the group).
+            var def = group.DefaultDomainLocked;
+            var blk = group.BlockingDomainLocked;
+            var cur = group.DomainLocked;
+            group.DefaultDomainLocked = null;
+            group.BlockingDomainLocked = null;
+            group.DomainLocked = null;
+            group.OwnerCntLocked = 0;
+            group.OwnerLocked = null;
+            group.SetupPendingLocked = false;
+            FreeDomainInternal(def);
+            if (blk != def) FreeDomainInternal(blk);
+            _ = cur; // a user domain stays its user's to free
+        }
+    }
+}

@@ -1,0 +1,88 @@
+using IommuKit.Pci;
+
+namespace IommuKit.Core;
+
+/// <summary>The bus a device sits on (the kernel probes platform, then PCI; spec 1.2).</summary>
+public enum IommuBusKind
+{
+    Pci,
+    Platform,
+}
+
+/// <summary>
+/// A device as the IOMMU core sees it (<c>struct device</c> plus <c>dev->iommu</c> and <c>dev->iommu_group</c>).
+/// Created by the embedder; the core fills in the IOMMU side when the device is probed.
+/// </summary>
+/// <remarks>
+/// Locking: <see cref="Group"/> and <see cref="IommuDriver"/> are written under the core's probe lock and the group lock
+/// (see docs/LOCKING.md); <see cref="DriverName"/>/<see cref="DriverManagedDma"/> under the device lock and the group
+/// lock. Reads without a lock see a value that was current at some point.
+/// </remarks>
+public sealed class IommuDevice
+{
+    /// <param name="name">Device name as sysfs shows it (<c>0000:00:1f.3</c>, <c>e6800000.usb</c>).</param>
+    /// <param name="pci">The PCI function, for PCI devices.</param>
+    /// <param name="untrusted">The kernel's <c>pdev-&gt;untrusted</c> (below an external-facing port): forces a strict DMA domain.</param>
+    /// <param name="instance">The IOMMU instance (unit) the firmware puts the device behind (fwspec), e.g. <c>dmar0</c>; null lets the driver decide.</param>
+    /// <param name="streamIds">Firmware IDs of a platform device (fwspec ids: SMMU stream IDs).</param>
+    public IommuDevice(string name, IommuBusKind bus, PciDevice? pci = null, bool untrusted = false, string? instance = null, IReadOnlyList<uint>? streamIds = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        if (bus == IommuBusKind.Pci && pci is null) throw new ArgumentException($"{name}: a PCI device needs its PciDevice", nameof(pci));
+        Name = name;
+        Bus = bus;
+        Pci = pci;
+        Untrusted = untrusted;
+        Instance = instance;
+        StreamIds = streamIds ?? [];
+    }
+
+    /// <summary>Builds the core device for a PCI function (untrusted from the source's facts).</summary>
+    public static IommuDevice FromPci(PciDevice pci, string? instance = null) =>
+        new(pci.Address.ToString(), IommuBusKind.Pci, pci, pci.Facts.Untrusted, instance);
+
+    public string Name { get; }
+    public IommuBusKind Bus { get; }
+    public PciDevice? Pci { get; }
+    public bool Untrusted { get; }
+    public string? Instance { get; }
+    public IReadOnlyList<uint> StreamIds { get; }
+
+    /// <summary>The kernel's <c>device_lock</c>. Lock order: probe lock → device lock → group lock (docs/LOCKING.md).</summary>
+    internal readonly object DeviceLock = new();
+
+    private volatile IommuGroup? _group;
+    private volatile IIommuDriver? _driver;
+    private volatile string? _driverName;
+    private volatile bool _driverManagedDma;
+
+    /// <summary>The group the device is in, or null (not probed, no IOMMU, or removed).</summary>
+    public IommuGroup? Group { get => _group; internal set => _group = value; }
+
+    /// <summary>The IOMMU driver (ops) the device is behind, or null.</summary>
+    public IIommuDriver? IommuDriver { get => _driver; internal set => _driver = value; }
+
+    /// <summary>The bound device driver's name, or null when unbound.</summary>
+    public string? DriverName { get => _driverName; internal set => _driverName = value; }
+
+    /// <summary>The bound driver declares <c>driver_managed_dma</c> (vfio-pci, pci-stub, pcieport): binding it does not use the default domain.</summary>
+    public bool DriverManagedDma { get => _driverManagedDma; internal set => _driverManagedDma = value; }
+
+    /// <summary><c>dev-&gt;iommu-&gt;require_direct</c>: set once a DIRECT region was seen for the device (spec 8.3). Guarded by the group lock.</summary>
+    public bool RequireDirect { get; internal set; }
+
+    /// <summary>The domain the driver last attached the device to (what its context entry points at). Guarded by the group lock.</summary>
+    public IommuDomain? AttachedDomain { get; internal set; }
+
+    /// <summary>Driver-private per-device state (<c>dev_iommu_priv</c>), owned by the IOMMU driver.</summary>
+    public object? DriverPrivate { get; set; }
+
+    /// <summary>Drivers the kernel declares <c>driver_managed_dma</c> for (vfio-pci, pci-stub, pcieport, and the other VFIO/iommufd drivers).</summary>
+    public static bool IsDriverManagedDma(string driver) => driver switch
+    {
+        "vfio-pci" or "pci-stub" or "pcieport" or "vfio-platform" or "vfio-fsl-mc" or "vfio-cdx" or "vfio-amba" => true,
+        _ => driver.StartsWith("vfio-", StringComparison.Ordinal),
+    };
+
+    public override string ToString() => Name;
+}

@@ -1,0 +1,83 @@
+using IommuKit.Paging;
+
+namespace IommuKit.Core;
+
+/// <summary>
+/// An IOMMU domain (<c>struct iommu_domain</c>): type, owning driver, page sizes, aperture and, for paging domains,
+/// the IO page table. Static domains (a driver's identity or blocked singleton) have <see cref="IsStatic"/> set.
+/// </summary>
+/// <remarks>
+/// <see cref="Type"/> changes in place only for the DMA→DMA-FQ upgrade and the DMA-FQ→DMA downgrade, both under the
+/// lock of the group using the domain. The page table is created by the driver, possibly on first attach (VT-d width
+/// settles then), so <see cref="PageTable"/> may be null for a paging domain that was never attached.
+/// </remarks>
+public sealed class IommuDomain
+{
+    private static int s_nextId;
+    private volatile IIoPageTable? _pageTable;
+    private volatile int _type;
+
+    /// <param name="owner">The driver whose ops allocated it; null for static domains shared by a driver.</param>
+    public IommuDomain(IommuDomainType type, IIommuDriver? owner, ulong pageSizeBitmap = 0, ulong apertureStart = 0, ulong apertureEnd = 0,
+        bool forceAperture = false, IIoPageTable? pageTable = null, bool isStatic = false)
+    {
+        _type = (int)type;
+        Owner = owner;
+        PageSizeBitmap = pageTable?.PageSizeBitmap ?? pageSizeBitmap;
+        ApertureStart = apertureStart;
+        ApertureEnd = apertureEnd;
+        ForceAperture = forceAperture;
+        _pageTable = pageTable;
+        IsStatic = isStatic;
+        Id = Interlocked.Increment(ref s_nextId);
+    }
+
+    /// <summary>A process-unique id (the hardware domain id drivers program into context entries).</summary>
+    public int Id { get; }
+    public IommuDomainType Type { get => (IommuDomainType)_type; internal set => _type = (int)value; }
+    public IIommuDriver? Owner { get; }
+    /// <summary>Supported page sizes (bit n = 2^n bytes); the lowest set bit is the mapping granule; 0 for non-paging domains.</summary>
+    public ulong PageSizeBitmap { get; internal set; }
+    /// <summary>Aperture first and last (inclusive) IOVA, <c>geometry.aperture_start/end</c>.</summary>
+    public ulong ApertureStart { get; internal set; }
+    public ulong ApertureEnd { get; internal set; }
+    public bool ForceAperture { get; internal set; }
+    public bool IsStatic { get; }
+
+    /// <summary>The IO page table of a paging domain, null until the driver creates it.</summary>
+    public IIoPageTable? PageTable => _pageTable;
+
+    /// <summary>The flush queue was initialised (<c>iommu_dma_init_fq</c>).</summary>
+    public bool FlushQueueReady { get; internal set; }
+
+    /// <summary>Set by the core when the domain was freed (<c>iommu_domain_free</c>); a freed domain must not be attached.</summary>
+    public bool Freed { get; internal set; }
+
+    /// <summary>Installs the page table once (drivers that settle the format on first attach). Returns false when one is already set.</summary>
+    public bool TrySetPageTable(IIoPageTable table)
+    {
+        ArgumentNullException.ThrowIfNull(table);
+        if (Interlocked.CompareExchange(ref _pageTable, table, null) is not null) return false;
+        PageSizeBitmap = table.PageSizeBitmap;
+        return true;
+    }
+
+    /// <summary>Maps through the page table: <see cref="Errno.EINVAL"/> for a non-paging domain, <see cref="Errno.ENODEV"/> when the table is not there yet.</summary>
+    public Errno Map(ulong iova, ulong phys, ulong size, IommuProt prot)
+    {
+        if (!Type.IsPaging()) return Errno.EINVAL; // iommu_map on a non-paging domain: WARN + -EINVAL (spec 12)
+        var t = _pageTable;
+        return t is null ? Errno.ENODEV : t.Map(iova, phys, size, prot);
+    }
+
+    /// <summary><c>iommu_iova_to_phys</c>: identity returns the IOVA itself; an unmapped address or a table-less domain gives false.</summary>
+    public bool TryIovaToPhys(ulong iova, out ulong phys)
+    {
+        if (Type == IommuDomainType.Identity) { phys = iova; return true; }
+        phys = 0;
+        var t = _pageTable;
+        return t is not null && t.TryIovaToPhys(iova, out phys, out _);
+    }
+
+    public override string ToString() => $"domain#{Id} {Type.SysfsName()}";
+}

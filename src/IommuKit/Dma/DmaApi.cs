@@ -1,0 +1,497 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using IommuKit.Paging;
+using IommuKit.Simulation;
+
+namespace IommuKit.Dma;
+
+/// <summary>
+/// The DMA API of one device over its domain: drivers/iommu/dma-iommu.c (<c>iommu_dma_map_page</c>,
+/// <c>iommu_dma_unmap_page</c>, <c>iommu_dma_map_sg</c>, <c>iommu_dma_alloc</c>) for a Translated domain, pass-through
+/// for an identity domain, and physical addresses that fault for a blocked one.
+/// </summary>
+/// <remarks>
+/// <para><b>Ownership:</b> the page table, IOVA allocator and flush queue belong to the domain and may be shared by the
+/// DmaApi of every device in it (one per device, as the kernel's per-device DMA ops over the domain's cookie). A Lazy
+/// DmaApi created without a flush queue creates and owns one (disposed with it).</para>
+/// <para><b>Rules:</b> direction becomes permission (dma_info_to_prot: ToDevice = read, FromDevice = write,
+/// Bidirectional = both); buffers keep their offset inside the IOVA granule (iova_offset); the IOVA limit is the DMA mask
+/// clipped by the bus limit and the table's aperture (spec 10.3); 64-bit devices first try below 4 GiB without flushing
+/// the caches and, on the first failure, stop doing so for good (pci_32bit_workaround, spec 10.3); reserved regions are
+/// reserved in the allocator at construction (spec 8.4); strict unmap invalidates the IOTLB range before the IOVA is
+/// freed, lazy unmap queues it (spec 10.4).</para>
+/// <para><b>Errors:</b> a failed map returns <see cref="MappingError"/> (DMA_MAPPING_ERROR) or a negative errno for
+/// scatter lists, as the kernel does; unmapping something this API did not map is a driver bug and throws
+/// <see cref="InvalidOperationException"/>.</para>
+/// <para><b>Threading:</b> every method may be called from many threads at once; the table, allocator, IOTLB and flush
+/// queue are thread-safe and the DmaApi keeps no other mutable state than the 32-bit-first flag (a benign race, as in
+/// the kernel).</para>
+/// </remarks>
+public sealed class DmaApi : IDisposable
+{
+    /// <summary>DMA_MAPPING_ERROR.</summary>
+    public const ulong MappingError = ulong.MaxValue;
+
+    /// <summary>The default maximum DMA segment size of a PCI device (pci_device_add: dma_set_max_seg_size 64 KiB).</summary>
+    public const uint DefaultMaxSegmentSize = 65536;
+
+    /// <summary>The default segment boundary of a PCI device (pci_device_add: dma_set_seg_boundary 0xffffffff).</summary>
+    public const ulong DefaultSegmentBoundaryMask = 0xffff_ffff;
+
+    private const ulong Dma32Limit = 0xffff_ffff;
+
+    private readonly IommuHardware _iommu;
+    private readonly int _domainId;
+    private readonly IIoPageTable _table;
+    private readonly IovaAllocator _iovad;
+    private readonly DmaMode _mode;
+    private readonly FlushQueue? _fq;
+    private readonly bool _ownsFq;
+    private readonly PhysicalMemory? _memory;
+    private readonly ulong _granule;
+    private readonly ulong _granuleMask;
+    private readonly int _shift;
+    private readonly ulong _apertureEnd;
+    private ulong _dmaMask;
+    private ulong _dmaLimit; // DmaLimitFor(_dmaMask), kept with the mask so the map path does not recompute it
+    private ulong _coherentDmaMask;
+    private readonly ulong _busDmaLimit;
+    private volatile bool _pci32bitWorkaround;
+
+    /// <summary>Sets up the DMA API of one device (iommu_dma_init_domain + iommu_setup_dma_ops).</summary>
+    /// <param name="iommu">The IOMMU unit the device sits behind (flushes go there).</param>
+    /// <param name="domainId">The domain's id in the IOTLB.</param>
+    /// <param name="table">The domain's page table (its lowest page size must equal the allocator's granule).</param>
+    /// <param name="iovad">The domain's IOVA allocator.</param>
+    /// <param name="mode">Strict, Lazy, Identity or Blocked.</param>
+    /// <param name="dmaMask">The device's DMA mask (dma_set_mask), e.g. 0xffffffff for 32-bit, ulong.MaxValue for 64.</param>
+    /// <param name="reservedRegions">Ranges kept out of the IOVA space (spec 8.4); SW_MSI ones are skipped.</param>
+    /// <param name="flushQueue">The domain's flush queue for Lazy mode; created (and owned) when null.</param>
+    /// <param name="memory">Where coherent buffers are allocated (<see cref="AllocCoherent"/>); optional otherwise.</param>
+    /// <param name="forceDac">iommu.forcedac=1: skip the 32-bit-first attempt.</param>
+    /// <param name="busDmaLimit">The bus DMA limit (bus_dma_limit), 0 = none.</param>
+    /// <param name="deviceName">For messages.</param>
+    /// <exception cref="ArgumentException">The allocator's granule differs from the table's smallest page, or the
+    /// allocator refuses a reservation (its cap on reserved ranges).</exception>
+    public DmaApi(IommuHardware iommu, int domainId, IIoPageTable table, IovaAllocator iovad, DmaMode mode, ulong dmaMask,
+        IReadOnlyList<IovaReservedRegion>? reservedRegions = null, FlushQueue? flushQueue = null,
+        PhysicalMemory? memory = null, bool forceDac = false, ulong busDmaLimit = 0, string deviceName = "device")
+    {
+        ArgumentNullException.ThrowIfNull(iommu);
+        ArgumentNullException.ThrowIfNull(table);
+        ArgumentNullException.ThrowIfNull(iovad);
+        _iommu = iommu;
+        _domainId = domainId;
+        _table = table;
+        _iovad = iovad;
+        _mode = mode;
+        _memory = memory;
+        _busDmaLimit = busDmaLimit;
+        DeviceName = deviceName;
+
+        // iommu_dma_init_domain: the granule is the smallest page size and must match the IOVA domain's.
+        ulong bitmap = table.PageSizeBitmap;
+        _granule = bitmap & (~bitmap + 1);
+        if (_granule == 0 || _granule != iovad.Granule)
+            ThrowHelper.ThrowArgument(nameof(iovad),
+                $"IOVA granule 0x{iovad.Granule:x} does not match the table's smallest page 0x{_granule:x} (Incompatible range for DMA domain)");
+        _granuleMask = _granule - 1;
+        _shift = BitOperations.TrailingZeroCount(_granule);
+        _apertureEnd = table.IovaBits >= 64 ? ulong.MaxValue : (1UL << table.IovaBits) - 1;
+        SetMasks(dmaMask);
+        // Every PCI device starts with pci_32bit_workaround = !forcedac (spec 10.1).
+        _pci32bitWorkaround = !forceDac;
+
+        if (mode == DmaMode.Lazy)
+        {
+            _fq = flushQueue ?? new FlushQueue(iommu, domainId, iovad);
+            _ownsFq = flushQueue is null;
+        }
+
+        if (mode is DmaMode.Strict or DmaMode.Lazy && reservedRegions is not null)
+            ReserveRegions(reservedRegions);
+    }
+
+    /// <summary>Name used in messages.</summary>
+    public string DeviceName { get; }
+
+    public DmaMode Mode => _mode;
+
+    public int DomainId => _domainId;
+
+    /// <summary>The IOVA granule in bytes (smallest page size of the table).</summary>
+    public ulong Granule => _granule;
+
+    /// <summary>The flush queue (Lazy mode only).</summary>
+    public FlushQueue? FlushQueue => _fq;
+
+    /// <summary>Maximum length of one merged DMA segment of <see cref="MapSg"/> (dma_get_max_seg_size).</summary>
+    public uint MaxSegmentSize { get; set; } = DefaultMaxSegmentSize;
+
+    /// <summary>DMA segments never cross a multiple of (mask + 1) (dma_get_seg_boundary); mask + 1 is a power of two.</summary>
+    public ulong SegmentBoundaryMask { get; set; } = DefaultSegmentBoundaryMask;
+
+    /// <summary>Called with each notice the kernel would log (e.g. "Using 64-bit DMA addresses").</summary>
+    public Action<string>? Log { get; set; }
+
+    /// <summary>True while streaming and coherent allocations first try below 4 GiB (pci_32bit_workaround). Cleared
+    /// for good the first time such a try fails.</summary>
+    public bool TriesBelow4GFirst => _pci32bitWorkaround;
+
+    /// <summary>The streaming DMA mask (dma_set_mask). Setting it also sets the coherent mask, like dma_set_mask_and_coherent.</summary>
+    public ulong DmaMask
+    {
+        get => _dmaMask;
+        set => SetMasks(value);
+    }
+
+    /// <summary>The coherent DMA mask (dma_set_coherent_mask), used by <see cref="AllocCoherent"/>.</summary>
+    public ulong CoherentDmaMask
+    {
+        get => _coherentDmaMask;
+        set
+        {
+            CheckMask(value);
+            _coherentDmaMask = value;
+        }
+    }
+
+    /// <summary>
+    /// The highest IOVA this device may be given for <paramref name="mask"/>: the mask, the bus DMA limit and the aperture
+    /// end, whichever is lowest (iommu_dma_alloc_iova, spec 10.3).
+    /// </summary>
+    public ulong DmaLimitFor(ulong mask)
+    {
+        ulong limit = mask;
+        if (_busDmaLimit != 0 && _busDmaLimit < limit)
+            limit = _busDmaLimit;
+        return Math.Min(limit, _apertureEnd);
+    }
+
+    /// <summary>
+    /// Maps [phys, phys + size) for DMA in <paramref name="dir"/> (dma_map_page / iommu_dma_map_page). Returns the DMA
+    /// address (same offset inside the granule as <paramref name="phys"/>) or <see cref="MappingError"/> when the IOVA
+    /// space below the mask is exhausted or the table refuses.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="dir"/> is <see cref="DmaDirection.None"/>.</exception>
+    public ulong MapSingle(ulong phys, ulong size, DmaDirection dir) => MapCore(phys, size, DirectionToProt(dir), _dmaMask, _dmaLimit);
+
+    /// <summary>
+    /// Unmaps what <see cref="MapSingle"/> returned (same address and size). Strict: clears the PTEs, invalidates the
+    /// IOTLB range, then frees the IOVA. Lazy: clears the PTEs and queues the IOVA in the flush queue.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The range is not mapped (a driver bug; the kernel WARNs).</exception>
+    public void UnmapSingle(ulong dmaAddress, ulong size, DmaDirection dir)
+    {
+        _ = dir; // the kernel uses it for cache maintenance and swiotlb only
+        UnmapCore(dmaAddress, size);
+    }
+
+    /// <summary>
+    /// Maps a scatter list into one contiguous IOVA range (iommu_dma_map_sg): each entry keeps its offset inside the
+    /// granule and is laid out after the previous one's granule-aligned end, padded so no segment crosses
+    /// <see cref="SegmentBoundaryMask"/>; then entries that continue exactly where the previous DMA segment ends are
+    /// merged up to <see cref="MaxSegmentSize"/> (__finalise_sg). Returns the number of DMA segments (written to the first
+    /// entries' DmaAddress/DmaLength) or a negative errno: -EINVAL (empty list or entry), -ENOMEM (no IOVA space),
+    /// -EIO (the table refused).
+    /// </summary>
+    public int MapSg(Span<ScatterEntry> sg, DmaDirection dir)
+    {
+        IommuProt prot = DirectionToProt(dir);
+        if (sg.IsEmpty)
+            return -(int)Errno.EINVAL;
+        if (_mode is DmaMode.Identity or DmaMode.Blocked)
+            return MapSgDirect(sg);
+
+        // Layout pass: offsets of each entry inside the single allocation (the kernel's first loop).
+        ulong mask = SegmentBoundaryMask;
+        ulong iovaLen = 0;
+        for (int i = 0; i < sg.Length; i++)
+        {
+            ref ScatterEntry s = ref sg[i];
+            if (s.Length == 0)
+                return -(int)Errno.EINVAL;
+            ulong off = s.Phys & _granuleMask;
+            ulong sLength = AlignUp(off + s.Length);
+            // Pad the previous entry so this one starts on a boundary when it would otherwise cross it. The IOVA range
+            // starts on a boundary whenever its size exceeds the boundary (size alignment), so offsets suffice.
+            ulong pad = (mask - iovaLen + 1) & mask;
+            if (pad != 0 && pad < sLength - 1)
+                iovaLen = checked(iovaLen + pad);
+            s.IovaOffset = iovaLen;
+            s.MappedLength = sLength;
+            iovaLen = checked(iovaLen + sLength);
+        }
+
+        ulong iova = AllocIova(iovaLen, _dmaLimit);
+        if (iova == 0)
+            return -(int)Errno.ENOMEM;
+
+        for (int i = 0; i < sg.Length; i++)
+        {
+            ref ScatterEntry s = ref sg[i];
+            Errno err = _table.Map(iova + s.IovaOffset, s.Phys & ~_granuleMask, s.MappedLength, prot);
+            if (err != Errno.Ok)
+            {
+                // Undo: nothing was handed out yet, so no IOTLB entry can exist for the new PTEs.
+                for (int j = 0; j < i; j++)
+                    _table.Unmap(iova + sg[j].IovaOffset, sg[j].MappedLength);
+                _iovad.Free(iova >> _shift, iovaLen >> _shift);
+                return -(int)Errno.EIO;
+            }
+        }
+        return FinaliseSg(sg, iova, iovaLen);
+    }
+
+    /// <summary>Unmaps a list mapped by <see cref="MapSg"/> (pass the same entries, all of them): one IOTLB invalidation
+    /// (strict) or one queue entry (lazy) for the whole IOVA range.</summary>
+    /// <exception cref="InvalidOperationException">The list was not mapped by this API.</exception>
+    public void UnmapSg(Span<ScatterEntry> sg, DmaDirection dir)
+    {
+        _ = dir;
+        if (sg.IsEmpty || _mode is DmaMode.Identity or DmaMode.Blocked)
+            return;
+        ulong iova = sg[0].DmaAddress & ~_granuleMask; // entry 0 always starts DMA segment 0 at IOVA offset 0
+        ref ScatterEntry last = ref sg[^1];
+        ulong iovaLen = last.IovaOffset + last.MappedLength;
+        for (int i = 0; i < sg.Length; i++)
+        {
+            Errno err = _table.Unmap(iova + sg[i].IovaOffset, sg[i].MappedLength);
+            if (err != Errno.Ok)
+                ThrowHelper.ThrowUnmapFailed(DeviceName, iova + sg[i].IovaOffset, sg[i].MappedLength, err);
+        }
+        ReleaseIova(iova, iovaLen);
+    }
+
+    /// <summary>
+    /// Allocates a zeroed, page-aligned coherent buffer of <paramref name="size"/> bytes (rounded up to the granule) and
+    /// maps it bidirectionally below <see cref="CoherentDmaMask"/> (iommu_dma_alloc). Returns its physical (CPU) address
+    /// and the DMA handle, or 0 with <paramref name="dmaHandle"/> = <see cref="MappingError"/> on failure.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">No <see cref="PhysicalMemory"/> was given.</exception>
+    public ulong AllocCoherent(ulong size, out ulong dmaHandle)
+    {
+        if (_memory is null)
+            ThrowHelper.ThrowNoMemory(DeviceName);
+        dmaHandle = MappingError;
+        if (size == 0 || size > _apertureEnd)
+            return 0;
+        size = AlignUp(size);
+        ulong phys = _memory.AllocatePages(size);
+        if (phys == 0)
+            return 0;
+        ulong dma = MapCore(phys, size, IommuProt.Read | IommuProt.Write, _coherentDmaMask, DmaLimitFor(_coherentDmaMask));
+        if (dma == MappingError)
+        {
+            _memory.FreePages(phys, size);
+            return 0;
+        }
+        dmaHandle = dma;
+        return phys;
+    }
+
+    /// <summary>Frees a buffer from <see cref="AllocCoherent"/> (dma_free_coherent): unmaps, then returns the pages.</summary>
+    public void FreeCoherent(ulong size, ulong phys, ulong dmaHandle)
+    {
+        if (_memory is null)
+            ThrowHelper.ThrowNoMemory(DeviceName);
+        size = AlignUp(size);
+        UnmapCore(dmaHandle, size);
+        _memory.FreePages(phys, size);
+    }
+
+    /// <summary>Disposes the flush queue if this API created it (flushing everything it holds).</summary>
+    public void Dispose()
+    {
+        if (_ownsFq)
+            _fq!.Dispose();
+    }
+
+    /// <summary>dma_info_to_prot: the permission a direction needs.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static IommuProt DirectionToProt(DmaDirection dir)
+    {
+        switch (dir)
+        {
+            case DmaDirection.Bidirectional: return IommuProt.Read | IommuProt.Write;
+            case DmaDirection.ToDevice: return IommuProt.Read;
+            case DmaDirection.FromDevice: return IommuProt.Write;
+            default:
+                ThrowHelper.ThrowBadDirection(dir);
+                return IommuProt.None;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ulong MapCore(ulong phys, ulong size, IommuProt prot, ulong mask, ulong limit)
+    {
+        if (_mode is DmaMode.Identity or DmaMode.Blocked)
+            return MapDirect(phys, size, mask);
+        // __iommu_dma_map: map whole granules, keep the buffer's offset inside the first one.
+        ulong off = phys & _granuleMask;
+        // Overflow case: size + off or the rounding passing 2^64 means an impossible buffer.
+        if (size == 0 || size > ulong.MaxValue - off - _granuleMask)
+            return MappingError;
+        ulong alignedSize = AlignUp(size + off);
+        ulong iova = AllocIova(alignedSize, limit);
+        if (iova == 0)
+            return MappingError;
+        if (_table.Map(iova, phys - off, alignedSize, prot) != Errno.Ok)
+        {
+            _iovad.Free(iova >> _shift, alignedSize >> _shift); // never visible to the device: no flush needed
+            return MappingError;
+        }
+        return iova + off;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void UnmapCore(ulong dmaAddress, ulong size)
+    {
+        if (_mode is DmaMode.Identity or DmaMode.Blocked)
+            return;
+        ulong off = dmaAddress & _granuleMask;
+        ulong iova = dmaAddress - off;
+        ulong alignedSize = AlignUp(size + off);
+        Errno err = _table.Unmap(iova, alignedSize);
+        if (err != Errno.Ok)
+            ThrowHelper.ThrowUnmapFailed(DeviceName, dmaAddress, size, err);
+        ReleaseIova(iova, alignedSize);
+    }
+
+    /// <summary>After the PTEs are cleared: strict = invalidate then free; lazy = queue (spec 10.4).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void ReleaseIova(ulong iova, ulong size)
+    {
+        if (_fq is not null)
+        {
+            _fq.Queue(iova >> _shift, size >> _shift);
+        }
+        else
+        {
+            _iommu.FlushRange(_domainId, iova, size);
+            _iovad.Free(iova >> _shift, size >> _shift);
+        }
+    }
+
+    /// <summary>iommu_dma_alloc_iova: returns the IOVA in bytes or 0. <paramref name="limit"/> is
+    /// <see cref="DmaLimitFor"/> of the mask in use.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ulong AllocIova(ulong size, ulong limit)
+    {
+        ulong pages = size >> _shift;
+        // Spec 10.3: a PCI device with a >32-bit limit first tries below 4 GiB without flushing the rcaches.
+        if (_pci32bitWorkaround && limit > Dma32Limit)
+        {
+            ulong pfn32 = _iovad.Alloc(pages, Dma32Limit >> _shift, flushRcache: false);
+            if (pfn32 != 0)
+                return pfn32 << _shift;
+            DisableDma32First(limit);
+        }
+        ulong pfn = _iovad.Alloc(pages, limit >> _shift, flushRcache: true);
+        return pfn << _shift;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void DisableDma32First(ulong limit)
+    {
+        // Cleared permanently for this device; the kernel logs "Using %d-bit DMA addresses" with bits_per(limit).
+        _pci32bitWorkaround = false;
+        Log?.Invoke($"{DeviceName}: Using {64 - BitOperations.LeadingZeroCount(limit)}-bit DMA addresses");
+    }
+
+    private ulong MapDirect(ulong phys, ulong size, ulong mask)
+    {
+        // dma-direct: the address must be reachable with the mask (no bounce buffering is modelled).
+        if (size == 0 || size - 1 > mask || phys > mask - (size - 1))
+            return MappingError;
+        return phys;
+    }
+
+    private int MapSgDirect(Span<ScatterEntry> sg)
+    {
+        for (int i = 0; i < sg.Length; i++)
+        {
+            ref ScatterEntry s = ref sg[i];
+            ulong dma = s.Length == 0 ? MappingError : MapDirect(s.Phys, s.Length, _dmaMask);
+            if (dma == MappingError)
+                return -(int)Errno.EIO;
+            s.DmaAddress = dma;
+            s.DmaLength = s.Length;
+        }
+        return sg.Length;
+    }
+
+    /// <summary>__finalise_sg: fill in DMA segments, merging entries that continue the previous segment.</summary>
+    private int FinaliseSg(Span<ScatterEntry> sg, ulong iova, ulong iovaLen)
+    {
+        ulong segMask = SegmentBoundaryMask;
+        uint maxLen = MaxSegmentSize;
+        int cur = -1;
+        uint curLen = 0;
+        int count = 0;
+        for (int i = 0; i < sg.Length; i++)
+        {
+            ref ScatterEntry s = ref sg[i];
+            ulong sIovaOff = s.Phys & _granuleMask;
+            uint sLength = s.Length;
+            ulong sIovaLen = (i + 1 < sg.Length ? sg[i + 1].IovaOffset : iovaLen) - s.IovaOffset;
+            ulong dmaAddr = iova + s.IovaOffset;
+            s.DmaAddress = MappingError;
+            s.DmaLength = 0;
+            // Merge when: there is a segment to append to, this entry starts on a granule, is not at a segment
+            // boundary, and the result stays within the maximum segment size.
+            if (curLen != 0 && sIovaOff == 0 && (dmaAddr & segMask) != 0 && maxLen - curLen >= sLength)
+            {
+                curLen += sLength;
+            }
+            else
+            {
+                cur++;
+                curLen = sLength;
+                count++;
+                sg[cur].DmaAddress = dmaAddr + sIovaOff;
+            }
+            sg[cur].DmaLength = curLen;
+            // An entry that does not end on its granule end cannot be continued.
+            if (sLength + sIovaOff < sIovaLen)
+                curLen = 0;
+        }
+        return count;
+    }
+
+    private void ReserveRegions(IReadOnlyList<IovaReservedRegion> regions)
+    {
+        for (int i = 0; i < regions.Count; i++)
+        {
+            IovaReservedRegion r = regions[i];
+            if (r.SoftwareMsi || r.Length == 0)
+                continue; // iova_reserve_iommu_regions skips IOMMU_RESV_SW_MSI
+            // Overflow case: a region running past 2^64 is clipped at the top of the space.
+            ulong last = r.Start > ulong.MaxValue - (r.Length - 1) ? ulong.MaxValue : r.Start + (r.Length - 1);
+            if (r.Start > _apertureEnd)
+                continue;
+            last = Math.Min(last, _apertureEnd);
+            if (!_iovad.Reserve(r.Start >> _shift, last >> _shift))
+                ThrowHelper.ThrowArgument(nameof(regions),
+                    $"{DeviceName}: failed to reserve IOVA [0x{r.Start:x}, 0x{last:x}] (the allocator's reserved-range cap was reached)");
+        }
+    }
+
+    private void SetMasks(ulong mask)
+    {
+        CheckMask(mask);
+        _dmaMask = mask;
+        _dmaLimit = DmaLimitFor(mask);
+        _coherentDmaMask = mask;
+    }
+
+    private void CheckMask(ulong mask)
+    {
+        // dma_set_mask: a mask is 2^n - 1 and must cover at least one granule.
+        if (mask < _granuleMask || (mask & (mask + 1)) != 0)
+            ThrowHelper.ThrowArgument(nameof(mask), $"DMA mask 0x{mask:x} is not of the form 2^n - 1 covering a granule");
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ulong AlignUp(ulong value) => (value + _granuleMask) & ~_granuleMask;
+}

@@ -1,0 +1,266 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using IommuKit.Paging;
+using IommuKit.Simulation;
+
+namespace IommuKit.Dma;
+
+/// <summary>
+/// The DMA-FQ flush queue of one domain (drivers/iommu/dma-iommu.c <c>queue_iova</c>, <c>fq_ring_free_locked</c>,
+/// <c>fq_flush_iotlb</c>, <c>fq_flush_timeout</c>; spec 10.4). Lazy unmaps enqueue (pfn, pages) instead of invalidating
+/// the IOTLB; an IOVA is returned to the allocator only after a domain-wide IOTLB flush that started after it was queued.
+/// </summary>
+/// <remarks>
+/// <para><b>Rules (spec 10.4):</b> one ring per CPU of <see cref="DefaultEntries"/> (256) entries, full when
+/// <c>(tail + 1) &amp; mask == head</c> (so 255 usable). On enqueue: free every entry whose counter is below the
+/// flush-finish count; if the ring is still full, flush (start++, flush the domain's IOTLB, finish++) and free again; add
+/// the entry tagged with the flush-start count; arm the timer if it is not armed. When the timer fires
+/// (<see cref="DefaultTimeout"/>, 10 ms): flush, then free the eligible entries of every ring.</para>
+/// <para><b>The stale window:</b> between an unmap and the flush that covers it, the IOTLB may still hold the old
+/// translation and the device can still use it. It is bounded by 255 entries per CPU and by the timeout (plus timer
+/// latency); <see cref="PendingCount"/> shows it.</para>
+/// <para><b>Threading:</b> each ring has its own spin lock (the kernel's <c>fq-&gt;lock</c>); a thread uses the ring of
+/// the CPU it runs on (<see cref="Thread.GetCurrentProcessorId"/>). Counters are atomics. No lock is held while the
+/// IOTLB is flushed except the enqueuing ring's (as in the kernel). The clock is a <see cref="TimeProvider"/>, so tests
+/// can fire the timeout deterministically.</para>
+/// </remarks>
+public sealed class FlushQueue : IDisposable
+{
+    /// <summary>IOVA_DEFAULT_FQ_SIZE.</summary>
+    public const int DefaultEntries = 256;
+    /// <summary>IOVA_DEFAULT_FQ_TIMEOUT (10 ms).</summary>
+    public static readonly TimeSpan DefaultTimeout = TimeSpan.FromMilliseconds(10);
+
+    private readonly IommuHardware _iommu;
+    private readonly int _domainId;
+    private readonly IovaAllocator _iovad;
+    private readonly Ring[] _rings;
+    private readonly ITimer _timer;
+    private readonly TimeSpan _timeout;
+    private long _flushStartCount;
+    private long _flushFinishCount;
+    private int _timerOn;
+    private bool _disposed;
+
+    /// <summary>Creates the queue of domain <paramref name="domainId"/> on <paramref name="iommu"/>, freeing IOVAs into
+    /// <paramref name="iovad"/>.</summary>
+    /// <param name="timeProvider">Clock and timer; <see cref="TimeProvider.System"/> when null.</param>
+    /// <param name="entriesPerQueue">Ring size, a power of two (256; the kernel's single-queue mode uses 32768).</param>
+    /// <param name="timeout">Flush timeout (10 ms; single-queue mode 1000 ms).</param>
+    /// <param name="queueCount">Number of rings; 0 = one per CPU (<see cref="Environment.ProcessorCount"/>); 1 = the
+    /// single shared queue of <c>shadow_on_flush</c> IOMMUs.</param>
+    public FlushQueue(IommuHardware iommu, int domainId, IovaAllocator iovad, TimeProvider? timeProvider = null,
+        int entriesPerQueue = DefaultEntries, TimeSpan? timeout = null, int queueCount = 0)
+    {
+        ArgumentNullException.ThrowIfNull(iommu);
+        ArgumentNullException.ThrowIfNull(iovad);
+        if (entriesPerQueue < 2 || (entriesPerQueue & (entriesPerQueue - 1)) != 0)
+            throw new ArgumentOutOfRangeException(nameof(entriesPerQueue), "the ring size must be a power of two >= 2");
+        ArgumentOutOfRangeException.ThrowIfNegative(queueCount);
+        _iommu = iommu;
+        _domainId = domainId;
+        _iovad = iovad;
+        _timeout = timeout ?? DefaultTimeout;
+        if (_timeout <= TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(timeout), "the timeout must be positive");
+        int n = queueCount == 0 ? Environment.ProcessorCount : queueCount;
+        _rings = new Ring[n];
+        for (int i = 0; i < n; i++)
+            _rings[i] = new Ring(entriesPerQueue);
+        TimeProvider = timeProvider ?? TimeProvider.System;
+        _timer = TimeProvider.CreateTimer(static s => ((FlushQueue)s!).OnTimeout(), this,
+            System.Threading.Timeout.InfiniteTimeSpan, System.Threading.Timeout.InfiniteTimeSpan);
+    }
+
+    public TimeProvider TimeProvider { get; }
+
+    /// <summary>Entries per ring (one slot is always empty, so a ring holds one fewer).</summary>
+    public int EntriesPerQueue => _rings[0].Entries.Length;
+
+    public int QueueCount => _rings.Length;
+
+    public TimeSpan Timeout => _timeout;
+
+    /// <summary>Number of domain-wide IOTLB flushes started (the kernel's fq_flush_start_cnt).</summary>
+    public long FlushStartCount => Volatile.Read(ref _flushStartCount);
+
+    /// <summary>Number of domain-wide IOTLB flushes finished (fq_flush_finish_cnt).</summary>
+    public long FlushFinishCount => Volatile.Read(ref _flushFinishCount);
+
+    /// <summary>True while the timeout timer is armed.</summary>
+    public bool TimerArmed => Volatile.Read(ref _timerOn) != 0;
+
+    /// <summary>IOVA ranges queued and not yet returned to the allocator (the stale window, counting entries whose
+    /// flush already happened but that no enqueue or timeout has freed yet).</summary>
+    public int PendingCount
+    {
+        get
+        {
+            int total = 0;
+            foreach (Ring r in _rings)
+            {
+                r.Lock.Enter();
+                total += (r.Tail - r.Head) & r.Mask;
+                r.Lock.Exit();
+            }
+            return total;
+        }
+    }
+
+    /// <summary>Queues the IOVA range [pfn, pfn + pages) (in granules) whose page-table entries were just cleared; it is
+    /// freed after the next flush (queue_iova).</summary>
+    public void Queue(ulong pfn, ulong pages)
+    {
+        // The kernel's smp_mb() in queue_iova orders the unmap's PTE clear before a flush on another CPU can count
+        // this entry as covered; here the ring lock's interlocked compare-exchange is that full barrier.
+        Ring ring = _rings[_rings.Length == 1 ? 0 : Thread.GetCurrentProcessorId() % _rings.Length];
+        ring.Lock.Enter();
+        try
+        {
+            FreeLocked(ring);
+            if (((ring.Tail + 1) & ring.Mask) == ring.Head)
+            {
+                FlushIotlb();
+                FreeLocked(ring);
+            }
+            ref Entry e = ref ring.Entries[ring.Tail];
+            e.Pfn = pfn;
+            e.Pages = pages;
+            e.Counter = Volatile.Read(ref _flushStartCount);
+            ring.Tail = (ring.Tail + 1) & ring.Mask;
+        }
+        finally
+        {
+            ring.Lock.Exit();
+        }
+        // Avoid the shared write when the timer is already armed (the kernel's atomic_read before atomic_xchg).
+        if (Volatile.Read(ref _timerOn) == 0 && Interlocked.Exchange(ref _timerOn, 1) == 0)
+            ArmTimer();
+    }
+
+    /// <summary>Flushes the domain's IOTLB now and frees every queued IOVA (what the timeout does; also used before the
+    /// domain is torn down, iommu_dma_free_fq).</summary>
+    public void FlushAll()
+    {
+        FlushIotlb();
+        foreach (Ring r in _rings)
+        {
+            r.Lock.Enter();
+            try
+            {
+                FreeLocked(r);
+            }
+            finally
+            {
+                r.Lock.Exit();
+            }
+        }
+    }
+
+    /// <summary>Stops the timer after flushing everything, so no IOVA stays queued.</summary>
+    public void Dispose()
+    {
+        if (_disposed)
+            return;
+        _disposed = true;
+        _timer.Dispose();
+        FlushAll();
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ArmTimer()
+    {
+        if (!_disposed)
+            _timer.Change(_timeout, System.Threading.Timeout.InfiniteTimeSpan);
+    }
+
+    private void OnTimeout()
+    {
+        // fq_flush_timeout: disarm first, so an enqueue racing with the flush re-arms the timer.
+        Volatile.Write(ref _timerOn, 0);
+        FlushAll();
+    }
+
+    /// <summary>fq_flush_iotlb: start++, flush the domain's IOTLB, finish++.</summary>
+    private void FlushIotlb()
+    {
+        Interlocked.Increment(ref _flushStartCount);
+        _iommu.FlushDomain(_domainId);
+        Interlocked.Increment(ref _flushFinishCount);
+    }
+
+    /// <summary>fq_ring_free_locked: frees entries, oldest first, whose counter is below the finish count.</summary>
+    private void FreeLocked(Ring ring)
+    {
+        Debug.Assert(ring.Lock.IsHeld, "FreeLocked needs the ring lock");
+        // Volatile.Read, not Interlocked.Read: a 64-bit read is atomic on the 64-bit platforms .NET 10 runs this on,
+        // and Interlocked.Read is a locked compare-exchange (two of them cost ~10 ns per enqueue).
+        long finish = Volatile.Read(ref _flushFinishCount);
+        int head = ring.Head;
+        int tail = ring.Tail;
+        Entry[] entries = ring.Entries;
+        while (head != tail)
+        {
+            ref Entry e = ref entries[head];
+            if (e.Counter >= finish)
+                break;
+            _iovad.Free(e.Pfn, e.Pages);
+            head = (head + 1) & ring.Mask;
+        }
+        ring.Head = head;
+    }
+
+    private struct Entry
+    {
+        public ulong Pfn;
+        public ulong Pages;
+        public long Counter;
+    }
+
+    /// <summary>One per-CPU ring; padded so two CPUs' rings do not share a cache line.</summary>
+    private sealed class Ring(int size)
+    {
+        public readonly Entry[] Entries = new Entry[size];
+        public readonly int Mask = size - 1;
+        public SpinGate Lock;
+        public int Head;
+        public int Tail;
+#pragma warning disable CS0169 // padding against false sharing between rings
+        private readonly Padding _pad;
+#pragma warning restore CS0169
+    }
+
+    [StructLayout(LayoutKind.Sequential, Size = 64)]
+    private struct Padding;
+}
+
+/// <summary>A minimal test-and-test-and-set spin lock for very short critical sections (a struct: embed it, never copy it).</summary>
+internal struct SpinGate
+{
+    private int _state;
+
+    public readonly bool IsHeld => Volatile.Read(ref Unsafe.AsRef(in _state)) != 0;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Enter()
+    {
+        if (Interlocked.CompareExchange(ref _state, 1, 0) != 0)
+            EnterContended();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Exit() => Volatile.Write(ref _state, 0);
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void EnterContended()
+    {
+        var spin = new SpinWait();
+        while (true)
+        {
+            if (Volatile.Read(ref _state) == 0 && Interlocked.CompareExchange(ref _state, 1, 0) == 0)
+                return;
+            spin.SpinOnce();
+        }
+    }
+}

@@ -1,0 +1,32 @@
+namespace IommuKit.Grouping;
+
+/// <summary>How <see cref="GroupingEngine.Compute"/> should model the machine. Every member is optional.</summary>
+public sealed record GroupingOptions
+{
+    /// <summary>The kernel command line to model; null uses the machine's own (<see cref="Machine.CommandLine"/>).</summary>
+    public KernelCommandLine? CommandLine { get; init; }
+
+    /// <summary>
+    /// Predict groups as if an IOMMU were active even when the machine (or the command line) has none: every PCI
+    /// device is then managed and ACS is enabled as the kernel would with an IOMMU driver loaded.
+    /// </summary>
+    public bool ForceIommuActive { get; init; }
+
+    /// <summary>
+    /// Whether the modelled kernel carries the out-of-tree <c>pcie_acs_override</c> patch. Null decides from the
+    /// machine's kernel release (<see cref="AcsOverridePolicy.KernelCarriesOverride"/>).
+    /// </summary>
+    public bool? KernelCarriesAcsOverride { get; init; }
+
+    /// <summary>
+    /// Whether the firmware has an ACPI IVRS table (AMD IOMMU), which <c>pci_quirk_amd_sb_acs</c> needs. Null decides
+    /// from the machine: an AMD IOMMU unit, or an AMD host bridge with an active IOMMU.
+    /// </summary>
+    public bool? HasIvrs { get; init; }
+
+    /// <summary>
+    /// Build every device's explanation during <see cref="GroupingEngine.Compute"/> (default false). Without it,
+    /// <see cref="GroupingResult.Explain"/> replays the device's grouping on demand, which gives the same steps.
+    /// </summary>
+    public bool RecordExplanations { get; init; }
+}

@@ -1,0 +1,41 @@
+namespace IommuKit.Passthrough;
+
+/// <summary>
+/// The PCI class codes the passthrough checks and the CLI filters care about (PCI Code and ID Assignment
+/// Specification, section 1). Class codes are the 24-bit <c>class</c> value: base, sub-class, prog-if.
+/// </summary>
+public static class PciClasses
+{
+    public const byte MassStorage = 0x01;
+    public const byte Network = 0x02;
+    public const byte Display = 0x03;
+    public const byte Bridge = 0x06;
+    public const byte SerialBus = 0x0c;
+
+    public static byte Base(uint classCode) => (byte)(classCode >> 16);
+    public static byte Sub(uint classCode) => (byte)(classCode >> 8);
+
+    /// <summary>Display controllers (VGA 0300, XGA 0301, 3D 0302, other 0380): ls-iommu's <c>--gpu</c>.</summary>
+    public static bool IsGpu(uint classCode) => Base(classCode) == Display;
+
+    /// <summary>A VGA-compatible controller (0300): the kind that can own the legacy console.</summary>
+    public static bool IsVga(uint classCode) => (classCode >> 8) == 0x0300;
+
+    /// <summary>USB controllers (0c03, any prog-if: UHCI, OHCI, EHCI, xHCI, USB4).</summary>
+    public static bool IsUsb(uint classCode) => (classCode >> 8) == 0x0c03;
+
+    /// <summary>Network controllers (02xx: Ethernet, Wi-Fi, InfiniBand…).</summary>
+    public static bool IsNetwork(uint classCode) => Base(classCode) == Network;
+
+    /// <summary>Mass-storage controllers (01xx: SATA/AHCI, NVMe, SAS, RAID…).</summary>
+    public static bool IsStorage(uint classCode) => Base(classCode) == MassStorage;
+
+    /// <summary>A short noun for messages: "storage controller", "network controller"…; null for other classes.</summary>
+    public static string? Noun(uint classCode) =>
+        IsStorage(classCode) ? "storage controller"
+        : IsNetwork(classCode) ? "network controller"
+        : IsVga(classCode) ? "VGA controller"
+        : IsGpu(classCode) ? "display controller"
+        : IsUsb(classCode) ? "USB controller"
+        : null;
+}

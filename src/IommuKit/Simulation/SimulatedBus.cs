@@ -1,0 +1,285 @@
+using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using IommuKit.Pci;
+
+namespace IommuKit.Simulation;
+
+/// <summary>
+/// A PCIe switch: one upstream port, and one downstream port per device added under it. Peer-to-peer requests between
+/// devices under the switch are routed by the switch itself unless ACS P2P Request Redirect is enabled on the ingress
+/// downstream port (PCIe r6.0 §6.12.1.2), in which case they go upstream to the root complex and its IOMMU.
+/// </summary>
+/// <remarks>All downstream ports of the modelled switch share one ACS control value (<see cref="Acs"/>), which is
+/// the common case ("the switch has ACS" or not); per-port differences are not modelled.</remarks>
+public sealed class PcieSwitch
+{
+    private SimulatedDevice[] _devices = [];
+    private long _peerToPeerRequests;
+
+    internal PcieSwitch(string name, AcsFlags acs)
+    {
+        Name = name;
+        Acs = acs;
+    }
+
+    public string Name { get; }
+
+    /// <summary>ACS control bits enabled on every downstream port. Only <see cref="AcsFlags.RR"/> changes routing here.</summary>
+    public AcsFlags Acs { get; set; }
+
+    /// <summary>Requests the switch routed directly between its downstream ports (never seen by the IOMMU).</summary>
+    public long PeerToPeerRequests => Interlocked.Read(ref _peerToPeerRequests);
+
+    /// <summary>Devices below this switch, in the order added.</summary>
+    public IReadOnlyList<SimulatedDevice> Devices => _devices;
+
+    internal void Add(SimulatedDevice device) => _devices = [.. _devices, device];
+
+    /// <summary>
+    /// Switch routing for a memory request of <paramref name="from"/>: a peer whose BAR holds the address, when ACS
+    /// Request Redirect is off on the ingress port (PCIe §6.12.1.2 / the kernel's reason for REQ_ACS_FLAGS).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal SimulatedDevice? RoutePeer(SimulatedDevice from, ulong address)
+    {
+        if ((Acs & AcsFlags.RR) != 0)
+            return null; // redirected upstream: the root complex (and the IOMMU) sees it
+        SimulatedDevice[] devices = _devices;
+        for (int i = 0; i < devices.Length; i++)
+        {
+            SimulatedDevice d = devices[i];
+            if (!ReferenceEquals(d, from) && d.BarContains(address))
+            {
+                Interlocked.Increment(ref _peerToPeerRequests);
+                return d;
+            }
+        }
+        return null;
+    }
+}
+
+/// <summary>
+/// The bus model: physical memory, one IOMMU at the root complex, switches and devices. Routes each device's DMA the way
+/// PCIe does: first the switch (peer-to-peer without ACS), then upstream through the IOMMU (translate or fault; MSI
+/// window = interrupt), then the root complex sends the physical address to RAM or to a device BAR.
+/// </summary>
+/// <remarks>Adding switches and devices is not thread-safe and should happen before DMA starts; DMA itself is
+/// thread-safe and lock-free on the translation path.</remarks>
+public sealed class SimulatedBus
+{
+    private SimulatedDevice[] _barDevices = [];
+
+    public SimulatedBus(PhysicalMemory memory, IommuHardware iommu)
+    {
+        Memory = memory ?? throw new ArgumentNullException(nameof(memory));
+        Iommu = iommu ?? throw new ArgumentNullException(nameof(iommu));
+    }
+
+    public PhysicalMemory Memory { get; }
+
+    /// <summary>The IOMMU that translates every request reaching the root complex.</summary>
+    public IommuHardware Iommu { get; }
+
+    /// <summary>Adds a switch whose downstream ports have <paramref name="acs"/> enabled.</summary>
+    public PcieSwitch AddSwitch(string name, AcsFlags acs = AcsFlags.None) => new(name, acs);
+
+    /// <summary>
+    /// Adds a device. <paramref name="requesterId"/> is the ID the IOMMU sees for its requests: its own bus/devfn, or the
+    /// alias a PCIe-to-PCI bridge substitutes (the last alias of pci_for_each_dma_alias, spec 2.2), supplied by the PCI
+    /// model. <paramref name="barBase"/>/<paramref name="barSize"/> give one memory BAR (MMIO backed by a byte array),
+    /// reachable by peers and by the root complex.
+    /// </summary>
+    public SimulatedDevice AddDevice(string name, ushort requesterId, PcieSwitch? under = null, ulong barBase = 0,
+        int barSize = 0, PciAddress? address = null)
+    {
+        if (barSize < 0 || (barSize > 0 && barBase > ulong.MaxValue - (ulong)barSize))
+            ThrowHelper.ThrowArgument(nameof(barSize), "the BAR must not wrap the address space");
+        var dev = new SimulatedDevice(this, name, requesterId, under, barBase, barSize, address);
+        under?.Add(dev);
+        if (barSize > 0)
+            _barDevices = [.. _barDevices, dev];
+        return dev;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private SimulatedDevice? FindBar(ulong phys)
+    {
+        SimulatedDevice[] bars = _barDevices;
+        for (int i = 0; i < bars.Length; i++)
+        {
+            if (bars[i].BarContains(phys))
+                return bars[i];
+        }
+        return null;
+    }
+
+    internal DmaFaultReason Write(SimulatedDevice dev, ulong address, ReadOnlySpan<byte> source)
+    {
+        if (source.IsEmpty)
+            return DmaFaultReason.None;
+        CheckNoWrap(address, source.Length);
+        if (dev.Switch is { } sw && sw.RoutePeer(dev, address) is { } peer)
+        {
+            peer.MmioWrite(address, source);
+            return DmaFaultReason.None;
+        }
+        ushort rid = dev.RequesterId;
+        IommuHardware iommu = Iommu;
+        while (true)
+        {
+            // One translation per run of physically contiguous pages, then one bulk copy per run.
+            DmaTranslation t = iommu.TranslateRun(rid, address, source.Length, write: true, out int run);
+            if (t.Kind != DmaTranslationKind.Memory)
+            {
+                if (t.Kind == DmaTranslationKind.Fault)
+                    return t.Fault;
+                iommu.DeliverInterrupt(rid, address, ReadMsiData(source));
+                return DmaFaultReason.None;
+            }
+            CompleteWrite(t.Phys, source[..run]);
+            if (run == source.Length)
+                return DmaFaultReason.None;
+            source = source[run..];
+            address += (ulong)run;
+        }
+    }
+
+    internal DmaFaultReason Read(SimulatedDevice dev, ulong address, Span<byte> destination)
+    {
+        if (destination.IsEmpty)
+            return DmaFaultReason.None;
+        CheckNoWrap(address, destination.Length);
+        if (dev.Switch is { } sw && sw.RoutePeer(dev, address) is { } peer)
+        {
+            peer.MmioRead(address, destination);
+            return DmaFaultReason.None;
+        }
+        ushort rid = dev.RequesterId;
+        IommuHardware iommu = Iommu;
+        while (true)
+        {
+            DmaTranslation t = iommu.TranslateRun(rid, address, destination.Length, write: false, out int run);
+            if (t.Kind != DmaTranslationKind.Memory)
+                return t.Fault; // a read of the MSI window comes back as a Permission fault
+            CompleteRead(t.Phys, destination[..run]);
+            if (run == destination.Length)
+                return DmaFaultReason.None;
+            destination = destination[run..];
+            address += (ulong)run;
+        }
+    }
+
+    /// <summary>Root-complex routing of an already translated write: a device BAR (IOMMU-mediated peer-to-peer) or RAM.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void CompleteWrite(ulong phys, ReadOnlySpan<byte> data)
+    {
+        if (_barDevices.Length != 0 && FindBar(phys) is { } target)
+            target.MmioWrite(phys, data);
+        else
+            Memory.Write(phys, data);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void CompleteRead(ulong phys, Span<byte> data)
+    {
+        if (_barDevices.Length != 0 && FindBar(phys) is { } target)
+            target.MmioRead(phys, data);
+        else
+            Memory.Read(phys, data);
+    }
+
+    private static uint ReadMsiData(ReadOnlySpan<byte> source)
+    {
+        Span<byte> b = stackalloc byte[4];
+        b.Clear();
+        source[..Math.Min(4, source.Length)].CopyTo(b);
+        return BinaryPrimitives.ReadUInt32LittleEndian(b);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void CheckNoWrap(ulong address, int length)
+    {
+        // Overflow case: a request whose last byte would pass 2^64 - 1.
+        if (address > ulong.MaxValue - (ulong)(length - 1))
+            ThrowHelper.ThrowAddressOutOfRange(address, (ulong)length, 64);
+    }
+}
+
+/// <summary>
+/// A PCI function that does DMA. Its requests carry <see cref="RequesterId"/> (what the IOMMU sees, DMA alias included)
+/// and go through the bus model: switch, IOMMU, root complex.
+/// </summary>
+public sealed class SimulatedDevice
+{
+    private readonly SimulatedBus _bus;
+    private readonly byte[] _bar;
+
+    internal SimulatedDevice(SimulatedBus bus, string name, ushort requesterId, PcieSwitch? under, ulong barBase, int barSize,
+        PciAddress? address)
+    {
+        _bus = bus;
+        Name = name;
+        RequesterId = requesterId;
+        Switch = under;
+        BarBase = barBase;
+        _bar = new byte[barSize];
+        Address = address;
+    }
+
+    public string Name { get; }
+
+    /// <summary>The requester ID the IOMMU sees for this device's requests (bus &lt;&lt; 8 | devfn, after aliasing).</summary>
+    public ushort RequesterId { get; }
+
+    /// <summary>The device's own PCI address, when the model has one (its requester ID may differ: DMA alias).</summary>
+    public PciAddress? Address { get; }
+
+    /// <summary>The switch above the device, or null when it sits directly on a root port.</summary>
+    public PcieSwitch? Switch { get; }
+
+    /// <summary>Bus address of the memory BAR (0 size = none).</summary>
+    public ulong BarBase { get; }
+
+    public int BarSize => _bar.Length;
+
+    /// <summary>The BAR's contents (MMIO registers/memory), as peers and the CPU see them.</summary>
+    public Span<byte> Bar => _bar;
+
+    /// <summary>DMA read of <paramref name="destination"/>.Length bytes at DMA address <paramref name="address"/>.
+    /// Returns <see cref="DmaFaultReason.None"/> or the fault that stopped it; bytes before the faulting page were
+    /// transferred (as on hardware).</summary>
+    public DmaFaultReason Read(ulong address, Span<byte> destination) => _bus.Read(this, address, destination);
+
+    /// <summary>DMA write of <paramref name="source"/> at DMA address <paramref name="address"/>; a write into the MSI
+    /// window is an interrupt message whose data is its first 4 bytes. Returns None or the fault that stopped it.</summary>
+    public DmaFaultReason Write(ulong address, ReadOnlySpan<byte> source) => _bus.Write(this, address, source);
+
+    /// <summary>Signals an MSI: a 4-byte write of <paramref name="data"/> to <paramref name="address"/> (normally inside
+    /// the MSI window 0xfee00000-0xfeefffff).</summary>
+    public DmaFaultReason SignalMsi(ulong address, uint data)
+    {
+        Span<byte> b = stackalloc byte[4];
+        BinaryPrimitives.WriteUInt32LittleEndian(b, data);
+        return Write(address, b);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal bool BarContains(ulong address) => address - BarBase < (ulong)_bar.Length;
+
+    internal void MmioWrite(ulong address, ReadOnlySpan<byte> data)
+    {
+        int offset = (int)(address - BarBase);
+        int n = Math.Min(data.Length, _bar.Length - offset); // bytes past the BAR end are dropped (unsupported request)
+        data[..n].CopyTo(_bar.AsSpan(offset));
+    }
+
+    internal void MmioRead(ulong address, Span<byte> data)
+    {
+        int offset = (int)(address - BarBase);
+        int n = Math.Min(data.Length, _bar.Length - offset);
+        _bar.AsSpan(offset, n).CopyTo(data);
+        data[n..].Fill(0xff); // past the BAR: an unsupported request completes with all ones
+    }
+
+    public override string ToString() => $"{Name} (requester {RequesterId >> 8:x2}:{(RequesterId >> 3) & 0x1f:x2}.{RequesterId & 7:x})";
+}

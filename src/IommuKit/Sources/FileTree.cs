@@ -1,0 +1,251 @@
+namespace IommuKit.Sources;
+
+/// <summary>What a name in a <see cref="FileTree"/> is, without following links (lstat).</summary>
+public enum FileNodeKind
+{
+    Missing,
+    File,
+    Directory,
+    Symlink,
+}
+
+/// <summary>
+/// A read-only tree of files addressed by '/'-separated paths relative to its root (<c>sys/bus/pci/devices</c>), with
+/// symlinks resolved component by component <em>inside</em> the tree: a directory on disk
+/// (<see cref="DirectoryFileTree"/>) and a tarball held in memory (<see cref="TarFileTree"/>) read through the same code.
+/// </summary>
+/// <remarks>
+/// Resolution follows the kernel's path walk: each component is looked up in the directory reached so far, a symlink is
+/// replaced by its target (relative to the link's directory) and walked again, at most <see cref="MaxLinkHops"/> times
+/// per lookup (the kernel's <c>MAXSYMLINKS</c> is 40). A <c>..</c> that would climb above the root is an error, not a
+/// clamp, so a hostile tree can never name a file outside itself.
+/// </remarks>
+public abstract class FileTree
+{
+    /// <summary>Symlinks followed in one lookup before it is called a loop (the kernel's <c>MAXSYMLINKS</c>).</summary>
+    public const int MaxLinkHops = 40;
+
+    /// <summary>Longest path accepted, in characters (names inside the tree and link targets alike).</summary>
+    public const int MaxPathLength = 1024;
+
+    /// <summary>Where the tree came from, for messages: a path or "live host".</summary>
+    public string Origin { get; }
+
+    protected FileTree(string origin) => Origin = origin;
+
+    /// <summary>What <paramref name="canonicalPath"/> (no symlink in any component but maybe the last) is.</summary>
+    protected abstract FileNodeKind LstatCore(string canonicalPath);
+
+    /// <summary>The raw target text of the symlink at <paramref name="canonicalPath"/>.</summary>
+    protected abstract string ReadLinkCore(string canonicalPath);
+
+    /// <summary>The names in the directory at <paramref name="canonicalPath"/>, sorted ordinally.</summary>
+    protected abstract IReadOnlyList<string> ListCore(string canonicalPath);
+
+    /// <summary>Reads at most <paramref name="maxBytes"/> + 1 bytes of the file (so callers can tell "too long").</summary>
+    protected abstract byte[] ReadCore(string canonicalPath, int maxBytes);
+
+    /// <summary>
+    /// True when absolute symlink targets are read as relative to the tree's root (a directory root: chroot-like);
+    /// false when they are bad input (a tarball: the oracle layout has relative links only).
+    /// </summary>
+    protected virtual bool AbsoluteLinksFromRoot => false;
+
+    /// <summary>Lstat of a path whose parent components are resolved first.</summary>
+    public FileNodeKind Lstat(string path)
+    {
+        int slash = path.LastIndexOf('/');
+        if (slash < 0) return LstatCore(path);
+        string? dir = Resolve(path[..slash]);
+        return dir is null ? FileNodeKind.Missing : LstatCore(Join(dir, path[(slash + 1)..]));
+    }
+
+    /// <summary>
+    /// The canonical path of <paramref name="path"/> with every symlink resolved, or null when some component does not
+    /// exist. "" is the root.
+    /// </summary>
+    /// <exception cref="InputException">A link escapes the root, is absolute (tarballs), or loops.</exception>
+    public string? Resolve(string path)
+    {
+        int hops = 0;
+        return ResolveFrom("", path, ref hops, path);
+    }
+
+    private string? ResolveFrom(string start, string path, ref int hops, string original)
+    {
+        if (path.Length > MaxPathLength)
+            throw InputException.At(Origin, $"path of {path.Length} characters is longer than the {MaxPathLength}-character cap", device: Trunc(original));
+        string current = start;
+        foreach (var part in path.Split('/'))
+        {
+            if (part.Length == 0 || part == ".") continue;
+            if (part == "..")
+            {
+                if (current.Length == 0)
+                    throw InputException.At(Origin, $"'{Trunc(original)}' climbs above the root with '..'");
+                int s = current.LastIndexOf('/');
+                current = s < 0 ? "" : current[..s];
+                continue;
+            }
+            string next = Join(current, part);
+            switch (LstatCore(next))
+            {
+                case FileNodeKind.Missing:
+                    return null;
+                case FileNodeKind.Symlink:
+                    if (++hops > MaxLinkHops)
+                        throw InputException.At(Origin, $"more than {MaxLinkHops} symlinks followed resolving '{Trunc(original)}' (a link loop)");
+                    string target = ReadLinkCore(next);
+                    if (target.Length == 0)
+                        throw InputException.At(Origin, $"symlink '{next}' has an empty target");
+                    if (target[0] == '/')
+                    {
+                        if (!AbsoluteLinksFromRoot)
+                            throw InputException.At(Origin, $"symlink '{next}' has the absolute target '{Trunc(target)}' (only relative links are accepted)");
+                        current = ResolveFrom("", target, ref hops, original) ?? "\0";
+                    }
+                    else
+                    {
+                        current = ResolveFrom(current, target, ref hops, original) ?? "\0";
+                    }
+                    if (current == "\0") return null;
+                    break;
+                default:
+                    current = next;
+                    break;
+            }
+        }
+        return current;
+    }
+
+    /// <summary>True when <paramref name="path"/> resolves to a directory.</summary>
+    public bool IsDirectory(string path) => Resolve(path) is { } p && LstatCore(p) == FileNodeKind.Directory;
+
+    /// <summary>The names in a directory (sorted ordinally), or null when it does not exist or is not a directory.</summary>
+    public IReadOnlyList<string>? List(string path)
+    {
+        string? p = Resolve(path);
+        if (p is null || LstatCore(p) != FileNodeKind.Directory) return null;
+        return ListCore(p);
+    }
+
+    /// <summary>
+    /// Reads a file (links followed). Null when it does not exist. Longer than <paramref name="maxBytes"/>: the first
+    /// <paramref name="maxBytes"/> + 1 bytes are returned, so the caller can report the excess.
+    /// </summary>
+    public byte[]? ReadBytes(string path, int maxBytes)
+    {
+        string? p = Resolve(path);
+        if (p is null || LstatCore(p) != FileNodeKind.File) return null;
+        return ReadCore(p, maxBytes);
+    }
+
+    /// <summary>A small text attribute (sysfs <c>vendor</c>, <c>type</c>…), trailing newline trimmed; null when absent.</summary>
+    /// <exception cref="InputException">Longer than <paramref name="maxBytes"/>.</exception>
+    public string? ReadText(string path, int maxBytes = SourceLimits.MaxAttributeBytes)
+    {
+        var bytes = ReadBytes(path, maxBytes);
+        if (bytes is null) return null;
+        if (bytes.Length > maxBytes)
+            throw InputException.At(Origin, $"file is longer than the {maxBytes}-byte cap for this attribute", device: path);
+        return System.Text.Encoding.UTF8.GetString(bytes).TrimEnd('\n', '\r', ' ', '\0');
+    }
+
+    /// <summary>The raw target of the symlink at <paramref name="path"/> (parents resolved), or null when it is not a link.</summary>
+    public string? ReadLink(string path)
+    {
+        int slash = path.LastIndexOf('/');
+        string? dir = slash < 0 ? "" : Resolve(path[..slash]);
+        if (dir is null) return null;
+        string p = Join(dir, path[(slash + 1)..]);
+        return LstatCore(p) == FileNodeKind.Symlink ? ReadLinkCore(p) : null;
+    }
+
+    /// <summary>The last path component of a link's target (<c>driver -> ../../bus/pci/drivers/e1000e</c> gives <c>e1000e</c>).</summary>
+    public string? ReadLinkName(string path)
+    {
+        string? t = ReadLink(path);
+        if (t is null) return null;
+        t = t.TrimEnd('/');
+        int s = t.LastIndexOf('/');
+        return s < 0 ? t : t[(s + 1)..];
+    }
+
+    internal static string Join(string dir, string name) => dir.Length == 0 ? name : dir + "/" + name;
+
+    private static string Trunc(string s) => s.Length <= 120 ? s : s[..117] + "...";
+}
+
+/// <summary>A directory on disk as a <see cref="FileTree"/> (the live host at <c>/</c>, or an extracted snapshot).</summary>
+public sealed class DirectoryFileTree : FileTree
+{
+    private readonly string _root;
+
+    /// <param name="root">The directory that plays <c>/</c>.</param>
+    /// <param name="origin">Name for messages; defaults to the root path.</param>
+    public DirectoryFileTree(string root, string? origin = null) : base(origin ?? root)
+    {
+        _root = Path.GetFullPath(root);
+    }
+
+    // The root stands in for "/": an absolute link is read relative to it, which is what the kernel would do in a
+    // chroot there, and can never reach outside it.
+    protected override bool AbsoluteLinksFromRoot => true;
+
+    private string Full(string canonicalPath) => canonicalPath.Length == 0 ? _root : Path.Combine(_root, canonicalPath);
+
+    protected override FileNodeKind LstatCore(string canonicalPath)
+    {
+        try
+        {
+            var info = new FileInfo(Full(canonicalPath));
+            if (!info.Exists && !Directory.Exists(info.FullName) && info.LinkTarget is null) return FileNodeKind.Missing;
+            if (info.LinkTarget is not null) return FileNodeKind.Symlink;
+            if ((info.Attributes & FileAttributes.Directory) != 0) return FileNodeKind.Directory;
+            return FileNodeKind.File;
+        }
+        catch (IOException) { return FileNodeKind.Missing; }
+        catch (UnauthorizedAccessException) { return FileNodeKind.Missing; }
+    }
+
+    protected override string ReadLinkCore(string canonicalPath) => new FileInfo(Full(canonicalPath)).LinkTarget ?? "";
+
+    protected override IReadOnlyList<string> ListCore(string canonicalPath)
+    {
+        try
+        {
+            var names = new List<string>();
+            foreach (var e in Directory.EnumerateFileSystemEntries(Full(canonicalPath)))
+            {
+                names.Add(Path.GetFileName(e));
+                if (names.Count > SourceLimits.MaxEntries)
+                    throw InputException.At(Origin, $"more than {SourceLimits.MaxEntries} entries in one directory", device: canonicalPath);
+            }
+            names.Sort(StringComparer.Ordinal);
+            return names;
+        }
+        catch (IOException) { return []; }
+        catch (UnauthorizedAccessException) { return []; }
+    }
+
+    protected override byte[] ReadCore(string canonicalPath, int maxBytes)
+    {
+        // sysfs reports 4096 as the size of every attribute, and proc files report 0: read until EOF, never trust Length.
+        try
+        {
+            using var fs = new FileStream(Full(canonicalPath), FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1);
+            var buf = new byte[Math.Min(maxBytes + 1, 1 << 16)];
+            int total = 0;
+            while (total < maxBytes + 1)
+            {
+                if (total == buf.Length) Array.Resize(ref buf, (int)Math.Min((long)buf.Length * 2, maxBytes + 1L));
+                int n = fs.Read(buf, total, buf.Length - total);
+                if (n <= 0) break;
+                total += n;
+            }
+            return buf.AsSpan(0, total).ToArray();
+        }
+        catch (UnauthorizedAccessException) { return []; }
+        catch (IOException) { return []; } // e.g. EIO from a sysfs attribute of a device that is gone
+    }
+}

@@ -1,0 +1,139 @@
+using System.Text;
+using IommuKit.Pci;
+
+namespace IommuKit.Sources;
+
+/// <summary>The kind of input <see cref="MachineSource.Detect"/> found.</summary>
+public enum MachineSourceKind
+{
+    /// <summary>A directory used as <c>/</c> (a live host or an extracted snapshot).</summary>
+    Directory,
+    /// <summary>A tarball (gzip'd or not) mirroring <c>/sys</c> and <c>/proc</c>.</summary>
+    Tarball,
+    /// <summary>An IommuKit JSON machine (docs/machine-json.md).</summary>
+    Json,
+    /// <summary><c>lspci -vvnn</c> text and/or <c>lspci -xxx</c> hex.</summary>
+    Lspci,
+}
+
+/// <summary>
+/// Entry point for every way a user hands us a machine. <see cref="Load"/> auto-detects the kind of a path;
+/// <see cref="LoadHost"/> reads a live sysfs root.
+/// </summary>
+public static class MachineSource
+{
+    /// <summary>Origin used for the live host at <c>/</c>.</summary>
+    public const string LiveHostOrigin = "live host";
+
+    /// <summary>
+    /// Loads a machine from a directory root, a (gzip'd) snapshot tarball, a JSON machine file, or an lspci dump,
+    /// detected from the content (gzip magic, tar magic, a leading '{', lspci's shape), not from the file name.
+    /// </summary>
+    /// <exception cref="InputException">The path does not exist, is of no known kind, or breaks a rule of its kind.</exception>
+    public static Machine Load(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (Directory.Exists(path))
+        {
+            var tree = new DirectoryFileTree(path);
+            return SysfsReader.Read(tree, path);
+        }
+        if (!File.Exists(path)) throw InputException.At(path, "no such file or directory");
+        byte[] bytes;
+        try
+        {
+            var info = new FileInfo(path);
+            if (info.Length > SourceLimits.MaxInputFileBytes)
+                throw InputException.At(path, $"file of {info.Length} bytes is larger than the {SourceLimits.MaxInputFileBytes / (1024 * 1024)} MiB cap for an input");
+            bytes = ReadCapped(path);
+        }
+        catch (IOException ex)
+        {
+            throw InputException.At(path, $"cannot read: {ex.Message}");
+        }
+        catch (UnauthorizedAccessException)
+        {
+            throw InputException.At(path, "permission denied");
+        }
+        return LoadBytes(bytes, path);
+    }
+
+    /// <summary>Loads a machine from bytes already in memory (an embedded resource, a test fixture), detecting the kind.</summary>
+    /// <exception cref="InputException">Bad input; messages name <paramref name="origin"/>.</exception>
+    public static Machine LoadBytes(byte[] bytes, string origin)
+    {
+        switch (Detect(bytes))
+        {
+            case MachineSourceKind.Tarball:
+                return LoadTarball(new MemoryStream(bytes, writable: false), origin);
+            case MachineSourceKind.Json:
+                return MachineJson.Read(bytes, origin);
+            case MachineSourceKind.Lspci:
+                return LoadLspci(DecodeText(bytes, origin), origin);
+            default:
+                throw InputException.At(origin, "not a machine: expected a directory, a .tar.gz snapshot, an IommuKit JSON machine or lspci output");
+        }
+    }
+
+    /// <summary>Reads a snapshot tarball (gzip'd or plain) from a stream.</summary>
+    public static Machine LoadTarball(Stream stream, string origin)
+    {
+        var tree = TarFileTree.Read(stream, origin);
+        return SysfsReader.Read(tree, origin);
+    }
+
+    /// <summary>
+    /// Reads the live host (or a directory standing in for <c>/</c>). Null when it has no <c>sys/bus/pci/devices</c>
+    /// or that directory is empty (a container, another OS).
+    /// </summary>
+    /// <exception cref="InputException">The sysfs is there but no device could be read.</exception>
+    public static Machine? LoadHost(string root = "/")
+    {
+        var tree = new DirectoryFileTree(root, root == "/" ? LiveHostOrigin : root);
+        var list = tree.List(SysfsReader.DevicesDir);
+        if (list is null || list.Count == 0) return null;
+        return SysfsReader.Read(tree, tree.Origin);
+    }
+
+    /// <summary>The kind of input these bytes are, or null when none fits.</summary>
+    public static MachineSourceKind? Detect(ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.Length >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b) return MachineSourceKind.Tarball;
+        // POSIX/GNU tar: "ustar" at offset 257.
+        if (bytes.Length >= 262 && bytes.Slice(257, 5).SequenceEqual("ustar"u8)) return MachineSourceKind.Tarball;
+        int i = 0;
+        if (bytes.Length >= 3 && bytes[0] == 0xef && bytes[1] == 0xbb && bytes[2] == 0xbf) i = 3; // UTF-8 BOM
+        while (i < bytes.Length && bytes[i] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n') i++;
+        if (i < bytes.Length && bytes[i] == (byte)'{') return MachineSourceKind.Json;
+        if (bytes.IndexOf((byte)0) >= 0) return null; // binary
+        string text;
+        try { text = new UTF8Encoding(false, true).GetString(bytes); }
+        catch (DecoderFallbackException) { return null; }
+        return LooksLikeLspci(text) ? MachineSourceKind.Lspci : null;
+    }
+
+    private static string DecodeText(byte[] bytes, string origin)
+    {
+        try { return new UTF8Encoding(false, true).GetString(bytes); }
+        catch (DecoderFallbackException) { throw InputException.At(origin, "text is not valid UTF-8"); }
+    }
+
+    private static bool LooksLikeLspci(string text) => Lspci.LspciReader.LooksLikeLspci(text);
+
+    private static Machine LoadLspci(string text, string origin) => Lspci.LspciReader.Read(text, origin);
+
+    private static byte[] ReadCapped(string path)
+    {
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        using var ms = new MemoryStream();
+        var buf = new byte[81920];
+        int n;
+        while ((n = fs.Read(buf, 0, buf.Length)) > 0)
+        {
+            if (ms.Length + n > SourceLimits.MaxInputFileBytes)
+                throw InputException.At(path, $"file is larger than the {SourceLimits.MaxInputFileBytes / (1024 * 1024)} MiB cap for an input");
+            ms.Write(buf, 0, n);
+        }
+        return ms.ToArray();
+    }
+}

@@ -1,0 +1,318 @@
+using System.Globalization;
+using IommuKit.Pci;
+
+namespace IommuKit.Sources;
+
+/// <summary>
+/// Reads a machine from a sysfs/procfs tree (a live host at <c>/</c>, a directory root, or a snapshot tarball): the
+/// PCI functions under <c>sys/bus/pci/devices</c> and the directories they link to, the kernel's IOMMU groups, the
+/// IOMMU units of <c>sys/class/iommu</c>, physical slots, the kernel command line and release.
+/// </summary>
+/// <remarks>
+/// Per device: <c>config</c> is decoded with <see cref="PciDeviceFacts.FromConfig"/>; ids fall back to the
+/// <c>vendor</c>/<c>device</c>/<c>class</c>… attributes when <c>config</c> is missing; <c>driver</c>,
+/// <c>iommu_group</c> and <c>iommu</c> are links whose last component is the name; the bridge above the device is the
+/// parent directory of its realpath (the kernel names device directories after their upstream bridge chain,
+/// drivers/pci/probe.c <c>pci_setup_device</c> / <c>device_add</c>). A device whose config cannot be decoded is skipped
+/// with a warning naming the file, offset and rule.
+/// </remarks>
+public static class SysfsReader
+{
+    public const string DevicesDir = "sys/bus/pci/devices";
+    public const string GroupsDir = "sys/kernel/iommu_groups";
+    public const string IommuClassDir = "sys/class/iommu";
+    public const string SlotsDir = "sys/bus/pci/slots";
+    public const string CmdlineFile = "proc/cmdline";
+    public const string OsReleaseFile = "proc/sys/kernel/osrelease";
+
+    /// <summary>Register files of an IOMMU unit, relative to its directory (drivers/iommu/intel/iommu.c, amd/init.c sysfs attributes).</summary>
+    public static readonly string[] UnitRegisterFiles =
+    [
+        "intel-iommu/cap", "intel-iommu/ecap", "intel-iommu/version", "intel-iommu/address",
+        "amd-iommu/cap", "amd-iommu/features",
+    ];
+
+    /// <summary>True when the tree has a <c>sys/bus/pci/devices</c> directory.</summary>
+    public static bool HasPciSysfs(FileTree tree) => tree.IsDirectory(DevicesDir);
+
+    /// <summary>Reads the machine.</summary>
+    /// <exception cref="InputException">No PCI sysfs, or no device could be read at all, or a hostile tree (link escaping the root…).</exception>
+    public static Machine Read(FileTree tree, string origin)
+    {
+        var names = tree.List(DevicesDir)
+            ?? throw InputException.At(origin, $"not a machine root: there is no {DevicesDir} directory");
+        var warnings = new List<string>();
+        var slots = ReadSlots(tree, warnings);
+        var slotByAddress = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (slot, addr) in slots) slotByAddress.TryAdd(addr, slot);
+
+        var builder = new PciTopologyBuilder();
+        int headerOnly = 0, skipped = 0;
+        string? firstSkip = null;
+        foreach (var name in names)
+        {
+            if (!PciAddress.TryParse(name, out var address) || name.Length < 12)
+            {
+                warnings.Add($"{DevicesDir}/{name}: not a PCI address (expected dddd:bb:dd.f); entry skipped");
+                continue;
+            }
+            string entry = $"{DevicesDir}/{name}";
+            string? dir = tree.Resolve(entry);
+            if (dir is null || !tree.IsDirectory(dir))
+            {
+                Skip($"{entry}: the link does not lead to a device directory; device skipped");
+                continue;
+            }
+            var facts = ReadDevice(tree, address, dir, out string? problem);
+            if (facts is null)
+            {
+                Skip(problem!);
+                continue;
+            }
+            if (facts.Visibility == ConfigVisibility.HeaderOnly) headerOnly++;
+            if (slotByAddress.TryGetValue($"{address.Domain:x4}:{address.Bus:x2}:{address.Device:x2}", out var s))
+                facts = facts with { PhysicalSlot = s };
+            builder.Add(facts);
+        }
+        if (builder.Count == 0 && names.Count > 0)
+            throw InputException.At(origin, $"no PCI device could be read ({skipped} skipped; first: {firstSkip})");
+        if (headerOnly > 0)
+        {
+            warnings.Add($"{headerOnly} of {builder.Count} devices show only the 64-byte config header (an unprivileged read): " +
+                         "their PCIe type, ACS and other capabilities are unknown, so grouping cannot be predicted for them; " +
+                         "run as root (or capture a snapshot as root) for the full config space");
+        }
+
+        var groups = ReadGroups(tree, warnings);
+        var units = ReadUnits(tree, warnings);
+        return new Machine
+        {
+            Topology = builder.Build(),
+            Origin = origin,
+            KernelRelease = tree.ReadText(OsReleaseFile),
+            CommandLine = tree.ReadText(CmdlineFile),
+            IommuUnits = units,
+            KernelGroups = groups,
+            Slots = slots,
+            Warnings = warnings,
+        };
+
+        void Skip(string message)
+        {
+            skipped++;
+            firstSkip ??= message;
+            warnings.Add(message);
+        }
+    }
+
+    private static PciDeviceFacts? ReadDevice(FileTree tree, PciAddress address, string dir, out string? problem)
+    {
+        problem = null;
+        string configPath = dir + "/config";
+        PciDeviceFacts facts;
+        var config = tree.ReadBytes(configPath, ConfigSpace.ExtendedSize);
+        if (config is not null)
+        {
+            if (config.Length < ConfigSpace.UnprivilegedSize)
+            {
+                problem = $"{configPath}: offset 0x{config.Length:x}: {address}: config space of {config.Length} bytes is shorter " +
+                          $"than the {ConfigSpace.UnprivilegedSize}-byte header; device skipped";
+                return null;
+            }
+            if (config.Length > ConfigSpace.ExtendedSize) config = config[..ConfigSpace.ExtendedSize];
+            var cfg = new ConfigSpace(config);
+            facts = PciDeviceFacts.FromConfig(address, cfg, out var error);
+            if (error is not null)
+            {
+                problem = $"{configPath}: {address}: {error}; device skipped";
+                return null;
+            }
+            // sysfs serves root the whole of dev->cfg_size (drivers/pci/pci-sysfs.c pci_read_config) and others only
+            // 64 bytes (128 for CardBus). A 256-byte file read as root is therefore the device's entire config space:
+            // the kernel found no extended space (pci_cfg_space_size(), e.g. a PCIe function behind a conventional
+            // bridge, PCI_BUS_FLAGS_NO_EXTCFG), so there is no ACS to find, not an ACS we could not see.
+            if (config.Length >= ConfigSpace.ConventionalSize) facts = facts with { Visibility = ConfigVisibility.Full };
+        }
+        else
+        {
+            // No config file: only the id attributes are known, nothing about capabilities.
+            var vendor = ReadHex(tree, dir + "/vendor");
+            var device = ReadHex(tree, dir + "/device");
+            var cls = ReadHex(tree, dir + "/class");
+            if (vendor is null || device is null || cls is null)
+            {
+                problem = $"{dir}: {address}: neither config nor the vendor/device/class attributes are readable; device skipped";
+                return null;
+            }
+            facts = new PciDeviceFacts
+            {
+                Address = address,
+                VendorId = (ushort)vendor.Value,
+                DeviceId = (ushort)device.Value,
+                ClassCode = (uint)(cls.Value & 0xffffff),
+                Revision = (byte)(ReadHex(tree, dir + "/revision") ?? 0),
+                SubsystemVendorId = (ushort)(ReadHex(tree, dir + "/subsystem_vendor") ?? 0),
+                SubsystemDeviceId = (ushort)(ReadHex(tree, dir + "/subsystem_device") ?? 0),
+                // Bridges are told by their class (0x0604 PCI-to-PCI, 0x0607 CardBus) when no header byte is visible.
+                HeaderLayout = (cls.Value >> 8) == 0x0604 ? 1 : (cls.Value >> 8) == 0x0607 ? 2 : 0,
+                Visibility = ConfigVisibility.HeaderOnly,
+            };
+        }
+
+        // The parent directory of the realpath is the upstream bridge (or pciDDDD:BB for a root bus).
+        PciAddress? parent = null;
+        int slash = dir.LastIndexOf('/');
+        if (slash > 0)
+        {
+            string up = dir[..slash];
+            string upName = up[(up.LastIndexOf('/') + 1)..];
+            if (PciAddress.TryParse(upName, out var p)) parent = p;
+        }
+
+        int? group = null;
+        if (tree.ReadLinkName(dir + "/iommu_group") is { } g && int.TryParse(g, NumberStyles.None, CultureInfo.InvariantCulture, out int gi))
+            group = gi;
+        string? unit = tree.ReadLinkName(dir + "/iommu");
+        string? driver = tree.ReadLinkName(dir + "/driver");
+        // drivers/pci/probe.c pci_set_removable(): "removable" exactly when the parent is untrusted or external-facing,
+        // the same condition as pci_set_untrusted(), so the attribute carries pdev->untrusted.
+        bool untrusted = tree.ReadText(dir + "/removable") == "removable";
+        return facts with
+        {
+            Driver = driver,
+            KernelGroup = group,
+            IommuUnit = unit,
+            ParentHint = parent,
+            Untrusted = untrusted,
+        };
+    }
+
+    private static ulong? ReadHex(FileTree tree, string path)
+    {
+        string? t = tree.ReadText(path);
+        if (t is null) return null;
+        var s = t.AsSpan().Trim();
+        if (s.StartsWith("0x", StringComparison.OrdinalIgnoreCase)) s = s[2..];
+        return ulong.TryParse(s, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out var v) ? v : null;
+    }
+
+    private static Dictionary<string, string> ReadSlots(FileTree tree, List<string> warnings)
+    {
+        var slots = new Dictionary<string, string>(StringComparer.Ordinal);
+        var names = tree.List(SlotsDir);
+        if (names is null) return slots;
+        foreach (var name in names)
+        {
+            string? addr = tree.ReadText($"{SlotsDir}/{name}/address");
+            if (string.IsNullOrEmpty(addr)) continue; // slots without an address (empty hot-plug slots)
+            slots[name] = addr;
+        }
+        return slots;
+    }
+
+    /// <summary>The kernel's groups: null when the directory is absent, empty when present but empty (IOMMU off).</summary>
+    private static List<KernelGroup>? ReadGroups(FileTree tree, List<string> warnings)
+    {
+        var names = tree.List(GroupsDir);
+        if (names is null) return null;
+        var groups = new List<KernelGroup>(names.Count);
+        foreach (var name in names)
+        {
+            if (!int.TryParse(name, NumberStyles.None, CultureInfo.InvariantCulture, out int id))
+            {
+                warnings.Add($"{GroupsDir}/{name}: not a group number; entry skipped");
+                continue;
+            }
+            string dir = $"{GroupsDir}/{name}";
+            var regions = new List<ReservedRegionText>();
+            if (tree.ReadText(dir + "/reserved_regions") is { } text)
+            {
+                int lineNo = 0;
+                foreach (var line in text.Split('\n'))
+                {
+                    lineNo++;
+                    if (line.Length == 0) continue;
+                    if (TryParseRegion(line, out var r)) regions.Add(r);
+                    else warnings.Add($"{dir}/reserved_regions:{lineNo}: '{Trunc(line)}' is not '0xSTART 0xEND type'; line skipped");
+                }
+            }
+            var devices = new List<PciAddress>();
+            foreach (var dev in tree.List(dir + "/devices") ?? [])
+            {
+                // Groups can hold non-PCI devices (platform devices on ARM); only PCI functions are modelled.
+                if (PciAddress.TryParse(dev, out var a)) devices.Add(a);
+            }
+            devices.Sort();
+            groups.Add(new KernelGroup(id, tree.ReadText(dir + "/type"), regions, devices, tree.ReadText(dir + "/name")));
+        }
+        groups.Sort((a, b) => a.Id.CompareTo(b.Id));
+        return groups;
+    }
+
+    /// <summary>Parses one line of <c>reserved_regions</c>: <c>0x%016llx 0x%016llx %s</c> (drivers/iommu/iommu.c iommu_group_show_resv_regions).</summary>
+    public static bool TryParseRegion(string line, out ReservedRegionText region)
+    {
+        region = default;
+        var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        if (parts.Length != 3) return false;
+        if (!TryHex(parts[0], out ulong start) || !TryHex(parts[1], out ulong end) || end < start) return false;
+        region = new ReservedRegionText(start, end, parts[2]);
+        return true;
+    }
+
+    private static bool TryHex(string s, out ulong v)
+    {
+        v = 0;
+        if (!s.StartsWith("0x", StringComparison.OrdinalIgnoreCase)) return false;
+        return ulong.TryParse(s.AsSpan(2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out v);
+    }
+
+    private static List<IommuUnit> ReadUnits(FileTree tree, List<string> warnings)
+    {
+        var units = new List<IommuUnit>();
+        foreach (var name in tree.List(IommuClassDir) ?? [])
+        {
+            string entry = $"{IommuClassDir}/{name}";
+            string? dir = tree.Resolve(entry);
+            if (dir is null || !tree.IsDirectory(dir))
+            {
+                warnings.Add($"{entry}: the link does not lead to a unit directory; unit skipped");
+                continue;
+            }
+            var registers = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var reg in UnitRegisterFiles)
+            {
+                if (tree.ReadText($"{dir}/{reg}") is { } v) registers[reg] = v;
+            }
+            // The kind: the driver's register directory names it (intel-iommu / amd-iommu, drivers/iommu/intel/iommu.c
+            // intel_iommu_groups, amd/init.c amd_iommu_groups); virtio-iommu registers its unit under the virtio device
+            // (drivers/iommu/virtio-iommu.c viommu_probe -> iommu_device_sysfs_add(&viommu->iommu, dev, ...)).
+            IommuKind kind = tree.IsDirectory(dir + "/intel-iommu") ? IommuKind.Intel
+                : tree.IsDirectory(dir + "/amd-iommu") ? IommuKind.Amd
+                : IsUnderVirtio(dir) ? IommuKind.Virtio
+                : name.StartsWith("smmu", StringComparison.Ordinal) || dir.Contains("smmu", StringComparison.Ordinal) ? IommuKind.ArmSmmu
+                : name.StartsWith("dmar", StringComparison.Ordinal) ? IommuKind.Intel
+                : name.StartsWith("ivhd", StringComparison.Ordinal) ? IommuKind.Amd
+                : IommuKind.Unknown;
+            var devices = new List<PciAddress>();
+            foreach (var dev in tree.List(dir + "/devices") ?? [])
+            {
+                if (PciAddress.TryParse(dev, out var a)) devices.Add(a);
+            }
+            devices.Sort();
+            units.Add(new IommuUnit(name, kind, devices, registers));
+        }
+        return units;
+    }
+
+    private static bool IsUnderVirtio(string dir)
+    {
+        foreach (var part in dir.Split('/'))
+        {
+            if (part.StartsWith("virtio", StringComparison.Ordinal) && part.Length > 6 && char.IsAsciiDigit(part[6])) return true;
+        }
+        return false;
+    }
+
+    private static string Trunc(string s) => s.Length <= 80 ? s : s[..77] + "...";
+}

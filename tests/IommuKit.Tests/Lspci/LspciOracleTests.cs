@@ -1,0 +1,138 @@
+using System.Formats.Tar;
+using System.IO.Compression;
+using System.Text.RegularExpressions;
+using IommuKit.Pci;
+using IommuKit.Sources.Lspci;
+using Xunit;
+
+namespace IommuKit.Tests.Lspci;
+
+/// <summary>
+/// The same machine as a snapshot tarball (tests/fixtures/oracle) and as the text the real lspci printed for its config
+/// bytes (tests/fixtures/lspci-generated, made by make.py) gives the same topology where both carry the facts.
+/// The tarball side is read here directly: config files decoded with <see cref="PciDeviceFacts.FromConfig"/>, parents
+/// from the sysfs device path.
+/// </summary>
+public class LspciOracleTests
+{
+    private static string Generated => Path.Combine(Fixtures.Root, "lspci-generated");
+
+    private static readonly Regex ConfigPath = new(@"^sys/devices/(?:.*/)?(?<bdf>[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])/config$");
+    private static readonly Regex Bdf = new(@"^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$");
+
+    public static TheoryData<string, string> MachinesAndForms()
+    {
+        var data = new TheoryData<string, string>();
+        foreach (var name in Fixtures.OracleMachines())
+        {
+            foreach (var form in new[] { "vvnn", "vvnnxxxx", "hex" }) data.Add(name, form);
+        }
+        return data;
+    }
+
+    /// <summary>The tarball's PCI functions: facts from each config file, parent from the directory above it.</summary>
+    internal static PciTopology TarballTopology(string name)
+    {
+        var builder = new PciTopologyBuilder();
+        using var file = File.OpenRead(Fixtures.OracleTarball(name));
+        using var gz = new GZipStream(file, CompressionMode.Decompress);
+        using var tar = new TarReader(gz);
+        while (tar.GetNextEntry() is { } entry)
+        {
+            if (entry.EntryType is not (TarEntryType.RegularFile or TarEntryType.V7RegularFile) || entry.DataStream is null) continue;
+            var m = ConfigPath.Match(entry.Name);
+            if (!m.Success) continue;
+            using var ms = new MemoryStream();
+            entry.DataStream.CopyTo(ms);
+            var address = PciAddress.Parse(m.Groups["bdf"].Value);
+            var facts = PciDeviceFacts.FromConfig(address, new ConfigSpace(ms.ToArray()), out var error);
+            Assert.Null(error);
+            var dirs = entry.Name.Split('/');
+            var parentDir = dirs[^3];
+            if (Bdf.IsMatch(parentDir)) facts = facts with { ParentHint = PciAddress.Parse(parentDir) };
+            builder.Add(facts);
+        }
+        return builder.Build();
+    }
+
+    [Theory]
+    [MemberData(nameof(MachinesAndForms))]
+    public void LspciOfAnOracleMachineGivesTheTarballTopology(string name, string form)
+    {
+        var tarball = TarballTopology(name);
+        var file = $"{name}.{form}.txt";
+        var text = File.ReadAllText(Path.Combine(Generated, file));
+        Assert.True(LspciReader.LooksLikeLspci(text));
+        var machine = LspciReader.Read(text, file);
+        var lspci = machine.Topology;
+
+        Assert.Equal(tarball.Devices.Select(d => d.Address).Order(), lspci.Devices.Select(d => d.Address).Order());
+        // The kernel's probe order follows from the tree, so equal orders mean equal trees.
+        Assert.Equal(tarball.Devices.Select(d => d.Address), lspci.Devices.Select(d => d.Address));
+        foreach (var t in tarball.Devices)
+        {
+            var l = lspci[t.Address];
+            Assert.Equal(t.Parent?.Address, l.Parent?.Address);
+            Assert.Equal(t.PcieType, l.PcieType);
+            Assert.Equal(t.Acs?.Capability, l.Acs?.Capability);
+            Assert.Equal(t.Acs?.Control, l.Acs?.Control);
+            Assert.Equal(t.Acs?.Offset, l.Acs?.Offset);
+            Assert.Equal(t.Facts.BridgeBuses, l.Facts.BridgeBuses);
+            Assert.Equal(t.IsBridge, l.IsBridge);
+            Assert.Equal(t.IsMultifunction, l.IsMultifunction);
+            Assert.Equal(t.VendorId, l.VendorId);
+            Assert.Equal(t.DeviceId, l.DeviceId);
+            Assert.Equal(t.ClassCode, l.ClassCode);
+            Assert.Equal(t.Facts.Revision, l.Facts.Revision);
+            Assert.Equal(t.Facts.SubsystemVendorId, l.Facts.SubsystemVendorId);
+            Assert.Equal(t.Facts.SubsystemDeviceId, l.Facts.SubsystemDeviceId);
+            Assert.Equal(t.Facts.Pcie?.Offset, l.Facts.Pcie?.Offset);
+            Assert.Equal(t.Facts.Pcie?.SlotImplemented, l.Facts.Pcie?.SlotImplemented);
+            Assert.Equal(t.Facts.Ari, l.Facts.Ari);
+            Assert.Equal(t.Facts.Sriov, l.Facts.Sriov);
+            Assert.Equal(ConfigVisibility.Full, l.Facts.Visibility);
+            // Every capability lspci named is one the config walk found, at the same offset.
+            var walked = t.Facts.Capabilities.Select(c => (c.Offset, c.Extended)).ToHashSet();
+            foreach (var c in l.Facts.Capabilities) Assert.Contains((c.Offset, c.Extended), walked);
+        }
+        Assert.Null(machine.KernelGroups); // lspci -F has no sysfs, so no IOMMU group lines
+    }
+
+    public static TheoryData<string> Machines()
+    {
+        var data = new TheoryData<string>();
+        foreach (var name in Fixtures.OracleMachines()) data.Add(name);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Machines))]
+    public void MachineSourceDetectsTheLspciTextAndAgreesWithItsOwnTarballReader(string name)
+    {
+        // Two independent readers of the same machine: Sources' sysfs/tarball reader and this one, through auto-detection.
+        var snapshot = IommuKit.Sources.MachineSource.Load(Fixtures.OracleTarball(name));
+        var dump = IommuKit.Sources.MachineSource.Load(Path.Combine(Generated, name + ".vvnn.txt"));
+        Assert.Equal(snapshot.Topology.Devices.Select(d => d.Address), dump.Topology.Devices.Select(d => d.Address));
+        foreach (var s in snapshot.Topology.Devices)
+        {
+            var l = dump.Topology[s.Address];
+            Assert.Equal(s.Parent?.Address, l.Parent?.Address);
+            Assert.Equal(s.PcieType, l.PcieType);
+            Assert.Equal(s.Acs, l.Acs);
+            Assert.Equal(s.Facts.BridgeBuses, l.Facts.BridgeBuses);
+            Assert.Equal(s.IsMultifunction, l.IsMultifunction);
+            Assert.Equal(s.Facts.Visibility, l.Facts.Visibility);
+        }
+    }
+
+    [Fact]
+    public void HexDumpFormsKeepTheMultifunctionBitTheTextCannotShow()
+    {
+        var file = "b_rootports.vvnnxxxx.txt";
+        var m = LspciReader.Read(File.ReadAllText(Path.Combine(Generated, file)), file);
+        Assert.All(m.Topology.Devices, d => Assert.NotNull(d.Facts.MultifunctionBit));
+        Assert.All(m.Topology.Devices, d => Assert.NotNull(d.Facts.Config));
+        var text = LspciReader.Read(File.ReadAllText(Path.Combine(Generated, "b_rootports.vvnn.txt")), "b_rootports.vvnn.txt");
+        Assert.All(text.Topology.Devices, d => Assert.Null(d.Facts.MultifunctionBit));
+    }
+}

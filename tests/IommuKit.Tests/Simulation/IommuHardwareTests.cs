@@ -1,0 +1,204 @@
+using IommuKit.Paging;
+using IommuKit.Simulation;
+using IommuKit.Tests.Dma;
+using Xunit;
+
+namespace IommuKit.Tests.Simulation;
+
+public class IommuHardwareTests
+{
+    private const ushort Rid = 0x0300; // 03:00.0
+
+    [Fact]
+    public void RequesterWithoutContextFaultsWithNoContext()
+    {
+        var hw = new IommuHardware();
+        var t = hw.Translate(Rid, 0x1000, write: false);
+        Assert.Equal(DmaTranslationKind.Fault, t.Kind);
+        Assert.Equal(DmaFaultReason.NoContext, t.Fault);
+        Assert.Equal(new DmaFault(Rid, 0x1000, false, DmaFaultReason.NoContext, -1), Assert.Single(hw.Faults));
+    }
+
+    [Fact]
+    public void BlockedContextFaultsEveryAccessWithBlocked()
+    {
+        var hw = new IommuHardware();
+        hw.SetContext(Rid, IommuContext.Blocked);
+        Assert.Equal(DmaFaultReason.Blocked, hw.Translate(Rid, 0x1000, write: true).Fault);
+        Assert.Equal(DmaFaultReason.Blocked, hw.Translate(Rid, 0, write: false).Fault);
+        Assert.Equal(2, hw.FaultCount);
+    }
+
+    [Fact]
+    public void IdentityContextPassesAddressesThrough()
+    {
+        var hw = new IommuHardware();
+        hw.SetContext(Rid, IommuContext.Identity);
+        var t = hw.Translate(Rid, 0x1_2345_6789, write: true);
+        Assert.True(t.IsMemory);
+        Assert.Equal(0x1_2345_6789UL, t.Phys);
+        Assert.Equal(0, hw.FaultCount);
+    }
+
+    [Fact]
+    public void UnmappedIovaFaultsNotPresentAndMappedIovaTranslatesWithItsOffset()
+    {
+        using var rig = new DmaRig();
+        rig.Iommu.SetContext(Rid, rig.Context);
+        Assert.Equal(Errno.Ok, rig.Table.Map(0x10_0000, 0x7700_0000, 0x2000, IommuProt.Read | IommuProt.Write));
+        Assert.Equal(0x7700_1234UL, rig.Iommu.Translate(Rid, 0x10_1234, write: false).Phys);
+        var miss = rig.Iommu.Translate(Rid, 0x10_2000, write: false);
+        Assert.Equal(DmaFaultReason.NotPresent, miss.Fault);
+        Assert.Equal(DmaRig.DomainId, Assert.Single(rig.Iommu.Faults).DomainId);
+    }
+
+    [Theory]
+    [InlineData(IommuProt.Read, true)]
+    [InlineData(IommuProt.Write, false)]
+    public void MissingPermissionFaultsWithPermissionOnMissAndOnHit(IommuProt prot, bool write)
+    {
+        using var rig = new DmaRig();
+        rig.Iommu.SetContext(Rid, rig.Context);
+        rig.Table.Map(0x4000, 0x8000, 0x1000, prot);
+        Assert.Equal(DmaFaultReason.Permission, rig.Iommu.Translate(Rid, 0x4000, write).Fault); // walk
+        Assert.True(rig.Iommu.Translate(Rid, 0x4000, !write).IsMemory);                           // fills/hits the IOTLB
+        Assert.Equal(DmaFaultReason.Permission, rig.Iommu.Translate(Rid, 0x4000, write).Fault); // IOTLB hit
+    }
+
+    [Theory]
+    [InlineData(IoPageTableFormat.X86_64Level4, 1UL << 48)]
+    [InlineData(IoPageTableFormat.X86_64Level5, 1UL << 57)]
+    [InlineData(IoPageTableFormat.ArmLpae4K, 1UL << 48)]
+    public void IovaBeyondTheFormatsInputSizeFaultsOutsideAperture(IoPageTableFormat format, ulong firstOutside)
+    {
+        using var rig = new DmaRig(format);
+        rig.Iommu.SetContext(Rid, rig.Context);
+        Assert.Equal(DmaFaultReason.OutsideAperture, rig.Iommu.Translate(Rid, firstOutside, write: false).Fault);
+        Assert.Equal(DmaFaultReason.NotPresent, rig.Iommu.Translate(Rid, firstOutside - 4096, write: false).Fault);
+    }
+
+    [Fact]
+    public void SecondTranslationOfAPageHitsTheIotlbWithoutWalking()
+    {
+        using var rig = new DmaRig();
+        rig.Iommu.SetContext(Rid, rig.Context);
+        rig.Table.Map(0x20_0000, 0x30_0000, 0x1000, IommuProt.Read);
+        rig.Iommu.Translate(Rid, 0x20_0010, write: false);
+        // Clear the PTE without telling the IOMMU: only a cached translation can still answer.
+        Assert.Equal(Errno.Ok, rig.Table.Unmap(0x20_0000, 0x1000));
+        Assert.Equal(0x30_0fffUL, rig.Iommu.Translate(Rid, 0x20_0fff, write: false).Phys);
+    }
+
+    [Fact]
+    public void FlushRangeDomainAndAllEachDropCachedTranslations()
+    {
+        using var rig = new DmaRig();
+        rig.Iommu.SetContext(Rid, rig.Context);
+        Action<IommuHardware>[] flushes =
+        [
+            hw => hw.FlushRange(DmaRig.DomainId, 0x5000, 0x1000),
+            hw => hw.FlushDomain(DmaRig.DomainId),
+            hw => hw.FlushAll(),
+        ];
+        foreach (var flush in flushes)
+        {
+            rig.Table.Map(0x5000, 0x9000, 0x1000, IommuProt.Read);
+            Assert.True(rig.Iommu.Translate(Rid, 0x5000, write: false).IsMemory);
+            rig.Table.Unmap(0x5000, 0x1000);
+            Assert.True(rig.Iommu.Translate(Rid, 0x5000, write: false).IsMemory); // stale
+            flush(rig.Iommu);
+            Assert.Equal(DmaFaultReason.NotPresent, rig.Iommu.Translate(Rid, 0x5000, write: false).Fault);
+        }
+    }
+
+    [Fact]
+    public void FlushingAnotherDomainKeepsThisDomainsEntries()
+    {
+        using var rig = new DmaRig();
+        rig.Iommu.SetContext(Rid, rig.Context);
+        rig.Table.Map(0x5000, 0x9000, 0x1000, IommuProt.Read);
+        rig.Iommu.Translate(Rid, 0x5000, write: false);
+        rig.Table.Unmap(0x5000, 0x1000);
+        rig.Iommu.FlushDomain(DmaRig.DomainId + 1);
+        Assert.True(rig.Iommu.Translate(Rid, 0x5000, write: false).IsMemory);
+    }
+
+    [Fact]
+    public void RangeFlushAfterADomainFlushStillDropsTheRefilledEntry()
+    {
+        using var rig = new DmaRig();
+        rig.Iommu.SetContext(Rid, rig.Context);
+        rig.Table.Map(0x5000, 0x9000, 0x1000, IommuProt.Read);
+        rig.Iommu.Translate(Rid, 0x5000, write: false);
+        rig.Iommu.FlushDomain(DmaRig.DomainId);                 // retires the domain's IOTLB tag
+        Assert.True(rig.Iommu.Translate(Rid, 0x5000, write: false).IsMemory); // refilled under the new tag
+        rig.Table.Unmap(0x5000, 0x1000);
+        Assert.True(rig.Iommu.Translate(Rid, 0x5000, write: false).IsMemory); // stale until flushed
+        rig.Iommu.FlushRange(DmaRig.DomainId, 0x5000, 0x1000);
+        Assert.Equal(DmaFaultReason.NotPresent, rig.Iommu.Translate(Rid, 0x5000, write: false).Fault);
+    }
+
+    [Fact]
+    public void DomainIdsAreSixteenBit()
+    {
+        using var rig = new DmaRig();
+        Assert.Throws<ArgumentOutOfRangeException>(() => IommuContext.Translated(IommuHardware.MaxDomainId + 1, rig.Table));
+        Assert.Throws<ArgumentOutOfRangeException>(() => rig.Iommu.FlushDomain(-1));
+    }
+
+    [Fact]
+    public void FaultHandlerReceivesEachFaultWithItsReason()
+    {
+        using var rig = new DmaRig();
+        var seen = new List<DmaFault>();
+        rig.Iommu.FaultHandler = seen.Add;
+        rig.Iommu.SetContext(1, rig.Context);
+        rig.Iommu.SetContext(2, IommuContext.Blocked);
+        rig.Table.Map(0x1000, 0x1000, 0x1000, IommuProt.Read);
+        rig.Iommu.Translate(1, 0x2000, false);
+        rig.Iommu.Translate(1, 0x1000, true);
+        rig.Iommu.Translate(1, 1UL << 50, false);
+        rig.Iommu.Translate(2, 0x1000, false);
+        rig.Iommu.Translate(3, 0x1000, false);
+        Assert.Equal(
+            [DmaFaultReason.NotPresent, DmaFaultReason.Permission, DmaFaultReason.OutsideAperture, DmaFaultReason.Blocked, DmaFaultReason.NoContext],
+            seen.Select(f => f.Reason).ToArray());
+        Assert.Equal(seen, rig.Iommu.Faults);
+    }
+
+    [Fact]
+    public void FaultLogKeepsOnlyTheNewestFaultsButCountsAll()
+    {
+        var hw = new IommuHardware();
+        for (int i = 0; i < IommuHardware.MaxFaultLog + 10; i++)
+            hw.Translate(Rid, (ulong)i << 12, false);
+        Assert.Equal(IommuHardware.MaxFaultLog + 10, hw.FaultCount);
+        Assert.Equal(IommuHardware.MaxFaultLog, hw.Faults.Count);
+        Assert.Equal(10UL << 12, hw.Faults[0].Address);
+    }
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData(IommuContextKind.Blocked)]
+    [InlineData(IommuContextKind.Translated)]
+    public void WritesToTheMsiWindowAreInterruptsWhateverTheContext(IommuContextKind? kind)
+    {
+        using var rig = new DmaRig();
+        if (kind is { } k)
+            rig.Iommu.SetContext(Rid, k == IommuContextKind.Blocked ? IommuContext.Blocked : rig.Context);
+        var t = rig.Iommu.Translate(Rid, 0xfee0_1004, write: true);
+        Assert.Equal(DmaTranslationKind.Interrupt, t.Kind);
+        // Just outside the window the request is ordinary DMA: nothing maps it here, so it faults.
+        Assert.Equal(DmaTranslationKind.Fault, rig.Iommu.Translate(Rid, 0xfee0_0000 - 1, write: true).Kind);
+        Assert.Equal(DmaTranslationKind.Fault, rig.Iommu.Translate(Rid, 0xfef0_0000, write: true).Kind);
+    }
+
+    [Fact]
+    public void ReadsOfTheMsiWindowFaultWithPermission()
+    {
+        var hw = new IommuHardware();
+        hw.SetContext(Rid, IommuContext.Identity);
+        Assert.Equal(DmaFaultReason.Permission, hw.Translate(Rid, 0xfee0_0000, write: false).Fault);
+        Assert.True(hw.Translate(Rid, 0xfef0_0000, write: false).IsMemory);
+    }
+}
