@@ -112,9 +112,8 @@ public sealed class FlushQueue : IDisposable
     /// freed after the next flush (queue_iova).</summary>
     public void Queue(ulong pfn, ulong pages)
     {
-        // Full barrier: the page-table update of the unmap must be visible before a flush on another CPU can count
-        // this entry as covered (the kernel's smp_mb() in queue_iova).
-        Interlocked.MemoryBarrier();
+        // The kernel's smp_mb() in queue_iova orders the unmap's PTE clear before a flush on another CPU can count
+        // this entry as covered; here the ring lock's interlocked compare-exchange is that full barrier.
         Ring ring = _rings[_rings.Length == 1 ? 0 : Thread.GetCurrentProcessorId() % _rings.Length];
         ring.Lock.Enter();
         try

@@ -115,6 +115,8 @@ public class LspciTextTests
         Assert.Equal(new AriInfo(0x150, 1), nic.Facts.Ari);
         Assert.Equal(new SriovInfo(0x160, TotalVfs: 8, NumVfs: 2, FirstVfOffset: 128, VfStride: 4, VfDeviceId: 0x1520), nic.Facts.Sriov);
         Assert.Equal("3", nic.Facts.PhysicalSlot);
+        Assert.Equal("0000:01:00", m.Slots["3"]);
+        Assert.Single(m.Slots);
         Assert.Equal("igb", nic.Driver);
         Assert.True(nic.IsMultifunction); // inferred from 01:00.1: lspci text does not show the header type byte
         Assert.Null(nic.Facts.MultifunctionBit);
