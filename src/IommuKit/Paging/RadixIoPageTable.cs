@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace IommuKit.Paging;
 
@@ -51,6 +52,12 @@ internal sealed class IoTable
     public bool IsLocked => Volatile.Read(ref LockWord) != 0;
 }
 
+/// <summary>Structure self-check for tests (null = sound).</summary>
+internal interface IValidatable
+{
+    string? Validate();
+}
+
 /// <summary>The tables on the way from the root to a leaf, indexed by level (no allocation).</summary>
 [InlineArray(6)]
 internal struct TablePath
@@ -73,7 +80,7 @@ internal struct TablePath
 /// for a few nanoseconds. Calls on overlapping ranges racing each other are the caller's bug: each still fails or
 /// succeeds cleanly per entry, but "a failed call changes nothing" is only guaranteed for ranges nobody else touches.</para>
 /// </remarks>
-internal sealed class RadixIoPageTable<TF> : IIoPageTable where TF : struct, IPteFormat
+internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF : struct, IPteFormat
 {
     private const int PageShift = 12;
     private const int LevelBits = 9;
@@ -162,7 +169,10 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable where TF : struct, IPt
             for (int l = Top; l > lp; l--)
             {
                 int idx = Index(cur, l);
-                IoTable? c = Volatile.Read(ref ChildAt(t, idx));
+                // PTE first, like walkers: a child published by a creator that has not yet written the PTE (it
+                // still holds the lock) must not be used, or this map could finish before walkers can see it.
+                ulong pte = Volatile.Read(ref PteAt(t, idx));
+                IoTable? c = TF.IsPresent(pte) ? Volatile.Read(ref ChildAt(t, idx)) : null;
                 if (c is null || c.Dead)
                 {
                     Errno r = GetOrCreateChild(t, idx, out c, out retry);
@@ -182,7 +192,15 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable where TF : struct, IPt
             t.Lock();
             if (t.Dead) { t.Unlock(); continue; } // freed under us by an unmap of a neighbour: walk again
             int k = 0;
-            for (; k < n; k++)
+            if (AllZero(t, first, n))
+            {
+                // Common case: the whole batch is free. One vectorised check, then plain stores (each 8-byte store
+                // is atomic; ordering between entries does not matter to walkers, the unlock publishes to writers).
+                ref ulong p0 = ref PteAt(t, first);
+                ulong v = template | pa;
+                for (; k < n; k++, v += span) Unsafe.Add(ref p0, k) = v;
+            }
+            else for (; k < n; k++)
             {
                 ref ulong slot = ref PteAt(t, first + k);
                 if (slot != 0)
@@ -197,11 +215,47 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable where TF : struct, IPt
                 Volatile.Write(ref slot, template | (pa + (ulong)k * span));
             }
             t.Used += k;
+            CheckLocked(t, "map batch");
             t.Unlock();
             done += (ulong)k * span;
             if (k < n) return Errno.EEXIST; // iommufd: mapping over a mapping
         }
         return Errno.Ok;
+    }
+
+    /// <summary>True when PTEs [first, first+n) of <paramref name="t"/> are all zero.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool AllZero(IoTable t, int first, int n)
+    {
+        ref ulong p = ref PteAt(t, first);
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var acc = Vector256<ulong>.Zero;
+            for (; i + 4 <= n; i += 4) acc |= Vector256.LoadUnsafe(ref p, (nuint)i);
+            if (acc != Vector256<ulong>.Zero) return false;
+        }
+        for (; i < n; i++) if (Unsafe.Add(ref p, i) != 0) return false;
+        return true;
+    }
+
+    /// <summary>True when PTEs [first, first+n) of <paramref name="t"/> are all present.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool AllPresent(IoTable t, int first, int n)
+    {
+        ref ulong p = ref PteAt(t, first);
+        ulong mask = TF.PresentMask;
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var m = Vector256.Create(mask);
+            var missing = Vector256<ulong>.Zero;
+            for (; i + 4 <= n; i += 4)
+                missing |= Vector256.Equals(Vector256.LoadUnsafe(ref p, (nuint)i) & m, Vector256<ulong>.Zero);
+            if (missing != Vector256<ulong>.Zero) return false;
+        }
+        for (; i < n; i++) if ((Unsafe.Add(ref p, i) & mask) == 0) return false;
+        return true;
     }
 
     /// <summary>Largest page level whose size both addresses are aligned to and the remaining length covers.</summary>
@@ -259,6 +313,7 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable where TF : struct, IPt
         Volatile.Write(ref c, fresh);
         Volatile.Write(ref slot, TF.MakeTable(fresh.Phys));
         if (old == 0) t.Used++;
+        CheckLocked(t, "create child");
         t.Unlock();
         child = fresh;
         return Errno.Ok;
@@ -352,7 +407,17 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable where TF : struct, IPt
             t.Lock();
             if (t.Dead) { t.Unlock(); return Errno.ENOENT; } // emptied by someone else: nothing of ours is there
             int k = 0;
-            while (k < n)
+            if (l == 0)
+            {
+                // Leaf level: every present entry is a page, so one vectorised presence check covers the batch.
+                if (!AllPresent(t, first, n))
+                {
+                    t.Unlock();
+                    return Errno.ENOENT; // validated callers only get here when an overlapping call raced them
+                }
+                k = n;
+            }
+            else while (k < n)
             {
                 ulong p = PteAt(t, first + k);
                 if (!TF.IsPresent(p))
@@ -363,10 +428,12 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable where TF : struct, IPt
                 if (!TF.IsLeaf(p, l)) break; // a table below: the next walk descends into it
                 k++;
             }
-            for (int j = 0; j < k; j++) Volatile.Write(ref PteAt(t, first + j), 0UL);
+            ref ulong c0 = ref PteAt(t, first);
+            for (int j = 0; j < k; j++) Unsafe.Add(ref c0, j) = 0UL; // 8-byte stores: walkers see old or 0
             t.Used -= k;
             bool empty = t.Used == 0 && l < Top;
             if (empty) t.Dead = true;
+            CheckLocked(t, "unmap batch");
             t.Unlock();
             done += (ulong)k * span;
             if (empty) FreeUpwards(ref path, l, cur);
@@ -393,11 +460,84 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable where TF : struct, IPt
             parent.Used--;
             bool empty = parent.Used == 0 && pl < Top;
             if (empty) parent.Dead = true;
+            CheckLocked(parent, "free upwards");
             parent.Unlock();
             Interlocked.Decrement(ref _tablePages);
             if (!empty) return;
             child = parent;
         }
+    }
+
+    /// <summary>Per-table invariant check before each writer unlocks; compiled in only with PARANOID (stress runs).</summary>
+    [Conditional("PARANOID")]
+    private static void CheckLocked(IoTable t, string where)
+    {
+        if (!t.IsLocked) throw new InvalidOperationException(where + ": not locked");
+        int used = 0;
+        for (int i = 0; i < IoTable.Entries; i++)
+        {
+            if (t.Pte[i] != 0) used++;
+            if (t.Pte[i] == 0 && t.Child[i] is not null)
+                throw new InvalidOperationException($"{where}: child without pte at {i}");
+        }
+        if (used != t.Used) throw new InvalidOperationException($"{where}: Used {t.Used} != {used}");
+    }
+
+    /// <summary>The walk for <paramref name="iova"/>, one "level:pte/child" step per level (diagnostics).</summary>
+    internal string DescribeWalk(ulong iova)
+    {
+        var sb = new System.Text.StringBuilder();
+        IoTable? t = _root;
+        for (int l = Top; l >= 0 && t is not null; l--)
+        {
+            int idx = Index(iova, l);
+            ulong pte = Volatile.Read(ref PteAt(t, idx));
+            IoTable? c = Volatile.Read(ref ChildAt(t, idx));
+            sb.Append($"L{l}[{idx}] pte=0x{pte:x} child={(c is null ? "-" : (c.Dead ? "dead" : "live"))} used={t.Used}; ");
+            if (pte == 0 || TF.IsLeaf(pte, l)) break;
+            t = c;
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>
+    /// Checks the structure while nobody maps or unmaps (tests): every table PTE has its child and vice versa, every
+    /// <see cref="IoTable.Used"/> matches, no reachable table is dead or empty (except the root), and the table count
+    /// matches. Returns null when sound, else the first problem found.
+    /// </summary>
+    public string? Validate()
+    {
+        int tables = 0;
+        string? r = ValidateTable(_root, Top, 0, ref tables);
+        if (r is null && tables != TablePageCount) r = $"{tables} tables reachable, count says {TablePageCount}";
+        return r;
+    }
+
+    private static string? ValidateTable(IoTable t, int level, ulong baseIova, ref int tables)
+    {
+        tables++;
+        if (t.Dead) return $"dead table reachable at level {level}, iova 0x{baseIova:x}";
+        int used = 0;
+        for (int i = 0; i < IoTable.Entries; i++)
+        {
+            ulong pte = t.Pte[i];
+            IoTable? c = t.Child[i];
+            ulong iova = baseIova + ((ulong)i << Shift(level));
+            if (pte != 0) used++;
+            if (pte == 0 && c is not null) return $"child without PTE at level {level}, iova 0x{iova:x}";
+            if (pte == 0) continue;
+            if (TF.IsLeaf(pte, level))
+            {
+                if (c is not null) return $"leaf with a child at level {level}, iova 0x{iova:x}";
+                continue;
+            }
+            if (c is null) return $"table PTE without child at level {level}, iova 0x{iova:x}";
+            string? r = ValidateTable(c, level - 1, iova, ref tables);
+            if (r is not null) return r;
+        }
+        if (used != t.Used) return $"Used {t.Used} but {used} PTEs at level {level}, iova 0x{baseIova:x}";
+        if (used == 0 && level != Top) return $"empty table kept at level {level}, iova 0x{baseIova:x}";
+        return null;
     }
 
     /// <inheritdoc/>

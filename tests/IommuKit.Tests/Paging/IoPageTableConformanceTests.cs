@@ -227,6 +227,7 @@ public class IoPageTableConformanceTests
         ulong iova = G1 - 3 * M2 - 2 * K4, size = 3 * M2 + 2 * K4 + G1 + M2 + 3 * K4;
         ulong phys = iova + 0x40_0000_0000UL;
         Assert.Equal(Errno.Ok, t.Map(iova, phys, size, IommuProt.Read | IommuProt.Write));
+        Assert.Null(((IValidatable)t).Validate());
         for (ulong off = 0; off < size; off += 0x1_3000)
         {
             Assert.True(t.TryIovaToPhys(iova + off, out ulong pa, out _));
@@ -270,6 +271,7 @@ public class IoPageTableConformanceTests
         foreach (var th in workers) th.Start();
         foreach (var th in workers) th.Join();
         Assert.Empty(errors);
+        Assert.Null(((IValidatable)t).Validate());
         Assert.Equal(1, t.TablePageCount);
         for (ulong r = 0; r < 4; r++) Assert.False(t.TryIovaToPhys(r * M2, out _, out _));
     }

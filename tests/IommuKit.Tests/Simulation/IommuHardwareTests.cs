@@ -124,6 +124,29 @@ public class IommuHardwareTests
     }
 
     [Fact]
+    public void RangeFlushAfterADomainFlushStillDropsTheRefilledEntry()
+    {
+        using var rig = new DmaRig();
+        rig.Iommu.SetContext(Rid, rig.Context);
+        rig.Table.Map(0x5000, 0x9000, 0x1000, IommuProt.Read);
+        rig.Iommu.Translate(Rid, 0x5000, write: false);
+        rig.Iommu.FlushDomain(DmaRig.DomainId);                 // retires the domain's IOTLB tag
+        Assert.True(rig.Iommu.Translate(Rid, 0x5000, write: false).IsMemory); // refilled under the new tag
+        rig.Table.Unmap(0x5000, 0x1000);
+        Assert.True(rig.Iommu.Translate(Rid, 0x5000, write: false).IsMemory); // stale until flushed
+        rig.Iommu.FlushRange(DmaRig.DomainId, 0x5000, 0x1000);
+        Assert.Equal(DmaFaultReason.NotPresent, rig.Iommu.Translate(Rid, 0x5000, write: false).Fault);
+    }
+
+    [Fact]
+    public void DomainIdsAreSixteenBit()
+    {
+        using var rig = new DmaRig();
+        Assert.Throws<ArgumentOutOfRangeException>(() => IommuContext.Translated(IommuHardware.MaxDomainId + 1, rig.Table));
+        Assert.Throws<ArgumentOutOfRangeException>(() => rig.Iommu.FlushDomain(-1));
+    }
+
+    [Fact]
     public void FaultHandlerReceivesEachFaultWithItsReason()
     {
         using var rig = new DmaRig();
