@@ -301,11 +301,14 @@ public class LspciTextTests
         int at = lines.FindIndex(l => l.Contains("Physical Slot", StringComparison.Ordinal));
         lines.Insert(at, "\t\u0001\u0002binary\u0000noise");
         lines.Insert(at, "\tBus: primary=zz");
+        lines.Insert(at, "zz garbage");
         var m = Read(string.Join('\n', lines));
         Assert.Equal(3, m.Topology.Count);
         Assert.Equal("igb", m.Topology[PciAddress.Parse("01:00.0")].Driver);
-        Assert.Contains(m.Warnings, w => w.StartsWith($"t.txt:{at + 2}: 0000:01:00.0: line holds control characters", StringComparison.Ordinal));
-        Assert.Contains(m.Warnings, w => w.StartsWith($"t.txt:{at + 1}: 0000:01:00.0: cannot read the Bus: line", StringComparison.Ordinal));
+        Assert.Contains(m.Warnings, w => w.StartsWith($"t.txt:{at + 3}: 0000:01:00.0: line holds control characters", StringComparison.Ordinal));
+        Assert.Contains(m.Warnings, w => w.StartsWith($"t.txt:{at + 2}: 0000:01:00.0: cannot read the Bus: line", StringComparison.Ordinal));
+        Assert.Contains(m.Warnings, w => w.StartsWith($"t.txt:{at + 1}: 0000:01:00.0: unindented text inside the record", StringComparison.Ordinal));
+        Assert.Equal(3, m.Warnings.Count);
     }
 
     [Fact]

@@ -405,7 +405,18 @@ public static partial class LspciReader
                 }
                 if (_blankSinceHeader)
                     throw Error("expected a device line such as `00:1f.3 SMBus [0c05]: ...` after the blank line", lineNo, _current.Address);
-                // A body line whose indentation was lost in a paste: read it like an indented one.
+                if (_current.IndentedLines > 0)
+                {
+                    // lspci indents every detail line; this record did so until here, so this is not lspci's.
+                    Warn($"{_origin}:{lineNo}: {_current.Address}: unindented text inside the record is not an lspci line; skipped");
+                    _current.LastLine = lineNo;
+                    return;
+                }
+                // A body line whose indentation was lost in a paste (the whole record is flush left): read it as indented.
+            }
+            else if (_current is not null)
+            {
+                _current.IndentedLines++;
             }
             if (_current is null)
             {
