@@ -255,7 +255,19 @@ public class LspciTextTests
     {
         var text = "$ sudo lspci -vvnn\n" + RootPort;
         Assert.True(LspciReader.LooksLikeLspci(text));
-        Assert.Equal(3, Read(text).Topology.Count);
+        var m = Read(text);
+        Assert.Equal(3, m.Topology.Count);
+        Assert.Equal("t.txt:1: text before the first device is not an lspci line; skipped", Assert.Single(m.Warnings));
+    }
+
+    [Fact]
+    public void AByteOrderMarkDoesNotHideTheFirstDevice()
+    {
+        var text = "\uFEFF" + RootPort;
+        Assert.True(LspciReader.LooksLikeLspci(text));
+        var m = Read(text);
+        Assert.Equal(3, m.Topology.Count);
+        Assert.Empty(m.Warnings);
     }
 
     [Theory]
