@@ -124,6 +124,23 @@ public class LspciTextTests
     }
 
     [Fact]
+    public void AFunctionZeroWhoseSlotHoldsOnlyItsVirtualFunctionsIsNotMultifunction()
+    {
+        const string pf = "00:05.0 Non-Volatile memory controller [0108]: Red Hat, Inc. QEMU NVM Express Controller [1b36:0010] (rev 02) (prog-if 02 [NVM Express])\n" +
+                          "\tControl: I/O- Mem+\n\tCapabilities: [120 v1] Single Root I/O Virtualization (SR-IOV)\n" +
+                          "\t\tInitial VFs: 2, Total VFs: 2, Number of VFs: NUM, Function Dependency Link: 00\n\t\tVF offset: 1, stride: 1, Device ID: 0010\n\n";
+        const string vfs = "00:05.1 Non-Volatile memory controller [0108]: Red Hat, Inc. Device [1b36:0010]\n\tControl: I/O- Mem-\n\n" +
+                           "00:05.2 Non-Volatile memory controller [0108]: Red Hat, Inc. Device [1b36:0010]\n\tControl: I/O- Mem-\n\n";
+        var withVfs = Read(pf.Replace("NUM", "2") + vfs).Topology[PciAddress.Parse("00:05.0")];
+        Assert.False(withVfs.IsMultifunction); // pci_iov_add_virtfn places VFs; pci_scan_slot never saw them
+        Assert.False(withVfs.Facts.MultifunctionBit);
+        // With no VF enabled, .1 and .2 are ordinary functions found by scanning the slot.
+        var ordinary = Read(pf.Replace("NUM", "0") + vfs).Topology[PciAddress.Parse("00:05.0")];
+        Assert.True(ordinary.IsMultifunction);
+        Assert.Null(ordinary.Facts.MultifunctionBit);
+    }
+
+    [Fact]
     public void IommuGroupLinesMakeKernelGroupsInIdOrderAndNoLinesMakeNull()
     {
         var m = Read(RootPort);

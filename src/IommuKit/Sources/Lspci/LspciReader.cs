@@ -807,6 +807,43 @@ public static partial class LspciReader
             return max;
         }
 
+        /// <summary>
+        /// Text does not show the header type, so the topology infers a function 0's multifunction bit from the other
+        /// functions in its slot. SR-IOV virtual functions do not count: they are not found by pci_scan_slot but placed
+        /// by pci_iov_add_virtfn at PF + offset + n * stride, and a PF whose slot holds only its VFs (or other PFs' VFs)
+        /// reads its own header bit, which is clear. Bounded: at most <c>8 x devices + 65536</c> VF addresses computed.
+        /// </summary>
+        private static void MarkSlotsHoldingOnlyVirtualFunctions(List<PciDeviceFacts> facts)
+        {
+            var vfs = new HashSet<PciAddress>();
+            long budget = 8L * facts.Count + 65536;
+            foreach (var f in facts)
+            {
+                if (f.Sriov is not { NumVfs: > 0 } sriov || f.Sriov.VfStride == 0 && sriov.NumVfs > 1) continue;
+                for (int n = 0; n < sriov.NumVfs && budget-- > 0; n++)
+                {
+                    if (sriov.VfAddress(f.Address, n) is { } vf) vfs.Add(vf);
+                }
+            }
+            if (vfs.Count == 0) return;
+            var present = new HashSet<PciAddress>(facts.Count);
+            foreach (var f in facts) present.Add(f.Address);
+            for (int i = 0; i < facts.Count; i++)
+            {
+                var f = facts[i];
+                if (f.Address.Function != 0 || f.MultifunctionBit is not null || vfs.Contains(f.Address)) continue;
+                bool siblings = false, onlyVfs = true;
+                for (int fn = 1; fn < 8; fn++)
+                {
+                    var other = f.Address.WithFunction(fn);
+                    if (!present.Contains(other)) continue;
+                    siblings = true;
+                    if (!vfs.Contains(other)) { onlyVfs = false; break; }
+                }
+                if (siblings && onlyVfs) facts[i] = f with { MultifunctionBit = false };
+            }
+        }
+
         private Machine Build()
         {
             var builder = new PciTopologyBuilder();
@@ -814,10 +851,13 @@ public static partial class LspciReader
             var slots = new Dictionary<string, string>(StringComparer.Ordinal);
             int denied = 0, bare = 0, acsDetail = 0, headerHex = 0, noIds = 0;
             bool dumpHasExtended = ExpectedHexLength() > ConfigSpace.ConventionalSize;
-            foreach (var dev in _devices)
+            var allFacts = new List<PciDeviceFacts>(_devices.Count);
+            foreach (var dev in _devices) allFacts.Add(dev.ToFacts(_origin, Warn, dumpHasExtended));
+            MarkSlotsHoldingOnlyVirtualFunctions(allFacts);
+            for (int i = 0; i < _devices.Count; i++)
             {
-                var facts = dev.ToFacts(_origin, Warn, dumpHasExtended);
-                builder.Add(facts);
+                var dev = _devices[i];
+                builder.Add(allFacts[i]);
                 // "Physical Slot: N" is the sysfs slot name; sysfs slots/N/address holds domain:bus:device.
                 if (dev.PhysicalSlot is { } slot)
                     slots.TryAdd(slot, string.Create(CultureInfo.InvariantCulture, $"{dev.Address.Domain:x4}:{dev.Address.Bus:x2}:{dev.Address.Device:x2}"));
