@@ -350,6 +350,20 @@ public class LspciTextTests
     }
 
     [Fact]
+    public void StderrMessagesInsertedMidLineAreCutOutEvenSeveralInARow()
+    {
+        // stdout buffered, stderr not: three messages land after "(rev 01)" and stdout's own newline follows them.
+        var text = RootPort.Replace("[8086:1521] (rev 01)\n\tSubsystem",
+            "[8086:1521] (rev 01)lspci: Unable to load libkmod resources: error -2\nlspci: Unable to load libkmod resources: error -2\npcilib: sysfs_read_vpd: read failed: No such device\n\n\tSubsystem");
+        var m = Read(text);
+        var nic = m.Topology[PciAddress.Parse("01:00.0")];
+        Assert.Equal((ushort)0x1521, nic.DeviceId);
+        Assert.Equal((ushort)0x00a1, nic.Facts.SubsystemDeviceId);
+        Assert.Equal("igb", nic.Driver);
+        Assert.Empty(m.Warnings);
+    }
+
+    [Fact]
     public void LspciMessagesOnTheirOwnLinesAreDropped()
     {
         var text = "lspci: Unable to load libkmod resources: error -2\n" + RootPort.Replace("\n01:00.1 ", "lspci: Unable to load libkmod resources: error -2\n01:00.1 ");

@@ -292,57 +292,33 @@ public static partial class LspciReader
         {
             int pos = _text.Length > 0 && _text[0] == '\uFEFF' ? 1 : 0; // a byte order mark from an editor
             int lineNo = 0;
-            string? pending = null; // a line rebuilt after pcilib stderr was cut out of it
-            int pendingLine = 0;
-            while (pos < _text.Length || pending is not null)
+            while (pos < _text.Length)
             {
-                ReadOnlySpan<char> line;
-                int thisLine;
-                bool terminated;
-                if (pending is not null)
-                {
-                    line = pending;
-                    thisLine = pendingLine;
-                    terminated = _lastLineTerminated;
-                    pending = null;
-                }
-                else
-                {
-                    int nl = _text.IndexOf('\n', pos);
-                    int end = nl < 0 ? _text.Length : nl;
-                    line = _text.AsSpan(pos, end - pos);
-                    terminated = nl >= 0;
-                    pos = nl < 0 ? _text.Length : nl + 1;
-                    thisLine = ++lineNo;
-                    if (line.Length > MaxLineLength)
-                        throw Error($"line of {line.Length} characters is longer than the {MaxLineLength}-character cap", thisLine, _current?.Address);
-                    if (line.Length > 0 && line[^1] == '\r') line = line[..^1];
+                ReadOnlySpan<char> line = NextPhysicalLine(ref pos, ref lineNo, out bool terminated);
+                int thisLine = lineNo;
 
-                    // pcilib's stderr interleaved with stdout: "\t\tLnkCap2: Supported pcilib: sysfs_read_vpd: read
-                    // failed: No such device\nLink Speeds: ..." -- cut the message out and join the two halves.
-                    // lspci's own messages ("lspci: Unable to load libkmod resources: error -2") start a line: the same
-                    // treatment drops them.
-                    int pcilib = line.IndexOf("pcilib: ", StringComparison.Ordinal);
-                    if (pcilib < 0 && line.StartsWith("lspci: ", StringComparison.Ordinal)) pcilib = 0;
-                    if (pcilib >= 0)
+                // stderr interleaved with stdout when both went to one file: pcilib's "pcilib: sysfs_read_vpd: read
+                // failed: No such device" or lspci's "lspci: Unable to load libkmod resources: error -2", inserted
+                // anywhere, even mid-line ("\t\tLnkCap2: Supported pcilib: ...\nLink Speeds: ..."). Each message runs
+                // to its newline; stdout resumes on the next line. Cut the messages out and join the halves.
+                int cut = StderrMessageAt(line, 0);
+                if (cut >= 0)
+                {
+                    string joined = line[..cut].ToString();
+                    while (pos < _text.Length)
                     {
-                        int nl2 = pos < _text.Length ? _text.IndexOf('\n', pos) : -1;
-                        if (pos < _text.Length)
-                        {
-                            int end2 = nl2 < 0 ? _text.Length : nl2;
-                            var next = _text.AsSpan(pos, end2 - pos);
-                            if (next.Length > MaxLineLength)
-                                throw Error($"line of {next.Length} characters is longer than the {MaxLineLength}-character cap", lineNo + 1, _current?.Address);
-                            if (next.Length > 0 && next[^1] == '\r') next = next[..^1];
-                            pos = nl2 < 0 ? _text.Length : nl2 + 1;
-                            lineNo++;
-                            pending = string.Concat(line[..pcilib], next);
-                            pendingLine = thisLine;
-                            _lastLineTerminated = nl2 >= 0;
-                            continue;
-                        }
-                        line = line[..pcilib];
+                        var next = NextPhysicalLine(ref pos, ref lineNo, out terminated);
+                        int from = joined.Length;
+                        joined = string.Concat(joined, next);
+                        int again = StderrMessageAt(joined, from);
+                        if (again < 0) break;
+                        joined = joined[..again];
+                        if (joined.Length > MaxLineLength)
+                            throw Error($"line of {joined.Length} characters is longer than the {MaxLineLength}-character cap", thisLine, _current?.Address);
                     }
+                    if (joined.Length > MaxLineLength)
+                        throw Error($"line of {joined.Length} characters is longer than the {MaxLineLength}-character cap", thisLine, _current?.Address);
+                    line = joined;
                 }
                 _lastLineTerminated = terminated;
                 _lastLineWasFact = false;
@@ -356,6 +332,31 @@ public static partial class LspciReader
                 throw Error("not lspci output: no device line such as `00:1f.3 SMBus [0c05]: ...` found", _firstNonBlankLine);
             }
             return Build();
+        }
+
+        /// <summary>The next line of the text without its line end; checks the line-length cap.</summary>
+        private ReadOnlySpan<char> NextPhysicalLine(ref int pos, ref int lineNo, out bool terminated)
+        {
+            int nl = _text.IndexOf('\n', pos);
+            int end = nl < 0 ? _text.Length : nl;
+            var line = _text.AsSpan(pos, end - pos);
+            terminated = nl >= 0;
+            pos = nl < 0 ? _text.Length : nl + 1;
+            lineNo++;
+            if (line.Length > MaxLineLength)
+                throw Error($"line of {line.Length} characters is longer than the {MaxLineLength}-character cap", lineNo, _current?.Address);
+            if (line.Length > 0 && line[^1] == '\r') line = line[..^1];
+            return line;
+        }
+
+        /// <summary>Where a stderr message of pcilib or lspci starts in <paramref name="line"/> at or after <paramref name="from"/>, or -1.</summary>
+        private static int StderrMessageAt(ReadOnlySpan<char> line, int from)
+        {
+            var tail = line[from..];
+            int a = tail.IndexOf("pcilib: ", StringComparison.Ordinal);
+            int b = tail.IndexOf("lspci: ", StringComparison.Ordinal);
+            int at = a < 0 ? b : b < 0 ? a : Math.Min(a, b);
+            return at < 0 ? -1 : from + at;
         }
 
         private void HandleLine(ReadOnlySpan<char> line, int lineNo)
@@ -630,14 +631,15 @@ public static partial class LspciReader
                 dev.Context = LspciCapContext.None;
                 return;
             }
+            // Extended capabilities live at 0x100 and above; -vv prints their version ("[148 v1]"), -v does not ("[148]").
             if (!TryParseCapabilityHead(rest, out int offset, out int ver, out var name) ||
-                (ver >= 0 ? offset < ConfigSpace.ConventionalSize : offset >= ConfigSpace.ConventionalSize || offset < 0x40))
+                (ver >= 0 && offset < ConfigSpace.ConventionalSize) || offset < 0x40)
             {
                 Malformed(dev, lineNo, "Capabilities:");
                 return;
             }
-            bool extended = ver >= 0;
-            byte version = extended ? (byte)ver : (byte)0;
+            bool extended = offset >= ConfigSpace.ConventionalSize;
+            byte version = ver >= 0 ? (byte)ver : (byte)0;
             if (LspciCapabilityNames.TryGetId(name, extended, out ushort id))
                 dev.Capabilities.Add(new PciCapability(id, offset, extended, version));
 
