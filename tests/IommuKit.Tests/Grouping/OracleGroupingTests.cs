@@ -140,3 +140,42 @@ public class OracleExplanationTests
             Assert.Equal(eager.Explain(d.Address), lazy.Explain(d.Address));
     }
 }
+
+/// <summary>
+/// The snapshots show each ACS control register after the kernel's own enabling step and command line: replaying that
+/// step on the recovered firmware value must give back exactly what the kernel wrote, on every machine.
+/// </summary>
+public class OracleAcsControlTests
+{
+    [Theory]
+    [MemberData(nameof(OracleGroupingTests.Machines), MemberType = typeof(OracleGroupingTests))]
+    public void EffectiveAcsControlUnderTheRecordedCommandLineEqualsWhatTheKernelWrote(string name)
+    {
+        var m = MachineSource.Load(Fixtures.OracleTarball(name));
+        var cmd = KernelCommandLine.Parse(m.CommandLine);
+        var active = IommuActivation.Decide(m, cmd).Active;
+        var acs = AcsPolicy.Create(m, cmd, active);
+        int checkedPorts = 0;
+        foreach (var d in m.Topology.Devices)
+        {
+            if (d.Acs is not { } a) continue;
+            Assert.True(a.Control == acs.EffectiveControl(d), $"{name} {d.Address}: kernel wrote {a.Control}, model {acs.EffectiveControl(d)}");
+            checkedPorts++;
+        }
+        Assert.True(checkedPorts > 0 || !m.Topology.Devices.Any(d => d.Acs is not null));
+    }
+
+    [Fact]
+    public void Linux61DisableAcsRedirKeepsTheEnabledBitsOutsideTheMaskAnd612RevertsThemToFirmware()
+    {
+        AcsFlags? Ctl(string name)
+        {
+            var m = MachineSource.Load(Fixtures.OracleTarball(name));
+            var t = MachineRewrite.WithoutKernelGroups(m);
+            var r = GroupingEngine.Compute(t);
+            return r.Context!.Acs.EffectiveControl(t.Topology[PciAddress.Parse("00:06.0")]);
+        }
+        Assert.Equal(AcsFlags.SV | AcsFlags.UF, Ctl("h_disable_acs_redir"));
+        Assert.Equal(AcsFlags.None, Ctl("h_k612_disable_acs_redir"));
+    }
+}
