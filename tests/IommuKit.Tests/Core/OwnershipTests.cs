@@ -161,3 +161,30 @@ public class OwnershipTests
         Assert.Equal(Errno.EBUSY, core.BindDriver(b, "e1000e").Errno);
     }
 }
+
+public class PreOwnershipApiTests
+{
+    [Fact]
+    public void Before519AGroupIsTakenOnlyWhenViableAndKernelBindsAreNotStopped()
+    {
+        var core = NewCore(kernel: KernelVersion.V5_18);
+        var drv = new TestDriver();
+        drv.GroupKey["a"] = drv.GroupKey["b"] = "g";
+        var a = Dev("a");
+        var b = Dev("b");
+        Boot(core, drv, a, b);
+        Assert.False(core.Kernel.HasDmaOwnership);
+        core.BindDriver(a, "e1000e");
+        core.BindDriver(b, "vfio-pci");
+        var r = core.GroupClaimDmaOwner(a.Group!, new object());
+        Assert.Equal(Errno.EINVAL, r.Errno);
+        Assert.Contains("not viable: a is bound to e1000e", r.Reason);
+        core.UnbindDriver(a);
+        Assert.True(core.GroupClaimDmaOwner(a.Group!, new object()).IsOk);
+        Assert.True(core.BindDriver(a, "e1000e").IsOk); // nothing stopped this before 5.19
+        Assert.Contains(core.Log, l => l.Contains("while group 0 is in use", StringComparison.Ordinal));
+        core.GroupReleaseDmaOwner(a.Group!);
+        Assert.Equal(1u, a.Group!.OwnerCount);
+        Assert.Empty(core.CheckInvariants());
+    }
+}

@@ -318,7 +318,10 @@ public static partial class LspciReader
 
                     // pcilib's stderr interleaved with stdout: "\t\tLnkCap2: Supported pcilib: sysfs_read_vpd: read
                     // failed: No such device\nLink Speeds: ..." -- cut the message out and join the two halves.
+                    // lspci's own messages ("lspci: Unable to load libkmod resources: error -2") start a line: the same
+                    // treatment drops them.
                     int pcilib = line.IndexOf("pcilib: ", StringComparison.Ordinal);
+                    if (pcilib < 0 && line.StartsWith("lspci: ", StringComparison.Ordinal)) pcilib = 0;
                     if (pcilib >= 0)
                     {
                         int nl2 = pos < _text.Length ? _text.IndexOf('\n', pos) : -1;
@@ -510,6 +513,11 @@ public static partial class LspciReader
             if (s.StartsWith("Control:", StringComparison.Ordinal) && dev.Context == LspciCapContext.None)
             {
                 dev.SawControl = true;
+                return;
+            }
+            if (s.StartsWith("Flags:", StringComparison.Ordinal) && dev.Context == LspciCapContext.None)
+            {
+                dev.SawFlags = true;
                 return;
             }
             if (s.StartsWith("Subsystem:", StringComparison.Ordinal))
@@ -786,9 +794,10 @@ public static partial class LspciReader
             var groups = new SortedDictionary<int, List<PciAddress>>();
             var slots = new Dictionary<string, string>(StringComparer.Ordinal);
             int denied = 0, bare = 0, acsDetail = 0, headerHex = 0, noIds = 0;
+            bool dumpHasExtended = ExpectedHexLength() > ConfigSpace.ConventionalSize;
             foreach (var dev in _devices)
             {
-                var facts = dev.ToFacts(_origin, Warn);
+                var facts = dev.ToFacts(_origin, Warn, dumpHasExtended);
                 builder.Add(facts);
                 // "Physical Slot: N" is the sysfs slot name; sysfs slots/N/address holds domain:bus:device.
                 if (dev.PhysicalSlot is { } slot)
@@ -806,7 +815,7 @@ public static partial class LspciReader
                 {
                     if (!dev.IdsKnown) noIds++;
                     if (dev.AccessDenied) denied++;
-                    else if (dev.BodyLines == 0) bare++;
+                    else if (!dev.SawDetail) bare++;
                     else if (dev.AcsDetailMissing) acsDetail++;
                 }
             }
@@ -816,7 +825,7 @@ public static partial class LspciReader
             if (headerHex > 0)
                 Warn($"{_origin}: {headerHex} of {_devices.Count} devices have a hex dump of the 64-byte header only (lspci -x, or not root): their capabilities, PCI Express type and ACS are unknown; use sudo lspci -xxxx");
             if (bare > 0)
-                Warn($"{_origin}: {bare} of {_devices.Count} devices have no detail lines (lspci without -vv): bridges, PCI Express types and ACS are unknown; use sudo lspci -vvnn");
+                Warn($"{_origin}: {bare} of {_devices.Count} devices have no detail lines (lspci without -v): bridges, PCI Express types and ACS are unknown; use sudo lspci -vvnn");
             if (acsDetail > 0)
                 Warn($"{_origin}: {acsDetail} devices show an ACS capability without its ACSCap/ACSCtl lines (lspci -v): ACS is unknown; use sudo lspci -vvnn");
             if (noIds > 0)
