@@ -259,6 +259,33 @@ public class GroupingRuleTests
     }
 
     [Fact]
+    public void VirtualFunctionsAreNeverMultifunctionAndAreGroupedAfterBootInEnableOrder()
+    {
+        var sriov = new SriovInfo(0x120, 8, 2, 1, 1, 0x0011);
+        var t = T.New().RootPort("00:1c.0", sec: 1, acs: T.AcsOn).RootPort("00:1d.0", sec: 2, acs: T.AcsOn)
+            .Dev("01:00.0", T.Qemu, 0x0010, PcieType.Endpoint).Dev("01:00.1", T.Qemu, 0x0011, PcieType.Endpoint).Dev("01:00.2", T.Qemu, 0x0011, PcieType.Endpoint)
+            .Dev("02:00.0", T.Qemu, 0x0010, PcieType.Endpoint).Dev("02:00.1", T.Qemu, 0x0011, PcieType.Endpoint)
+            .Conventional("00:1f.0");
+        var m = t.Build();
+        // Give both PFs an SR-IOV capability with VFs enabled (2 and 1).
+        var b = new PciTopologyBuilder();
+        foreach (var d in m.Topology.Devices)
+            b.Add(d.Address == PciAddress.Parse("01:00.0") ? d.Facts with { Sriov = sriov }
+                : d.Address == PciAddress.Parse("02:00.0") ? d.Facts with { Sriov = sriov with { NumVfs = 1 } } : d.Facts);
+        var m2 = new Machine { Topology = b.Build(), Origin = "vf", KernelRelease = t.Release, CommandLine = t.Cmdline, IommuUnits = t.Units };
+        var r = GroupingEngine.Compute(m2);
+        Assert.False(r.Together("01:00.1", "01:00.2")); // VFs are not multifunction: no ACS needed between them
+        Assert.False(r.Together("01:00.0", "01:00.1"));
+        // Boot-time devices first (00:1c.0 00:1d.0 00:1f.0 01:00.0 02:00.0 = 0..4), then VFs PF by PF.
+        Assert.Equal(5, r.GroupOf(PciAddress.Parse("01:00.1"))!.Id);
+        Assert.Equal(7, r.GroupOf(PciAddress.Parse("02:00.1"))!.Id);
+        var r2 = GroupingEngine.Compute(m2, new GroupingOptions { VfEnableOrder = [PciAddress.Parse("02:00.0")] });
+        Assert.Equal(5, r2.GroupOf(PciAddress.Parse("02:00.1"))!.Id);
+        Assert.Equal(6, r2.GroupOf(PciAddress.Parse("01:00.1"))!.Id);
+        Assert.EndsWith("group 6", r2.Explain(PciAddress.Parse("01:00.1"))[^1].Text);
+    }
+
+    [Fact]
     public void DeviceGroupWorksWithTheCallersOwnGroupObjects()
     {
         var m = T.New().RootPort("00:1c.0", sec: 1).Endpoint("01:00.0").Build();
