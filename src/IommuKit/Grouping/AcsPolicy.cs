@@ -151,6 +151,17 @@ public sealed class AcsPolicy
         bool srcNoAts = HasPciOption(srcCmd, "noats");
         var (srcRedir, srcConfig) = PciAcsParams(srcCmd);
         if (!modern) srcConfig = null;
+        // The source's own command line is unknown (an lspci dump). If its boot evidently enabled ACS (the kernel's
+        // groups are shown, or some device's ACS control has bits set), the controls it shows are what this kernel
+        // programmed; keep them unless the modelled command line asks to change ACS. Without such evidence (a dump of
+        // an IOMMU-off boot shows every control as firmware left it) the enabling step is replayed.
+        bool keepShown = false;
+        if (machine.CommandLine is null && AcsRequested && redir is null && config is null && !NoAts)
+        {
+            keepShown = srcRequested;
+            for (int i = 0; i < n && !keepShown; i++)
+                keepShown = devices[i].Facts.Acs is { Control: not AcsFlags.None };
+        }
 
         var noExtCfg = new bool[n];
         for (int i = 0; i < n; i++)
@@ -199,6 +210,13 @@ public sealed class AcsPolicy
             }
 
             Cap[i] = acs.Capability;
+            if (keepShown)
+            {
+                // The source's own command line is unknown (an lspci dump) and nothing asks to change ACS: the control
+                // the source shows is what this kernel programmed, whatever options it booted with.
+                Ctrl[i] = acs.Control;
+                continue;
+            }
             // Firmware value (see remarks).
             AcsFlags fw = acs.Control;
             bool quirkHandled = pch; // the PCH enable quirk returns 0 even when it fails: no standard enable then
