@@ -43,6 +43,13 @@ public sealed partial class IommuCore
         group.AssertLocked();
         if (Kernel.DefersUseBeforeDefaultDomain && group.DefaultDomainLocked is null)
             return IommuResult.Fail(Errno.EPROBE_DEFER, $"{device.Name}: {group} has no default domain yet (IOMMU probe still running); {driver} must probe again later");
+        if (!Kernel.HasDmaOwnership && group.OwnerLocked is not null)
+        {
+            // Before 5.19 nothing stopped the bind; VFIO's group notifier only complained.
+            AddLog($"vfio: {device.Name}: Device bound to driver {driver} while group {group.Id} is in use");
+            group.OwnerCntLocked++;
+            return IommuResult.Ok;
+        }
         if (group.OwnerCntLocked > 0 && (group.DomainLocked != group.DefaultDomainLocked || group.OwnerLocked is not null))
         {
             string why = group.OwnerLocked is not null
@@ -101,6 +108,7 @@ public sealed partial class IommuCore
         if (cookie is null) return IommuResult.Fail(Errno.EINVAL, $"{group}: claim without an owner cookie");
         lock (group.Sync)
         {
+            if (!Kernel.HasDmaOwnership) return ClaimViableGroupLocked(group, cookie);
             if (group.OwnerCntLocked != 0)
                 return IommuResult.Fail(Errno.EPERM, $"{group}: {OwnerDescriptionLocked(group)}");
             return TakeOwnershipLocked(group, cookie);
@@ -128,6 +136,27 @@ public sealed partial class IommuCore
             }
             return TakeOwnershipLocked(group, cookie);
         }
+    }
+
+    /// <summary>
+    /// Before 5.19 there was no ownership API: VFIO took a group only when it was "viable", every device unbound or
+    /// bound to vfio, pci-stub or pcieport (UNVERIFIED: spec 7 older, the errno VFIO returned is taken as EINVAL).
+    /// The owner count then counts the claim plus any kernel drivers, which nothing prevented.
+    /// </summary>
+    private IommuResult ClaimViableGroupLocked(IommuGroup group, object cookie)
+    {
+        group.AssertLocked();
+        if (group.OwnerLocked is not null) return IommuResult.Fail(Errno.EBUSY, $"{group} is already in use by VFIO");
+        foreach (var d in group.DevicesLocked)
+        {
+            if (d.DriverName is { } n && !IommuDevice.IsDriverManagedDma(n))
+                return IommuResult.Fail(Errno.EINVAL, $"{group} is not viable: {d.Name} is bound to {n} (Linux before 5.19 needs every device unbound or bound to vfio-pci, pci-stub or pcieport)");
+        }
+        uint kernelUsers = group.OwnerCntLocked;
+        group.OwnerCntLocked = 0;
+        var r = TakeOwnershipLocked(group, cookie);
+        group.OwnerCntLocked += kernelUsers;
+        return r;
     }
 
     private string OwnerDescriptionLocked(IommuGroup group)
@@ -185,6 +214,11 @@ public sealed partial class IommuCore
             return;
         }
         group.OwnerCntLocked = 0;
+        if (!Kernel.HasDmaOwnership)
+        {
+            // Before 5.19 kernel drivers may have bound meanwhile; they keep using the default domain.
+            foreach (var d in group.DevicesLocked) if (d.DriverName is not null && !d.DriverManagedDma) group.OwnerCntLocked++;
+        }
         group.OwnerLocked = null;
         var r = SetGroupDomainLocked(group, group.DefaultDomainLocked, mustSucceed: true);
         if (!r.IsOk) AddLog($"WARNING: {group}: restoring the default domain failed: {r}");

@@ -78,6 +78,8 @@ public sealed class VtdDriver : IommuDriverBase
         }
     }
 
+    public override string? UnitName(IommuDevice device) => UnitOf(device)?.Name;
+
     /// <summary>The unit whose scope holds the device (explicit scopes first, then the INCLUDE_ALL unit), or null.</summary>
     public VtdUnit? UnitOf(IommuDevice device)
     {

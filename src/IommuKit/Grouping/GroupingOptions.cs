@@ -24,6 +24,9 @@ public sealed record GroupingOptions
     /// </summary>
     public bool? HasIvrs { get; init; }
 
-    /// <summary>Record the chain of decisions per device for <see cref="GroupingResult.Explain"/> (default true).</summary>
-    public bool RecordExplanations { get; init; } = true;
+    /// <summary>
+    /// Build every device's explanation during <see cref="GroupingEngine.Compute"/> (default false). Without it,
+    /// <see cref="GroupingResult.Explain"/> replays the device's grouping on demand, which gives the same steps.
+    /// </summary>
+    public bool RecordExplanations { get; init; }
 }

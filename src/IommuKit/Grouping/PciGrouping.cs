@@ -364,7 +364,7 @@ public static class PciGrouping
         {
             var dec = Evaluate(pdev, ReqAcsFlags, ctx);
             if (dec.Reason == AcsReason.Quirk && dec.Enabled)
-                trace.Add(GroupStepKind.AcsQuirk, pdev, $"ACS quirk for {pdev.VendorId:x4}:{pdev.DeviceId:x4} applies ({AcsQuirks.Describe(dec.Hook!.Value)}): the functions of {GroupTrace.A(pdev)} are isolated from each other");
+                trace.Add(GroupStepKind.AcsQuirk, pdev, $"ACS quirk for {pdev.VendorId:x4}:{pdev.DeviceId:x4} applies, the {AcsQuirks.Describe(dec.Hook!.Value)}: the functions of {GroupTrace.A(pdev)} are isolated from each other");
             else if (dec.Enabled)
                 trace.Add(GroupStepKind.AcsIsolated, pdev, $"{GroupTrace.A(pdev)} is a {Noun(pdev)} with ACS {(ctx.Acs.EffectiveControl(pdev) ?? AcsFlags.None).ToShortString()} enabled: its functions are isolated from each other");
         }

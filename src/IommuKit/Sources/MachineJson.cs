@@ -413,6 +413,15 @@ public static class MachineJson
                     throw Error($"{dp}.config", $"holds {bytes.Length} bytes; config space is 64 to 4096 bytes");
                 facts = PciDeviceFacts.FromConfig(address, new ConfigSpace(bytes), out var err);
                 if (err is not null) throw Error($"{dp}.config", err);
+                // The source knew whether the bytes were all there was (a sysfs read as root) or a cut (lspci -xxx of a
+                // PCIe function): keep what it said, as long as the bytes can carry it.
+                if (Str(d, dp, "visibility") is { } vis)
+                {
+                    var v = ParseVisibility(vis, $"{dp}.visibility");
+                    if (v != ConfigVisibility.HeaderOnly && bytes.Length < ConfigSpace.ConventionalSize)
+                        throw Error($"{dp}.visibility", $"\"{vis}\" needs at least 256 config bytes, \"config\" has {bytes.Length}");
+                    facts = facts with { Visibility = v };
+                }
                 CheckAgrees(d, dp, "vendor", facts.VendorId, 0xffff);
                 CheckAgrees(d, dp, "device", facts.DeviceId, 0xffff);
                 CheckAgrees(d, dp, "class", facts.ClassCode, 0xffffff);
@@ -477,13 +486,7 @@ public static class MachineJson
                 if (header == 0) throw Error(bp, "a type 0 header (header_type 0) has no bridge buses");
             }
 
-            var visibility = (Str(d, dp, "visibility") ?? "full") switch
-            {
-                "full" => ConfigVisibility.Full,
-                "no_extended" => ConfigVisibility.NoExtended,
-                "header_only" => ConfigVisibility.HeaderOnly,
-                var v => throw Error($"{dp}.visibility", $"\"{v}\" is not one of full, no_extended, header_only"),
-            };
+            var visibility = ParseVisibility(Str(d, dp, "visibility") ?? "full", $"{dp}.visibility");
 
             PcieInfo? pcie = null;
             string? ptName = Str(d, dp, "pcie_type");
@@ -579,6 +582,14 @@ public static class MachineJson
                 Visibility = visibility,
             };
         }
+
+        private ConfigVisibility ParseVisibility(string text, string path) => text switch
+        {
+            "full" => ConfigVisibility.Full,
+            "no_extended" => ConfigVisibility.NoExtended,
+            "header_only" => ConfigVisibility.HeaderOnly,
+            _ => throw Error(path, $"\"{text}\" is not one of full, no_extended, header_only"),
+        };
 
         private (AcsFlags Cap, AcsFlags Ctl) ReadAcsNames(JsonElement acs, string ap) =>
             (Flags(acs, ap, "capability"), Flags(acs, ap, "control"));

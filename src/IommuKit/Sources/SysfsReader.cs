@@ -127,6 +127,11 @@ public static class SysfsReader
                 problem = $"{configPath}: {address}: {error}; device skipped";
                 return null;
             }
+            // sysfs serves root the whole of dev->cfg_size (drivers/pci/pci-sysfs.c pci_read_config) and others only
+            // 64 bytes (128 for CardBus). A 256-byte file read as root is therefore the device's entire config space:
+            // the kernel found no extended space (pci_cfg_space_size(), e.g. a PCIe function behind a conventional
+            // bridge, PCI_BUS_FLAGS_NO_EXTCFG), so there is no ACS to find, not an ACS we could not see.
+            if (config.Length >= ConfigSpace.ConventionalSize) facts = facts with { Visibility = ConfigVisibility.Full };
         }
         else
         {

@@ -55,13 +55,12 @@ public sealed class TarFileTree : FileTree
         bool gzip = b0 == 0x1f && b1 == 0x8b;
         try
         {
-            // Inflate first, counting, into one seekable buffer: the cap is enforced as bytes arrive, and TarReader over
-            // a seekable stream skips and slices member data without copying it through a forwarding stream.
+            // Streamed, never seekable: TarReader hands over each header before touching the member's data, so a member
+            // that declares more than the per-member cap is refused from its header, and the counting stream enforces
+            // the total cap as bytes are inflated.
             using var inflated = gzip ? new GZipStream(input, CompressionMode.Decompress, leaveOpen: true) : null;
-            var raw = new MemoryStream();
-            using (var counted = new CappedReadStream(inflated ?? input, maxUncompressedBytes, origin)) counted.CopyTo(raw);
-            raw.Position = 0;
-            using var reader = new TarReader(raw, leaveOpen: false);
+            using var counted = new CappedReadStream(inflated ?? input, maxUncompressedBytes, origin);
+            using var reader = new TarReader(counted, leaveOpen: true);
             int entries = 0;
             while (reader.GetNextEntry(copyData: false) is { } entry)
             {

@@ -228,6 +228,18 @@ public class GroupingRuleTests
     }
 
     [Fact]
+    public void DevicesBehindAVmdControllerJoinTheControllersGroup()
+    {
+        // pci_real_dma_dev: functions in VMD domains (>= 0x10000) issue DMA with the VMD endpoint's requester ID.
+        var r = T.New().Endpoint("00:0e.0", vendor: T.Intel, device: 0x9a0b)
+            .RootPort("10000:e0:06.0", sec: 0xe1, acs: T.AcsOn).Endpoint("10000:e1:00.0").Endpoint("00:1f.0").Group();
+        Assert.True(r.Together("00:0e.0", "10000:e0:06.0"));
+        Assert.True(r.Together("00:0e.0", "10000:e1:00.0"));
+        Assert.False(r.Together("00:0e.0", "00:1f.0"));
+        Assert.Contains(r.Explain(PciAddress.Parse("10000:e1:00.0")), s => s.Kind == GroupStepKind.RealDmaDevice && s.Text.Contains("VMD controller 00:0e.0"));
+    }
+
+    [Fact]
     public void DeviceGroupWorksWithTheCallersOwnGroupObjects()
     {
         var m = T.New().RootPort("00:1c.0", sec: 1).Endpoint("01:00.0").Build();
@@ -240,5 +252,27 @@ public class GroupingRuleTests
             mine[d] = g;
         }
         Assert.Same(mine[m.Topology.Devices[0]], mine[m.Topology.Devices[1]]);
+    }
+}
+
+/// <summary>The synthetic machine the benchmark uses groups as its construction says.</summary>
+public class SyntheticMachineTests
+{
+    [Fact]
+    public void SyntheticMachineGroupsEveryFunctionAndKeepsProbeOrderNumbering()
+    {
+        var m = SyntheticMachines.Build(5_000);
+        Assert.InRange(m.Topology.Count, 5_000, 5_008); // a port's subtree is never cut short
+        var r = GroupingEngine.Compute(m);
+        Assert.Equal(m.Topology.Count, r.Groups.Sum(g => g.Devices.Count));
+        // Groups are allocated in probe order: the first member of each group appears in increasing probe index.
+        var firsts = r.Groups.Select(g => g.Devices[0].ProbeIndex).ToList();
+        Assert.Equal(firsts.Order(), firsts);
+        // Ports 00:04.0 (32) and 00:04.4 (36) lack ACS in the same multifunction slot: one group with everything below
+        // both (a PCIe-to-PCI bridge with 4 devices, an 8-function endpoint). The other functions of the slot have ACS.
+        var rp = m.Topology[new PciAddress(0, 0, 4, 0)];
+        Assert.Equal((1 + 1 + 4) + (1 + 8), r.GroupOf(rp.Address)!.Devices.Count);
+        Assert.True(r.Together("00:04.0", "00:04.4"));
+        Assert.False(r.Together("00:04.0", "00:04.1"));
     }
 }

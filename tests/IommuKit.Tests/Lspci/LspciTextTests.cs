@@ -115,6 +115,8 @@ public class LspciTextTests
         Assert.Equal(new AriInfo(0x150, 1), nic.Facts.Ari);
         Assert.Equal(new SriovInfo(0x160, TotalVfs: 8, NumVfs: 2, FirstVfOffset: 128, VfStride: 4, VfDeviceId: 0x1520), nic.Facts.Sriov);
         Assert.Equal("3", nic.Facts.PhysicalSlot);
+        Assert.Equal("0000:01:00", m.Slots["3"]);
+        Assert.Single(m.Slots);
         Assert.Equal("igb", nic.Driver);
         Assert.True(nic.IsMultifunction); // inferred from 01:00.1: lspci text does not show the header type byte
         Assert.Null(nic.Facts.MultifunctionBit);
@@ -216,6 +218,16 @@ public class LspciTextTests
     }
 
     [Fact]
+    public void LspciDashKWithoutVerboseLeavesCapabilitiesUnknown()
+    {
+        var m = Read("00:1c.0 PCI bridge [0604]: Intel Corporation Device [8086:54be]\n\tKernel driver in use: pcieport\n\n" +
+                     "01:00.0 Ethernet controller [0200]: Realtek [10ec:8125]\n\tSubsystem: ASRock [1849:8125]\n\tKernel driver in use: r8169\n\tKernel modules: r8169\n\n");
+        Assert.All(m.Topology.Devices, d => Assert.Equal(ConfigVisibility.HeaderOnly, d.Facts.Visibility));
+        Assert.Equal("r8169", m.Topology[PciAddress.Parse("01:00.0")].Driver);
+        Assert.Single(m.Warnings, w => w.Contains("2 of 2 devices have no detail lines", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void AcsWithoutItsDetailLinesIsUnknownNotAbsent()
     {
         var m = Read("00:1c.0 PCI bridge [0604]: V D [8086:a110]\n\tBus: primary=00, secondary=01, subordinate=01, sec-latency=0\n\tCapabilities: [40] Express Root Port (Slot+), MSI 00\n\tCapabilities: [148] Access Control Services\n\n".Replace("[148]", "[148 v1]"));
@@ -305,6 +317,15 @@ public class LspciTextTests
         Assert.Empty(m.Warnings);
     }
 
+    [Fact]
+    public void LspciMessagesOnTheirOwnLinesAreDropped()
+    {
+        var text = "lspci: Unable to load libkmod resources: error -2\n" + RootPort.Replace("\n01:00.1 ", "lspci: Unable to load libkmod resources: error -2\n01:00.1 ");
+        var m = Read(text);
+        Assert.Equal(3, m.Topology.Count);
+        Assert.Empty(m.Warnings);
+    }
+
     /// <summary>A hand-built root port config space: PCIe capability at 0x40 (root port, slot), ACS at 0x100.</summary>
     private static byte[] RootPortConfig(int length)
     {
@@ -350,6 +371,21 @@ public class LspciTextTests
         Assert.Equal(0x060400u, d.ClassCode);
         Assert.Equal(bytes, d.Facts.Config!.Bytes.ToArray());
         Assert.Empty(m.Warnings); // ids come from the hex, so names without numbers cost nothing
+    }
+
+    [Fact]
+    public void A256ByteHexDumpOfAPcieDeviceIsWholeOnlyWhenTheDumpShowsExtendedSpaceElsewhere()
+    {
+        var port = "00:1c.0 PCI bridge: Intel Corporation Device a110\n" + Hex(RootPortConfig(256)) + "\n";
+        // lspci -xxx: nobody's extended space was dumped, so ACS is unknown.
+        var xxx = Read(port).Topology[PciAddress.Parse("00:1c.0")];
+        Assert.Equal(ConfigVisibility.NoExtended, xxx.Facts.Visibility);
+        // lspci -xxxx: another device shows 4 KiB, so this one has no extended space to show (no ACS, known).
+        var other = RootPortConfig(4096);
+        other[0x19] = 0x03; other[0x1a] = 0x03;
+        var xxxx = Read(port + "00:1d.0 PCI bridge: Intel Corporation Device a110\n" + Hex(other) + "\n").Topology[PciAddress.Parse("00:1c.0")];
+        Assert.Equal(ConfigVisibility.Full, xxxx.Facts.Visibility);
+        Assert.Null(xxxx.Acs);
     }
 
     [Fact]

@@ -149,4 +149,27 @@ public class OracleMachineTests
         Assert.DoesNotContain(viommu.Address, unit.Devices);
         Assert.Equal(m.Topology.Count - 1, unit.Devices.Count);
     }
+
+    [Theory]
+    [InlineData("h_cachingmode_regs", true)]
+    [InlineData("h_default_regs", false)]
+    public void VtdCapabilityRegisterFromSysfsCarriesTheCachingModeBit(string name, bool cachingMode)
+    {
+        var unit = Assert.Single(MachineSource.Load(Fixtures.OracleTarball(name)).IommuUnits);
+        Assert.Equal(IommuKind.Intel, unit.Kind);
+        Assert.Equal(cachingMode, unit.CachingMode);
+        Assert.NotNull(unit.IntelEcap);
+        Assert.True(unit.Registers.ContainsKey("intel-iommu/version"));
+    }
+
+    [Fact]
+    public void PcieFunctionWhoseWholeConfigIs256BytesIsFullyVisibleAndHasNoAcs()
+    {
+        // h_mixed_more: an e1000e behind a PCIe-to-PCI bridge; the kernel gives it no extended config space.
+        var m = MachineSource.Load(Fixtures.OracleTarball("h_mixed_more"));
+        var d = m.Topology.Devices.Single(x => x.IsPcie && x.Facts.Config!.Length == 256 && x.PcieType == PcieType.Endpoint);
+        Assert.Equal(ConfigVisibility.Full, d.Facts.Visibility);
+        Assert.Null(d.Acs);
+        Assert.Equal(PcieType.PciBridge, d.Parent!.PcieType);
+    }
 }

@@ -1,0 +1,62 @@
+using Xunit;
+using static IommuKit.Cli.Tests.CliRunner;
+
+namespace IommuKit.Cli.Tests;
+
+public class WhatIfCommandTests
+{
+    [Fact]
+    public void MovingACardFromANonAcsPortToAnAcsPortSplitsItsGroup()
+    {
+        // 04:00.0 shares group 9 with root ports 00:0c.0/.1 (no ACS); 00:0a.0 is a root port with ACS.
+        var r = Run("whatif", "--move", "04:00.0=00:0a.0", "--source", Oracle("g_k612_intel_mixed"), "--pci-ids", "none");
+        Assert.Equal(0, r.Code);
+        AssertGolden("whatif-g_k612_intel_mixed-move.txt", r.Out);
+    }
+
+    [Fact]
+    public void AcsOverrideOnAStockKernelBuysNothingAndSaysTheKernelIgnoresIt()
+    {
+        var r = Run("whatif", "--cmdline", "intel_iommu=on pcie_acs_override=downstream,multifunction",
+            "--source", Oracle("g_k612_intel_mixed"), "--pci-ids", "none");
+        Assert.Equal(1, r.Code);
+        Assert.Contains("This change buys nothing: every group keeps exactly its members.", r.Lines);
+        Assert.Contains("pcie_acs_override", r.Err);
+        Assert.Contains("ignored", r.Err);
+    }
+
+    [Fact]
+    public void DisablingAcsRedirectOnARootPortMergesTheGroupBelowIt()
+    {
+        // b_rootports' 00:06.0 is a root port with ACS above 01:00.0; h_disable_acs_redir booted the same port with
+        // pci=disable_acs_redir=0000:00:06.0 and the kernel then put 00:06.0 and 01:00.0 in one group.
+        var r = Run("whatif", "--json", "--cmdline", "console=ttyS0 intel_iommu=on iommu=nopt panic=-1 pci=disable_acs_redir=0000:00:06.0",
+            "--source", Oracle("b_rootports"), "--pci-ids", "none");
+        Assert.Equal(0, r.Code);
+        var changes = r.Json.GetProperty("changes").EnumerateArray().ToList();
+        var merged = Assert.Single(changes);
+        Assert.Equal("merged", merged.GetProperty("kind").GetString());
+        Assert.Equal(["0000:00:06.0", "0000:01:00.0"], merged.GetProperty("after")[0].GetProperty("devices").EnumerateArray().Select(d => d.GetString()));
+        Assert.False(r.Json.GetProperty("buys_nothing").GetBoolean());
+    }
+
+    [Fact]
+    public void TurningTheIommuOffLeavesNoGroupsAndExitsTwo()
+    {
+        var r = Run("whatif", "--cmdline", "intel_iommu=off", "--source", Oracle("g_k612_intel_mixed"), "--pci-ids", "none");
+        Assert.Equal(2, r.Code);
+        Assert.Contains(r.Lines, l => l.StartsWith("After the change no IOMMU would be active (intel_iommu=off"));
+    }
+
+    [Fact]
+    public void WithoutAChangeItIsAUsageError() =>
+        Assert.Equal(4, Run("whatif", "--source", Oracle("g_k612_intel_mixed")).Code);
+
+    [Theory]
+    [InlineData("04:00.0")]
+    [InlineData("04:00.0=")]
+    [InlineData("04:00.0=00:02.0")]
+    [InlineData("1f:00.0=00:0a.0")]
+    public void MalformedOrImpossibleMoveIsBadInput(string move) =>
+        Assert.Equal(3, Run("whatif", "--move", move, "--source", Oracle("g_k612_intel_mixed")).Code);
+}
