@@ -7,7 +7,7 @@ namespace IommuKit.Cli.Tests;
 public class GroupsCommandTests
 {
     [Theory]
-    [MemberData(nameof(MachinesWithGroups), MemberType = typeof(CliRunner))]
+    [MemberData(nameof(MachinesWithLegacyGolden), MemberType = typeof(CliRunner))]
     public void LegacyOutputIsByteForByteRealLspciJoinedWithTheKernelsGroups(string machine)
     {
         // golden/legacy-*.txt come from pciutils' own lspci over the snapshot (make-legacy-golden.sh), not from us.
@@ -61,6 +61,14 @@ public class GroupsCommandTests
         Assert.Equal(0, r.Code);
         Assert.Equal("", r.Err);
         AssertGolden("groups-g_k612_intel_mixed.txt", r.Out);
+    }
+
+    [Fact]
+    public void JsonGoldenOfTwoGroupsShowsTheDocumentedSchema()
+    {
+        var r = Run("groups", "--json", "--group", "3", "--group", "12", "--source", Oracle("g_k612_intel_mixed"), "--pci-ids", SampleIds);
+        Assert.Equal(0, r.Code);
+        AssertGolden("groups-g_k612_intel_mixed-3-12.json", r.Out);
     }
 
     [Fact]

@@ -148,11 +148,12 @@ internal sealed class Analysis
         var modelOf = new Dictionary<PciAddress, GroupView>();
         foreach (var g in model) foreach (var d in g.Devices) modelOf[d.Address] = g;
         var seen = new HashSet<PciAddress>();
+        var renumbered = new List<string>();
         foreach (var k in kernel)
         {
             foreach (var d in k.Devices) seen.Add(d.Address);
-            var first = k.Devices.Count > 0 ? k.Devices[0].Address : default;
             if (k.Devices.Count == 0) continue;
+            var first = k.Devices[0].Address;
             if (!modelOf.TryGetValue(first, out var m))
             {
                 output.Add($"the model puts {first.ToShortString()} in no group; the kernel put it in group {k.Id}");
@@ -163,12 +164,15 @@ internal sealed class Analysis
                 output.Add($"kernel group {k.Id} is {List(k)}; the model's group {m.Id} is {List(m)}");
                 continue;
             }
-            if (k.Id != m.Id) output.Add($"kernel group {k.Id} ({List(k)}) is numbered {m.Id} by the model");
+            if (k.Id != m.Id) renumbered.Add($"{k.Id}->{m.Id} ({List(k)})");
             if (k.Type is not null && m.Type is not null && k.Type != m.Type)
                 output.Add($"group {k.Id} ({List(k)}): kernel type {k.Type}, model predicts {m.Type}");
             if (k.ReservedRegions is { } kr && m.ReservedRegions is { } mr && !kr.SequenceEqual(mr))
                 output.Add($"group {k.Id} ({List(k)}): kernel reserved regions [{string.Join("; ", kr)}], model predicts [{string.Join("; ", mr)}]");
         }
+        // Numbering-only differences (same members) are one line: they come from probe order, not from isolation.
+        if (renumbered.Count > 0)
+            output.Insert(0, $"same members, other numbers for {renumbered.Count} group{(renumbered.Count == 1 ? "" : "s")} (kernel->model): {string.Join(", ", renumbered)}");
         foreach (var m in model)
             foreach (var d in m.Devices)
                 if (!seen.Contains(d.Address))
