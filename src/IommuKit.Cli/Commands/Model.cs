@@ -23,20 +23,43 @@ internal static class Model
     {
         var none = new GroupPrediction(null, null);
         if (machine.IommuUnits.Count == 0) return _ => none;
-        var host = HostModel.FromMachine(machine, cmdline);
-        return members =>
-        {
-            foreach (var a in members)
-            {
-                var g = host.GroupOf(a);
-                if (g is null) continue;
-                var state = g.Snapshot();
-                var regions = host.Core.GroupReservedRegions(g).Select(r => r.ToText()).ToList();
-                return new GroupPrediction(state.DefaultDomain is null ? null : state.TypeText, regions);
-            }
-            return none;
-        };
+        return Predict(HostModel.FromMachine(machine, cmdline));
     }
+
+    /// <summary>
+    /// For a machine without an active IOMMU: the core's prediction as if an Intel VT-d unit managed every device and the
+    /// command line did not switch it off (<c>intel_iommu=off</c> and <c>iommu=off</c> dropped, <c>intel_iommu=on</c> added).
+    /// The IOMMU kind a source without units would have is unknown; VT-d is assumed and said in <paramref name="note"/>.
+    /// </summary>
+    public static Func<IReadOnlyList<PciAddress>, GroupPrediction> PredictionsAsIfOn(Machine machine, KernelCommandLine cmdline, out string? note)
+    {
+        note = null;
+        if (machine.IommuUnits.Count > 0) return Predictions(machine, cmdline);
+        var unit = new IommuUnit("dmar0", IommuKind.Intel, machine.Topology.Devices.Select(d => d.Address).ToList(), new Dictionary<string, string>());
+        var assumed = new Machine
+        {
+            Topology = machine.Topology, Origin = machine.Origin, KernelRelease = machine.KernelRelease,
+            CommandLine = machine.CommandLine, IommuUnits = [unit], KernelGroups = null, Slots = machine.Slots,
+        };
+        var kept = cmdline.Parameters.Where(p => !(KernelCommandLine.NameEquals(p.Name, "iommu") && p.Value == "off"))
+            .Select(p => p.Value is null ? p.Name : $"{p.Name}={p.Value}");
+        var cmd = KernelCommandLine.Parse(string.Join(' ', kept)).With("intel_iommu", "on");
+        note = "the predicted types and reserved regions assume an Intel VT-d IOMMU managing every device (the source shows no IOMMU unit)";
+        return Predict(HostModel.FromMachine(assumed, cmd));
+    }
+
+    private static Func<IReadOnlyList<PciAddress>, GroupPrediction> Predict(HostModel host) => members =>
+    {
+        foreach (var a in members)
+        {
+            var g = host.GroupOf(a);
+            if (g is null) continue;
+            var state = g.Snapshot();
+            var regions = host.Core.GroupReservedRegions(g).Select(r => r.ToText()).ToList();
+            return new GroupPrediction(state.DefaultDomain is null ? null : state.TypeText, regions);
+        }
+        return new GroupPrediction(null, null);
+    };
 
     /// <summary>The grouping model's stable fingerprint (member addresses and ids), for kernel and model groups alike.</summary>
     public static string Fingerprint(IEnumerable<PciDevice> devices) => GroupingEngine.FingerprintOf(devices);
