@@ -83,10 +83,10 @@ public sealed class FlushQueue : IDisposable
     public TimeSpan Timeout => _timeout;
 
     /// <summary>Number of domain-wide IOTLB flushes started (the kernel's fq_flush_start_cnt).</summary>
-    public long FlushStartCount => Interlocked.Read(ref _flushStartCount);
+    public long FlushStartCount => Volatile.Read(ref _flushStartCount);
 
     /// <summary>Number of domain-wide IOTLB flushes finished (fq_flush_finish_cnt).</summary>
-    public long FlushFinishCount => Interlocked.Read(ref _flushFinishCount);
+    public long FlushFinishCount => Volatile.Read(ref _flushFinishCount);
 
     /// <summary>True while the timeout timer is armed.</summary>
     public bool TimerArmed => Volatile.Read(ref _timerOn) != 0;
@@ -127,7 +127,7 @@ public sealed class FlushQueue : IDisposable
             ref Entry e = ref ring.Entries[ring.Tail];
             e.Pfn = pfn;
             e.Pages = pages;
-            e.Counter = Interlocked.Read(ref _flushStartCount);
+            e.Counter = Volatile.Read(ref _flushStartCount);
             ring.Tail = (ring.Tail + 1) & ring.Mask;
         }
         finally
@@ -194,7 +194,9 @@ public sealed class FlushQueue : IDisposable
     private void FreeLocked(Ring ring)
     {
         Debug.Assert(ring.Lock.IsHeld, "FreeLocked needs the ring lock");
-        long finish = Interlocked.Read(ref _flushFinishCount);
+        // Volatile.Read, not Interlocked.Read: a 64-bit read is atomic on the 64-bit platforms .NET 10 runs this on,
+        // and Interlocked.Read is a locked compare-exchange (two of them cost ~10 ns per enqueue).
+        long finish = Volatile.Read(ref _flushFinishCount);
         int head = ring.Head;
         int tail = ring.Tail;
         Entry[] entries = ring.Entries;

@@ -241,6 +241,13 @@ public sealed class IovaAllocator
         else _tree.Insert(pfn, end);
     }
 
+    /// <summary>Tree-only allocation (no per-CPU cache, no flush): the rcache-miss path, for benchmarks and tests.</summary>
+    internal ulong AllocTree(ulong pages, ulong limitPfn) =>
+        pages == 0 || pages > MaxAllocPages ? 0 : TreeAlloc(RoundedSize(pages), limitPfn);
+
+    /// <summary>Tree-only free (bypasses the per-CPU cache), the counterpart of <see cref="AllocTree"/>.</summary>
+    internal void FreeTree(ulong pfn, ulong pages) => TreeFree(pfn, RoundedSize(pages));
+
     /// <summary>Free blocks in the tree (not counting cached ranges).</summary>
     internal int FreeBlockCount { get { lock (_treeLock) return _tree.Count; } }
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace IommuKit.Paging;
 
@@ -191,7 +192,15 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
             t.Lock();
             if (t.Dead) { t.Unlock(); continue; } // freed under us by an unmap of a neighbour: walk again
             int k = 0;
-            for (; k < n; k++)
+            if (AllZero(t, first, n))
+            {
+                // Common case: the whole batch is free. One vectorised check, then plain stores (each 8-byte store
+                // is atomic; ordering between entries does not matter to walkers, the unlock publishes to writers).
+                ref ulong p0 = ref PteAt(t, first);
+                ulong v = template | pa;
+                for (; k < n; k++, v += span) Unsafe.Add(ref p0, k) = v;
+            }
+            else for (; k < n; k++)
             {
                 ref ulong slot = ref PteAt(t, first + k);
                 if (slot != 0)
@@ -212,6 +221,41 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
             if (k < n) return Errno.EEXIST; // iommufd: mapping over a mapping
         }
         return Errno.Ok;
+    }
+
+    /// <summary>True when PTEs [first, first+n) of <paramref name="t"/> are all zero.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool AllZero(IoTable t, int first, int n)
+    {
+        ref ulong p = ref PteAt(t, first);
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var acc = Vector256<ulong>.Zero;
+            for (; i + 4 <= n; i += 4) acc |= Vector256.LoadUnsafe(ref p, (nuint)i);
+            if (acc != Vector256<ulong>.Zero) return false;
+        }
+        for (; i < n; i++) if (Unsafe.Add(ref p, i) != 0) return false;
+        return true;
+    }
+
+    /// <summary>True when PTEs [first, first+n) of <paramref name="t"/> are all present.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool AllPresent(IoTable t, int first, int n)
+    {
+        ref ulong p = ref PteAt(t, first);
+        ulong mask = TF.PresentMask;
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var m = Vector256.Create(mask);
+            var missing = Vector256<ulong>.Zero;
+            for (; i + 4 <= n; i += 4)
+                missing |= Vector256.Equals(Vector256.LoadUnsafe(ref p, (nuint)i) & m, Vector256<ulong>.Zero);
+            if (missing != Vector256<ulong>.Zero) return false;
+        }
+        for (; i < n; i++) if ((Unsafe.Add(ref p, i) & mask) == 0) return false;
+        return true;
     }
 
     /// <summary>Largest page level whose size both addresses are aligned to and the remaining length covers.</summary>
@@ -363,7 +407,17 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
             t.Lock();
             if (t.Dead) { t.Unlock(); return Errno.ENOENT; } // emptied by someone else: nothing of ours is there
             int k = 0;
-            while (k < n)
+            if (l == 0)
+            {
+                // Leaf level: every present entry is a page, so one vectorised presence check covers the batch.
+                if (!AllPresent(t, first, n))
+                {
+                    t.Unlock();
+                    return Errno.ENOENT; // validated callers only get here when an overlapping call raced them
+                }
+                k = n;
+            }
+            else while (k < n)
             {
                 ulong p = PteAt(t, first + k);
                 if (!TF.IsPresent(p))
@@ -374,7 +428,8 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
                 if (!TF.IsLeaf(p, l)) break; // a table below: the next walk descends into it
                 k++;
             }
-            for (int j = 0; j < k; j++) Volatile.Write(ref PteAt(t, first + j), 0UL);
+            ref ulong c0 = ref PteAt(t, first);
+            for (int j = 0; j < k; j++) Unsafe.Add(ref c0, j) = 0UL; // 8-byte stores: walkers see old or 0
             t.Used -= k;
             bool empty = t.Used == 0 && l < Top;
             if (empty) t.Dead = true;

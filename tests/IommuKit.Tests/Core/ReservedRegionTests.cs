@@ -1,3 +1,5 @@
+using FsCheck;
+using FsCheck.Fluent;
 using IommuKit.Core;
 using IommuKit.Paging;
 using Xunit;
@@ -183,5 +185,47 @@ public class ReservedRegionTests
         var a = Dev("a");
         Boot(core, drv, a);
         Assert.True(core.GroupClaimDmaOwner(a.Group!, new object()).IsOk);
+    }
+}
+
+public class ReservedRegionPropertyTests
+{
+    /// <summary>
+    /// For any insertion order of random regions: the list is sorted by (start, type); no two regions of one type
+    /// overlap or touch; and, per type, the bytes covered are exactly the bytes the inputs covered.
+    /// </summary>
+    [Fact]
+    public void MergedListIsSortedDisjointPerTypeAndCoversExactlyTheInputs()
+    {
+        Prop.ForAll<int>(seed =>
+        {
+            var rng = new Random(seed);
+            int n = rng.Next(1, 12);
+            var inputs = new List<ReservedRegion>();
+            for (int i = 0; i < n; i++)
+            {
+                ulong start = (ulong)rng.Next(0, 64) * 0x100;
+                ulong len = (ulong)rng.Next(1, 16) * 0x100;
+                inputs.Add(new ReservedRegion(start, len, IommuKit.Paging.IommuProt.Read, (ReservedRegionType)rng.Next(0, 5)));
+            }
+            var list = new List<ReservedRegion>();
+            foreach (var r in inputs) ReservedRegionList.Insert(list, r);
+            for (int i = 1; i < list.Count; i++)
+            {
+                var (a, b) = (list[i - 1], list[i]);
+                if (a.Start > b.Start || (a.Start == b.Start && a.Type > b.Type)) return false;
+            }
+            foreach (ReservedRegionType t in Enum.GetValues<ReservedRegionType>())
+            {
+                var same = list.Where(r => r.Type == t).ToList();
+                for (int i = 1; i < same.Count; i++) if (same[i].Start <= same[i - 1].Last + 1) return false;
+                var want = new HashSet<ulong>();
+                foreach (var r in inputs.Where(r => r.Type == t)) for (ulong a = r.Start; a <= r.Last; a += 0x100) want.Add(a);
+                var got = new HashSet<ulong>();
+                foreach (var r in same) for (ulong a = r.Start; a <= r.Last; a += 0x100) got.Add(a);
+                if (!want.SetEquals(got)) return false;
+            }
+            return true;
+        }).QuickCheckThrowOnFailure();
     }
 }

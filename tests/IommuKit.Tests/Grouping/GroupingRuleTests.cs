@@ -228,6 +228,18 @@ public class GroupingRuleTests
     }
 
     [Fact]
+    public void DevicesBehindAVmdControllerJoinTheControllersGroup()
+    {
+        // pci_real_dma_dev: functions in VMD domains (>= 0x10000) issue DMA with the VMD endpoint's requester ID.
+        var r = T.New().Endpoint("00:0e.0", vendor: T.Intel, device: 0x9a0b)
+            .RootPort("10000:e0:06.0", sec: 0xe1, acs: T.AcsOn).Endpoint("10000:e1:00.0").Endpoint("00:1f.0").Group();
+        Assert.True(r.Together("00:0e.0", "10000:e0:06.0"));
+        Assert.True(r.Together("00:0e.0", "10000:e1:00.0"));
+        Assert.False(r.Together("00:0e.0", "00:1f.0"));
+        Assert.Contains(r.Explain(PciAddress.Parse("10000:e1:00.0")), s => s.Kind == GroupStepKind.RealDmaDevice && s.Text.Contains("VMD controller 00:0e.0"));
+    }
+
+    [Fact]
     public void DeviceGroupWorksWithTheCallersOwnGroupObjects()
     {
         var m = T.New().RootPort("00:1c.0", sec: 1).Endpoint("01:00.0").Build();

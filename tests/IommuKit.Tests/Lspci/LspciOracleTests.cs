@@ -98,6 +98,33 @@ public class LspciOracleTests
         Assert.Null(machine.KernelGroups); // lspci -F has no sysfs, so no IOMMU group lines
     }
 
+    public static TheoryData<string> Machines()
+    {
+        var data = new TheoryData<string>();
+        foreach (var name in Fixtures.OracleMachines()) data.Add(name);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Machines))]
+    public void MachineSourceDetectsTheLspciTextAndAgreesWithItsOwnTarballReader(string name)
+    {
+        // Two independent readers of the same machine: Sources' sysfs/tarball reader and this one, through auto-detection.
+        var snapshot = IommuKit.Sources.MachineSource.Load(Fixtures.OracleTarball(name));
+        var dump = IommuKit.Sources.MachineSource.Load(Path.Combine(Generated, name + ".vvnn.txt"));
+        Assert.Equal(snapshot.Topology.Devices.Select(d => d.Address), dump.Topology.Devices.Select(d => d.Address));
+        foreach (var s in snapshot.Topology.Devices)
+        {
+            var l = dump.Topology[s.Address];
+            Assert.Equal(s.Parent?.Address, l.Parent?.Address);
+            Assert.Equal(s.PcieType, l.PcieType);
+            Assert.Equal(s.Acs, l.Acs);
+            Assert.Equal(s.Facts.BridgeBuses, l.Facts.BridgeBuses);
+            Assert.Equal(s.IsMultifunction, l.IsMultifunction);
+            Assert.Equal(s.Facts.Visibility, l.Facts.Visibility);
+        }
+    }
+
     [Fact]
     public void HexDumpFormsKeepTheMultifunctionBitTheTextCannotShow()
     {

@@ -218,6 +218,16 @@ public class LspciTextTests
     }
 
     [Fact]
+    public void LspciDashKWithoutVerboseLeavesCapabilitiesUnknown()
+    {
+        var m = Read("00:1c.0 PCI bridge [0604]: Intel Corporation Device [8086:54be]\n\tKernel driver in use: pcieport\n\n" +
+                     "01:00.0 Ethernet controller [0200]: Realtek [10ec:8125]\n\tSubsystem: ASRock [1849:8125]\n\tKernel driver in use: r8169\n\tKernel modules: r8169\n\n");
+        Assert.All(m.Topology.Devices, d => Assert.Equal(ConfigVisibility.HeaderOnly, d.Facts.Visibility));
+        Assert.Equal("r8169", m.Topology[PciAddress.Parse("01:00.0")].Driver);
+        Assert.Single(m.Warnings, w => w.Contains("2 of 2 devices have no detail lines", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void AcsWithoutItsDetailLinesIsUnknownNotAbsent()
     {
         var m = Read("00:1c.0 PCI bridge [0604]: V D [8086:a110]\n\tBus: primary=00, secondary=01, subordinate=01, sec-latency=0\n\tCapabilities: [40] Express Root Port (Slot+), MSI 00\n\tCapabilities: [148] Access Control Services\n\n".Replace("[148]", "[148 v1]"));

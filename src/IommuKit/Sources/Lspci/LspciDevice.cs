@@ -75,8 +75,18 @@ internal sealed class LspciDevice
     public bool HexBroken;
     public bool HexPartialLine;
 
-    /// <summary>Facts the text shows without capabilities being visible (non-root) or without any detail (plain lspci).</summary>
-    public bool CapabilitiesUnknown => AccessDenied || BodyLines == 0;
+    /// <summary>Capabilities not visible (non-root) or never printed (plain lspci, lspci -k).</summary>
+    public bool CapabilitiesUnknown => AccessDenied || !SawDetail;
+
+    /// <summary>"Flags:" was printed at the device level: the dump is lspci -v.</summary>
+    public bool SawFlags;
+
+    /// <summary>
+    /// The record shows the verbose detail that lists capabilities (lspci -v or more): a "Control:" (-vv) or
+    /// "Flags:" (-v) line, a bridge's "Bus:" line or a capability. Without it (plain lspci, lspci -k) the
+    /// capabilities were never printed, and so are unknown.
+    /// </summary>
+    public bool SawDetail => SawControl || SawFlags || BridgeBuses is not null || Capabilities.Count > 0 || PcieType is not null || AcsOffset >= 0;
 
     /// <summary>The ACS capability line was shown but not its ACSCap/ACSCtl lines (lspci -v, not -vv).</summary>
     public bool AcsDetailMissing => AcsOffset >= 0 && (AcsCap is null || AcsCtl is null);

@@ -515,6 +515,11 @@ public static partial class LspciReader
                 dev.SawControl = true;
                 return;
             }
+            if (s.StartsWith("Flags:", StringComparison.Ordinal) && dev.Context == LspciCapContext.None)
+            {
+                dev.SawFlags = true;
+                return;
+            }
             if (s.StartsWith("Subsystem:", StringComparison.Ordinal))
             {
                 _lastLineWasFact = true;
@@ -810,7 +815,7 @@ public static partial class LspciReader
                 {
                     if (!dev.IdsKnown) noIds++;
                     if (dev.AccessDenied) denied++;
-                    else if (dev.BodyLines == 0) bare++;
+                    else if (!dev.SawDetail) bare++;
                     else if (dev.AcsDetailMissing) acsDetail++;
                 }
             }
@@ -820,7 +825,7 @@ public static partial class LspciReader
             if (headerHex > 0)
                 Warn($"{_origin}: {headerHex} of {_devices.Count} devices have a hex dump of the 64-byte header only (lspci -x, or not root): their capabilities, PCI Express type and ACS are unknown; use sudo lspci -xxxx");
             if (bare > 0)
-                Warn($"{_origin}: {bare} of {_devices.Count} devices have no detail lines (lspci without -vv): bridges, PCI Express types and ACS are unknown; use sudo lspci -vvnn");
+                Warn($"{_origin}: {bare} of {_devices.Count} devices have no detail lines (lspci without -v): bridges, PCI Express types and ACS are unknown; use sudo lspci -vvnn");
             if (acsDetail > 0)
                 Warn($"{_origin}: {acsDetail} devices show an ACS capability without its ACSCap/ACSCtl lines (lspci -v): ACS is unknown; use sudo lspci -vvnn");
             if (noIds > 0)
