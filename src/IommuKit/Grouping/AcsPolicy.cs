@@ -140,18 +140,24 @@ public sealed class AcsPolicy
         bool srcNoAts = HasPciOption(srcCmd, "noats");
         var (srcRedir, srcConfig) = PciAcsParams(srcCmd);
 
+        var noExtCfg = new bool[n];
         for (int i = 0; i < n; i++)
         {
             var d = devices[i];
             var f = d.Facts;
-            Unknown[i] = d.IsPcie ? f.Visibility != ConfigVisibility.Full : f.Visibility == ConfigVisibility.HeaderOnly;
+            // pci_bridge_child_ext_cfg_accessible: below anything but a root/switch port (PCIe-to-PCI and conventional
+            // bridges; PCI-X mode 2 bridges are not modelled) the kernel itself cannot read extended config space, so a
+            // 256-byte config there is the whole truth (no ACS capability), not a missing fact. Parents probe first.
+            if (d.Parent is { } up)
+                noExtCfg[i] = noExtCfg[up.ProbeIndex] || up.PcieType is not (PcieType.RootPort or PcieType.Upstream or PcieType.Downstream);
+            Unknown[i] = d.IsPcie ? f.Visibility != ConfigVisibility.Full && !noExtCfg[i] : f.Visibility == ConfigVisibility.HeaderOnly;
             bool spt = IsSpt(d);
             bool pch = IsPch(d);
 
             // Enable quirks (pci_dev_specific_enable_acs) run only when ACS was requested.
             if (pch && AcsRequested) PchEnabled[i] = DecidePchEnable(machine, d, srcRequested, out Notes[i]);
 
-            if (f.Acs is not { } acs) continue;
+            if (f.Acs is not { } acs || noExtCfg[i]) continue;
             HasAcs[i] = true;
             bool tbWanted = NoAts || f.ExternalFacing || f.Untrusted;
             bool srcTb = srcNoAts || f.ExternalFacing || f.Untrusted;

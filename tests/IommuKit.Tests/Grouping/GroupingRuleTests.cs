@@ -208,6 +208,25 @@ public class GroupingRuleTests
     }
 
     [Fact]
+    public void PcieFunctionBelowAPcieToPciBridgeHasNoExtendedConfigAndIsNotAGuess()
+    {
+        // The kernel marks buses below a PCIe-to-PCI bridge NO_EXTCFG (pci_bridge_child_ext_cfg_accessible): a 256-byte
+        // config of a multifunction PCIe endpoint there is complete, and its functions have no ACS.
+        var r = T.New().RootPort("00:1c.0", sec: 1, sub: 2, acs: T.AcsOn)
+            .Dev("01:00.0", T.Qemu, 0x000e, PcieType.PciBridge, sec: 2)
+            .Dev("02:01.0", T.Intel, 0x10d3, PcieType.Endpoint, mf: true, vis: ConfigVisibility.NoExtended)
+            .Dev("02:01.1", T.Intel, 0x10d3, PcieType.Endpoint, vis: ConfigVisibility.NoExtended).Group();
+        Assert.All(r.Groups, g => Assert.False(g.UnknownFacts));
+        Assert.True(r.Together("01:00.0", "02:01.1"));
+        var ep = r.Machine.Topology[PciAddress.Parse("02:01.0")];
+        Assert.False(r.Context!.Acs.Unknown[ep.ProbeIndex]);
+        Assert.DoesNotContain("guess", PciGrouping.DescribeNotIsolated(ep, r.Context));
+        // The same 256-byte view below a root port is a missing fact.
+        var r2 = T.New().RootPort("00:1c.0", sec: 1, acs: T.AcsOn).Dev("01:00.0", T.Intel, 0x10d3, PcieType.Endpoint, mf: true, vis: ConfigVisibility.NoExtended).Group();
+        Assert.True(r2.Context!.Acs.Unknown[0 + r2.Machine.Topology[PciAddress.Parse("01:00.0")].ProbeIndex]);
+    }
+
+    [Fact]
     public void CompleteFactsDoNotMarkGroupsAsGuesses()
     {
         var r = T.New().RootPort("00:1c.0", sec: 1, acs: T.AcsOn).Endpoint("01:00.0").Group();
