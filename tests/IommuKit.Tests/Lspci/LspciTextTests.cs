@@ -255,7 +255,19 @@ public class LspciTextTests
     {
         var text = "$ sudo lspci -vvnn\n" + RootPort;
         Assert.True(LspciReader.LooksLikeLspci(text));
-        Assert.Equal(3, Read(text).Topology.Count);
+        var m = Read(text);
+        Assert.Equal(3, m.Topology.Count);
+        Assert.Equal("t.txt:1: text before the first device is not an lspci line; skipped", Assert.Single(m.Warnings));
+    }
+
+    [Fact]
+    public void AByteOrderMarkDoesNotHideTheFirstDevice()
+    {
+        var text = "\uFEFF" + RootPort;
+        Assert.True(LspciReader.LooksLikeLspci(text));
+        var m = Read(text);
+        Assert.Equal(3, m.Topology.Count);
+        Assert.Empty(m.Warnings);
     }
 
     [Theory]
@@ -301,11 +313,14 @@ public class LspciTextTests
         int at = lines.FindIndex(l => l.Contains("Physical Slot", StringComparison.Ordinal));
         lines.Insert(at, "\t\u0001\u0002binary\u0000noise");
         lines.Insert(at, "\tBus: primary=zz");
+        lines.Insert(at, "zz garbage");
         var m = Read(string.Join('\n', lines));
         Assert.Equal(3, m.Topology.Count);
         Assert.Equal("igb", m.Topology[PciAddress.Parse("01:00.0")].Driver);
-        Assert.Contains(m.Warnings, w => w.StartsWith($"t.txt:{at + 2}: 0000:01:00.0: line holds control characters", StringComparison.Ordinal));
-        Assert.Contains(m.Warnings, w => w.StartsWith($"t.txt:{at + 1}: 0000:01:00.0: cannot read the Bus: line", StringComparison.Ordinal));
+        Assert.Contains(m.Warnings, w => w.StartsWith($"t.txt:{at + 3}: 0000:01:00.0: line holds control characters", StringComparison.Ordinal));
+        Assert.Contains(m.Warnings, w => w.StartsWith($"t.txt:{at + 2}: 0000:01:00.0: cannot read the Bus: line", StringComparison.Ordinal));
+        Assert.Contains(m.Warnings, w => w.StartsWith($"t.txt:{at + 1}: 0000:01:00.0: unindented text inside the record", StringComparison.Ordinal));
+        Assert.Equal(3, m.Warnings.Count);
     }
 
     [Fact]

@@ -41,6 +41,7 @@ public static partial class LspciReader
     {
         ArgumentNullException.ThrowIfNull(text);
         var span = text.AsSpan(0, Math.Min(text.Length, 256 * 1024));
+        if (span.Length > 0 && span[0] == '\uFEFF') span = span[1..]; // a byte order mark from an editor
         int nonBlank = 0;
         while (span.Length > 0 && nonBlank < MaxPreambleLines)
         {
@@ -264,6 +265,7 @@ public static partial class LspciReader
         private LspciDevice? _current;
         private bool _blankSinceHeader;
         private int _preamble;
+        private readonly List<string> _preambleWarnings = new(); // reported only if a device follows
         private int _firstNonBlankLine;
 
         // The last line read: whether it ended with '\n' and whether it carried a fact we used.
@@ -288,7 +290,7 @@ public static partial class LspciReader
 
         public Machine Run()
         {
-            int pos = 0;
+            int pos = _text.Length > 0 && _text[0] == '\uFEFF' ? 1 : 0; // a byte order mark from an editor
             int lineNo = 0;
             string? pending = null; // a line rebuilt after pcilib stderr was cut out of it
             int pendingLine = 0;
@@ -405,13 +407,25 @@ public static partial class LspciReader
                 }
                 if (_blankSinceHeader)
                     throw Error("expected a device line such as `00:1f.3 SMBus [0c05]: ...` after the blank line", lineNo, _current.Address);
-                // A body line whose indentation was lost in a paste: read it like an indented one.
+                if (_current.IndentedLines > 0)
+                {
+                    // lspci indents every detail line; this record did so until here, so this is not lspci's.
+                    Warn($"{_origin}:{lineNo}: {_current.Address}: unindented text inside the record is not an lspci line; skipped");
+                    _current.LastLine = lineNo;
+                    return;
+                }
+                // A body line whose indentation was lost in a paste (the whole record is flush left): read it as indented.
+            }
+            else if (_current is not null)
+            {
+                _current.IndentedLines++;
             }
             if (_current is null)
             {
                 // Text before the first device: a shell prompt, an lspci warning. Tolerated, briefly.
                 if (++_preamble > MaxPreambleLines)
                     throw Error($"not lspci output: no device line such as `00:1f.3 SMBus [0c05]: ...` in the first {MaxPreambleLines} lines", _firstNonBlankLine);
+                _preambleWarnings.Add($"{_origin}:{lineNo}: text before the first device is not an lspci line; skipped");
                 return;
             }
             _current.LastLine = lineNo;
@@ -427,6 +441,11 @@ public static partial class LspciReader
         private void StartDevice(PciAddress address, ReadOnlySpan<char> rest, int lineNo)
         {
             FinishCurrent(atEnd: false);
+            if (_preambleWarnings.Count > 0)
+            {
+                foreach (var w in _preambleWarnings) Warn(w);
+                _preambleWarnings.Clear();
+            }
             if (!_seen.Add(address))
                 throw Error("the same PCI function appears twice in the dump", lineNo, address);
             if (_seen.Count > MaxDevices)
