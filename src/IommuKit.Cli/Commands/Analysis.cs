@@ -102,7 +102,7 @@ internal sealed class Analysis
         if (asIfOnNotes is null) predict = Commands.Model.Predictions(machine, cmdline);
         else
         {
-            predict = Commands.Model.PredictionsAsIfOn(machine, cmdline, out var note);
+            predict = Commands.Model.PredictionsAsIfOn(machine, cmdline, result.Activation.Kind, out var note);
             if (note is not null) asIfOnNotes.Add(note);
         }
         var views = new List<GroupView>(result.Groups.Count);

@@ -27,24 +27,31 @@ internal static class Model
     }
 
     /// <summary>
-    /// For a machine without an active IOMMU: the core's prediction as if an Intel VT-d unit managed every device and the
-    /// command line did not switch it off (<c>intel_iommu=off</c> and <c>iommu=off</c> dropped, <c>intel_iommu=on</c> added).
-    /// The IOMMU kind a source without units would have is unknown; VT-d is assumed and said in <paramref name="note"/>.
+    /// For a machine without an active IOMMU: the core's prediction as if a unit of <paramref name="kind"/> (AMD-Vi when
+    /// the source's command line switched AMD-Vi off, else Intel VT-d) managed every device but IOMMU functions (class
+    /// 0806), with the switches that turned it off dropped (<c>intel_iommu=off</c>, <c>amd_iommu=off</c>, <c>iommu=off</c>).
+    /// Register-dependent behaviour (caching mode, NpCache strict mode) is unknown and taken as absent; the assumption is
+    /// returned in <paramref name="note"/>.
     /// </summary>
-    public static Func<IReadOnlyList<PciAddress>, GroupPrediction> PredictionsAsIfOn(Machine machine, KernelCommandLine cmdline, out string? note)
+    public static Func<IReadOnlyList<PciAddress>, GroupPrediction> PredictionsAsIfOn(Machine machine, KernelCommandLine cmdline, IommuKind kind, out string? note)
     {
         note = null;
         if (machine.IommuUnits.Count > 0) return Predictions(machine, cmdline);
-        var unit = new IommuUnit("dmar0", IommuKind.Intel, machine.Topology.Devices.Select(d => d.Address).ToList(), new Dictionary<string, string>());
+        bool amd = kind == IommuKind.Amd;
+        var devices = machine.Topology.Devices.Where(d => (d.ClassCode >> 8) != 0x0806).Select(d => d.Address).ToList();
+        var unit = new IommuUnit(amd ? "ivhd0" : "dmar0", amd ? IommuKind.Amd : IommuKind.Intel, devices, new Dictionary<string, string>());
         var assumed = new Machine
         {
             Topology = machine.Topology, Origin = machine.Origin, KernelRelease = machine.KernelRelease,
             CommandLine = machine.CommandLine, IommuUnits = [unit], KernelGroups = null, Slots = machine.Slots,
         };
-        var kept = cmdline.Parameters.Where(p => !(KernelCommandLine.NameEquals(p.Name, "iommu") && p.Value == "off"))
+        var kept = cmdline.Parameters
+            .Where(p => !(p.Value == "off" && (KernelCommandLine.NameEquals(p.Name, "iommu") || KernelCommandLine.NameEquals(p.Name, "intel_iommu") || KernelCommandLine.NameEquals(p.Name, "amd_iommu"))))
             .Select(p => p.Value is null ? p.Name : $"{p.Name}={p.Value}");
-        var cmd = KernelCommandLine.Parse(string.Join(' ', kept)).With("intel_iommu", "on");
-        note = "the predicted types and reserved regions assume an Intel VT-d IOMMU managing every device (the source shows no IOMMU unit)";
+        var cmd = KernelCommandLine.Parse(string.Join(' ', kept));
+        if (!amd) cmd = cmd.With("intel_iommu", "on");
+        note = $"the predicted types and reserved regions assume an {(amd ? "AMD-Vi" : "Intel VT-d")} IOMMU managing every device " +
+               "(the source shows no IOMMU unit; register-dependent choices such as caching mode are taken as off)";
         return Predict(HostModel.FromMachine(assumed, cmd));
     }
 
