@@ -28,7 +28,8 @@ internal static class WhatIfCommand
             HelpName = "ADDRESS=PORT",
         };
         var pciIds = Inputs.PciIdsOption();
-        var command = new Command("whatif", "Groups under a changed command line or with a card in another slot, as a diff against today: which groups split or merge.")
+        var command = new Command("whatif", "Groups under a changed command line or with a card in another slot, as a diff against today: which groups split or merge.\n" +
+            "Exit codes: 0 some group changes, 1 the change buys nothing, 2 no IOMMU after the change, 3 bad input.")
         {
             source, cmdline, move, json, pciIds,
         };
