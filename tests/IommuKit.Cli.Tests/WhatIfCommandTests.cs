@@ -12,6 +12,21 @@ public class WhatIfCommandTests
         var r = Run("whatif", "--move", "04:00.0=00:0a.0", "--source", Oracle("g_k612_intel_mixed"), "--pci-ids", "none");
         Assert.Equal(0, r.Code);
         AssertGolden("whatif-g_k612_intel_mixed-move.txt", r.Out);
+        Assert.Contains("00:0a.0 already has one; the model places the card beside it as device 01", r.Err);
+    }
+
+    [Fact]
+    public void MoveInJsonMapsTheAddressesAndListsTheSplit()
+    {
+        var r = Run("whatif", "--json", "--move", "04:00.0=00:0a.0", "--source", Oracle("g_k612_intel_mixed"), "--pci-ids", "none");
+        Assert.Equal(0, r.Code);
+        var j = r.Json;
+        Assert.Equal("0000:03:01.0", j.GetProperty("change").GetProperty("move").GetProperty("addresses").GetProperty("0000:04:00.0").GetString());
+        var change = Assert.Single(j.GetProperty("changes").EnumerateArray());
+        Assert.Equal("split", change.GetProperty("kind").GetString());
+        Assert.Equal(18, j.GetProperty("unchanged").GetInt32());
+        Assert.Contains(j.GetProperty("groups_after").EnumerateArray(),
+            g => g.GetProperty("devices").GetArrayLength() == 1 && g.GetProperty("devices")[0].GetProperty("address").GetString() == "0000:03:01.0");
     }
 
     [Fact]

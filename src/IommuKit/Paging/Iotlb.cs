@@ -28,9 +28,8 @@ public sealed class Iotlb
     private struct Entry
     {
         public uint Seq;     // even = stable, odd = being written
-        public uint Epoch;   // must equal _epoch for the entry to be valid
-        public int Domain;
-        public int Pad;
+        public uint Pad;
+        public ulong Owner;  // (epoch << 32) | (uint)domain: one compare checks both; epoch must equal _epoch
         public ulong Vpn;    // iova >> 12 (small) or iova >> 21 (large)
         public ulong Data;   // page-aligned phys | (prot << 1) | valid bit 0
     }
@@ -66,8 +65,8 @@ public sealed class Iotlb
     /// <summary>Entries for 4 KiB translations.</summary>
     public int Sets => _small.Length;
 
-    /// <summary>Lookups that hit. Striped, lock-free counter: exact when single-threaded, may undercount slightly
-    /// when two threads share a stripe.</summary>
+    /// <summary>Lookups that hit. A striped statistic without atomics (an atomic increment would double the cost of
+    /// a hit): exact when single-threaded, may undercount slightly when threads hit the same stripe at once.</summary>
     public long Hits => _hits.Sum();
 
     /// <summary>Lookups that missed (same counting caveat as <see cref="Hits"/>).</summary>
@@ -79,6 +78,9 @@ public sealed class Iotlb
     /// <summary>Invalidation generation: read it before a table walk and pass it to <see cref="Fill"/> so a fill that
     /// raced an invalidation is dropped.</summary>
     public long Generation => Volatile.Read(ref _generation);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong OwnerOf(int domainId, uint epoch) => ((ulong)epoch << 32) | (uint)domainId;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int SetOf(ulong vpn, int domainId, int mask) =>
@@ -93,15 +95,16 @@ public sealed class Iotlb
     {
         uint epoch = Volatile.Read(ref _epoch);
         ulong vpn = iova >> SmallShift;
-        ref Entry e = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_small), SetOf(vpn, domainId, _smallMask));
+        int set = SetOf(vpn, domainId, _smallMask);
+        ref Entry e = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_small), set);
         uint s1 = Volatile.Read(ref e.Seq);
         ulong data = Volatile.Read(ref e.Data);
-        if (Volatile.Read(ref e.Vpn) == vpn && Volatile.Read(ref e.Domain) == domainId &&
-            Volatile.Read(ref e.Epoch) == epoch && (data & Valid) != 0 && (s1 & 1) == 0 && Volatile.Read(ref e.Seq) == s1)
+        if (Volatile.Read(ref e.Vpn) == vpn && Volatile.Read(ref e.Owner) == OwnerOf(domainId, epoch) &&
+            (data & Valid) != 0 && (s1 & 1) == 0 && Volatile.Read(ref e.Seq) == s1)
         {
             phys = (data & ~((1UL << SmallShift) - 1)) | (iova & ((1UL << SmallShift) - 1));
             prot = (IommuProt)((data >> ProtShift) & ProtMask);
-            _hits.Increment();
+            _hits.Increment(set);
             return true;
         }
         return TryLookupLarge(domainId, iova, epoch, out phys, out prot);
@@ -110,18 +113,19 @@ public sealed class Iotlb
     private bool TryLookupLarge(int domainId, ulong iova, uint epoch, out ulong phys, out IommuProt prot)
     {
         ulong vpn = iova >> LargeShift;
-        ref Entry e = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_large), SetOf(vpn, domainId, _largeMask));
+        int set = SetOf(vpn, domainId, _largeMask);
+        ref Entry e = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_large), set);
         uint s1 = Volatile.Read(ref e.Seq);
         ulong data = Volatile.Read(ref e.Data);
-        if (Volatile.Read(ref e.Vpn) == vpn && Volatile.Read(ref e.Domain) == domainId &&
-            Volatile.Read(ref e.Epoch) == epoch && (data & Valid) != 0 && (s1 & 1) == 0 && Volatile.Read(ref e.Seq) == s1)
+        if (Volatile.Read(ref e.Vpn) == vpn && Volatile.Read(ref e.Owner) == OwnerOf(domainId, epoch) &&
+            (data & Valid) != 0 && (s1 & 1) == 0 && Volatile.Read(ref e.Seq) == s1)
         {
             phys = (data & ~((1UL << LargeShift) - 1)) | (iova & ((1UL << LargeShift) - 1));
             prot = (IommuProt)((data >> ProtShift) & ProtMask);
-            _hits.Increment();
+            _hits.Increment(set);
             return true;
         }
-        _misses.Increment();
+        _misses.Increment(set);
         phys = 0;
         prot = IommuProt.None;
         return false;
@@ -160,8 +164,7 @@ public sealed class Iotlb
             return;
         }
         e.Vpn = vpn;
-        e.Domain = domainId;
-        e.Epoch = epoch;
+        e.Owner = OwnerOf(domainId, epoch);
         e.Data = data;
         Volatile.Write(ref e.Seq, s + 2);
     }
@@ -222,14 +225,14 @@ public sealed class Iotlb
     {
         // Cheap unlocked pre-check: entries that cannot match are left alone.
         if ((Volatile.Read(ref e.Data) & Valid) == 0) return;
-        if (!any && Volatile.Read(ref e.Domain) != domainId) return;
+        if (!any && (int)(uint)Volatile.Read(ref e.Owner) != domainId) return;
         var spin = new SpinWait();
         while (true)
         {
             uint s = Volatile.Read(ref e.Seq);
             if ((s & 1) == 0 && Interlocked.CompareExchange(ref e.Seq, s + 1, s) == s)
             {
-                if ((any || e.Domain == domainId) && e.Vpn >= firstVpn && e.Vpn <= lastVpn) e.Data = 0;
+                if ((any || (int)(uint)e.Owner == domainId) && e.Vpn >= firstVpn && e.Vpn <= lastVpn) e.Data = 0;
                 Volatile.Write(ref e.Seq, s + 2);
                 return;
             }
@@ -239,20 +242,21 @@ public sealed class Iotlb
 }
 
 /// <summary>
-/// A statistics counter split into cache-line-padded stripes picked by thread id, incremented without atomics.
-/// Exact with one thread; two threads that share a stripe may lose an increment (it is a statistic, not state).
+/// A statistics counter split into cache-line-padded stripes, incremented without atomics. The caller picks the stripe
+/// (the IOTLB uses the set index, which is free and spreads threads that touch different pages over different lines).
+/// Exact with one thread; two threads that bump one stripe at the same instant may lose an increment (it is a
+/// statistic, not state).
 /// </summary>
 internal sealed class StripedCounter
 {
-    private const int Stripes = 16;
-    private const int Stride = 16; // longs: 128 bytes between stripes (adjacent-line prefetch)
+    public const int Stripes = 32;
+    private const int Stride = 16; // longs: 128 bytes between stripes (the adjacent-line prefetcher pairs lines)
     private readonly long[] _c = new long[Stripes * Stride];
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Increment()
+    public void Increment(int hint)
     {
-        int i = (Environment.CurrentManagedThreadId & (Stripes - 1)) * Stride;
-        Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_c), i)++;
+        Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_c), (hint & (Stripes - 1)) * Stride)++;
     }
 
     public long Sum()

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace IommuKit.Paging;
 
@@ -74,7 +75,7 @@ internal struct TablePath
 /// (its range starts or ends inside a 2 MiB/1 GiB page) fails with EINVAL. This last rule is IommuKit's choice: the
 /// kernel's io-pgtable code (e.g. <c>arm_lpae_split_blk_unmap</c>) splits the block instead. A failed call changes
 /// nothing: a failed map rolls back the part it mapped, and an unmap validates before it clears.</para>
-/// <para>Concurrency: walks (<see cref="TryIovaToPhys"/>) take no lock. Map/unmap take one table's spin lock at a time
+/// <para>Concurrency: walks (<see cref="TryIovaToPhys(ulong, out ulong, out IommuProt)"/>) take no lock. Map/unmap take one table's spin lock at a time
 /// (see <see cref="IoTable"/>), so calls on disjoint ranges run in parallel except when they touch the same table page
 /// for a few nanoseconds. Calls on overlapping ranges racing each other are the caller's bug: each still fails or
 /// succeeds cleanly per entry, but "a failed call changes nothing" is only guaranteed for ranges nobody else touches.</para>
@@ -191,7 +192,15 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
             t.Lock();
             if (t.Dead) { t.Unlock(); continue; } // freed under us by an unmap of a neighbour: walk again
             int k = 0;
-            for (; k < n; k++)
+            if (AllZero(t, first, n))
+            {
+                // Common case: the whole batch is free. One vectorised check, then plain stores (each 8-byte store
+                // is atomic; ordering between entries does not matter to walkers, the unlock publishes to writers).
+                ref ulong p0 = ref PteAt(t, first);
+                ulong v = template | pa;
+                for (; k < n; k++, v += span) Unsafe.Add(ref p0, k) = v;
+            }
+            else for (; k < n; k++)
             {
                 ref ulong slot = ref PteAt(t, first + k);
                 if (slot != 0)
@@ -212,6 +221,41 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
             if (k < n) return Errno.EEXIST; // iommufd: mapping over a mapping
         }
         return Errno.Ok;
+    }
+
+    /// <summary>True when PTEs [first, first+n) of <paramref name="t"/> are all zero.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool AllZero(IoTable t, int first, int n)
+    {
+        ref ulong p = ref PteAt(t, first);
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var acc = Vector256<ulong>.Zero;
+            for (; i + 4 <= n; i += 4) acc |= Vector256.LoadUnsafe(ref p, (nuint)i);
+            if (acc != Vector256<ulong>.Zero) return false;
+        }
+        for (; i < n; i++) if (Unsafe.Add(ref p, i) != 0) return false;
+        return true;
+    }
+
+    /// <summary>True when PTEs [first, first+n) of <paramref name="t"/> are all present.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool AllPresent(IoTable t, int first, int n)
+    {
+        ref ulong p = ref PteAt(t, first);
+        ulong mask = TF.PresentMask;
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var m = Vector256.Create(mask);
+            var missing = Vector256<ulong>.Zero;
+            for (; i + 4 <= n; i += 4)
+                missing |= Vector256.Equals(Vector256.LoadUnsafe(ref p, (nuint)i) & m, Vector256<ulong>.Zero);
+            if (missing != Vector256<ulong>.Zero) return false;
+        }
+        for (; i < n; i++) if ((Unsafe.Add(ref p, i) & mask) == 0) return false;
+        return true;
     }
 
     /// <summary>Largest page level whose size both addresses are aligned to and the remaining length covers.</summary>
@@ -363,7 +407,17 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
             t.Lock();
             if (t.Dead) { t.Unlock(); return Errno.ENOENT; } // emptied by someone else: nothing of ours is there
             int k = 0;
-            while (k < n)
+            if (l == 0)
+            {
+                // Leaf level: every present entry is a page, so one vectorised presence check covers the batch.
+                if (!AllPresent(t, first, n))
+                {
+                    t.Unlock();
+                    return Errno.ENOENT; // validated callers only get here when an overlapping call raced them
+                }
+                k = n;
+            }
+            else while (k < n)
             {
                 ulong p = PteAt(t, first + k);
                 if (!TF.IsPresent(p))
@@ -374,7 +428,8 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
                 if (!TF.IsLeaf(p, l)) break; // a table below: the next walk descends into it
                 k++;
             }
-            for (int j = 0; j < k; j++) Volatile.Write(ref PteAt(t, first + j), 0UL);
+            ref ulong c0 = ref PteAt(t, first);
+            for (int j = 0; j < k; j++) Unsafe.Add(ref c0, j) = 0UL; // 8-byte stores: walkers see old or 0
             t.Used -= k;
             bool empty = t.Used == 0 && l < Top;
             if (empty) t.Dead = true;
@@ -487,8 +542,14 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
 
     /// <inheritdoc/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool TryIovaToPhys(ulong iova, out ulong phys, out IommuProt prot)
+    public bool TryIovaToPhys(ulong iova, out ulong phys, out IommuProt prot) =>
+        TryIovaToPhys(iova, out phys, out prot, out _);
+
+    /// <inheritdoc/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool TryIovaToPhys(ulong iova, out ulong phys, out IommuProt prot, out ulong pageSize)
     {
+        pageSize = 0;
         if ((iova >> IovaBits) != 0) { phys = 0; prot = IommuProt.None; return false; }
         IoTable? t = _root;
         for (int l = Top; ; l--)
@@ -498,8 +559,8 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
             if (!TF.IsPresent(pte)) break;
             if (TF.IsLeaf(pte, l))
             {
-                ulong off = (1UL << Shift(l)) - 1;
-                phys = TF.OutputAddress(pte) | (iova & off);
+                pageSize = 1UL << Shift(l);
+                phys = TF.OutputAddress(pte) | (iova & (pageSize - 1));
                 prot = TF.ProtOf(pte);
                 return true;
             }
