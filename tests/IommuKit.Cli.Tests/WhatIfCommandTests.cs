@@ -12,6 +12,7 @@ public class WhatIfCommandTests
         var r = Run("whatif", "--move", "04:00.0=00:0a.0", "--source", Oracle("g_k612_intel_mixed"), "--pci-ids", "none");
         Assert.Equal(0, r.Code);
         AssertGolden("whatif-g_k612_intel_mixed-move.txt", r.Out);
+        Assert.Contains("00:0a.0 already has one; the model places the card beside it as device 01", r.Err);
     }
 
     [Fact]

@@ -22,7 +22,8 @@ internal static class DiffCommand
         var b = new Argument<string>("B") { Description = "The machine after." };
         var json = CommonOptions.Json();
         var pciIds = Inputs.PciIdsOption();
-        var command = new Command("diff", "How IOMMU groups changed between two sources (e.g. before and after a BIOS or kernel update), with reasons.")
+        var command = new Command("diff", "How IOMMU groups changed between two sources (e.g. before and after a BIOS or kernel update), with reasons.\n" +
+            "Exit codes: 0 same groups, 1 the groups differ, 3 bad input.")
         {
             a, b, json, pciIds,
         };

@@ -28,7 +28,8 @@ internal static class WhatIfCommand
             HelpName = "ADDRESS=PORT",
         };
         var pciIds = Inputs.PciIdsOption();
-        var command = new Command("whatif", "Groups under a changed command line or with a card in another slot, as a diff against today: which groups split or merge.")
+        var command = new Command("whatif", "Groups under a changed command line or with a card in another slot, as a diff against today: which groups split or merge.\n" +
+            "Exit codes: 0 some group changes, 1 the change buys nothing, 2 no IOMMU after the change, 3 bad input.")
         {
             source, cmdline, move, json, pciIds,
         };
@@ -54,6 +55,7 @@ internal static class WhatIfCommand
         var today = Model.Groups(machine, todayCmd);
         Machine thenMachine = machine;
         IReadOnlyDictionary<PciAddress, PciAddress>? map = null;
+        string? moveNote = null;
         if (mv is { } m)
         {
             Inputs.Device(machine, m.Card);
@@ -64,6 +66,9 @@ internal static class WhatIfCommand
             int slot = Enumerable.Range(0, 32).FirstOrDefault(n => port.Subordinate.Devices.All(d => d.Address.Device != n), -1);
             if (slot < 0) throw new CliException($"--move: the bus below {m.Port} has no free slot", ExitCode.InputError);
             thenMachine = MachineRewrite.MoveSlot(machine, m.Card, m.Port, slot, out map);
+            if (slot > 0 && port.PcieType is PcieType.RootPort or PcieType.Downstream)
+                moveNote = $"a PCIe port's link carries one card (device 0) and {m.Port.ToShortString()} already has one; " +
+                           $"the model places the card beside it as device {slot:x2}, as if the slot were free";
         }
         var then = Model.Groups(thenMachine, thenCmd);
         var notes = new List<string>();
@@ -77,6 +82,7 @@ internal static class WhatIfCommand
             notes.Add("no IOMMU is active before or after the change: comparing the groups the kernel would make with one");
         }
         foreach (var msg in then.Messages) if (!notes.Contains(msg)) notes.Add(msg);
+        if (moveNote is not null) notes.Add(moveNote);
 
         var todayViews = Analysis.ModelViews(machine, todayCmd, today);
         var thenViews = Analysis.ModelViews(thenMachine, thenCmd, then);

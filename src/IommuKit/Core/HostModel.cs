@@ -122,6 +122,18 @@ public sealed class HostModel
                     driver = new VirtioIommuDriver(self, pageTables, resolver, u.Devices.Count > 0 ? u.Devices : null);
                     break;
                 }
+                case IommuKind.Amd:
+                {
+                    var amd = new List<AmdViUnit>(units.Count);
+                    foreach (var u in units)
+                    {
+                        if (u.Kind != IommuKind.Amd) continue;
+                        amd.Add(AmdViUnit.FromMachine(u));
+                        if (AmdViUnit.CapHeader(u) is null) notes.Add($"{u.Name}: no amd-iommu/cap register in the source: NpCache (strict mode under virtualization) taken as off");
+                    }
+                    driver = new AmdViDriver(amd, pageTables, resolver, memoryEncryption: options.Boot?.MemoryEncryption ?? false);
+                    break;
+                }
                 default:
                     notes.Add($"IOMMU kind {machine.IommuKind} is not modelled: no groups predicted");
                     break;

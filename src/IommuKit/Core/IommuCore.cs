@@ -342,7 +342,12 @@ public sealed partial class IommuCore
                 AddLog($"{dev.Name}: late IOMMU probe at driver bind, something fishy here!");
             lock (group.Sync)
             {
-                lock (_registryLock) group.RefsRegistry++;
+                lock (_registryLock)
+                {
+                    // A driver handing back a group whose last reference is gone is a driver bug (use after put).
+                    if (group.ReleasedRegistry) throw new InvalidOperationException($"{ops.Name} returned released {group} for {dev.Name}");
+                    group.RefsRegistry++;
+                }
                 group.DriverLocked ??= ops;
                 group.DevicesLocked.Add(dev);
                 dev.IommuDriver = ops;

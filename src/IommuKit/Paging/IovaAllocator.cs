@@ -225,7 +225,7 @@ public sealed class IovaAllocator
     private void FreeRangeLocked(ulong pfn, ulong end)
     {
         Debug.Assert(Monitor.IsEntered(_treeLock));
-        int p = _tree.Floor(pfn), s = _tree.Above(pfn);
+        _tree.Neighbours(pfn, out int p, out int s);
         if ((p != 0 && _tree.Hi(p) >= pfn) || (s != 0 && _tree.Lo(s) <= end))
             throw new InvalidOperationException($"IOVA double free: pfns 0x{pfn:x}..0x{end:x} are (partly) free already");
         bool mergeL = p != 0 && _tree.Hi(p) + 1 == pfn;

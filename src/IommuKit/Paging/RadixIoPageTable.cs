@@ -75,7 +75,7 @@ internal struct TablePath
 /// (its range starts or ends inside a 2 MiB/1 GiB page) fails with EINVAL. This last rule is IommuKit's choice: the
 /// kernel's io-pgtable code (e.g. <c>arm_lpae_split_blk_unmap</c>) splits the block instead. A failed call changes
 /// nothing: a failed map rolls back the part it mapped, and an unmap validates before it clears.</para>
-/// <para>Concurrency: walks (<see cref="TryIovaToPhys"/>) take no lock. Map/unmap take one table's spin lock at a time
+/// <para>Concurrency: walks (<see cref="TryIovaToPhys(ulong, out ulong, out IommuProt)"/>) take no lock. Map/unmap take one table's spin lock at a time
 /// (see <see cref="IoTable"/>), so calls on disjoint ranges run in parallel except when they touch the same table page
 /// for a few nanoseconds. Calls on overlapping ranges racing each other are the caller's bug: each still fails or
 /// succeeds cleanly per entry, but "a failed call changes nothing" is only guaranteed for ranges nobody else touches.</para>
@@ -542,8 +542,14 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
 
     /// <inheritdoc/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool TryIovaToPhys(ulong iova, out ulong phys, out IommuProt prot)
+    public bool TryIovaToPhys(ulong iova, out ulong phys, out IommuProt prot) =>
+        TryIovaToPhys(iova, out phys, out prot, out _);
+
+    /// <inheritdoc/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool TryIovaToPhys(ulong iova, out ulong phys, out IommuProt prot, out ulong pageSize)
     {
+        pageSize = 0;
         if ((iova >> IovaBits) != 0) { phys = 0; prot = IommuProt.None; return false; }
         IoTable? t = _root;
         for (int l = Top; ; l--)
@@ -553,8 +559,8 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
             if (!TF.IsPresent(pte)) break;
             if (TF.IsLeaf(pte, l))
             {
-                ulong off = (1UL << Shift(l)) - 1;
-                phys = TF.OutputAddress(pte) | (iova & off);
+                pageSize = 1UL << Shift(l);
+                phys = TF.OutputAddress(pte) | (iova & (pageSize - 1));
                 prot = TF.ProtOf(pte);
                 return true;
             }

@@ -201,8 +201,12 @@ public class DefaultDomainTests
         var a = Dev("a");
         var b = Dev("b");
         IommuResult seen = default;
-        // While group of "a" is set up at boot, a driver probe for "b" (whose group is not set up yet) races in.
-        drv.OnDefDomainType = d => { if (d == a && seen.Errno == Errno.Ok) seen = core.BindDriver(b, "e1000e"); };
+        // While the group of "a" is set up at boot, a driver probe for "b" (whose group is not set up yet) runs on
+        // another thread, as the driver core's async probe would (it takes b's device and group locks, not a's).
+        drv.OnDefDomainType = d =>
+        {
+            if (d == a && seen.Errno == Errno.Ok) seen = Task.Run(() => core.BindDriver(b, "e1000e")).GetAwaiter().GetResult();
+        };
         Boot(core, drv, a, b);
         Assert.Equal(Errno.EPROBE_DEFER, seen.Errno);
         Assert.Null(b.DriverName);

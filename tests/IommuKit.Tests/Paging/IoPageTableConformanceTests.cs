@@ -58,6 +58,9 @@ public class IoPageTableConformanceTests
         }
         Assert.False(t.TryIovaToPhys(iova - 1, out _, out _));
         Assert.False(t.TryIovaToPhys(iova + size, out _, out _));
+        Assert.True(t.TryIovaToPhys(iova + pageSize + 5, out ulong pb, out _, out ulong leaf));
+        Assert.Equal(phys + pageSize + 5, pb);
+        Assert.Equal(pageSize, leaf); // aligned iova and phys: the leaf is a page of exactly this size
     }
 
     [Theory]

@@ -238,6 +238,36 @@ public class IovaAllocatorTests
     }
 
     [Fact]
+    public void ALargeFragmentedTreeKeepsItsAugmentationExact()
+    {
+        // Thousands of free blocks: deep rebalancing (rotations, two-child deletions) and the "stop climbing when
+        // nothing changed" shortcut are exercised far beyond what the small property cases reach.
+        var a = new IovaAllocator(Granule, 1);
+        var rng = new Random(11);
+        var live = new List<(ulong Pfn, ulong Pages)>();
+        for (int i = 0; i < 40_000; i++)
+        {
+            if (live.Count > 0 && rng.Next(3) == 0)
+            {
+                int j = rng.Next(live.Count);
+                a.FreeTree(live[j].Pfn, live[j].Pages);
+                live[j] = live[^1];
+                live.RemoveAt(live.Count - 1);
+            }
+            else
+            {
+                ulong pages = (ulong)rng.Next(1, 70);
+                ulong pfn = a.AllocTree(pages, 0xF_FFFF);
+                Assert.NotEqual(0UL, pfn);
+                live.Add((pfn, pages));
+            }
+            if (i % 5000 == 0) a.Validate();
+        }
+        a.Validate();
+        Assert.True(a.FreeBlockCount > 1000);
+    }
+
+    [Fact]
     public void ConcurrentAllocAndFreeNeverHandOutOneRangeTwice()
     {
         var a = new IovaAllocator(Granule, 1);
