@@ -331,8 +331,15 @@ public sealed class AcsPolicy
             if (o.StartsWith("disable_acs_redir=", StringComparison.Ordinal)) redir = o["disable_acs_redir=".Length..];
             else if (o.StartsWith("config_acs=", StringComparison.Ordinal)) config = o["config_acs=".Length..];
         }
+        // Every device parses these lists; a value longer than the kernel's whole command line (x86 COMMAND_LINE_SIZE)
+        // could not have been booted and would cost devices x entries: keep only what a kernel could have seen.
+        if (redir is { Length: > MaxAcsParamChars }) redir = redir[..MaxAcsParamChars];
+        if (config is { Length: > MaxAcsParamChars }) config = config[..MaxAcsParamChars];
         return (redir, config);
     }
+
+    /// <summary>x86 <c>COMMAND_LINE_SIZE</c>: no ACS parameter value can be longer.</summary>
+    public const int MaxAcsParamChars = 2048;
 
     /// <summary>
     /// <c>__pci_config_acs</c>: walks the entries of <paramref name="p"/> and says whether one matches <paramref name="dev"/>,

@@ -214,3 +214,23 @@ public class AcsPolicyOldKernelTests
         Assert.True(r.Together("00:1c.0", "01:00.0"));
     }
 }
+
+/// <summary>Bounds on what a hostile command line can cost.</summary>
+public class AcsPolicyBoundsTests
+{
+    [Fact]
+    public void OverlongPathSpecifierIsAParseErrorNotASlowWalk()
+    {
+        var m = T.New().Endpoint("00:02.0").Build();
+        string path = "00:02.0" + string.Concat(Enumerable.Repeat("/00.0", 1000));
+        Assert.Equal(-22, PciDevStrMatch.Match(m.Topology.Devices[0], path, 0, out _));
+    }
+
+    [Fact]
+    public void ConfigAcsValueIsCutAtTheKernelsCommandLineSize()
+    {
+        string many = string.Join(";", Enumerable.Repeat("0@00:1d.0", 1000)) + ";11101@00:1c.0";
+        var (_, config) = AcsPolicy.PciAcsParams(KernelCommandLine.Parse("pci=config_acs=" + many));
+        Assert.Equal(AcsPolicy.MaxAcsParamChars, config!.Length);
+    }
+}
