@@ -24,7 +24,7 @@ namespace IommuKit.Paging;
 /// </remarks>
 public sealed class Iotlb
 {
-    [StructLayout(LayoutKind.Sequential)]
+    [StructLayout(LayoutKind.Sequential, Size = EntryBytes)]
     private struct Entry
     {
         public uint Seq;     // even = stable, odd = being written
@@ -40,8 +40,16 @@ public sealed class Iotlb
     private const int ProtShift = 1;
     private const ulong ProtMask = 0x3F;
 
-    private readonly Entry[] _small;
-    private readonly Entry[] _large;
+    private const int EntryBytes = 32;
+
+    // Entries live in pinned byte arrays, starting at a 64-byte boundary, so no 32-byte entry straddles two cache
+    // lines (with a plain Entry[] that depends on where the GC put the array: hits measured 3 or 7.6 ns run to run).
+    private readonly byte[] _smallMem;
+    private readonly nint _smallOff;
+    private readonly byte[] _largeMem;
+    private readonly nint _largeOff;
+    private readonly int _smallSets;
+    private readonly int _largeSets;
     private readonly int _smallMask;
     private readonly int _largeMask;
     private uint _epoch = 1;
@@ -56,14 +64,29 @@ public sealed class Iotlb
     {
         if (sets < 16 || sets > (1 << 20) || !BitOperations.IsPow2(sets))
             throw new ArgumentOutOfRangeException(nameof(sets), sets, "IOTLB sets must be a power of two in 16..1048576");
-        _small = new Entry[sets];
-        _large = new Entry[Math.Max(16, sets / 8)];
-        _smallMask = sets - 1;
-        _largeMask = _large.Length - 1;
+        _smallSets = sets;
+        _largeSets = Math.Max(16, sets / 8);
+        (_smallMem, _smallOff) = AllocateEntries(_smallSets);
+        (_largeMem, _largeOff) = AllocateEntries(_largeSets);
+        _smallMask = _smallSets - 1;
+        _largeMask = _largeSets - 1;
     }
 
     /// <summary>Entries for 4 KiB translations.</summary>
-    public int Sets => _small.Length;
+    public int Sets => _smallSets;
+
+    private static unsafe (byte[] Mem, nint Offset) AllocateEntries(int count)
+    {
+        var mem = GC.AllocateArray<byte>(count * EntryBytes + 64, pinned: true);
+        // SAFETY: the array is pinned (pinned object heap), so its address never changes; it is only used to pick
+        // the offset of the first 64-byte boundary, and every later access goes through a bounds-proven ref.
+        nint addr = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(mem));
+        return (mem, (64 - (addr & 63)) & 63);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ref Entry EntryAt(byte[] mem, nint off, int i) =>
+        ref Unsafe.As<byte, Entry>(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(mem), off + (nint)i * EntryBytes));
 
     /// <summary>Lookups that hit. A striped statistic without atomics (an atomic increment would double the cost of
     /// a hit): exact when single-threaded, may undercount slightly when threads hit the same stripe at once.</summary>
@@ -96,7 +119,7 @@ public sealed class Iotlb
         uint epoch = Volatile.Read(ref _epoch);
         ulong vpn = iova >> SmallShift;
         int set = SetOf(vpn, domainId, _smallMask);
-        ref Entry e = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_small), set);
+        ref Entry e = ref EntryAt(_smallMem, _smallOff, set);
         uint s1 = Volatile.Read(ref e.Seq);
         ulong data = Volatile.Read(ref e.Data);
         if (Volatile.Read(ref e.Vpn) == vpn && Volatile.Read(ref e.Owner) == OwnerOf(domainId, epoch) &&
@@ -114,7 +137,7 @@ public sealed class Iotlb
     {
         ulong vpn = iova >> LargeShift;
         int set = SetOf(vpn, domainId, _largeMask);
-        ref Entry e = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_large), set);
+        ref Entry e = ref EntryAt(_largeMem, _largeOff, set);
         uint s1 = Volatile.Read(ref e.Seq);
         ulong data = Volatile.Read(ref e.Data);
         if (Volatile.Read(ref e.Vpn) == vpn && Volatile.Read(ref e.Owner) == OwnerOf(domainId, epoch) &&
@@ -150,8 +173,8 @@ public sealed class Iotlb
         // The slice of the page that contains iova: translate the slice base.
         ulong data = ((phys - (iova & pageMask)) & ~pageMask) | (((ulong)prot & ProtMask) << ProtShift) | Valid;
         ref Entry e = ref large
-            ? ref _large[SetOf(vpn, domainId, _largeMask)]
-            : ref _small[SetOf(vpn, domainId, _smallMask)];
+            ? ref EntryAt(_largeMem, _largeOff, SetOf(vpn, domainId, _largeMask))
+            : ref EntryAt(_smallMem, _smallOff, SetOf(vpn, domainId, _smallMask));
 
         uint s = Volatile.Read(ref e.Seq);
         if ((s & 1) != 0 || Interlocked.CompareExchange(ref e.Seq, s + 1, s) != s) return; // busy: drop the fill
@@ -178,24 +201,24 @@ public sealed class Iotlb
         if (size == 0) return;
         ulong last = iova + size - 1;
         if (last < iova) last = ulong.MaxValue; // overflow: clip to the end of the space
-        InvalidateRangeIn(_small, _smallMask, SmallShift, domainId, iova, last);
-        InvalidateRangeIn(_large, _largeMask, LargeShift, domainId, iova, last);
+        InvalidateRangeIn(_smallMem, _smallOff, _smallSets, SmallShift, domainId, iova, last);
+        InvalidateRangeIn(_largeMem, _largeOff, _largeSets, LargeShift, domainId, iova, last);
     }
 
-    private static void InvalidateRangeIn(Entry[] arr, int mask, int shift, int domainId, ulong iova, ulong last)
+    private static void InvalidateRangeIn(byte[] mem, nint off, int count, int shift, int domainId, ulong iova, ulong last)
     {
         ulong first = iova >> shift, lastVpn = last >> shift;
-        if (lastVpn - first < (ulong)arr.Length)
+        if (lastVpn - first < (ulong)count)
         {
             for (ulong v = first; ; v++)
             {
-                ClearIf(ref arr[SetOf(v, domainId, mask)], domainId, v, v);
+                ClearIf(ref EntryAt(mem, off, SetOf(v, domainId, count - 1)), domainId, v, v);
                 if (v == lastVpn) break;
             }
         }
         else
         {
-            for (int i = 0; i < arr.Length; i++) ClearIf(ref arr[i], domainId, first, lastVpn);
+            for (int i = 0; i < count; i++) ClearIf(ref EntryAt(mem, off, i), domainId, first, lastVpn);
         }
     }
 
@@ -203,8 +226,8 @@ public sealed class Iotlb
     public void InvalidateDomain(int domainId)
     {
         Interlocked.Increment(ref _generation);
-        for (int i = 0; i < _small.Length; i++) ClearIf(ref _small[i], domainId, 0, ulong.MaxValue);
-        for (int i = 0; i < _large.Length; i++) ClearIf(ref _large[i], domainId, 0, ulong.MaxValue);
+        for (int i = 0; i < _smallSets; i++) ClearIf(ref EntryAt(_smallMem, _smallOff, i), domainId, 0, ulong.MaxValue);
+        for (int i = 0; i < _largeSets; i++) ClearIf(ref EntryAt(_largeMem, _largeOff, i), domainId, 0, ulong.MaxValue);
     }
 
     /// <summary>Drops every cached translation (global invalidation). O(1): bumps the epoch.</summary>
@@ -215,8 +238,10 @@ public sealed class Iotlb
         if (next == 0)
         {
             // Epoch wrapped after 2^32 global flushes: an old entry could match again, so clear for real.
-            for (int i = 0; i < _small.Length; i++) ClearIf(ref _small[i], int.MinValue, 0, ulong.MaxValue, any: true);
-            for (int i = 0; i < _large.Length; i++) ClearIf(ref _large[i], int.MinValue, 0, ulong.MaxValue, any: true);
+            for (int i = 0; i < _smallSets; i++)
+                ClearIf(ref EntryAt(_smallMem, _smallOff, i), int.MinValue, 0, ulong.MaxValue, any: true);
+            for (int i = 0; i < _largeSets; i++)
+                ClearIf(ref EntryAt(_largeMem, _largeOff, i), int.MinValue, 0, ulong.MaxValue, any: true);
             Interlocked.Increment(ref _epoch);
         }
     }
