@@ -13,9 +13,18 @@ internal sealed record GroupPrediction(string? Type, IReadOnlyList<ReservedRegio
 /// </summary>
 internal static class Model
 {
-    /// <summary>The grouping model for the machine under <paramref name="cmdline"/>; <paramref name="forceActive"/> predicts as if the IOMMU were on.</summary>
-    public static GroupingResult Groups(Machine machine, KernelCommandLine cmdline, bool forceActive = false) =>
-        GroupingEngine.Compute(machine, new GroupingOptions { CommandLine = cmdline, ForceIommuActive = forceActive });
+    /// <summary>
+    /// The grouping model for the machine under <paramref name="cmdline"/>; <paramref name="forceActive"/> predicts as if
+    /// the IOMMU were on; <paramref name="carriesAcsOverride"/> overrides whether the kernel carries the out-of-tree
+    /// <c>pcie_acs_override</c> patch (null: decided from the machine's kernel release).
+    /// </summary>
+    public static GroupingResult Groups(Machine machine, KernelCommandLine cmdline, bool forceActive = false, bool? carriesAcsOverride = null) =>
+        GroupingEngine.Compute(machine, new GroupingOptions
+        {
+            CommandLine = cmdline,
+            ForceIommuActive = forceActive,
+            KernelCarriesAcsOverride = carriesAcsOverride,
+        });
 
     /// <summary>The core's prediction of a group's type and reserved regions (by its members); nulls when the core cannot say.</summary>
     /// <remarks>Built from <see cref="HostModel.FromMachine"/>: the core probes every device, picks default domains and merges reserved regions.</remarks>

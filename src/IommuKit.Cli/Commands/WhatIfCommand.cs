@@ -88,6 +88,15 @@ internal static class WhatIfCommand
         var thenViews = Analysis.ModelViews(thenMachine, thenCmd, then);
         var diff = GroupDiff.Compute(todayViews, thenViews, map);
         bool nothing = diff.All(e => e.Kind == DiffKind.Unchanged);
+
+        // pcie_acs_override= on a kernel without the out-of-tree patch does nothing; people asking usually mean to switch
+        // to a kernel that carries it (Proxmox -pve, zen, liquorix), so show that answer too, labelled as such.
+        List<DiffEntry>? patchedDiff = null;
+        if (then.IommuActive && then.Context?.Acs.Override is { Given: true, Honoured: false })
+        {
+            var patched = Model.Groups(thenMachine, thenCmd, forced, carriesAcsOverride: true);
+            patchedDiff = GroupDiff.Compute(todayViews, Analysis.ModelViews(thenMachine, thenCmd, patched), map);
+        }
         int exit = (!then.IommuActive || forced) ? (int)ExitCode.NoIommu : nothing ? (int)ExitCode.Negative : (int)ExitCode.Ok;
 
         string changeText = string.Join("; ", new[]
@@ -122,6 +131,13 @@ internal static class WhatIfCommand
                 w.WriteBoolean("iommu_active_after", then.IommuActive && !forced);
                 w.WriteBoolean("buys_nothing", nothing);
                 GroupDiff.WriteJson(w, diff);
+                if (patchedDiff is not null)
+                {
+                    // Same shape as the top level "changes", for a kernel that carries the pcie_acs_override patch.
+                    w.WriteStartObject("with_acs_override_patch");
+                    GroupDiff.WriteJson(w, patchedDiff);
+                    w.WriteEndObject();
+                }
                 w.WriteStartArray("groups_after");
                 foreach (var g in thenViews) GroupsRenderer.WriteGroupJson(w, g, ids);
                 w.WriteEndArray();
@@ -160,6 +176,16 @@ internal static class WhatIfCommand
                 int other = diff.Count(e => e.Kind is DiffKind.Reshaped or DiffKind.Added or DiffKind.Removed);
                 if (other > 0) parts.Add($"{other} other change{(other == 1 ? "" : "s")}");
                 o.WriteLine($"This change: {string.Join(", ", parts)}.");
+            }
+            if (patchedDiff is not null)
+            {
+                o.WriteLine();
+                o.WriteLine("On a kernel that carries the pcie_acs_override patch (Proxmox -pve, zen, liquorix, tkg):");
+                GroupDiff.WriteText(o, s, patchedDiff);
+                if (patchedDiff.All(e => e.Kind == DiffKind.Unchanged))
+                    o.WriteLine("  even there this override changes nothing.");
+                else
+                    o.WriteLine(s.Warn("  the override only claims isolation the hardware does not provide: devices in a split group can still reach each other by peer-to-peer DMA."));
             }
         }
         foreach (var n in notes) console.Warn(n);
