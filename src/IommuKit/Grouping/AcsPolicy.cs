@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using IommuKit.Pci;
 
 namespace IommuKit.Grouping;
@@ -389,7 +388,4 @@ public sealed class AcsPolicy
     {
         if (messages is not null && !messages.Contains(msg)) messages.Add(msg);
     }
-
-    /// <summary>Reads a little-endian dword from raw config bytes (helper for tests building SPT registers).</summary>
-    internal static uint ReadU32(ReadOnlySpan<byte> b, int off) => BinaryPrimitives.ReadUInt32LittleEndian(b[off..]);
 }

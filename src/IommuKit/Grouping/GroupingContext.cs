@@ -19,6 +19,7 @@ public sealed class GroupingContext
     internal readonly int[] RealDma;       // probe index of pci_real_dma_dev, or -1 for the device itself
     internal readonly int[] BusPos;        // position of the device in its bus's Devices list
     internal readonly int[] PhysFn;        // probe index of the PF for an SR-IOV virtual function, -1 otherwise
+    internal readonly bool[] PlacementUnknown; // the source does not say where this device sits (bridge bus ranges missing)
     internal readonly int[] VfIndex;       // the VF's index (0-based) under its PF
     internal readonly HashSet<PciBus> BusesWithAliases = new();
     // Memo for REQ_ACS_FLAGS: 0 = not computed, 1 = false, 2 = true.
@@ -40,6 +41,7 @@ public sealed class GroupingContext
         _acsReq = new byte[n];
         _pathReq = new byte[n];
         PhysFn = new int[n];
+        PlacementUnknown = new bool[n];
         VfIndex = new int[n];
         Array.Fill(PhysFn, -1);
         PciDevice? vmd = FindSingleVmd(topology);
@@ -72,6 +74,30 @@ public sealed class GroupingContext
             if (list.Count > 0 && ReferenceEquals(list[0], d))
                 for (int k = 0; k < list.Count; k++) BusPos[list[k].ProbeIndex] = k;
         }
+        MarkUnknownPlacement();
+    }
+
+    /// <summary>
+    /// When a source shows bridges without their bus ranges (lspci -nnk, lspci without -v), the tree below them is
+    /// unknown: those bridges, and every device on a root bus other than its domain's first, may be misplaced.
+    /// </summary>
+    private void MarkUnknownPlacement()
+    {
+        bool anyUnknownBridge = false;
+        foreach (var d in Topology.Devices)
+        {
+            if (d.IsBridge && d.Subordinate is null && d.Facts.BridgeBuses is null)
+            {
+                PlacementUnknown[d.ProbeIndex] = true;
+                anyUnknownBridge = true;
+            }
+        }
+        if (!anyUnknownBridge) return;
+        var firstRoot = new Dictionary<int, byte>();
+        foreach (var root in Topology.RootBuses)
+            if (!firstRoot.ContainsKey(root.Domain)) firstRoot[root.Domain] = root.Number;
+        foreach (var d in Topology.Devices)
+            if (d.Bus.IsRoot && firstRoot[d.Bus.Domain] != d.Bus.Number) PlacementUnknown[d.ProbeIndex] = true;
     }
 
     /// <summary>Builds the context for a machine under a command line with the IOMMU active or not.</summary>
@@ -156,7 +182,7 @@ public sealed class GroupingContext
 
     internal void NoteUnknown(PciDevice d)
     {
-        if (Acs.Unknown[d.ProbeIndex])
+        if (Acs.Unknown[d.ProbeIndex] || PlacementUnknown[d.ProbeIndex])
         {
             TouchedUnknown = true;
             if (!UnknownTouched.Contains(d)) UnknownTouched.Add(d);

@@ -176,7 +176,7 @@ public static class GroupingEngine
             if (g.UnknownFacts) unknownGroups++;
         }
         if (unknownGroups > 0)
-            messages.Add($"{unknownGroups} group(s) depend on facts the source does not show (extended capabilities such as ACS): run the capture as root for a reliable answer");
+            messages.Add($"{unknownGroups} group(s) depend on facts the source does not show (extended capabilities such as ACS, or bridge bus ranges): capture as root with lspci -vv (or a sysfs snapshot) for a reliable answer");
         return Finish(new GroupingResult(machine, activation, ctx, groups, byIndex, managed, messages) { Rank = rank }, options);
     }
 
@@ -241,7 +241,7 @@ public static class GroupingEngine
         var g = PciGrouping.DeviceGroup(d, ctx, x => rank[x.ProbeIndex] < me ? byIndex[x.ProbeIndex] : null, () => final, trace);
         System.Diagnostics.Debug.Assert(ReferenceEquals(g, final), "replay must reach the group the device got");
         if (ctx.TouchedUnknown)
-            trace.Add(GroupStepKind.UnknownFacts, d, $"facts are missing for {string.Join(", ", ctx.UnknownTouched.Select(GroupTrace.A))} (no extended config space in the source, e.g. lspci run without root): this placement is a guess");
+            trace.Add(GroupStepKind.UnknownFacts, d, $"facts are missing for {string.Join(", ", ctx.UnknownTouched.Select(GroupTrace.A))} (capabilities or bridge bus ranges not in the source, e.g. lspci run without root or without -v): this placement is a guess");
         ctx.TouchedUnknown = saveTouched;
         var steps = new List<GroupStep>(trace.Steps);
         bool created = final.Devices.Count > 0 && final.Devices[0] == d;

@@ -285,6 +285,13 @@ public static class PciGrouping
     {
         // 1. Alias walk (get_pci_alias_or_group over pci_for_each_dma_alias): first visited device with a group wins.
         TGroup? g;
+        if (ctx.PlacementUnknown[dev.ProbeIndex])
+        {
+            ctx.NoteUnknown(dev);
+            trace?.Add(GroupStepKind.UnknownFacts, dev, dev.IsBridge
+                ? $"{GroupTrace.A(dev)} is a bridge whose bus range the source does not show: what sits below it is unknown"
+                : $"{GroupTrace.A(dev)} is on bus {dev.Bus} which no bridge in the source claims: where it really sits is unknown");
+        }
         PciDevice pdev = ctx.RealDmaDevice(dev);
         if (pdev != dev)
             trace?.Add(GroupStepKind.RealDmaDevice, dev, $"{GroupTrace.A(dev)} sits behind the VMD controller {GroupTrace.A(pdev)}, whose requester ID its DMA carries");
