@@ -1,4 +1,5 @@
 using IommuKit.Cli.Rendering;
+using IommuKit.Grouping;
 using IommuKit.Pci;
 using Xunit;
 
@@ -25,7 +26,7 @@ public class GroupDiffTests
         var before = new[] { G(0, "00:01.0", "00:02.0"), G(1, "00:03.0") };
         var after = new[] { G(5, "00:01.0"), G(6, "00:02.0"), G(0, "00:03.0") };
         var d = GroupDiff.Compute(before, after);
-        Assert.Equal([DiffKind.Split, DiffKind.Unchanged], d.Select(e => e.Kind));
+        Assert.Equal([GroupChangeKind.Split, GroupChangeKind.Unchanged], d.Select(e => e.Kind));
         Assert.Equal([5, 6], d[0].After.Select(g => g.Id));
     }
 
@@ -33,17 +34,17 @@ public class GroupDiffTests
     public void TwoGroupsBecomingOneIsAMergeAndAnExchangeIsReshaped()
     {
         var merged = GroupDiff.Compute([G(0, "00:01.0"), G(1, "00:02.0")], [G(0, "00:01.0", "00:02.0")]);
-        Assert.Equal(DiffKind.Merged, Assert.Single(merged).Kind);
+        Assert.Equal(GroupChangeKind.Merged, Assert.Single(merged).Kind);
         var reshaped = GroupDiff.Compute([G(0, "00:01.0", "00:02.0"), G(1, "00:03.0", "00:04.0")],
                                          [G(0, "00:01.0", "00:03.0"), G(1, "00:02.0", "00:04.0")]);
-        Assert.Equal(DiffKind.Reshaped, Assert.Single(reshaped).Kind);
+        Assert.Equal(GroupChangeKind.Reshaped, Assert.Single(reshaped).Kind);
     }
 
     [Fact]
     public void DevicesOnOneSideOnlyAreAddedOrRemoved()
     {
         var d = GroupDiff.Compute([G(0, "00:01.0"), G(1, "00:05.0")], [G(0, "00:01.0"), G(1, "00:04.0")]);
-        Assert.Equal([DiffKind.Unchanged, DiffKind.Removed, DiffKind.Added], d.Select(e => e.Kind));
+        Assert.Equal([GroupChangeKind.Unchanged, GroupChangeKind.Removed, GroupChangeKind.Added], d.Select(e => e.Kind));
     }
 
     [Fact]
@@ -51,6 +52,6 @@ public class GroupDiffTests
     {
         var map = new Dictionary<PciAddress, PciAddress> { [PciAddress.Parse("00:05.0")] = PciAddress.Parse("00:04.0") };
         var d = GroupDiff.Compute([G(0, "00:01.0", "00:05.0")], [G(0, "00:01.0"), G(1, "00:04.0")], map);
-        Assert.Equal(DiffKind.Split, Assert.Single(d).Kind);
+        Assert.Equal(GroupChangeKind.Split, Assert.Single(d).Kind);
     }
 }

@@ -39,7 +39,7 @@ internal static class DiffCommand
         var aa = Analysis.Run(ma, null);
         var ab = Analysis.Run(mb, null);
         var diff = GroupDiff.Compute(aa.Groups, ab.Groups);
-        bool same = diff.All(e => e.Kind == DiffKind.Unchanged);
+        bool same = diff.All(e => e.Kind == GroupChangeKind.Unchanged);
 
         var machineChanges = new List<string>();
         if (ma.KernelRelease != mb.KernelRelease) machineChanges.Add($"kernel {ma.KernelRelease ?? "unknown"} -> {mb.KernelRelease ?? "unknown"}");
@@ -68,7 +68,7 @@ internal static class DiffCommand
         int movedTotal = 0;
         foreach (var e in diff)
         {
-            if (e.Kind == DiffKind.Unchanged) continue;
+            if (e.Kind == GroupChangeKind.Unchanged) continue;
             foreach (var g in e.After)
                 foreach (var d in g.Devices)
                 {

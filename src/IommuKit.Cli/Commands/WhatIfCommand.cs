@@ -87,7 +87,7 @@ internal static class WhatIfCommand
         var todayViews = Analysis.ModelViews(machine, todayCmd, today);
         var thenViews = Analysis.ModelViews(thenMachine, thenCmd, then);
         var diff = GroupDiff.Compute(todayViews, thenViews, map);
-        bool nothing = diff.All(e => e.Kind == DiffKind.Unchanged);
+        bool nothing = diff.All(e => e.Kind == GroupChangeKind.Unchanged);
 
         // pcie_acs_override= on a kernel without the out-of-tree patch does nothing; people asking usually mean to switch
         // to a kernel that carries it (Proxmox -pve, zen, liquorix), so show that answer too, labelled as such.
@@ -169,11 +169,11 @@ internal static class WhatIfCommand
                 o.WriteLine(s.Warn("This change buys nothing: every group keeps exactly its members."));
             else
             {
-                int split = diff.Count(e => e.Kind == DiffKind.Split), merged = diff.Count(e => e.Kind == DiffKind.Merged);
+                int split = diff.Count(e => e.Kind == GroupChangeKind.Split), merged = diff.Count(e => e.Kind == GroupChangeKind.Merged);
                 var parts = new List<string>();
                 if (split > 0) parts.Add($"{split} group{(split == 1 ? "" : "s")} split");
                 if (merged > 0) parts.Add($"{merged} merge{(merged == 1 ? "" : "s")}");
-                int other = diff.Count(e => e.Kind is DiffKind.Reshaped or DiffKind.Added or DiffKind.Removed);
+                int other = diff.Count(e => e.Kind is GroupChangeKind.Reshaped or GroupChangeKind.Added or GroupChangeKind.Removed);
                 if (other > 0) parts.Add($"{other} other change{(other == 1 ? "" : "s")}");
                 o.WriteLine($"This change: {string.Join(", ", parts)}.");
             }
@@ -182,7 +182,7 @@ internal static class WhatIfCommand
                 o.WriteLine();
                 o.WriteLine("On a kernel that carries the pcie_acs_override patch (Proxmox -pve, zen, liquorix, tkg):");
                 GroupDiff.WriteText(o, s, patchedDiff);
-                if (patchedDiff.All(e => e.Kind == DiffKind.Unchanged))
+                if (patchedDiff.All(e => e.Kind == GroupChangeKind.Unchanged))
                     o.WriteLine("  even there this override changes nothing.");
                 else
                     o.WriteLine(s.Warn("  the override only claims isolation the hardware does not provide: devices in a split group can still reach each other by peer-to-peer DMA."));
