@@ -134,11 +134,17 @@ public class SetTypeCommandTests
 
 public class SysfsCommandTests
 {
+    /// <summary>
+    /// Machines with groups, minus two known gaps about facts a snapshot lacks (see OracleCoreTests): e_cachingmode
+    /// has no cap register, and in h_hotplug_igfx a display device joined its group by hot-plug after boot.
+    /// </summary>
+    public static IEnumerable<object[]> PredictableMachines() =>
+        MachinesWithGroups().Where(m => (string)m[0] is not ("e_cachingmode" or "h_hotplug_igfx"));
+
     [Theory]
-    [MemberData(nameof(MachinesWithGroups), MemberType = typeof(CliRunner))]
+    [MemberData(nameof(PredictableMachines))]
     public void TreeShowsTheKernelsTypeAndReservedRegionsForEveryGroup(string machine)
     {
-        if (machine == "e_cachingmode") return; // the capture lacks the cap register (see OracleCoreTests): known gap
         var r = Run("sysfs", "--source", Oracle(machine), "--json");
         Assert.Equal(0, r.Code);
         using var exp = JsonDocument.Parse(File.ReadAllText(OracleExpected(machine)));

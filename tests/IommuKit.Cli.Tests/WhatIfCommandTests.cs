@@ -12,6 +12,7 @@ public class WhatIfCommandTests
         var r = Run("whatif", "--move", "04:00.0=00:0a.0", "--source", Oracle("g_k612_intel_mixed"), "--pci-ids", "none");
         Assert.Equal(0, r.Code);
         AssertGolden("whatif-g_k612_intel_mixed-move.txt", r.Out);
+        Assert.Contains("00:0a.0 already has one; the model places the card beside it as device 01", r.Err);
     }
 
     [Fact]
@@ -37,6 +38,34 @@ public class WhatIfCommandTests
         Assert.Contains("This change buys nothing: every group keeps exactly its members.", r.Lines);
         Assert.Contains("pcie_acs_override", r.Err);
         Assert.Contains("ignored", r.Err);
+    }
+
+    [Fact]
+    public void AcsOverrideOnAStockKernelAlsoShowsWhatAPatchedKernelWouldSplit()
+    {
+        // c_switch: root port 00:07.0 has no ACS capability, so it, the switch below it and the NIC share a group;
+        // downstream=override claims isolation for ports without ACS, which only a patched kernel honours.
+        var r = Run("whatif", "--json", "--cmdline", "intel_iommu=on pcie_acs_override=downstream",
+            "--source", Oracle("c_switch"), "--pci-ids", "none");
+        Assert.Equal(1, r.Code);
+        Assert.True(r.Json.GetProperty("buys_nothing").GetBoolean());
+        var patched = r.Json.GetProperty("with_acs_override_patch").GetProperty("changes").EnumerateArray().ToList();
+        Assert.Contains(patched, c => c.GetProperty("kind").GetString() == "split" &&
+            c.GetProperty("before")[0].GetProperty("devices").EnumerateArray().Any(d => d.GetString() == "0000:00:07.0"));
+
+        var text = Run("whatif", "--cmdline", "intel_iommu=on pcie_acs_override=downstream",
+            "--source", Oracle("c_switch"), "--pci-ids", "none");
+        Assert.Contains("On a kernel that carries the pcie_acs_override patch (Proxmox -pve, zen, liquorix, tkg):", text.Lines);
+        Assert.Contains(text.Lines, l => l.StartsWith("  split: ", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void ChangeWithoutAnIgnoredOverrideHasNoPatchedKernelSection()
+    {
+        // No pcie_acs_override= in the change: nothing is ignored, so there is no "patched kernel" answer to add.
+        var r = Run("whatif", "--json", "--cmdline", "console=ttyS0 intel_iommu=on iommu=nopt panic=-1 pci=disable_acs_redir=0000:00:06.0",
+            "--source", Oracle("b_rootports"), "--pci-ids", "none");
+        Assert.False(r.Json.TryGetProperty("with_acs_override_patch", out _));
     }
 
     [Fact]

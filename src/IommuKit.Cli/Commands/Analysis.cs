@@ -62,7 +62,7 @@ internal sealed class Analysis
         if (state == IommuState.Off) result = Commands.Model.Groups(machine, cmdline, forceActive: true);
         foreach (var m in result.Messages)
             if (!(state == IommuState.Off && m == result.Activation.Reason)) notes.Add(m);
-        var model = ModelViews(machine, cmdline, result);
+        var model = ModelViews(machine, cmdline, result, state == IommuState.Off ? notes : null);
 
         IReadOnlyList<GroupView> shown;
         if (kernelShown)
@@ -95,9 +95,16 @@ internal sealed class Analysis
     }
 
     /// <summary>The model's groups as views (type and regions from the core's prediction).</summary>
-    public static IReadOnlyList<GroupView> ModelViews(Machine machine, KernelCommandLine cmdline, Grouping.GroupingResult result)
+    /// <param name="asIfOnNotes">Non-null for a prediction with the IOMMU off: the core then assumes a unit, and the assumption goes here.</param>
+    public static IReadOnlyList<GroupView> ModelViews(Machine machine, KernelCommandLine cmdline, Grouping.GroupingResult result, List<string>? asIfOnNotes = null)
     {
-        var predict = Commands.Model.Predictions(machine, cmdline);
+        Func<IReadOnlyList<PciAddress>, GroupPrediction> predict;
+        if (asIfOnNotes is null) predict = Commands.Model.Predictions(machine, cmdline);
+        else
+        {
+            predict = Commands.Model.PredictionsAsIfOn(machine, cmdline, result.Activation.Kind, out var note);
+            if (note is not null) asIfOnNotes.Add(note);
+        }
         var views = new List<GroupView>(result.Groups.Count);
         foreach (var g in result.Groups)
         {

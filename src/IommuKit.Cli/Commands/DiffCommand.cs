@@ -22,7 +22,8 @@ internal static class DiffCommand
         var b = new Argument<string>("B") { Description = "The machine after." };
         var json = CommonOptions.Json();
         var pciIds = Inputs.PciIdsOption();
-        var command = new Command("diff", "How IOMMU groups changed between two sources (e.g. before and after a BIOS or kernel update), with reasons.")
+        var command = new Command("diff", "How IOMMU groups changed between two sources (e.g. before and after a BIOS or kernel update), with reasons.\n" +
+            "Exit codes: 0 same groups, 1 the groups differ, 3 bad input.")
         {
             a, b, json, pciIds,
         };
@@ -38,7 +39,7 @@ internal static class DiffCommand
         var aa = Analysis.Run(ma, null);
         var ab = Analysis.Run(mb, null);
         var diff = GroupDiff.Compute(aa.Groups, ab.Groups);
-        bool same = diff.All(e => e.Kind == DiffKind.Unchanged);
+        bool same = diff.All(e => e.Kind == GroupChangeKind.Unchanged);
 
         var machineChanges = new List<string>();
         if (ma.KernelRelease != mb.KernelRelease) machineChanges.Add($"kernel {ma.KernelRelease ?? "unknown"} -> {mb.KernelRelease ?? "unknown"}");
@@ -67,7 +68,7 @@ internal static class DiffCommand
         int movedTotal = 0;
         foreach (var e in diff)
         {
-            if (e.Kind == DiffKind.Unchanged) continue;
+            if (e.Kind == GroupChangeKind.Unchanged) continue;
             foreach (var g in e.After)
                 foreach (var d in g.Devices)
                 {

@@ -28,7 +28,8 @@ internal static class WhatIfCommand
             HelpName = "ADDRESS=PORT",
         };
         var pciIds = Inputs.PciIdsOption();
-        var command = new Command("whatif", "Groups under a changed command line or with a card in another slot, as a diff against today: which groups split or merge.")
+        var command = new Command("whatif", "Groups under a changed command line or with a card in another slot, as a diff against today: which groups split or merge.\n" +
+            "Exit codes: 0 some group changes, 1 the change buys nothing, 2 no IOMMU after the change, 3 bad input.")
         {
             source, cmdline, move, json, pciIds,
         };
@@ -54,6 +55,7 @@ internal static class WhatIfCommand
         var today = Model.Groups(machine, todayCmd);
         Machine thenMachine = machine;
         IReadOnlyDictionary<PciAddress, PciAddress>? map = null;
+        string? moveNote = null;
         if (mv is { } m)
         {
             Inputs.Device(machine, m.Card);
@@ -64,6 +66,9 @@ internal static class WhatIfCommand
             int slot = Enumerable.Range(0, 32).FirstOrDefault(n => port.Subordinate.Devices.All(d => d.Address.Device != n), -1);
             if (slot < 0) throw new CliException($"--move: the bus below {m.Port} has no free slot", ExitCode.InputError);
             thenMachine = MachineRewrite.MoveSlot(machine, m.Card, m.Port, slot, out map);
+            if (slot > 0 && port.PcieType is PcieType.RootPort or PcieType.Downstream)
+                moveNote = $"a PCIe port's link carries one card (device 0) and {m.Port.ToShortString()} already has one; " +
+                           $"the model places the card beside it as device {slot:x2}, as if the slot were free";
         }
         var then = Model.Groups(thenMachine, thenCmd);
         var notes = new List<string>();
@@ -77,11 +82,21 @@ internal static class WhatIfCommand
             notes.Add("no IOMMU is active before or after the change: comparing the groups the kernel would make with one");
         }
         foreach (var msg in then.Messages) if (!notes.Contains(msg)) notes.Add(msg);
+        if (moveNote is not null) notes.Add(moveNote);
 
         var todayViews = Analysis.ModelViews(machine, todayCmd, today);
         var thenViews = Analysis.ModelViews(thenMachine, thenCmd, then);
         var diff = GroupDiff.Compute(todayViews, thenViews, map);
-        bool nothing = diff.All(e => e.Kind == DiffKind.Unchanged);
+        bool nothing = diff.All(e => e.Kind == GroupChangeKind.Unchanged);
+
+        // pcie_acs_override= on a kernel without the out-of-tree patch does nothing; people asking usually mean to switch
+        // to a kernel that carries it (Proxmox -pve, zen, liquorix), so show that answer too, labelled as such.
+        List<DiffEntry>? patchedDiff = null;
+        if (then.IommuActive && then.Context?.Acs.Override is { Given: true, Honoured: false })
+        {
+            var patched = Model.Groups(thenMachine, thenCmd, forced, carriesAcsOverride: true);
+            patchedDiff = GroupDiff.Compute(todayViews, Analysis.ModelViews(thenMachine, thenCmd, patched), map);
+        }
         int exit = (!then.IommuActive || forced) ? (int)ExitCode.NoIommu : nothing ? (int)ExitCode.Negative : (int)ExitCode.Ok;
 
         string changeText = string.Join("; ", new[]
@@ -116,6 +131,13 @@ internal static class WhatIfCommand
                 w.WriteBoolean("iommu_active_after", then.IommuActive && !forced);
                 w.WriteBoolean("buys_nothing", nothing);
                 GroupDiff.WriteJson(w, diff);
+                if (patchedDiff is not null)
+                {
+                    // Same shape as the top level "changes", for a kernel that carries the pcie_acs_override patch.
+                    w.WriteStartObject("with_acs_override_patch");
+                    GroupDiff.WriteJson(w, patchedDiff);
+                    w.WriteEndObject();
+                }
                 w.WriteStartArray("groups_after");
                 foreach (var g in thenViews) GroupsRenderer.WriteGroupJson(w, g, ids);
                 w.WriteEndArray();
@@ -147,13 +169,23 @@ internal static class WhatIfCommand
                 o.WriteLine(s.Warn("This change buys nothing: every group keeps exactly its members."));
             else
             {
-                int split = diff.Count(e => e.Kind == DiffKind.Split), merged = diff.Count(e => e.Kind == DiffKind.Merged);
+                int split = diff.Count(e => e.Kind == GroupChangeKind.Split), merged = diff.Count(e => e.Kind == GroupChangeKind.Merged);
                 var parts = new List<string>();
                 if (split > 0) parts.Add($"{split} group{(split == 1 ? "" : "s")} split");
                 if (merged > 0) parts.Add($"{merged} merge{(merged == 1 ? "" : "s")}");
-                int other = diff.Count(e => e.Kind is DiffKind.Reshaped or DiffKind.Added or DiffKind.Removed);
+                int other = diff.Count(e => e.Kind is GroupChangeKind.Reshaped or GroupChangeKind.Added or GroupChangeKind.Removed);
                 if (other > 0) parts.Add($"{other} other change{(other == 1 ? "" : "s")}");
                 o.WriteLine($"This change: {string.Join(", ", parts)}.");
+            }
+            if (patchedDiff is not null)
+            {
+                o.WriteLine();
+                o.WriteLine("On a kernel that carries the pcie_acs_override patch (Proxmox -pve, zen, liquorix, tkg):");
+                GroupDiff.WriteText(o, s, patchedDiff);
+                if (patchedDiff.All(e => e.Kind == GroupChangeKind.Unchanged))
+                    o.WriteLine("  even there this override changes nothing.");
+                else
+                    o.WriteLine(s.Warn("  the override only claims isolation the hardware does not provide: devices in a split group can still reach each other by peer-to-peer DMA."));
             }
         }
         foreach (var n in notes) console.Warn(n);

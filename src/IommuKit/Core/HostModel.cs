@@ -18,8 +18,11 @@ public enum HostGrouping
 /// <param name="Kernel">Overrides the kernel generation read from the machine's release.</param>
 /// <param name="Grouping">Where the PCI grouping comes from.</param>
 /// <param name="PageTables">IO page-table factory for paging domains (the paging engine by default).</param>
+/// <param name="HotplugAfterBoot">Devices that arrived after boot (hot-plug), in arrival order: they are probed one by one
+/// after the boot scan, so one joining an existing group takes its domain without re-evaluation (spec 5.4). A source
+/// does not record this; the caller must know it.</param>
 public sealed record HostModelOptions(IommuBootConfig? Boot = null, KernelVersion? Kernel = null, HostGrouping Grouping = HostGrouping.Engine,
-    Func<IoPageTableFormat, IIoPageTable>? PageTables = null);
+    Func<IoPageTableFormat, IIoPageTable>? PageTables = null, IReadOnlyList<PciAddress>? HotplugAfterBoot = null);
 
 /// <summary>What a dry run of a sysfs <c>type</c> write found.</summary>
 /// <param name="Group">The group number.</param>
@@ -85,12 +88,17 @@ public sealed class HostModel
         var pageTables = options.PageTables ?? (f => IoPageTables.Create(f));
 
         var devices = new List<IommuDevice>(machine.Topology.Devices.Count);
+        var late = new List<IommuDevice>();
+        var lateSet = new HashSet<PciAddress>(options.HotplugAfterBoot ?? []);
         foreach (var pci in machine.Topology.Devices)
         {
             var dev = IommuDevice.FromPci(pci, pci.Facts.IommuUnit);
-            core.AddDevice(dev);
+            if (lateSet.Contains(pci.Address)) late.Add(dev);
+            else core.AddDevice(dev);
             devices.Add(dev);
         }
+        // Hot-plugged devices arrive in the order given.
+        late.Sort((x, y) => IndexOf(options.HotplugAfterBoot!, x.Pci!.Address).CompareTo(IndexOf(options.HotplugAfterBoot!, y.Pci!.Address)));
 
         IIommuDriver? driver = null;
         var units = machine.IommuUnits;
@@ -122,6 +130,18 @@ public sealed class HostModel
                     driver = new VirtioIommuDriver(self, pageTables, resolver, u.Devices.Count > 0 ? u.Devices : null);
                     break;
                 }
+                case IommuKind.Amd:
+                {
+                    var amd = new List<AmdViUnit>(units.Count);
+                    foreach (var u in units)
+                    {
+                        if (u.Kind != IommuKind.Amd) continue;
+                        amd.Add(AmdViUnit.FromMachine(u));
+                        if (AmdViUnit.CapHeader(u) is null) notes.Add($"{u.Name}: no amd-iommu/cap register in the source: NpCache (strict mode under virtualization) taken as off");
+                    }
+                    driver = new AmdViDriver(amd, pageTables, resolver, memoryEncryption: options.Boot?.MemoryEncryption ?? false);
+                    break;
+                }
                 default:
                     notes.Add($"IOMMU kind {machine.IommuKind} is not modelled: no groups predicted");
                     break;
@@ -132,6 +152,11 @@ public sealed class HostModel
             var r = core.RegisterDriver(driver);
             if (!r.IsOk) notes.Add($"{driver.Name} registration failed: {r}");
         }
+        foreach (var dev in late)
+        {
+            var r = core.HotplugAdd(dev);
+            if (!r.IsOk && r.Errno != Errno.ENODEV) notes.Add($"{dev.Name}: hot-plug probe fails in the model: {r}");
+        }
         foreach (var dev in devices)
         {
             if (dev.Pci!.Facts.Driver is { } name)
@@ -141,6 +166,12 @@ public sealed class HostModel
             }
         }
         return new HostModel(machine, cmdline, options, core, driver, notes);
+    }
+
+    private static int IndexOf(IReadOnlyList<PciAddress> list, PciAddress a)
+    {
+        for (int i = 0; i < list.Count; i++) if (list[i] == a) return i;
+        return -1;
     }
 
     private static PciGroupResolver GroupResolver(Machine machine, KernelCommandLine cmdline, HostGrouping grouping)

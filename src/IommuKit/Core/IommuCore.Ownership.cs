@@ -14,7 +14,7 @@ public sealed partial class IommuCore
     {
         ArgumentException.ThrowIfNullOrEmpty(driver);
         bool managed = driverManagedDma ?? IommuDevice.IsDriverManagedDma(driver);
-        lock (device.DeviceLock)
+        using (new DeviceLockScope(device))
         {
             if (device.DriverName is { } cur) return IommuResult.Fail(Errno.EBUSY, $"{device.Name}: already bound to {cur}");
             var group = device.Group;
@@ -24,7 +24,7 @@ public sealed partial class IommuCore
                 device.DriverManagedDma = managed;
                 return IommuResult.Ok;
             }
-            lock (group.Sync)
+            using (new GroupLockScope(group))
             {
                 if (!managed)
                 {
@@ -64,7 +64,7 @@ public sealed partial class IommuCore
     /// <summary>Unbinds the device's driver (<c>iommu_device_unuse_default_domain</c> for a DMA-API driver). No-op when unbound.</summary>
     public void UnbindDriver(IommuDevice device)
     {
-        lock (device.DeviceLock) UnbindDeviceLocked(device);
+        using (new DeviceLockScope(device)) UnbindDeviceLocked(device);
     }
 
     private void UnbindDeviceLocked(IommuDevice device)
@@ -74,7 +74,7 @@ public sealed partial class IommuCore
         var group = device.Group;
         if (group is not null && !device.DriverManagedDma)
         {
-            lock (group.Sync)
+            using (new GroupLockScope(group))
             {
                 if (group.OwnerCntLocked == 0) AddLog($"WARNING: {device.Name}: unuse_default_domain with owner_cnt 0");
                 else group.OwnerCntLocked--;
@@ -85,7 +85,7 @@ public sealed partial class IommuCore
         }
         if (group is not null)
         {
-            lock (group.Sync)
+            using (new GroupLockScope(group))
             {
                 device.DriverName = null;
                 device.DriverManagedDma = false;
@@ -106,7 +106,7 @@ public sealed partial class IommuCore
     public IommuResult GroupClaimDmaOwner(IommuGroup group, object cookie)
     {
         if (cookie is null) return IommuResult.Fail(Errno.EINVAL, $"{group}: claim without an owner cookie");
-        lock (group.Sync)
+        using (new GroupLockScope(group))
         {
             if (!Kernel.HasDmaOwnership) return ClaimViableGroupLocked(group, cookie);
             if (group.OwnerCntLocked != 0)
@@ -124,7 +124,7 @@ public sealed partial class IommuCore
         if (cookie is null) return IommuResult.Fail(Errno.EINVAL, $"{device.Name}: claim without an owner cookie");
         var group = device.Group;
         if (group is null) return IommuResult.Fail(Errno.ENODEV, $"{device.Name}: not in an IOMMU group");
-        lock (group.Sync)
+        using (new GroupLockScope(group))
         {
             if (device.Group != group) return IommuResult.Fail(Errno.ENODEV, $"{device.Name}: left its group");
             if (group.OwnerCntLocked != 0)
@@ -190,7 +190,7 @@ public sealed partial class IommuCore
     /// <summary><c>iommu_group_release_dma_owner</c>: the group returns to its default domain.</summary>
     public void GroupReleaseDmaOwner(IommuGroup group)
     {
-        lock (group.Sync) ReleaseOwnershipLocked(group);
+        using (new GroupLockScope(group)) ReleaseOwnershipLocked(group);
     }
 
     /// <summary><c>iommu_device_release_dma_owner</c>: drops one claim; the last one releases the group.</summary>
@@ -198,7 +198,7 @@ public sealed partial class IommuCore
     {
         var group = device.Group;
         if (group is null) return;
-        lock (group.Sync)
+        using (new GroupLockScope(group))
         {
             if (group.OwnerCntLocked > 1) { group.OwnerCntLocked--; return; }
             ReleaseOwnershipLocked(group);
@@ -227,6 +227,6 @@ public sealed partial class IommuCore
     /// <summary><c>iommu_group_dma_owner_claimed</c>: owner count not 0 (true with only kernel drivers bound, too).</summary>
     public bool DmaOwnerClaimed(IommuGroup group)
     {
-        lock (group.Sync) return group.OwnerCntLocked != 0;
+        using (new GroupLockScope(group)) return group.OwnerCntLocked != 0;
     }
 }

@@ -71,6 +71,7 @@ public sealed class DmaApi : IDisposable
     /// <param name="forceDac">iommu.forcedac=1: skip the 32-bit-first attempt.</param>
     /// <param name="busDmaLimit">The bus DMA limit (bus_dma_limit), 0 = none.</param>
     /// <param name="deviceName">For messages.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="domainId"/> is outside 0..65535.</exception>
     /// <exception cref="ArgumentException">The allocator's granule differs from the table's smallest page, or the
     /// allocator refuses a reservation (its cap on reserved ranges).</exception>
     public DmaApi(IommuHardware iommu, int domainId, IIoPageTable table, IovaAllocator iovad, DmaMode mode, ulong dmaMask,
@@ -80,6 +81,8 @@ public sealed class DmaApi : IDisposable
         ArgumentNullException.ThrowIfNull(iommu);
         ArgumentNullException.ThrowIfNull(table);
         ArgumentNullException.ThrowIfNull(iovad);
+        if ((uint)domainId > IommuHardware.MaxDomainId)
+            throw new ArgumentOutOfRangeException(nameof(domainId), $"domain id {domainId} is outside 0..{IommuHardware.MaxDomainId}");
         _iommu = iommu;
         _domainId = domainId;
         _table = table;

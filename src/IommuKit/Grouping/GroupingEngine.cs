@@ -37,6 +37,7 @@ public sealed class GroupingResult
 {
     private readonly ModelGroup?[] _byIndex;
     private readonly bool[]? _managed;
+    internal int[]? Rank { get; init; }
     private readonly Dictionary<PciAddress, IReadOnlyList<GroupStep>> _explain;
 
     internal GroupingResult(Machine machine, IommuActivation activation, GroupingContext? ctx, List<ModelGroup> groups,
@@ -150,7 +151,9 @@ public static class GroupingEngine
         };
 
         // iommu_probe_device over the bus in probe order (bus_iommu_probe): each device joins or creates its group.
-        foreach (var d in devices)
+        // SR-IOV VFs come into being after boot, so they are grouped last (see ProbeSequence).
+        var sequence = ProbeSequence(machine.Topology, ctx, options.VfEnableOrder, out var rank);
+        foreach (var d in sequence)
         {
             if (managed is not null && !managed[d.ProbeIndex]) continue;
             ctx.TouchedUnknown = false;
@@ -173,8 +176,42 @@ public static class GroupingEngine
             if (g.UnknownFacts) unknownGroups++;
         }
         if (unknownGroups > 0)
-            messages.Add($"{unknownGroups} group(s) depend on facts the source does not show (extended capabilities such as ACS): run the capture as root for a reliable answer");
-        return Finish(new GroupingResult(machine, activation, ctx, groups, byIndex, managed, messages), options);
+            messages.Add($"{unknownGroups} group(s) depend on facts the source does not show (extended capabilities such as ACS, or bridge bus ranges): capture as root with lspci -vv (or a sysfs snapshot) for a reliable answer");
+        return Finish(new GroupingResult(machine, activation, ctx, groups, byIndex, managed, messages) { Rank = rank }, options);
+    }
+
+    /// <summary>
+    /// The order the kernel adds devices to groups: every boot-time function in probe order, then the SR-IOV VFs, PF by
+    /// PF (in <paramref name="vfOrder"/>, then probe order) and VF index by VF index. <paramref name="rank"/> is each
+    /// device's position in that order, by probe index.
+    /// </summary>
+    internal static List<PciDevice> ProbeSequence(PciTopology topo, GroupingContext ctx, IReadOnlyList<PciAddress>? vfOrder, out int[] rank)
+    {
+        var devices = topo.Devices;
+        var seq = new List<PciDevice>(devices.Count);
+        List<PciDevice>? vfs = null;
+        foreach (var d in devices)
+        {
+            if (ctx.PhysFn[d.ProbeIndex] >= 0) (vfs ??= new List<PciDevice>()).Add(d);
+            else seq.Add(d);
+        }
+        if (vfs is not null)
+        {
+            var pfRank = new Dictionary<int, int>();
+            if (vfOrder is not null)
+                for (int i = 0; i < vfOrder.Count; i++)
+                    if (topo.Find(vfOrder[i]) is { } pf) pfRank.TryAdd(pf.ProbeIndex, i);
+            int Key(PciDevice vf) { int pf = ctx.PhysFn[vf.ProbeIndex]; return pfRank.TryGetValue(pf, out int r) ? r : vfOrder?.Count + pf ?? pf; }
+            vfs.Sort((a, b) =>
+            {
+                int c = Key(a).CompareTo(Key(b));
+                return c != 0 ? c : ctx.VfIndex[a.ProbeIndex].CompareTo(ctx.VfIndex[b.ProbeIndex]);
+            });
+            seq.AddRange(vfs);
+        }
+        rank = new int[devices.Count];
+        for (int i = 0; i < seq.Count; i++) rank[seq[i].ProbeIndex] = i;
+        return seq;
     }
 
     private static GroupingResult Finish(GroupingResult r, GroupingOptions options)
@@ -195,15 +232,16 @@ public static class GroupingEngine
         var trace = new GroupTrace();
         if (ctx.Acs.Note(d) is { } note) trace.Add(GroupStepKind.AcsSetting, d, $"{GroupTrace.A(d)}: {note}");
         var final = byIndex[d.ProbeIndex]!;
-        int me = d.ProbeIndex;
+        var rank = r.Rank!;
+        int me = rank[d.ProbeIndex];
         // The state the kernel saw: devices probed earlier have their final groups, later ones none.
         bool saveTouched = ctx.TouchedUnknown;
         ctx.TouchedUnknown = false;
         ctx.UnknownTouched.Clear();
-        var g = PciGrouping.DeviceGroup(d, ctx, x => x.ProbeIndex < me ? byIndex[x.ProbeIndex] : null, () => final, trace);
+        var g = PciGrouping.DeviceGroup(d, ctx, x => rank[x.ProbeIndex] < me ? byIndex[x.ProbeIndex] : null, () => final, trace);
         System.Diagnostics.Debug.Assert(ReferenceEquals(g, final), "replay must reach the group the device got");
         if (ctx.TouchedUnknown)
-            trace.Add(GroupStepKind.UnknownFacts, d, $"facts are missing for {string.Join(", ", ctx.UnknownTouched.Select(GroupTrace.A))} (no extended config space in the source, e.g. lspci run without root): this placement is a guess");
+            trace.Add(GroupStepKind.UnknownFacts, d, $"facts are missing for {string.Join(", ", ctx.UnknownTouched.Select(GroupTrace.A))} (capabilities or bridge bus ranges not in the source, e.g. lspci run without root or without -v): this placement is a guess");
         ctx.TouchedUnknown = saveTouched;
         var steps = new List<GroupStep>(trace.Steps);
         bool created = final.Devices.Count > 0 && final.Devices[0] == d;

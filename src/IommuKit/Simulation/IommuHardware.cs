@@ -12,7 +12,8 @@ namespace IommuKit.Simulation;
 /// <para><b>Translate</b> (the hardware's DMA-remapping path): writes into the MSI window 0xfee00000-0xfeefffff are
 /// interrupt requests and are never translated (VT-d 3.14 "Handling Requests to Interrupt Address Range"); otherwise the
 /// requester's context entry decides: none = fault NoContext, Blocked = fault Blocked, Identity = pass-through,
-/// Translated = IOTLB lookup, then on a miss a page-table walk that fills the IOTLB with the 4 KiB page.</para>
+/// Translated = IOTLB lookup, then on a miss a page-table walk that fills the IOTLB with the leaf it found (4 KiB,
+/// or a 2 MiB slice of a large page).</para>
 /// <para><b>Threading:</b> <see cref="Translate"/> takes no lock (context entries are immutable objects published with
 /// volatile writes; the IOTLB is thread-safe). <see cref="SetContext"/> may run concurrently with DMA: a request sees
 /// either the old or the new entry. Faults are recorded under <c>_faultLock</c> (cold path); the fault handler and the
@@ -191,9 +192,9 @@ public sealed class IommuHardware
         }
         long generation = _iotlb.Generation;
         int tag = TagOf(ctx);
-        if (!ctx.Table!.TryIovaToPhys(iova, out phys, out prot))
+        if (!ctx.Table!.TryIovaToPhys(iova, out phys, out prot, out ulong pageSize))
             return false;
-        _iotlb.Fill(tag, iova & ~GranuleMask, GranuleMask + 1, phys & ~GranuleMask, prot, generation);
+        _iotlb.Fill(tag, iova, pageSize, phys, prot, generation);
         return true;
     }
 
@@ -281,11 +282,10 @@ public sealed class IommuHardware
         // the fill is dropped instead of caching a translation that was just invalidated.
         long generation = _iotlb.Generation;
         int tag = TagOf(ctx);
-        if (!ctx.Table!.TryIovaToPhys(iova, out ulong phys, out IommuProt prot))
+        if (!ctx.Table!.TryIovaToPhys(iova, out ulong phys, out IommuProt prot, out ulong pageSize))
             return RaiseFault(requesterId, iova, write, DmaFaultReason.NotPresent, ctx.DomainId);
-        // Cache the 4 KiB page that contains the IOVA: TryIovaToPhys does not report the leaf size, and a 4 KiB entry
-        // is always correct (a large page just takes several entries).
-        _iotlb.Fill(tag, iova & ~GranuleMask, GranuleMask + 1, phys & ~GranuleMask, prot, generation);
+        // Cache the leaf the walk found, large pages included (the IOTLB keeps them as 2 MiB slices).
+        _iotlb.Fill(tag, iova, pageSize, phys, prot, generation);
         IommuProt need = write ? IommuProt.Write : IommuProt.Read;
         if ((prot & need) != need)
             return RaiseFault(requesterId, iova, write, DmaFaultReason.Permission, ctx.DomainId);

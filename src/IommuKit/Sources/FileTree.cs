@@ -46,6 +46,12 @@ public abstract class FileTree
     protected abstract byte[] ReadCore(string canonicalPath, int maxBytes);
 
     /// <summary>
+    /// Fast path for <see cref="Resolve"/>: true when <paramref name="path"/> is known to be canonical already (it exists
+    /// and no component is a symlink), so the component walk can be skipped. The default knows nothing.
+    /// </summary>
+    protected virtual bool IsCanonical(string path) => false;
+
+    /// <summary>
     /// True when absolute symlink targets are read as relative to the tree's root (a directory root: chroot-like);
     /// false when they are bad input (a tarball: the oracle layout has relative links only).
     /// </summary>
@@ -67,6 +73,7 @@ public abstract class FileTree
     /// <exception cref="InputException">A link escapes the root, is absolute (tarballs), or loops.</exception>
     public string? Resolve(string path)
     {
+        if (IsCanonical(path)) return path;
         int hops = 0;
         return ResolveFrom("", path, ref hops, path);
     }

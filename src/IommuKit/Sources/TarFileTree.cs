@@ -17,7 +17,7 @@ public sealed class TarFileTree : FileTree
         public FileNodeKind Kind;
         public byte[]? Data;
         public string? Link;
-        public SortedSet<string>? Children;
+        public List<string>? Children;
     }
 
     private readonly Dictionary<string, Node> _nodes = new(StringComparer.Ordinal);
@@ -25,7 +25,7 @@ public sealed class TarFileTree : FileTree
 
     private TarFileTree(string origin) : base(origin)
     {
-        _nodes[""] = new Node { Kind = FileNodeKind.Directory, Children = new SortedSet<string>(StringComparer.Ordinal) };
+        _nodes[""] = new Node { Kind = FileNodeKind.Directory, Children = new List<string>() };
     }
 
     /// <summary>Number of members kept (directories implied by names included).</summary>
@@ -119,21 +119,16 @@ public sealed class TarFileTree : FileTree
             throw InputException.At(Origin, $"member '{raw}' has an absolute name (only names relative to / are accepted)");
         if (raw.Contains('\0'))
             throw InputException.At(Origin, "a member name contains a NUL character");
-        var parts = new List<string>();
-        foreach (var p in raw.Split('/'))
-        {
-            if (p.Length == 0 || p == ".") continue;
-            if (p == "..") throw InputException.At(Origin, $"member '{raw}' contains '..' (it would escape the root)");
-            parts.Add(p);
-        }
-        if (parts.Count == 0) return; // "./" itself
-        string name = string.Join('/', parts);
+        string name = Normalize(raw);
+        if (name.Length == 0) return; // "./" itself
+        int depth = 0;
+        foreach (char ch in name) if (ch == '/') depth++;
 
         Node node;
         switch (entry.EntryType)
         {
             case TarEntryType.Directory:
-                node = new Node { Kind = FileNodeKind.Directory, Children = new SortedSet<string>(StringComparer.Ordinal) };
+                node = new Node { Kind = FileNodeKind.Directory, Children = new List<string>() };
                 break;
             case TarEntryType.RegularFile:
             case TarEntryType.V7RegularFile:
@@ -153,7 +148,6 @@ public sealed class TarFileTree : FileTree
                     throw InputException.At(Origin, $"symlink has the absolute target '{target}' (only relative links are accepted)", device: name);
                 // A relative target may climb with '..' but never above the root of the archive (checked now, once,
                 // so a later lookup cannot be steered outside).
-                int depth = parts.Count - 1;
                 foreach (var p in target.Split('/'))
                 {
                     if (p.Length == 0 || p == ".") continue;
@@ -167,30 +161,56 @@ public sealed class TarFileTree : FileTree
         }
 
         // Parents are implied by the name even when the archive has no entry for them.
-        string parent = "";
-        for (int i = 0; i < parts.Count - 1; i++)
-        {
-            string dir = Join(parent, parts[i]);
-            if (!_nodes.TryGetValue(dir, out var d))
-            {
-                d = new Node { Kind = FileNodeKind.Directory, Children = new SortedSet<string>(StringComparer.Ordinal) };
-                _nodes[dir] = d;
-                _nodes[parent].Children!.Add(parts[i]);
-            }
-            else if (d.Kind != FileNodeKind.Directory)
-            {
-                throw InputException.At(Origin, $"'{dir}' is both a {d.Kind.ToString().ToLowerInvariant()} and a directory", device: name);
-            }
-            parent = dir;
-        }
+        int slash = name.LastIndexOf('/');
+        string parent = slash < 0 ? "" : name[..slash];
+        EnsureDirectory(parent, name);
         if (_nodes.TryGetValue(name, out var existing))
         {
             if (existing.Kind == FileNodeKind.Directory && node.Kind == FileNodeKind.Directory) return;
             throw InputException.At(Origin, "the archive holds this member twice", device: name);
         }
         _nodes[name] = node;
-        _nodes[parent].Children!.Add(parts[^1]);
+        _nodes[parent].Children!.Add(name[(slash + 1)..]);
     }
+
+    private void EnsureDirectory(string dir, string member)
+    {
+        if (_nodes.TryGetValue(dir, out var d))
+        {
+            if (d.Kind != FileNodeKind.Directory)
+                throw InputException.At(Origin, $"'{dir}' is both a {d.Kind.ToString().ToLowerInvariant()} and a directory", device: member);
+            return;
+        }
+        int slash = dir.LastIndexOf('/');
+        string parent = slash < 0 ? "" : dir[..slash];
+        EnsureDirectory(parent, member);
+        _nodes[dir] = new Node { Kind = FileNodeKind.Directory, Children = new List<string>() };
+        _nodes[parent].Children!.Add(dir[(slash + 1)..]);
+    }
+
+    /// <summary>The member name without "./", empty components or a trailing '/'; '..' anywhere is bad input.</summary>
+    private string Normalize(string raw)
+    {
+        // Fast path: names as tar writes them ("sys/bus/pci/devices/0000:00:00.0", "sys/" for a directory).
+        bool clean = raw.Length > 0 && raw[0] != '.';
+        for (int i = 0; clean && i < raw.Length; i++)
+        {
+            if (raw[i] == '/' && (i + 1 < raw.Length && (raw[i + 1] == '/' || raw[i + 1] == '.'))) clean = false;
+        }
+        if (clean) return raw.EndsWith('/') ? raw[..^1] : raw;
+        var parts = new List<string>();
+        foreach (var p in raw.Split('/'))
+        {
+            if (p.Length == 0 || p == ".") continue;
+            if (p == "..") throw InputException.At(Origin, $"member '{raw}' contains '..' (it would escape the root)");
+            parts.Add(p);
+        }
+        return string.Join('/', parts);
+    }
+
+    // A name in the map is canonical: a member under a symlinked directory is refused when the archive is read.
+    protected override bool IsCanonical(string path) =>
+        _nodes.TryGetValue(path, out var n) && n.Kind != FileNodeKind.Symlink;
 
     protected override FileNodeKind LstatCore(string canonicalPath) =>
         _nodes.TryGetValue(canonicalPath, out var n) ? n.Kind : FileNodeKind.Missing;
@@ -202,6 +222,7 @@ public sealed class TarFileTree : FileTree
         if (_listCache.TryGetValue(canonicalPath, out var cached)) return cached;
         var children = _nodes[canonicalPath].Children;
         var list = children is null ? [] : children.ToArray();
+        Array.Sort(list, StringComparer.Ordinal);
         _listCache[canonicalPath] = list;
         return list;
     }

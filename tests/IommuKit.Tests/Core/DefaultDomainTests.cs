@@ -201,8 +201,15 @@ public class DefaultDomainTests
         var a = Dev("a");
         var b = Dev("b");
         IommuResult seen = default;
-        // While group of "a" is set up at boot, a driver probe for "b" (whose group is not set up yet) races in.
-        drv.OnDefDomainType = d => { if (d == a && seen.Errno == Errno.Ok) seen = core.BindDriver(b, "e1000e"); };
+        // While the group of "a" is set up at boot, a driver probe for "b" (whose group is not set up yet) runs on
+        // another thread, as the driver core's async probe would (it takes b's device and group locks, not a's).
+        drv.OnDefDomainType = d =>
+        {
+            if (d != a || seen.Errno != Errno.Ok) return;
+            var t = new Thread(() => seen = core.BindDriver(b, "e1000e"));
+            t.Start();
+            Assert.True(t.Join(TimeSpan.FromSeconds(30)));
+        };
         Boot(core, drv, a, b);
         Assert.Equal(Errno.EPROBE_DEFER, seen.Errno);
         Assert.Null(b.DriverName);

@@ -124,6 +124,23 @@ public class LspciTextTests
     }
 
     [Fact]
+    public void AFunctionZeroWhoseSlotHoldsOnlyItsVirtualFunctionsIsNotMultifunction()
+    {
+        const string pf = "00:05.0 Non-Volatile memory controller [0108]: Red Hat, Inc. QEMU NVM Express Controller [1b36:0010] (rev 02) (prog-if 02 [NVM Express])\n" +
+                          "\tControl: I/O- Mem+\n\tCapabilities: [120 v1] Single Root I/O Virtualization (SR-IOV)\n" +
+                          "\t\tInitial VFs: 2, Total VFs: 2, Number of VFs: NUM, Function Dependency Link: 00\n\t\tVF offset: 1, stride: 1, Device ID: 0010\n\n";
+        const string vfs = "00:05.1 Non-Volatile memory controller [0108]: Red Hat, Inc. Device [1b36:0010]\n\tControl: I/O- Mem-\n\n" +
+                           "00:05.2 Non-Volatile memory controller [0108]: Red Hat, Inc. Device [1b36:0010]\n\tControl: I/O- Mem-\n\n";
+        var withVfs = Read(pf.Replace("NUM", "2") + vfs).Topology[PciAddress.Parse("00:05.0")];
+        Assert.False(withVfs.IsMultifunction); // pci_iov_add_virtfn places VFs; pci_scan_slot never saw them
+        Assert.False(withVfs.Facts.MultifunctionBit);
+        // With no VF enabled, .1 and .2 are ordinary functions found by scanning the slot.
+        var ordinary = Read(pf.Replace("NUM", "0") + vfs).Topology[PciAddress.Parse("00:05.0")];
+        Assert.True(ordinary.IsMultifunction);
+        Assert.Null(ordinary.Facts.MultifunctionBit);
+    }
+
+    [Fact]
     public void IommuGroupLinesMakeKernelGroupsInIdOrderAndNoLinesMakeNull()
     {
         var m = Read(RootPort);
@@ -255,7 +272,19 @@ public class LspciTextTests
     {
         var text = "$ sudo lspci -vvnn\n" + RootPort;
         Assert.True(LspciReader.LooksLikeLspci(text));
-        Assert.Equal(3, Read(text).Topology.Count);
+        var m = Read(text);
+        Assert.Equal(3, m.Topology.Count);
+        Assert.Equal("t.txt:1: text before the first device is not an lspci line; skipped", Assert.Single(m.Warnings));
+    }
+
+    [Fact]
+    public void AByteOrderMarkDoesNotHideTheFirstDevice()
+    {
+        var text = "\uFEFF" + RootPort;
+        Assert.True(LspciReader.LooksLikeLspci(text));
+        var m = Read(text);
+        Assert.Equal(3, m.Topology.Count);
+        Assert.Empty(m.Warnings);
     }
 
     [Theory]
@@ -301,11 +330,14 @@ public class LspciTextTests
         int at = lines.FindIndex(l => l.Contains("Physical Slot", StringComparison.Ordinal));
         lines.Insert(at, "\t\u0001\u0002binary\u0000noise");
         lines.Insert(at, "\tBus: primary=zz");
+        lines.Insert(at, "zz garbage");
         var m = Read(string.Join('\n', lines));
         Assert.Equal(3, m.Topology.Count);
         Assert.Equal("igb", m.Topology[PciAddress.Parse("01:00.0")].Driver);
-        Assert.Contains(m.Warnings, w => w.StartsWith($"t.txt:{at + 2}: 0000:01:00.0: line holds control characters", StringComparison.Ordinal));
-        Assert.Contains(m.Warnings, w => w.StartsWith($"t.txt:{at + 1}: 0000:01:00.0: cannot read the Bus: line", StringComparison.Ordinal));
+        Assert.Contains(m.Warnings, w => w.StartsWith($"t.txt:{at + 3}: 0000:01:00.0: line holds control characters", StringComparison.Ordinal));
+        Assert.Contains(m.Warnings, w => w.StartsWith($"t.txt:{at + 2}: 0000:01:00.0: cannot read the Bus: line", StringComparison.Ordinal));
+        Assert.Contains(m.Warnings, w => w.StartsWith($"t.txt:{at + 1}: 0000:01:00.0: unindented text inside the record", StringComparison.Ordinal));
+        Assert.Equal(3, m.Warnings.Count);
     }
 
     [Fact]
@@ -314,6 +346,20 @@ public class LspciTextTests
         var text = RootPort.Replace("\tKernel driver in use: igb\n", "\tKernel driver in use: pcilib: sysfs_read_vpd: read failed: No such device\nigb\n");
         var m = Read(text);
         Assert.Equal("igb", m.Topology[PciAddress.Parse("01:00.0")].Driver);
+        Assert.Empty(m.Warnings);
+    }
+
+    [Fact]
+    public void StderrMessagesInsertedMidLineAreCutOutEvenSeveralInARow()
+    {
+        // stdout buffered, stderr not: three messages land after "(rev 01)" and stdout's own newline follows them.
+        var text = RootPort.Replace("[8086:1521] (rev 01)\n\tSubsystem",
+            "[8086:1521] (rev 01)lspci: Unable to load libkmod resources: error -2\nlspci: Unable to load libkmod resources: error -2\npcilib: sysfs_read_vpd: read failed: No such device\n\n\tSubsystem");
+        var m = Read(text);
+        var nic = m.Topology[PciAddress.Parse("01:00.0")];
+        Assert.Equal((ushort)0x1521, nic.DeviceId);
+        Assert.Equal((ushort)0x00a1, nic.Facts.SubsystemDeviceId);
+        Assert.Equal("igb", nic.Driver);
         Assert.Empty(m.Warnings);
     }
 

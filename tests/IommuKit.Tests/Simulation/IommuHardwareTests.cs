@@ -90,6 +90,20 @@ public class IommuHardwareTests
     }
 
     [Fact]
+    public void AWalkThatEndsInALargePageCachesTheWholePage()
+    {
+        using var rig = new DmaRig();
+        rig.Iommu.SetContext(Rid, rig.Context);
+        Assert.Equal(Errno.Ok, rig.Table.Map(0x4000_0000, 0x8000_0000, 0x20_0000, IommuProt.Read)); // one 2 MiB page
+        rig.Iommu.Translate(Rid, 0x4000_0000, write: false);
+        Assert.Equal(Errno.Ok, rig.Table.Unmap(0x4000_0000, 0x20_0000));
+        // Another 4 KiB page of the same large page: only the cached 2 MiB entry can answer.
+        Assert.Equal(0x801f_f123UL, rig.Iommu.Translate(Rid, 0x401f_f123, write: false).Phys);
+        rig.Iommu.FlushRange(DmaRig.DomainId, 0x4010_0000, 0x1000); // any page of it drops the entry
+        Assert.Equal(DmaFaultReason.NotPresent, rig.Iommu.Translate(Rid, 0x401f_f123, write: false).Fault);
+    }
+
+    [Fact]
     public void FlushRangeDomainAndAllEachDropCachedTranslations()
     {
         using var rig = new DmaRig();

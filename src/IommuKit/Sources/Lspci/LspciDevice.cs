@@ -47,6 +47,8 @@ internal sealed class LspciDevice
 
     /// <summary>Body lines seen (anything below the header line except hex).</summary>
     public int BodyLines;
+    /// <summary>Body lines that were indented, as lspci prints them (a paste may have lost the indentation).</summary>
+    public int IndentedLines;
     /// <summary>"Control:" was printed: the dump is at least -vv.</summary>
     public bool SawControl;
     public bool AccessDenied;

@@ -41,6 +41,7 @@ public static partial class LspciReader
     {
         ArgumentNullException.ThrowIfNull(text);
         var span = text.AsSpan(0, Math.Min(text.Length, 256 * 1024));
+        if (span.Length > 0 && span[0] == '\uFEFF') span = span[1..]; // a byte order mark from an editor
         int nonBlank = 0;
         while (span.Length > 0 && nonBlank < MaxPreambleLines)
         {
@@ -264,6 +265,7 @@ public static partial class LspciReader
         private LspciDevice? _current;
         private bool _blankSinceHeader;
         private int _preamble;
+        private readonly List<string> _preambleWarnings = new(); // reported only if a device follows
         private int _firstNonBlankLine;
 
         // The last line read: whether it ended with '\n' and whether it carried a fact we used.
@@ -288,59 +290,35 @@ public static partial class LspciReader
 
         public Machine Run()
         {
-            int pos = 0;
+            int pos = _text.Length > 0 && _text[0] == '\uFEFF' ? 1 : 0; // a byte order mark from an editor
             int lineNo = 0;
-            string? pending = null; // a line rebuilt after pcilib stderr was cut out of it
-            int pendingLine = 0;
-            while (pos < _text.Length || pending is not null)
+            while (pos < _text.Length)
             {
-                ReadOnlySpan<char> line;
-                int thisLine;
-                bool terminated;
-                if (pending is not null)
-                {
-                    line = pending;
-                    thisLine = pendingLine;
-                    terminated = _lastLineTerminated;
-                    pending = null;
-                }
-                else
-                {
-                    int nl = _text.IndexOf('\n', pos);
-                    int end = nl < 0 ? _text.Length : nl;
-                    line = _text.AsSpan(pos, end - pos);
-                    terminated = nl >= 0;
-                    pos = nl < 0 ? _text.Length : nl + 1;
-                    thisLine = ++lineNo;
-                    if (line.Length > MaxLineLength)
-                        throw Error($"line of {line.Length} characters is longer than the {MaxLineLength}-character cap", thisLine, _current?.Address);
-                    if (line.Length > 0 && line[^1] == '\r') line = line[..^1];
+                ReadOnlySpan<char> line = NextPhysicalLine(ref pos, ref lineNo, out bool terminated);
+                int thisLine = lineNo;
 
-                    // pcilib's stderr interleaved with stdout: "\t\tLnkCap2: Supported pcilib: sysfs_read_vpd: read
-                    // failed: No such device\nLink Speeds: ..." -- cut the message out and join the two halves.
-                    // lspci's own messages ("lspci: Unable to load libkmod resources: error -2") start a line: the same
-                    // treatment drops them.
-                    int pcilib = line.IndexOf("pcilib: ", StringComparison.Ordinal);
-                    if (pcilib < 0 && line.StartsWith("lspci: ", StringComparison.Ordinal)) pcilib = 0;
-                    if (pcilib >= 0)
+                // stderr interleaved with stdout when both went to one file: pcilib's "pcilib: sysfs_read_vpd: read
+                // failed: No such device" or lspci's "lspci: Unable to load libkmod resources: error -2", inserted
+                // anywhere, even mid-line ("\t\tLnkCap2: Supported pcilib: ...\nLink Speeds: ..."). Each message runs
+                // to its newline; stdout resumes on the next line. Cut the messages out and join the halves.
+                int cut = StderrMessageAt(line, 0);
+                if (cut >= 0)
+                {
+                    string joined = line[..cut].ToString();
+                    while (pos < _text.Length)
                     {
-                        int nl2 = pos < _text.Length ? _text.IndexOf('\n', pos) : -1;
-                        if (pos < _text.Length)
-                        {
-                            int end2 = nl2 < 0 ? _text.Length : nl2;
-                            var next = _text.AsSpan(pos, end2 - pos);
-                            if (next.Length > MaxLineLength)
-                                throw Error($"line of {next.Length} characters is longer than the {MaxLineLength}-character cap", lineNo + 1, _current?.Address);
-                            if (next.Length > 0 && next[^1] == '\r') next = next[..^1];
-                            pos = nl2 < 0 ? _text.Length : nl2 + 1;
-                            lineNo++;
-                            pending = string.Concat(line[..pcilib], next);
-                            pendingLine = thisLine;
-                            _lastLineTerminated = nl2 >= 0;
-                            continue;
-                        }
-                        line = line[..pcilib];
+                        var next = NextPhysicalLine(ref pos, ref lineNo, out terminated);
+                        int from = joined.Length;
+                        joined = string.Concat(joined, next);
+                        int again = StderrMessageAt(joined, from);
+                        if (again < 0) break;
+                        joined = joined[..again];
+                        if (joined.Length > MaxLineLength)
+                            throw Error($"line of {joined.Length} characters is longer than the {MaxLineLength}-character cap", thisLine, _current?.Address);
                     }
+                    if (joined.Length > MaxLineLength)
+                        throw Error($"line of {joined.Length} characters is longer than the {MaxLineLength}-character cap", thisLine, _current?.Address);
+                    line = joined;
                 }
                 _lastLineTerminated = terminated;
                 _lastLineWasFact = false;
@@ -354,6 +332,31 @@ public static partial class LspciReader
                 throw Error("not lspci output: no device line such as `00:1f.3 SMBus [0c05]: ...` found", _firstNonBlankLine);
             }
             return Build();
+        }
+
+        /// <summary>The next line of the text without its line end; checks the line-length cap.</summary>
+        private ReadOnlySpan<char> NextPhysicalLine(ref int pos, ref int lineNo, out bool terminated)
+        {
+            int nl = _text.IndexOf('\n', pos);
+            int end = nl < 0 ? _text.Length : nl;
+            var line = _text.AsSpan(pos, end - pos);
+            terminated = nl >= 0;
+            pos = nl < 0 ? _text.Length : nl + 1;
+            lineNo++;
+            if (line.Length > MaxLineLength)
+                throw Error($"line of {line.Length} characters is longer than the {MaxLineLength}-character cap", lineNo, _current?.Address);
+            if (line.Length > 0 && line[^1] == '\r') line = line[..^1];
+            return line;
+        }
+
+        /// <summary>Where a stderr message of pcilib or lspci starts in <paramref name="line"/> at or after <paramref name="from"/>, or -1.</summary>
+        private static int StderrMessageAt(ReadOnlySpan<char> line, int from)
+        {
+            var tail = line[from..];
+            int a = tail.IndexOf("pcilib: ", StringComparison.Ordinal);
+            int b = tail.IndexOf("lspci: ", StringComparison.Ordinal);
+            int at = a < 0 ? b : b < 0 ? a : Math.Min(a, b);
+            return at < 0 ? -1 : from + at;
         }
 
         private void HandleLine(ReadOnlySpan<char> line, int lineNo)
@@ -405,13 +408,25 @@ public static partial class LspciReader
                 }
                 if (_blankSinceHeader)
                     throw Error("expected a device line such as `00:1f.3 SMBus [0c05]: ...` after the blank line", lineNo, _current.Address);
-                // A body line whose indentation was lost in a paste: read it like an indented one.
+                if (_current.IndentedLines > 0)
+                {
+                    // lspci indents every detail line; this record did so until here, so this is not lspci's.
+                    Warn($"{_origin}:{lineNo}: {_current.Address}: unindented text inside the record is not an lspci line; skipped");
+                    _current.LastLine = lineNo;
+                    return;
+                }
+                // A body line whose indentation was lost in a paste (the whole record is flush left): read it as indented.
+            }
+            else if (_current is not null)
+            {
+                _current.IndentedLines++;
             }
             if (_current is null)
             {
                 // Text before the first device: a shell prompt, an lspci warning. Tolerated, briefly.
                 if (++_preamble > MaxPreambleLines)
                     throw Error($"not lspci output: no device line such as `00:1f.3 SMBus [0c05]: ...` in the first {MaxPreambleLines} lines", _firstNonBlankLine);
+                _preambleWarnings.Add($"{_origin}:{lineNo}: text before the first device is not an lspci line; skipped");
                 return;
             }
             _current.LastLine = lineNo;
@@ -427,6 +442,11 @@ public static partial class LspciReader
         private void StartDevice(PciAddress address, ReadOnlySpan<char> rest, int lineNo)
         {
             FinishCurrent(atEnd: false);
+            if (_preambleWarnings.Count > 0)
+            {
+                foreach (var w in _preambleWarnings) Warn(w);
+                _preambleWarnings.Clear();
+            }
             if (!_seen.Add(address))
                 throw Error("the same PCI function appears twice in the dump", lineNo, address);
             if (_seen.Count > MaxDevices)
@@ -611,14 +631,15 @@ public static partial class LspciReader
                 dev.Context = LspciCapContext.None;
                 return;
             }
+            // Extended capabilities live at 0x100 and above; -vv prints their version ("[148 v1]"), -v does not ("[148]").
             if (!TryParseCapabilityHead(rest, out int offset, out int ver, out var name) ||
-                (ver >= 0 ? offset < ConfigSpace.ConventionalSize : offset >= ConfigSpace.ConventionalSize || offset < 0x40))
+                (ver >= 0 && offset < ConfigSpace.ConventionalSize) || offset < 0x40)
             {
                 Malformed(dev, lineNo, "Capabilities:");
                 return;
             }
-            bool extended = ver >= 0;
-            byte version = extended ? (byte)ver : (byte)0;
+            bool extended = offset >= ConfigSpace.ConventionalSize;
+            byte version = ver >= 0 ? (byte)ver : (byte)0;
             if (LspciCapabilityNames.TryGetId(name, extended, out ushort id))
                 dev.Capabilities.Add(new PciCapability(id, offset, extended, version));
 
@@ -788,6 +809,43 @@ public static partial class LspciReader
             return max;
         }
 
+        /// <summary>
+        /// Text does not show the header type, so the topology infers a function 0's multifunction bit from the other
+        /// functions in its slot. SR-IOV virtual functions do not count: they are not found by pci_scan_slot but placed
+        /// by pci_iov_add_virtfn at PF + offset + n * stride, and a PF whose slot holds only its VFs (or other PFs' VFs)
+        /// reads its own header bit, which is clear. Bounded: at most <c>8 x devices + 65536</c> VF addresses computed.
+        /// </summary>
+        private static void MarkSlotsHoldingOnlyVirtualFunctions(List<PciDeviceFacts> facts)
+        {
+            var vfs = new HashSet<PciAddress>();
+            long budget = 8L * facts.Count + 65536;
+            foreach (var f in facts)
+            {
+                if (f.Sriov is not { NumVfs: > 0 } sriov || f.Sriov.VfStride == 0 && sriov.NumVfs > 1) continue;
+                for (int n = 0; n < sriov.NumVfs && budget-- > 0; n++)
+                {
+                    if (sriov.VfAddress(f.Address, n) is { } vf) vfs.Add(vf);
+                }
+            }
+            if (vfs.Count == 0) return;
+            var present = new HashSet<PciAddress>(facts.Count);
+            foreach (var f in facts) present.Add(f.Address);
+            for (int i = 0; i < facts.Count; i++)
+            {
+                var f = facts[i];
+                if (f.Address.Function != 0 || f.MultifunctionBit is not null || vfs.Contains(f.Address)) continue;
+                bool siblings = false, onlyVfs = true;
+                for (int fn = 1; fn < 8; fn++)
+                {
+                    var other = f.Address.WithFunction(fn);
+                    if (!present.Contains(other)) continue;
+                    siblings = true;
+                    if (!vfs.Contains(other)) { onlyVfs = false; break; }
+                }
+                if (siblings && onlyVfs) facts[i] = f with { MultifunctionBit = false };
+            }
+        }
+
         private Machine Build()
         {
             var builder = new PciTopologyBuilder();
@@ -795,10 +853,13 @@ public static partial class LspciReader
             var slots = new Dictionary<string, string>(StringComparer.Ordinal);
             int denied = 0, bare = 0, acsDetail = 0, headerHex = 0, noIds = 0;
             bool dumpHasExtended = ExpectedHexLength() > ConfigSpace.ConventionalSize;
-            foreach (var dev in _devices)
+            var allFacts = new List<PciDeviceFacts>(_devices.Count);
+            foreach (var dev in _devices) allFacts.Add(dev.ToFacts(_origin, Warn, dumpHasExtended));
+            MarkSlotsHoldingOnlyVirtualFunctions(allFacts);
+            for (int i = 0; i < _devices.Count; i++)
             {
-                var facts = dev.ToFacts(_origin, Warn, dumpHasExtended);
-                builder.Add(facts);
+                var dev = _devices[i];
+                builder.Add(allFacts[i]);
                 // "Physical Slot: N" is the sysfs slot name; sysfs slots/N/address holds domain:bus:device.
                 if (dev.PhysicalSlot is { } slot)
                     slots.TryAdd(slot, string.Create(CultureInfo.InvariantCulture, $"{dev.Address.Domain:x4}:{dev.Address.Bus:x2}:{dev.Address.Device:x2}"));
