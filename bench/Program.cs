@@ -27,18 +27,21 @@ public static class Program
 internal static class QuickRun
 {
     public const ulong CopyWorkingSet = 256 * 1024; // L2-resident source/destination working set
-    private const int Runs = 7;
+    private const int Runs = 41;
+    private const int WarmupMs = 400;
+    private static TextWriter s_stderr = TextWriter.Null;
     private const ushort HitRid = DmaBenchRig.Rid + 1;
 
     public static int Run(TextWriter stdout, TextWriter stderr)
     {
         var total = Stopwatch.StartNew();
+        s_stderr = stderr;
         stderr.WriteLine($"quick DMA benchmarks: {Environment.ProcessorCount} CPUs, .NET {Environment.Version}, {RuntimeInformationText()}");
 
         using (var lazy = new DmaBenchRig(DmaMode.Lazy))
-            Emit(stdout, "map_unmap_4k_lazy", MedianNsPerOp(n => lazy.MapUnmap4k(n), 400_000), "ns");
+            Emit(stdout, "map_unmap_4k_lazy", BestNsPerOp("map_unmap_4k_lazy", n => lazy.MapUnmap4k(n), 50_000), "ns");
         using (var strict = new DmaBenchRig(DmaMode.Strict))
-            Emit(stdout, "map_unmap_4k_strict", MedianNsPerOp(n => strict.MapUnmap4k(n), 400_000), "ns");
+            Emit(stdout, "map_unmap_4k_strict", BestNsPerOp("map_unmap_4k_strict", n => strict.MapUnmap4k(n), 50_000), "ns");
 
         var (map256, unmap256) = Measure256x4k();
         Emit(stdout, "map_256x4k", map256, "ns");
@@ -47,15 +50,27 @@ internal static class QuickRun
         using (var rig = new DmaBenchRig(DmaMode.Strict))
         {
             ulong hot = rig.Api.MapSingle(0x3000_0000, 64 * 4096, DmaDirection.Bidirectional);
-            Emit(stdout, "translate_hit", MedianNsPerOp(n => TranslateHitLoop(rig.Iommu, hot, n), 10_000_000), "ns");
+            Emit(stdout, "translate_hit", BestNsPerOp("translate_hit", n => TranslateHitLoop(rig.Iommu, hot, n), 500_000), "ns");
 
-            const int MissPages = 1 << 20;
+            // IOTLB miss with cached tables (anchors T5): 16 K pages (64 MiB of IOVA, ~290 KiB of tables, L2-resident)
+            // behind a 16-entry IOTLB, so nearly every translation walks the table and fills the IOTLB.
+            const int MissPages = 1 << 14;
             const ulong MissIova = 0x1_0000_0000;
-            rig.Table.Map(MissIova, 0x2_0000_1000, (ulong)MissPages * 4096, IommuProt.Read | IommuProt.Write);
-            long missesBefore = rig.Iommu.Iotlb.Misses, hitsBefore = rig.Iommu.Iotlb.Hits;
-            Emit(stdout, "translate_miss", MedianNsPerOp(n => TranslateMissLoop(rig.Iommu, MissIova, MissPages, n, 7), 2_000_000), "ns");
-            long misses = rig.Iommu.Iotlb.Misses - missesBefore, hits = rig.Iommu.Iotlb.Hits - hitsBefore;
-            stderr.WriteLine($"  translate_miss: IOTLB miss rate {100.0 * misses / Math.Max(1, misses + hits):F1} % over 1 M random 4 KiB pages (8 MiB of tables)");
+            var missIommu = new IommuHardware(iotlbSets: 16);
+            IIoPageTable missTable = IoPageTables.Create(IoPageTableFormat.X86_64Level4);
+            missTable.Map(MissIova, 0x2_0000_1000, (ulong)MissPages * 4096, IommuProt.Read | IommuProt.Write);
+            missIommu.SetContext(HitRid, IommuContext.Translated(1, missTable));
+            long missesBefore = missIommu.Iotlb.Misses, hitsBefore = missIommu.Iotlb.Hits;
+            Emit(stdout, "translate_miss", BestNsPerOp("translate_miss", n => TranslateMissLoop(missIommu, MissIova, MissPages, n, 7), 100_000), "ns");
+            long misses = missIommu.Iotlb.Misses - missesBefore, hits = missIommu.Iotlb.Hits - hitsBefore;
+            stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"  translate_miss: IOTLB miss rate {100.0 * misses / Math.Max(1, misses + hits):F1} % over 16 K random 4 KiB pages, {missTable.TablePageCount} table pages"));
+
+            // The same with 1 M pages (4 GiB of IOVA, ~2300 table pages of 8 KiB each in this table layout): the walk
+            // leaves the caches (anchors T6), reported on stderr only.
+            const int BigPages = 1 << 20;
+            rig.Table.Map(0x10_0000_0000, 0x2_0000_1000, (ulong)BigPages * 4096, IommuProt.Read | IommuProt.Write);
+            BestNsPerOp("translate_miss_1M_pages (not emitted)", n => TranslateMissLoop(rig.Iommu, 0x10_0000_0000, BigPages, n, 7), 50_000);
         }
 
         Emit(stdout, "dma_copy_vs_memcpy", MeasureCopyRatio(stderr), "ratio");
@@ -76,10 +91,20 @@ internal static class QuickRun
         w.Flush();
     }
 
-    /// <summary>Median over <see cref="Runs"/> runs of <paramref name="opsPerRun"/> operations, after one warm-up run.</summary>
-    private static double MedianNsPerOp(Func<int, ulong> body, int opsPerRun)
+    /// <summary>
+    /// Best (minimum) ns per operation over <see cref="Runs"/> short runs of <paramref name="opsPerRun"/> operations,
+    /// after a warm-up run. The machine is shared (load averages above 20 on 2 CPUs are common), so a run is often
+    /// descheduled part-way; the fastest run is the one that was not, i.e. the code's own cost. The median is printed
+    /// on stderr next to it, so the interference stays visible.
+    /// </summary>
+    private static double BestNsPerOp(string name, Func<int, ulong> body, int opsPerRun)
     {
-        body(opsPerRun / 4); // warm-up: tiering, PGO, caches, backing chunks
+        // Warm-up by time, not by count: tiered compilation promotes hot methods to optimised code in the background
+        // after a delay (~100 ms), so a short warm-up would measure tier-0 code.
+        var warm = Stopwatch.StartNew();
+        do
+            body(opsPerRun);
+        while (warm.ElapsedMilliseconds < WarmupMs);
         var samples = new double[Runs];
         for (int r = 0; r < Runs; r++)
         {
@@ -87,13 +112,10 @@ internal static class QuickRun
             body(opsPerRun);
             samples[r] = Stopwatch.GetElapsedTime(t0).TotalNanoseconds / opsPerRun;
         }
-        return Median(samples);
-    }
-
-    private static double Median(double[] samples)
-    {
         Array.Sort(samples);
-        return samples[samples.Length / 2];
+        s_stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"  {name}: best {samples[0]:F2}, median {samples[Runs / 2]:F2}, p90 {samples[Runs * 9 / 10]:F2} ns/op over {Runs} runs of {opsPerRun}"));
+        return samples[0];
     }
 
     // ---- loops shared with the BenchmarkDotNet classes ----
@@ -152,11 +174,13 @@ internal static class QuickRun
         IIoPageTable table = IoPageTables.Create(IoPageTableFormat.X86_64Level4);
         const int Batch = 64;
         const ulong Size = 256 * 4096;
-        // Batch ranges 4 KiB- (not 2 MiB-) aligned, 2 MiB apart: each call writes 256 leaf PTEs in one or two leaf tables.
-        // A neighbour mapping keeps the upper tables alive, as in a live domain.
-        table.Map(0x3f00_0000, 0x9000_0000, 0x1000, IommuProt.Read);
-        var map = new double[Runs * 3];
-        var unmap = new double[Runs * 3];
+        // Batch ranges 4 KiB- (not 2 MiB-) aligned, 2 MiB apart: each call writes 256 leaf PTEs into one leaf table.
+        // A neighbour mapping in the same leaf table keeps the tables alive, as in a live domain (the kernel's
+        // benchmark figures are PTE work, not table allocation).
+        for (int i = 0; i < Batch; i++)
+            table.Map(0x401f_f000 + ((ulong)i << 21), 0x9000_0000, 0x1000, IommuProt.Read); // keeps each leaf table alive
+        var map = new double[Runs];
+        var unmap = new double[Runs];
         for (int r = -3; r < map.Length; r++)
         {
             long t0 = Stopwatch.GetTimestamp();
@@ -171,40 +195,55 @@ internal static class QuickRun
             map[r] = Stopwatch.GetElapsedTime(t0, t1).TotalNanoseconds / Batch;
             unmap[r] = Stopwatch.GetElapsedTime(t1, t2).TotalNanoseconds / Batch;
         }
-        return (Median(map), Median(unmap));
+        Array.Sort(map);
+        Array.Sort(unmap);
+        s_stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"  map_256x4k: best {map[0]:F1}, median {map[Runs / 2]:F1} ns; unmap_256x4k: best {unmap[0]:F1}, median {unmap[Runs / 2]:F1} ns"));
+        return (map[0], unmap[0]);
     }
 
+    /// <summary>
+    /// DMA copy through translation over the same loop with translation replaced by identity (anchors §3: "time the same
+    /// loop with translation replaced by identity"): one device attached to a translated domain with the working set
+    /// mapped (IOTLB hits), one attached to an identity domain, both writing the same bytes to the same physical pages
+    /// through the same bus path. The raw <see cref="PhysicalMemory.Write"/> copy is printed on stderr as well.
+    /// </summary>
     private static double MeasureCopyRatio(TextWriter stderr)
     {
         using var rig = new DmaBenchRig(DmaMode.Strict);
         const ulong Phys = 0x3000_0000;
         ulong dma = rig.Api.MapSingle(Phys, CopyWorkingSet, DmaDirection.FromDevice);
+        rig.Iommu.SetContext(0x0700, IommuContext.Identity);
+        SimulatedDevice identity = rig.Bus.AddDevice("identity", 0x0700);
         rig.Memory.Write(Phys, new byte[CopyWorkingSet]);
         double worst = double.MaxValue;
         foreach (int size in (int[])[4096, 65536])
         {
             var src = new byte[size];
             new Random(size).NextBytes(src);
-            int count = (int)(400L * 1024 * 1024 / size); // 400 MiB per run
-            PlainCopyLoop(rig.Memory, Phys, src, count / 4);
-            DmaCopyLoop(rig.Device, dma, src, count / 4);
-            var ratios = new double[Runs];
-            double plainNs = 0, dmaNs = 0;
+            int count = (int)(16L * 1024 * 1024 / size); // 16 MiB per run
+            PlainCopyLoop(rig.Memory, Phys, src, count);
+            DmaCopyLoop(identity, Phys, src, count);
+            DmaCopyLoop(rig.Device, dma, src, count);
+            double plainBest = double.MaxValue, identBest = double.MaxValue, dmaBest = double.MaxValue;
             for (int r = 0; r < Runs; r++)
             {
+                // Interleaved so all three see the same machine state.
                 long t0 = Stopwatch.GetTimestamp();
-                PlainCopyLoop(rig.Memory, Phys, src, count);
+                DmaCopyLoop(identity, Phys, src, count);
                 long t1 = Stopwatch.GetTimestamp();
                 DmaCopyLoop(rig.Device, dma, src, count);
                 long t2 = Stopwatch.GetTimestamp();
-                double p = Stopwatch.GetElapsedTime(t0, t1).TotalNanoseconds, d = Stopwatch.GetElapsedTime(t1, t2).TotalNanoseconds;
-                ratios[r] = p / d; // throughput through translation / plain throughput
-                plainNs += p;
-                dmaNs += d;
+                PlainCopyLoop(rig.Memory, Phys, src, count);
+                long t3 = Stopwatch.GetTimestamp();
+                identBest = Math.Min(identBest, Stopwatch.GetElapsedTime(t0, t1).TotalNanoseconds);
+                dmaBest = Math.Min(dmaBest, Stopwatch.GetElapsedTime(t1, t2).TotalNanoseconds);
+                plainBest = Math.Min(plainBest, Stopwatch.GetElapsedTime(t2, t3).TotalNanoseconds);
             }
-            double ratio = Median(ratios);
+            double ratio = identBest / dmaBest; // throughput through translation / throughput with identity
+            double bytes = count * (double)size;
             stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"  dma_copy_vs_memcpy {size / 1024} KiB transfers: plain {count * (double)size * Runs / plainNs:F1} GB/s, through IOVA {count * (double)size * Runs / dmaNs:F1} GB/s, ratio {ratio:F3}"));
+                $"  dma_copy_vs_memcpy {size / 1024} KiB transfers: identity DMA {bytes / identBest:F1} GB/s, through IOVA {bytes / dmaBest:F1} GB/s (ratio {ratio:F3}); raw PhysicalMemory.Write {bytes / plainBest:F1} GB/s (IOVA/raw {plainBest / dmaBest:F3})"));
             worst = Math.Min(worst, ratio);
         }
         return worst;
@@ -218,7 +257,7 @@ internal static class QuickRun
     private static double MeasureAllocatorFill(TextWriter stderr)
     {
         const ulong Limit = (1UL << 24) - 1;
-        double Cost(double fill)
+        static IovaAllocator Filled(double fill)
         {
             var iovad = new IovaAllocator(4096, 1);
             var rnd = new Random(42);
@@ -228,27 +267,49 @@ internal static class QuickRun
                 ulong pages = (ulong)rnd.Next(1, 33);
                 if (iovad.Alloc(pages, Limit) == 0)
                     break;
-                used += pages <= 32 ? System.Numerics.BitOperations.RoundUpToPowerOf2(pages) : pages;
+                used += System.Numerics.BitOperations.RoundUpToPowerOf2(pages);
             }
-            var sizes = new ulong[1024];
-            for (int i = 0; i < sizes.Length; i++)
-                sizes[i] = (ulong)rnd.Next(33, 65);
-            return MedianNsPerOp(n =>
-            {
-                ulong s = 0;
-                for (int i = 0; i < n; i++)
-                {
-                    ulong pages = sizes[i & 1023];
-                    ulong pfn = iovad.Alloc(pages, Limit, flushRcache: false);
-                    iovad.Free(pfn, pages);
-                    s += pfn;
-                }
-                return s;
-            }, 200_000);
+            return iovad;
         }
-        double c10 = Cost(0.10), c90 = Cost(0.90);
-        stderr.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  allocator tree alloc+free: {c10:F1} ns at 10 % fill, {c90:F1} ns at 90 % fill"));
-        return c90 / c10;
+        var sizes = new ulong[1024];
+        var sr = new Random(7);
+        for (int i = 0; i < sizes.Length; i++)
+            sizes[i] = (ulong)sr.Next(33, 65);
+        ulong Pairs(IovaAllocator iovad, int n)
+        {
+            ulong s = 0;
+            for (int i = 0; i < n; i++)
+            {
+                ulong pages = sizes[i & 1023];
+                ulong pfn = iovad.Alloc(pages, Limit, flushRcache: false);
+                iovad.Free(pfn, pages);
+                s += pfn;
+            }
+            return s;
+        }
+        IovaAllocator at10 = Filled(0.10), at90 = Filled(0.90);
+        const int N = 5_000;
+        var warm = Stopwatch.StartNew();
+        while (warm.ElapsedMilliseconds < WarmupMs)
+        {
+            Pairs(at10, N);
+            Pairs(at90, N);
+        }
+        // Interleaved, so both fill levels see the same machine; best run of each.
+        double best10 = double.MaxValue, best90 = double.MaxValue;
+        for (int r = 0; r < Runs; r++)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            Pairs(at10, N);
+            long t1 = Stopwatch.GetTimestamp();
+            Pairs(at90, N);
+            long t2 = Stopwatch.GetTimestamp();
+            best10 = Math.Min(best10, Stopwatch.GetElapsedTime(t0, t1).TotalNanoseconds / N);
+            best90 = Math.Min(best90, Stopwatch.GetElapsedTime(t1, t2).TotalNanoseconds / N);
+        }
+        stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"  allocator tree alloc+free (33-64 pages): {best10:F1} ns at 10 % fill, {best90:F1} ns at 90 % fill"));
+        return best90 / best10;
     }
 
     /// <summary>Aggregate lazy map+unmap throughput of two threads (two devices, two domains, one IOMMU) over one thread.</summary>
@@ -258,52 +319,53 @@ internal static class QuickRun
         var memory = new PhysicalMemory();
         using var a = new DmaBenchRig(DmaMode.Lazy, 1, iommu, memory);
         using var b = new DmaBenchRig(DmaMode.Lazy, 2, iommu, memory);
-        const int N = 400_000;
+        const int N = 50_000;
         a.MapUnmap4k(N / 4);
         b.MapUnmap4k(N / 4);
         using var go = new Barrier(3);
         using var done = new Barrier(3);
         bool stop = false;
-        void Worker(DmaBenchRig rig)
+        var starts = new long[2];
+        var ends = new long[2];
+        void Worker(DmaBenchRig rig, int slot)
         {
             while (true)
             {
                 go.SignalAndWait();
                 if (Volatile.Read(ref stop))
                     return;
+                starts[slot] = Stopwatch.GetTimestamp();
                 rig.MapUnmap4k(N);
+                ends[slot] = Stopwatch.GetTimestamp();
                 done.SignalAndWait();
             }
         }
-        var ta = new Thread(() => Worker(a)) { IsBackground = true };
-        var tb = new Thread(() => Worker(b)) { IsBackground = true };
+        var ta = new Thread(() => Worker(a, 0)) { IsBackground = true };
+        var tb = new Thread(() => Worker(b, 1)) { IsBackground = true };
         ta.Start();
         tb.Start();
-        var ratios = new double[Runs];
-        double one = 0, two = 0;
+        double one = double.MaxValue, two = double.MaxValue;
         for (int r = 0; r < Runs; r++)
         {
             long t0 = Stopwatch.GetTimestamp();
             a.MapUnmap4k(N);
-            double single = Stopwatch.GetElapsedTime(t0).TotalNanoseconds;
+            one = Math.Min(one, Stopwatch.GetElapsedTime(t0).TotalNanoseconds);
             go.SignalAndWait();
-            long t1 = Stopwatch.GetTimestamp();
             done.SignalAndWait();
-            double both = Stopwatch.GetElapsedTime(t1).TotalNanoseconds;
-            ratios[r] = 2 * single / both;
-            one += single;
-            two += both;
+            // Wall time during which both threads were working: the span from the first start to the last end.
+            two = Math.Min(two, Stopwatch.GetElapsedTime(Math.Min(starts[0], starts[1]), Math.Max(ends[0], ends[1])).TotalNanoseconds);
         }
         Volatile.Write(ref stop, true);
         go.SignalAndWait();
         ta.Join();
         tb.Join();
         stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"  two_thread_scaling: one thread {one / Runs / N:F1} ns/pair, two threads {two / Runs / N:F1} ns per pair per thread"));
-        return Median(ratios);
+            $"  two_thread_scaling: one thread {one / N:F1} ns/pair, two threads {two / N:F1} ns per pair per thread (best runs)"));
+        return 2 * one / two;
     }
 
-    /// <summary>Bytes allocated per operation on the hot paths (map/unmap both modes, sg, translate, DMA copy).</summary>
+    /// <summary>Bytes allocated per operation on the hot paths (map/unmap both modes, sg, translate, DMA copy), with the
+    /// breakdown per path on stderr.</summary>
     private static double MeasureAllocatedBytes(TextWriter stderr)
     {
         using var lazy = new DmaBenchRig(DmaMode.Lazy);
@@ -311,27 +373,32 @@ internal static class QuickRun
         ulong hot = strict.Api.MapSingle(0x3000_0000, CopyWorkingSet, DmaDirection.Bidirectional);
         var src = new byte[4096];
         var sg = new ScatterEntry[16];
-        void Round(int n)
+        const int N = 200_000;
+        long totalBytes = 0, totalOps = 0;
+        void Path(string name, int ops, Action<int> body)
         {
-            lazy.MapUnmap4k(n);
-            strict.MapUnmap4k(n);
-            TranslateHitLoop(strict.Iommu, hot, n);
-            DmaCopyLoop(strict.Device, hot, src, n);
-            for (int i = 0; i < n / 16; i++)
+            body(ops / 4); // warm-up: first-touch chunks, magazines, timer creation
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            body(ops);
+            long bytes = GC.GetAllocatedBytesForCurrentThread() - before;
+            stderr.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  alloc_bytes_per_op {name}: {(double)bytes / ops:F3} B/op"));
+            totalBytes += bytes;
+            totalOps += ops;
+        }
+        Path("map+unmap lazy", N, n => lazy.MapUnmap4k(n));
+        Path("map+unmap strict", N, n => strict.MapUnmap4k(n));
+        Path("translate hit", N, n => TranslateHitLoop(strict.Iommu, hot, n));
+        Path("DMA copy 4 KiB", N, n => DmaCopyLoop(strict.Device, hot, src, n));
+        Path("map_sg+unmap_sg 16x4k lazy", N / 16, n =>
+        {
+            for (int i = 0; i < n; i++)
             {
                 for (int j = 0; j < sg.Length; j++)
                     sg[j] = new ScatterEntry(0x2000_0000UL + ((ulong)j << 13), 4096);
                 lazy.Api.MapSg(sg, DmaDirection.ToDevice);
                 lazy.Api.UnmapSg(sg, DmaDirection.ToDevice);
             }
-        }
-        Round(50_000); // warm-up: first-touch chunks, magazines, timer creation
-        const int N = 200_000;
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        Round(N);
-        long bytes = GC.GetAllocatedBytesForCurrentThread() - before;
-        long ops = 4L * N + N / 16;
-        stderr.WriteLine($"  alloc_bytes_per_op: {bytes} bytes over {ops} operations");
-        return (double)bytes / ops;
+        });
+        return (double)totalBytes / totalOps;
     }
 }

@@ -20,6 +20,13 @@ internal static class CliRunner
     /// <summary>The tiny pci.ids of the tests: outputs never depend on the database installed on the machine.</summary>
     public static string SampleIds => Path.Combine(GoldenDir, "pci.ids.sample");
 
+    /// <summary>Oracle machines with a legacy golden made by real lspci (golden/legacy-NAME.txt, make-legacy-golden.sh).</summary>
+    public static IEnumerable<object[]> MachinesWithLegacyGolden() =>
+        Directory.GetFiles(GoldenDir, "legacy-*.txt").Order(StringComparer.Ordinal)
+            .Select(f => Path.GetFileName(f)["legacy-".Length..^".txt".Length])
+            .Where(n => File.Exists(Oracle(n)) && new FileInfo(Path.Combine(GoldenDir, $"legacy-{n}.txt")).Length > 0)
+            .Select(n => new object[] { n });
+
     /// <summary>Oracle machines whose kernel made groups / made none.</summary>
     public static IEnumerable<object[]> MachinesWithGroups() => Machines(withGroups: true);
     public static IEnumerable<object[]> MachinesWithoutGroups() => Machines(withGroups: false);

@@ -7,7 +7,7 @@ namespace IommuKit.Cli.Tests;
 public class GroupsCommandTests
 {
     [Theory]
-    [MemberData(nameof(MachinesWithGroups), MemberType = typeof(CliRunner))]
+    [MemberData(nameof(MachinesWithLegacyGolden), MemberType = typeof(CliRunner))]
     public void LegacyOutputIsByteForByteRealLspciJoinedWithTheKernelsGroups(string machine)
     {
         // golden/legacy-*.txt come from pciutils' own lspci over the snapshot (make-legacy-golden.sh), not from us.
@@ -64,6 +64,14 @@ public class GroupsCommandTests
     }
 
     [Fact]
+    public void JsonGoldenOfTwoGroupsShowsTheDocumentedSchema()
+    {
+        var r = Run("groups", "--json", "--group", "3", "--group", "12", "--source", Oracle("g_k612_intel_mixed"), "--pci-ids", SampleIds);
+        Assert.Equal(0, r.Code);
+        AssertGolden("groups-g_k612_intel_mixed-3-12.json", r.Out);
+    }
+
+    [Fact]
     public void GroupsWithSameMembersAndIdsHaveTheSameFingerprintAcrossKernels()
     {
         var a = Run("groups", "--json", "--source", Oracle("g_k61_intel_mixed"), "--pci-ids", "none").Json;
@@ -91,17 +99,22 @@ public class GroupsCommandTests
         Assert.All(j.Json.GetProperty("groups").EnumerateArray(), g => Assert.Equal("model", g.GetProperty("origin").GetString()));
     }
 
-    [Fact]
-    public void PredictionForTheIommuOffBootIsTheKernelsPartitionOfTheSameTopologyWithItOn()
+    [Theory]
+    [InlineData("f_intel_iommu_off")]
+    [InlineData("f_no_viommu")]
+    public void PredictionWithoutAnIommuIsTheKernelsGroupsTypesAndRegionsOfTheSameTopologyWithVtdOn(string machine)
     {
-        // f_intel_iommu_off and f_intel_iommu_default are the same topology "E" booted with VT-d off and on.
-        static List<string> Partition(JsonElement j) => j.GetProperty("groups").EnumerateArray()
-            .Select(g => string.Join(" ", g.GetProperty("devices").EnumerateArray().Select(d => d.GetProperty("address").GetString())))
+        // f_intel_iommu_off, f_no_viommu and f_intel_iommu_default are the same topology "E": VT-d off, absent, on.
+        static List<string> Groups(JsonElement j) => j.GetProperty("groups").EnumerateArray()
+            .Select(g => string.Join(" ", g.GetProperty("devices").EnumerateArray().Select(d => d.GetProperty("address").GetString())) +
+                         $" | {g.GetProperty("type").GetString()} | " +
+                         string.Join("; ", g.GetProperty("reserved_regions").EnumerateArray().Select(r => r.GetString())))
             .Order(StringComparer.Ordinal).ToList();
-        var off = Run("groups", "--json", "--source", Oracle("f_intel_iommu_off"), "--pci-ids", "none");
+        var off = Run("groups", "--json", "--source", Oracle(machine), "--pci-ids", "none");
         var on = Run("groups", "--json", "--source", Oracle("f_intel_iommu_default"), "--pci-ids", "none");
         Assert.Equal(2, off.Code);
-        Assert.Equal(Partition(on.Json), Partition(off.Json));
+        Assert.Equal(Groups(on.Json), Groups(off.Json));
+        Assert.Contains(off.Json.GetProperty("warnings").EnumerateArray(), w => w.GetString()!.Contains("assume an Intel VT-d IOMMU"));
     }
 
     [Fact]

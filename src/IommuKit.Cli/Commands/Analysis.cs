@@ -62,7 +62,7 @@ internal sealed class Analysis
         if (state == IommuState.Off) result = Commands.Model.Groups(machine, cmdline, forceActive: true);
         foreach (var m in result.Messages)
             if (!(state == IommuState.Off && m == result.Activation.Reason)) notes.Add(m);
-        var model = ModelViews(machine, cmdline, result);
+        var model = ModelViews(machine, cmdline, result, state == IommuState.Off ? notes : null);
 
         IReadOnlyList<GroupView> shown;
         if (kernelShown)
@@ -95,9 +95,16 @@ internal sealed class Analysis
     }
 
     /// <summary>The model's groups as views (type and regions from the core's prediction).</summary>
-    public static IReadOnlyList<GroupView> ModelViews(Machine machine, KernelCommandLine cmdline, Grouping.GroupingResult result)
+    /// <param name="asIfOnNotes">Non-null for a prediction with the IOMMU off: the core then assumes a unit, and the assumption goes here.</param>
+    public static IReadOnlyList<GroupView> ModelViews(Machine machine, KernelCommandLine cmdline, Grouping.GroupingResult result, List<string>? asIfOnNotes = null)
     {
-        var predict = Commands.Model.Predictions(machine, cmdline);
+        Func<IReadOnlyList<PciAddress>, GroupPrediction> predict;
+        if (asIfOnNotes is null) predict = Commands.Model.Predictions(machine, cmdline);
+        else
+        {
+            predict = Commands.Model.PredictionsAsIfOn(machine, cmdline, result.Activation.Kind, out var note);
+            if (note is not null) asIfOnNotes.Add(note);
+        }
         var views = new List<GroupView>(result.Groups.Count);
         foreach (var g in result.Groups)
         {
@@ -148,11 +155,12 @@ internal sealed class Analysis
         var modelOf = new Dictionary<PciAddress, GroupView>();
         foreach (var g in model) foreach (var d in g.Devices) modelOf[d.Address] = g;
         var seen = new HashSet<PciAddress>();
+        var renumbered = new List<string>();
         foreach (var k in kernel)
         {
             foreach (var d in k.Devices) seen.Add(d.Address);
-            var first = k.Devices.Count > 0 ? k.Devices[0].Address : default;
             if (k.Devices.Count == 0) continue;
+            var first = k.Devices[0].Address;
             if (!modelOf.TryGetValue(first, out var m))
             {
                 output.Add($"the model puts {first.ToShortString()} in no group; the kernel put it in group {k.Id}");
@@ -163,12 +171,15 @@ internal sealed class Analysis
                 output.Add($"kernel group {k.Id} is {List(k)}; the model's group {m.Id} is {List(m)}");
                 continue;
             }
-            if (k.Id != m.Id) output.Add($"kernel group {k.Id} ({List(k)}) is numbered {m.Id} by the model");
+            if (k.Id != m.Id) renumbered.Add($"{k.Id}->{m.Id} ({List(k)})");
             if (k.Type is not null && m.Type is not null && k.Type != m.Type)
                 output.Add($"group {k.Id} ({List(k)}): kernel type {k.Type}, model predicts {m.Type}");
             if (k.ReservedRegions is { } kr && m.ReservedRegions is { } mr && !kr.SequenceEqual(mr))
                 output.Add($"group {k.Id} ({List(k)}): kernel reserved regions [{string.Join("; ", kr)}], model predicts [{string.Join("; ", mr)}]");
         }
+        // Numbering-only differences (same members) are one line: they come from probe order, not from isolation.
+        if (renumbered.Count > 0)
+            output.Insert(0, $"same members, other numbers for {renumbered.Count} group{(renumbered.Count == 1 ? "" : "s")} (kernel->model): {string.Join(", ", renumbered)}");
         foreach (var m in model)
             foreach (var d in m.Devices)
                 if (!seen.Contains(d.Address))

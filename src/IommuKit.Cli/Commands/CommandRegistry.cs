@@ -10,8 +10,12 @@ internal static class CommandRegistry
         yield return GroupsCommand.Create(console);
         yield return ExplainCommand.Create(console);
         yield return VfioCheckCommand.Create(console);
+        yield return WhatIfCommand.Create(console);
+        yield return DiffCommand.Create(console);
         yield return DevicesCommand.Create(console);
         yield return ExportCommand.Create(console);
         yield return SnapshotCommand.Create(console);
+        yield return SetTypeCommand.Create(console);
+        yield return SysfsCommand.Create(console);
     }
 }

@@ -19,7 +19,8 @@ internal static class ExplainCommand
         var cmdline = CommonOptions.Cmdline();
         var pciIds = Inputs.PciIdsOption();
         var address = new Argument<string>("ADDRESS") { Description = "The device (0000:01:00.0 or 01:00.0)." };
-        var command = new Command("explain", "Why a device is in its IOMMU group: the chain of decisions, each naming the device and the rule.")
+        var command = new Command("explain", "Why a device is in its IOMMU group: the chain of decisions, each naming the device and the rule.\n" +
+            "Exit codes: 0 ok, 1 the model disagrees with the kernel about this device, 2 no IOMMU (the prediction's chain), 3 bad input.")
         {
             address, source, cmdline, json, pciIds,
         };

@@ -29,7 +29,8 @@ internal static class GroupsCommand
             HelpName = "N",
             AllowMultipleArgumentsPerToken = false,
         };
-        var command = new Command("groups", "List IOMMU groups with their devices, default domain type, reserved regions and fingerprint.")
+        var command = new Command("groups", "List IOMMU groups with their devices, default domain type, reserved regions and fingerprint: the kernel's, checked against the model, or the model's prediction.\n" +
+            "Exit codes: 0 ok, 1 the model disagrees with the kernel, 2 no IOMMU (the prediction is shown), 3 bad input.")
         {
             source, cmdline, json, legacy, gpu, usb, network, storage, group, pciIds,
         };

@@ -18,8 +18,11 @@ public enum HostGrouping
 /// <param name="Kernel">Overrides the kernel generation read from the machine's release.</param>
 /// <param name="Grouping">Where the PCI grouping comes from.</param>
 /// <param name="PageTables">IO page-table factory for paging domains (the paging engine by default).</param>
+/// <param name="HotplugAfterBoot">Devices that arrived after boot (hot-plug), in arrival order: they are probed one by one
+/// after the boot scan, so one joining an existing group takes its domain without re-evaluation (spec 5.4). A source
+/// does not record this; the caller must know it.</param>
 public sealed record HostModelOptions(IommuBootConfig? Boot = null, KernelVersion? Kernel = null, HostGrouping Grouping = HostGrouping.Engine,
-    Func<IoPageTableFormat, IIoPageTable>? PageTables = null);
+    Func<IoPageTableFormat, IIoPageTable>? PageTables = null, IReadOnlyList<PciAddress>? HotplugAfterBoot = null);
 
 /// <summary>What a dry run of a sysfs <c>type</c> write found.</summary>
 /// <param name="Group">The group number.</param>
@@ -28,7 +31,10 @@ public sealed record HostModelOptions(IommuBootConfig? Boot = null, KernelVersio
 /// <param name="TypeAfter">The <c>type</c> file after the write (unchanged on failure).</param>
 /// <param name="Steps">When it fails: the steps that would make it succeed (unbind/write/bind), empty when none would.</param>
 /// <param name="StepsResult">The result of the write after those steps (Ok when <see cref="Steps"/> works).</param>
-public sealed record SetTypePlan(int Group, string Value, IommuResult Result, string TypeAfter, IReadOnlyList<string> Steps, IommuResult StepsResult);
+/// <param name="TypeBefore">The <c>type</c> file before the write.</param>
+/// <param name="Unbinds">The (device, driver) pairs the steps unbind and bind back, in order.</param>
+public sealed record SetTypePlan(int Group, string Value, IommuResult Result, string TypeAfter, IReadOnlyList<string> Steps, IommuResult StepsResult,
+    string TypeBefore = "", IReadOnlyList<(string Device, string Driver)>? Unbinds = null);
 
 /// <summary>
 /// The IOMMU core built for a <see cref="Machine"/>: the driver chosen from its IOMMU units (VT-d, virtio-iommu),
@@ -82,12 +88,17 @@ public sealed class HostModel
         var pageTables = options.PageTables ?? (f => IoPageTables.Create(f));
 
         var devices = new List<IommuDevice>(machine.Topology.Devices.Count);
+        var late = new List<IommuDevice>();
+        var lateSet = new HashSet<PciAddress>(options.HotplugAfterBoot ?? []);
         foreach (var pci in machine.Topology.Devices)
         {
             var dev = IommuDevice.FromPci(pci, pci.Facts.IommuUnit);
-            core.AddDevice(dev);
+            if (lateSet.Contains(pci.Address)) late.Add(dev);
+            else core.AddDevice(dev);
             devices.Add(dev);
         }
+        // Hot-plugged devices arrive in the order given.
+        late.Sort((x, y) => IndexOf(options.HotplugAfterBoot!, x.Pci!.Address).CompareTo(IndexOf(options.HotplugAfterBoot!, y.Pci!.Address)));
 
         IIommuDriver? driver = null;
         var units = machine.IommuUnits;
@@ -119,6 +130,18 @@ public sealed class HostModel
                     driver = new VirtioIommuDriver(self, pageTables, resolver, u.Devices.Count > 0 ? u.Devices : null);
                     break;
                 }
+                case IommuKind.Amd:
+                {
+                    var amd = new List<AmdViUnit>(units.Count);
+                    foreach (var u in units)
+                    {
+                        if (u.Kind != IommuKind.Amd) continue;
+                        amd.Add(AmdViUnit.FromMachine(u));
+                        if (AmdViUnit.CapHeader(u) is null) notes.Add($"{u.Name}: no amd-iommu/cap register in the source: NpCache (strict mode under virtualization) taken as off");
+                    }
+                    driver = new AmdViDriver(amd, pageTables, resolver, memoryEncryption: options.Boot?.MemoryEncryption ?? false);
+                    break;
+                }
                 default:
                     notes.Add($"IOMMU kind {machine.IommuKind} is not modelled: no groups predicted");
                     break;
@@ -129,6 +152,11 @@ public sealed class HostModel
             var r = core.RegisterDriver(driver);
             if (!r.IsOk) notes.Add($"{driver.Name} registration failed: {r}");
         }
+        foreach (var dev in late)
+        {
+            var r = core.HotplugAdd(dev);
+            if (!r.IsOk && r.Errno != Errno.ENODEV) notes.Add($"{dev.Name}: hot-plug probe fails in the model: {r}");
+        }
         foreach (var dev in devices)
         {
             if (dev.Pci!.Facts.Driver is { } name)
@@ -138,6 +166,12 @@ public sealed class HostModel
             }
         }
         return new HostModel(machine, cmdline, options, core, driver, notes);
+    }
+
+    private static int IndexOf(IReadOnlyList<PciAddress> list, PciAddress a)
+    {
+        for (int i = 0; i < list.Count; i++) if (list[i] == a) return i;
+        return -1;
     }
 
     private static PciGroupResolver GroupResolver(Machine machine, KernelCommandLine cmdline, HostGrouping grouping)
@@ -159,23 +193,63 @@ public sealed class HostModel
     public IommuGroup? GroupOf(PciAddress address) => Core.FindDevice(address)?.Group;
 
     /// <summary>
-    /// Dry-runs writing <paramref name="value"/> to group <paramref name="groupId"/>'s <c>type</c> on a fresh copy of
-    /// the machine; on failure, tries the write again with the group's drivers unbound (those that block it: DMA-API
-    /// drivers on 6.4+, any driver before) and, when that works, lists the steps: unbind, write, bind back.
+    /// The group a user means by <paramref name="number"/>: the kernel's numbering when the source recorded the
+    /// kernel's groups (matched through their devices), else the model's own; null when there is none.
+    /// </summary>
+    public IommuGroup? ResolveGroup(int number)
+    {
+        if (Machine.KernelGroups is { Count: > 0 } kg)
+        {
+            foreach (var g in kg)
+            {
+                if (g.Id != number) continue;
+                foreach (var a in g.Devices) if (GroupOf(a) is { } mg) return mg;
+                return null;
+            }
+            return null;
+        }
+        return Core.FindGroup(number);
+    }
+
+    /// <summary>The number a user sees for a model group: the kernel's when recorded (by its first device), else the model's.</summary>
+    public int UserNumber(IommuGroup group)
+    {
+        if (Machine.KernelGroups is { Count: > 0 } kg)
+        {
+            var devs = group.Devices;
+            if (devs.Count > 0 && devs[0].Pci is { } p)
+                foreach (var g in kg) foreach (var a in g.Devices) if (a == p.Address) return g.Id;
+        }
+        return group.Id;
+    }
+
+    private IommuResult Renumber(IommuResult r, IommuGroup model, int user)
+    {
+        if (r.Reason is null || model.Id == user) return r;
+        return r with { Reason = r.Reason.Replace($"group {model.Id}", $"group {user}", StringComparison.Ordinal) };
+    }
+
+    /// <summary>
+    /// Dry-runs writing <paramref name="value"/> to group <paramref name="groupNumber"/>'s <c>type</c> (numbered as
+    /// <see cref="ResolveGroup"/>) on a fresh copy of the machine; on failure, tries again with the group's drivers
+    /// unbound (those that block it: DMA-API drivers on 6.4+, any driver before) and, when that works, lists the steps:
+    /// unbind, write, bind back.
     /// </summary>
     /// <exception cref="ArgumentException">No group has that number.</exception>
-    public SetTypePlan DryRunSetType(int groupId, string value)
+    public SetTypePlan DryRunSetType(int groupNumber, string value)
     {
         var m1 = Rebuild();
-        var g1 = m1.Core.FindGroup(groupId) ?? throw new ArgumentException($"no IOMMU group {groupId}", nameof(groupId));
-        var r = m1.Core.StoreType(g1, value);
+        var g1 = m1.ResolveGroup(groupNumber) ?? throw new ArgumentException($"no IOMMU group {groupNumber}", nameof(groupNumber));
+        string before = m1.Core.ReadType(g1);
+        var r = Renumber(m1.Core.StoreType(g1, value), g1, groupNumber);
         string after = m1.Core.ReadType(g1);
         var steps = new List<string>();
+        var unbinds = new List<(string Device, string Driver)>();
         IommuResult stepsResult = r;
         if (!r.IsOk && r.Errno is Errno.EPERM or Errno.EBUSY)
         {
             var m2 = Rebuild();
-            var g2 = m2.Core.FindGroup(groupId)!;
+            var g2 = m2.ResolveGroup(groupNumber)!;
             var unbound = new List<(IommuDevice Dev, string Driver)>();
             bool legacy = m2.Core.Kernel.TypeWrites == TypeWriteRules.SingleDevice;
             foreach (var d in g2.Devices)
@@ -188,11 +262,15 @@ public sealed class HostModel
             }
             if (unbound.Count > 0)
             {
-                stepsResult = m2.Core.StoreType(g2, value);
+                stepsResult = Renumber(m2.Core.StoreType(g2, value), g2, groupNumber);
                 if (stepsResult.IsOk)
                 {
-                    foreach (var (d, drv) in unbound) steps.Add($"unbind {d.Name} from {drv}: echo {d.Name} > /sys/bus/pci/drivers/{drv}/unbind");
-                    steps.Add($"write the type: echo {value.TrimEnd('\n')} > /sys/kernel/iommu_groups/{groupId}/type");
+                    foreach (var (d, drv) in unbound)
+                    {
+                        unbinds.Add((d.Name, drv));
+                        steps.Add($"unbind {d.Name} from {drv}: echo {d.Name} > /sys/bus/pci/drivers/{drv}/unbind");
+                    }
+                    steps.Add($"write the type: echo {value.TrimEnd('\n')} > /sys/kernel/iommu_groups/{groupNumber}/type");
                     foreach (var (d, drv) in unbound)
                     {
                         var b = m2.Core.BindDriver(d, drv);
@@ -203,6 +281,6 @@ public sealed class HostModel
                 }
             }
         }
-        return new SetTypePlan(groupId, value, r, after, steps, stepsResult);
+        return new SetTypePlan(groupNumber, value, r, after, steps, stepsResult, before, unbinds);
     }
 }

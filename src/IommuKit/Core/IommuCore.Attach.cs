@@ -31,7 +31,7 @@ public sealed partial class IommuCore
     {
         var group = device.Group;
         if (group is null) return IommuResult.Fail(Errno.ENODEV, $"{device.Name}: not in an IOMMU group");
-        lock (group.Sync)
+        using (new GroupLockScope(group))
         {
             if (device.Group != group) return IommuResult.Fail(Errno.ENODEV, $"{device.Name}: left its group");
             if (group.DevicesLocked.Count != 1)
@@ -46,7 +46,7 @@ public sealed partial class IommuCore
     /// </summary>
     public IommuResult AttachGroup(IommuDomain domain, IommuGroup group)
     {
-        lock (group.Sync) return AttachGroupLocked(domain, group);
+        using (new GroupLockScope(group)) return AttachGroupLocked(domain, group);
     }
 
     private IommuResult AttachGroupLocked(IommuDomain domain, IommuGroup group)
@@ -73,7 +73,7 @@ public sealed partial class IommuCore
     public IommuResult ReplaceGroupDomain(IommuGroup group, IommuDomain domain)
     {
         ArgumentNullException.ThrowIfNull(domain);
-        lock (group.Sync)
+        using (new GroupLockScope(group))
         {
             var first = group.DevicesLocked.Count > 0 ? group.DevicesLocked[0] : null;
             if (first?.IommuDriver is not { } ops || !IsCompatible(domain, ops))
@@ -87,7 +87,7 @@ public sealed partial class IommuCore
     {
         var group = device.Group;
         if (group is null) return;
-        lock (group.Sync)
+        using (new GroupLockScope(group))
         {
             if (group.DomainLocked != domain || group.DevicesLocked.Count != 1)
             {
@@ -101,7 +101,7 @@ public sealed partial class IommuCore
     /// <summary><c>iommu_detach_group</c>: back to the blocking domain when owned, else the default (must succeed).</summary>
     public void DetachGroup(IommuDomain domain, IommuGroup group)
     {
-        lock (group.Sync) SetCoreDomainLocked(group);
+        using (new GroupLockScope(group)) SetCoreDomainLocked(group);
     }
 
     private void SetCoreDomainLocked(IommuGroup group)
@@ -117,7 +117,7 @@ public sealed partial class IommuCore
     {
         var g = device.Group;
         if (g is null) return null;
-        lock (g.Sync) return g.DomainLocked;
+        using (new GroupLockScope(g)) return g.DomainLocked;
     }
 
     // ---------------------------------------------------------------- blocking domain (spec 4.2)

@@ -14,7 +14,7 @@ public sealed partial class IommuCore
     {
         ArgumentException.ThrowIfNullOrEmpty(driver);
         bool managed = driverManagedDma ?? IommuDevice.IsDriverManagedDma(driver);
-        lock (device.DeviceLock)
+        using (new DeviceLockScope(device))
         {
             if (device.DriverName is { } cur) return IommuResult.Fail(Errno.EBUSY, $"{device.Name}: already bound to {cur}");
             var group = device.Group;
@@ -24,7 +24,7 @@ public sealed partial class IommuCore
                 device.DriverManagedDma = managed;
                 return IommuResult.Ok;
             }
-            lock (group.Sync)
+            using (new GroupLockScope(group))
             {
                 if (!managed)
                 {
@@ -43,6 +43,13 @@ public sealed partial class IommuCore
         group.AssertLocked();
         if (Kernel.DefersUseBeforeDefaultDomain && group.DefaultDomainLocked is null)
             return IommuResult.Fail(Errno.EPROBE_DEFER, $"{device.Name}: {group} has no default domain yet (IOMMU probe still running); {driver} must probe again later");
+        if (!Kernel.HasDmaOwnership && group.OwnerLocked is not null)
+        {
+            // Before 5.19 nothing stopped the bind; VFIO's group notifier only complained.
+            AddLog($"vfio: {device.Name}: Device bound to driver {driver} while group {group.Id} is in use");
+            group.OwnerCntLocked++;
+            return IommuResult.Ok;
+        }
         if (group.OwnerCntLocked > 0 && (group.DomainLocked != group.DefaultDomainLocked || group.OwnerLocked is not null))
         {
             string why = group.OwnerLocked is not null
@@ -57,7 +64,7 @@ public sealed partial class IommuCore
     /// <summary>Unbinds the device's driver (<c>iommu_device_unuse_default_domain</c> for a DMA-API driver). No-op when unbound.</summary>
     public void UnbindDriver(IommuDevice device)
     {
-        lock (device.DeviceLock) UnbindDeviceLocked(device);
+        using (new DeviceLockScope(device)) UnbindDeviceLocked(device);
     }
 
     private void UnbindDeviceLocked(IommuDevice device)
@@ -67,7 +74,7 @@ public sealed partial class IommuCore
         var group = device.Group;
         if (group is not null && !device.DriverManagedDma)
         {
-            lock (group.Sync)
+            using (new GroupLockScope(group))
             {
                 if (group.OwnerCntLocked == 0) AddLog($"WARNING: {device.Name}: unuse_default_domain with owner_cnt 0");
                 else group.OwnerCntLocked--;
@@ -78,7 +85,7 @@ public sealed partial class IommuCore
         }
         if (group is not null)
         {
-            lock (group.Sync)
+            using (new GroupLockScope(group))
             {
                 device.DriverName = null;
                 device.DriverManagedDma = false;
@@ -99,8 +106,9 @@ public sealed partial class IommuCore
     public IommuResult GroupClaimDmaOwner(IommuGroup group, object cookie)
     {
         if (cookie is null) return IommuResult.Fail(Errno.EINVAL, $"{group}: claim without an owner cookie");
-        lock (group.Sync)
+        using (new GroupLockScope(group))
         {
+            if (!Kernel.HasDmaOwnership) return ClaimViableGroupLocked(group, cookie);
             if (group.OwnerCntLocked != 0)
                 return IommuResult.Fail(Errno.EPERM, $"{group}: {OwnerDescriptionLocked(group)}");
             return TakeOwnershipLocked(group, cookie);
@@ -116,7 +124,7 @@ public sealed partial class IommuCore
         if (cookie is null) return IommuResult.Fail(Errno.EINVAL, $"{device.Name}: claim without an owner cookie");
         var group = device.Group;
         if (group is null) return IommuResult.Fail(Errno.ENODEV, $"{device.Name}: not in an IOMMU group");
-        lock (group.Sync)
+        using (new GroupLockScope(group))
         {
             if (device.Group != group) return IommuResult.Fail(Errno.ENODEV, $"{device.Name}: left its group");
             if (group.OwnerCntLocked != 0)
@@ -128,6 +136,27 @@ public sealed partial class IommuCore
             }
             return TakeOwnershipLocked(group, cookie);
         }
+    }
+
+    /// <summary>
+    /// Before 5.19 there was no ownership API: VFIO took a group only when it was "viable", every device unbound or
+    /// bound to vfio, pci-stub or pcieport (UNVERIFIED: spec 7 older, the errno VFIO returned is taken as EINVAL).
+    /// The owner count then counts the claim plus any kernel drivers, which nothing prevented.
+    /// </summary>
+    private IommuResult ClaimViableGroupLocked(IommuGroup group, object cookie)
+    {
+        group.AssertLocked();
+        if (group.OwnerLocked is not null) return IommuResult.Fail(Errno.EBUSY, $"{group} is already in use by VFIO");
+        foreach (var d in group.DevicesLocked)
+        {
+            if (d.DriverName is { } n && !IommuDevice.IsDriverManagedDma(n))
+                return IommuResult.Fail(Errno.EINVAL, $"{group} is not viable: {d.Name} is bound to {n} (Linux before 5.19 needs every device unbound or bound to vfio-pci, pci-stub or pcieport)");
+        }
+        uint kernelUsers = group.OwnerCntLocked;
+        group.OwnerCntLocked = 0;
+        var r = TakeOwnershipLocked(group, cookie);
+        group.OwnerCntLocked += kernelUsers;
+        return r;
     }
 
     private string OwnerDescriptionLocked(IommuGroup group)
@@ -161,7 +190,7 @@ public sealed partial class IommuCore
     /// <summary><c>iommu_group_release_dma_owner</c>: the group returns to its default domain.</summary>
     public void GroupReleaseDmaOwner(IommuGroup group)
     {
-        lock (group.Sync) ReleaseOwnershipLocked(group);
+        using (new GroupLockScope(group)) ReleaseOwnershipLocked(group);
     }
 
     /// <summary><c>iommu_device_release_dma_owner</c>: drops one claim; the last one releases the group.</summary>
@@ -169,7 +198,7 @@ public sealed partial class IommuCore
     {
         var group = device.Group;
         if (group is null) return;
-        lock (group.Sync)
+        using (new GroupLockScope(group))
         {
             if (group.OwnerCntLocked > 1) { group.OwnerCntLocked--; return; }
             ReleaseOwnershipLocked(group);
@@ -185,6 +214,11 @@ public sealed partial class IommuCore
             return;
         }
         group.OwnerCntLocked = 0;
+        if (!Kernel.HasDmaOwnership)
+        {
+            // Before 5.19 kernel drivers may have bound meanwhile; they keep using the default domain.
+            foreach (var d in group.DevicesLocked) if (d.DriverName is not null && !d.DriverManagedDma) group.OwnerCntLocked++;
+        }
         group.OwnerLocked = null;
         var r = SetGroupDomainLocked(group, group.DefaultDomainLocked, mustSucceed: true);
         if (!r.IsOk) AddLog($"WARNING: {group}: restoring the default domain failed: {r}");
@@ -193,6 +227,6 @@ public sealed partial class IommuCore
     /// <summary><c>iommu_group_dma_owner_claimed</c>: owner count not 0 (true with only kernel drivers bound, too).</summary>
     public bool DmaOwnerClaimed(IommuGroup group)
     {
-        lock (group.Sync) return group.OwnerCntLocked != 0;
+        using (new GroupLockScope(group)) return group.OwnerCntLocked != 0;
     }
 }

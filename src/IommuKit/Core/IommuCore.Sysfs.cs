@@ -10,7 +10,7 @@ public sealed partial class IommuCore
     /// </summary>
     public IReadOnlyList<ReservedRegion> GroupReservedRegions(IommuGroup group)
     {
-        lock (group.Sync) return GroupReservedRegionsLocked(group);
+        using (new GroupLockScope(group)) return GroupReservedRegionsLocked(group);
     }
 
     private List<ReservedRegion> GroupReservedRegionsLocked(IommuGroup group)
@@ -57,7 +57,7 @@ public sealed partial class IommuCore
     /// <summary>The text of <c>/sys/kernel/iommu_groups/N/type</c> without the newline (<c>unknown</c> without a default domain).</summary>
     public string ReadType(IommuGroup group)
     {
-        lock (group.Sync)
+        using (new GroupLockScope(group))
         {
             var d = group.DefaultDomainLocked;
             if (d is null) return "unknown";
@@ -89,7 +89,7 @@ public sealed partial class IommuCore
 
     private IommuResult StoreTypeCurrent(IommuGroup group, IommuDomainType req)
     {
-        lock (group.Sync)
+        using (new GroupLockScope(group))
         {
             var def = group.DefaultDomainLocked;
             if (def is null) return IommuResult.Fail(Errno.EINVAL, $"{group} has no default domain");
@@ -113,7 +113,7 @@ public sealed partial class IommuCore
     private IommuResult StoreTypeLegacy(IommuGroup group, IommuDomainType req)
     {
         IommuDevice dev;
-        lock (group.Sync)
+        using (new GroupLockScope(group))
         {
             if (group.DevicesLocked.Count != 1)
             {
@@ -124,9 +124,9 @@ public sealed partial class IommuCore
         }
         // The group lock is dropped before the device lock is taken (device lock → group lock order; the kernel does
         // the same to avoid a deadlock with driver release). Everything is re-checked under the group lock below.
-        lock (dev.DeviceLock)
+        using (new DeviceLockScope(dev))
         {
-            lock (group.Sync)
+            using (new GroupLockScope(group))
             {
                 var def = group.DefaultDomainLocked;
                 if (dev.DriverName is { } drv && !(req == IommuDomainType.DmaFq && def?.Type == IommuDomainType.Dma))
@@ -200,7 +200,7 @@ public sealed partial class IommuCore
         var problems = new List<string>();
         foreach (var group in Groups)
         {
-            lock (group.Sync)
+            using (new GroupLockScope(group))
             {
                 if (group.DevicesLocked.Count == 0) continue;
                 int dmaBound = 0;

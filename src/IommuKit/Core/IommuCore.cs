@@ -224,7 +224,7 @@ public sealed partial class IommuCore
     public IommuResult RegisterDriver(IIommuDriver driver)
     {
         ArgumentNullException.ThrowIfNull(driver);
-        lock (_probeLock)
+        using (new ProbeLockScope(_probeLock))
         {
             driver.Init(this);
             IommuDevice[] devices;
@@ -252,7 +252,7 @@ public sealed partial class IommuCore
             foreach (var group in pending)
             {
                 IommuResult r = IommuResult.Ok;
-                lock (group.Sync)
+                using (new GroupLockScope(group))
                 {
                     if (!group.SetupPendingLocked) continue;
                     group.SetupPendingLocked = false;
@@ -274,7 +274,7 @@ public sealed partial class IommuCore
     /// <summary><c>iommu_device_unregister</c>: releases every device behind the driver and forgets the driver.</summary>
     public void UnregisterDriver(IIommuDriver driver)
     {
-        lock (_probeLock) UnregisterProbeLocked(driver);
+        using (new ProbeLockScope(_probeLock)) UnregisterProbeLocked(driver);
     }
 
     private void UnregisterProbeLocked(IIommuDriver driver)
@@ -298,7 +298,7 @@ public sealed partial class IommuCore
     public IommuResult HotplugAdd(IommuDevice device)
     {
         ArgumentNullException.ThrowIfNull(device);
-        lock (_probeLock)
+        using (new ProbeLockScope(_probeLock))
         {
             lock (_registryLock)
             {
@@ -336,13 +336,18 @@ public sealed partial class IommuCore
             return IommuResult.Fail(Errno.EINVAL, $"{dev.Name}: {ops.Name} returned no group for the device");
         }
 
-        lock (dev.DeviceLock)
+        using (new DeviceLockScope(dev))
         {
             if (dev.DriverName is not null)
                 AddLog($"{dev.Name}: late IOMMU probe at driver bind, something fishy here!");
-            lock (group.Sync)
+            using (new GroupLockScope(group))
             {
-                lock (_registryLock) group.RefsRegistry++;
+                lock (_registryLock)
+                {
+                    // A driver handing back a group whose last reference is gone is a driver bug (use after put).
+                    if (group.ReleasedRegistry) throw new InvalidOperationException($"{ops.Name} returned released {group} for {dev.Name}");
+                    group.RefsRegistry++;
+                }
                 group.DriverLocked ??= ops;
                 group.DevicesLocked.Add(dev);
                 dev.IommuDriver = ops;
@@ -400,7 +405,7 @@ public sealed partial class IommuCore
     public void RemoveDevice(IommuDevice device)
     {
         ArgumentNullException.ThrowIfNull(device);
-        lock (_probeLock)
+        using (new ProbeLockScope(_probeLock))
         {
             ReleaseDeviceProbeLocked(device);
             lock (_registryLock)
@@ -414,7 +419,7 @@ public sealed partial class IommuCore
     private void ReleaseDeviceProbeLocked(IommuDevice dev)
     {
         Debug.Assert(Monitor.IsEntered(_probeLock));
-        lock (dev.DeviceLock)
+        using (new DeviceLockScope(dev))
         {
             // The driver core unbinds before the removal notifier runs.
             if (dev.DriverName is not null) UnbindDeviceLocked(dev);
@@ -422,7 +427,7 @@ public sealed partial class IommuCore
             if (group is null) return;
             var ops = dev.IommuDriver!;
             bool empty;
-            lock (group.Sync)
+            using (new GroupLockScope(group))
             {
                 RemoveFromGroupLocked(group, dev, ops);
                 empty = group.DevicesLocked.Count == 0;

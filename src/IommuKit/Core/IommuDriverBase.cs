@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using IommuKit.Paging;
 using IommuKit.Pci;
+using IommuKit.Simulation;
 
 namespace IommuKit.Core;
 
@@ -73,6 +74,32 @@ public abstract class IommuDriverBase : IIommuDriver
     /// <summary>Fault injection: return an errno other than Ok to make domain allocation of that type fail.</summary>
     public Func<IommuDevice, IommuDomainType, Errno>? AllocFault { get; set; }
 
+    /// <summary>
+    /// Emulated hardware units by unit name (<see cref="UnitName"/>). When a device's unit is here, attach programs its
+    /// context entry (keyed by requester ID: the PCI RID, or a platform device's first stream ID) and release clears it;
+    /// otherwise attach is driver state only (<see cref="Contexts"/>).
+    /// </summary>
+    public IReadOnlyDictionary<string, IommuHardware>? Hardware { get; set; }
+
+    /// <summary>The hardware unit a device is behind, as named in <see cref="Hardware"/>; null when unknown.</summary>
+    public virtual string? UnitName(IommuDevice device) => device.Instance;
+
+    private IommuHardware? HardwareOf(IommuDevice device, out ushort requesterId)
+    {
+        requesterId = device.Pci is { } p ? p.Address.RequesterId : device.StreamIds.Count > 0 ? (ushort)device.StreamIds[0] : (ushort)0;
+        if (Hardware is null || UnitName(device) is not { } unit) return null;
+        if (device.Pci is null && device.StreamIds.Count == 0) return null;
+        return Hardware.GetValueOrDefault(unit);
+    }
+
+    /// <summary>The context entry a domain programs: identity, blocked, or translated through its page table.</summary>
+    protected static IommuContext ContextFor(IommuDomain domain) => domain.Type switch
+    {
+        IommuDomainType.Identity or IommuDomainType.Platform => IommuContext.Identity,
+        _ when domain.Type.IsPaging() && domain.PageTable is { } t => IommuContext.Translated(domain.Id, t),
+        _ => IommuContext.Blocked,
+    };
+
     /// <summary>What each device's context entry points at (driver state of attach), by device.</summary>
     public IReadOnlyDictionary<IommuDevice, IommuDomain> Contexts => _contexts;
 
@@ -83,7 +110,11 @@ public abstract class IommuDriverBase : IIommuDriver
 
     public abstract IommuResult ProbeDevice(IommuDevice device);
 
-    public virtual void ReleaseDevice(IommuDevice device) => _contexts.TryRemove(device, out _);
+    public virtual void ReleaseDevice(IommuDevice device)
+    {
+        _contexts.TryRemove(device, out _);
+        if (HardwareOf(device, out var rid) is { } hw) hw.ClearContext(rid);
+    }
 
     public abstract IommuGroup? DeviceGroup(IommuDevice device, IGroupContext context);
 
@@ -123,7 +154,14 @@ public abstract class IommuDriverBase : IIommuDriver
         if (AttachFault?.Invoke(device, domain) is { } e && e != Errno.Ok)
             return IommuResult.Fail(e, $"{device.Name}: {Name}: attach to {domain} failed (injected {e})");
         var r = AttachDeviceCore(domain, device);
-        if (r.IsOk) _contexts[device] = domain;
+        if (!r.IsOk) return r;
+        _contexts[device] = domain;
+        if (HardwareOf(device, out var rid) is { } hw)
+        {
+            // Program the context entry, then flush what the old domain left cached for this requester.
+            hw.SetContext(rid, ContextFor(domain));
+            if (old is not null) hw.FlushDomain(old.Id);
+        }
         return r;
     }
 

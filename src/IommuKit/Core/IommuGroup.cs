@@ -49,7 +49,7 @@ public sealed class IommuGroup
 
     private T Read<T>(Func<IommuGroup, T> f)
     {
-        lock (Sync) return f(this);
+        using (new GroupLockScope(this)) return f(this);
     }
 
     /// <summary>Members in the order they were added (the first one chooses ops and allocates domains).</summary>
@@ -68,7 +68,7 @@ public sealed class IommuGroup
     /// <summary>A consistent snapshot of the group's state under one lock acquisition.</summary>
     public IommuGroupState Snapshot()
     {
-        lock (Sync)
+        using (new GroupLockScope(this))
         {
             return new IommuGroupState(Id, Name, DevicesLocked.ToArray(), DefaultDomainLocked, BlockingDomainLocked, DomainLocked,
                 OwnerCntLocked, OwnerLocked, DefaultDomainLocked?.Type ?? IommuDomainType.None);

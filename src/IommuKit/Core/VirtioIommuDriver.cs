@@ -35,6 +35,9 @@ public sealed class VirtioIommuDriver : IommuDriverBase
 
     protected override IoPageTableFormat PageTableFormat => IoPageTableFormat.X86_64Level4;
 
+    /// <summary>Every endpoint is behind the one virtio-iommu, named after its PCI function.</summary>
+    public override string? UnitName(IommuDevice device) => _self.ToString();
+
     public override void Init(IommuCore core)
     {
         base.Init(core);

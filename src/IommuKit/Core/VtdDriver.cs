@@ -52,6 +52,13 @@ public sealed class VtdDriver : IommuDriverBase
     }
 
     public bool AzaliaIdentity { get; }
+
+    /// <summary>
+    /// IDENTMAP_GFX: <c>intel_iommu=igfx_off</c> ("Disable GFX device mapping") made every display-class device ask
+    /// for identity in 6.1; 6.12 still logs the message but no longer does that (h_igfx_off vs h_k612_igfx_off). The
+    /// exact release that dropped it is not verified; it is modelled as 6.12.
+    /// </summary>
+    public bool GraphicsIdentity { get; private set; }
     public bool FloppyWorkaround { get; }
     public IReadOnlyList<VtdUnit> Units => _units;
 
@@ -75,8 +82,15 @@ public sealed class VtdDriver : IommuDriverBase
         {
             if (opt.StartsWith("strict", StringComparison.Ordinal))
                 core.SetDmaStrict("DMAR: intel_iommu=strict deprecated; use iommu.strict=1 instead");
+            if (opt.StartsWith("igfx_off", StringComparison.Ordinal))
+            {
+                core.AddLog("DMAR: Disable GFX device mapping");
+                GraphicsIdentity = core.Kernel < KernelVersion.V6_12;
+            }
         }
     }
+
+    public override string? UnitName(IommuDevice device) => UnitOf(device)?.Name;
 
     /// <summary>The unit whose scope holds the device (explicit scopes first, then the INCLUDE_ALL unit), or null.</summary>
     public VtdUnit? UnitOf(IommuDevice device)
@@ -111,6 +125,7 @@ public sealed class VtdDriver : IommuDriverBase
     {
         if (UnitOf(device) is { PassThrough: false }) return IommuDomainType.Dma;
         if (device.Pci is { } p && AzaliaIdentity && p.VendorId == 0x8086 && p.DeviceId == 0x3a3e) return IommuDomainType.Identity;
+        if (device.Pci is { } g && GraphicsIdentity && (g.ClassCode >> 16) == 0x03) return IommuDomainType.Identity; // IS_GFX_DEVICE
         return IommuDomainType.None;
     }
 

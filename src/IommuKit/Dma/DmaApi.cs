@@ -53,6 +53,7 @@ public sealed class DmaApi : IDisposable
     private readonly int _shift;
     private readonly ulong _apertureEnd;
     private ulong _dmaMask;
+    private ulong _dmaLimit; // DmaLimitFor(_dmaMask), kept with the mask so the map path does not recompute it
     private ulong _coherentDmaMask;
     private readonly ulong _busDmaLimit;
     private volatile bool _pci32bitWorkaround;
@@ -70,6 +71,7 @@ public sealed class DmaApi : IDisposable
     /// <param name="forceDac">iommu.forcedac=1: skip the 32-bit-first attempt.</param>
     /// <param name="busDmaLimit">The bus DMA limit (bus_dma_limit), 0 = none.</param>
     /// <param name="deviceName">For messages.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="domainId"/> is outside 0..65535.</exception>
     /// <exception cref="ArgumentException">The allocator's granule differs from the table's smallest page, or the
     /// allocator refuses a reservation (its cap on reserved ranges).</exception>
     public DmaApi(IommuHardware iommu, int domainId, IIoPageTable table, IovaAllocator iovad, DmaMode mode, ulong dmaMask,
@@ -79,6 +81,8 @@ public sealed class DmaApi : IDisposable
         ArgumentNullException.ThrowIfNull(iommu);
         ArgumentNullException.ThrowIfNull(table);
         ArgumentNullException.ThrowIfNull(iovad);
+        if ((uint)domainId > IommuHardware.MaxDomainId)
+            throw new ArgumentOutOfRangeException(nameof(domainId), $"domain id {domainId} is outside 0..{IommuHardware.MaxDomainId}");
         _iommu = iommu;
         _domainId = domainId;
         _table = table;
@@ -173,7 +177,7 @@ public sealed class DmaApi : IDisposable
     /// space below the mask is exhausted or the table refuses.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="dir"/> is <see cref="DmaDirection.None"/>.</exception>
-    public ulong MapSingle(ulong phys, ulong size, DmaDirection dir) => MapCore(phys, size, DirectionToProt(dir), _dmaMask);
+    public ulong MapSingle(ulong phys, ulong size, DmaDirection dir) => MapCore(phys, size, DirectionToProt(dir), _dmaMask, _dmaLimit);
 
     /// <summary>
     /// Unmaps what <see cref="MapSingle"/> returned (same address and size). Strict: clears the PTEs, invalidates the
@@ -222,7 +226,7 @@ public sealed class DmaApi : IDisposable
             iovaLen = checked(iovaLen + sLength);
         }
 
-        ulong iova = AllocIova(iovaLen, _dmaMask);
+        ulong iova = AllocIova(iovaLen, _dmaLimit);
         if (iova == 0)
             return -(int)Errno.ENOMEM;
 
@@ -279,7 +283,7 @@ public sealed class DmaApi : IDisposable
         ulong phys = _memory.AllocatePages(size);
         if (phys == 0)
             return 0;
-        ulong dma = MapCore(phys, size, IommuProt.Read | IommuProt.Write, _coherentDmaMask);
+        ulong dma = MapCore(phys, size, IommuProt.Read | IommuProt.Write, _coherentDmaMask, DmaLimitFor(_coherentDmaMask));
         if (dma == MappingError)
         {
             _memory.FreePages(phys, size);
@@ -322,7 +326,7 @@ public sealed class DmaApi : IDisposable
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private ulong MapCore(ulong phys, ulong size, IommuProt prot, ulong mask)
+    private ulong MapCore(ulong phys, ulong size, IommuProt prot, ulong mask, ulong limit)
     {
         if (_mode is DmaMode.Identity or DmaMode.Blocked)
             return MapDirect(phys, size, mask);
@@ -332,7 +336,7 @@ public sealed class DmaApi : IDisposable
         if (size == 0 || size > ulong.MaxValue - off - _granuleMask)
             return MappingError;
         ulong alignedSize = AlignUp(size + off);
-        ulong iova = AllocIova(alignedSize, mask);
+        ulong iova = AllocIova(alignedSize, limit);
         if (iova == 0)
             return MappingError;
         if (_table.Map(iova, phys - off, alignedSize, prot) != Errno.Ok)
@@ -372,12 +376,12 @@ public sealed class DmaApi : IDisposable
         }
     }
 
-    /// <summary>iommu_dma_alloc_iova: returns the IOVA in bytes or 0.</summary>
+    /// <summary>iommu_dma_alloc_iova: returns the IOVA in bytes or 0. <paramref name="limit"/> is
+    /// <see cref="DmaLimitFor"/> of the mask in use.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private ulong AllocIova(ulong size, ulong mask)
+    private ulong AllocIova(ulong size, ulong limit)
     {
         ulong pages = size >> _shift;
-        ulong limit = DmaLimitFor(mask);
         // Spec 10.3: a PCI device with a >32-bit limit first tries below 4 GiB without flushing the rcaches.
         if (_pci32bitWorkaround && limit > Dma32Limit)
         {
@@ -480,6 +484,7 @@ public sealed class DmaApi : IDisposable
     {
         CheckMask(mask);
         _dmaMask = mask;
+        _dmaLimit = DmaLimitFor(mask);
         _coherentDmaMask = mask;
     }
 

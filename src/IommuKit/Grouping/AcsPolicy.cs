@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using IommuKit.Pci;
 
 namespace IommuKit.Grouping;
@@ -106,6 +105,12 @@ public sealed class AcsPolicy
     internal readonly string?[] Notes;
 
     public bool AcsRequested { get; }
+    /// <summary>
+    /// The kernel has <c>pci=config_acs=</c> and computes <c>disable_acs_redir</c> from the firmware value (Linux 6.11
+    /// and later, "PCI: Extend ACS configurability"); older kernels clear RR|CR|EC from the enabled value and do not
+    /// know <c>config_acs</c>. True when the release is unknown.
+    /// </summary>
+    public bool ConfigAcsSemantics { get; }
     public bool NoAts { get; }
     public AcsOverridePolicy Override { get; }
     public KernelCommandLine CommandLine { get; }
@@ -131,7 +136,12 @@ public sealed class AcsPolicy
 
         Override = AcsOverridePolicy.Parse(cmd, options.KernelCarriesAcsOverride, machine.KernelRelease);
         NoAts = HasPciOption(cmd, "noats");
+        ConfigAcsSemantics = !(TryParseRelease(machine.KernelRelease, out int major, out int minor) && (major < 6 || major == 6 && minor < 11));
+        bool modern = ConfigAcsSemantics;
         var (redir, config) = PciAcsParams(cmd);
+        if (!modern && config is not null)
+            _messages.Add($"pci=config_acs= is ignored: kernel {machine.KernelRelease} predates it (Linux 6.11); the kernel logs \"PCI: Unknown option\"");
+        if (!modern) config = null;
 
         // What the source's own boot did, to recover the firmware value.
         var srcCmd = KernelCommandLine.Parse(machine.CommandLine);
@@ -139,19 +149,37 @@ public sealed class AcsPolicy
         bool srcRequested = srcAct.Active && !srcAct.Assumed || machine.KernelGroups is { Count: > 0 };
         bool srcNoAts = HasPciOption(srcCmd, "noats");
         var (srcRedir, srcConfig) = PciAcsParams(srcCmd);
+        if (!modern) srcConfig = null;
+        // The source's own command line is unknown (an lspci dump). If its boot evidently enabled ACS (the kernel's
+        // groups are shown, or some device's ACS control has bits set), the controls it shows are what this kernel
+        // programmed; keep them unless the modelled command line asks to change ACS. Without such evidence (a dump of
+        // an IOMMU-off boot shows every control as firmware left it) the enabling step is replayed.
+        bool keepShown = false;
+        if (machine.CommandLine is null && AcsRequested && redir is null && config is null && !NoAts)
+        {
+            keepShown = srcRequested;
+            for (int i = 0; i < n && !keepShown; i++)
+                keepShown = devices[i].Facts.Acs is { Control: not AcsFlags.None };
+        }
 
+        var noExtCfg = new bool[n];
         for (int i = 0; i < n; i++)
         {
             var d = devices[i];
             var f = d.Facts;
-            Unknown[i] = d.IsPcie ? f.Visibility != ConfigVisibility.Full : f.Visibility == ConfigVisibility.HeaderOnly;
+            // pci_bridge_child_ext_cfg_accessible: below anything but a root/switch port (PCIe-to-PCI and conventional
+            // bridges; PCI-X mode 2 bridges are not modelled) the kernel itself cannot read extended config space, so a
+            // 256-byte config there is the whole truth (no ACS capability), not a missing fact. Parents probe first.
+            if (d.Parent is { } up)
+                noExtCfg[i] = noExtCfg[up.ProbeIndex] || up.PcieType is not (PcieType.RootPort or PcieType.Upstream or PcieType.Downstream);
+            Unknown[i] = d.IsPcie ? f.Visibility != ConfigVisibility.Full && !noExtCfg[i] : f.Visibility == ConfigVisibility.HeaderOnly;
             bool spt = IsSpt(d);
             bool pch = IsPch(d);
 
             // Enable quirks (pci_dev_specific_enable_acs) run only when ACS was requested.
             if (pch && AcsRequested) PchEnabled[i] = DecidePchEnable(machine, d, srcRequested, out Notes[i]);
 
-            if (f.Acs is not { } acs) continue;
+            if (f.Acs is not { } acs || noExtCfg[i]) continue;
             HasAcs[i] = true;
             bool tbWanted = NoAts || f.ExternalFacing || f.Untrusted;
             bool srcTb = srcNoAts || f.ExternalFacing || f.Untrusted;
@@ -181,22 +209,36 @@ public sealed class AcsPolicy
             }
 
             Cap[i] = acs.Capability;
+            if (keepShown)
+            {
+                // The source's own command line is unknown (an lspci dump) and nothing asks to change ACS: the control
+                // the source shows is what this kernel programmed, whatever options it booted with.
+                Ctrl[i] = acs.Control;
+                continue;
+            }
             // Firmware value (see remarks).
             AcsFlags fw = acs.Control;
             bool quirkHandled = pch; // the PCH enable quirk returns 0 even when it fails: no standard enable then
-            if (srcRequested)
-            {
-                if (ConfigAcsMatch(d, srcConfig, 0, out var m2, out _, null)) fw &= ~m2;
-                else if (ConfigAcsMatch(d, srcRedir, AcsFlags.RR | AcsFlags.CR | AcsFlags.EC, out var m1, out _, null)) fw &= ~m1;
-                else if (!quirkHandled) fw &= ~StdBits(acs.Capability, srcTb);
-            }
+            AcsFlags srcStd = srcRequested && !quirkHandled ? StdBits(acs.Capability, srcTb) : AcsFlags.None;
+            if (ConfigAcsMatch(d, srcConfig, 0, out var m2, out _, null)) fw &= ~m2;
+            else if (ConfigAcsMatch(d, srcRedir, AcsFlags.RR | AcsFlags.CR | AcsFlags.EC, out var m1, out _, null)) fw &= modern ? ~m1 : ~(m1 | srcStd);
+            else fw &= ~srcStd;
             AcsFlags ctrl = fw;
             if (AcsRequested && !quirkHandled) ctrl |= StdBits(acs.Capability, tbWanted); // pci_std_enable_acs
-            // Always applied, IOMMU or not: disable_acs_redir then config_acs, each from fw_ctrl (__pci_config_acs).
+            // Always applied, IOMMU or not: disable_acs_redir then config_acs (__pci_config_acs). From 6.11 both start
+            // from fw_ctrl; before, pci_disable_acs_redir cleared RR|CR|EC from the value the kernel had just enabled.
             if (ConfigAcsMatch(d, redir, AcsFlags.RR | AcsFlags.CR | AcsFlags.EC, out var mask, out var flags, _messages))
             {
-                ctrl = (fw & ~mask) | (flags & mask);
-                Notes[i] = $"pci=disable_acs_redir= matches: ACS control set to {ctrl.ToShortString()} (bits outside RR|CR|EC revert to the firmware value {fw.ToShortString()})";
+                if (modern)
+                {
+                    ctrl = (fw & ~mask) | (flags & mask);
+                    Notes[i] = $"pci=disable_acs_redir= matches: ACS control set to {ctrl.ToShortString()} (bits outside RR|CR|EC revert to the firmware value {fw.ToShortString()})";
+                }
+                else
+                {
+                    ctrl &= ~mask;
+                    Notes[i] = $"pci=disable_acs_redir= matches: RR|CR|EC cleared, ACS control {ctrl.ToShortString()}";
+                }
             }
             if (ConfigAcsMatch(d, config, 0, out mask, out flags, _messages))
             {
@@ -205,6 +247,15 @@ public sealed class AcsPolicy
             }
             Ctrl[i] = ctrl;
         }
+    }
+
+    /// <summary>Major and minor of a release string such as <c>6.1.0-56-amd64</c>.</summary>
+    internal static bool TryParseRelease(string? release, out int major, out int minor)
+    {
+        major = minor = 0;
+        if (string.IsNullOrEmpty(release)) return false;
+        var m = System.Text.RegularExpressions.Regex.Match(release, @"^(\d{1,3})\.(\d{1,3})");
+        return m.Success && int.TryParse(m.Groups[1].Value, out major) && int.TryParse(m.Groups[2].Value, out minor);
     }
 
     /// <summary>The effective ACS control of a device (standard register; for Sunrise Point the low bits of the +8 register), or null without ACS.</summary>
@@ -279,8 +330,15 @@ public sealed class AcsPolicy
             if (o.StartsWith("disable_acs_redir=", StringComparison.Ordinal)) redir = o["disable_acs_redir=".Length..];
             else if (o.StartsWith("config_acs=", StringComparison.Ordinal)) config = o["config_acs=".Length..];
         }
+        // Every device parses these lists; a value longer than the kernel's whole command line (x86 COMMAND_LINE_SIZE)
+        // could not have been booted and would cost devices x entries: keep only what a kernel could have seen.
+        if (redir is { Length: > MaxAcsParamChars }) redir = redir[..MaxAcsParamChars];
+        if (config is { Length: > MaxAcsParamChars }) config = config[..MaxAcsParamChars];
         return (redir, config);
     }
+
+    /// <summary>x86 <c>COMMAND_LINE_SIZE</c>: no ACS parameter value can be longer.</summary>
+    public const int MaxAcsParamChars = 2048;
 
     /// <summary>
     /// <c>__pci_config_acs</c>: walks the entries of <paramref name="p"/> and says whether one matches <paramref name="dev"/>,
@@ -330,7 +388,4 @@ public sealed class AcsPolicy
     {
         if (messages is not null && !messages.Contains(msg)) messages.Add(msg);
     }
-
-    /// <summary>Reads a little-endian dword from raw config bytes (helper for tests building SPT registers).</summary>
-    internal static uint ReadU32(ReadOnlySpan<byte> b, int off) => BinaryPrimitives.ReadUInt32LittleEndian(b[off..]);
 }

@@ -84,7 +84,7 @@ public static class AcsQuirks
         Add(VendorIntel, AcsQuirkHook.MfEndpoint, 0x105E, 0x105F, 0x1060, 0x10D9); // 82571
         Add(VendorIntel, AcsQuirkHook.MfEndpoint, 0x15b7, 0x15b8); // I219
         Add(VendorIntel, AcsQuirkHook.IntelRciep, Any);
-        Add(VendorQcom, AcsQuirkHook.QcomRootPort, 0x0400, 0x0401, 0x0115);
+        Add(VendorQcom, AcsQuirkHook.QcomRootPort, 0x0400, 0x0401, 0x0115, 0x0111, 0x0120); // QDF2xxx, SA8775P, Hamoa, Glymur
         Add(VendorHxt, AcsQuirkHook.QcomRootPort, 0x0401);
         Add(VendorIntel, AcsQuirkHook.IntelPch, Any);
         Add(VendorIntel, AcsQuirkHook.IntelSptPch, Any);

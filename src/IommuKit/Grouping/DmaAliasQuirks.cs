@@ -57,9 +57,13 @@ public static class DmaAliasQuirks
         return false;
     }
 
+    // Vendors that appear in any alias quirk: most devices are rejected with one lookup.
+    private static readonly HashSet<ushort> s_vendors = [0x1180, 0x6766, 0x1b4b, 0x1103, 0x197b, 0x1c28, 0x9005, 0x1b21, 0x10e3, 0x1283, 0x8086, 0x10b5, 0x14e4, 0x11f8, 0x1055];
+
     /// <summary>The alias facts of one device, or null when no quirk applies.</summary>
     public static DmaAliasInfo? For(PciDevice dev)
     {
+        if (!s_vendors.Contains(dev.VendorId)) return null;
         uint id = ((uint)dev.VendorId << 16) | dev.DeviceId;
         int fn = dev.Address.Function;
         if (s_func0.Contains(id) && fn != 0)

@@ -18,6 +18,9 @@ public sealed class GroupingContext
     internal readonly DmaAliasInfo?[] Alias;
     internal readonly int[] RealDma;       // probe index of pci_real_dma_dev, or -1 for the device itself
     internal readonly int[] BusPos;        // position of the device in its bus's Devices list
+    internal readonly int[] PhysFn;        // probe index of the PF for an SR-IOV virtual function, -1 otherwise
+    internal readonly bool[] PlacementUnknown; // the source does not say where this device sits (bridge bus ranges missing)
+    internal readonly int[] VfIndex;       // the VF's index (0-based) under its PF
     internal readonly HashSet<PciBus> BusesWithAliases = new();
     // Memo for REQ_ACS_FLAGS: 0 = not computed, 1 = false, 2 = true.
     private readonly byte[] _acsReq;
@@ -37,6 +40,10 @@ public sealed class GroupingContext
         BusPos = new int[n];
         _acsReq = new byte[n];
         _pathReq = new byte[n];
+        PhysFn = new int[n];
+        PlacementUnknown = new bool[n];
+        VfIndex = new int[n];
+        Array.Fill(PhysFn, -1);
         PciDevice? vmd = FindSingleVmd(topology);
         var devices = topology.Devices;
         for (int i = 0; i < n; i++)
@@ -49,11 +56,48 @@ public sealed class GroupingContext
         }
         foreach (var d in devices)
         {
+            // SR-IOV: the PF's capability says where its enabled VFs sit (pci_iov_add_virtfn).
+            if (d.Facts.Sriov is { NumVfs: > 0 } sr)
+            {
+                int nvf = Math.Min((int)sr.NumVfs, MaxVfsPerPf);
+                for (int k = 0; k < nvf; k++)
+                {
+                    if (sr.VfAddress(d.Address, k) is { } va && va != d.Address && topology.Find(va) is { } vf)
+                    {
+                        PhysFn[vf.ProbeIndex] = d.ProbeIndex;
+                        VfIndex[vf.ProbeIndex] = k;
+                    }
+                }
+            }
             var list = d.Bus.Devices;
             // Devices of a bus are consecutive in devfn order; record each one's position once per bus.
             if (list.Count > 0 && ReferenceEquals(list[0], d))
                 for (int k = 0; k < list.Count; k++) BusPos[list[k].ProbeIndex] = k;
         }
+        MarkUnknownPlacement();
+    }
+
+    /// <summary>
+    /// When a source shows bridges without their bus ranges (lspci -nnk, lspci without -v), the tree below them is
+    /// unknown: those bridges, and every device on a root bus other than its domain's first, may be misplaced.
+    /// </summary>
+    private void MarkUnknownPlacement()
+    {
+        bool anyUnknownBridge = false;
+        foreach (var d in Topology.Devices)
+        {
+            if (d.IsBridge && d.Subordinate is null && d.Facts.BridgeBuses is null)
+            {
+                PlacementUnknown[d.ProbeIndex] = true;
+                anyUnknownBridge = true;
+            }
+        }
+        if (!anyUnknownBridge) return;
+        var firstRoot = new Dictionary<int, byte>();
+        foreach (var root in Topology.RootBuses)
+            if (!firstRoot.ContainsKey(root.Domain)) firstRoot[root.Domain] = root.Number;
+        foreach (var d in Topology.Devices)
+            if (d.Bus.IsRoot && firstRoot[d.Bus.Domain] != d.Bus.Number) PlacementUnknown[d.ProbeIndex] = true;
     }
 
     /// <summary>Builds the context for a machine under a command line with the IOMMU active or not.</summary>
@@ -100,7 +144,20 @@ public sealed class GroupingContext
         return any ? found : null;
     }
 
+    /// <summary>VFs looked up per PF: the capability allows 65,535, which would let one hostile dump cost billions of
+    /// lookups; 4,096 is 16 full buses of VFs, more than any real device enables.</summary>
+    public const int MaxVfsPerPf = 4096;
+
     public DmaAliasInfo? AliasInfo(PciDevice d) => Alias[d.ProbeIndex];
+
+    /// <summary>The PF of an SR-IOV virtual function, or null for any other device.</summary>
+    public PciDevice? PhysicalFunction(PciDevice d) => PhysFn[d.ProbeIndex] is int p and >= 0 ? Topology.Devices[p] : null;
+
+    /// <summary>
+    /// The kernel's <c>pdev->multifunction</c>: the topology's rule, except that a virtual function never is one
+    /// (VFs are added by <c>pci_iov_add_virtfn</c>, not by <c>pci_scan_slot</c>).
+    /// </summary>
+    public bool IsMultifunction(PciDevice d) => d.IsMultifunction && PhysFn[d.ProbeIndex] < 0;
 
     /// <summary><c>pci_real_dma_dev</c>.</summary>
     public PciDevice RealDmaDevice(PciDevice d) => RealDma[d.ProbeIndex] is int r and >= 0 ? Topology.Devices[r] : d;
@@ -125,7 +182,7 @@ public sealed class GroupingContext
 
     internal void NoteUnknown(PciDevice d)
     {
-        if (Acs.Unknown[d.ProbeIndex])
+        if (Acs.Unknown[d.ProbeIndex] || PlacementUnknown[d.ProbeIndex])
         {
             TouchedUnknown = true;
             if (!UnknownTouched.Contains(d)) UnknownTouched.Add(d);

@@ -35,18 +35,21 @@ public sealed class ModelGroup
 /// <summary>The outcome of <see cref="GroupingEngine.Compute"/>.</summary>
 public sealed class GroupingResult
 {
-    private readonly Dictionary<PciAddress, ModelGroup> _groupOf;
+    private readonly ModelGroup?[] _byIndex;
+    private readonly bool[]? _managed;
+    internal int[]? Rank { get; init; }
     private readonly Dictionary<PciAddress, IReadOnlyList<GroupStep>> _explain;
 
     internal GroupingResult(Machine machine, IommuActivation activation, GroupingContext? ctx, List<ModelGroup> groups,
-        Dictionary<PciAddress, ModelGroup> groupOf, Dictionary<PciAddress, IReadOnlyList<GroupStep>> explain, List<string> messages)
+        ModelGroup?[] byIndex, bool[]? managed, List<string> messages)
     {
         Machine = machine;
         Activation = activation;
         Context = ctx;
         Groups = groups;
-        _groupOf = groupOf;
-        _explain = explain;
+        _byIndex = byIndex;
+        _managed = managed;
+        _explain = new Dictionary<PciAddress, IReadOnlyList<GroupStep>>();
         Messages = messages;
     }
 
@@ -54,6 +57,13 @@ public sealed class GroupingResult
     /// <summary>Whether the IOMMU was modelled as active, and why.</summary>
     public IommuActivation Activation { get; }
     public bool IommuActive => Activation.Active;
+
+    /// <summary>
+    /// False when the IOMMU groups devices as their drivers bind (virtio-iommu via ACPI VIOT or device tree): the
+    /// kernel's numbers then follow driver bind timing, which no snapshot records. Members are still exact; the model
+    /// numbers such groups in enumeration order. True for VT-d and AMD-Vi, which probe every device at registration.
+    /// </summary>
+    public bool NumbersPredictable => Activation.Kind is not (IommuKind.Virtio or IommuKind.ArmSmmu);
     /// <summary>The context the groups were computed with (effective ACS, aliases); null when the IOMMU is off.</summary>
     public GroupingContext? Context { get; }
     /// <summary>Groups sorted by id.</summary>
@@ -62,7 +72,8 @@ public sealed class GroupingResult
     public IReadOnlyList<string> Messages { get; }
 
     /// <summary>The group of a device, or null (IOMMU off, not managed, or no such device).</summary>
-    public ModelGroup? GroupOf(PciAddress address) => _groupOf.GetValueOrDefault(address);
+    public ModelGroup? GroupOf(PciAddress address) =>
+        Machine.Topology.TryFind(address, out var d) ? _byIndex[d.ProbeIndex] : null;
 
     public ModelGroup? GroupById(int id)
     {
@@ -70,9 +81,19 @@ public sealed class GroupingResult
         return null;
     }
 
-    /// <summary>The chain of decisions that placed the device, each naming a device and the rule. Empty for an unknown address.</summary>
-    public IReadOnlyList<GroupStep> Explain(PciAddress address) =>
-        _explain.TryGetValue(address, out var s) ? s : Array.Empty<GroupStep>();
+    /// <summary>
+    /// The chain of decisions that placed the device, each naming a device and the rule; the last step names the group.
+    /// Empty for an unknown address. Computed on first use by replaying <see cref="PciGrouping.DeviceGroup{TGroup}"/> for
+    /// the device against the groups of the devices probed before it (exactly the state the kernel saw). Not thread-safe.
+    /// </summary>
+    public IReadOnlyList<GroupStep> Explain(PciAddress address)
+    {
+        if (_explain.TryGetValue(address, out var s)) return s;
+        if (!Machine.Topology.TryFind(address, out var dev)) return Array.Empty<GroupStep>();
+        var steps = GroupingEngine.ExplainDevice(this, dev, _byIndex, _managed);
+        _explain[address] = steps;
+        return steps;
+    }
 
     /// <summary>The partition as sets of addresses (sorted), for comparisons.</summary>
     public IReadOnlyList<IReadOnlyList<PciAddress>> Partition()
@@ -105,30 +126,22 @@ public static class GroupingEngine
         var cmd = options.CommandLine ?? KernelCommandLine.Parse(machine.CommandLine);
         var activation = IommuActivation.Decide(machine, cmd, options.ForceIommuActive);
         var messages = new List<string>();
-        var groupOf = new Dictionary<PciAddress, ModelGroup>(machine.Topology.Count);
-        var explain = new Dictionary<PciAddress, IReadOnlyList<GroupStep>>(options.RecordExplanations ? machine.Topology.Count : 0);
+        var devices = machine.Topology.Devices;
+        var byIndex = new ModelGroup?[devices.Count];
         var groups = new List<ModelGroup>();
         if (activation.Assumed) messages.Add(activation.Reason);
 
         if (!activation.Active)
-        {
-            if (options.RecordExplanations)
-            {
-                foreach (var d in machine.Topology.Devices)
-                    explain[d.Address] = [new GroupStep(GroupStepKind.NoGroup, d.Address, $"no IOMMU is active: {activation.Reason}")];
-            }
-            return new GroupingResult(machine, activation, null, groups, groupOf, explain, messages);
-        }
+            return Finish(new GroupingResult(machine, activation, null, groups, byIndex, null, messages), options);
 
         var ctx = GroupingContext.Create(machine, cmd, true, options);
+        if (activation.Kind == IommuKind.Virtio)
+            messages.Add("virtio-iommu groups devices as their drivers bind: group members are the kernel's, but its group numbers depend on driver bind order and may differ from these");
         messages.AddRange(ctx.Acs.Override.Messages);
         messages.AddRange(ctx.Acs.Messages);
 
         var managed = ManagedSet(machine, options.ForceIommuActive);
-        var devices = machine.Topology.Devices;
-        var byIndex = new ModelGroup?[devices.Count];
         var ids = new IdAllocator();
-        var trace = options.RecordExplanations ? new GroupTrace() : null;
         Func<PciDevice, ModelGroup?> lookup = d => byIndex[d.ProbeIndex];
         Func<ModelGroup> alloc = () =>
         {
@@ -137,40 +150,25 @@ public static class GroupingEngine
             return g;
         };
 
-        foreach (var d in devices)
+        // iommu_probe_device over the bus in probe order (bus_iommu_probe): each device joins or creates its group.
+        // SR-IOV VFs come into being after boot, so they are grouped last (see ProbeSequence).
+        var sequence = ProbeSequence(machine.Topology, ctx, options.VfEnableOrder, out var rank);
+        foreach (var d in sequence)
         {
-            if (managed is not null && !managed.Contains(d.Address))
-            {
-                if (trace is not null)
-                    explain[d.Address] = [new GroupStep(GroupStepKind.NoGroup, d.Address, $"{GroupTrace.A(d)} is not managed by any IOMMU unit (no iommu link, absent from every unit's device list): the kernel gives it no group")];
-                continue;
-            }
-            trace?.Clear();
-            if (trace is not null && ctx.Acs.Note(d) is { } note)
-                trace.Add(GroupStepKind.AcsSetting, d, $"{GroupTrace.A(d)}: {note}");
+            if (managed is not null && !managed[d.ProbeIndex]) continue;
             ctx.TouchedUnknown = false;
             ctx.UnknownTouched.Clear();
-            var g = PciGrouping.DeviceGroup(d, ctx, lookup, alloc, trace);
+            var g = PciGrouping.DeviceGroup(d, ctx, lookup, alloc, trace: null);
             byIndex[d.ProbeIndex] = g;
             g._devices.Add(d);
-            groupOf[d.Address] = g;
             if (ctx.TouchedUnknown)
             {
                 g.UnknownFacts = true;
                 foreach (var u in ctx.UnknownTouched)
                     if (!g._unknown.Contains(u)) g._unknown.Add(u);
-                trace?.Add(GroupStepKind.UnknownFacts, d, $"facts are missing for {string.Join(", ", ctx.UnknownTouched.Select(GroupTrace.A))} (no extended config space in the source, e.g. lspci run without root): this placement is a guess");
-            }
-            if (trace is not null)
-            {
-                var steps = trace.Steps.ToList();
-                steps.Add(new GroupStep(GroupStepKind.NewGroup == steps.LastOrDefault()?.Kind ? GroupStepKind.NewGroup : GroupStepKind.JoinExistingGroup,
-                    d.Address, $"{GroupTrace.A(d)} is in group {g.Id}"));
-                explain[d.Address] = steps;
             }
         }
 
-        groups.Sort((a, b) => a.Id.CompareTo(b.Id));
         int unknownGroups = 0;
         foreach (var g in groups)
         {
@@ -178,29 +176,102 @@ public static class GroupingEngine
             if (g.UnknownFacts) unknownGroups++;
         }
         if (unknownGroups > 0)
-            messages.Add($"{unknownGroups} group(s) depend on facts the source does not show (extended capabilities such as ACS): run the capture as root for a reliable answer");
-        return new GroupingResult(machine, activation, ctx, groups, groupOf, explain, messages);
+            messages.Add($"{unknownGroups} group(s) depend on facts the source does not show (extended capabilities such as ACS, or bridge bus ranges): capture as root with lspci -vv (or a sysfs snapshot) for a reliable answer");
+        return Finish(new GroupingResult(machine, activation, ctx, groups, byIndex, managed, messages) { Rank = rank }, options);
+    }
+
+    /// <summary>
+    /// The order the kernel adds devices to groups: every boot-time function in probe order, then the SR-IOV VFs, PF by
+    /// PF (in <paramref name="vfOrder"/>, then probe order) and VF index by VF index. <paramref name="rank"/> is each
+    /// device's position in that order, by probe index.
+    /// </summary>
+    internal static List<PciDevice> ProbeSequence(PciTopology topo, GroupingContext ctx, IReadOnlyList<PciAddress>? vfOrder, out int[] rank)
+    {
+        var devices = topo.Devices;
+        var seq = new List<PciDevice>(devices.Count);
+        List<PciDevice>? vfs = null;
+        foreach (var d in devices)
+        {
+            if (ctx.PhysFn[d.ProbeIndex] >= 0) (vfs ??= new List<PciDevice>()).Add(d);
+            else seq.Add(d);
+        }
+        if (vfs is not null)
+        {
+            var pfRank = new Dictionary<int, int>();
+            if (vfOrder is not null)
+                for (int i = 0; i < vfOrder.Count; i++)
+                    if (topo.Find(vfOrder[i]) is { } pf) pfRank.TryAdd(pf.ProbeIndex, i);
+            int Key(PciDevice vf) { int pf = ctx.PhysFn[vf.ProbeIndex]; return pfRank.TryGetValue(pf, out int r) ? r : vfOrder?.Count + pf ?? pf; }
+            vfs.Sort((a, b) =>
+            {
+                int c = Key(a).CompareTo(Key(b));
+                return c != 0 ? c : ctx.VfIndex[a.ProbeIndex].CompareTo(ctx.VfIndex[b.ProbeIndex]);
+            });
+            seq.AddRange(vfs);
+        }
+        rank = new int[devices.Count];
+        for (int i = 0; i < seq.Count; i++) rank[seq[i].ProbeIndex] = i;
+        return seq;
+    }
+
+    private static GroupingResult Finish(GroupingResult r, GroupingOptions options)
+    {
+        if (options.RecordExplanations)
+            foreach (var d in r.Machine.Topology.Devices) r.Explain(d.Address);
+        return r;
+    }
+
+    /// <summary>Replays the grouping of one device with a trace (see <see cref="GroupingResult.Explain"/>).</summary>
+    internal static IReadOnlyList<GroupStep> ExplainDevice(GroupingResult r, PciDevice d, ModelGroup?[] byIndex, bool[]? managed)
+    {
+        if (!r.IommuActive || r.Context is null)
+            return [new GroupStep(GroupStepKind.NoGroup, d.Address, $"no IOMMU is active: {r.Activation.Reason}")];
+        if (managed is not null && !managed[d.ProbeIndex])
+            return [new GroupStep(GroupStepKind.NoGroup, d.Address, $"{GroupTrace.A(d)} is not managed by any IOMMU unit (no iommu link, absent from every unit's device list): the kernel gives it no group")];
+        var ctx = r.Context;
+        var trace = new GroupTrace();
+        if (ctx.Acs.Note(d) is { } note) trace.Add(GroupStepKind.AcsSetting, d, $"{GroupTrace.A(d)}: {note}");
+        var final = byIndex[d.ProbeIndex]!;
+        var rank = r.Rank!;
+        int me = rank[d.ProbeIndex];
+        // The state the kernel saw: devices probed earlier have their final groups, later ones none.
+        bool saveTouched = ctx.TouchedUnknown;
+        ctx.TouchedUnknown = false;
+        ctx.UnknownTouched.Clear();
+        var g = PciGrouping.DeviceGroup(d, ctx, x => rank[x.ProbeIndex] < me ? byIndex[x.ProbeIndex] : null, () => final, trace);
+        System.Diagnostics.Debug.Assert(ReferenceEquals(g, final), "replay must reach the group the device got");
+        if (ctx.TouchedUnknown)
+            trace.Add(GroupStepKind.UnknownFacts, d, $"facts are missing for {string.Join(", ", ctx.UnknownTouched.Select(GroupTrace.A))} (capabilities or bridge bus ranges not in the source, e.g. lspci run without root or without -v): this placement is a guess");
+        ctx.TouchedUnknown = saveTouched;
+        var steps = new List<GroupStep>(trace.Steps);
+        bool created = final.Devices.Count > 0 && final.Devices[0] == d;
+        steps.Add(new GroupStep(created ? GroupStepKind.NewGroup : GroupStepKind.JoinExistingGroup, d.Address,
+            created ? $"{GroupTrace.A(d)} is the first member of group {final.Id}" : $"{GroupTrace.A(d)} is in group {final.Id}"));
+        return steps;
     }
 
     /// <summary>
     /// Devices some IOMMU unit manages: those with an <c>iommu</c> link or listed by a unit. Null means "all" (the source
     /// shows no units, or a prediction was forced).
     /// </summary>
-    private static HashSet<PciAddress>? ManagedSet(Machine machine, bool forced)
+    private static bool[]? ManagedSet(Machine machine, bool forced)
     {
         if (machine.IommuUnits.Count == 0) return null;
-        var set = new HashSet<PciAddress>();
+        var topo = machine.Topology;
+        var set = new bool[topo.Count];
+        bool any = false;
         foreach (var u in machine.IommuUnits)
-            foreach (var a in u.Devices) set.Add(a);
-        foreach (var d in machine.Topology.Devices)
-            if (d.Facts.IommuUnit is not null) set.Add(d.Address);
-        if (set.Count == 0) return null; // units without device lists: assume they manage everything
+            foreach (var a in u.Devices)
+                if (topo.TryFind(a, out var d)) { set[d.ProbeIndex] = true; any = true; }
+        foreach (var d in topo.Devices)
+            if (d.Facts.IommuUnit is not null) { set[d.ProbeIndex] = true; any = true; }
+        if (!any) return null; // units without device lists: assume they manage everything
         if (forced)
         {
             // A forced prediction still leaves out the IOMMU's own function (virtio-iommu) when units name PCI functions.
-            foreach (var d in machine.Topology.Devices) set.Add(d.Address);
+            Array.Fill(set, true);
             foreach (var u in machine.IommuUnits)
-                if (PciAddress.TryParse(u.Name, out var self)) set.Remove(self);
+                if (PciAddress.TryParse(u.Name, out var self) && topo.TryFind(self, out var sd)) set[sd.ProbeIndex] = false;
         }
         return set;
     }
@@ -211,11 +282,42 @@ public static class GroupingEngine
     /// </summary>
     public static string FingerprintOf(IEnumerable<PciDevice> devices)
     {
-        var lines = devices.Select(d => $"{d.Address} {d.VendorId:x4}:{d.DeviceId:x4}").Order(StringComparer.Ordinal);
-        var bytes = Encoding.ASCII.GetBytes(string.Join('\n', lines));
+        var list = devices as IReadOnlyList<PciDevice> ?? devices.ToList();
+        PciDevice[] sorted = new PciDevice[list.Count];
+        for (int i = 0; i < sorted.Length; i++) sorted[i] = list[i];
+        if (sorted.Length > 1) Array.Sort(sorted, static (a, b) => a.Address.CompareTo(b.Address));
+        // Each line: "dddd:bb:dd.f vvvv:dddd" (domain printed with at least 4 hex digits), joined by '\n'.
+        const int MaxLine = 8 + 1 + 2 + 1 + 2 + 1 + 1 + 1 + 4 + 1 + 4 + 1;
+        int cap = checked(sorted.Length * MaxLine);
+        byte[]? rented = cap > 1024 ? System.Buffers.ArrayPool<byte>.Shared.Rent(cap) : null;
+        Span<byte> buf = rented ?? stackalloc byte[1024];
+        int n = 0;
+        for (int i = 0; i < sorted.Length; i++)
+        {
+            var d = sorted[i];
+            if (i > 0) buf[n++] = (byte)'\n';
+            var a = d.Address;
+            n += Hex(buf[n..], (uint)a.Domain, 4);
+            buf[n++] = (byte)':'; n += Hex(buf[n..], a.Bus, 2);
+            buf[n++] = (byte)':'; n += Hex(buf[n..], a.Device, 2);
+            buf[n++] = (byte)'.'; n += Hex(buf[n..], a.Function, 1);
+            buf[n++] = (byte)' '; n += Hex(buf[n..], d.VendorId, 4);
+            buf[n++] = (byte)':'; n += Hex(buf[n..], d.DeviceId, 4);
+        }
         Span<byte> hash = stackalloc byte[32];
-        SHA256.HashData(bytes, hash);
+        SHA256.HashData(buf[..n], hash);
+        if (rented is not null) System.Buffers.ArrayPool<byte>.Shared.Return(rented);
         return Convert.ToHexStringLower(hash[..6]);
+    }
+
+    private static int Hex(Span<byte> dst, uint v, int digits)
+    {
+        // Like printf "%0Nx": at least N digits, more when the value needs them.
+        int need = 1;
+        for (uint t = v >> 4; t != 0; t >>= 4) need++;
+        int len = Math.Max(digits, need);
+        for (int i = len - 1; i >= 0; i--, v >>= 4) dst[i] = (byte)"0123456789abcdef"[(int)(v & 0xf)];
+        return len;
     }
 
     /// <summary>The kernel's group id allocator (ida): always the lowest free id.</summary>

@@ -24,6 +24,16 @@ public sealed record GroupingOptions
     /// </summary>
     public bool? HasIvrs { get; init; }
 
-    /// <summary>Record the chain of decisions per device for <see cref="GroupingResult.Explain"/> (default true).</summary>
-    public bool RecordExplanations { get; init; } = true;
+    /// <summary>
+    /// PFs in the order their virtual functions were enabled (writes to <c>sriov_numvfs</c>). VFs appear after boot, so
+    /// the kernel groups them after every boot-time device, PF by PF in enable order, VF by VF. PFs not listed follow
+    /// in probe order. Null: probe order of the PFs (a snapshot does not record the enable order).
+    /// </summary>
+    public IReadOnlyList<IommuKit.Pci.PciAddress>? VfEnableOrder { get; init; }
+
+    /// <summary>
+    /// Build every device's explanation during <see cref="GroupingEngine.Compute"/> (default false). Without it,
+    /// <see cref="GroupingResult.Explain"/> replays the device's grouping on demand, which gives the same steps.
+    /// </summary>
+    public bool RecordExplanations { get; init; }
 }

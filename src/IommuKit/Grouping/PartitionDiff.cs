@@ -51,63 +51,76 @@ public sealed class PartitionDiff
     /// </summary>
     public static PartitionDiff Compute(GroupingResult before, GroupingResult after, IReadOnlyDictionary<PciAddress, PciAddress>? addressMap = null)
     {
-        string Key(PciDevice d, bool isBefore)
+        var changes = new List<GroupChange>();
+        foreach (var (kind, bs, @as) in Match(before.Groups, after.Groups, g => g.Devices, g => g.Id, addressMap))
+            changes.Add(new GroupChange(kind, bs, @as));
+        return new PartitionDiff(changes);
+    }
+
+    /// <summary>
+    /// The matching behind <see cref="Compute"/>, for any kind of group (the model's, or the kernel's as a tool shows
+    /// them): the connected components of the bipartite "shares a device" relation between before and after groups,
+    /// each classified. Devices are matched by address and vendor:device; <paramref name="addressMap"/> maps a
+    /// "before" address to its "after" address for devices that moved. Groups within a change are sorted by id;
+    /// changes come in the order of <paramref name="before"/>, then groups that exist only after.
+    /// </summary>
+    public static List<(GroupChangeKind Kind, List<TGroup> Before, List<TGroup> After)> Match<TGroup>(
+        IReadOnlyList<TGroup> before, IReadOnlyList<TGroup> after,
+        Func<TGroup, IReadOnlyList<PciDevice>> members, Func<TGroup, int> id,
+        IReadOnlyDictionary<PciAddress, PciAddress>? addressMap = null) where TGroup : class
+    {
+        (PciAddress, ushort, ushort) Key(PciDevice d, bool isBefore)
         {
             var a = d.Address;
             if (isBefore && addressMap is not null && addressMap.TryGetValue(a, out var na)) a = na;
-            return $"{a} {d.VendorId:x4}:{d.DeviceId:x4}";
+            return (a, d.VendorId, d.DeviceId);
         }
-        var afterOf = new Dictionary<string, ModelGroup>();
-        foreach (var g in after.Groups) foreach (var d in g.Devices) afterOf[Key(d, false)] = g;
-        var beforeOf = new Dictionary<string, ModelGroup>();
-        foreach (var g in before.Groups) foreach (var d in g.Devices) beforeOf[Key(d, true)] = g;
+        var afterOf = new Dictionary<(PciAddress, ushort, ushort), TGroup>();
+        foreach (var g in after) foreach (var d in members(g)) afterOf[Key(d, false)] = g;
+        var beforeOf = new Dictionary<(PciAddress, ushort, ushort), TGroup>();
+        foreach (var g in before) foreach (var d in members(g)) beforeOf[Key(d, true)] = g;
 
-        // Connected components of the bipartite "shares a device" relation between before and after groups.
-        var seenB = new HashSet<ModelGroup>();
-        var seenA = new HashSet<ModelGroup>();
-        var changes = new List<GroupChange>();
-        foreach (var start in before.Groups)
+        var seenB = new HashSet<TGroup>(ReferenceEqualityComparer.Instance);
+        var seenA = new HashSet<TGroup>(ReferenceEqualityComparer.Instance);
+        var changes = new List<(GroupChangeKind, List<TGroup>, List<TGroup>)>();
+        foreach (var start in before)
         {
-            if (seenB.Contains(start)) continue;
-            var bs = new List<ModelGroup>();
-            var @as = new List<ModelGroup>();
-            var queue = new Queue<(ModelGroup G, bool IsBefore)>();
+            if (!seenB.Add(start)) continue;
+            var bs = new List<TGroup>();
+            var @as = new List<TGroup>();
+            var queue = new Queue<(TGroup G, bool IsBefore)>();
             queue.Enqueue((start, true));
-            seenB.Add(start);
             bool lost = false, gained = false;
             while (queue.Count > 0)
             {
                 var (g, isB) = queue.Dequeue();
                 (isB ? bs : @as).Add(g);
-                foreach (var d in g.Devices)
+                foreach (var d in members(g))
                 {
                     if (isB)
                     {
                         if (afterOf.TryGetValue(Key(d, true), out var ag)) { if (seenA.Add(ag)) queue.Enqueue((ag, false)); }
                         else lost = true;
                     }
-                    else
-                    {
-                        if (beforeOf.TryGetValue(Key(d, false), out var bg)) { if (seenB.Add(bg)) queue.Enqueue((bg, true)); }
-                        else gained = true;
-                    }
+                    else if (beforeOf.TryGetValue(Key(d, false), out var bg)) { if (seenB.Add(bg)) queue.Enqueue((bg, true)); }
+                    else gained = true;
                 }
             }
-            bs.Sort((x, y) => x.Id.CompareTo(y.Id));
-            @as.Sort((x, y) => x.Id.CompareTo(y.Id));
+            bs.Sort((x, y) => id(x).CompareTo(id(y)));
+            @as.Sort((x, y) => id(x).CompareTo(id(y)));
             GroupChangeKind kind;
             if (@as.Count == 0) kind = GroupChangeKind.Removed;
             else if (bs.Count == 1 && @as.Count == 1 && !lost && !gained) kind = GroupChangeKind.Unchanged;
             else if (bs.Count == 1 && @as.Count > 1 && !gained) kind = GroupChangeKind.Split;
             else if (bs.Count > 1 && @as.Count == 1 && !lost) kind = GroupChangeKind.Merged;
             else kind = GroupChangeKind.Reshaped;
-            changes.Add(new GroupChange(kind, bs, @as));
+            changes.Add((kind, bs, @as));
         }
-        foreach (var g in after.Groups)
+        foreach (var g in after)
         {
-            if (!seenA.Contains(g)) changes.Add(new GroupChange(GroupChangeKind.Added, [], [g]));
+            if (!seenA.Contains(g)) changes.Add((GroupChangeKind.Added, new List<TGroup>(), new List<TGroup> { g }));
         }
-        return new PartitionDiff(changes);
+        return changes;
     }
 }
 

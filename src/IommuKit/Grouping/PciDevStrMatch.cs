@@ -45,12 +45,17 @@ public static class PciDevStrMatch
         return MatchPath(dev, p, pos, out end);
     }
 
+    /// <summary>Longest path specifier accepted: 256 levels of "/dd.f" after the first address.</summary>
+    public const int MaxPathChars = 16 + 256 * 5;
+
     /// <summary><c>pci_dev_str_match_path</c>: <c>[dddd:]bb:dd.f[/dd.f]*</c> up to the next ';', matched from the device upward.</summary>
     private static int MatchPath(PciDevice dev, string p, int pos, out int end)
     {
         int semi = p.IndexOf(';', pos);
         end = semi < 0 ? p.Length : semi;
         string wpath = p[pos..end];
+        // A bridge chain is at most 256 buses deep; a longer path cannot match and would only cost time.
+        if (wpath.Length > MaxPathChars) return -(int)Errno.EINVAL;
         PciDevice? d = dev;
         while (true)
         {

@@ -67,7 +67,7 @@ public static class PciGrouping
             case PcieType.Upstream:
             case PcieType.LegacyEndpoint:
             case PcieType.RcEnd:
-                if (!dev.IsMultifunction) return new AcsDecision(true, AcsReason.SingleFunction);
+                if (!ctx.IsMultifunction(dev)) return new AcsDecision(true, AcsReason.SingleFunction);
                 return FlagsEnabled(dev, flags, ctx);
         }
         // PCIe r3.0 6.12.1.3: nothing applies to other single-function types.
@@ -102,7 +102,7 @@ public static class PciGrouping
         var ov = ctx.Acs.Override;
         if (ov.Active)
         {
-            int r = OverrideHook(dev, ov);
+            int r = OverrideHook(dev, ov, ctx);
             if (r >= 0) { hook = AcsQuirkHook.Override; return r; }
         }
         hook = null;
@@ -116,7 +116,7 @@ public static class PciGrouping
         {
             case AcsQuirkHook.AmdSouthbridge:
                 // pci_quirk_amd_sb_acs: multifunction on a root bus, and only with an IVRS table.
-                if (!dev.IsMultifunction || !dev.IsOnRootBus || !ctx.HasIvrs) return -1;
+                if (!ctx.IsMultifunction(dev) || !dev.IsOnRootBus || !ctx.HasIvrs) return -1;
                 flags &= AcsFlags.RR | AcsFlags.CR | AcsFlags.EC | AcsFlags.DT;
                 return AcsQuirks.CtrlEnabled(flags, AcsFlags.RR | AcsFlags.CR);
             case AcsQuirkHook.MfEndpoint:
@@ -157,7 +157,7 @@ public static class PciGrouping
     }
 
     /// <summary>The out-of-tree <c>pcie_acs_overrides</c> hook (spec 2.7): never for conventional devices or devices with ACS.</summary>
-    private static int OverrideHook(PciDevice dev, AcsOverridePolicy ov)
+    private static int OverrideHook(PciDevice dev, AcsOverridePolicy ov, GroupingContext ctx)
     {
         if (!dev.IsPcie || dev.Acs is not null) return -1;
         foreach (var (v, d) in ov.Ids)
@@ -174,7 +174,7 @@ public static class PciGrouping
             case PcieType.Upstream:
             case PcieType.LegacyEndpoint:
             case PcieType.RcEnd:
-                if (ov.Multifunction && dev.IsMultifunction) return 1;
+                if (ov.Multifunction && ctx.IsMultifunction(dev)) return 1;
                 break;
         }
         return -1;
@@ -285,6 +285,13 @@ public static class PciGrouping
     {
         // 1. Alias walk (get_pci_alias_or_group over pci_for_each_dma_alias): first visited device with a group wins.
         TGroup? g;
+        if (ctx.PlacementUnknown[dev.ProbeIndex])
+        {
+            ctx.NoteUnknown(dev);
+            trace?.Add(GroupStepKind.UnknownFacts, dev, dev.IsBridge
+                ? $"{GroupTrace.A(dev)} is a bridge whose bus range the source does not show: what sits below it is unknown"
+                : $"{GroupTrace.A(dev)} is on bus {dev.Bus} which no bridge in the source claims: where it really sits is unknown");
+        }
         PciDevice pdev = ctx.RealDmaDevice(dev);
         if (pdev != dev)
             trace?.Add(GroupStepKind.RealDmaDevice, dev, $"{GroupTrace.A(dev)} sits behind the VMD controller {GroupTrace.A(pdev)}, whose requester ID its DMA carries");
@@ -360,11 +367,11 @@ public static class PciGrouping
             }
         }
 
-        if (trace is not null && pdev.IsMultifunction)
+        if (trace is not null && ctx.IsMultifunction(pdev))
         {
             var dec = Evaluate(pdev, ReqAcsFlags, ctx);
             if (dec.Reason == AcsReason.Quirk && dec.Enabled)
-                trace.Add(GroupStepKind.AcsQuirk, pdev, $"ACS quirk for {pdev.VendorId:x4}:{pdev.DeviceId:x4} applies ({AcsQuirks.Describe(dec.Hook!.Value)}): the functions of {GroupTrace.A(pdev)} are isolated from each other");
+                trace.Add(GroupStepKind.AcsQuirk, pdev, $"ACS quirk for {pdev.VendorId:x4}:{pdev.DeviceId:x4} applies, the {AcsQuirks.Describe(dec.Hook!.Value)}: the functions of {GroupTrace.A(pdev)} are isolated from each other");
             else if (dec.Enabled)
                 trace.Add(GroupStepKind.AcsIsolated, pdev, $"{GroupTrace.A(pdev)} is a {Noun(pdev)} with ACS {(ctx.Acs.EffectiveControl(pdev) ?? AcsFlags.None).ToShortString()} enabled: its functions are isolated from each other");
         }
@@ -425,7 +432,7 @@ public static class PciGrouping
     private static TGroup? GetPciFunctionAliasGroup<TGroup>(PciDevice pdev, Span<ulong> visited, GroupingContext ctx,
         Func<PciDevice, TGroup?> groupOf, GroupTrace? trace, PciDevice origin) where TGroup : class
     {
-        if (!pdev.IsMultifunction || AcsEnabled(pdev, ReqAcsFlags, ctx)) return null;
+        if (!ctx.IsMultifunction(pdev) || AcsEnabled(pdev, ReqAcsFlags, ctx)) return null;
         var list = pdev.Bus.Devices;
         int pos = ctx.BusPos[pdev.ProbeIndex];
         int slot = pdev.Address.Device;

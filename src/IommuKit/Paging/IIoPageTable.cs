@@ -60,6 +60,16 @@ public interface IIoPageTable
     /// <summary>Walks the table: the physical address and permissions for <paramref name="iova"/>, or false.</summary>
     bool TryIovaToPhys(ulong iova, out ulong phys, out IommuProt prot);
 
+    /// <summary>
+    /// Like <see cref="TryIovaToPhys(ulong, out ulong, out IommuProt)"/>, and also the size in bytes of the leaf page
+    /// that maps <paramref name="iova"/> (4 KiB, 2 MiB or 1 GiB), so an IOTLB can cache the whole large page.
+    /// </summary>
+    bool TryIovaToPhys(ulong iova, out ulong phys, out IommuProt prot, out ulong pageSize)
+    {
+        pageSize = 4096;
+        return TryIovaToPhys(iova, out phys, out prot);
+    }
+
     /// <summary>Table pages currently allocated, the root included (1 for an empty table: empty tables are freed).</summary>
     int TablePageCount { get; }
 }

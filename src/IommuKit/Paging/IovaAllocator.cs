@@ -13,7 +13,7 @@ namespace IommuKit.Paging;
 /// <remarks>
 /// <para>Worked example: granule 4096, start pfn 1, nothing allocated. <c>Alloc(3, 0xFFFFF)</c> rounds 3 pages up to 4
 /// (sizes below 32 pages are rounded to a power of two), aligns to 4 and allocates top-down: pfns 0xFFFFC..0xFFFFF,
-/// returning 0xFFFFC. <c>Alloc(33, 0xFFFFF)</c> keeps 33 pages, aligns to 64: 0xFFF80..0xFFFA0 (0xFFF80 + 33 - 1),
+/// returning 0xFFFFC. <c>Alloc(33, 0xFFFFF)</c> keeps 33 pages, aligns to 64: 0xFFFC0..0xFFFE0 (0xFFFC0 + 33 - 1),
 /// the highest 64-aligned start whose run stays below the last allocation.</para>
 /// <para>Locking (order: per-CPU cache lock, then depot lock, then tree lock; never the reverse, since the tree code
 /// never calls back into the caches): the free-space tree and the reserved list are guarded by <c>_treeLock</c>
@@ -225,7 +225,7 @@ public sealed class IovaAllocator
     private void FreeRangeLocked(ulong pfn, ulong end)
     {
         Debug.Assert(Monitor.IsEntered(_treeLock));
-        int p = _tree.Floor(pfn), s = _tree.Above(pfn);
+        _tree.Neighbours(pfn, out int p, out int s);
         if ((p != 0 && _tree.Hi(p) >= pfn) || (s != 0 && _tree.Lo(s) <= end))
             throw new InvalidOperationException($"IOVA double free: pfns 0x{pfn:x}..0x{end:x} are (partly) free already");
         bool mergeL = p != 0 && _tree.Hi(p) + 1 == pfn;
@@ -240,6 +240,13 @@ public sealed class IovaAllocator
         else if (mergeR) _tree.Update(_tree.Lo(s), pfn, _tree.Hi(s));
         else _tree.Insert(pfn, end);
     }
+
+    /// <summary>Tree-only allocation (no per-CPU cache, no flush): the rcache-miss path, for benchmarks and tests.</summary>
+    internal ulong AllocTree(ulong pages, ulong limitPfn) =>
+        pages == 0 || pages > MaxAllocPages ? 0 : TreeAlloc(RoundedSize(pages), limitPfn);
+
+    /// <summary>Tree-only free (bypasses the per-CPU cache), the counterpart of <see cref="AllocTree"/>.</summary>
+    internal void FreeTree(ulong pfn, ulong pages) => TreeFree(pfn, RoundedSize(pages));
 
     /// <summary>Free blocks in the tree (not counting cached ranges).</summary>
     internal int FreeBlockCount { get { lock (_treeLock) return _tree.Count; } }

@@ -25,6 +25,9 @@ internal interface IPteFormat
 
     static abstract bool IsPresent(ulong pte);
 
+    /// <summary>Bits of which at least one is set in every present entry (for vectorised presence checks).</summary>
+    static abstract ulong PresentMask { get; }
+
     /// <summary>True when a present entry at <paramref name="level"/> is a leaf (page or block), not a table pointer.</summary>
     static abstract bool IsLeaf(ulong pte, int level);
 
@@ -78,6 +81,7 @@ internal readonly struct X86Level4Format : IPteFormat
     public static ulong MakeLeaf(ulong phys, IommuProt prot, int level) => VtdSlPte.MakeLeaf(phys, prot, level);
     public static ulong MakeTable(ulong tablePhys) => (tablePhys & VtdSlPte.AddrMask) | VtdSlPte.Read | VtdSlPte.Write;
     public static bool IsPresent(ulong pte) => (pte & (VtdSlPte.Read | VtdSlPte.Write)) != 0;
+    public static ulong PresentMask => VtdSlPte.Read | VtdSlPte.Write;
     public static bool IsLeaf(ulong pte, int level) => level == 0 || (pte & VtdSlPte.LargePage) != 0;
     public static ulong OutputAddress(ulong pte) => pte & VtdSlPte.AddrMask;
     public static IommuProt ProtOf(ulong pte) => VtdSlPte.ProtOf(pte);
@@ -91,6 +95,7 @@ internal readonly struct X86Level5Format : IPteFormat
     public static ulong MakeLeaf(ulong phys, IommuProt prot, int level) => VtdSlPte.MakeLeaf(phys, prot, level);
     public static ulong MakeTable(ulong tablePhys) => (tablePhys & VtdSlPte.AddrMask) | VtdSlPte.Read | VtdSlPte.Write;
     public static bool IsPresent(ulong pte) => (pte & (VtdSlPte.Read | VtdSlPte.Write)) != 0;
+    public static ulong PresentMask => VtdSlPte.Read | VtdSlPte.Write;
     public static bool IsLeaf(ulong pte, int level) => level == 0 || (pte & VtdSlPte.LargePage) != 0;
     public static ulong OutputAddress(ulong pte) => pte & VtdSlPte.AddrMask;
     public static IommuProt ProtOf(ulong pte) => VtdSlPte.ProtOf(pte);
@@ -134,6 +139,7 @@ internal readonly struct ArmLpae4KFormat : IPteFormat
 
     public static ulong MakeTable(ulong tablePhys) => (tablePhys & AddrMask) | TypeTableOrPage;
     public static bool IsPresent(ulong pte) => (pte & 1) != 0;
+    public static ulong PresentMask => 1;
     public static bool IsLeaf(ulong pte, int level) => level == 0 || (pte & TypeMask) == TypeBlock;
     public static ulong OutputAddress(ulong pte) => pte & AddrMask;
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace IommuKit.Paging;
 
@@ -9,11 +10,16 @@ namespace IommuKit.Paging;
 /// address" in a table PTE is a model address; walks follow <see cref="Child"/>).
 /// </summary>
 /// <remarks>
-/// Locking: <see cref="LockWord"/> is a per-table spin lock. It guards every write to <see cref="Pte"/>,
-/// <see cref="Child"/>, <see cref="Used"/> and <see cref="Dead"/>. Reads of <see cref="Pte"/>/<see cref="Child"/> are
-/// lock-free (walks). A writer holds at most one table lock at a time, so there is no lock order and no deadlock.
-/// A table whose last entry is cleared is marked <see cref="Dead"/> (never revived, never reused: a lock-free reader
-/// may still hold it and must only ever see zero entries there), then unlinked from its parent under the parent's lock.
+/// <para>Locking: <see cref="LockWord"/> is a per-table spin lock. It guards every write to <see cref="Pte"/>,
+/// <see cref="Child"/>, <see cref="Used"/>, <see cref="Dead"/>, <see cref="Key"/> and <see cref="Version"/>. Reads of
+/// <see cref="Pte"/>/<see cref="Child"/> are lock-free (walks). Lock order: a parent's lock may be held while taking a
+/// child's (only to publish a new child); no path holds a child's lock while taking its parent's, so no deadlock.</para>
+/// <para>Lifetime: a table whose last entry is cleared is marked <see cref="Dead"/>, then unlinked from its parent and
+/// put in the page table's pool of free table pages. Reuse takes a new <see cref="Version"/> (odd while the identity
+/// changes) and <see cref="Key"/>, and stays <see cref="Dead"/> until it is published in a parent. Lock-free holders
+/// of a stale reference notice: walkers re-check the version of every table they read (seqlock), writers compare the
+/// version they saw with the one under the lock. This is the kernel's "free table pages only after the walkers are
+/// done" (the gather freelist) done with versions instead of a grace period.</para>
 /// </remarks>
 internal sealed class IoTable
 {
@@ -25,11 +31,21 @@ internal sealed class IoTable
     public readonly ulong Phys;
     /// <summary>Non-zero PTEs in this table. Guarded by the table lock.</summary>
     public int Used;
-    /// <summary>Set once, under the table lock, when the table became empty and is being freed.</summary>
+    /// <summary>True while the table is not linked in the tree: emptied and being freed, pooled, or new and not yet
+    /// published. Writers that find it set walk again from the root.</summary>
     public volatile bool Dead;
+    /// <summary>Identity of the table's position: (first IOVA it covers) | level. Set when (re)used.</summary>
+    public ulong Key;
+    /// <summary>Bumped twice each time the table page is reused (odd in between).</summary>
+    public int Version;
     public int LockWord;
 
-    public IoTable(ulong phys) => Phys = phys;
+    public IoTable(ulong phys, ulong key, bool dead)
+    {
+        Phys = phys;
+        Key = key;
+        Dead = dead;
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Lock()
@@ -51,11 +67,24 @@ internal sealed class IoTable
     public bool IsLocked => Volatile.Read(ref LockWord) != 0;
 }
 
+/// <summary>Structure self-check for tests (null = sound).</summary>
+internal interface IValidatable
+{
+    string? Validate();
+}
+
 /// <summary>The tables on the way from the root to a leaf, indexed by level (no allocation).</summary>
 [InlineArray(6)]
 internal struct TablePath
 {
     private IoTable? _e;
+}
+
+/// <summary>The <see cref="IoTable.Version"/> each table of a <see cref="TablePath"/> had when it was read.</summary>
+[InlineArray(6)]
+internal struct VersionPath
+{
+    private int _e;
 }
 
 /// <summary>
@@ -68,29 +97,35 @@ internal struct TablePath
 /// (its range starts or ends inside a 2 MiB/1 GiB page) fails with EINVAL. This last rule is IommuKit's choice: the
 /// kernel's io-pgtable code (e.g. <c>arm_lpae_split_blk_unmap</c>) splits the block instead. A failed call changes
 /// nothing: a failed map rolls back the part it mapped, and an unmap validates before it clears.</para>
-/// <para>Concurrency: walks (<see cref="TryIovaToPhys"/>) take no lock. Map/unmap take one table's spin lock at a time
+/// <para>Concurrency: walks (<see cref="TryIovaToPhys(ulong, out ulong, out IommuProt)"/>) take no lock. Map/unmap take one table's spin lock at a time
 /// (see <see cref="IoTable"/>), so calls on disjoint ranges run in parallel except when they touch the same table page
 /// for a few nanoseconds. Calls on overlapping ranges racing each other are the caller's bug: each still fails or
 /// succeeds cleanly per entry, but "a failed call changes nothing" is only guaranteed for ranges nobody else touches.</para>
 /// </remarks>
-internal sealed class RadixIoPageTable<TF> : IIoPageTable where TF : struct, IPteFormat
+internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF : struct, IPteFormat
 {
     private const int PageShift = 12;
     private const int LevelBits = 9;
     /// <summary>Largest leaf level: 1 GiB pages (x86 PDPE 1G pages, ARM level-1 blocks); no 512 GiB pages exist.</summary>
     private const int MaxLeafLevel = 2;
 
+    /// <summary>Free table pages kept for reuse, so map/unmap churn allocates nothing (8 KiB of managed memory each).</summary>
+    public const int TablePoolSize = 64;
+
     private static long s_nextTablePfn = 0x10_0000; // model addresses of table pages; only for realistic PTE bits
 
     private readonly IoTable _root;
     private readonly int _maxTablePages;
     private int _tablePages; // includes the root; Interlocked
+    private readonly IoTable?[] _pool = new IoTable?[TablePoolSize]; // guarded by _poolLock
+    private int _poolCount;  // guarded by _poolLock
+    private int _poolLock;
 
     public RadixIoPageTable(int maxTablePages)
     {
         if (maxTablePages < 1) throw new ArgumentOutOfRangeException(nameof(maxTablePages));
         _maxTablePages = maxTablePages;
-        _root = new IoTable(NextTablePhys());
+        _root = new IoTable(NextTablePhys(), KeyOf(Top, 0), dead: false);
         _tablePages = 1;
     }
 
@@ -117,6 +152,51 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable where TF : struct, IPt
         ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(t.Child), (nint)(uint)i);
 
     private static ulong NextTablePhys() => (ulong)Interlocked.Increment(ref s_nextTablePfn) << PageShift;
+
+    /// <summary>The <see cref="IoTable.Key"/> of the level-<paramref name="level"/> table that covers <paramref name="iova"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong KeyOf(int level, ulong iova) => (iova & ~((1UL << Shift(level + 1)) - 1)) | (uint)level;
+
+    /// <summary>A table page for position <paramref name="key"/>, from the pool or new; still <see cref="IoTable.Dead"/>
+    /// (unpublished) so nobody can write into it before <see cref="GetOrCreateChild"/> links it.</summary>
+    private IoTable TakeTable(ulong key)
+    {
+        IoTable? t = null;
+        PoolLock();
+        if (_poolCount > 0)
+        {
+            t = _pool[--_poolCount];
+            _pool[_poolCount] = null;
+        }
+        PoolUnlock();
+        if (t is null) return new IoTable(NextTablePhys(), key, dead: true);
+        Debug.Assert(t.Dead && t.Used == 0);
+        t.Lock();
+        Interlocked.Increment(ref t.Version); // odd: identity changing; stale readers retry
+        t.Key = key;
+        Interlocked.Increment(ref t.Version);
+        t.Unlock();
+        return t;
+    }
+
+    /// <summary>Returns an unlinked, dead, empty table page to the pool (or to the GC when the pool is full).</summary>
+    private void ReleaseTable(IoTable t)
+    {
+        Debug.Assert(t.Dead);
+        PoolLock();
+        if (_poolCount < TablePoolSize) _pool[_poolCount++] = t;
+        PoolUnlock();
+    }
+
+    private void PoolLock()
+    {
+        if (Interlocked.CompareExchange(ref _poolLock, 1, 0) == 0) return;
+        var spin = new SpinWait();
+        do spin.SpinOnce(sleep1Threshold: -1);
+        while (Volatile.Read(ref _poolLock) != 0 || Interlocked.CompareExchange(ref _poolLock, 1, 0) != 0);
+    }
+
+    private void PoolUnlock() => Volatile.Write(ref _poolLock, 0);
 
     /// <summary>Checks a range against the IOVA space: non-zero, 4 KiB aligned, no overflow, below 2^IovaBits.</summary>
     private bool RangeOk(ulong iova, ulong size)
@@ -156,20 +236,26 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable where TF : struct, IPt
             ulong cur = iova + done, pa = phys + done, rem = size - done;
             int lp = LeafLevelFor(cur, pa, rem);
 
-            // Descend to the table at level lp, creating missing tables (allocation only when absent).
+            // Descend to the table at level lp, creating missing tables (a table page is taken only when absent).
             IoTable t = _root;
+            int tv = 0; // the root is never reused
             bool retry = false;
             for (int l = Top; l > lp; l--)
             {
                 int idx = Index(cur, l);
-                IoTable? c = Volatile.Read(ref ChildAt(t, idx));
-                if (c is null || c.Dead)
+                // PTE first, like walkers: a child published by a creator that has not yet written the PTE (it
+                // still holds the lock) must not be used, or this map could finish before walkers can see it.
+                ulong pte = Volatile.Read(ref PteAt(t, idx));
+                IoTable? c = TF.IsPresent(pte) ? Volatile.Read(ref ChildAt(t, idx)) : null;
+                int cv = c is null ? 0 : Volatile.Read(ref c.Version);
+                if (c is null || c.Dead || (cv & 1) != 0 || c.Key != KeyOf(l - 1, cur))
                 {
-                    Errno r = GetOrCreateChild(t, idx, out c, out retry);
+                    Errno r = GetOrCreateChild(t, tv, idx, KeyOf(l - 1, cur), out c, out cv, out retry);
                     if (retry) break;
                     if (r != Errno.Ok) return r;
                 }
                 t = c!;
+                tv = cv;
             }
             if (retry) continue;
 
@@ -180,9 +266,17 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable where TF : struct, IPt
             ulong template = TF.MakeLeaf(0, prot, lp);
 
             t.Lock();
-            if (t.Dead) { t.Unlock(); continue; } // freed under us by an unmap of a neighbour: walk again
+            if (t.Dead || t.Version != tv) { t.Unlock(); continue; } // freed (maybe reused) under us: walk again
             int k = 0;
-            for (; k < n; k++)
+            if (AllZero(t, first, n))
+            {
+                // Common case: the whole batch is free. One vectorised check, then plain stores (each 8-byte store
+                // is atomic; ordering between entries does not matter to walkers, the unlock publishes to writers).
+                ref ulong p0 = ref PteAt(t, first);
+                ulong v = template | pa;
+                for (; k < n; k++, v += span) Unsafe.Add(ref p0, k) = v;
+            }
+            else for (; k < n; k++)
             {
                 ref ulong slot = ref PteAt(t, first + k);
                 if (slot != 0)
@@ -190,18 +284,55 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable where TF : struct, IPt
                     // A dead (being-freed) table may be replaced; anything else is a mapping -> EEXIST.
                     ref IoTable? child = ref ChildAt(t, first + k);
                     if (child is null || !child.Dead) break;
+                    ReleaseTable(child); // its unmapper will find the slot changed and leave it (and the count) to us
                     child = null;
                     t.Used--;
-                    Interlocked.Decrement(ref _tablePages); // its unmapper will find the slot changed and not count it
+                    Interlocked.Decrement(ref _tablePages);
                 }
                 Volatile.Write(ref slot, template | (pa + (ulong)k * span));
             }
             t.Used += k;
+            CheckLocked(t, "map batch");
             t.Unlock();
             done += (ulong)k * span;
             if (k < n) return Errno.EEXIST; // iommufd: mapping over a mapping
         }
         return Errno.Ok;
+    }
+
+    /// <summary>True when PTEs [first, first+n) of <paramref name="t"/> are all zero.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool AllZero(IoTable t, int first, int n)
+    {
+        ref ulong p = ref PteAt(t, first);
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var acc = Vector256<ulong>.Zero;
+            for (; i + 4 <= n; i += 4) acc |= Vector256.LoadUnsafe(ref p, (nuint)i);
+            if (acc != Vector256<ulong>.Zero) return false;
+        }
+        for (; i < n; i++) if (Unsafe.Add(ref p, i) != 0) return false;
+        return true;
+    }
+
+    /// <summary>True when PTEs [first, first+n) of <paramref name="t"/> are all present.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool AllPresent(IoTable t, int first, int n)
+    {
+        ref ulong p = ref PteAt(t, first);
+        ulong mask = TF.PresentMask;
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var m = Vector256.Create(mask);
+            var missing = Vector256<ulong>.Zero;
+            for (; i + 4 <= n; i += 4)
+                missing |= Vector256.Equals(Vector256.LoadUnsafe(ref p, (nuint)i) & m, Vector256<ulong>.Zero);
+            if (missing != Vector256<ulong>.Zero) return false;
+        }
+        for (; i < n; i++) if ((Unsafe.Add(ref p, i) & mask) == 0) return false;
+        return true;
     }
 
     /// <summary>Largest page level whose size both addresses are aligned to and the remaining length covers.</summary>
@@ -217,9 +348,16 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable where TF : struct, IPt
         return 0;
     }
 
-    private Errno GetOrCreateChild(IoTable t, int idx, out IoTable? child, out bool retry)
+    /// <summary>
+    /// Under <paramref name="t"/>'s lock: the live child at <paramref name="idx"/>, or a new one (from the pool)
+    /// published there. <paramref name="retry"/> when <paramref name="t"/> itself was freed or reused meanwhile
+    /// (its version is no longer <paramref name="tv"/>): the caller walks again from the root.
+    /// </summary>
+    private Errno GetOrCreateChild(IoTable t, int tv, int idx, ulong childKey, out IoTable? child, out int childVersion,
+        out bool retry)
     {
         child = null;
+        childVersion = 0;
         retry = false;
         // Named cap on table pages: ENOMEM past it (the kernel's table allocation failing).
         if (Interlocked.Increment(ref _tablePages) > _maxTablePages)
@@ -227,13 +365,14 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable where TF : struct, IPt
             Interlocked.Decrement(ref _tablePages);
             return Errno.ENOMEM;
         }
-        var fresh = new IoTable(NextTablePhys());
+        IoTable fresh = TakeTable(childKey);
 
         t.Lock();
-        if (t.Dead)
+        if (t.Dead || t.Version != tv)
         {
             t.Unlock();
             Interlocked.Decrement(ref _tablePages);
+            ReleaseTable(fresh);
             retry = true;
             return Errno.Ok;
         }
@@ -244,23 +383,36 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable where TF : struct, IPt
         {
             t.Unlock();
             Interlocked.Decrement(ref _tablePages);
+            ReleaseTable(fresh);
             return Errno.EEXIST; // a large page covers this range
         }
         if (c is not null && !c.Dead)
         {
-            child = c; // installed by a concurrent map
+            child = c; // installed by a concurrent map; live and linked here, so its version is stable
+            childVersion = Volatile.Read(ref c.Version);
             t.Unlock();
             Interlocked.Decrement(ref _tablePages);
+            ReleaseTable(fresh);
             return Errno.Ok;
         }
-        // Replacing a dead table: its unmapper will find the slot changed and leave the count to us.
-        if (c is not null) Interlocked.Decrement(ref _tablePages);
-        // Publish the child before the PTE so a walker that sees the table PTE finds the table.
+        if (c is not null)
+        {
+            // Replacing a dead table: its unmapper will find the slot changed and leave it (and the count) to us.
+            Interlocked.Decrement(ref _tablePages);
+            ReleaseTable(c);
+        }
+        // Publish: alive first (under its lock: a stale writer holding it must see the new state whole), then the
+        // child before the PTE so a walker that sees the table PTE finds the table.
+        fresh.Lock();
+        fresh.Dead = false;
+        fresh.Unlock();
         Volatile.Write(ref c, fresh);
         Volatile.Write(ref slot, TF.MakeTable(fresh.Phys));
         if (old == 0) t.Used++;
+        CheckLocked(t, "create child");
         t.Unlock();
         child = fresh;
+        childVersion = Volatile.Read(ref fresh.Version);
         return Errno.Ok;
     }
 
@@ -324,6 +476,7 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable where TF : struct, IPt
     private Errno UnmapCore(ulong iova, ulong size)
     {
         TablePath path = default;
+        VersionPath versions = default;
         ulong done = 0;
         while (done < size)
         {
@@ -331,6 +484,7 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable where TF : struct, IPt
             IoTable t = _root;
             int l = Top;
             path[l] = t;
+            versions[l] = 0;
             while (true)
             {
                 int idx = Index(cur, l);
@@ -342,6 +496,7 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable where TF : struct, IPt
                 t = c;
                 l--;
                 path[l] = t;
+                versions[l] = Volatile.Read(ref t.Version);
             }
             int shift = Shift(l);
             ulong span = 1UL << shift;
@@ -350,9 +505,23 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable where TF : struct, IPt
             int n = (int)Math.Min((ulong)(IoTable.Entries - first), rem >> shift);
 
             t.Lock();
-            if (t.Dead) { t.Unlock(); return Errno.ENOENT; } // emptied by someone else: nothing of ours is there
+            if (t.Dead || t.Version != versions[l] || t.Key != KeyOf(l, cur))
+            {
+                t.Unlock();
+                continue; // freed or reused since the walk read it: walk again (the next walk sees the truth)
+            }
             int k = 0;
-            while (k < n)
+            if (l == 0)
+            {
+                // Leaf level: every present entry is a page, so one vectorised presence check covers the batch.
+                if (!AllPresent(t, first, n))
+                {
+                    t.Unlock();
+                    return Errno.ENOENT; // validated callers only get here when an overlapping call raced them
+                }
+                k = n;
+            }
+            else while (k < n)
             {
                 ulong p = PteAt(t, first + k);
                 if (!TF.IsPresent(p))
@@ -363,13 +532,15 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable where TF : struct, IPt
                 if (!TF.IsLeaf(p, l)) break; // a table below: the next walk descends into it
                 k++;
             }
-            for (int j = 0; j < k; j++) Volatile.Write(ref PteAt(t, first + j), 0UL);
+            ref ulong c0 = ref PteAt(t, first);
+            for (int j = 0; j < k; j++) Unsafe.Add(ref c0, j) = 0UL; // 8-byte stores: walkers see old or 0
             t.Used -= k;
             bool empty = t.Used == 0 && l < Top;
             if (empty) t.Dead = true;
+            CheckLocked(t, "unmap batch");
             t.Unlock();
             done += (ulong)k * span;
-            if (empty) FreeUpwards(ref path, l, cur);
+            if (empty) FreeUpwards(ref path, ref versions, l, cur);
         }
         return Errno.Ok;
     }
@@ -378,51 +549,160 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable where TF : struct, IPt
     /// Unlinks the now-dead table at <paramref name="level"/> (on the walk for <paramref name="iova"/>) from its parent,
     /// and keeps going up while parents become empty (the kernel frees table pages on unmap via the gather freelist).
     /// </summary>
-    private void FreeUpwards(ref TablePath path, int level, ulong iova)
+    private void FreeUpwards(ref TablePath path, ref VersionPath versions, int level, ulong iova)
     {
         IoTable child = path[level]!;
+        int childVersion = versions[level];
         for (int pl = level + 1; pl <= Top; pl++)
         {
             IoTable parent = path[pl]!;
             int idx = Index(iova, pl);
             parent.Lock();
             ref IoTable? slot = ref ChildAt(parent, idx);
-            if (!ReferenceEquals(slot, child)) { parent.Unlock(); return; } // a map replaced it already
+            // Still linked here, and still the same incarnation (a pooled page reused at the same slot is not ours).
+            if (parent.Dead || parent.Version != versions[pl] || !ReferenceEquals(slot, child) ||
+                Volatile.Read(ref child.Version) != childVersion)
+            {
+                parent.Unlock(); // a map replaced it already (and pooled it)
+                return;
+            }
             Volatile.Write(ref PteAt(parent, idx), 0UL); // PTE first: walkers stop here
             Volatile.Write(ref slot, null);
             parent.Used--;
             bool empty = parent.Used == 0 && pl < Top;
             if (empty) parent.Dead = true;
+            CheckLocked(parent, "free upwards");
             parent.Unlock();
             Interlocked.Decrement(ref _tablePages);
+            ReleaseTable(child);
             if (!empty) return;
             child = parent;
+            childVersion = versions[pl];
         }
+    }
+
+    /// <summary>Per-table invariant check before each writer unlocks; compiled in only with PARANOID (stress runs).</summary>
+    [Conditional("PARANOID")]
+    private static void CheckLocked(IoTable t, string where)
+    {
+        if (!t.IsLocked) throw new InvalidOperationException(where + ": not locked");
+        int used = 0;
+        for (int i = 0; i < IoTable.Entries; i++)
+        {
+            if (t.Pte[i] != 0) used++;
+            if (t.Pte[i] == 0 && t.Child[i] is not null)
+                throw new InvalidOperationException($"{where}: child without pte at {i}");
+        }
+        if (used != t.Used) throw new InvalidOperationException($"{where}: Used {t.Used} != {used}");
+    }
+
+    /// <summary>The walk for <paramref name="iova"/>, one "level:pte/child" step per level (diagnostics).</summary>
+    internal string DescribeWalk(ulong iova)
+    {
+        var sb = new System.Text.StringBuilder();
+        IoTable? t = _root;
+        for (int l = Top; l >= 0 && t is not null; l--)
+        {
+            int idx = Index(iova, l);
+            ulong pte = Volatile.Read(ref PteAt(t, idx));
+            IoTable? c = Volatile.Read(ref ChildAt(t, idx));
+            sb.Append($"L{l}[{idx}] pte=0x{pte:x} child={(c is null ? "-" : (c.Dead ? "dead" : "live"))} used={t.Used}; ");
+            if (pte == 0 || TF.IsLeaf(pte, l)) break;
+            t = c;
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>
+    /// Checks the structure while nobody maps or unmaps (tests): every table PTE has its child and vice versa, every
+    /// <see cref="IoTable.Used"/> matches, no reachable table is dead or empty (except the root), and the table count
+    /// matches. Returns null when sound, else the first problem found.
+    /// </summary>
+    public string? Validate()
+    {
+        int tables = 0;
+        string? r = ValidateTable(_root, Top, 0, ref tables);
+        if (r is null && tables != TablePageCount) r = $"{tables} tables reachable, count says {TablePageCount}";
+        return r;
+    }
+
+    private static string? ValidateTable(IoTable t, int level, ulong baseIova, ref int tables)
+    {
+        tables++;
+        if (t.Dead) return $"dead table reachable at level {level}, iova 0x{baseIova:x}";
+        if (t.Key != (baseIova | (uint)level)) return $"table at level {level}, iova 0x{baseIova:x} has key 0x{t.Key:x}";
+        int used = 0;
+        for (int i = 0; i < IoTable.Entries; i++)
+        {
+            ulong pte = t.Pte[i];
+            IoTable? c = t.Child[i];
+            ulong iova = baseIova + ((ulong)i << Shift(level));
+            if (pte != 0) used++;
+            if (pte == 0 && c is not null) return $"child without PTE at level {level}, iova 0x{iova:x}";
+            if (pte == 0) continue;
+            if (TF.IsLeaf(pte, level))
+            {
+                if (c is not null) return $"leaf with a child at level {level}, iova 0x{iova:x}";
+                continue;
+            }
+            if (c is null) return $"table PTE without child at level {level}, iova 0x{iova:x}";
+            string? r = ValidateTable(c, level - 1, iova, ref tables);
+            if (r is not null) return r;
+        }
+        if (used != t.Used) return $"Used {t.Used} but {used} PTEs at level {level}, iova 0x{baseIova:x}";
+        if (used == 0 && level != Top) return $"empty table kept at level {level}, iova 0x{baseIova:x}";
+        return null;
     }
 
     /// <inheritdoc/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool TryIovaToPhys(ulong iova, out ulong phys, out IommuProt prot)
+    public bool TryIovaToPhys(ulong iova, out ulong phys, out IommuProt prot) =>
+        TryIovaToPhys(iova, out phys, out prot, out _);
+
+    /// <inheritdoc/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool TryIovaToPhys(ulong iova, out ulong phys, out IommuProt prot, out ulong pageSize)
     {
+        pageSize = 0;
         if ((iova >> IovaBits) != 0) { phys = 0; prot = IommuProt.None; return false; }
-        IoTable? t = _root;
-        for (int l = Top; ; l--)
+        while (true)
+        {
+            int r = TryWalk(iova, out phys, out prot, out pageSize);
+            if (r >= 0) return r == 1;
+        }
+    }
+
+    /// <summary>One lock-free walk: 1 = translated, 0 = not mapped, -1 = a table on the way was reused meanwhile.
+    /// Seqlock per level: a table's version is read, then its key (is it where this walk expects it?), then the
+    /// entry, then the version again; so every entry used was read from the right table at the right place.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private int TryWalk(ulong iova, out ulong phys, out IommuProt prot, out ulong pageSize)
+    {
+        IoTable t = _root; // never reused: no version check
+        int l = Top, v = 0;
+        phys = 0;
+        prot = IommuProt.None;
+        pageSize = 0;
+        while (true)
         {
             int idx = Index(iova, l);
             ulong pte = Volatile.Read(ref PteAt(t, idx));
-            if (!TF.IsPresent(pte)) break;
+            IoTable? c = TF.IsPresent(pte) && !TF.IsLeaf(pte, l) ? Volatile.Read(ref ChildAt(t, idx)) : null;
+            if (Volatile.Read(ref t.Version) != v) return -1;
+            // A miss is only possible while this range is changing, so it needs no more checking than this.
+            if (!TF.IsPresent(pte)) return 0;
             if (TF.IsLeaf(pte, l))
             {
-                ulong off = (1UL << Shift(l)) - 1;
-                phys = TF.OutputAddress(pte) | (iova & off);
+                pageSize = 1UL << Shift(l);
+                phys = TF.OutputAddress(pte) | (iova & (pageSize - 1));
                 prot = TF.ProtOf(pte);
-                return true;
+                return 1;
             }
-            t = Volatile.Read(ref ChildAt(t, idx));
-            if (t is null) break;
+            if (c is null) return 0;
+            l--;
+            v = Volatile.Read(ref c.Version);
+            if ((v & 1) != 0 || Volatile.Read(ref c.Key) != KeyOf(l, iova)) return -1;
+            t = c;
         }
-        phys = 0;
-        prot = IommuProt.None;
-        return false;
     }
 }

@@ -1,3 +1,4 @@
+using IommuKit.Core;
 using IommuKit.Pci;
 
 namespace IommuKit.Passthrough;
@@ -52,6 +53,9 @@ public sealed record VfioVerdict(
 /// </summary>
 public static class VfioCheck
 {
+    /// <summary>5.19: <c>iommu_group_claim_dma_owner</c> and <c>driver_managed_dma</c> replace VFIO's viability rule.</summary>
+    public static readonly KernelVersion DmaOwnershipKernel = new(5, 19);
+
     /// <summary>Drivers that declare <c>driver_managed_dma</c> besides the vfio-pci family.</summary>
     private static readonly string[] DriverManagedDma = ["pci-stub", "pcieport"];
 
@@ -70,7 +74,7 @@ public static class VfioCheck
         ArgumentNullException.ThrowIfNull(group);
         var cmdline = commandLine ?? KernelCommandLine.Parse(machine.CommandLine);
         KernelVersion? kernel = KernelVersion.TryParse(machine.KernelRelease, out var kv) ? kv : null;
-        bool ownership = kernel is null || kernel.Value >= KernelVersion.DmaOwnership;
+        bool ownership = kernel is null || kernel.Value >= DmaOwnershipKernel;
         var notes = new List<string>();
         if (kernel is null) notes.Add("kernel version unknown: the DMA-ownership rule of 5.19 and later is applied");
 

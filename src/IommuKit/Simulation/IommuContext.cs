@@ -35,10 +35,11 @@ public sealed class IommuContext
     public static IommuContext Identity { get; } = new(IommuContextKind.Identity, -1, null);
 
     /// <summary>A translated entry: IOTLB entries are tagged with <paramref name="domainId"/> (the VT-d DID / SMMU ASID).</summary>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="domainId"/> is negative.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="domainId"/> is outside 0..65535.</exception>
     public static IommuContext Translated(int domainId, IIoPageTable table)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(domainId);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(domainId, IommuHardware.MaxDomainId);
         ArgumentNullException.ThrowIfNull(table);
         return new IommuContext(IommuContextKind.Translated, domainId, table);
     }

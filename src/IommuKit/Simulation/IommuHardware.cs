@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using IommuKit.Paging;
 
 namespace IommuKit.Simulation;
@@ -11,13 +12,20 @@ namespace IommuKit.Simulation;
 /// <para><b>Translate</b> (the hardware's DMA-remapping path): writes into the MSI window 0xfee00000-0xfeefffff are
 /// interrupt requests and are never translated (VT-d 3.14 "Handling Requests to Interrupt Address Range"); otherwise the
 /// requester's context entry decides: none = fault NoContext, Blocked = fault Blocked, Identity = pass-through,
-/// Translated = IOTLB lookup, then on a miss a page-table walk that fills the IOTLB with the 4 KiB page.</para>
+/// Translated = IOTLB lookup, then on a miss a page-table walk that fills the IOTLB with the leaf it found (4 KiB,
+/// or a 2 MiB slice of a large page).</para>
 /// <para><b>Threading:</b> <see cref="Translate"/> takes no lock (context entries are immutable objects published with
 /// volatile writes; the IOTLB is thread-safe). <see cref="SetContext"/> may run concurrently with DMA: a request sees
 /// either the old or the new entry. Faults are recorded under <c>_faultLock</c> (cold path); the fault handler and the
 /// interrupt handler are called outside any lock, possibly from several threads at once.</para>
 /// <para>Changing a context does not flush the IOTLB: entries are tagged by domain id, so a device moved to another
 /// domain cannot hit the old domain's entries; flush a domain before reusing its id for a different table.</para>
+/// <para><b>Domain-selective flush in O(1):</b> IOTLB entries carry the domain's current <i>tag</i>
+/// (<see cref="IotlbTagOf"/>), initially the domain id. <see cref="FlushDomain"/> gives the domain a fresh tag, which
+/// makes every entry it had unreachable at once, the way hardware retires an ASID/DID; the dead entries are simply
+/// overwritten later. Real units do a domain-selective invalidation in constant time, while clearing matching entries
+/// of a software IOTLB costs a pass over every set (3-4 µs for 4096 sets), which the flush queue would pay every 255
+/// unmaps. A walk that raced the flush fills under the old tag, so it can never be hit afterwards.</para>
 /// </remarks>
 public sealed class IommuHardware
 {
@@ -32,8 +40,14 @@ public sealed class IommuHardware
 
     private const ulong GranuleMask = 4096 - 1;
 
+    /// <summary>Domain ids are 16-bit, like a VT-d DID or an SMMU ASID/VMID.</summary>
+    public const int MaxDomainId = 0xffff;
+
     private readonly IommuContext?[] _contexts = new IommuContext?[1 << 16];
     private readonly Iotlb _iotlb;
+    // Current IOTLB tag of each domain id (see remarks); _nextTag hands out fresh tags above every domain id.
+    private readonly int[] _domainTags = new int[MaxDomainId + 1];
+    private int _nextTag = MaxDomainId;
 
     // _faultLock guards _faults, _interrupts (bounded logs).
     private readonly Lock _faultLock = new();
@@ -49,6 +63,8 @@ public sealed class IommuHardware
     {
         _iotlb = new Iotlb(iotlbSets);
         Name = name;
+        for (int i = 0; i < _domainTags.Length; i++)
+            _domainTags[i] = i;
     }
 
     public string Name { get; }
@@ -82,9 +98,12 @@ public sealed class IommuHardware
 
     /// <summary>Installs the context entry for <paramref name="requesterId"/> (the ID the IOMMU sees: bus &lt;&lt; 8 | devfn,
     /// after DMA aliasing).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A translated context's domain id is above <see cref="MaxDomainId"/>.</exception>
     public void SetContext(ushort requesterId, IommuContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
+        if (context.DomainId > MaxDomainId)
+            throw new ArgumentOutOfRangeException(nameof(context), $"domain id {context.DomainId} is above {MaxDomainId}");
         Volatile.Write(ref _contexts[requesterId], context);
     }
 
@@ -105,10 +124,10 @@ public sealed class IommuHardware
         // VT-d 3.14: requests to 0xFEEx_xxxx are interrupt requests, never DMA-remapped (wrap-around makes this one compare).
         if (iova - MsiWindowStart < MsiWindowSize)
             return TranslateMsiWindow(requesterId, iova, write);
-        IommuContext? ctx = Volatile.Read(ref _contexts[requesterId]);
+        IommuContext? ctx = Volatile.Read(ref ContextSlot(requesterId));
         if (ctx is not null && ctx.Kind == IommuContextKind.Translated)
         {
-            if (_iotlb.TryLookup(ctx.DomainId, iova, out ulong phys, out IommuProt prot))
+            if (_iotlb.TryLookup(TagOf(ctx), iova, out ulong phys, out IommuProt prot))
             {
                 IommuProt need = write ? IommuProt.Write : IommuProt.Read;
                 if ((prot & need) == need)
@@ -118,6 +137,65 @@ public sealed class IommuHardware
             return WalkAndFill(ctx, requesterId, iova, write);
         }
         return TranslateUntranslated(ctx, requesterId, iova, write);
+    }
+
+    /// <summary>
+    /// Translates the first page of a <paramref name="length"/>-byte request like <see cref="Translate"/> and, when it is
+    /// memory, extends <paramref name="run"/> over the following pages while they translate (IOTLB, else a walk that
+    /// fills it) to physically contiguous addresses with the needed permission. The run stops before the first page that
+    /// does not; that page's fault, if any, is raised only when the caller translates it next. The bus copies a run with
+    /// one bulk copy, and looks the context and IOTLB tag up once per run instead of once per page.
+    /// </summary>
+    /// <param name="run">Bytes from <paramref name="iova"/> covered by the result (at least up to the first page end, or
+    /// <paramref name="length"/>).</param>
+    internal DmaTranslation TranslateRun(ushort requesterId, ulong iova, int length, bool write, out int run)
+    {
+        DmaTranslation first = Translate(requesterId, iova, write);
+        run = (int)Math.Min((ulong)length, GranuleMask + 1 - (iova & GranuleMask));
+        if (first.Kind != DmaTranslationKind.Memory || run >= length)
+            return first;
+        IommuContext? ctx = Volatile.Read(ref ContextSlot(requesterId));
+        if (ctx is null || ctx.Kind == IommuContextKind.Blocked)
+            return first; // the context changed under the request: let the next page fault on its own
+        bool translated = ctx.Kind == IommuContextKind.Translated;
+        int tag = translated ? TagOf(ctx) : 0;
+        IommuProt need = write ? IommuProt.Write : IommuProt.Read;
+        ulong expect = first.Phys + (ulong)run;
+        while (run < length)
+        {
+            ulong a = iova + (ulong)run;
+            if (a - MsiWindowStart < MsiWindowSize)
+                break; // interrupt window: not memory
+            if (translated)
+            {
+                if (!_iotlb.TryLookup(tag, a, out ulong phys, out IommuProt prot) && !TryWalkAndFillQuiet(ctx, a, out phys, out prot))
+                    break;
+                if ((prot & need) != need || phys != expect)
+                    break;
+            }
+            int n = Math.Min(length - run, (int)GranuleMask + 1);
+            run += n;
+            expect += (ulong)n;
+        }
+        return first;
+    }
+
+    /// <summary>The walk of <see cref="WalkAndFill"/> without raising a fault: false when the page is not mapped.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool TryWalkAndFillQuiet(IommuContext ctx, ulong iova, out ulong phys, out IommuProt prot)
+    {
+        if ((iova >> ctx.ApertureShift) != 0)
+        {
+            phys = 0;
+            prot = IommuProt.None;
+            return false;
+        }
+        long generation = _iotlb.Generation;
+        int tag = TagOf(ctx);
+        if (!ctx.Table!.TryIovaToPhys(iova, out phys, out prot, out ulong pageSize))
+            return false;
+        _iotlb.Fill(tag, iova, pageSize, phys, prot, generation);
+        return true;
     }
 
     /// <summary>Records an interrupt message (called by the bus for a write into the MSI window) and calls
@@ -137,10 +215,49 @@ public sealed class IommuHardware
 
     /// <summary>Invalidates the IOTLB entries of <paramref name="domainId"/> overlapping [iova, iova + size)
     /// (page-selective invalidation, the kernel's iotlb_sync for a gathered range).</summary>
-    public void FlushRange(int domainId, ulong iova, ulong size) => _iotlb.InvalidateRange(domainId, iova, size);
+    public void FlushRange(int domainId, ulong iova, ulong size) => _iotlb.InvalidateRange(IotlbTagOf(domainId), iova, size);
 
-    /// <summary>Invalidates every IOTLB entry of <paramref name="domainId"/> (domain-selective, flush_iotlb_all).</summary>
-    public void FlushDomain(int domainId) => _iotlb.InvalidateDomain(domainId);
+    /// <summary>Invalidates every IOTLB entry of <paramref name="domainId"/> (domain-selective, flush_iotlb_all), in
+    /// O(1) by retiring the domain's tag (see remarks).</summary>
+    public void FlushDomain(int domainId)
+    {
+        CheckDomainId(domainId);
+        int tag = Interlocked.Increment(ref _nextTag);
+        if (tag <= MaxDomainId)
+        {
+            // 2^31 domain flushes wrapped the tag counter: old tags could come back, so clear the IOTLB for real
+            // and restart above the domain ids.
+            _iotlb.InvalidateAll();
+            Interlocked.CompareExchange(ref _nextTag, MaxDomainId + 1, tag);
+            tag = Interlocked.Increment(ref _nextTag);
+        }
+        Volatile.Write(ref _domainTags[domainId], tag);
+    }
+
+    /// <summary>The tag the IOTLB currently files <paramref name="domainId"/>'s entries under (the domain id until its
+    /// first <see cref="FlushDomain"/>).</summary>
+    public int IotlbTagOf(int domainId)
+    {
+        CheckDomainId(domainId);
+        return Volatile.Read(ref _domainTags[domainId]);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ref IommuContext? ContextSlot(ushort requesterId) =>
+        // SAFETY: _contexts has exactly 2^16 entries and a ushort index is below 2^16 (skips the bounds check).
+        ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_contexts), requesterId);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private int TagOf(IommuContext translated) =>
+        // SAFETY: only called for Translated contexts, whose DomainId IommuContext.Translated checked to be in
+        // 0..MaxDomainId, and _domainTags has MaxDomainId + 1 entries.
+        Volatile.Read(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_domainTags), translated.DomainId));
+
+    private static void CheckDomainId(int domainId)
+    {
+        if ((uint)domainId > MaxDomainId)
+            throw new ArgumentOutOfRangeException(nameof(domainId), $"domain id {domainId} is outside 0..{MaxDomainId}");
+    }
 
     /// <summary>Invalidates the whole IOTLB (global invalidation).</summary>
     public void FlushAll() => _iotlb.InvalidateAll();
@@ -164,11 +281,11 @@ public sealed class IommuHardware
         // Read the invalidation generation before walking: if an unmap's flush lands between the walk and the fill,
         // the fill is dropped instead of caching a translation that was just invalidated.
         long generation = _iotlb.Generation;
-        if (!ctx.Table!.TryIovaToPhys(iova, out ulong phys, out IommuProt prot))
+        int tag = TagOf(ctx);
+        if (!ctx.Table!.TryIovaToPhys(iova, out ulong phys, out IommuProt prot, out ulong pageSize))
             return RaiseFault(requesterId, iova, write, DmaFaultReason.NotPresent, ctx.DomainId);
-        // Cache the 4 KiB page that contains the IOVA: TryIovaToPhys does not report the leaf size, and a 4 KiB entry
-        // is always correct (a large page just takes several entries).
-        _iotlb.Fill(ctx.DomainId, iova & ~GranuleMask, GranuleMask + 1, phys & ~GranuleMask, prot, generation);
+        // Cache the leaf the walk found, large pages included (the IOTLB keeps them as 2 MiB slices).
+        _iotlb.Fill(tag, iova, pageSize, phys, prot, generation);
         IommuProt need = write ? IommuProt.Write : IommuProt.Read;
         if ((prot & need) != need)
             return RaiseFault(requesterId, iova, write, DmaFaultReason.Permission, ctx.DomainId);

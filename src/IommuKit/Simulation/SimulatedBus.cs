@@ -67,7 +67,6 @@ public sealed class PcieSwitch
 /// thread-safe and lock-free on the translation path.</remarks>
 public sealed class SimulatedBus
 {
-    private const ulong PageMask = 4096 - 1;
     private SimulatedDevice[] _barDevices = [];
 
     public SimulatedBus(PhysicalMemory memory, IommuHardware iommu)
@@ -126,9 +125,10 @@ public sealed class SimulatedBus
         }
         ushort rid = dev.RequesterId;
         IommuHardware iommu = Iommu;
-        DmaTranslation t = iommu.Translate(rid, address, write: true);
         while (true)
         {
+            // One translation per run of physically contiguous pages, then one bulk copy per run.
+            DmaTranslation t = iommu.TranslateRun(rid, address, source.Length, write: true, out int run);
             if (t.Kind != DmaTranslationKind.Memory)
             {
                 if (t.Kind == DmaTranslationKind.Fault)
@@ -136,22 +136,8 @@ public sealed class SimulatedBus
                 iommu.DeliverInterrupt(rid, address, ReadMsiData(source));
                 return DmaFaultReason.None;
             }
-            // Gather the run of pages that are physically contiguous, then copy once (one bulk copy per run).
-            ulong phys = t.Phys;
-            int run = (int)Math.Min((ulong)source.Length, PageMask + 1 - (address & PageMask));
-            bool more = false;
-            while (run < source.Length)
-            {
-                t = iommu.Translate(rid, address + (ulong)run, write: true);
-                if (t.Kind != DmaTranslationKind.Memory || t.Phys != phys + (ulong)run)
-                {
-                    more = true;
-                    break;
-                }
-                run += Math.Min(source.Length - run, (int)PageMask + 1);
-            }
-            CompleteWrite(phys, source[..run]);
-            if (!more)
+            CompleteWrite(t.Phys, source[..run]);
+            if (run == source.Length)
                 return DmaFaultReason.None;
             source = source[run..];
             address += (ulong)run;
@@ -170,26 +156,13 @@ public sealed class SimulatedBus
         }
         ushort rid = dev.RequesterId;
         IommuHardware iommu = Iommu;
-        DmaTranslation t = iommu.Translate(rid, address, write: false);
         while (true)
         {
+            DmaTranslation t = iommu.TranslateRun(rid, address, destination.Length, write: false, out int run);
             if (t.Kind != DmaTranslationKind.Memory)
                 return t.Fault; // a read of the MSI window comes back as a Permission fault
-            ulong phys = t.Phys;
-            int run = (int)Math.Min((ulong)destination.Length, PageMask + 1 - (address & PageMask));
-            bool more = false;
-            while (run < destination.Length)
-            {
-                t = iommu.Translate(rid, address + (ulong)run, write: false);
-                if (t.Kind != DmaTranslationKind.Memory || t.Phys != phys + (ulong)run)
-                {
-                    more = true;
-                    break;
-                }
-                run += Math.Min(destination.Length - run, (int)PageMask + 1);
-            }
-            CompleteRead(phys, destination[..run]);
-            if (!more)
+            CompleteRead(t.Phys, destination[..run]);
+            if (run == destination.Length)
                 return DmaFaultReason.None;
             destination = destination[run..];
             address += (ulong)run;

@@ -189,3 +189,48 @@ public class AcsPolicyTests
         Assert.Equal(carries, AcsOverridePolicy.KernelCarriesOverride(release));
     }
 }
+
+/// <summary>Kernels before 6.11: no config_acs, and disable_acs_redir clears bits from the enabled value.</summary>
+public class AcsPolicyOldKernelTests
+{
+    [Fact]
+    public void KernelsBefore611IgnoreConfigAcsAndSaySo()
+    {
+        var t = T.New().RootPort("00:1c.0", sec: 1, acs: (AcsFlags.Required, AcsFlags.None)).Endpoint("01:00.0");
+        t.Release = "6.1.0-56-amd64";
+        var r = t.Group("intel_iommu=on pci=config_acs=0000@00:1c.0");
+        Assert.False(r.Together("00:1c.0", "01:00.0"));
+        Assert.Contains(r.Messages, m => m.Contains("predates it (Linux 6.11)"));
+        Assert.False(r.Context!.Acs.ConfigAcsSemantics);
+    }
+
+    [Fact]
+    public void KernelsBefore611ClearOnlyTheRedirectBitsWithDisableAcsRedir()
+    {
+        var t = T.New().RootPort("00:1c.0", sec: 1, acs: (AcsFlags.Required, AcsFlags.None)).Endpoint("01:00.0");
+        t.Release = "5.15.0-122-generic";
+        var r = t.Group("intel_iommu=on pci=disable_acs_redir=00:1c.0");
+        Assert.Equal(AcsFlags.SV | AcsFlags.UF, r.Context!.Acs.EffectiveControl(r.Machine.Topology.Devices[0]));
+        Assert.True(r.Together("00:1c.0", "01:00.0"));
+    }
+}
+
+/// <summary>Bounds on what a hostile command line can cost.</summary>
+public class AcsPolicyBoundsTests
+{
+    [Fact]
+    public void OverlongPathSpecifierIsAParseErrorNotASlowWalk()
+    {
+        var m = T.New().Endpoint("00:02.0").Build();
+        string path = "00:02.0" + string.Concat(Enumerable.Repeat("/00.0", 1000));
+        Assert.Equal(-22, PciDevStrMatch.Match(m.Topology.Devices[0], path, 0, out _));
+    }
+
+    [Fact]
+    public void ConfigAcsValueIsCutAtTheKernelsCommandLineSize()
+    {
+        string many = string.Join(";", Enumerable.Repeat("0@00:1d.0", 1000)) + ";11101@00:1c.0";
+        var (_, config) = AcsPolicy.PciAcsParams(KernelCommandLine.Parse("pci=config_acs=" + many));
+        Assert.Equal(AcsPolicy.MaxAcsParamChars, config!.Length);
+    }
+}

@@ -208,6 +208,25 @@ public class GroupingRuleTests
     }
 
     [Fact]
+    public void PcieFunctionBelowAPcieToPciBridgeHasNoExtendedConfigAndIsNotAGuess()
+    {
+        // The kernel marks buses below a PCIe-to-PCI bridge NO_EXTCFG (pci_bridge_child_ext_cfg_accessible): a 256-byte
+        // config of a multifunction PCIe endpoint there is complete, and its functions have no ACS.
+        var r = T.New().RootPort("00:1c.0", sec: 1, sub: 2, acs: T.AcsOn)
+            .Dev("01:00.0", T.Qemu, 0x000e, PcieType.PciBridge, sec: 2)
+            .Dev("02:01.0", T.Intel, 0x10d3, PcieType.Endpoint, mf: true, vis: ConfigVisibility.NoExtended)
+            .Dev("02:01.1", T.Intel, 0x10d3, PcieType.Endpoint, vis: ConfigVisibility.NoExtended).Group();
+        Assert.All(r.Groups, g => Assert.False(g.UnknownFacts));
+        Assert.True(r.Together("01:00.0", "02:01.1"));
+        var ep = r.Machine.Topology[PciAddress.Parse("02:01.0")];
+        Assert.False(r.Context!.Acs.Unknown[ep.ProbeIndex]);
+        Assert.DoesNotContain("guess", PciGrouping.DescribeNotIsolated(ep, r.Context));
+        // The same 256-byte view below a root port is a missing fact.
+        var r2 = T.New().RootPort("00:1c.0", sec: 1, acs: T.AcsOn).Dev("01:00.0", T.Intel, 0x10d3, PcieType.Endpoint, mf: true, vis: ConfigVisibility.NoExtended).Group();
+        Assert.True(r2.Context!.Acs.Unknown[0 + r2.Machine.Topology[PciAddress.Parse("01:00.0")].ProbeIndex]);
+    }
+
+    [Fact]
     public void CompleteFactsDoNotMarkGroupsAsGuesses()
     {
         var r = T.New().RootPort("00:1c.0", sec: 1, acs: T.AcsOn).Endpoint("01:00.0").Group();
@@ -228,6 +247,45 @@ public class GroupingRuleTests
     }
 
     [Fact]
+    public void DevicesBehindAVmdControllerJoinTheControllersGroup()
+    {
+        // pci_real_dma_dev: functions in VMD domains (>= 0x10000) issue DMA with the VMD endpoint's requester ID.
+        var r = T.New().Endpoint("00:0e.0", vendor: T.Intel, device: 0x9a0b)
+            .RootPort("10000:e0:06.0", sec: 0xe1, acs: T.AcsOn).Endpoint("10000:e1:00.0").Endpoint("00:1f.0").Group();
+        Assert.True(r.Together("00:0e.0", "10000:e0:06.0"));
+        Assert.True(r.Together("00:0e.0", "10000:e1:00.0"));
+        Assert.False(r.Together("00:0e.0", "00:1f.0"));
+        Assert.Contains(r.Explain(PciAddress.Parse("10000:e1:00.0")), s => s.Kind == GroupStepKind.RealDmaDevice && s.Text.Contains("VMD controller 00:0e.0"));
+    }
+
+    [Fact]
+    public void VirtualFunctionsAreNeverMultifunctionAndAreGroupedAfterBootInEnableOrder()
+    {
+        var sriov = new SriovInfo(0x120, 8, 2, 1, 1, 0x0011);
+        var t = T.New().RootPort("00:1c.0", sec: 1, acs: T.AcsOn).RootPort("00:1d.0", sec: 2, acs: T.AcsOn)
+            .Dev("01:00.0", T.Qemu, 0x0010, PcieType.Endpoint).Dev("01:00.1", T.Qemu, 0x0011, PcieType.Endpoint).Dev("01:00.2", T.Qemu, 0x0011, PcieType.Endpoint)
+            .Dev("02:00.0", T.Qemu, 0x0010, PcieType.Endpoint).Dev("02:00.1", T.Qemu, 0x0011, PcieType.Endpoint)
+            .Conventional("00:1f.0");
+        var m = t.Build();
+        // Give both PFs an SR-IOV capability with VFs enabled (2 and 1).
+        var b = new PciTopologyBuilder();
+        foreach (var d in m.Topology.Devices)
+            b.Add(d.Address == PciAddress.Parse("01:00.0") ? d.Facts with { Sriov = sriov }
+                : d.Address == PciAddress.Parse("02:00.0") ? d.Facts with { Sriov = sriov with { NumVfs = 1 } } : d.Facts);
+        var m2 = new Machine { Topology = b.Build(), Origin = "vf", KernelRelease = t.Release, CommandLine = t.Cmdline, IommuUnits = t.Units };
+        var r = GroupingEngine.Compute(m2);
+        Assert.False(r.Together("01:00.1", "01:00.2")); // VFs are not multifunction: no ACS needed between them
+        Assert.False(r.Together("01:00.0", "01:00.1"));
+        // Boot-time devices first (00:1c.0 00:1d.0 00:1f.0 01:00.0 02:00.0 = 0..4), then VFs PF by PF.
+        Assert.Equal(5, r.GroupOf(PciAddress.Parse("01:00.1"))!.Id);
+        Assert.Equal(7, r.GroupOf(PciAddress.Parse("02:00.1"))!.Id);
+        var r2 = GroupingEngine.Compute(m2, new GroupingOptions { VfEnableOrder = [PciAddress.Parse("02:00.0")] });
+        Assert.Equal(5, r2.GroupOf(PciAddress.Parse("02:00.1"))!.Id);
+        Assert.Equal(6, r2.GroupOf(PciAddress.Parse("01:00.1"))!.Id);
+        Assert.EndsWith("group 6", r2.Explain(PciAddress.Parse("01:00.1"))[^1].Text);
+    }
+
+    [Fact]
     public void DeviceGroupWorksWithTheCallersOwnGroupObjects()
     {
         var m = T.New().RootPort("00:1c.0", sec: 1).Endpoint("01:00.0").Build();
@@ -240,5 +298,27 @@ public class GroupingRuleTests
             mine[d] = g;
         }
         Assert.Same(mine[m.Topology.Devices[0]], mine[m.Topology.Devices[1]]);
+    }
+}
+
+/// <summary>The synthetic machine the benchmark uses groups as its construction says.</summary>
+public class SyntheticMachineTests
+{
+    [Fact]
+    public void SyntheticMachineGroupsEveryFunctionAndKeepsProbeOrderNumbering()
+    {
+        var m = SyntheticMachines.Build(5_000);
+        Assert.InRange(m.Topology.Count, 5_000, 5_008); // a port's subtree is never cut short
+        var r = GroupingEngine.Compute(m);
+        Assert.Equal(m.Topology.Count, r.Groups.Sum(g => g.Devices.Count));
+        // Groups are allocated in probe order: the first member of each group appears in increasing probe index.
+        var firsts = r.Groups.Select(g => g.Devices[0].ProbeIndex).ToList();
+        Assert.Equal(firsts.Order(), firsts);
+        // Ports 00:04.0 (32) and 00:04.4 (36) lack ACS in the same multifunction slot: one group with everything below
+        // both (a PCIe-to-PCI bridge with 4 devices, an 8-function endpoint). The other functions of the slot have ACS.
+        var rp = m.Topology[new PciAddress(0, 0, 4, 0)];
+        Assert.Equal((1 + 1 + 4) + (1 + 8), r.GroupOf(rp.Address)!.Devices.Count);
+        Assert.True(r.Together("00:04.0", "00:04.4"));
+        Assert.False(r.Together("00:04.0", "00:04.1"));
     }
 }

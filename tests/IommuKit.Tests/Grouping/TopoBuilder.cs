@@ -11,7 +11,7 @@ internal sealed class T
 {
     private readonly List<PciDeviceFacts> _facts = new();
     public string? Cmdline { get; set; } = "intel_iommu=on";
-    public string? Release { get; set; } = "6.1.0-56-amd64";
+    public string? Release { get; set; } = "6.12.95+deb12-amd64";
     public List<IommuUnit> Units { get; } = new() { new IommuUnit("dmar0", IommuKind.Intel, [], new Dictionary<string, string>()) };
 
     public static T New() => new();

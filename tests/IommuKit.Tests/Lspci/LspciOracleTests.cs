@@ -98,6 +98,120 @@ public class LspciOracleTests
         Assert.Null(machine.KernelGroups); // lspci -F has no sysfs, so no IOMMU group lines
     }
 
+    public static TheoryData<string> Machines()
+    {
+        var data = new TheoryData<string>();
+        foreach (var name in Fixtures.OracleMachines()) data.Add(name);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Machines))]
+    public void MachineSourceDetectsTheLspciTextAndAgreesWithItsOwnTarballReader(string name)
+    {
+        // Two independent readers of the same machine: Sources' sysfs/tarball reader and this one, through auto-detection.
+        var snapshot = IommuKit.Sources.MachineSource.Load(Fixtures.OracleTarball(name));
+        var dump = IommuKit.Sources.MachineSource.Load(Path.Combine(Generated, name + ".vvnn.txt"));
+        Assert.Equal(snapshot.Topology.Devices.Select(d => d.Address), dump.Topology.Devices.Select(d => d.Address));
+        foreach (var s in snapshot.Topology.Devices)
+        {
+            var l = dump.Topology[s.Address];
+            Assert.Equal(s.Parent?.Address, l.Parent?.Address);
+            Assert.Equal(s.PcieType, l.PcieType);
+            Assert.Equal(s.Acs, l.Acs);
+            Assert.Equal(s.Facts.BridgeBuses, l.Facts.BridgeBuses);
+            Assert.Equal(s.IsMultifunction, l.IsMultifunction);
+            Assert.Equal(s.Facts.Visibility, l.Facts.Visibility);
+        }
+    }
+
+    public static TheoryData<string> MachinesWithEveryForm() => new() { "b_rootports", "c_switch", "d_pcibridge" };
+
+    private static Machine LoadGenerated(string file) => LspciReader.Read(File.ReadAllText(Path.Combine(Generated, file)), file);
+
+    [Theory]
+    [MemberData(nameof(MachinesWithEveryForm))]
+    public void VeryVerboseTextGivesTheSameTopologyAsVerboseText(string name)
+    {
+        var vv = LoadGenerated($"{name}.vvnn.txt");
+        var vvv = LoadGenerated($"{name}.vvvnn.txt");
+        Assert.Equal(vv.Topology.Devices.Select(d => d.Address), vvv.Topology.Devices.Select(d => d.Address));
+        foreach (var d in vv.Topology.Devices)
+        {
+            var e = vvv.Topology[d.Address];
+            Assert.Equal(d.Parent?.Address, e.Parent?.Address);
+            Assert.Equal(d.Facts.Pcie, e.Facts.Pcie);
+            Assert.Equal(d.Acs, e.Acs);
+            Assert.Equal(d.Facts.Ari, e.Facts.Ari);
+            Assert.Equal(d.Facts.Sriov, e.Facts.Sriov);
+            Assert.Equal(d.Facts.Capabilities, e.Facts.Capabilities);
+            Assert.Equal(d.Facts.Visibility, e.Facts.Visibility);
+        }
+        Assert.Empty(vvv.Warnings);
+    }
+
+    [Theory]
+    [MemberData(nameof(MachinesWithEveryForm))]
+    public void VerboseOnceKnowsTheTreeAndTypesButNotTheAcsBits(string name)
+    {
+        var tarball = TarballTopology(name);
+        var m = LoadGenerated($"{name}.vnn.txt");
+        Assert.Equal(tarball.Devices.Select(d => d.Address), m.Topology.Devices.Select(d => d.Address));
+        int acs = 0;
+        foreach (var t in tarball.Devices)
+        {
+            var l = m.Topology[t.Address];
+            Assert.Equal(t.Parent?.Address, l.Parent?.Address);
+            Assert.Equal(t.PcieType, l.PcieType);
+            Assert.Equal(t.Facts.BridgeBuses, l.Facts.BridgeBuses);
+            Assert.Null(l.Acs); // ACSCap/ACSCtl need -vv
+            Assert.Equal(t.Acs is null ? ConfigVisibility.Full : ConfigVisibility.NoExtended, l.Facts.Visibility);
+            if (t.Acs is not null) acs++;
+            // -v names extended capabilities without their version: the offsets still match the config walk.
+            Assert.Equal(t.Facts.Capabilities.Select(c => (c.Offset, c.Extended)).Order(), l.Facts.Capabilities.Select(c => (c.Offset, c.Extended)).Order());
+        }
+        Assert.Equal(acs > 0 ? 1 : 0, m.Warnings.Count(w => w.Contains("ACS is unknown", StringComparison.Ordinal)));
+        Assert.Equal(acs > 0 ? 1 : 0, m.Warnings.Count);
+    }
+
+    [Theory]
+    [MemberData(nameof(MachinesWithEveryForm))]
+    public void TerseListWithDriversKnowsDevicesOnlyAndDropsLspcisOwnMessage(string name)
+    {
+        var tarball = TarballTopology(name);
+        var m = LoadGenerated($"{name}.nnk.txt");
+        Assert.Equal(tarball.Devices.Select(d => d.Address).Order(), m.Topology.Devices.Select(d => d.Address).Order());
+        foreach (var t in tarball.Devices)
+        {
+            var l = m.Topology[t.Address];
+            Assert.Equal(ConfigVisibility.HeaderOnly, l.Facts.Visibility);
+            Assert.Null(l.Parent); // without -v there are no Bus: lines, so no bridge leads anywhere known
+            Assert.Equal(t.VendorId, l.VendorId);
+            Assert.Equal(t.ClassCode >> 8, l.ClassCode >> 8);
+        }
+        var warning = Assert.Single(m.Warnings); // the libkmod message is cut out, not reported as text before the first device
+        Assert.Contains("no detail lines", warning);
+    }
+
+    [Theory]
+    [MemberData(nameof(MachinesWithEveryForm))]
+    public void A256ByteHexDumpKnowsTheTreeTypesAndMultifunctionButNotAcs(string name)
+    {
+        var tarball = TarballTopology(name);
+        var m = LoadGenerated($"{name}.xxx.txt");
+        Assert.Equal(tarball.Devices.Select(d => d.Address), m.Topology.Devices.Select(d => d.Address));
+        foreach (var t in tarball.Devices)
+        {
+            var l = m.Topology[t.Address];
+            Assert.Equal(t.Parent?.Address, l.Parent?.Address);
+            Assert.Equal(t.PcieType, l.PcieType);
+            Assert.Equal(t.Facts.MultifunctionBit, l.Facts.MultifunctionBit);
+            Assert.Null(l.Acs);
+            Assert.Equal(256, l.Facts.Config!.Length);
+            Assert.Equal(t.IsPcie ? ConfigVisibility.NoExtended : ConfigVisibility.Full, l.Facts.Visibility);
+        }
+    }
+
     [Fact]
     public void HexDumpFormsKeepTheMultifunctionBitTheTextCannotShow()
     {

@@ -182,6 +182,18 @@ public class LspciRobustnessTests
     }
 
     [Fact]
+    public void MoreDevicesThanTheCapAreRejectedNamingTheLineAndDevice()
+    {
+        var sb = new StringBuilder();
+        int n = 0;
+        for (int domain = 0; n <= LspciReader.MaxDevices; domain++)
+            for (int devfn = 0; devfn < 256 * 256 && n <= LspciReader.MaxDevices; devfn++, n++)
+                sb.Append($"{domain:x4}:{devfn >> 8:x2}:{(devfn >> 3) & 0x1f:x2}.{devfn & 7} x\n");
+        var e = Assert.Throws<InputException>(() => LspciReader.Read(sb.ToString(), "many.txt"));
+        Assert.StartsWith($"many.txt:{LspciReader.MaxDevices + 1}: 0002:00:00.0: more than {LspciReader.MaxDevices} devices", e.Message);
+    }
+
+    [Fact]
     public void ADumpLargerThanTheCapIsRejectedBeforeParsing()
     {
         var e = Assert.Throws<InputException>(() => LspciReader.Read(new string(' ', LspciReader.MaxTextLength + 1), "huge.txt"));

@@ -115,10 +115,29 @@ public class LspciTextTests
         Assert.Equal(new AriInfo(0x150, 1), nic.Facts.Ari);
         Assert.Equal(new SriovInfo(0x160, TotalVfs: 8, NumVfs: 2, FirstVfOffset: 128, VfStride: 4, VfDeviceId: 0x1520), nic.Facts.Sriov);
         Assert.Equal("3", nic.Facts.PhysicalSlot);
+        Assert.Equal("0000:01:00", m.Slots["3"]);
+        Assert.Single(m.Slots);
         Assert.Equal("igb", nic.Driver);
         Assert.True(nic.IsMultifunction); // inferred from 01:00.1: lspci text does not show the header type byte
         Assert.Null(nic.Facts.MultifunctionBit);
         Assert.Null(nic.Acs);
+    }
+
+    [Fact]
+    public void AFunctionZeroWhoseSlotHoldsOnlyItsVirtualFunctionsIsNotMultifunction()
+    {
+        const string pf = "00:05.0 Non-Volatile memory controller [0108]: Red Hat, Inc. QEMU NVM Express Controller [1b36:0010] (rev 02) (prog-if 02 [NVM Express])\n" +
+                          "\tControl: I/O- Mem+\n\tCapabilities: [120 v1] Single Root I/O Virtualization (SR-IOV)\n" +
+                          "\t\tInitial VFs: 2, Total VFs: 2, Number of VFs: NUM, Function Dependency Link: 00\n\t\tVF offset: 1, stride: 1, Device ID: 0010\n\n";
+        const string vfs = "00:05.1 Non-Volatile memory controller [0108]: Red Hat, Inc. Device [1b36:0010]\n\tControl: I/O- Mem-\n\n" +
+                           "00:05.2 Non-Volatile memory controller [0108]: Red Hat, Inc. Device [1b36:0010]\n\tControl: I/O- Mem-\n\n";
+        var withVfs = Read(pf.Replace("NUM", "2") + vfs).Topology[PciAddress.Parse("00:05.0")];
+        Assert.False(withVfs.IsMultifunction); // pci_iov_add_virtfn places VFs; pci_scan_slot never saw them
+        Assert.False(withVfs.Facts.MultifunctionBit);
+        // With no VF enabled, .1 and .2 are ordinary functions found by scanning the slot.
+        var ordinary = Read(pf.Replace("NUM", "0") + vfs).Topology[PciAddress.Parse("00:05.0")];
+        Assert.True(ordinary.IsMultifunction);
+        Assert.Null(ordinary.Facts.MultifunctionBit);
     }
 
     [Fact]
@@ -216,6 +235,16 @@ public class LspciTextTests
     }
 
     [Fact]
+    public void LspciDashKWithoutVerboseLeavesCapabilitiesUnknown()
+    {
+        var m = Read("00:1c.0 PCI bridge [0604]: Intel Corporation Device [8086:54be]\n\tKernel driver in use: pcieport\n\n" +
+                     "01:00.0 Ethernet controller [0200]: Realtek [10ec:8125]\n\tSubsystem: ASRock [1849:8125]\n\tKernel driver in use: r8169\n\tKernel modules: r8169\n\n");
+        Assert.All(m.Topology.Devices, d => Assert.Equal(ConfigVisibility.HeaderOnly, d.Facts.Visibility));
+        Assert.Equal("r8169", m.Topology[PciAddress.Parse("01:00.0")].Driver);
+        Assert.Single(m.Warnings, w => w.Contains("2 of 2 devices have no detail lines", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void AcsWithoutItsDetailLinesIsUnknownNotAbsent()
     {
         var m = Read("00:1c.0 PCI bridge [0604]: V D [8086:a110]\n\tBus: primary=00, secondary=01, subordinate=01, sec-latency=0\n\tCapabilities: [40] Express Root Port (Slot+), MSI 00\n\tCapabilities: [148] Access Control Services\n\n".Replace("[148]", "[148 v1]"));
@@ -243,7 +272,19 @@ public class LspciTextTests
     {
         var text = "$ sudo lspci -vvnn\n" + RootPort;
         Assert.True(LspciReader.LooksLikeLspci(text));
-        Assert.Equal(3, Read(text).Topology.Count);
+        var m = Read(text);
+        Assert.Equal(3, m.Topology.Count);
+        Assert.Equal("t.txt:1: text before the first device is not an lspci line; skipped", Assert.Single(m.Warnings));
+    }
+
+    [Fact]
+    public void AByteOrderMarkDoesNotHideTheFirstDevice()
+    {
+        var text = "\uFEFF" + RootPort;
+        Assert.True(LspciReader.LooksLikeLspci(text));
+        var m = Read(text);
+        Assert.Equal(3, m.Topology.Count);
+        Assert.Empty(m.Warnings);
     }
 
     [Theory]
@@ -289,11 +330,14 @@ public class LspciTextTests
         int at = lines.FindIndex(l => l.Contains("Physical Slot", StringComparison.Ordinal));
         lines.Insert(at, "\t\u0001\u0002binary\u0000noise");
         lines.Insert(at, "\tBus: primary=zz");
+        lines.Insert(at, "zz garbage");
         var m = Read(string.Join('\n', lines));
         Assert.Equal(3, m.Topology.Count);
         Assert.Equal("igb", m.Topology[PciAddress.Parse("01:00.0")].Driver);
-        Assert.Contains(m.Warnings, w => w.StartsWith($"t.txt:{at + 2}: 0000:01:00.0: line holds control characters", StringComparison.Ordinal));
-        Assert.Contains(m.Warnings, w => w.StartsWith($"t.txt:{at + 1}: 0000:01:00.0: cannot read the Bus: line", StringComparison.Ordinal));
+        Assert.Contains(m.Warnings, w => w.StartsWith($"t.txt:{at + 3}: 0000:01:00.0: line holds control characters", StringComparison.Ordinal));
+        Assert.Contains(m.Warnings, w => w.StartsWith($"t.txt:{at + 2}: 0000:01:00.0: cannot read the Bus: line", StringComparison.Ordinal));
+        Assert.Contains(m.Warnings, w => w.StartsWith($"t.txt:{at + 1}: 0000:01:00.0: unindented text inside the record", StringComparison.Ordinal));
+        Assert.Equal(3, m.Warnings.Count);
     }
 
     [Fact]
@@ -302,6 +346,29 @@ public class LspciTextTests
         var text = RootPort.Replace("\tKernel driver in use: igb\n", "\tKernel driver in use: pcilib: sysfs_read_vpd: read failed: No such device\nigb\n");
         var m = Read(text);
         Assert.Equal("igb", m.Topology[PciAddress.Parse("01:00.0")].Driver);
+        Assert.Empty(m.Warnings);
+    }
+
+    [Fact]
+    public void StderrMessagesInsertedMidLineAreCutOutEvenSeveralInARow()
+    {
+        // stdout buffered, stderr not: three messages land after "(rev 01)" and stdout's own newline follows them.
+        var text = RootPort.Replace("[8086:1521] (rev 01)\n\tSubsystem",
+            "[8086:1521] (rev 01)lspci: Unable to load libkmod resources: error -2\nlspci: Unable to load libkmod resources: error -2\npcilib: sysfs_read_vpd: read failed: No such device\n\n\tSubsystem");
+        var m = Read(text);
+        var nic = m.Topology[PciAddress.Parse("01:00.0")];
+        Assert.Equal((ushort)0x1521, nic.DeviceId);
+        Assert.Equal((ushort)0x00a1, nic.Facts.SubsystemDeviceId);
+        Assert.Equal("igb", nic.Driver);
+        Assert.Empty(m.Warnings);
+    }
+
+    [Fact]
+    public void LspciMessagesOnTheirOwnLinesAreDropped()
+    {
+        var text = "lspci: Unable to load libkmod resources: error -2\n" + RootPort.Replace("\n01:00.1 ", "lspci: Unable to load libkmod resources: error -2\n01:00.1 ");
+        var m = Read(text);
+        Assert.Equal(3, m.Topology.Count);
         Assert.Empty(m.Warnings);
     }
 
@@ -350,6 +417,21 @@ public class LspciTextTests
         Assert.Equal(0x060400u, d.ClassCode);
         Assert.Equal(bytes, d.Facts.Config!.Bytes.ToArray());
         Assert.Empty(m.Warnings); // ids come from the hex, so names without numbers cost nothing
+    }
+
+    [Fact]
+    public void A256ByteHexDumpOfAPcieDeviceIsWholeOnlyWhenTheDumpShowsExtendedSpaceElsewhere()
+    {
+        var port = "00:1c.0 PCI bridge: Intel Corporation Device a110\n" + Hex(RootPortConfig(256)) + "\n";
+        // lspci -xxx: nobody's extended space was dumped, so ACS is unknown.
+        var xxx = Read(port).Topology[PciAddress.Parse("00:1c.0")];
+        Assert.Equal(ConfigVisibility.NoExtended, xxx.Facts.Visibility);
+        // lspci -xxxx: another device shows 4 KiB, so this one has no extended space to show (no ACS, known).
+        var other = RootPortConfig(4096);
+        other[0x19] = 0x03; other[0x1a] = 0x03;
+        var xxxx = Read(port + "00:1d.0 PCI bridge: Intel Corporation Device a110\n" + Hex(other) + "\n").Topology[PciAddress.Parse("00:1c.0")];
+        Assert.Equal(ConfigVisibility.Full, xxxx.Facts.Visibility);
+        Assert.Null(xxxx.Acs);
     }
 
     [Fact]

@@ -67,6 +67,30 @@ public class NewCapturesAreWellFormedTests
         Assert.Equal(NewMachineNames(), listed.Order(StringComparer.Ordinal));
     }
 
+    /// <summary>The summary columns of MACHINES.md (kernel, IOMMU, devices, groups, types) are the JSON's.</summary>
+    [Fact]
+    public void MachinesMdRowsStateTheKernelIommuDeviceAndGroupCountsOfTheJson()
+    {
+        foreach (var line in File.ReadAllLines(Path.Combine(Fixtures.Oracle, "MACHINES.md")))
+        {
+            if (!line.StartsWith("| " + NewPrefix, StringComparison.Ordinal))
+                continue;
+            var cells = line.Split('|');
+            var name = cells[1].Trim();
+            using var json = LoadExpected(name);
+            var root = json.RootElement;
+            var kernel = root.GetProperty("kernel").GetString()!;
+            var types = new SortedSet<string>(StringComparer.Ordinal);
+            foreach (var g in root.GetProperty("groups").EnumerateArray())
+                types.Add(g.GetProperty("type").GetString()!);
+            Assert.Equal(kernel.StartsWith("6.12", StringComparison.Ordinal) ? "6.12" : "6.1", cells[2].Trim());
+            Assert.Equal(root.GetProperty("iommu").GetString(), cells[3].Trim());
+            Assert.Equal(root.GetProperty("devices").GetArrayLength().ToString(CultureInfo.InvariantCulture), cells[4].Trim());
+            Assert.Equal(root.GetProperty("groups").GetArrayLength().ToString(CultureInfo.InvariantCulture), cells[5].Trim());
+            Assert.Equal(types.Count == 0 ? "-" : string.Join(',', types), cells[6].Trim());
+        }
+    }
+
     [Theory]
     [MemberData(nameof(NewMachines))]
     public void ExpectedDeviceListEqualsTheTarballsPciDevices(string name)

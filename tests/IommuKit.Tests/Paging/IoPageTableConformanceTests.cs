@@ -58,6 +58,9 @@ public class IoPageTableConformanceTests
         }
         Assert.False(t.TryIovaToPhys(iova - 1, out _, out _));
         Assert.False(t.TryIovaToPhys(iova + size, out _, out _));
+        Assert.True(t.TryIovaToPhys(iova + pageSize + 5, out ulong pb, out _, out ulong leaf));
+        Assert.Equal(phys + pageSize + 5, pb);
+        Assert.Equal(pageSize, leaf); // aligned iova and phys: the leaf is a page of exactly this size
     }
 
     [Theory]
@@ -227,6 +230,7 @@ public class IoPageTableConformanceTests
         ulong iova = G1 - 3 * M2 - 2 * K4, size = 3 * M2 + 2 * K4 + G1 + M2 + 3 * K4;
         ulong phys = iova + 0x40_0000_0000UL;
         Assert.Equal(Errno.Ok, t.Map(iova, phys, size, IommuProt.Read | IommuProt.Write));
+        Assert.Null(((IValidatable)t).Validate());
         for (ulong off = 0; off < size; off += 0x1_3000)
         {
             Assert.True(t.TryIovaToPhys(iova + off, out ulong pa, out _));
@@ -236,6 +240,34 @@ public class IoPageTableConformanceTests
         Assert.Equal(Errno.ENOENT, t.Unmap(iova, size + K4));
         Assert.Equal(Errno.Ok, t.Unmap(iova, size));
         Assert.Equal(1, t.TablePageCount);
+    }
+
+    [Theory]
+    [MemberData(nameof(Formats))]
+    public void MapUnmapChurnReusesFreedTablePagesInsteadOfAllocating(IoPageTableFormat format)
+    {
+        // A lone page in an empty table needs a full path of tables, freed again by its unmap: the pool of free table
+        // pages makes the second and later rounds allocation-free (issue 5: nothing allocated per operation).
+        var t = IoPageTables.Create(format);
+        for (int i = 0; i < 4; i++)
+        {
+            Assert.Equal(Errno.Ok, t.Map(G1 * (ulong)i + M2, 0x1000, K4, IommuProt.Read));
+            Assert.Equal(Errno.Ok, t.Unmap(G1 * (ulong)i + M2, K4));
+        }
+        int failures = 0;
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 1000; i++)
+        {
+            ulong iova = (ulong)(i % 7) * G1 + (ulong)(i % 5) * M2;
+            if (t.Map(iova, 0x1000, K4, IommuProt.Read) != Errno.Ok) failures++;
+            if (!t.TryIovaToPhys(iova, out _, out _)) failures++;
+            if (t.Unmap(iova, K4) != Errno.Ok) failures++;
+        }
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal(0, failures);
+        Assert.Equal(0, allocated);
+        Assert.Equal(1, t.TablePageCount);
+        Assert.Null(((IValidatable)t).Validate());
     }
 
     [Theory]
@@ -267,9 +299,28 @@ public class IoPageTableConformanceTests
                 }
             });
         }
+        // A reader walks the same regions meanwhile: every translation it gets must be the one its owner mapped
+        // (tables are freed and reused under it all the time).
+        long wrong = 0;
+        bool stop = false;
+        var reader = new Thread(() =>
+        {
+            var rng = new Random(99);
+            while (!Volatile.Read(ref stop))
+            {
+                ulong iova = (ulong)rng.Next(4) * M2 + (ulong)rng.Next(512) * K4;
+                if (t.TryIovaToPhys(iova, out ulong pa, out _) &&
+                    (pa != ((((iova >> 12) % threads) + 1) << 32 | iova))) Interlocked.Increment(ref wrong);
+            }
+        });
+        reader.Start();
         foreach (var th in workers) th.Start();
         foreach (var th in workers) th.Join();
+        Volatile.Write(ref stop, true);
+        reader.Join();
+        Assert.Equal(0, wrong);
         Assert.Empty(errors);
+        Assert.Null(((IValidatable)t).Validate());
         Assert.Equal(1, t.TablePageCount);
         for (ulong r = 0; r < 4; r++) Assert.False(t.TryIovaToPhys(r * M2, out _, out _));
     }

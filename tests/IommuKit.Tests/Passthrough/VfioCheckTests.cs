@@ -184,23 +184,4 @@ public class VfioCheckTests
         var m = MakeMachine("6.1.0", "pcieport", "vfio-pci", "vfio-pci");
         Assert.Throws<InputException>(() => VfioCheck.Evaluate(m, new PassthroughGroup(1, [PciAddress.Parse("05:00.0")], [])));
     }
-
-    [Theory]
-    [InlineData("6.1.0-56-amd64", 6, 1)]
-    [InlineData("5.19.0", 5, 19)]
-    [InlineData("6.12.95+deb12-amd64", 6, 12)]
-    [InlineData("4.19.0-27-amd64", 4, 19)]
-    public void KernelReleaseParsesToMajorMinor(string release, int major, int minor)
-    {
-        Assert.True(KernelVersion.TryParse(release, out var v));
-        Assert.Equal(new KernelVersion(major, minor), v);
-    }
-
-    [Theory]
-    [InlineData(null)]
-    [InlineData("")]
-    [InlineData("abc")]
-    [InlineData("6.")]
-    [InlineData(".1")]
-    public void MalformedKernelReleaseDoesNotParse(string? release) => Assert.False(KernelVersion.TryParse(release, out _));
 }

@@ -90,6 +90,20 @@ public class IommuHardwareTests
     }
 
     [Fact]
+    public void AWalkThatEndsInALargePageCachesTheWholePage()
+    {
+        using var rig = new DmaRig();
+        rig.Iommu.SetContext(Rid, rig.Context);
+        Assert.Equal(Errno.Ok, rig.Table.Map(0x4000_0000, 0x8000_0000, 0x20_0000, IommuProt.Read)); // one 2 MiB page
+        rig.Iommu.Translate(Rid, 0x4000_0000, write: false);
+        Assert.Equal(Errno.Ok, rig.Table.Unmap(0x4000_0000, 0x20_0000));
+        // Another 4 KiB page of the same large page: only the cached 2 MiB entry can answer.
+        Assert.Equal(0x801f_f123UL, rig.Iommu.Translate(Rid, 0x401f_f123, write: false).Phys);
+        rig.Iommu.FlushRange(DmaRig.DomainId, 0x4010_0000, 0x1000); // any page of it drops the entry
+        Assert.Equal(DmaFaultReason.NotPresent, rig.Iommu.Translate(Rid, 0x401f_f123, write: false).Fault);
+    }
+
+    [Fact]
     public void FlushRangeDomainAndAllEachDropCachedTranslations()
     {
         using var rig = new DmaRig();
@@ -121,6 +135,29 @@ public class IommuHardwareTests
         rig.Table.Unmap(0x5000, 0x1000);
         rig.Iommu.FlushDomain(DmaRig.DomainId + 1);
         Assert.True(rig.Iommu.Translate(Rid, 0x5000, write: false).IsMemory);
+    }
+
+    [Fact]
+    public void RangeFlushAfterADomainFlushStillDropsTheRefilledEntry()
+    {
+        using var rig = new DmaRig();
+        rig.Iommu.SetContext(Rid, rig.Context);
+        rig.Table.Map(0x5000, 0x9000, 0x1000, IommuProt.Read);
+        rig.Iommu.Translate(Rid, 0x5000, write: false);
+        rig.Iommu.FlushDomain(DmaRig.DomainId);                 // retires the domain's IOTLB tag
+        Assert.True(rig.Iommu.Translate(Rid, 0x5000, write: false).IsMemory); // refilled under the new tag
+        rig.Table.Unmap(0x5000, 0x1000);
+        Assert.True(rig.Iommu.Translate(Rid, 0x5000, write: false).IsMemory); // stale until flushed
+        rig.Iommu.FlushRange(DmaRig.DomainId, 0x5000, 0x1000);
+        Assert.Equal(DmaFaultReason.NotPresent, rig.Iommu.Translate(Rid, 0x5000, write: false).Fault);
+    }
+
+    [Fact]
+    public void DomainIdsAreSixteenBit()
+    {
+        using var rig = new DmaRig();
+        Assert.Throws<ArgumentOutOfRangeException>(() => IommuContext.Translated(IommuHardware.MaxDomainId + 1, rig.Table));
+        Assert.Throws<ArgumentOutOfRangeException>(() => rig.Iommu.FlushDomain(-1));
     }
 
     [Fact]

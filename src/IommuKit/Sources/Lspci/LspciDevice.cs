@@ -47,6 +47,8 @@ internal sealed class LspciDevice
 
     /// <summary>Body lines seen (anything below the header line except hex).</summary>
     public int BodyLines;
+    /// <summary>Body lines that were indented, as lspci prints them (a paste may have lost the indentation).</summary>
+    public int IndentedLines;
     /// <summary>"Control:" was printed: the dump is at least -vv.</summary>
     public bool SawControl;
     public bool AccessDenied;
@@ -75,8 +77,18 @@ internal sealed class LspciDevice
     public bool HexBroken;
     public bool HexPartialLine;
 
-    /// <summary>Facts the text shows without capabilities being visible (non-root) or without any detail (plain lspci).</summary>
-    public bool CapabilitiesUnknown => AccessDenied || BodyLines == 0;
+    /// <summary>Capabilities not visible (non-root) or never printed (plain lspci, lspci -k).</summary>
+    public bool CapabilitiesUnknown => AccessDenied || !SawDetail;
+
+    /// <summary>"Flags:" was printed at the device level: the dump is lspci -v.</summary>
+    public bool SawFlags;
+
+    /// <summary>
+    /// The record shows the verbose detail that lists capabilities (lspci -v or more): a "Control:" (-vv) or
+    /// "Flags:" (-v) line, a bridge's "Bus:" line or a capability. Without it (plain lspci, lspci -k) the
+    /// capabilities were never printed, and so are unknown.
+    /// </summary>
+    public bool SawDetail => SawControl || SawFlags || BridgeBuses is not null || Capabilities.Count > 0 || PcieType is not null || AcsOffset >= 0;
 
     /// <summary>The ACS capability line was shown but not its ACSCap/ACSCtl lines (lspci -v, not -vv).</summary>
     public bool AcsDetailMissing => AcsOffset >= 0 && (AcsCap is null || AcsCtl is null);
@@ -85,9 +97,14 @@ internal sealed class LspciDevice
 
     /// <summary>Turns what the record showed into facts; hex bytes win where present, text fills in the rest.</summary>
     /// <param name="warn">Receives one-line problems found while decoding (a malformed capability list in the hex).</param>
-    public PciDeviceFacts ToFacts(string origin, Action<string> warn)
+    /// <param name="dumpHasExtended">Some device of the dump has more than 256 bytes of hex (an -xxxx dump): lspci then
+    /// printed all the config space each device has, so 256 bytes is the whole of this one (pciutils lspci.c
+    /// show_hex_dump stops at 256 when the extended space cannot be read, as for a PCIe device below a conventional bridge).</param>
+    public PciDeviceFacts ToFacts(string origin, Action<string> warn, bool dumpHasExtended)
     {
         PciDeviceFacts facts = HasUsableHex ? FromHex(origin, warn) : FromText();
+        if (HasUsableHex && dumpHasExtended && HexLength >= ConfigSpace.ConventionalSize && facts.Visibility == ConfigVisibility.NoExtended)
+            facts = facts with { Visibility = ConfigVisibility.Full };
         return facts with
         {
             Driver = Driver,

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using IommuKit.Pci;
@@ -17,8 +18,11 @@ namespace IommuKit.Sources.Lspci;
 /// </remarks>
 public static partial class LspciReader
 {
-    /// <summary>Largest dump accepted, in characters (and bytes for <see cref="Load"/>): a 4,096-device -vvv dump is ~15 MB.</summary>
-    public const int MaxTextLength = 64 * 1024 * 1024;
+    /// <summary>
+    /// Largest dump accepted, in characters (and bytes for <see cref="Load"/>): a 4,096-device <c>-vvnn</c> dump is about
+    /// 12 MB, the same machine with <c>-xxxx</c> (4 KiB of config as 12 KiB of hex per device) about 70 MB.
+    /// </summary>
+    public const int MaxTextLength = 128 * 1024 * 1024;
     /// <summary>Longest line accepted: lspci lines are under 300 characters, a <c>-xxxx</c> hex line is 52.</summary>
     public const int MaxLineLength = 4096;
     /// <summary>Most device records accepted in one dump.</summary>
@@ -37,6 +41,7 @@ public static partial class LspciReader
     {
         ArgumentNullException.ThrowIfNull(text);
         var span = text.AsSpan(0, Math.Min(text.Length, 256 * 1024));
+        if (span.Length > 0 && span[0] == '\uFEFF') span = span[1..]; // a byte order mark from an editor
         int nonBlank = 0;
         while (span.Length > 0 && nonBlank < MaxPreambleLines)
         {
@@ -95,9 +100,45 @@ public static partial class LspciReader
         return true;
     }
 
-    // "00: 86 80 10 a1 ..." (-x/-xxx) or "100: 01 00 ..." (-xxxx): pciutils lspci.c show_hex_dump prints "%02x:" then " %02x" per byte.
-    [GeneratedRegex(@"^(?<off>[0-9a-fA-F]{2,3}):(?<bytes>(?: [0-9a-fA-F]{2}){1,16})\s*$", RegexOptions.CultureInvariant)]
-    private static partial Regex HexLineRegex();
+    /// <summary>
+    /// Reads a hex row: "00: 86 80 10 a1 ..." (-x/-xxx) or "100: 01 00 ..." (-xxxx). pciutils lspci.c show_hex_dump
+    /// prints "%02x:" every 16 bytes, then " %02x" per byte. Hand-written rather than a regex: a -xxxx dump has 256 rows
+    /// per device.
+    /// </summary>
+    /// <param name="bytes">Receives up to 16 bytes.</param>
+    internal static bool TryParseHexRow(ReadOnlySpan<char> line, Span<byte> bytes, out int offset, out int count)
+    {
+        offset = 0;
+        count = 0;
+        int colon = line.IndexOf(':');
+        if (colon is not (2 or 3)) return false;
+        for (int i = 0; i < colon; i++)
+        {
+            int v = HexValue(line[i]);
+            if (v < 0) return false;
+            offset = offset * 16 + v;
+        }
+        var rest = line[(colon + 1)..].TrimEnd();
+        if (rest.Length == 0 || rest.Length % 3 != 0 || rest.Length > 16 * 3) return false;
+        int n = rest.Length / 3;
+        for (int k = 0; k < n; k++)
+        {
+            if (rest[k * 3] != ' ') return false;
+            int hi = HexValue(rest[k * 3 + 1]), lo = HexValue(rest[k * 3 + 2]);
+            if (hi < 0 || lo < 0) return false;
+            bytes[k] = (byte)(hi << 4 | lo);
+        }
+        count = n;
+        return true;
+    }
+
+    private static int HexValue(char c) => c switch
+    {
+        >= '0' and <= '9' => c - '0',
+        >= 'a' and <= 'f' => c - 'a' + 10,
+        >= 'A' and <= 'F' => c - 'A' + 10,
+        _ => -1,
+    };
 
     // A line that starts like a hex line but is not one.
     [GeneratedRegex(@"^[0-9a-fA-F]{2,3}:(?: |$)", RegexOptions.CultureInvariant)]
@@ -128,9 +169,37 @@ public static partial class LspciReader
     [GeneratedRegex(@"^Bus: primary=(?<p>[0-9a-fA-F]{2}), secondary=(?<s>[0-9a-fA-F]{2}), subordinate=(?<u>[0-9a-fA-F]{2})", RegexOptions.CultureInvariant)]
     private static partial Regex BusRegex();
 
-    // "Capabilities: [40] Express ..." / "Capabilities: [148 v1] Access Control Services".
-    [GeneratedRegex(@"^Capabilities: \[(?<off>[0-9a-fA-F]{1,3})(?: v(?<ver>[0-9]{1,2}))?\] ?(?<name>.*)$", RegexOptions.CultureInvariant)]
-    private static partial Regex CapRegex();
+    /// <summary>
+    /// Reads "[40] Express ..." or "[148 v1] Access Control Services" (after "Capabilities: "): the offset, the
+    /// extended capability's version (-1 for a standard capability, printed without one) and the name.
+    /// </summary>
+    internal static bool TryParseCapabilityHead(ReadOnlySpan<char> s, out int offset, out int version, out ReadOnlySpan<char> name)
+    {
+        offset = 0;
+        version = -1;
+        name = default;
+        if (s.Length < 3 || s[0] != '[') return false;
+        int close = s.IndexOf(']');
+        if (close < 2) return false;
+        var inside = s[1..close];
+        int sp = inside.IndexOf(' ');
+        var off = sp < 0 ? inside : inside[..sp];
+        if (off.Length is 0 or > 3) return false;
+        foreach (char c in off)
+        {
+            int v = HexValue(c);
+            if (v < 0) return false;
+            offset = offset * 16 + v;
+        }
+        if (sp >= 0)
+        {
+            var ver = inside[(sp + 1)..];
+            if (ver.Length is < 2 or > 3 || ver[0] != 'v' || !int.TryParse(ver[1..], NumberStyles.None, CultureInfo.InvariantCulture, out version))
+                return false;
+        }
+        name = s[(close + 1)..].TrimStart();
+        return true;
+    }
 
     // ls-caps.c cap_express: "Express (v2) Root Port (Slot+), MSI 00" (the "(vN)" only at -vv).
     [GeneratedRegex(@"^Express (?:\(v(?<ver>[0-9]+)\) )?(?<type>Endpoint|Legacy Endpoint|Root Port|Upstream Port|Downstream Port|PCI-Express to PCI/PCI-X Bridge|PCI/PCI-X to PCI-Express Bridge|Root Complex Integrated Endpoint|Root Complex Event Collector|Unknown type (?<num>[0-9]+))(?: \(Slot(?<slot>[+-])\))?", RegexOptions.CultureInvariant)]
@@ -196,6 +265,7 @@ public static partial class LspciReader
         private LspciDevice? _current;
         private bool _blankSinceHeader;
         private int _preamble;
+        private readonly List<string> _preambleWarnings = new(); // reported only if a device follows
         private int _firstNonBlankLine;
 
         // The last line read: whether it ended with '\n' and whether it carried a fact we used.
@@ -220,56 +290,35 @@ public static partial class LspciReader
 
         public Machine Run()
         {
-            int pos = 0;
+            int pos = _text.Length > 0 && _text[0] == '\uFEFF' ? 1 : 0; // a byte order mark from an editor
             int lineNo = 0;
-            string? pending = null; // a line rebuilt after pcilib stderr was cut out of it
-            int pendingLine = 0;
-            while (pos < _text.Length || pending is not null)
+            while (pos < _text.Length)
             {
-                ReadOnlySpan<char> line;
-                int thisLine;
-                bool terminated;
-                if (pending is not null)
-                {
-                    line = pending;
-                    thisLine = pendingLine;
-                    terminated = _lastLineTerminated;
-                    pending = null;
-                }
-                else
-                {
-                    int nl = _text.IndexOf('\n', pos);
-                    int end = nl < 0 ? _text.Length : nl;
-                    line = _text.AsSpan(pos, end - pos);
-                    terminated = nl >= 0;
-                    pos = nl < 0 ? _text.Length : nl + 1;
-                    thisLine = ++lineNo;
-                    if (line.Length > MaxLineLength)
-                        throw Error($"line of {line.Length} characters is longer than the {MaxLineLength}-character cap", thisLine, _current?.Address);
-                    if (line.Length > 0 && line[^1] == '\r') line = line[..^1];
+                ReadOnlySpan<char> line = NextPhysicalLine(ref pos, ref lineNo, out bool terminated);
+                int thisLine = lineNo;
 
-                    // pcilib's stderr interleaved with stdout: "\t\tLnkCap2: Supported pcilib: sysfs_read_vpd: read
-                    // failed: No such device\nLink Speeds: ..." -- cut the message out and join the two halves.
-                    int pcilib = line.IndexOf("pcilib: ", StringComparison.Ordinal);
-                    if (pcilib >= 0)
+                // stderr interleaved with stdout when both went to one file: pcilib's "pcilib: sysfs_read_vpd: read
+                // failed: No such device" or lspci's "lspci: Unable to load libkmod resources: error -2", inserted
+                // anywhere, even mid-line ("\t\tLnkCap2: Supported pcilib: ...\nLink Speeds: ..."). Each message runs
+                // to its newline; stdout resumes on the next line. Cut the messages out and join the halves.
+                int cut = StderrMessageAt(line, 0);
+                if (cut >= 0)
+                {
+                    string joined = line[..cut].ToString();
+                    while (pos < _text.Length)
                     {
-                        int nl2 = pos < _text.Length ? _text.IndexOf('\n', pos) : -1;
-                        if (pos < _text.Length)
-                        {
-                            int end2 = nl2 < 0 ? _text.Length : nl2;
-                            var next = _text.AsSpan(pos, end2 - pos);
-                            if (next.Length > MaxLineLength)
-                                throw Error($"line of {next.Length} characters is longer than the {MaxLineLength}-character cap", lineNo + 1, _current?.Address);
-                            if (next.Length > 0 && next[^1] == '\r') next = next[..^1];
-                            pos = nl2 < 0 ? _text.Length : nl2 + 1;
-                            lineNo++;
-                            pending = string.Concat(line[..pcilib], next);
-                            pendingLine = thisLine;
-                            _lastLineTerminated = nl2 >= 0;
-                            continue;
-                        }
-                        line = line[..pcilib];
+                        var next = NextPhysicalLine(ref pos, ref lineNo, out terminated);
+                        int from = joined.Length;
+                        joined = string.Concat(joined, next);
+                        int again = StderrMessageAt(joined, from);
+                        if (again < 0) break;
+                        joined = joined[..again];
+                        if (joined.Length > MaxLineLength)
+                            throw Error($"line of {joined.Length} characters is longer than the {MaxLineLength}-character cap", thisLine, _current?.Address);
                     }
+                    if (joined.Length > MaxLineLength)
+                        throw Error($"line of {joined.Length} characters is longer than the {MaxLineLength}-character cap", thisLine, _current?.Address);
+                    line = joined;
                 }
                 _lastLineTerminated = terminated;
                 _lastLineWasFact = false;
@@ -283,6 +332,31 @@ public static partial class LspciReader
                 throw Error("not lspci output: no device line such as `00:1f.3 SMBus [0c05]: ...` found", _firstNonBlankLine);
             }
             return Build();
+        }
+
+        /// <summary>The next line of the text without its line end; checks the line-length cap.</summary>
+        private ReadOnlySpan<char> NextPhysicalLine(ref int pos, ref int lineNo, out bool terminated)
+        {
+            int nl = _text.IndexOf('\n', pos);
+            int end = nl < 0 ? _text.Length : nl;
+            var line = _text.AsSpan(pos, end - pos);
+            terminated = nl >= 0;
+            pos = nl < 0 ? _text.Length : nl + 1;
+            lineNo++;
+            if (line.Length > MaxLineLength)
+                throw Error($"line of {line.Length} characters is longer than the {MaxLineLength}-character cap", lineNo, _current?.Address);
+            if (line.Length > 0 && line[^1] == '\r') line = line[..^1];
+            return line;
+        }
+
+        /// <summary>Where a stderr message of pcilib or lspci starts in <paramref name="line"/> at or after <paramref name="from"/>, or -1.</summary>
+        private static int StderrMessageAt(ReadOnlySpan<char> line, int from)
+        {
+            var tail = line[from..];
+            int a = tail.IndexOf("pcilib: ", StringComparison.Ordinal);
+            int b = tail.IndexOf("lspci: ", StringComparison.Ordinal);
+            int at = a < 0 ? b : b < 0 ? a : Math.Min(a, b);
+            return at < 0 ? -1 : from + at;
         }
 
         private void HandleLine(ReadOnlySpan<char> line, int lineNo)
@@ -315,10 +389,10 @@ public static partial class LspciReader
             }
             if (column0 && _current is not null)
             {
-                var hex = HexLineRegex().Match(line.ToString());
-                if (hex.Success)
+                Span<byte> row = stackalloc byte[16];
+                if (TryParseHexRow(line, row, out int offset, out int count))
                 {
-                    AddHex(hex, lineNo);
+                    AddHex(offset, row[..count], lineNo);
                     return;
                 }
                 if (HexishRegex().IsMatch(line))
@@ -334,32 +408,45 @@ public static partial class LspciReader
                 }
                 if (_blankSinceHeader)
                     throw Error("expected a device line such as `00:1f.3 SMBus [0c05]: ...` after the blank line", lineNo, _current.Address);
-                // A body line whose indentation was lost in a paste: read it like an indented one.
+                if (_current.IndentedLines > 0)
+                {
+                    // lspci indents every detail line; this record did so until here, so this is not lspci's.
+                    Warn($"{_origin}:{lineNo}: {_current.Address}: unindented text inside the record is not an lspci line; skipped");
+                    _current.LastLine = lineNo;
+                    return;
+                }
+                // A body line whose indentation was lost in a paste (the whole record is flush left): read it as indented.
+            }
+            else if (_current is not null)
+            {
+                _current.IndentedLines++;
             }
             if (_current is null)
             {
                 // Text before the first device: a shell prompt, an lspci warning. Tolerated, briefly.
                 if (++_preamble > MaxPreambleLines)
                     throw Error($"not lspci output: no device line such as `00:1f.3 SMBus [0c05]: ...` in the first {MaxPreambleLines} lines", _firstNonBlankLine);
+                _preambleWarnings.Add($"{_origin}:{lineNo}: text before the first device is not an lspci line; skipped");
                 return;
             }
             _current.LastLine = lineNo;
             HandleBody(_current, line.Trim(), lineNo);
         }
 
-        private static bool HasControlCharacters(ReadOnlySpan<char> line)
-        {
-            foreach (char c in line)
-            {
-                if (c < ' ' && c != '\t') return true;
-                if (c == '\u007f' || c == '\uFFFD') return true;
-            }
-            return false;
-        }
+        // Control characters other than tab, DEL, and U+FFFD (what undecodable bytes become): binary noise.
+        private static readonly SearchValues<char> s_noise = SearchValues.Create(
+            "\0\u0001\u0002\u0003\u0004\u0005\u0006\u0007\b\n\v\f\r\u000e\u000f\u0010\u0011\u0012\u0013\u0014\u0015\u0016\u0017\u0018\u0019\u001a\u001b\u001c\u001d\u001e\u001f\u007f\uFFFD");
+
+        private static bool HasControlCharacters(ReadOnlySpan<char> line) => line.IndexOfAny(s_noise) >= 0;
 
         private void StartDevice(PciAddress address, ReadOnlySpan<char> rest, int lineNo)
         {
             FinishCurrent(atEnd: false);
+            if (_preambleWarnings.Count > 0)
+            {
+                foreach (var w in _preambleWarnings) Warn(w);
+                _preambleWarnings.Clear();
+            }
             if (!_seen.Add(address))
                 throw Error("the same PCI function appears twice in the dump", lineNo, address);
             if (_seen.Count > MaxDevices)
@@ -406,21 +493,19 @@ public static partial class LspciReader
             if (pi.Success) dev.ProgIf = byte.Parse(pi.Groups["pi"].ValueSpan, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
         }
 
-        private void AddHex(Match hex, int lineNo)
+        private void AddHex(int offset, ReadOnlySpan<byte> bytes, int lineNo)
         {
             var dev = _current!;
             dev.LastLine = lineNo;
             _lastLineWasFact = true;
             if (dev.HexBroken) return;
-            int offset = int.Parse(hex.Groups["off"].ValueSpan, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
             if (offset != dev.HexLength || dev.HexPartialLine)
             {
                 Warn($"{_origin}:{lineNo}: {dev.Address}: hex dump line at offset 0x{offset:x} does not follow offset 0x{dev.HexLength:x}; the device's hex dump is ignored");
                 dev.HexBroken = true;
                 return;
             }
-            var bytes = hex.Groups["bytes"].ValueSpan;
-            int count = bytes.Length / 3;
+            int count = bytes.Length;
             if (offset + count > ConfigSpace.ExtendedSize)
             {
                 Warn($"{_origin}:{lineNo}: {dev.Address}: hex dump runs past the {ConfigSpace.ExtendedSize}-byte config space; the device's hex dump is ignored");
@@ -428,8 +513,7 @@ public static partial class LspciReader
                 return;
             }
             dev.Hex ??= new byte[ConfigSpace.ExtendedSize];
-            for (int i = 0; i < count; i++)
-                dev.Hex[offset + i] = byte.Parse(bytes.Slice(i * 3 + 1, 2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
+            bytes.CopyTo(dev.Hex.AsSpan(offset));
             dev.HexLength = offset + count;
             if (count < 16) dev.HexPartialLine = true;
         }
@@ -449,6 +533,11 @@ public static partial class LspciReader
             if (s.StartsWith("Control:", StringComparison.Ordinal) && dev.Context == LspciCapContext.None)
             {
                 dev.SawControl = true;
+                return;
+            }
+            if (s.StartsWith("Flags:", StringComparison.Ordinal) && dev.Context == LspciCapContext.None)
+            {
+                dev.SawFlags = true;
                 return;
             }
             if (s.StartsWith("Subsystem:", StringComparison.Ordinal))
@@ -542,17 +631,15 @@ public static partial class LspciReader
                 dev.Context = LspciCapContext.None;
                 return;
             }
-            var m = CapRegex().Match(s.ToString());
-            if (!m.Success) { Malformed(dev, lineNo, "Capabilities:"); return; }
-            int offset = int.Parse(m.Groups["off"].ValueSpan, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
-            bool extended = m.Groups["ver"].Success;
-            if (extended ? offset < ConfigSpace.ConventionalSize : offset >= ConfigSpace.ConventionalSize || offset < 0x40)
+            // Extended capabilities live at 0x100 and above; -vv prints their version ("[148 v1]"), -v does not ("[148]").
+            if (!TryParseCapabilityHead(rest, out int offset, out int ver, out var name) ||
+                (ver >= 0 && offset < ConfigSpace.ConventionalSize) || offset < 0x40)
             {
                 Malformed(dev, lineNo, "Capabilities:");
                 return;
             }
-            var name = m.Groups["name"].ValueSpan;
-            byte version = extended ? byte.Parse(m.Groups["ver"].ValueSpan, NumberStyles.None, CultureInfo.InvariantCulture) : (byte)0;
+            bool extended = offset >= ConfigSpace.ConventionalSize;
+            byte version = ver >= 0 ? (byte)ver : (byte)0;
             if (LspciCapabilityNames.TryGetId(name, extended, out ushort id))
                 dev.Capabilities.Add(new PciCapability(id, offset, extended, version));
 
@@ -722,15 +809,60 @@ public static partial class LspciReader
             return max;
         }
 
+        /// <summary>
+        /// Text does not show the header type, so the topology infers a function 0's multifunction bit from the other
+        /// functions in its slot. SR-IOV virtual functions do not count: they are not found by pci_scan_slot but placed
+        /// by pci_iov_add_virtfn at PF + offset + n * stride, and a PF whose slot holds only its VFs (or other PFs' VFs)
+        /// reads its own header bit, which is clear. Bounded: at most <c>8 x devices + 65536</c> VF addresses computed.
+        /// </summary>
+        private static void MarkSlotsHoldingOnlyVirtualFunctions(List<PciDeviceFacts> facts)
+        {
+            var vfs = new HashSet<PciAddress>();
+            long budget = 8L * facts.Count + 65536;
+            foreach (var f in facts)
+            {
+                if (f.Sriov is not { NumVfs: > 0 } sriov || f.Sriov.VfStride == 0 && sriov.NumVfs > 1) continue;
+                for (int n = 0; n < sriov.NumVfs && budget-- > 0; n++)
+                {
+                    if (sriov.VfAddress(f.Address, n) is { } vf) vfs.Add(vf);
+                }
+            }
+            if (vfs.Count == 0) return;
+            var present = new HashSet<PciAddress>(facts.Count);
+            foreach (var f in facts) present.Add(f.Address);
+            for (int i = 0; i < facts.Count; i++)
+            {
+                var f = facts[i];
+                if (f.Address.Function != 0 || f.MultifunctionBit is not null || vfs.Contains(f.Address)) continue;
+                bool siblings = false, onlyVfs = true;
+                for (int fn = 1; fn < 8; fn++)
+                {
+                    var other = f.Address.WithFunction(fn);
+                    if (!present.Contains(other)) continue;
+                    siblings = true;
+                    if (!vfs.Contains(other)) { onlyVfs = false; break; }
+                }
+                if (siblings && onlyVfs) facts[i] = f with { MultifunctionBit = false };
+            }
+        }
+
         private Machine Build()
         {
             var builder = new PciTopologyBuilder();
             var groups = new SortedDictionary<int, List<PciAddress>>();
+            var slots = new Dictionary<string, string>(StringComparer.Ordinal);
             int denied = 0, bare = 0, acsDetail = 0, headerHex = 0, noIds = 0;
-            foreach (var dev in _devices)
+            bool dumpHasExtended = ExpectedHexLength() > ConfigSpace.ConventionalSize;
+            var allFacts = new List<PciDeviceFacts>(_devices.Count);
+            foreach (var dev in _devices) allFacts.Add(dev.ToFacts(_origin, Warn, dumpHasExtended));
+            MarkSlotsHoldingOnlyVirtualFunctions(allFacts);
+            for (int i = 0; i < _devices.Count; i++)
             {
-                var facts = dev.ToFacts(_origin, Warn);
-                builder.Add(facts);
+                var dev = _devices[i];
+                builder.Add(allFacts[i]);
+                // "Physical Slot: N" is the sysfs slot name; sysfs slots/N/address holds domain:bus:device.
+                if (dev.PhysicalSlot is { } slot)
+                    slots.TryAdd(slot, string.Create(CultureInfo.InvariantCulture, $"{dev.Address.Domain:x4}:{dev.Address.Bus:x2}:{dev.Address.Device:x2}"));
                 if (dev.KernelGroup is { } g)
                 {
                     if (!groups.TryGetValue(g, out var list)) groups[g] = list = new List<PciAddress>();
@@ -744,7 +876,7 @@ public static partial class LspciReader
                 {
                     if (!dev.IdsKnown) noIds++;
                     if (dev.AccessDenied) denied++;
-                    else if (dev.BodyLines == 0) bare++;
+                    else if (!dev.SawDetail) bare++;
                     else if (dev.AcsDetailMissing) acsDetail++;
                 }
             }
@@ -754,7 +886,7 @@ public static partial class LspciReader
             if (headerHex > 0)
                 Warn($"{_origin}: {headerHex} of {_devices.Count} devices have a hex dump of the 64-byte header only (lspci -x, or not root): their capabilities, PCI Express type and ACS are unknown; use sudo lspci -xxxx");
             if (bare > 0)
-                Warn($"{_origin}: {bare} of {_devices.Count} devices have no detail lines (lspci without -vv): bridges, PCI Express types and ACS are unknown; use sudo lspci -vvnn");
+                Warn($"{_origin}: {bare} of {_devices.Count} devices have no detail lines (lspci without -v): bridges, PCI Express types and ACS are unknown; use sudo lspci -vvnn");
             if (acsDetail > 0)
                 Warn($"{_origin}: {acsDetail} devices show an ACS capability without its ACSCap/ACSCtl lines (lspci -v): ACS is unknown; use sudo lspci -vvnn");
             if (noIds > 0)
@@ -786,6 +918,7 @@ public static partial class LspciReader
                 Topology = topology,
                 Origin = _origin,
                 KernelGroups = kernelGroups,
+                Slots = slots,
                 Warnings = _warnings,
             };
         }

@@ -1,0 +1,69 @@
+using IommuKit.Pci;
+using IommuKit.Sources;
+using Xunit;
+using static IommuKit.Cli.Tests.CliRunner;
+
+namespace IommuKit.Cli.Tests;
+
+public class ConsistencyAndColourTests
+{
+    /// <summary>g_k612_intel_mixed with the kernel's group 3 cut in two: 00:04.1 alone in a new group 19.</summary>
+    private static string MachineWithATamperedKernelGroup()
+    {
+        var m = MachineSource.Load(Oracle("g_k612_intel_mixed"));
+        var gone = PciAddress.Parse("0000:00:04.1");
+        var groups = m.KernelGroups!.Select(g => g.Id == 3 ? g with { Devices = g.Devices.Where(d => d != gone).ToList() } : g).ToList();
+        groups.Add(new KernelGroup(19, "DMA-FQ", groups[0].ReservedRegions, [gone]));
+        var tampered = new Machine
+        {
+            Topology = m.Topology, Origin = m.Origin, KernelRelease = m.KernelRelease, CommandLine = m.CommandLine,
+            IommuUnits = m.IommuUnits, KernelGroups = groups, Slots = m.Slots,
+        };
+        var path = Path.Combine(Path.GetTempPath(), $"iommukit-cli-tampered-{Environment.ProcessId}.json");
+        File.WriteAllText(path, MachineJson.ToJson(tampered));
+        return path;
+    }
+
+    [Fact]
+    public void KernelGroupsTheModelDisagreesWithAreShownWithAWarningNamingTheDevicesAndExitOne()
+    {
+        var path = MachineWithATamperedKernelGroup();
+        try
+        {
+            var r = Run("groups", "--source", path, "--pci-ids", "none");
+            Assert.Equal(1, r.Code);
+            Assert.Contains("20 IOMMU groups from the kernel; the model disagrees in 2 place(s).", r.Lines);
+            Assert.Contains("warning: model disagrees with the kernel: kernel group 3 is 00:04.0; the model's group 3 is 00:04.0 00:04.1", r.Err);
+            Assert.Contains("warning: model disagrees with the kernel: kernel group 19 is 00:04.1; the model's group 3 is 00:04.0 00:04.1", r.Err);
+            var j = Run("groups", "--json", "--source", path, "--pci-ids", "none");
+            Assert.Equal(2, j.Json.GetProperty("disagreements").GetArrayLength());
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Fact]
+    public void ColourIsUsedOnlyWhenTheConsoleAllowsIt()
+    {
+        var o = new StringWriter();
+        Program.Run(["groups", "--group", "2", "--source", Oracle("g_k612_intel_mixed"), "--pci-ids", "none"], new CliConsole(o, new StringWriter(), color: true, width: 80));
+        Assert.Contains("\u001b[1mGroup 2\u001b[0m", o.ToString());
+        var plain = Run("groups", "--group", "2", "--source", Oracle("g_k612_intel_mixed"), "--pci-ids", "none");
+        Assert.DoesNotContain("\u001b", plain.Out);
+    }
+
+    [Fact]
+    public void NoTextLineEndsWithWhitespace()
+    {
+        foreach (var args in new[]
+                 {
+                     new[] { "groups", "--source", Oracle("g_k612_intel_mixed") },
+                     new[] { "vfio-check", "04:00.0", "--source", Oracle("g_k612_intel_mixed") },
+                     new[] { "explain", "00:1f.2", "--source", Oracle("g_k612_intel_mixed") },
+                     new[] { "groups", "--source", Oracle("f_no_viommu") },
+                 })
+        {
+            var r = Run([.. args, "--pci-ids", SampleIds]);
+            Assert.All(r.Lines, l => Assert.Equal(l.TrimEnd(), l));
+        }
+    }
+}

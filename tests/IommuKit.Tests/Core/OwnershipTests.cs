@@ -1,0 +1,190 @@
+using IommuKit.Core;
+using Xunit;
+using static IommuKit.Tests.Core.CoreRig;
+
+namespace IommuKit.Tests.Core;
+
+public class OwnershipTests
+{
+    private static (IommuCore Core, TestDriver Drv, IommuDevice A, IommuDevice B) Pair(KernelVersion? k = null)
+    {
+        var core = NewCore(kernel: k);
+        var drv = new TestDriver();
+        drv.GroupKey["a"] = drv.GroupKey["b"] = "g";
+        var a = Dev("a");
+        var b = Dev("b");
+        Boot(core, drv, a, b);
+        return (core, drv, a, b);
+    }
+
+    [Fact]
+    public void DmaApiDriversCountAsOwnersAndDriverManagedDmaDriversDoNot()
+    {
+        var (core, _, a, b) = Pair();
+        Assert.True(core.BindDriver(a, "e1000e").IsOk);
+        Assert.True(core.BindDriver(b, "vfio-pci").IsOk);
+        Assert.Equal(1u, a.Group!.OwnerCount);
+        Assert.True(core.DmaOwnerClaimed(a.Group));
+        core.UnbindDriver(a);
+        Assert.Equal(0u, a.Group.OwnerCount);
+        Assert.Empty(core.CheckInvariants());
+    }
+
+    [Fact]
+    public void GroupClaimWhileAKernelDriverIsBoundIsEpermNamingTheDevice()
+    {
+        var (core, _, a, b) = Pair();
+        core.BindDriver(b, "e1000e");
+        core.BindDriver(a, "vfio-pci");
+        var r = core.GroupClaimDmaOwner(a.Group!, new object());
+        Assert.Equal(Errno.EPERM, r.Errno);
+        Assert.Contains("b (e1000e)", r.Reason);
+    }
+
+    [Fact]
+    public void ClaimPutsTheGroupInTheBlockingDomainAndReleaseRestoresTheDefault()
+    {
+        var (core, _, a, b) = Pair();
+        var g = a.Group!;
+        var cookie = new object();
+        Assert.True(core.GroupClaimDmaOwner(g, cookie).IsOk);
+        Assert.Same(g.BlockingDomain, g.Domain);
+        Assert.Same(cookie, g.Owner);
+        Assert.Equal(1u, g.OwnerCount);
+        Assert.All(new[] { a, b }, d => Assert.Same(g.BlockingDomain, d.AttachedDomain));
+        core.GroupReleaseDmaOwner(g);
+        Assert.Same(g.DefaultDomain, g.Domain);
+        Assert.Null(g.Owner);
+        Assert.Equal(0u, g.OwnerCount);
+    }
+
+    [Fact]
+    public void StaticBlockedDomainIsUsedWhenTheDriverHasOne()
+    {
+        var core = NewCore();
+        var drv = new TestDriver(staticBlocked: true);
+        var a = Dev("a");
+        Boot(core, drv, a);
+        Assert.True(core.GroupClaimDmaOwner(a.Group!, new object()).IsOk);
+        Assert.Same(drv.StaticBlockedDomain, a.Group!.Domain);
+    }
+
+    [Fact]
+    public void SecondGroupClaimIsEpermEvenWithTheSameCookie()
+    {
+        var (core, _, a, _) = Pair();
+        var cookie = new object();
+        Assert.True(core.GroupClaimDmaOwner(a.Group!, cookie).IsOk);
+        Assert.Equal(Errno.EPERM, core.GroupClaimDmaOwner(a.Group!, cookie).Errno);
+    }
+
+    [Fact]
+    public void DeviceClaimsWithOneCookieStackAndAnotherCookieIsEperm()
+    {
+        var (core, _, a, b) = Pair();
+        var ctx = new object();
+        Assert.True(core.DeviceClaimDmaOwner(a, ctx).IsOk);
+        Assert.True(core.DeviceClaimDmaOwner(b, ctx).IsOk);
+        Assert.Equal(2u, a.Group!.OwnerCount);
+        Assert.Equal(Errno.EPERM, core.DeviceClaimDmaOwner(b, new object()).Errno);
+        core.DeviceReleaseDmaOwner(a);
+        Assert.Equal(1u, a.Group.OwnerCount);
+        Assert.Same(a.Group.BlockingDomain, a.Group.Domain);
+        core.DeviceReleaseDmaOwner(b);
+        Assert.Same(a.Group.DefaultDomain, a.Group.Domain);
+        Assert.Empty(core.CheckInvariants());
+    }
+
+    [Fact]
+    public void DeviceClaimWhileAKernelDriverUsesTheGroupIsEperm()
+    {
+        var (core, _, a, b) = Pair();
+        core.BindDriver(a, "virtio-pci");
+        Assert.Equal(Errno.EPERM, core.DeviceClaimDmaOwner(b, new object()).Errno);
+    }
+
+    [Fact]
+    public void ClaimWithoutCookieIsEinvalAndWithoutGroupIsEnodev()
+    {
+        var (core, _, a, _) = Pair();
+        Assert.Equal(Errno.EINVAL, core.GroupClaimDmaOwner(a.Group!, null!).Errno);
+        Assert.Equal(Errno.EINVAL, core.DeviceClaimDmaOwner(a, null!).Errno);
+        var lone = Dev("noiommu0");
+        Assert.Equal(Errno.ENODEV, core.HotplugAdd(lone).Errno);
+        Assert.Equal(Errno.ENODEV, core.DeviceClaimDmaOwner(lone, new object()).Errno);
+        Assert.True(core.BindDriver(lone, "e1000e").IsOk); // no group: use_default_domain succeeds
+    }
+
+    [Fact]
+    public void BindingADmaApiDriverToAUserOwnedGroupIsEbusyButVfioBinds()
+    {
+        var (core, _, a, b) = Pair();
+        Assert.True(core.GroupClaimDmaOwner(a.Group!, new object()).IsOk);
+        var r = core.BindDriver(b, "e1000e");
+        Assert.Equal(Errno.EBUSY, r.Errno);
+        Assert.Contains("owned by a user", r.Reason);
+        Assert.True(core.BindDriver(b, "vfio-pci").IsOk);
+        Assert.Empty(core.CheckInvariants());
+    }
+
+    [Fact]
+    public void ClaimWhileAnApiUsersDomainIsAttachedIsEbusy()
+    {
+        var (core, _, a, _) = Pair();
+        core.AllocPagingDomain(a, out var user);
+        Assert.True(core.AttachGroup(user!, a.Group!).IsOk);
+        Assert.Equal(Errno.EBUSY, core.GroupClaimDmaOwner(a.Group!, new object()).Errno);
+    }
+
+    [Fact]
+    public void DetachingTheUserDomainOfAnOwnedGroupReturnsToBlockingNotDefault()
+    {
+        var (core, _, a, _) = Pair();
+        var g = a.Group!;
+        core.GroupClaimDmaOwner(g, new object());
+        core.AllocPagingDomain(a, out var user);
+        Assert.True(core.AttachGroup(user!, g).IsOk);
+        Assert.Same(user, g.Domain);
+        core.DetachGroup(user!, g);
+        Assert.Same(g.BlockingDomain, g.Domain);
+        core.GroupReleaseDmaOwner(g);
+        Assert.Same(g.DefaultDomain, g.Domain);
+    }
+
+    [Fact]
+    public void KernelDriverCannotJoinAGroupOnAnApiUsersDomainWhileOthersUseIt()
+    {
+        var (core, _, a, b) = Pair();
+        Assert.True(core.BindDriver(a, "e1000e").IsOk);
+        core.AllocPagingDomain(a, out var user);
+        Assert.True(core.AttachGroup(user!, a.Group!).IsOk); // attach_group does not check kernel use
+        Assert.Equal(Errno.EBUSY, core.BindDriver(b, "e1000e").Errno);
+    }
+}
+
+public class PreOwnershipApiTests
+{
+    [Fact]
+    public void Before519AGroupIsTakenOnlyWhenViableAndKernelBindsAreNotStopped()
+    {
+        var core = NewCore(kernel: KernelVersion.V5_18);
+        var drv = new TestDriver();
+        drv.GroupKey["a"] = drv.GroupKey["b"] = "g";
+        var a = Dev("a");
+        var b = Dev("b");
+        Boot(core, drv, a, b);
+        Assert.False(core.Kernel.HasDmaOwnership);
+        core.BindDriver(a, "e1000e");
+        core.BindDriver(b, "vfio-pci");
+        var r = core.GroupClaimDmaOwner(a.Group!, new object());
+        Assert.Equal(Errno.EINVAL, r.Errno);
+        Assert.Contains("not viable: a is bound to e1000e", r.Reason);
+        core.UnbindDriver(a);
+        Assert.True(core.GroupClaimDmaOwner(a.Group!, new object()).IsOk);
+        Assert.True(core.BindDriver(a, "e1000e").IsOk); // nothing stopped this before 5.19
+        Assert.Contains(core.Log, l => l.Contains("while group 0 is in use", StringComparison.Ordinal));
+        core.GroupReleaseDmaOwner(a.Group!);
+        Assert.Equal(1u, a.Group!.OwnerCount);
+        Assert.Empty(core.CheckInvariants());
+    }
+}
