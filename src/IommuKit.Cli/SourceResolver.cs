@@ -17,14 +17,15 @@ public static class SourceResolver
     /// note on stderr saying so. The machine's load warnings are printed on stderr (<c>warning: …</c>).
     /// </summary>
     /// <exception cref="InputException">The source is bad input (exit code 3 at the command boundary).</exception>
-    public static Machine Resolve(string? source, CliConsole console)
+    /// <param name="hostRoot">The root read when <paramref name="source"/> is omitted (tests point it at a directory).</param>
+    public static Machine Resolve(string? source, CliConsole console, string hostRoot = "/")
     {
         Machine machine;
         if (!string.IsNullOrEmpty(source))
         {
             machine = MachineSource.Load(source);
         }
-        else if (MachineSource.LoadHost("/") is { } host)
+        else if (MachineSource.LoadHost(hostRoot) is { } host)
         {
             machine = host;
         }

@@ -199,6 +199,37 @@ public class SourcesCommandTests
         Assert.Empty(m.Warnings);
     }
 
+    [Fact]
+    public void HostWithoutPciSysfsFallsBackToTheBundledMachineWithANoteOnStderr()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"iommukit-nopci-{Guid.NewGuid():n}");
+        Directory.CreateDirectory(Path.Combine(dir, "sys", "bus"));
+        try
+        {
+            var o = new StringWriter();
+            var e = new StringWriter();
+            var m = SourceResolver.Resolve(null, new CliConsole(o, e, color: false, width: int.MaxValue), hostRoot: dir);
+            Assert.Equal(SourceResolver.ExampleOrigin, m.Origin);
+            Assert.StartsWith("note: this host has no PCI sysfs", e.ToString());
+            Assert.Equal("", o.ToString());
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    [Fact]
+    public void HostWithPciSysfsIsReadWithoutANote()
+    {
+        string dir = ExtractTemp("f_no_viommu");
+        try
+        {
+            var e = new StringWriter();
+            var m = SourceResolver.Resolve(null, new CliConsole(new StringWriter(), e, color: false, width: int.MaxValue), hostRoot: dir);
+            Assert.Equal(13, m.Topology.Count);
+            Assert.Equal("", e.ToString());
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
     private static string ExtractTemp(string name)
     {
         string dir = Path.Combine(Path.GetTempPath(), $"iommukit-cli-{Guid.NewGuid():n}");

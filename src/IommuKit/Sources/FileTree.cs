@@ -74,9 +74,17 @@ public abstract class FileTree
     public string? Resolve(string path)
     {
         if (IsCanonical(path)) return path;
+        // A load resolves the same device directories over and over (config, driver, iommu_group... of each device):
+        // the result of a path is remembered for the life of the tree, which is read-only.
+        if (_resolved.TryGetValue(path, out var known)) return known;
         int hops = 0;
-        return ResolveFrom("", path, ref hops, path);
+        string? result = ResolveFrom("", path, ref hops, path);
+        if (_resolved.Count < MaxRemembered) _resolved[path] = result;
+        return result;
     }
+
+    private const int MaxRemembered = 1 << 20;
+    private readonly Dictionary<string, string?> _resolved = new(StringComparer.Ordinal);
 
     private string? ResolveFrom(string start, string path, ref int hops, string original)
     {
@@ -201,18 +209,26 @@ public sealed class DirectoryFileTree : FileTree
 
     private string Full(string canonicalPath) => canonicalPath.Length == 0 ? _root : Path.Combine(_root, canonicalPath);
 
+    // One lstat per name for the life of the tree: a load walks the same directories many times.
+    private readonly Dictionary<string, FileNodeKind> _kinds = new(StringComparer.Ordinal);
+
     protected override FileNodeKind LstatCore(string canonicalPath)
     {
+        if (_kinds.TryGetValue(canonicalPath, out var known)) return known;
+        FileNodeKind kind;
         try
         {
-            var info = new FileInfo(Full(canonicalPath));
-            if (!info.Exists && !Directory.Exists(info.FullName) && info.LinkTarget is null) return FileNodeKind.Missing;
-            if (info.LinkTarget is not null) return FileNodeKind.Symlink;
-            if ((info.Attributes & FileAttributes.Directory) != 0) return FileNodeKind.Directory;
-            return FileNodeKind.File;
+            // FileSystemInfo.Attributes is an lstat on Unix: a symlink shows ReparsePoint, a missing name -1.
+            var attrs = new FileInfo(Full(canonicalPath)).Attributes;
+            kind = (int)attrs == -1 ? FileNodeKind.Missing
+                : (attrs & FileAttributes.ReparsePoint) != 0 ? FileNodeKind.Symlink
+                : (attrs & FileAttributes.Directory) != 0 ? FileNodeKind.Directory
+                : FileNodeKind.File;
         }
-        catch (IOException) { return FileNodeKind.Missing; }
-        catch (UnauthorizedAccessException) { return FileNodeKind.Missing; }
+        catch (IOException) { kind = FileNodeKind.Missing; }
+        catch (UnauthorizedAccessException) { kind = FileNodeKind.Missing; }
+        if (_kinds.Count < 1 << 20) _kinds[canonicalPath] = kind;
+        return kind;
     }
 
     protected override string ReadLinkCore(string canonicalPath) => new FileInfo(Full(canonicalPath)).LinkTarget ?? "";
@@ -241,7 +257,8 @@ public sealed class DirectoryFileTree : FileTree
         try
         {
             using var fs = new FileStream(Full(canonicalPath), FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1);
-            var buf = new byte[Math.Min(maxBytes + 1, 1 << 16)];
+            // Start small (attributes are a few bytes, config at most 4 KiB) and grow up to the cap.
+            var buf = new byte[Math.Min(maxBytes + 1, 4096 + 1)];
             int total = 0;
             while (total < maxBytes + 1)
             {

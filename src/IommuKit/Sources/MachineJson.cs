@@ -422,9 +422,17 @@ public static class MachineJson
                         throw Error($"{dp}.visibility", $"\"{vis}\" needs at least 256 config bytes, \"config\" has {bytes.Length}");
                     facts = facts with { Visibility = v };
                 }
-                CheckAgrees(d, dp, "vendor", facts.VendorId, 0xffff);
-                CheckAgrees(d, dp, "device", facts.DeviceId, 0xffff);
-                CheckAgrees(d, dp, "class", facts.ClassCode, 0xffffff);
+                // The ids are the kernel's view, which may differ from the bytes (an SR-IOV VF reads 0xffff): the
+                // explicit fields win. Capability facts below must agree with the bytes.
+                facts = facts with
+                {
+                    VendorId = (ushort)(Hex(d, dp, "vendor", 0xffff) ?? facts.VendorId),
+                    DeviceId = (ushort)(Hex(d, dp, "device", 0xffff) ?? facts.DeviceId),
+                    SubsystemVendorId = (ushort)(Hex(d, dp, "subsystem_vendor", 0xffff) ?? facts.SubsystemVendorId),
+                    SubsystemDeviceId = (ushort)(Hex(d, dp, "subsystem_device", 0xffff) ?? facts.SubsystemDeviceId),
+                    ClassCode = (uint)(Hex(d, dp, "class", 0xffffff) ?? facts.ClassCode),
+                    Revision = (byte)(Hex(d, dp, "revision", 0xff) ?? facts.Revision),
+                };
                 if (Str(d, dp, "pcie_type") is { } pt && facts.Visibility != ConfigVisibility.HeaderOnly && pt != (facts.Pcie?.Type ?? PcieType.None).ToJsonName())
                     throw Error($"{dp}.pcie_type", $"\"{pt}\" disagrees with the config bytes ({(facts.Pcie?.Type ?? PcieType.None).ToJsonName()}); remove \"config\" to override decoded facts");
                 if (d.TryGetProperty("acs", out var acsEl) && acsEl.ValueKind == JsonValueKind.Object)
@@ -613,12 +621,6 @@ public static class MachineJson
                 flags |= f ?? throw Error(ep, $"\"{s}\" is not an ACS bit (SrcValid TransBlk ReqRedir CmpltRedir UpstreamFwd EgressCtrl DirectTrans, or SV TB RR CR UF EC DT)");
             }
             return flags;
-        }
-
-        private void CheckAgrees(JsonElement d, string dp, string name, ulong decoded, ulong max)
-        {
-            if (Hex(d, dp, name, max) is { } v && v != decoded)
-                throw Error($"{dp}.{name}", $"0x{v:x} disagrees with the config bytes (0x{decoded:x}); remove \"config\" to override decoded facts");
         }
 
         private void Obj(JsonElement e, string path)

@@ -157,7 +157,8 @@ public static class SnapshotWriter
     {
         string? target = tree.ReadLink(path);
         if (target is null) return false;
-        int depth = path.Count(c => c == '/');
+        int depth = 0;
+        foreach (char c in path) if (c == '/') depth++;
         bool ok = target.Length > 0 && target[0] != '/';
         if (ok)
         {

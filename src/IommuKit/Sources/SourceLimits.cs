@@ -3,8 +3,8 @@ namespace IommuKit.Sources;
 /// <summary>
 /// Hard caps on what an input may make us read or hold, so a hostile or broken input (a gzip bomb, a tar header that
 /// declares a 2 GB member, millions of entries) is refused fast with an <see cref="InputException"/>, never a hang or an
-/// out-of-memory. The values are far above any real machine (a 4,096-function host snapshot is about 20 MB
-/// uncompressed and 60,000 entries) and are listed in <c>iommu --help</c> and docs/sources.md.
+/// out-of-memory. The values are far above any real machine (a 4,096-function host snapshot is about 42 MB
+/// uncompressed and 50,000 entries) and are listed in <c>iommu --help</c> and docs/sources.md.
 /// </summary>
 public static class SourceLimits
 {

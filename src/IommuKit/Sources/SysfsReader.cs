@@ -132,6 +132,18 @@ public static class SysfsReader
             // the kernel found no extended space (pci_cfg_space_size(), e.g. a PCIe function behind a conventional
             // bridge, PCI_BUS_FLAGS_NO_EXTCFG), so there is no ACS to find, not an ACS we could not see.
             if (config.Length >= ConfigSpace.ConventionalSize) facts = facts with { Visibility = ConfigVisibility.Full };
+            // The id attributes are the kernel's view and win over the raw bytes: an SR-IOV VF's config reads 0xffff
+            // for vendor and device, and the kernel fills in the PF's vendor and the SR-IOV VF Device ID
+            // (drivers/pci/iov.c pci_iov_add_virtfn / pci_read_vf_config_common); class quirks can rewrite the class.
+            facts = facts with
+            {
+                VendorId = (ushort)(ReadHex(tree, dir + "/vendor") ?? facts.VendorId),
+                DeviceId = (ushort)(ReadHex(tree, dir + "/device") ?? facts.DeviceId),
+                SubsystemVendorId = (ushort)(ReadHex(tree, dir + "/subsystem_vendor") ?? facts.SubsystemVendorId),
+                SubsystemDeviceId = (ushort)(ReadHex(tree, dir + "/subsystem_device") ?? facts.SubsystemDeviceId),
+                ClassCode = (uint)((ReadHex(tree, dir + "/class") ?? facts.ClassCode) & 0xffffff),
+                Revision = (byte)(ReadHex(tree, dir + "/revision") ?? facts.Revision),
+            };
         }
         else
         {

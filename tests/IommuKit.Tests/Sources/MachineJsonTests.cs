@@ -105,9 +105,18 @@ public class MachineJsonTests
     public void ConfigBytesThatDisagreeWithAnExplicitFieldAreRejected()
     {
         var m = MachineSource.Load(Fixtures.OracleTarball("a_rootcomplex"));
-        string json = MachineJson.ToJson(m).Replace("\"vendor\": \"0x8086\"", "\"vendor\": \"0x8087\"");
+        string json = MachineJson.ToJson(m).Replace("\"pcie_type\": \"rc_integrated_endpoint\"", "\"pcie_type\": \"endpoint\"");
         var ex = Assert.Throws<InputException>(() => MachineJson.Read(Encoding.UTF8.GetBytes(json), "m.json"));
-        Assert.Contains(".vendor: 0x8087 disagrees with the config bytes", ex.Message);
+        Assert.Contains(".pcie_type: \"endpoint\" disagrees with the config bytes (rc_integrated_endpoint)", ex.Message);
+    }
+
+    [Fact]
+    public void ExplicitIdsWinOverConfigBytesLikeTheKernelsViewOfAVirtualFunction()
+    {
+        var m = MachineSource.Load(Fixtures.OracleTarball("a_rootcomplex"));
+        string json = MachineJson.ToJson(m).Replace("\"vendor\": \"0x8086\"", "\"vendor\": \"0x8087\"");
+        var back = MachineJson.Read(Encoding.UTF8.GetBytes(json), "m.json");
+        Assert.Contains(back.Topology.Devices, d => d.VendorId == 0x8087);
     }
 
     [Fact]
