@@ -339,7 +339,7 @@ public static class MachineJson
                 {
                     string gp = $"{P}.kernel_groups[{i++}]";
                     Obj(g, gp);
-                    if (!g.TryGetProperty("id", out var idEl) || !idEl.TryGetInt32(out int id) || id < 0)
+                    if (!g.TryGetProperty("id", out var idEl) || !TryInt32(idEl, out int id) || id < 0)
                         throw Error($"{gp}.id", "missing or not a non-negative integer");
                     if (!seen.Add(id)) throw Error($"{gp}.id", $"group {id} appears twice");
                     var regions = new List<ReservedRegionText>();
@@ -456,7 +456,7 @@ public static class MachineJson
             int? group = null;
             if (d.TryGetProperty("kernel_group", out var ge) && ge.ValueKind != JsonValueKind.Null)
             {
-                if (!ge.TryGetInt32(out int gv) || gv < 0) throw Error($"{dp}.kernel_group", "must be a non-negative integer or null");
+                if (!TryInt32(ge, out int gv) || gv < 0) throw Error($"{dp}.kernel_group", "must be a non-negative integer or null");
                 group = gv;
             }
             return facts with
@@ -480,7 +480,7 @@ public static class MachineJson
             int header = 0;
             if (d.TryGetProperty("header_type", out var ht) && ht.ValueKind != JsonValueKind.Null)
             {
-                if (!ht.TryGetInt32(out header) || header is < 0 or > 2) throw Error($"{dp}.header_type", "must be 0, 1 or 2");
+                if (!TryInt32(ht, out header) || header is < 0 or > 2) throw Error($"{dp}.header_type", "must be 0, 1 or 2");
             }
             else if ((cls >> 8) == 0x0604 || (cls >> 8) == 0x0609) header = 1; // PCI-to-PCI bridge class: type 1 header
             else if ((cls >> 8) == 0x0607) header = 2;
@@ -652,6 +652,16 @@ public static class MachineJson
                 JsonValueKind.False => false,
                 _ => throw Error($"{path}.{name}", "must be true or false"),
             };
+        }
+
+        /// <summary>
+        /// <see cref="JsonElement.TryGetInt32"/> that answers false for a non-number instead of throwing
+        /// InvalidOperationException (a string where a number belongs is bad input, not a bug).
+        /// </summary>
+        private static bool TryInt32(JsonElement e, out int value)
+        {
+            value = 0;
+            return e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out value);
         }
 
         private int Int(JsonElement obj, string path, string name, int max, int min = 0)

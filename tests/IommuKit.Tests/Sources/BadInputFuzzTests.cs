@@ -166,6 +166,20 @@ public class BadInputFuzzTests
         }
     }
 
+    [Theory]
+    [InlineData("kernel_groups", "id")]
+    [InlineData("devices", "kernel_group")]
+    [InlineData("devices", "header_type")]
+    public void AStringWhereANumberBelongsIsAnInputErrorNamingThePath(string list, string field)
+    {
+        var m = MachineSource.Load(Fixtures.OracleTarball("b_rootports"));
+        var node = System.Text.Json.Nodes.JsonNode.Parse(MachineJson.ToJson(m, includeConfig: false))!;
+        node[list]![0]![field] = "seven";
+        var bytes = Encoding.UTF8.GetBytes(node.ToJsonString());
+        var ex = Assert.Throws<InputException>(() => MachineJson.Read(bytes, "mutant.json"));
+        Assert.Contains($"{list}[0].{field}", ex.Message);
+    }
+
     [Fact]
     public void BinaryNoiseIsRejectedAsNotAMachine()
     {
