@@ -45,8 +45,8 @@ internal static class DiffCommand
         if (ma.KernelRelease != mb.KernelRelease) machineChanges.Add($"kernel {ma.KernelRelease ?? "unknown"} -> {mb.KernelRelease ?? "unknown"}");
         var ca = KernelCommandLine.Parse(ma.CommandLine);
         var cb = KernelCommandLine.Parse(mb.CommandLine);
-        var pa = ca.Parameters.Select(p => p.Value is null ? p.Name : $"{p.Name}={p.Value}").ToList();
-        var pb = cb.Parameters.Select(p => p.Value is null ? p.Name : $"{p.Name}={p.Value}").ToList();
+        var pa = ca.Parameters.Select(CommandLineText.Parameter).ToList();
+        var pb = cb.Parameters.Select(CommandLineText.Parameter).ToList();
         var removed = pa.Except(pb).ToList();
         var added = pb.Except(pa).ToList();
         if (removed.Count + added.Count > 0)

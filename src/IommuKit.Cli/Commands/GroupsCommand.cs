@@ -156,14 +156,17 @@ internal static class GroupsCommand
         return string.Join(" ", parts);
     }
 
-    /// <summary>The first lines of every text report: where the machine came from, its kernel and command line.</summary>
+    /// <summary>
+    /// The first lines of every text report: where the machine came from, its kernel and the command-line parameters
+    /// that matter here (<see cref="CommandLineText.Summary"/>; the JSON <c>cmdline</c> keeps the whole text).
+    /// </summary>
     internal static void WriteMachineHeader(TextWriter o, Analysis a)
     {
         var m = a.Machine;
         o.WriteLine($"Source: {m.Origin}");
         var iommu = m.IommuUnits.Count == 0 ? "none" : $"{m.IommuKind.ToString().ToLowerInvariant()} ({string.Join(", ", m.IommuUnits.Select(u => u.Name))})";
         o.WriteLine($"Kernel: {m.KernelRelease ?? "unknown"}; IOMMU units: {iommu}");
-        o.WriteLine($"Command line{(a.CommandLineOverridden ? " (--cmdline)" : "")}: {(a.CommandLine.Text.Length == 0 ? "(none)" : a.CommandLine.Text)}");
+        o.WriteLine($"Command line{(a.CommandLineOverridden ? " (--cmdline)" : "")}: {CommandLineText.Summary(a.CommandLine)}");
     }
 
     internal static void WriteMachineJson(System.Text.Json.Utf8JsonWriter w, Analysis a)

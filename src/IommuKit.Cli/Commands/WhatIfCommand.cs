@@ -101,7 +101,7 @@ internal static class WhatIfCommand
 
         string changeText = string.Join("; ", new[]
         {
-            cmdlineText is null ? null : $"command line \"{thenCmd.Text}\"",
+            cmdlineText is null ? null : $"command line {CommandLineText.Summary(thenCmd)}",
             mv is { } mm ? $"card {mm.Card.ToShortString()} moved below {mm.Port.ToShortString()}" : null,
         }.Where(x => x is not null));
 
@@ -151,7 +151,7 @@ internal static class WhatIfCommand
         var o = console.Out;
         o.WriteLine($"Source: {machine.Origin}");
         o.WriteLine($"Kernel: {machine.KernelRelease ?? "unknown"}");
-        o.WriteLine($"Today: {(todayCmd.Text.Length == 0 ? "(no command line)" : todayCmd.Text)}");
+        o.WriteLine($"Today: command line {CommandLineText.Summary(todayCmd)}");
         o.WriteLine($"Change: {changeText}");
         if (map is not null)
             o.WriteLine($"Addresses after the move: {string.Join(", ", map.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key.ToShortString()} -> {kv.Value.ToShortString()}"))}");
