@@ -21,19 +21,17 @@ internal static class DiffCommand
         var a = new Argument<string>("A") { Description = "The machine before (same kinds of source as --source)." };
         var b = new Argument<string>("B") { Description = "The machine after." };
         var json = CommonOptions.Json();
-        var pciIds = Inputs.PciIdsOption();
         var command = new Command("diff", "How IOMMU groups changed between two sources (e.g. before and after a BIOS or kernel update), with reasons.\n" +
-            "Exit codes: 0 same groups, 1 the groups differ, 3 bad input.")
+            ExitCodeHelp.Line((ExitCode.Ok, "same groups"), (ExitCode.Negative, "the groups differ")))
         {
-            a, b, json, pciIds,
+            a, b, json,
         };
-        command.SetAction(parse => Run(console, parse.GetValue(a)!, parse.GetValue(b)!, parse.GetValue(json), parse.GetValue(pciIds)));
+        command.SetAction(parse => Run(console, parse.GetValue(a)!, parse.GetValue(b)!, parse.GetValue(json)));
         return command;
     }
 
-    internal static int Run(CliConsole console, string pathA, string pathB, bool json, string? pciIdsPath)
+    internal static int Run(CliConsole console, string pathA, string pathB, bool json)
     {
-        _ = Inputs.LoadPciIds(pciIdsPath);
         var ma = Inputs.LoadMachine(pathA, console);
         var mb = Inputs.LoadMachine(pathB, console);
         var aa = Analysis.Run(ma, null);

@@ -17,10 +17,10 @@ internal static class ExplainCommand
         var source = CommonOptions.Source();
         var json = CommonOptions.Json();
         var cmdline = CommonOptions.Cmdline();
-        var pciIds = Inputs.PciIdsOption();
+        var pciIds = CommonOptions.PciIds();
         var address = new Argument<string>("ADDRESS") { Description = "The device (0000:01:00.0 or 01:00.0)." };
         var command = new Command("explain", "Why a device is in its IOMMU group: the chain of decisions, each naming the device and the rule.\n" +
-            "Exit codes: 0 ok, 1 the model disagrees with the kernel about this device, 2 no IOMMU (the prediction's chain), 3 bad input.")
+            ExitCodeHelp.Line((ExitCode.Ok, "ok"), (ExitCode.Negative, "the model disagrees with the kernel about this device"), (ExitCode.NoIommu, "no IOMMU (the prediction's chain)")))
         {
             address, source, cmdline, json, pciIds,
         };

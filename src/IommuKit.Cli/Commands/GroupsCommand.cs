@@ -17,7 +17,7 @@ internal static class GroupsCommand
         var source = CommonOptions.Source();
         var json = CommonOptions.Json();
         var cmdline = CommonOptions.Cmdline();
-        var pciIds = Inputs.PciIdsOption();
+        var pciIds = CommonOptions.PciIds();
         var legacy = new Option<bool>("--legacy") { Description = "Print exactly the classic 'IOMMU Group N <lspci -nns line>' lines, for scripts and forum advice." };
         var gpu = new Option<bool>("--gpu", "-g") { Description = "Only groups holding a display controller (VGA, 3D, other)." };
         var usb = new Option<bool>("--usb", "-u") { Description = "Only groups holding a USB controller." };
@@ -30,7 +30,7 @@ internal static class GroupsCommand
             AllowMultipleArgumentsPerToken = false,
         };
         var command = new Command("groups", "List IOMMU groups with their devices, default domain type, reserved regions and fingerprint: the kernel's, checked against the model, or the model's prediction.\n" +
-            "Exit codes: 0 ok, 1 the model disagrees with the kernel, 2 no IOMMU (the prediction is shown), 3 bad input.")
+            ExitCodeHelp.Line((ExitCode.Ok, "ok"), (ExitCode.Negative, "the model disagrees with the kernel"), (ExitCode.NoIommu, "no IOMMU (the prediction is shown)")))
         {
             source, cmdline, json, legacy, gpu, usb, network, storage, group, pciIds,
         };

@@ -18,7 +18,7 @@ internal static class VfioCheckCommand
         var source = CommonOptions.Source();
         var json = CommonOptions.Json();
         var cmdline = CommonOptions.Cmdline();
-        var pciIds = Inputs.PciIdsOption();
+        var pciIds = CommonOptions.PciIds();
         var address = new Argument<string?>("ADDRESS")
         {
             Description = "The device to pass through (0000:01:00.0 or 01:00.0); its whole group is checked.",
@@ -28,7 +28,7 @@ internal static class VfioCheckCommand
         var command = new Command("vfio-check",
             "Can this device (its whole IOMMU group) be passed through to a VM with VFIO? Per device OK/BLOCKING, " +
             "direct (RMRR) regions, interrupt remapping, what the host would lose, a verdict and the fix.\n" +
-            "Exit codes: 0 viable, 1 not viable, 2 no IOMMU, 3 bad input.")
+            ExitCodeHelp.Line((ExitCode.Ok, "viable"), (ExitCode.Negative, "not viable"), (ExitCode.NoIommu, "no IOMMU (the prediction's verdict is shown)")))
         {
             address, group, source, cmdline, json, pciIds,
         };

@@ -16,20 +16,16 @@ internal static class WhatIfCommand
     {
         var source = CommonOptions.Source();
         var json = CommonOptions.Json();
-        var cmdline = new Option<string?>("--cmdline")
-        {
-            Description = "The kernel command line to try instead of the source's (e.g. \"intel_iommu=on pcie_acs_override=downstream,multifunction\").",
-            HelpName = "TEXT",
-        };
+        var cmdline = CommonOptions.Cmdline();
         var move = new Option<string?>("--move")
         {
             Description = "Move the card at ADDRESS (all its functions and anything below them) to the bus below bridge/port PORT, " +
                           "e.g. --move 04:00.0=00:1c.0.",
             HelpName = "ADDRESS=PORT",
         };
-        var pciIds = Inputs.PciIdsOption();
+        var pciIds = CommonOptions.PciIds();
         var command = new Command("whatif", "Groups under a changed command line or with a card in another slot, as a diff against today: which groups split or merge.\n" +
-            "Exit codes: 0 some group changes, 1 the change buys nothing, 2 no IOMMU after the change, 3 bad input.")
+            ExitCodeHelp.Line((ExitCode.Ok, "some group changes"), (ExitCode.Negative, "the change buys nothing"), (ExitCode.NoIommu, "no IOMMU after the change")))
         {
             source, cmdline, move, json, pciIds,
         };
