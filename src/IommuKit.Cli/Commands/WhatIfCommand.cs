@@ -54,10 +54,12 @@ internal static class WhatIfCommand
         string? moveNote = null;
         if (mv is { } m)
         {
-            Inputs.Device(machine, m.Card);
+            var card = Inputs.Device(machine, m.Card);
             var port = Inputs.Device(machine, m.Port);
             if (port.Subordinate is null)
                 throw new CliException($"--move: {m.Port} is not a bridge or port with a bus below it", ExitCode.InputError);
+            if (card.Bus == port.Subordinate)
+                throw new CliException($"--move: {m.Card} is already on the bus below {m.Port}", ExitCode.InputError);
             // The first free device number on the port's bus (a root or downstream port has only device 0).
             int slot = Enumerable.Range(0, 32).FirstOrDefault(n => port.Subordinate.Devices.All(d => d.Address.Device != n), -1);
             if (slot < 0) throw new CliException($"--move: the bus below {m.Port} has no free slot", ExitCode.InputError);
