@@ -153,11 +153,7 @@ internal static class DiffCommand
     private static void Side(System.Text.Json.Utf8JsonWriter w, string name, Analysis a)
     {
         w.WriteStartObject(name);
-        w.WriteString("source", a.Machine.Origin);
-        JsonOut.NullableString(w, "kernel", a.Machine.KernelRelease);
-        w.WriteString("cmdline", a.CommandLine.Text);
-        if (a.State == IommuState.Assumed) w.WriteNull("iommu_active"); else w.WriteBoolean("iommu_active", a.State == IommuState.Active);
-        w.WriteString("origin", a.Predicted ? "model" : "kernel");
+        GroupsCommand.WriteMachineJson(w, a);
         w.WriteNumber("groups", a.Groups.Count);
         w.WriteEndObject();
     }

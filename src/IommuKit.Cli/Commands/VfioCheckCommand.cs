@@ -132,11 +132,7 @@ internal static class VfioCheckCommand
 
     internal static void WriteVerdictText(TextWriter o, Style s, GroupView view, VfioVerdict v, PciIds ids, bool predicted, PciAddress? target)
     {
-        var head = new List<string> { s.Bold($"Group {view.Id}") };
-        if (predicted) head.Add(s.Warn("(predicted)"));
-        if (view.Type is not null) head.Add(s.Accent(view.Type));
-        head.Add(s.Dim($"fingerprint {view.Fingerprint}"));
-        o.WriteLine(string.Join("  ", head));
+        o.WriteLine(GroupsRenderer.Heading(s, view, predicted));
         string rule = v.Rule == "dma-ownership"
             ? $"DMA ownership (kernel {(v.Kernel?.ToString() ?? "unknown")}, 5.19 and later): a bound driver that uses the DMA API blocks the group"
             : $"viable group (kernel {v.Kernel}, before 5.19): every device driver-less, on vfio, on pci-stub, or a bridge";
