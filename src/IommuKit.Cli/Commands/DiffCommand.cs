@@ -96,7 +96,7 @@ internal static class DiffCommand
                     w.WriteEndObject();
                 }
                 w.WriteEndArray();
-                JsonOut.StringArray(w, "warnings", aa.Notes.Select(n => "A: " + n).Concat(ab.Notes.Select(n => "B: " + n)));
+                JsonOut.StringArray(w, "warnings", Warnings(aa, ab));
                 w.WriteEndObject();
             });
             return exit;
@@ -129,12 +129,15 @@ internal static class DiffCommand
             }
             if (movedTotal > moved.Count) o.WriteLine($"  … and {movedTotal - moved.Count} more (see --json)");
         }
-        foreach (var n in aa.Notes) console.Warn($"A: {n}");
-        foreach (var n in ab.Notes) console.Warn($"B: {n}");
-        foreach (var d in aa.Disagreements) console.Warn($"A: model disagrees with the kernel: {d}");
-        foreach (var d in ab.Disagreements) console.Warn($"B: model disagrees with the kernel: {d}");
+        foreach (var n in Warnings(aa, ab)) console.Warn(n);
         return exit;
     }
+
+    /// <summary>Both sides' notes, then their disagreements with the kernel, prefixed <c>A: </c>/<c>B: </c> (stderr in text, <c>warnings</c> in JSON).</summary>
+    private static IEnumerable<string> Warnings(Analysis a, Analysis b) =>
+        a.Notes.Select(n => "A: " + n).Concat(b.Notes.Select(n => "B: " + n))
+            .Concat(a.Disagreements.Select(d => "A: model disagrees with the kernel: " + d))
+            .Concat(b.Disagreements.Select(d => "B: model disagrees with the kernel: " + d));
 
     /// <summary>The steps that carry a reason (not the bookkeeping "joins"/"is in group N" ones).</summary>
     private static List<GroupStep> Reasons(IReadOnlyList<GroupStep> steps) =>

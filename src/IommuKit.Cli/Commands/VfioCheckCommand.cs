@@ -57,22 +57,13 @@ internal static class VfioCheckCommand
             // An active IOMMU, but the device is in no group: no unit manages it (spec 2, "no group").
             var msg = $"{target!.Value} is in no IOMMU group: no IOMMU unit manages it, so VFIO cannot take it";
             if (json)
-                JsonOut.Write(console, w =>
-                {
-                    w.WriteStartObject();
-                    GroupsCommand.WriteMachineJson(w, analysis);
-                    w.WriteString("target", target.Value.ToString());
-                    w.WriteNull("group");
-                    w.WriteBoolean("viable", false);
-                    w.WriteString("verdict", noIommu ? "no-iommu" : "not-viable");
-                    JsonOut.StringArray(w, "problems", [msg]);
-                    w.WriteEndObject();
-                });
+                WriteJson(console, analysis, target, null, null, ids, noIommu ? "no-iommu" : "not-viable", [msg]);
             else
             {
                 GroupsCommand.WriteMachineHeader(console.Out, analysis);
                 console.Out.WriteLine();
                 console.Out.WriteLine($"Verdict: {Style.For(console).Bad("NOT VIABLE")}: {msg}.");
+                WriteWarnings(console, analysis);
             }
             return noIommu ? (int)ExitCode.NoIommu : (int)ExitCode.Negative;
         }
@@ -85,19 +76,7 @@ internal static class VfioCheckCommand
 
         if (json)
         {
-            JsonOut.Write(console, w =>
-            {
-                w.WriteStartObject();
-                GroupsCommand.WriteMachineJson(w, analysis);
-                JsonOut.NullableString(w, "target", target?.ToString());
-                w.WritePropertyName("group");
-                GroupsRenderer.WriteGroupJson(w, view, ids);
-                w.WriteString("rule", verdict.Rule);
-                w.WriteBoolean("viable", !noIommu && verdict.Viable);
-                w.WriteString("verdict", verdictWord);
-                WriteVerdictJson(w, verdict);
-                w.WriteEndObject();
-            });
+            WriteJson(console, analysis, target, view, verdict, ids, verdictWord, verdict.Problems);
             return exit;
         }
 
@@ -125,9 +104,14 @@ internal static class VfioCheckCommand
             o.WriteLine("Fix:");
             foreach (var f in verdict.Fixes) o.WriteLine($"  - {f}");
         }
+        WriteWarnings(console, analysis);
+        return exit;
+    }
+
+    private static void WriteWarnings(CliConsole console, Analysis analysis)
+    {
         foreach (var n in analysis.Notes) console.Warn(n);
         foreach (var d in analysis.Disagreements) console.Warn($"model disagrees with the kernel: {d}");
-        return exit;
     }
 
     internal static void WriteVerdictText(TextWriter o, Style s, GroupView view, VfioVerdict v, PciIds ids, bool predicted, PciAddress? target)
@@ -165,10 +149,23 @@ internal static class VfioCheckCommand
         }
     }
 
-    internal static void WriteVerdictJson(Utf8JsonWriter w, VfioVerdict v)
+    /// <summary>
+    /// The one JSON shape of docs/json.md, with or without a group: a device in no group has <c>group</c> and
+    /// <c>rule</c> null, empty per-device lists and its reason in <c>problems</c>.
+    /// </summary>
+    private static void WriteJson(CliConsole console, Analysis analysis, PciAddress? target, GroupView? view, VfioVerdict? v,
+        PciIds ids, string verdictWord, IEnumerable<string> problems) => JsonOut.Write(console, w =>
     {
+        w.WriteStartObject();
+        GroupsCommand.WriteMachineJson(w, analysis);
+        JsonOut.NullableString(w, "target", target?.ToString());
+        w.WritePropertyName("group");
+        if (view is null) w.WriteNullValue(); else GroupsRenderer.WriteGroupJson(w, view, ids);
+        JsonOut.NullableString(w, "rule", v?.Rule);
+        w.WriteBoolean("viable", verdictWord == "viable");
+        w.WriteString("verdict", verdictWord);
         w.WriteStartArray("devices");
-        foreach (var d in v.Devices)
+        foreach (var d in v?.Devices ?? [])
         {
             w.WriteStartObject();
             w.WriteString("address", d.Address.ToString());
@@ -178,9 +175,9 @@ internal static class VfioCheckCommand
             w.WriteEndObject();
         }
         w.WriteEndArray();
-        JsonOut.StringArray(w, "problems", v.Problems);
+        JsonOut.StringArray(w, "problems", problems);
         w.WriteStartArray("host_losses");
-        foreach (var l in v.HostLosses)
+        foreach (var l in v?.HostLosses ?? [])
         {
             w.WriteStartObject();
             w.WriteString("address", l.Address.ToString());
@@ -188,7 +185,10 @@ internal static class VfioCheckCommand
             w.WriteEndObject();
         }
         w.WriteEndArray();
-        JsonOut.StringArray(w, "fixes", v.Fixes);
-        JsonOut.StringArray(w, "notes", v.Notes);
-    }
+        JsonOut.StringArray(w, "fixes", v?.Fixes ?? []);
+        JsonOut.StringArray(w, "notes", v?.Notes ?? []);
+        JsonOut.StringArray(w, "disagreements", analysis.Disagreements);
+        JsonOut.StringArray(w, "warnings", analysis.Notes);
+        w.WriteEndObject();
+    });
 }
