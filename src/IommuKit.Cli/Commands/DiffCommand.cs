@@ -124,8 +124,8 @@ internal static class DiffCommand
             foreach (var (addr, before, after) in moved)
             {
                 o.WriteLine($"  {addr.ToShortString()}");
-                o.WriteLine($"    A: {(before.Count == 0 ? "(not in A)" : string.Join("; ", before.Select(x => x.Text)))}");
-                o.WriteLine($"    B: {(after.Count == 0 ? "(not in B)" : string.Join("; ", after.Select(x => x.Text)))}");
+                WriteSteps(o, "A", before);
+                WriteSteps(o, "B", after);
             }
             if (movedTotal > moved.Count) o.WriteLine($"  … and {movedTotal - moved.Count} more (see --json)");
         }
@@ -138,6 +138,13 @@ internal static class DiffCommand
         a.Notes.Select(n => "A: " + n).Concat(b.Notes.Select(n => "B: " + n))
             .Concat(a.Disagreements.Select(d => "A: model disagrees with the kernel: " + d))
             .Concat(b.Disagreements.Select(d => "B: model disagrees with the kernel: " + d));
+
+    /// <summary>One side's reasons, one step per line (as <c>explain</c> prints them): <c>    A: first</c>, then aligned below it.</summary>
+    private static void WriteSteps(TextWriter o, string side, IReadOnlyList<GroupStep> steps)
+    {
+        if (steps.Count == 0) { o.WriteLine($"    {side}: (not in {side})"); return; }
+        for (int i = 0; i < steps.Count; i++) o.WriteLine($"{(i == 0 ? $"    {side}: " : "       ")}{steps[i].Text}");
+    }
 
     /// <summary>The steps that carry a reason (not the bookkeeping "joins"/"is in group N" ones).</summary>
     private static List<GroupStep> Reasons(IReadOnlyList<GroupStep> steps) =>
