@@ -126,6 +126,15 @@ public class GroupsCommandTests
     }
 
     [Fact]
+    public void NoIommuUnderCmdlineNamesTheOptionOfThatCommandLine()
+    {
+        // Before the fix the advice read the source's command line (intel_iommu=on) and said to enable VT-d in firmware.
+        var r = Run("groups", "--cmdline", "intel_iommu=off", "--source", Oracle("g_k612_intel_mixed"), "--pci-ids", "none");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("The command line turns it off (intel_iommu=off): remove that, and enable VT-d in the firmware.", r.Lines);
+    }
+
+    [Fact]
     public void LegacyWithoutAnIommuPrintsNothingOnStdoutAndExitsTwo()
     {
         var r = Run("groups", "--legacy", "--source", Oracle("f_no_viommu"), "--pci-ids", "none");

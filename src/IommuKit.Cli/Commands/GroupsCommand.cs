@@ -111,7 +111,7 @@ internal static class GroupsCommand
         if (analysis.State == IommuState.Off)
         {
             o.WriteLine(s.Bad($"No active IOMMU: {NoIommuReason(analysis)}, so no device can be passed through."));
-            o.WriteLine(Enable(analysis.Machine));
+            o.WriteLine(Enable(analysis));
             o.WriteLine($"Prediction: the {analysis.Groups.Count} groups the kernel would make with the IOMMU enabled:");
         }
         else if (analysis.Predicted)
@@ -136,10 +136,11 @@ internal static class GroupsCommand
     internal static string NoIommuReason(Analysis a) =>
         a.CommandLineOverridden ? $"under --cmdline, {a.StateReason}" : "the kernel made no IOMMU groups";
 
-    /// <summary>How to turn the IOMMU on for this machine's kind.</summary>
-    internal static string Enable(Machine m)
+    /// <summary>How to turn the IOMMU on: drop the switch that turned it off on the command line used (the source's, or
+    /// <c>--cmdline</c>), else enable it in the firmware.</summary>
+    internal static string Enable(Analysis a)
     {
-        var cmd = KernelCommandLine.Parse(m.CommandLine);
+        var cmd = a.CommandLine;
         if (cmd.LastValue("intel_iommu") is "off" or "0") return "The command line turns it off (intel_iommu=off): remove that, and enable VT-d in the firmware.";
         if (cmd.LastValue("amd_iommu") is "off" or "0") return "The command line turns it off (amd_iommu=off): remove that, and enable AMD-Vi/IOMMU in the firmware.";
         return "Enable VT-d / AMD-Vi (IOMMU) in the firmware; on Intel with kernels that do not enable it by default add intel_iommu=on.";

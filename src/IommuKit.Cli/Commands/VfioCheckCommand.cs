@@ -87,7 +87,7 @@ internal static class VfioCheckCommand
         if (noIommu)
         {
             o.WriteLine(s.Bad($"No active IOMMU: {GroupsCommand.NoIommuReason(analysis)}, so nothing can be passed through."));
-            o.WriteLine(GroupsCommand.Enable(machine));
+            o.WriteLine(GroupsCommand.Enable(analysis));
             o.WriteLine("With the IOMMU enabled, the model predicts:");
             o.WriteLine();
         }
