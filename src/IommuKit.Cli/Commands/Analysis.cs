@@ -62,12 +62,20 @@ internal sealed class Analysis
         if (state == IommuState.Off) result = Commands.Model.Groups(machine, cmdline, forceActive: true);
         foreach (var m in result.Messages)
             if (!(state == IommuState.Off && m == result.Activation.Reason)) notes.Add(m);
-        var model = ModelViews(machine, cmdline, result, state == IommuState.Off ? notes : null);
+        // One core model per analysis: the model's views and the kernel's (for what the source lacks) share it.
+        Func<IReadOnlyList<PciAddress>, GroupPrediction> predict;
+        if (state != IommuState.Off) predict = Commands.Model.Predictions(machine, cmdline);
+        else
+        {
+            predict = Commands.Model.PredictionsAsIfOn(machine, cmdline, result.Activation.Kind, out var note);
+            if (note is not null) notes.Add(note);
+        }
+        var model = ModelViews(result, predict);
 
         IReadOnlyList<GroupView> shown;
         if (kernelShown)
         {
-            shown = KernelViews(machine, Commands.Model.Predictions(machine, cmdline));
+            shown = KernelViews(machine, predict);
             Compare(shown, model, disagreements);
         }
         else
@@ -94,17 +102,12 @@ internal sealed class Analysis
         };
     }
 
-    /// <summary>The model's groups as views (type and regions from the core's prediction).</summary>
-    /// <param name="asIfOnNotes">Non-null for a prediction with the IOMMU off: the core then assumes a unit, and the assumption goes here.</param>
-    public static IReadOnlyList<GroupView> ModelViews(Machine machine, KernelCommandLine cmdline, Grouping.GroupingResult result, List<string>? asIfOnNotes = null)
+    /// <summary>The model's groups as views, type and regions from the core's prediction for that machine and command line.</summary>
+    public static IReadOnlyList<GroupView> ModelViews(Machine machine, KernelCommandLine cmdline, Grouping.GroupingResult result) =>
+        ModelViews(result, Commands.Model.Predictions(machine, cmdline));
+
+    private static List<GroupView> ModelViews(Grouping.GroupingResult result, Func<IReadOnlyList<PciAddress>, GroupPrediction> predict)
     {
-        Func<IReadOnlyList<PciAddress>, GroupPrediction> predict;
-        if (asIfOnNotes is null) predict = Commands.Model.Predictions(machine, cmdline);
-        else
-        {
-            predict = Commands.Model.PredictionsAsIfOn(machine, cmdline, result.Activation.Kind, out var note);
-            if (note is not null) asIfOnNotes.Add(note);
-        }
         var views = new List<GroupView>(result.Groups.Count);
         foreach (var g in result.Groups)
         {
