@@ -59,7 +59,10 @@ public static class VfioCheck
     /// <summary>Drivers that declare <c>driver_managed_dma</c> besides the vfio-pci family.</summary>
     private static readonly string[] DriverManagedDma = ["pci-stub", "pcieport"];
 
-    /// <summary>True for vfio-pci and its variant drivers (<c>mlx5_vfio_pci</c>, <c>hisi-acc-vfio-pci</c>, <c>nvgrace-gpu-vfio-pci</c>…).</summary>
+    /// <summary>
+    /// True for vfio-pci and its variant drivers, which register a VFIO device and set <c>driver_managed_dma</c>; their
+    /// names are the module names, with underscores (<c>mlx5_vfio_pci</c>, <c>hisi_acc_vfio_pci</c>, <c>pds_vfio_pci</c>…).
+    /// </summary>
     public static bool IsVfioDriver(string driver) =>
         driver.Replace('_', '-').Contains("vfio-pci", StringComparison.Ordinal) || driver.StartsWith("vfio", StringComparison.Ordinal);
 
@@ -148,7 +151,12 @@ public static class VfioCheck
         return new(d.Address, drv, false, $"driver {drv} uses the DMA API (the group claim fails with EPERM)");
     }
 
-    /// <summary>Before 5.19: <c>vfio_dev_viable</c> / <c>vfio_dev_driver_allowed</c> (non-type-0 headers always pass).</summary>
+    /// <summary>
+    /// Before 5.19, <c>vfio_dev_viable</c> (drivers/vfio/vfio.c): OK when driver-less, registered with the VFIO group
+    /// (vfio-pci and its variants), or allowed by <c>vfio_dev_driver_allowed</c>: a header other than
+    /// <c>PCI_HEADER_TYPE_NORMAL</c> (a bridge, whatever its driver) or a driver on <c>vfio_driver_allowed</c> (only
+    /// "pci-stub"). Anything else makes the group not viable (-EINVAL when a device is opened).
+    /// </summary>
     private static DeviceVerdict JudgeViable(PciDevice d)
     {
         var drv = d.Driver;
