@@ -44,6 +44,22 @@ public class ConsistencyAndColourTests
     }
 
     [Fact]
+    public void ExplainReportsOnlyTheDisagreementsAboutItsDevice()
+    {
+        var path = MachineWithATamperedKernelGroup();
+        try
+        {
+            var split = Run("explain", "00:04.1", "--json", "--source", path, "--pci-ids", "none");
+            Assert.Equal(1, split.Code);
+            Assert.Equal(2, split.Json.GetProperty("disagreements").GetArrayLength());
+            var other = Run("explain", "00:1f.2", "--source", path, "--pci-ids", "none");
+            Assert.Equal(0, other.Code);
+            Assert.DoesNotContain("model disagrees", other.Err);
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Fact]
     public void ColourIsUsedOnlyWhenTheConsoleAllowsIt()
     {
         var o = new StringWriter();

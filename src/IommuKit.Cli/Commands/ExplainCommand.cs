@@ -51,7 +51,7 @@ internal static class ExplainCommand
         var steps = analysis.Model.Explain(address);
         var shown = analysis.GroupOf(address);
         var modelGroup = analysis.ModelGroups.FirstOrDefault(g => g.Devices.Any(d => d.Address == address));
-        var mine = analysis.Disagreements.Where(d => d.Contains(address.ToShortString(), StringComparison.Ordinal)).ToList();
+        var mine = analysis.DisagreementsAbout(address);
         int exit = analysis.State == IommuState.Off ? (int)ExitCode.NoIommu : mine.Count > 0 ? (int)ExitCode.Negative : (int)ExitCode.Ok;
 
         if (json)
@@ -76,7 +76,7 @@ internal static class ExplainCommand
                     w.WriteEndObject();
                 }
                 w.WriteEndArray();
-                JsonOut.StringArray(w, "disagreements", mine);
+                JsonOut.StringArray(w, "disagreements", mine.Select(d => d.Text));
                 JsonOut.StringArray(w, "warnings", analysis.Notes);
                 w.WriteEndObject();
             });
@@ -106,8 +106,7 @@ internal static class ExplainCommand
         }
         o.WriteLine("Why:");
         for (int i = 0; i < steps.Count; i++) o.WriteLine($"  {i + 1}. {steps[i].Text}");
-        foreach (var n in analysis.Notes) console.Warn(n);
-        foreach (var d in mine) console.Warn($"model disagrees with the kernel: {d}");
+        analysis.WriteWarnings(console, mine);
         return exit;
     }
 }

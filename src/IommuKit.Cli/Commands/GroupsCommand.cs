@@ -78,8 +78,7 @@ internal static class GroupsCommand
 
         if (legacy)
         {
-            foreach (var n in analysis.Notes) console.Warn(n);
-            foreach (var d in analysis.Disagreements) console.Warn($"model disagrees with the kernel: {d}");
+            analysis.WriteWarnings(console);
             if (analysis.State == IommuState.Off)
             {
                 console.Error.WriteLine($"iommu: no active IOMMU on {machine.Origin}: the kernel made no IOMMU groups. " +
@@ -98,7 +97,7 @@ internal static class GroupsCommand
                 w.WriteStartArray("groups");
                 foreach (var g in groups) GroupsRenderer.WriteGroupJson(w, g, ids);
                 w.WriteEndArray();
-                JsonOut.StringArray(w, "disagreements", analysis.Disagreements);
+                JsonOut.StringArray(w, "disagreements", analysis.Disagreements.Select(d => d.Text));
                 JsonOut.StringArray(w, "warnings", analysis.Notes);
                 w.WriteEndObject();
             });
@@ -127,8 +126,7 @@ internal static class GroupsCommand
         if (filter.Any) o.WriteLine($"Showing {groups.Count} of them ({Describe(filter)}).");
         o.WriteLine();
         GroupsRenderer.WriteGroups(o, s, groups, ids, analysis.Predicted);
-        foreach (var n in analysis.Notes) console.Warn(n);
-        foreach (var d in analysis.Disagreements) console.Warn($"model disagrees with the kernel: {d}");
+        analysis.WriteWarnings(console);
         return exit;
     }
 

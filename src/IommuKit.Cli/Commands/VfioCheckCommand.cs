@@ -63,7 +63,7 @@ internal static class VfioCheckCommand
                 GroupsCommand.WriteMachineHeader(console.Out, analysis);
                 console.Out.WriteLine();
                 console.Out.WriteLine($"Verdict: {Style.For(console).Bad("NOT VIABLE")}: {msg}.");
-                WriteWarnings(console, analysis);
+                analysis.WriteWarnings(console);
             }
             return noIommu ? (int)ExitCode.NoIommu : (int)ExitCode.Negative;
         }
@@ -104,14 +104,8 @@ internal static class VfioCheckCommand
             o.WriteLine("Fix:");
             foreach (var f in verdict.Fixes) o.WriteLine($"  - {f}");
         }
-        WriteWarnings(console, analysis);
+        analysis.WriteWarnings(console);
         return exit;
-    }
-
-    private static void WriteWarnings(CliConsole console, Analysis analysis)
-    {
-        foreach (var n in analysis.Notes) console.Warn(n);
-        foreach (var d in analysis.Disagreements) console.Warn($"model disagrees with the kernel: {d}");
     }
 
     internal static void WriteVerdictText(TextWriter o, Style s, GroupView view, VfioVerdict v, PciIds ids, bool predicted, PciAddress? target)
@@ -187,7 +181,7 @@ internal static class VfioCheckCommand
         w.WriteEndArray();
         JsonOut.StringArray(w, "fixes", v?.Fixes ?? []);
         JsonOut.StringArray(w, "notes", v?.Notes ?? []);
-        JsonOut.StringArray(w, "disagreements", analysis.Disagreements);
+        JsonOut.StringArray(w, "disagreements", analysis.Disagreements.Select(d => d.Text));
         JsonOut.StringArray(w, "warnings", analysis.Notes);
         w.WriteEndObject();
     });
