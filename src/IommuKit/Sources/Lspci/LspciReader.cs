@@ -19,8 +19,9 @@ namespace IommuKit.Sources.Lspci;
 public static partial class LspciReader
 {
     /// <summary>
-    /// Largest dump accepted, in characters (and bytes for <see cref="Load"/>): a 4,096-device <c>-vvnn</c> dump is about
-    /// 12 MB, the same machine with <c>-xxxx</c> (4 KiB of config as 12 KiB of hex per device) about 70 MB.
+    /// Largest dump accepted, in characters (and in bytes by <see cref="MachineSource.LoadBytes"/>): a 4,096-device
+    /// <c>-vvnn</c> dump is about 12 MB, the same machine with <c>-xxxx</c> (4 KiB of config as 12 KiB of hex per device)
+    /// about 70 MB.
     /// </summary>
     public const int MaxTextLength = 128 * 1024 * 1024;
     /// <summary>Longest line accepted: lspci lines are under 300 characters, a <c>-xxxx</c> hex line is 52.</summary>
@@ -31,6 +32,8 @@ public static partial class LspciReader
     public const int MaxPreambleLines = 16;
     /// <summary>Warnings kept per dump; the rest are counted in one last line.</summary>
     public const int MaxWarnings = 64;
+    /// <summary>Characters of the text <see cref="LooksLikeLspci"/> looks at (callers may decode only this much).</summary>
+    internal const int DetectWindow = 256 * 1024;
 
     /// <summary>
     /// True when the text looks like lspci output (text, hex or both): among its first
@@ -40,7 +43,7 @@ public static partial class LspciReader
     public static bool LooksLikeLspci(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
-        var span = text.AsSpan(0, Math.Min(text.Length, 256 * 1024));
+        var span = text.AsSpan(0, Math.Min(text.Length, DetectWindow));
         if (span.Length > 0 && span[0] == '\uFEFF') span = span[1..]; // a byte order mark from an editor
         int nonBlank = 0;
         while (span.Length > 0 && nonBlank < MaxPreambleLines)
@@ -54,17 +57,6 @@ public static partial class LspciReader
             if (TryParseDeviceLine(line.TrimEnd('\r'), out _, out _)) return true;
         }
         return false;
-    }
-
-    /// <summary>Reads an lspci dump from a file; the machine's origin is the file name.</summary>
-    /// <exception cref="InputException">The file is larger than <see cref="MaxTextLength"/>, or its text is bad (see <see cref="Read"/>).</exception>
-    public static Machine Load(string path)
-    {
-        string name = Path.GetFileName(path);
-        var info = new FileInfo(path);
-        if (info.Length > MaxTextLength)
-            throw InputException.At(name, $"file of {info.Length} bytes is larger than the {MaxTextLength}-byte cap for an lspci dump");
-        return Read(File.ReadAllText(path), name);
     }
 
     /// <summary>Parses a dump into a machine whose <see cref="Machine.Origin"/> is <paramref name="origin"/>.</summary>
