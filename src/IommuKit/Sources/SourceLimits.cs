@@ -31,6 +31,9 @@ public static class SourceLimits
     /// <summary>Longest path inside a tree or tarball, in characters (see <see cref="FileTree.MaxPathLength"/>).</summary>
     public const int MaxPathLength = FileTree.MaxPathLength;
 
+    /// <summary>Warnings kept per load about single devices, lines or entries; the rest are counted in one line (summaries are always kept).</summary>
+    public const int MaxWarnings = 64;
+
     /// <summary>Symlinks followed in one lookup (see <see cref="FileTree.MaxLinkHops"/>).</summary>
     public const int MaxLinkHops = FileTree.MaxLinkHops;
 
@@ -38,7 +41,7 @@ public static class SourceLimits
     public static string HelpText =>
         $"Input caps (bad input beyond them, exit 3): tarball {MaxTarUncompressedBytes / (1024 * 1024)} MiB uncompressed, " +
         $"{MaxEntries} entries, {MaxFileBytes / 1024} KiB per member, paths of {MaxPathLength} characters, " +
-        $"{MaxLinkHops} symlink hops per lookup; input files of {Mib(MaxInputFileBytes)} (lspci dumps {Mib(Lspci.LspciReader.MaxTextLength)}, " +
+        $"{MaxLinkHops} symlink hops per lookup, {MaxWarnings} warnings; input files of {Mib(MaxInputFileBytes)} (lspci dumps {Mib(Lspci.LspciReader.MaxTextLength)}, " +
         $"JSON machines {Mib(MachineJson.MaxBytes)}); {Pci.PciTopologyBuilder.MaxDevices} PCI functions.";
 
     /// <summary>A cap in bytes as messages show it: <c>256 MiB</c>, or the byte count when it is not whole MiB.</summary>

@@ -41,8 +41,8 @@ public static class SysfsReader
     {
         var names = tree.List(DevicesDir)
             ?? throw InputException.At(origin, $"not a machine root: there is no {DevicesDir} directory");
-        var warnings = new List<string>();
-        var slots = ReadSlots(tree, warnings);
+        var warnings = new LoadWarnings();
+        var slots = ReadSlots(tree);
         var slotByAddress = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var (slot, addr) in slots) slotByAddress.TryAdd(addr, slot);
 
@@ -78,7 +78,7 @@ public static class SysfsReader
             throw InputException.At(origin, $"no PCI device could be read ({skipped} skipped; first: {firstSkip})");
         if (headerOnly > 0)
         {
-            warnings.Add($"{headerOnly} of {builder.Count} devices show only the 64-byte config header (an unprivileged read): " +
+            warnings.AddSummary($"{headerOnly} of {builder.Count} devices show only the 64-byte config header (an unprivileged read): " +
                          "their PCIe type, ACS and other capabilities are unknown, so grouping cannot be predicted for them; " +
                          "run as root (or capture a snapshot as root) for the full config space");
         }
@@ -94,7 +94,7 @@ public static class SysfsReader
             IommuUnits = units,
             KernelGroups = groups,
             Slots = slots,
-            Warnings = warnings,
+            Warnings = warnings.ToList(),
         };
 
         void Skip(string message)
@@ -208,7 +208,7 @@ public static class SysfsReader
         return ulong.TryParse(s, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out var v) ? v : null;
     }
 
-    private static Dictionary<string, string> ReadSlots(FileTree tree, List<string> warnings)
+    private static Dictionary<string, string> ReadSlots(FileTree tree)
     {
         var slots = new Dictionary<string, string>(StringComparer.Ordinal);
         var names = tree.List(SlotsDir);
@@ -223,7 +223,7 @@ public static class SysfsReader
     }
 
     /// <summary>The kernel's groups: null when the directory is absent, empty when present but empty (IOMMU off).</summary>
-    private static List<KernelGroup>? ReadGroups(FileTree tree, List<string> warnings)
+    private static List<KernelGroup>? ReadGroups(FileTree tree, LoadWarnings warnings)
     {
         var names = tree.List(GroupsDir);
         if (names is null) return null;
@@ -279,7 +279,7 @@ public static class SysfsReader
         return ulong.TryParse(s.AsSpan(2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out v);
     }
 
-    private static List<IommuUnit> ReadUnits(FileTree tree, List<string> warnings)
+    private static List<IommuUnit> ReadUnits(FileTree tree, LoadWarnings warnings)
     {
         var units = new List<IommuUnit>();
         foreach (var name in tree.List(IommuClassDir) ?? [])

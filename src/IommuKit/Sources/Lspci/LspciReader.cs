@@ -30,8 +30,8 @@ public static partial class LspciReader
     public const int MaxDevices = 1 << 17;
     /// <summary>Non-device lines tolerated before the first device (a shell prompt, an lspci warning) before the text is judged not lspci.</summary>
     public const int MaxPreambleLines = 16;
-    /// <summary>Warnings kept per dump; the rest are counted in one last line.</summary>
-    public const int MaxWarnings = 64;
+    /// <summary>Warnings kept per dump about single devices and lines; the rest are counted in one line (<see cref="LoadWarnings"/>).</summary>
+    public const int MaxWarnings = SourceLimits.MaxWarnings;
     /// <summary>Characters of the text <see cref="LooksLikeLspci"/> looks at (callers may decode only this much).</summary>
     internal const int DetectWindow = 256 * 1024;
 
@@ -250,8 +250,7 @@ public static partial class LspciReader
     {
         private readonly string _text;
         private readonly string _origin;
-        private readonly List<string> _warnings = new();
-        private int _droppedWarnings;
+        private readonly LoadWarnings _warnings;
         private readonly List<LspciDevice> _devices = new();
         private readonly HashSet<PciAddress> _seen = new();
         private LspciDevice? _current;
@@ -269,13 +268,10 @@ public static partial class LspciReader
         {
             _text = text;
             _origin = origin;
+            _warnings = new LoadWarnings(origin);
         }
 
-        private void Warn(string message)
-        {
-            if (_warnings.Count < MaxWarnings) _warnings.Add(message);
-            else _droppedWarnings++;
-        }
+        private void Warn(string message) => _warnings.Add(message);
 
         private InputException Error(string rule, int line, PciAddress? device = null) =>
             InputException.At(_origin, rule, line, device: device?.ToString());
@@ -874,17 +870,15 @@ public static partial class LspciReader
             }
             // One line per kind of missing fact, not one per device.
             if (denied > 0)
-                Warn($"{_origin}: no capabilities visible: run lspci as root (sudo lspci -vvnn); {denied} of {_devices.Count} devices show `Capabilities: <access denied>`, so their PCI Express type and ACS are unknown");
+                _warnings.AddSummary($"{_origin}: no capabilities visible: run lspci as root (sudo lspci -vvnn); {denied} of {_devices.Count} devices show `Capabilities: <access denied>`, so their PCI Express type and ACS are unknown");
             if (headerHex > 0)
-                Warn($"{_origin}: {headerHex} of {_devices.Count} devices have a hex dump of the 64-byte header only (lspci -x, or not root): their capabilities, PCI Express type and ACS are unknown; use sudo lspci -xxxx");
+                _warnings.AddSummary($"{_origin}: {headerHex} of {_devices.Count} devices have a hex dump of the 64-byte header only (lspci -x, or not root): their capabilities, PCI Express type and ACS are unknown; use sudo lspci -xxxx");
             if (bare > 0)
-                Warn($"{_origin}: {bare} of {_devices.Count} devices have no detail lines (lspci without -v): bridges, PCI Express types and ACS are unknown; use sudo lspci -vvnn");
+                _warnings.AddSummary($"{_origin}: {bare} of {_devices.Count} devices have no detail lines (lspci without -v): bridges, PCI Express types and ACS are unknown; use sudo lspci -vvnn");
             if (acsDetail > 0)
-                Warn($"{_origin}: {acsDetail} devices show an ACS capability without its ACSCap/ACSCtl lines (lspci -v): ACS is unknown; use sudo lspci -vvnn");
+                _warnings.AddSummary($"{_origin}: {acsDetail} devices show an ACS capability without its ACSCap/ACSCtl lines (lspci -v): ACS is unknown; use sudo lspci -vvnn");
             if (noIds > 0)
-                Warn($"{_origin}: {noIds} of {_devices.Count} device lines lack numeric ids ([8086:a110]) and have no hex dump: their vendor, device and class are unknown; use lspci -nn");
-            if (_droppedWarnings > 0)
-                _warnings.Add($"{_origin}: {_droppedWarnings} more warnings not shown");
+                _warnings.AddSummary($"{_origin}: {noIds} of {_devices.Count} device lines lack numeric ids ([8086:a110]) and have no hex dump: their vendor, device and class are unknown; use lspci -nn");
 
             PciTopology topology;
             try
@@ -911,7 +905,7 @@ public static partial class LspciReader
                 Origin = _origin,
                 KernelGroups = kernelGroups,
                 Slots = slots,
-                Warnings = _warnings,
+                Warnings = _warnings.ToList(),
             };
         }
     }
