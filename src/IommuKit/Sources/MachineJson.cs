@@ -677,8 +677,7 @@ public static class MachineJson
             else if (e.ValueKind == JsonValueKind.String)
             {
                 string s = e.GetString()!;
-                if (!s.StartsWith("0x", StringComparison.OrdinalIgnoreCase) || s.Length == 2 ||
-                    !ulong.TryParse(s.AsSpan(2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out v))
+                if (!HexText.TryParsePrefixed(s, out v))
                     throw Error($"{path}.{name}", $"\"{(s.Length > 40 ? s[..40] + "…" : s)}\" is not a \"0x…\" hex number");
             }
             else throw Error($"{path}.{name}", "must be a \"0x…\" hex string");

@@ -203,9 +203,7 @@ public static class SysfsReader
     {
         string? t = tree.ReadText(path);
         if (t is null) return null;
-        var s = t.AsSpan().Trim();
-        if (s.StartsWith("0x", StringComparison.OrdinalIgnoreCase)) s = s[2..];
-        return ulong.TryParse(s, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out var v) ? v : null;
+        return HexText.TryParse(t.AsSpan().Trim(), out var v) ? v : null;
     }
 
     private static Dictionary<string, string> ReadSlots(FileTree tree)
@@ -267,16 +265,9 @@ public static class SysfsReader
         region = default;
         var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
         if (parts.Length != 3) return false;
-        if (!TryHex(parts[0], out ulong start) || !TryHex(parts[1], out ulong end) || end < start) return false;
+        if (!HexText.TryParsePrefixed(parts[0], out ulong start) || !HexText.TryParsePrefixed(parts[1], out ulong end) || end < start) return false;
         region = new ReservedRegionText(start, end, parts[2]);
         return true;
-    }
-
-    private static bool TryHex(string s, out ulong v)
-    {
-        v = 0;
-        if (!s.StartsWith("0x", StringComparison.OrdinalIgnoreCase)) return false;
-        return ulong.TryParse(s.AsSpan(2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out v);
     }
 
     private static List<IommuUnit> ReadUnits(FileTree tree, LoadWarnings warnings)

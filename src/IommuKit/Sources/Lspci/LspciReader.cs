@@ -124,6 +124,11 @@ public static partial class LspciReader
         return true;
     }
 
+    // Hex fields a regex has already matched ([0-9a-fA-F]{2} / {4}): cannot fail.
+    private static byte Hex8(ReadOnlySpan<char> s) => byte.Parse(s, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
+
+    private static ushort Hex16(ReadOnlySpan<char> s) => ushort.Parse(s, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
+
     private static int HexValue(char c) => c switch
     {
         >= '0' and <= '9' => c - '0',
@@ -193,8 +198,10 @@ public static partial class LspciReader
         return true;
     }
 
-    // ls-caps.c cap_express: "Express (v2) Root Port (Slot+), MSI 00" (the "(vN)" only at -vv).
-    [GeneratedRegex(@"^Express (?:\(v(?<ver>[0-9]+)\) )?(?<type>Endpoint|Legacy Endpoint|Root Port|Upstream Port|Downstream Port|PCI-Express to PCI/PCI-X Bridge|PCI/PCI-X to PCI-Express Bridge|Root Complex Integrated Endpoint|Root Complex Event Collector|Unknown type (?<num>[0-9]+))(?: \(Slot(?<slot>[+-])\))?", RegexOptions.CultureInvariant)]
+    // ls-caps.c cap_express: "Express (v2) Root Port (Slot+), MSI 00" (the "(vN)" only at -vv). The version and the
+    // device/port type are 4-bit fields (PCIe r6.0 §7.5.3.2), so one or two digits: longer is not lspci's, and would
+    // overflow int.Parse.
+    [GeneratedRegex(@"^Express (?:\(v(?<ver>[0-9]{1,2})\) )?(?<type>Endpoint|Legacy Endpoint|Root Port|Upstream Port|Downstream Port|PCI-Express to PCI/PCI-X Bridge|PCI/PCI-X to PCI-Express Bridge|Root Complex Integrated Endpoint|Root Complex Event Collector|Unknown type (?<num>[0-9]{1,2})(?![0-9]))(?: \(Slot(?<slot>[+-])\))?", RegexOptions.CultureInvariant)]
     private static partial Regex ExpressRegex();
 
     [GeneratedRegex(@"Next Function: (?<n>[0-9]{1,3})", RegexOptions.CultureInvariant)]
@@ -215,6 +222,21 @@ public static partial class LspciReader
 
     [GeneratedRegex(@"^Slot #(?<slot>[0-9]{1,4})", RegexOptions.CultureInvariant)]
     private static partial Regex SlotNumberRegex();
+
+    private static readonly PcieType[] s_pcieTypes = Enum.GetValues<PcieType>();
+
+    /// <summary>
+    /// The type whose <see cref="PcieTypeNames.ToDisplayName"/> lspci printed (ls-caps.c cap_express). Only called on a
+    /// name <see cref="ExpressRegex"/> matched, which lists exactly those names.
+    /// </summary>
+    private static PcieType PcieTypeFromLspciName(ReadOnlySpan<char> name)
+    {
+        foreach (var t in s_pcieTypes)
+        {
+            if (name.SequenceEqual(t.ToDisplayName())) return t;
+        }
+        throw new InvalidOperationException($"ExpressRegex matched a PCIe type name PcieTypeNames does not know: {name}");
+    }
 
     /// <summary>The PCI Express Link Speeds encoding (PCIe r6.0 §7.5.3.18): 1 = 2.5 GT/s … 6 = 64 GT/s.</summary>
     private static uint LinkSpeedCode(ReadOnlySpan<char> gts) => gts switch
@@ -451,7 +473,7 @@ public static partial class LspciReader
             var nn = ClassNnRegex().Match(rest);
             if (nn.Success)
             {
-                dev.ClassBaseSub = ushort.Parse(nn.Groups["cls"].ValueSpan, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
+                dev.ClassBaseSub = Hex16(nn.Groups["cls"].ValueSpan);
                 var ids = IdsNnRegex().Match(nn.Groups["name"].Value);
                 if (ids.Success)
                 {
@@ -462,7 +484,7 @@ public static partial class LspciReader
             var n = IdsNRegex().Match(rest);
             if (n.Success)
             {
-                dev.ClassBaseSub = ushort.Parse(n.Groups["cls"].ValueSpan, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
+                dev.ClassBaseSub = Hex16(n.Groups["cls"].ValueSpan);
                 SetIds(dev, n.Groups["v"].ValueSpan, n.Groups["d"].ValueSpan, n.Groups["tail"].Value);
                 return;
             }
@@ -471,14 +493,14 @@ public static partial class LspciReader
         private static void SetIds(LspciDevice dev, ReadOnlySpan<char> v, ReadOnlySpan<char> d, string tail)
         {
             dev.IdsKnown = true;
-            dev.VendorId = ushort.Parse(v, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
-            dev.DeviceId = ushort.Parse(d, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
+            dev.VendorId = Hex16(v);
+            dev.DeviceId = Hex16(d);
             // lspci prints "(rev %02x)" only when the revision is not 0 and "(prog-if %02x ...)" only when it is not 0
             // or has a name (pciutils lspci.c show_terse), so absent means 0.
             var rev = RevRegex().Match(tail);
-            if (rev.Success) dev.Revision = byte.Parse(rev.Groups["rev"].ValueSpan, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
+            if (rev.Success) dev.Revision = Hex8(rev.Groups["rev"].ValueSpan);
             var pi = ProgIfRegex().Match(tail);
-            if (pi.Success) dev.ProgIf = byte.Parse(pi.Groups["pi"].ValueSpan, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
+            if (pi.Success) dev.ProgIf = Hex8(pi.Groups["pi"].ValueSpan);
         }
 
         private void AddHex(int offset, ReadOnlySpan<byte> bytes, int lineNo)
@@ -533,8 +555,8 @@ public static partial class LspciReader
                 _lastLineWasFact = true;
                 var m = SubsystemRegex().Match(s["Subsystem:".Length..].Trim().ToString());
                 if (!m.Success) { Malformed(dev, lineNo, "Subsystem:"); return; }
-                dev.SubsystemVendorId = ushort.Parse(m.Groups["v"].ValueSpan, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
-                dev.SubsystemDeviceId = ushort.Parse(m.Groups["d"].ValueSpan, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
+                dev.SubsystemVendorId = Hex16(m.Groups["v"].ValueSpan);
+                dev.SubsystemDeviceId = Hex16(m.Groups["d"].ValueSpan);
                 return;
             }
             if (s.StartsWith("Bus:", StringComparison.Ordinal))
@@ -606,7 +628,6 @@ public static partial class LspciReader
             }
         }
 
-        private static byte Hex8(ReadOnlySpan<char> s) => byte.Parse(s, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
 
         private void HandleCapability(LspciDevice dev, ReadOnlySpan<char> s, int lineNo)
         {
@@ -638,19 +659,9 @@ public static partial class LspciReader
                 if (!e.Success) { Malformed(dev, lineNo, "Express capability"); return; }
                 dev.PcieOffset = offset;
                 dev.PcieVersion = e.Groups["ver"].Success ? int.Parse(e.Groups["ver"].ValueSpan, CultureInfo.InvariantCulture) : 0;
-                dev.PcieType = e.Groups["type"].Value switch
-                {
-                    "Endpoint" => PcieType.Endpoint,
-                    "Legacy Endpoint" => PcieType.LegacyEndpoint,
-                    "Root Port" => PcieType.RootPort,
-                    "Upstream Port" => PcieType.Upstream,
-                    "Downstream Port" => PcieType.Downstream,
-                    "PCI-Express to PCI/PCI-X Bridge" => PcieType.PciBridge,
-                    "PCI/PCI-X to PCI-Express Bridge" => PcieType.PcieBridge,
-                    "Root Complex Integrated Endpoint" => PcieType.RcEnd,
-                    "Root Complex Event Collector" => PcieType.RcEc,
-                    _ => (PcieType)int.Parse(e.Groups["num"].ValueSpan, CultureInfo.InvariantCulture),
-                };
+                dev.PcieType = e.Groups["num"].Success
+                    ? (PcieType)int.Parse(e.Groups["num"].ValueSpan, CultureInfo.InvariantCulture)
+                    : PcieTypeFromLspciName(e.Groups["type"].ValueSpan);
                 dev.PcieSlot = e.Groups["slot"].Value == "+";
                 dev.Context = LspciCapContext.Express;
                 return;
@@ -737,7 +748,7 @@ public static partial class LspciReader
                 }
                 dev.SriovFirst = first;
                 dev.SriovStride = stride;
-                dev.SriovVfDevice = ushort.Parse(m.Groups["d"].ValueSpan, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
+                dev.SriovVfDevice = Hex16(m.Groups["d"].ValueSpan);
             }
         }
 
