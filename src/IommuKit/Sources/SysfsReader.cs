@@ -70,7 +70,7 @@ public static class SysfsReader
                 continue;
             }
             if (facts.Visibility == ConfigVisibility.HeaderOnly) headerOnly++;
-            if (slotByAddress.TryGetValue($"{address.Domain:x4}:{address.Bus:x2}:{address.Device:x2}", out var s))
+            if (slotByAddress.TryGetValue(SlotAddress(address), out var s))
                 facts = facts with { PhysicalSlot = s };
             builder.Add(facts);
         }
@@ -198,6 +198,13 @@ public static class SysfsReader
             Untrusted = untrusted,
         };
     }
+
+    /// <summary>
+    /// The <c>sys/bus/pci/slots/NAME/address</c> text of the slot holding <paramref name="a"/>: <c>dddd:bb:dd</c>
+    /// (drivers/pci/slot.c <c>address_read_file</c>, "%04x:%02x:%02x"), the key of <see cref="Machine.Slots"/>.
+    /// </summary>
+    internal static string SlotAddress(PciAddress a) =>
+        string.Create(CultureInfo.InvariantCulture, $"{a.Domain:x4}:{a.Bus:x2}:{a.Device:x2}");
 
     private static ulong? ReadHex(FileTree tree, string path)
     {

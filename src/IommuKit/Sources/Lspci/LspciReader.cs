@@ -861,7 +861,7 @@ public static partial class LspciReader
                 builder.Add(allFacts[i]);
                 // "Physical Slot: N" is the sysfs slot name; sysfs slots/N/address holds domain:bus:device.
                 if (dev.PhysicalSlot is { } slot)
-                    slots.TryAdd(slot, string.Create(CultureInfo.InvariantCulture, $"{dev.Address.Domain:x4}:{dev.Address.Bus:x2}:{dev.Address.Device:x2}"));
+                    slots.TryAdd(slot, SysfsReader.SlotAddress(dev.Address));
                 if (dev.KernelGroup is { } g)
                 {
                     if (!groups.TryGetValue(g, out var list)) groups[g] = list = new List<PciAddress>();
