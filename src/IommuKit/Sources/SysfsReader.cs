@@ -79,7 +79,7 @@ public static class SysfsReader
         if (headerOnly > 0)
         {
             warnings.AddSummary($"{headerOnly} of {builder.Count} devices show only the 64-byte config header (an unprivileged read): " +
-                         "their PCIe type, ACS and other capabilities are unknown, so grouping cannot be predicted for them; " +
+                         "their PCIe type, ACS and other capabilities are unknown, so groups predicted for them are a guess; " +
                          "run as root (or capture a snapshot as root) for the full config space");
         }
 
