@@ -1,8 +1,8 @@
 namespace IommuKit.Sources;
 
 /// <summary>
-/// The warnings one load collects (<see cref="Machine.Warnings"/>), shared by every reader so each caps them the same
-/// way: per-item warnings (a skipped device, line or entry) beyond <see cref="SourceLimits.MaxWarnings"/> are counted in
+/// The warnings one load (<see cref="Machine.Warnings"/>) or one snapshot capture collects, shared by every reader and
+/// the snapshot writer so each caps them the same way: per-item warnings (a skipped device, line or entry) beyond <see cref="SourceLimits.MaxWarnings"/> are counted in
 /// one line, so an input with thousands of bad entries prints a screenful, not thousands of lines; summaries (one line
 /// per kind of missing fact, e.g. "12 of 12 devices show only the 64-byte config header") are always kept, after them.
 /// </summary>
