@@ -32,9 +32,6 @@ public static class SysfsReader
         "amd-iommu/cap", "amd-iommu/features",
     ];
 
-    /// <summary>True when the tree has a <c>sys/bus/pci/devices</c> directory.</summary>
-    public static bool HasPciSysfs(FileTree tree) => tree.IsDirectory(DevicesDir);
-
     /// <summary>Reads the machine.</summary>
     /// <exception cref="InputException">No PCI sysfs, or no device could be read at all, or a hostile tree (link escaping the root…).</exception>
     public static Machine Read(FileTree tree, string origin)
@@ -267,7 +264,7 @@ public static class SysfsReader
     }
 
     /// <summary>Parses one line of <c>reserved_regions</c>: <c>0x%016llx 0x%016llx %s</c> (drivers/iommu/iommu.c iommu_group_show_resv_regions).</summary>
-    public static bool TryParseRegion(string line, out ReservedRegionText region)
+    private static bool TryParseRegion(string line, out ReservedRegionText region)
     {
         region = default;
         var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
