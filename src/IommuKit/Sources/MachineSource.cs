@@ -42,12 +42,18 @@ public static class MachineSource
         byte[] bytes;
         try
         {
-            // Refused from its size before a byte is read (a 2 GB file), and again while reading (a file that grows).
-            var info = new FileInfo(path);
-            if (info.Length > SourceLimits.MaxInputFileBytes)
-                throw InputException.At(path, $"file of {info.Length} bytes is larger than the {SourceLimits.Mib(SourceLimits.MaxInputFileBytes)} cap for an input file");
+            // Refused from its size before a byte is read (a 2 GB file). A regular file is read in one piece of that size;
+            // one that reports no size (a pipe such as --source <(lspci -vvnn), a procfs file) through the capped loop.
             using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
-            bytes = SourceLimits.ReadAllCapped(fs, SourceLimits.MaxInputFileBytes, path, "file");
+            long length = fs.CanSeek ? fs.Length : 0;
+            if (length > SourceLimits.MaxInputFileBytes)
+                throw InputException.At(path, $"file of {length} bytes is larger than the {SourceLimits.Mib(SourceLimits.MaxInputFileBytes)} cap for an input file");
+            if (length > 0)
+            {
+                bytes = new byte[length];
+                fs.ReadExactly(bytes); // EndOfStreamException (an IOException) when the file shrank meanwhile
+            }
+            else bytes = SourceLimits.ReadAllCapped(fs, SourceLimits.MaxInputFileBytes, path, "file");
         }
         catch (IOException ex)
         {
