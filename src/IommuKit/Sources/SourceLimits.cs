@@ -41,8 +41,9 @@ public static class SourceLimits
     public static string HelpText =>
         $"Input caps (bad input beyond them, exit 3): tarball {MaxTarUncompressedBytes / (1024 * 1024)} MiB uncompressed, " +
         $"{MaxEntries} entries, {MaxFileBytes / 1024} KiB per member, paths of {MaxPathLength} characters, " +
-        $"{MaxLinkHops} symlink hops per lookup, {MaxWarnings} warnings; input files of {Mib(MaxInputFileBytes)} (lspci dumps {Mib(Lspci.LspciReader.MaxTextLength)}, " +
-        $"JSON machines {Mib(MachineJson.MaxBytes)}); {Pci.PciTopologyBuilder.MaxDevices} PCI functions.";
+        $"{MaxLinkHops} symlink hops per lookup; input files of {Mib(MaxInputFileBytes)} (lspci dumps {Mib(Lspci.LspciReader.MaxTextLength)}, " +
+        $"JSON machines {Mib(MachineJson.MaxBytes)}); {Pci.PciTopologyBuilder.MaxDevices} PCI functions. " +
+        $"At most {MaxWarnings} warnings about single devices are listed per input; the rest are counted.";
 
     /// <summary>A cap in bytes as messages show it: <c>256 MiB</c>, or the byte count when it is not whole MiB.</summary>
     internal static string Mib(long bytes) => bytes % (1024 * 1024) == 0 ? $"{bytes / (1024 * 1024)} MiB" : $"{bytes}-byte";
