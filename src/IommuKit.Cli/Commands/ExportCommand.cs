@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Text;
 using IommuKit.Sources;
 
 namespace IommuKit.Cli.Commands;
@@ -27,9 +26,7 @@ internal static class ExportCommand
     internal static int Run(CliConsole console, string? source, bool noConfig)
     {
         var machine = SourceResolver.Resolve(source, console);
-        using var ms = new MemoryStream();
-        MachineJson.Write(machine, ms, includeConfig: !noConfig);
-        console.Out.WriteLine(Encoding.UTF8.GetString(ms.ToArray()));
+        console.Out.WriteLine(MachineJson.ToJson(machine, includeConfig: !noConfig));
         return (int)ExitCode.Ok;
     }
 }
