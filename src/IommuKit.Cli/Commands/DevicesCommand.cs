@@ -19,7 +19,7 @@ internal static class DevicesCommand
         var command = new Command("devices",
             "Show the PCI topology as a tree: bridges, ports and endpoints with their PCIe type, ACS state " +
             "(capability and control bits; \"ACS unknown\" when the config space was not visible) and driver.\n" +
-            SourceLimits.HelpText)
+            ExitCodeHelp.Line((ExitCode.Ok, "ok")) + "\n" + SourceLimits.HelpText)
         {
             source, json,
         };

@@ -15,7 +15,8 @@ internal static class ExportCommand
         };
         var command = new Command("export",
             $"Write the machine as versioned JSON (\"format\": \"{MachineJson.FormatName}\", \"version\": {MachineJson.CurrentVersion}) on " +
-            "standard output; reading it back with --source gives the same machine.\n" + SourceLimits.HelpText)
+            "standard output; reading it back with --source gives the same machine.\n" +
+            ExitCodeHelp.Line((ExitCode.Ok, "ok")) + "\n" + SourceLimits.HelpText)
         {
             source, noConfig,
         };
