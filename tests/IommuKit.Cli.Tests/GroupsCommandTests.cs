@@ -6,6 +6,34 @@ namespace IommuKit.Cli.Tests;
 
 public class GroupsCommandTests
 {
+    [Fact]
+    public void GroupsRestingOnFactsANonRootDumpHidesAreMarkedAsGuessesNamingTheDevices()
+    {
+        // A real desktop dump taken without root: "Capabilities: <access denied>" hides PCIe types and ACS.
+        var dump = Path.Combine(FixturesDir, "lspci", "amd-b550-asrock-pg4-nonroot.txt");
+        var text = Run("groups", "--source", dump, "--pci-ids", "none");
+        var guessed = text.Lines.Where(l => l.StartsWith("Group ", StringComparison.Ordinal) && l.Contains("(a guess: facts missing for ")).ToList();
+        Assert.NotEmpty(guessed);
+        Assert.Contains("root", text.Err);
+
+        var json = Run("groups", "--json", "--source", dump, "--pci-ids", "none").Json;
+        var groups = json.GetProperty("groups").EnumerateArray().ToList();
+        var withUnknown = groups.Where(g => g.GetProperty("unknown_facts").GetArrayLength() > 0).ToList();
+        Assert.Equal(guessed.Count, withUnknown.Count);
+        // Each named device is one whose capabilities the dump hid (or whose bus range is unknown).
+        var machine = IommuKit.Sources.MachineSource.Load(dump);
+        Assert.All(withUnknown, g => Assert.All(g.GetProperty("unknown_facts").EnumerateArray(), a =>
+            Assert.NotEqual(IommuKit.Pci.ConfigVisibility.Full, machine.Topology[IommuKit.Pci.PciAddress.Parse(a.GetString()!)].Facts.Visibility)));
+        Assert.Contains(groups, g => g.GetProperty("unknown_facts").GetArrayLength() == 0);
+    }
+
+    [Fact]
+    public void KernelGroupsAreNeverMarkedAsGuesses()
+    {
+        var json = Run("groups", "--json", "--source", Oracle("b_rootports"), "--pci-ids", "none").Json;
+        Assert.All(json.GetProperty("groups").EnumerateArray(), g => Assert.Equal(0, g.GetProperty("unknown_facts").GetArrayLength()));
+    }
+
     [Theory]
     [MemberData(nameof(MachinesWithLegacyGolden), MemberType = typeof(CliRunner))]
     public void LegacyOutputIsByteForByteRealLspciJoinedWithTheKernelsGroups(string machine)

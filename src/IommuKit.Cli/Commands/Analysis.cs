@@ -129,7 +129,7 @@ internal sealed class Analysis
         {
             var devices = g.Devices.OrderBy(d => d.Address).ToList();
             var p = predict(devices.Select(d => d.Address).ToList());
-            views.Add(new GroupView(g.Id, "model", p.Type, p.ReservedRegions, g.Fingerprint, devices));
+            views.Add(new GroupView(g.Id, "model", p.Type, p.ReservedRegions, g.Fingerprint, devices, g.UnknownFactDevices));
         }
         views.Sort((a, b) => a.Id.CompareTo(b.Id));
         return views;

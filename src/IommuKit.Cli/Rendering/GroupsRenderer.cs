@@ -12,6 +12,8 @@ internal static class GroupsRenderer
     {
         var parts = new List<string> { s.Bold($"Group {g.Id}") };
         if (predicted) parts.Add(s.Warn("(predicted)"));
+        if (g.UnknownFacts.Count > 0)
+            parts.Add(s.Bad($"(a guess: facts missing for {string.Join(' ', g.UnknownFacts.Select(d => d.Address.ToShortString()))})"));
         if (g.Type is not null) parts.Add(s.Accent(g.Type));
         parts.Add(s.Dim($"fingerprint {g.Fingerprint}"));
         return string.Join("  ", parts);
@@ -65,6 +67,7 @@ internal static class GroupsRenderer
         if (g.ReservedRegions is { } regions) JsonOut.StringArray(w, "reserved_regions", regions.Select(r => r.ToString()));
         else w.WriteNull("reserved_regions");
         w.WriteString("fingerprint", g.Fingerprint);
+        JsonOut.StringArray(w, "unknown_facts", g.UnknownFacts.Select(d => d.Address.ToString()));
         w.WriteStartArray("devices");
         foreach (var d in g.Devices) WriteDeviceJson(w, d, ids);
         w.WriteEndArray();

@@ -176,7 +176,7 @@ public static class GroupingEngine
             if (g.UnknownFacts) unknownGroups++;
         }
         if (unknownGroups > 0)
-            messages.Add($"{unknownGroups} group(s) depend on facts the source does not show (extended capabilities such as ACS, or bridge bus ranges): capture as root with lspci -vv (or a sysfs snapshot) for a reliable answer");
+            messages.Add($"{unknownGroups} group(s) depend on facts the source does not show (extended capabilities such as ACS, or bridge bus ranges): read the machine as root (iommu snapshot, or lspci -vv) for a reliable answer");
         return Finish(new GroupingResult(machine, activation, ctx, groups, byIndex, managed, messages) { Rank = rank }, options);
     }
 
