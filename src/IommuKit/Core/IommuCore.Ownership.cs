@@ -45,8 +45,10 @@ public sealed partial class IommuCore
             return IommuResult.Fail(Errno.EPROBE_DEFER, $"{device.Name}: {group} has no default domain yet (IOMMU probe still running); {driver} must probe again later");
         if (!Kernel.HasDmaOwnership && group.OwnerLocked is not null)
         {
-            // Before 5.19 nothing stopped the bind; VFIO's group notifier only complained.
-            AddLog($"vfio: {device.Name}: Device bound to driver {driver} while group {group.Id} is in use");
+            // Before 5.19 nothing refused the bind: VFIO's BOUND_DRIVER notifier (vfio_iommu_group_notifier) checks
+            // vfio_dev_viable only afterwards, and BUG_ON()s when the device is not allowed.
+            if (!VfioAllowsDriverBefore519(device, driver))
+                AddLog($"vfio: {device.Name}: Device bound to driver {driver} while group {group.Id} is in use: kernel BUG (BUG_ON(vfio_group_nb_verify) in vfio_iommu_group_notifier)");
             group.OwnerCntLocked++;
             return IommuResult.Ok;
         }
@@ -139,9 +141,11 @@ public sealed partial class IommuCore
     }
 
     /// <summary>
-    /// Before 5.19 there was no ownership API: VFIO took a group only when it was "viable", every device unbound or
-    /// bound to vfio, pci-stub or pcieport (UNVERIFIED: spec 7 older, the errno VFIO returned is taken as EINVAL).
-    /// The owner count then counts the claim plus any kernel drivers, which nothing prevented.
+    /// Before 5.19 there was no ownership API: VFIO used a group only when it was viable (<c>vfio_dev_viable</c>,
+    /// drivers/vfio/vfio.c up to 5.18), every device driver-less, bound to a vfio driver, or allowed by
+    /// <see cref="VfioAllowsDriverBefore519"/>; otherwise EINVAL (the error of <c>vfio_group_get_device_fd</c> and
+    /// <c>vfio_group_add_container_user</c> for a non-viable group). The owner count then counts the claim plus any
+    /// kernel drivers, which nothing prevented.
     /// </summary>
     private IommuResult ClaimViableGroupLocked(IommuGroup group, object cookie)
     {
@@ -149,8 +153,8 @@ public sealed partial class IommuCore
         if (group.OwnerLocked is not null) return IommuResult.Fail(Errno.EBUSY, $"{group} is already in use by VFIO");
         foreach (var d in group.DevicesLocked)
         {
-            if (d.DriverName is { } n && !IommuDevice.IsDriverManagedDma(n))
-                return IommuResult.Fail(Errno.EINVAL, $"{group} is not viable: {d.Name} is bound to {n} (Linux before 5.19 needs every device unbound or bound to vfio-pci, pci-stub or pcieport)");
+            if (d.DriverName is { } n && !IommuDevice.IsVfioDriver(n) && !VfioAllowsDriverBefore519(d, n))
+                return IommuResult.Fail(Errno.EINVAL, $"{group} is not viable: {d.Name} is bound to {n} (Linux before 5.19 needs every device unbound, bound to vfio-pci or pci-stub, or a bridge)");
         }
         uint kernelUsers = group.OwnerCntLocked;
         group.OwnerCntLocked = 0;
@@ -158,6 +162,14 @@ public sealed partial class IommuCore
         group.OwnerCntLocked += kernelUsers;
         return r;
     }
+
+    /// <summary>
+    /// <c>vfio_dev_driver_allowed</c> (drivers/vfio/vfio.c, 3.6-5.18): a PCI device whose header is not type 0 (a bridge,
+    /// <c>hdr_type != PCI_HEADER_TYPE_NORMAL</c>) passes whatever its driver; any other device only with a driver on
+    /// <c>vfio_driver_allowed[]</c>, which holds just <c>pci-stub</c> (not <c>pcieport</c>: ports pass by header type).
+    /// </summary>
+    private static bool VfioAllowsDriverBefore519(IommuDevice device, string driver) =>
+        device.Pci is { } pci && pci.Facts.HeaderLayout != 0 || driver == "pci-stub";
 
     private string OwnerDescriptionLocked(IommuGroup group)
     {

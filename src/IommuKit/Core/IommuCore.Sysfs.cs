@@ -191,8 +191,8 @@ public sealed partial class IommuCore
 
     /// <summary>
     /// Checks the core's invariants under each group's lock and returns one line per violation (empty when all hold):
-    /// every device of a group is attached to the group's domain; a user-owned group has no DMA-API driver bound and
-    /// at least one claim; a kernel-owned group's owner count equals its bound DMA-API drivers; the direct regions of
+    /// every device of a group is attached to the group's domain; a user-owned group has no DMA-API driver bound (5.19+)
+    /// and at least one claim; a kernel-owned group's owner count equals its bound DMA-API drivers; the direct regions of
     /// every device are mapped 1:1 in a DMA-API default domain.
     /// </summary>
     public IReadOnlyList<string> CheckInvariants()
@@ -213,7 +213,8 @@ public sealed partial class IommuCore
                 }
                 if (group.OwnerLocked is not null)
                 {
-                    if (dmaBound != 0) problems.Add($"{group} is user-owned but {dmaBound} DMA-API driver(s) are bound");
+                    // Before 5.19 nothing kept kernel drivers out of a group VFIO used (UseDefaultDomainLocked).
+                    if (dmaBound != 0 && Kernel.HasDmaOwnership) problems.Add($"{group} is user-owned but {dmaBound} DMA-API driver(s) are bound");
                     if (group.OwnerCntLocked == 0) problems.Add($"{group} has an owner but owner_cnt 0");
                     if (group.DomainLocked == group.DefaultDomainLocked && group.DefaultDomainLocked != group.BlockingDomainLocked)
                         problems.Add($"{group} is user-owned but on its default domain");

@@ -187,4 +187,62 @@ public class PreOwnershipApiTests
         Assert.Equal(1u, a.Group!.OwnerCount);
         Assert.Empty(core.CheckInvariants());
     }
+
+    private static (IommuCore Core, IommuDevice Port, IommuDevice Nic) BridgeAndNicInOneGroup()
+    {
+        var topo = PciTopo(("0000:00:1c.0", 0x060400, 0x8086, 0xa110, false), ("0000:01:00.0", 0x020000, 0x8086, 0x10d3, false));
+        var core = NewCore(kernel: KernelVersion.V5_18);
+        var drv = new TestDriver();
+        var devs = topo.Devices.Select(p => IommuDevice.FromPci(p)).ToArray();
+        foreach (var d in devs) drv.GroupKey[d.Name] = "g";
+        Boot(core, drv, devs);
+        return (core, devs.Single(d => d.Pci!.IsBridge), devs.Single(d => !d.Pci!.IsBridge));
+    }
+
+    [Fact]
+    public void Before519ABridgeKeepsItsGroupViableWhateverDriverItIsBoundTo()
+    {
+        // vfio_dev_driver_allowed: hdr_type != PCI_HEADER_TYPE_NORMAL passes, whatever the driver (here shpchp).
+        var (core, port, nic) = BridgeAndNicInOneGroup();
+        Assert.True(core.BindDriver(port, "shpchp").IsOk);
+        Assert.True(core.BindDriver(nic, "vfio-pci").IsOk);
+        var r = core.GroupClaimDmaOwner(nic.Group!, new object());
+        Assert.True(r.IsOk, r.ToString());
+        Assert.Same(nic.Group!.BlockingDomain, nic.Group!.Domain);
+        Assert.Empty(core.CheckInvariants());
+    }
+
+    [Fact]
+    public void Before519OnlyPciStubIsAllowedByNameOnAnEndpoint()
+    {
+        // vfio_driver_allowed[] = { "pci-stub" }: a type-0 function bound to anything else (even pcieport) is not viable.
+        var (core, port, nic) = BridgeAndNicInOneGroup();
+        core.BindDriver(port, "pcieport");
+        core.BindDriver(nic, "pcieport", driverManagedDma: true);
+        var r = core.GroupClaimDmaOwner(nic.Group!, new object());
+        Assert.Equal(Errno.EINVAL, r.Errno);
+        Assert.Contains($"{nic.Name} is bound to pcieport", r.Reason);
+        core.UnbindDriver(nic);
+        core.BindDriver(nic, "pci-stub");
+        Assert.True(core.GroupClaimDmaOwner(nic.Group!, new object()).IsOk);
+    }
+}
+
+public class VfioVariantDriverTests
+{
+    [Theory]
+    [InlineData("mlx5_vfio_pci")]
+    [InlineData("hisi_acc_vfio_pci")]
+    [InlineData("vfio-pci")]
+    public void VfioPciVariantDriversManageTheirOwnDmaAndLeaveTheGroupClaimable(string driver)
+    {
+        // Variant drivers register through vfio_pci_core and set driver_managed_dma like vfio-pci (spec 7).
+        var core = NewCore();
+        var a = Dev("a");
+        Boot(core, new TestDriver(), a);
+        Assert.True(core.BindDriver(a, driver).IsOk);
+        Assert.True(a.DriverManagedDma);
+        Assert.Equal(0u, a.Group!.OwnerCount);
+        Assert.True(core.GroupClaimDmaOwner(a.Group!, new object()).IsOk);
+    }
 }
