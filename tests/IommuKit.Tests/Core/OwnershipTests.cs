@@ -41,6 +41,45 @@ public class OwnershipTests
         Assert.Contains("b (e1000e)", r.Reason);
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void ClaimWhoseBlockingAttachFailsHalfWayLeavesTheGroupUnownedOnItsDefault(bool groupClaim)
+    {
+        // take ownership = set_group_domain(blocking) then owner/owner_cnt (spec 7): a failed switch rolls every device
+        // back (spec 4.3 err_revert) and the owner is never recorded.
+        var (core, drv, a, b) = Pair();
+        var g = a.Group!;
+        var def = g.Domain;
+        drv.AttachFault = (d, dom) => d == b && dom != def ? Errno.ENOSPC : Errno.Ok;
+        var r = groupClaim ? core.GroupClaimDmaOwner(g, new object()) : core.DeviceClaimDmaOwner(a, new object());
+        Assert.Equal(Errno.ENOSPC, r.Errno);
+        Assert.Same(def, g.Domain);
+        Assert.All(new[] { a, b }, d => Assert.Same(def, d.AttachedDomain));
+        Assert.All(new[] { a, b }, d => Assert.Same(def, drv.Contexts[d]));
+        Assert.Null(g.Owner);
+        Assert.Equal(0u, g.OwnerCount);
+        Assert.Empty(core.CheckInvariants());
+        drv.AttachFault = null;
+        Assert.True(core.GroupClaimDmaOwner(g, new object()).IsOk);
+    }
+
+    [Fact]
+    public void ClaimWhoseBlockingDomainCannotBeAllocatedChangesNothing()
+    {
+        // No static blocked domain: the core allocates an empty paging domain; its failure propagates (spec 4.2, 7).
+        var (core, drv, a, _) = Pair();
+        var g = a.Group!;
+        var def = g.Domain;
+        drv.AllocFault = (_, t) => t == IommuDomainType.Unmanaged ? Errno.ENOMEM : Errno.Ok;
+        Assert.Equal(Errno.ENOMEM, core.GroupClaimDmaOwner(g, new object()).Errno);
+        Assert.Same(def, g.Domain);
+        Assert.Null(g.BlockingDomain);
+        Assert.Null(g.Owner);
+        Assert.Equal(0u, g.OwnerCount);
+        Assert.Empty(core.CheckInvariants());
+    }
+
     [Fact]
     public void ClaimPutsTheGroupInTheBlockingDomainAndReleaseRestoresTheDefault()
     {

@@ -198,6 +198,34 @@ public class TypeChangeTests
     }
 
     [Fact]
+    public void DirectMappingThatFailsEvenAfterAttachRollsTheTypeChangeBackOn612()
+    {
+        // iommu_setup_default_domain step 8 (spec 5.3): the retry after attach fails, so the old domain is put back,
+        // the new one freed and the old default restored. The region lies above the 48-bit page table, so no map works.
+        var core = NewCore("iommu.passthrough=1");
+        var drv = new TestDriver();
+        drv.GroupKey["a"] = drv.GroupKey["b"] = "g";
+        drv.Regions["b"] = [Region(1UL << 48, (1UL << 48) + 0xfff, ReservedRegionType.DirectRelaxable)];
+        var devs = new[] { Dev("a"), Dev("b") };
+        Boot(core, drv, devs);
+        var g = devs[0].Group!;
+        var identity = g.DefaultDomain;
+        IommuDomain? attempted = null;
+        drv.AttachFault = (_, dom) => { if (dom.Type == IommuDomainType.Dma) attempted = dom; return Errno.Ok; };
+        var r = core.StoreType(g, "DMA");
+        Assert.False(r.IsOk);
+        Assert.NotNull(attempted);
+        Assert.True(attempted!.Freed);
+        Assert.Same(identity, g.DefaultDomain);
+        Assert.Same(identity, g.Domain);
+        Assert.All(devs, d => Assert.Same(identity, d.AttachedDomain));
+        Assert.All(devs, d => Assert.Same(identity, drv.Contexts[d]));
+        Assert.Equal("identity", core.ReadType(g));
+        Assert.Contains("iommu: IOMMU driver was not able to establish FW requested direct mapping.", core.Log);
+        Assert.Empty(core.CheckInvariants());
+    }
+
+    [Fact]
     public void FlushQueueAllocationFailureIsEnomemAndLeavesDma()
     {
         var (core, _, d) = Group(KernelVersion.V6_12, 1, "iommu.strict=1");
