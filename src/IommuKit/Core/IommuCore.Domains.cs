@@ -131,6 +131,7 @@ public sealed partial class IommuCore
 
     private IommuResult AllocOrReuseLocked(IommuGroup group, IommuDomainType type, out IommuDomain? domain)
     {
+        group.AssertLocked();
         // A static legacy default domain: the request must be its type (spec 4.2 default domain step 1).
         if (group.DevicesLocked.Count > 0 && group.DevicesLocked[0].IommuDriver?.StaticDefaultDomain is { } st)
         {
