@@ -16,6 +16,7 @@ public sealed partial class IommuCore
         bool managed = driverManagedDma ?? IommuDevice.IsDriverManagedDma(driver);
         using (new DeviceLockScope(device))
         {
+            // __driver_probe_device (drivers/base/dd.c): a device that has a driver is EBUSY.
             if (device.DriverName is { } cur) return IommuResult.Fail(Errno.EBUSY, $"{device.Name}: already bound to {cur}");
             var group = device.Group;
             if (group is null)
@@ -41,6 +42,7 @@ public sealed partial class IommuCore
     private IommuResult UseDefaultDomainLocked(IommuGroup group, IommuDevice device, string driver)
     {
         group.AssertLocked();
+        // iommu_device_use_default_domain (spec 7 table): EPROBE_DEFER before the default domain exists (6.4+).
         if (Kernel.DefersUseBeforeDefaultDomain && group.DefaultDomainLocked is null)
             return IommuResult.Fail(Errno.EPROBE_DEFER, $"{device.Name}: {group} has no default domain yet (IOMMU probe still running); {driver} must probe again later");
         if (!Kernel.HasDmaOwnership && group.OwnerLocked is not null)
@@ -52,6 +54,7 @@ public sealed partial class IommuCore
             group.OwnerCntLocked++;
             return IommuResult.Ok;
         }
+        // Spec 7 table: EBUSY while others use the group and it is owned or off its default domain (not checked at 0).
         if (group.OwnerCntLocked > 0 && (group.DomainLocked != group.DefaultDomainLocked || group.OwnerLocked is not null))
         {
             string why = group.OwnerLocked is not null
@@ -107,6 +110,7 @@ public sealed partial class IommuCore
     /// </summary>
     public IommuResult GroupClaimDmaOwner(IommuGroup group, object cookie)
     {
+        // Spec 7 table / 12: a null cookie is EINVAL; any owner count (even the same cookie) is EPERM.
         if (cookie is null) return IommuResult.Fail(Errno.EINVAL, $"{group}: claim without an owner cookie");
         using (new GroupLockScope(group))
         {
@@ -123,6 +127,7 @@ public sealed partial class IommuCore
     /// </summary>
     public IommuResult DeviceClaimDmaOwner(IommuDevice device, object cookie)
     {
+        // Spec 7 table / 12: null cookie EINVAL, no group ENODEV, another owner (a kernel driver is owner "null") EPERM.
         if (cookie is null) return IommuResult.Fail(Errno.EINVAL, $"{device.Name}: claim without an owner cookie");
         var group = device.Group;
         if (group is null) return IommuResult.Fail(Errno.ENODEV, $"{device.Name}: not in an IOMMU group");
@@ -150,6 +155,7 @@ public sealed partial class IommuCore
     private IommuResult ClaimViableGroupLocked(IommuGroup group, object cookie)
     {
         group.AssertLocked();
+        // vfio_group_fops_open: one open of the group file at a time, a second one is EBUSY.
         if (group.OwnerLocked is not null) return IommuResult.Fail(Errno.EBUSY, $"{group} is already in use by VFIO");
         foreach (var d in group.DevicesLocked)
         {
@@ -185,6 +191,10 @@ public sealed partial class IommuCore
             : $"in use by kernel drivers that use the DMA API: {string.Join(", ", bound)}; unbind them (or bind vfio-pci) first";
     }
 
+    /// <summary>
+    /// <c>__iommu_take_dma_ownership</c> (spec 7): EBUSY off the default domain; the blocking domain's allocation and
+    /// attach errors propagate (EINVAL for a device with direct regions) and leave the group unowned on its old domain.
+    /// </summary>
     private IommuResult TakeOwnershipLocked(IommuGroup group, object cookie)
     {
         group.AssertLocked();
@@ -217,6 +227,7 @@ public sealed partial class IommuCore
         }
     }
 
+    /// <summary><c>__iommu_release_dma_ownership</c> (spec 7): warn when not owned; else back to the default domain (must succeed).</summary>
     private void ReleaseOwnershipLocked(IommuGroup group)
     {
         group.AssertLocked();

@@ -59,15 +59,15 @@ public sealed partial class IommuCore
     {
         using (new GroupLockScope(group))
         {
+            // Spec 6 read: the default domain's type name, "unknown" without one (or for PLATFORM). Before 5.15 there is
+            // no DMA_FQ type, so a lazy default is a DMA domain here (IommuDefaults never picks DmaFq there).
             var d = group.DefaultDomainLocked;
-            if (d is null) return "unknown";
-            // Before DMA_FQ existed, a lazy DMA domain read as DMA.
-            return d.Type.SysfsName();
+            return d is null ? "unknown" : d.Type.SysfsName();
         }
     }
 
     /// <summary>
-    /// A write to <c>/sys/kernel/iommu_groups/N/type</c> (<c>iommu_group_store_type</c>) with the rules of
+    /// A write to <c>/sys/kernel/iommu_groups/N/type</c> (<c>iommu_group_store_type</c>, spec 6 and 12) with the rules of
     /// <see cref="Kernel"/>: EACCES without CAP_SYS_ADMIN+CAP_SYS_RAWIO (or before 5.11), EINVAL for a bad string or no
     /// default domain; then 6.4+: DMA→DMA-FQ in place, else EPERM while the owner count is not 0 or the group is
     /// empty, else <c>iommu_setup_default_domain</c>; 5.11–6.3: EINVAL for more than one device, EBUSY while a driver
@@ -101,6 +101,7 @@ public sealed partial class IommuCore
                 def.Type = IommuDomainType.DmaFq;
                 return IommuResult.Ok;
             }
+            // Spec 6 step 6: an empty group, or a non-zero owner count (DMA-API drivers or a user owner), is EPERM.
             if (group.DevicesLocked.Count == 0) return IommuResult.Fail(Errno.EPERM, $"{group} has no devices");
             if (group.OwnerCntLocked != 0) return IommuResult.Fail(Errno.EPERM, $"{group} is {OwnerDescriptionLocked(group)}");
             var r = SetupDefaultDomainLocked(group, req, boot: false);
@@ -139,7 +140,11 @@ public sealed partial class IommuCore
         }
     }
 
-    /// <summary><c>iommu_change_dev_def_domain</c> (5.11–6.3).</summary>
+    /// <summary>
+    /// <c>iommu_change_dev_def_domain</c> (5.11–6.3, spec 6 "Write, v5.11 to about v6.3"): the re-checks under the group
+    /// lock (EBUSY off the default domain or for a changed device, EINVAL for a changed count or a conflicting
+    /// requirement), DMA→DMA-FQ in place, else a new default with rollback.
+    /// </summary>
     private IommuResult ChangeDevDefDomainLegacyLocked(IommuGroup group, IommuDevice dev, IommuDomainType req)
     {
         group.AssertLocked();

@@ -230,6 +230,8 @@ public sealed partial class IommuCore
             IommuDevice[] devices;
             lock (_registryLock)
             {
+                // The kernel does not check a double registration (list corruption); the model refuses it with EBUSY,
+                // the errno of the ~6.3 "single driver" rule (spec 11.1 step 1).
                 if (_drivers.Contains(driver)) return IommuResult.Fail(Errno.EBUSY, $"{driver.Name}: already registered");
                 _drivers.Add(driver);
                 // Bus order (spec 1.2): platform, then PCI.
@@ -326,10 +328,11 @@ public sealed partial class IommuCore
             ops = drv;
             break;
         }
+        // Spec 11.2 step 2: no ops for the device is ENODEV (ignored during a bus scan); driver errors propagate.
         if (ops is null) return IommuResult.Fail(Errno.ENODEV, $"{dev.Name}: no IOMMU driver manages this device");
 
         var group = ops.DeviceGroup(dev, new GroupContext(this));
-        if (group is null)
+        if (group is null) // spec 11.2 step 2: device_group returning null is WARN + EINVAL, undone in reverse order
         {
             AddLog($"{dev.Name}: iommu_group_get_for_dev: device_group returned no group");
             ops.ReleaseDevice(dev);
