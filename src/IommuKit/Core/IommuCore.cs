@@ -351,7 +351,6 @@ public sealed partial class IommuCore
                     if (group.ReleasedRegistry) throw new InvalidOperationException($"{ops.Name} returned released {group} for {dev.Name}");
                     group.RefsRegistry++;
                 }
-                group.DriverLocked ??= ops;
                 group.DevicesLocked.Add(dev);
                 dev.IommuDriver = ops;
                 dev.Group = group;
