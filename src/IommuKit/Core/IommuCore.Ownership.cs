@@ -7,7 +7,8 @@ public sealed partial class IommuCore
     /// <summary>
     /// Binds a device driver. A driver that uses the DMA API (not <c>driver_managed_dma</c>) goes through
     /// <c>iommu_device_use_default_domain</c>: EPROBE_DEFER while the group has no default domain (6.4+), EBUSY when
-    /// the group is user-owned or not on its default domain while others use it; otherwise the owner count grows.
+    /// the group is user-owned or not on its default domain while others use it (5.19+; before, nothing refuses a
+    /// bind); otherwise the owner count grows.
     /// </summary>
     /// <param name="driverManagedDma">Null: the kernel's declaration for well-known drivers (vfio-pci, pci-stub, pcieport).</param>
     public IommuResult BindDriver(IommuDevice device, string driver, bool? driverManagedDma = null)
@@ -45,11 +46,12 @@ public sealed partial class IommuCore
         // iommu_device_use_default_domain (spec 7 table): EPROBE_DEFER before the default domain exists (6.4+).
         if (Kernel.DefersUseBeforeDefaultDomain && group.DefaultDomainLocked is null)
             return IommuResult.Fail(Errno.EPROBE_DEFER, $"{device.Name}: {group} has no default domain yet (IOMMU probe still running); {driver} must probe again later");
-        if (!Kernel.HasDmaOwnership && group.OwnerLocked is not null)
+        if (!Kernel.HasDmaOwnership)
         {
-            // Before 5.19 nothing refused the bind: VFIO's BOUND_DRIVER notifier (vfio_iommu_group_notifier) checks
-            // vfio_dev_viable only afterwards, and BUG_ON()s when the device is not allowed.
-            if (!VfioAllowsDriverBefore519(device, driver))
+            // Before 5.19 there was no use_default_domain: the driver core never asked the IOMMU core, so nothing
+            // refuses the bind. VFIO's BOUND_DRIVER notifier (vfio_iommu_group_notifier) checks vfio_dev_viable only
+            // afterwards, and BUG_ON()s when the group is in use and the device is not allowed.
+            if (group.OwnerLocked is not null && !VfioAllowsDriverBefore519(device, driver))
                 AddLog($"vfio: {device.Name}: Device bound to driver {driver} while group {group.Id} is in use: kernel BUG (BUG_ON(vfio_group_nb_verify) in vfio_iommu_group_notifier)");
             group.OwnerCntLocked++;
             return IommuResult.Ok;
@@ -77,28 +79,23 @@ public sealed partial class IommuCore
         System.Diagnostics.Debug.Assert(Monitor.IsEntered(device.DeviceLock));
         if (device.DriverName is null) return;
         var group = device.Group;
-        if (group is not null && !device.DriverManagedDma)
+        if (group is null)
         {
-            using (new GroupLockScope(group))
+            device.DriverName = null;
+            device.DriverManagedDma = false;
+            return;
+        }
+        using (new GroupLockScope(group))
+        {
+            // iommu_device_unuse_default_domain (spec 7 table), for DMA-API drivers: warn and do nothing at owner count 0.
+            if (!device.DriverManagedDma)
             {
                 if (group.OwnerCntLocked == 0) AddLog($"WARNING: {device.Name}: unuse_default_domain with owner_cnt 0");
                 else group.OwnerCntLocked--;
-                device.DriverName = null;
-                device.DriverManagedDma = false;
-                return;
             }
+            device.DriverName = null;
+            device.DriverManagedDma = false;
         }
-        if (group is not null)
-        {
-            using (new GroupLockScope(group))
-            {
-                device.DriverName = null;
-                device.DriverManagedDma = false;
-            }
-            return;
-        }
-        device.DriverName = null;
-        device.DriverManagedDma = false;
     }
 
     // ---------------------------------------------------------------- user ownership (spec 7)

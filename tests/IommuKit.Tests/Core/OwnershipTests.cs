@@ -227,6 +227,24 @@ public class PreOwnershipApiTests
         Assert.Empty(core.CheckInvariants());
     }
 
+    [Fact]
+    public void Before519NoBindIsRefusedEvenWhileAnApiUsersDomainIsAttached()
+    {
+        // iommu_device_use_default_domain arrived with the ownership API in 5.19; before, the driver core's
+        // dma_configure never asked the IOMMU core, so a bind cannot fail with EBUSY.
+        var core = NewCore(kernel: KernelVersion.V5_18);
+        var drv = new TestDriver();
+        drv.GroupKey["a"] = drv.GroupKey["b"] = "g";
+        var a = Dev("a");
+        var b = Dev("b");
+        Boot(core, drv, a, b);
+        Assert.True(core.BindDriver(a, "e1000e").IsOk);
+        core.AllocPagingDomain(a, out var user);
+        Assert.True(core.AttachGroup(user!, a.Group!).IsOk);
+        Assert.True(core.BindDriver(b, "e1000e").IsOk);
+        Assert.Equal(2u, a.Group!.OwnerCount);
+    }
+
     private static (IommuCore Core, IommuDevice Port, IommuDevice Nic) BridgeAndNicInOneGroup()
     {
         var topo = PciTopo(("0000:00:1c.0", 0x060400, 0x8086, 0xa110, false), ("0000:01:00.0", 0x020000, 0x8086, 0x10d3, false));
