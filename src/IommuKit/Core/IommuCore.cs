@@ -226,13 +226,17 @@ public sealed partial class IommuCore
         ArgumentNullException.ThrowIfNull(driver);
         using (new ProbeLockScope(_probeLock))
         {
+            // The kernel does not check a double registration (list corruption); the model refuses it with EBUSY,
+            // the errno of the ~6.3 "single driver" rule (spec 11.1 step 1), before Init can reset the driver's state.
+            // Every registration holds the probe lock, so nothing registers between this check and the add below.
+            lock (_registryLock)
+            {
+                if (_drivers.Contains(driver)) return IommuResult.Fail(Errno.EBUSY, $"{driver.Name}: already registered");
+            }
             driver.Init(this);
             IommuDevice[] devices;
             lock (_registryLock)
             {
-                // The kernel does not check a double registration (list corruption); the model refuses it with EBUSY,
-                // the errno of the ~6.3 "single driver" rule (spec 11.1 step 1).
-                if (_drivers.Contains(driver)) return IommuResult.Fail(Errno.EBUSY, $"{driver.Name}: already registered");
                 _drivers.Add(driver);
                 // Bus order (spec 1.2): platform, then PCI.
                 var list = new List<IommuDevice>(_bus.Count);

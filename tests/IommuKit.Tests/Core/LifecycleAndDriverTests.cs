@@ -191,6 +191,21 @@ public class ReferenceDriverTests
     }
 
     [Fact]
+    public void RegisteringTheSameDriverTwiceIsEbusyAndDoesNotReinitialiseIt()
+    {
+        var (core, drv, d) = Vtd(PciTopo(("0000:00:02.0", 0x020000, 0x8086, 0x10d3, false)));
+        var nic = d["0000:00:02.0"];
+        var blocked = drv.StaticBlockedDomain;
+        Assert.NotNull(blocked); // 6.12: a static blocked domain made in Init
+        Assert.True(core.GroupClaimDmaOwner(nic.Group!, new object()).IsOk);
+        Assert.Equal(Errno.EBUSY, core.RegisterDriver(drv).Errno);
+        Assert.Same(blocked, drv.StaticBlockedDomain);
+        Assert.Same(blocked, nic.Group!.Domain);
+        core.GroupReleaseDmaOwner(nic.Group!);
+        Assert.Same(nic.Group!.DefaultDomain, nic.Group!.Domain);
+    }
+
+    [Fact]
     public void VtdGivesTheIsaBridgeTheFloppyRangeAndEveryoneTheMsiWindow()
     {
         var (core, _, d) = Vtd(PciTopo(("0000:00:1f.0", 0x060100, 0x8086, 0x2918, false), ("0000:00:02.0", 0x020000, 0x8086, 0x10d3, false)));
