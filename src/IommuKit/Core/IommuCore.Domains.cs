@@ -378,8 +378,7 @@ public sealed partial class IommuCore
     private IommuResult CreateDirectMappingsLocked(IommuGroup group, IommuDomain domain, IommuDevice dev)
     {
         group.AssertLocked();
-        ulong bitmap = domain.PageSizeBitmap;
-        ulong pg = bitmap & (~bitmap + 1); // lowest set bit
+        ulong pg = domain.MinPageSize;
         if (domain.Type.IsDmaApi() && pg == 0) // spec 8.3 step 1: WARN + EINVAL
         {
             AddLog($"WARNING: {dev.Name}: DMA domain without a page size");

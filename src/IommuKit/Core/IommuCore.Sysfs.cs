@@ -247,8 +247,7 @@ public sealed partial class IommuCore
 
     private static bool IsDirectMapped(IommuDomain dom, ReservedRegion r)
     {
-        ulong bitmap = dom.PageSizeBitmap;
-        ulong pg = bitmap & (~bitmap + 1);
+        ulong pg = dom.MinPageSize;
         if (pg == 0) return false;
         ulong mask = pg - 1;
         if (r.Start > ulong.MaxValue - mask) return true;
