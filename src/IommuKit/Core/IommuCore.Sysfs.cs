@@ -82,8 +82,9 @@ public sealed partial class IommuCore
             return IommuResult.Fail(Errno.EACCES, $"{group}: the type file is read-only before Linux 5.11");
         if (!capable) return IommuResult.Fail(Errno.EACCES, $"{group}: writing type needs CAP_SYS_ADMIN and CAP_SYS_RAWIO");
         if (group.DefaultDomain is null) return IommuResult.Fail(Errno.EINVAL, $"{group} has no default domain");
-        if (!IommuDomainTypes.TryParseSysfsWrite(value, out var req))
-            return IommuResult.Fail(Errno.EINVAL, $"{group}: \"{value.TrimEnd('\n')}\" is not one of identity, DMA, DMA-FQ, auto");
+        // Spec 6 step 3: sysfs_streq against the known strings, else EINVAL; "DMA-FQ" is one of them from 5.15 (DMA_FQ).
+        if (!IommuDomainTypes.TryParseSysfsWrite(value, out var req) || (req == IommuDomainType.DmaFq && !Kernel.HasDmaFqType))
+            return IommuResult.Fail(Errno.EINVAL, $"{group}: \"{value.TrimEnd('\n')}\" is not one of identity, DMA, {(Kernel.HasDmaFqType ? "DMA-FQ, " : "")}auto");
         return Kernel.TypeWrites == TypeWriteRules.OwnerCount ? StoreTypeCurrent(group, req) : StoreTypeLegacy(group, req);
     }
 

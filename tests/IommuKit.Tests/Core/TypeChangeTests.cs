@@ -249,6 +249,20 @@ public class TypeChangeTests
         Assert.Empty(core.CheckInvariants());
     }
 
+    [Fact]
+    public void DmaFqIsNotAWritableTypeBefore515()
+    {
+        // iommu_group_store_type in 5.11-5.14 knows identity, DMA and auto; "DMA-FQ" came with the DMA_FQ type in 5.15.
+        var (core, _, d) = Group(new KernelVersion(5, 14), 1);
+        Assert.Equal("DMA", core.ReadType(d[0].Group!)); // lazy, but there is no DMA_FQ type yet
+        Assert.Equal(Errno.EINVAL, core.StoreType(d[0].Group!, "DMA-FQ").Errno);
+        Assert.Equal("DMA", core.ReadType(d[0].Group!));
+        Assert.True(core.StoreType(d[0].Group!, "identity").IsOk);
+        var (core15, _, d15) = Group(new KernelVersion(5, 15), 1, "iommu.strict=1");
+        Assert.True(core15.StoreType(d15[0].Group!, "DMA-FQ").IsOk);
+        Assert.Equal("DMA-FQ", core15.ReadType(d15[0].Group!));
+    }
+
     // ---- 6.1 (5.11–6.3 rules)
 
     [Theory]
