@@ -203,8 +203,7 @@ public class OwnershipTests
 
 public class PreOwnershipApiTests
 {
-    [Fact]
-    public void Before519AGroupIsTakenOnlyWhenViableAndKernelBindsAreNotStopped()
+    private static (IommuCore Core, IommuDevice A, IommuDevice B) PairBefore519()
     {
         var core = NewCore(kernel: KernelVersion.V5_18);
         var drv = new TestDriver();
@@ -212,6 +211,13 @@ public class PreOwnershipApiTests
         var a = Dev("a");
         var b = Dev("b");
         Boot(core, drv, a, b);
+        return (core, a, b);
+    }
+
+    [Fact]
+    public void Before519AGroupIsTakenOnlyWhenViableAndKernelBindsAreNotStopped()
+    {
+        var (core, a, b) = PairBefore519();
         Assert.False(core.Kernel.HasDmaOwnership);
         core.BindDriver(a, "e1000e");
         core.BindDriver(b, "vfio-pci");
@@ -232,12 +238,7 @@ public class PreOwnershipApiTests
     {
         // iommu_device_use_default_domain arrived with the ownership API in 5.19; before, the driver core's
         // dma_configure never asked the IOMMU core, so a bind cannot fail with EBUSY.
-        var core = NewCore(kernel: KernelVersion.V5_18);
-        var drv = new TestDriver();
-        drv.GroupKey["a"] = drv.GroupKey["b"] = "g";
-        var a = Dev("a");
-        var b = Dev("b");
-        Boot(core, drv, a, b);
+        var (core, a, b) = PairBefore519();
         Assert.True(core.BindDriver(a, "e1000e").IsOk);
         core.AllocPagingDomain(a, out var user);
         Assert.True(core.AttachGroup(user!, a.Group!).IsOk);
