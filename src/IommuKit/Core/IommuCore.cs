@@ -23,14 +23,16 @@ public sealed partial class IommuCore
 
     // Lock order (docs/LOCKING.md): _probeLock → IommuDevice.DeviceLock → IommuGroup.Sync → {_registryLock, _logLock}.
     private readonly object _probeLock = new();
-    /// <summary>Leaf lock guarding _bus, _byPci, _groups, _ids, _drivers and group refcounts.</summary>
+    /// <summary>Leaf lock guarding _bus, _onBus, _byPci, _groups, _idsInUse, _drivers and group refcounts.</summary>
     private readonly object _registryLock = new();
     private readonly object _logLock = new();
 
     private readonly List<IommuDevice> _bus = new();              // registry: every device the buses know, in add order
+    private readonly HashSet<IommuDevice> _onBus = new();         // registry: the same devices, for O(1) membership
     private readonly Dictionary<PciAddress, IommuDevice> _byPci = new(); // registry
     private readonly SortedDictionary<int, IommuGroup> _groups = new();  // registry: live groups by id
     private readonly List<bool> _idsInUse = new();                // registry: the ida (lowest free id)
+    private int _idsFreeFrom;                                     // registry: no id below this one is free
     private readonly List<IIommuDriver> _drivers = new();         // registry: ready driver instances
     private readonly Queue<string> _log = new();                  // _logLock
 
@@ -143,10 +145,14 @@ public sealed partial class IommuCore
     {
         Debug.Assert(Monitor.IsEntered(_registryLock));
         if (_bus.Count >= MaxDevices) throw new InvalidOperationException($"more than {MaxDevices} devices");
-        if (_bus.Contains(device)) throw new InvalidOperationException($"{device.Name} is already on the bus");
+        if (!_onBus.Add(device)) throw new InvalidOperationException($"{device.Name} is already on the bus");
         if (device.Pci is { } p)
         {
-            if (_byPci.ContainsKey(p.Address)) throw new InvalidOperationException($"{device.Name}: another device has PCI address {p.Address}");
+            if (_byPci.ContainsKey(p.Address))
+            {
+                _onBus.Remove(device);
+                throw new InvalidOperationException($"{device.Name}: another device has PCI address {p.Address}");
+            }
             _byPci[p.Address] = device;
         }
         _bus.Add(device);
@@ -158,10 +164,13 @@ public sealed partial class IommuCore
     {
         lock (_registryLock)
         {
-            // ida_alloc: the lowest free id; ids are reused after release (spec 1.1).
-            int id = _idsInUse.IndexOf(false);
-            if (id < 0) { id = _idsInUse.Count; _idsInUse.Add(true); }
+            // ida_alloc: the lowest free id; ids are reused after release (spec 1.1). The scan starts at the lowest id
+            // that can be free, so a boot that allocates G groups costs O(G), not O(G^2).
+            int id = _idsFreeFrom;
+            while (id < _idsInUse.Count && _idsInUse[id]) id++;
+            if (id == _idsInUse.Count) _idsInUse.Add(true);
             else _idsInUse[id] = true;
+            _idsFreeFrom = id + 1;
             var g = new IommuGroup(this, id, name);
             _groups[id] = g;
             return g;
@@ -197,6 +206,7 @@ public sealed partial class IommuCore
         group.ReleasedRegistry = true;
         _groups.Remove(group.Id);
         _idsInUse[group.Id] = false;
+        _idsFreeFrom = Math.Min(_idsFreeFrom, group.Id);
     }
 
     private sealed class GroupContext(IommuCore core) : IGroupContext
@@ -308,7 +318,7 @@ public sealed partial class IommuCore
         {
             lock (_registryLock)
             {
-                if (!_bus.Contains(device)) AddToBusRegistry(device);
+                if (!_onBus.Contains(device)) AddToBusRegistry(device);
             }
             return ProbeDeviceProbeLocked(device, null, single: true, null);
         }
@@ -379,10 +389,11 @@ public sealed partial class IommuCore
                     r = SetupDefaultDomainLocked(group, IommuDomainType.None, boot: false);
                     if (r.IsOk) SetupDmaOpsLocked(group);
                 }
-                else
+                else if (!group.SetupPendingLocked)
                 {
+                    // Queued once per group for the deferred setup (the flag is the membership test).
                     group.SetupPendingLocked = true;
-                    if (pending is not null && !pending.Contains(group)) pending.Add(group);
+                    pending?.Add(group);
                 }
                 if (!r.IsOk)
                 {
@@ -417,6 +428,7 @@ public sealed partial class IommuCore
             lock (_registryLock)
             {
                 _bus.Remove(device);
+                _onBus.Remove(device);
                 if (device.Pci is { } p && _byPci.GetValueOrDefault(p.Address) == device) _byPci.Remove(p.Address);
             }
         }

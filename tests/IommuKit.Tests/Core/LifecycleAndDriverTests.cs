@@ -9,6 +9,25 @@ namespace IommuKit.Tests.Core;
 public class LifecycleTests
 {
     [Fact]
+    public void SeveralFreedIdsAreReusedLowestFirst()
+    {
+        // ida_alloc hands out the lowest free id (spec 1.1), whatever order the groups were released in.
+        var core = NewCore();
+        var devs = Enumerable.Range(0, 5).Select(i => Dev($"d{i}")).ToArray();
+        Boot(core, new TestDriver(), devs);
+        core.RemoveDevice(devs[3]);
+        core.RemoveDevice(devs[1]);
+        var ids = new List<int>();
+        for (int i = 0; i < 3; i++)
+        {
+            var n = Dev($"n{i}");
+            Assert.True(core.HotplugAdd(n).IsOk);
+            ids.Add(n.Group!.Id);
+        }
+        Assert.Equal([1, 3, 5], ids);
+    }
+
+    [Fact]
     public void GroupIdsAreTheLowestFreeAndReusedAfterRemoval()
     {
         var core = NewCore();
