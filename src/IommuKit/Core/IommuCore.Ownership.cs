@@ -172,7 +172,7 @@ public sealed partial class IommuCore
     /// <c>vfio_driver_allowed[]</c>, which holds just <c>pci-stub</c> (not <c>pcieport</c>: ports pass by header type).
     /// </summary>
     private static bool VfioAllowsDriverBefore519(IommuDevice device, string driver) =>
-        device.Pci is { } pci && pci.Facts.HeaderLayout != 0 || driver == "pci-stub";
+        IommuDevice.VfioDriverAllowedBefore519(device.Pci, driver);
 
     private string OwnerDescriptionLocked(IommuGroup group)
     {

@@ -88,6 +88,14 @@ public sealed class IommuDevice
     /// drivers (<c>mlx5_vfio_pci</c>, <c>hisi_acc_vfio_pci</c>, <c>nvgrace_gpu_vfio_pci</c>), which all set
     /// <c>driver_managed_dma</c> through vfio_pci_core.
     /// </summary>
+    /// <summary>
+    /// Before 5.19, <c>vfio_dev_driver_allowed</c> (drivers/vfio/vfio.c): besides driver-less and VFIO-bound devices, a
+    /// group stays viable with a device whose header is not <c>PCI_HEADER_TYPE_NORMAL</c> (a bridge, whatever its
+    /// driver) or one bound to a driver on <c>vfio_driver_allowed</c>, which holds only "pci-stub".
+    /// </summary>
+    public static bool VfioDriverAllowedBefore519(PciDevice? pci, string driver) =>
+        pci is not null && pci.Facts.HeaderLayout != 0 || driver == "pci-stub";
+
     public static bool IsVfioDriver(string driver) =>
         driver.StartsWith("vfio", StringComparison.Ordinal) || driver.Replace('_', '-').Contains("vfio-pci", StringComparison.Ordinal);
 

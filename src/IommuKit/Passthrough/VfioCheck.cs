@@ -56,15 +56,11 @@ public static class VfioCheck
     /// <summary>5.19: <c>iommu_group_claim_dma_owner</c> and <c>driver_managed_dma</c> replace VFIO's viability rule.</summary>
     public static readonly KernelVersion DmaOwnershipKernel = new(5, 19);
 
-    /// <summary>Drivers that declare <c>driver_managed_dma</c> besides the vfio-pci family.</summary>
-    private static readonly string[] DriverManagedDma = ["pci-stub", "pcieport"];
-
     /// <summary>
-    /// True for vfio-pci and its variant drivers, which register a VFIO device and set <c>driver_managed_dma</c>; their
-    /// names are the module names, with underscores (<c>mlx5_vfio_pci</c>, <c>hisi_acc_vfio_pci</c>, <c>pds_vfio_pci</c>…).
+    /// True for vfio-pci and its variant drivers (<c>mlx5_vfio_pci</c>…): the core's definition,
+    /// <see cref="IommuDevice.IsVfioDriver"/>, so the verdict and the core's ownership model cannot disagree.
     /// </summary>
-    public static bool IsVfioDriver(string driver) =>
-        driver.Replace('_', '-').Contains("vfio-pci", StringComparison.Ordinal) || driver.StartsWith("vfio", StringComparison.Ordinal);
+    public static bool IsVfioDriver(string driver) => IommuDevice.IsVfioDriver(driver);
 
     /// <summary>
     /// Evaluates a group. <paramref name="target"/> is the device the user asked about (for the fixes' wording); null for
@@ -146,7 +142,7 @@ public static class VfioCheck
         var drv = d.Driver;
         if (drv is null) return new(d.Address, null, true, "no driver bound");
         if (IsVfioDriver(drv)) return new(d.Address, drv, true, $"bound to {drv} (VFIO)");
-        if (Array.IndexOf(DriverManagedDma, drv) >= 0)
+        if (IommuDevice.IsDriverManagedDma(drv))
             return new(d.Address, drv, true, drv == "pcieport" ? "bridge/port handled by pcieport (driver_managed_dma)" : $"bound to {drv} (driver_managed_dma)");
         return new(d.Address, drv, false, $"driver {drv} uses the DMA API (the group claim fails with EPERM)");
     }
@@ -162,8 +158,10 @@ public static class VfioCheck
         var drv = d.Driver;
         if (drv is null) return new(d.Address, null, true, "no driver bound");
         if (IsVfioDriver(drv)) return new(d.Address, drv, true, $"bound to {drv} (VFIO)");
-        if (d.Facts.HeaderLayout != 0) return new(d.Address, drv, true, $"PCI interconnect (header type {d.Facts.HeaderLayout}), allowed with {drv}");
-        if (drv == "pci-stub") return new(d.Address, drv, true, "bound to pci-stub (allowed driver)");
+        if (IommuDevice.VfioDriverAllowedBefore519(d, drv))
+            return d.Facts.HeaderLayout != 0
+                ? new(d.Address, drv, true, $"PCI interconnect (header type {d.Facts.HeaderLayout}), allowed with {drv}")
+                : new(d.Address, drv, true, "bound to pci-stub (allowed driver)");
         return new(d.Address, drv, false, $"driver {drv} is not VFIO or an allowed driver (group not viable)");
     }
 
