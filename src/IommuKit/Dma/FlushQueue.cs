@@ -49,6 +49,8 @@ public sealed class FlushQueue : IDisposable
     /// <param name="timeProvider">Clock and timer; <see cref="TimeProvider.System"/> when null.</param>
     /// <param name="entriesPerQueue">Ring size, a power of two (256; the kernel's single-queue mode uses 32768).</param>
     /// <param name="timeout">Flush timeout (10 ms; single-queue mode 1000 ms).</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="domainId"/> is outside 0..65535, or a bad ring size,
+    /// timeout or queue count.</exception>
     /// <param name="queueCount">Number of rings (rounded up to a power of two); 0 = one per CPU
     /// (<see cref="Environment.ProcessorCount"/>); 1 = the single shared queue of <c>shadow_on_flush</c> IOMMUs.</param>
     public FlushQueue(IommuHardware iommu, int domainId, IovaAllocator iovad, TimeProvider? timeProvider = null,
@@ -59,6 +61,8 @@ public sealed class FlushQueue : IDisposable
         if (entriesPerQueue < 2 || (entriesPerQueue & (entriesPerQueue - 1)) != 0)
             throw new ArgumentOutOfRangeException(nameof(entriesPerQueue), "the ring size must be a power of two >= 2");
         ArgumentOutOfRangeException.ThrowIfNegative(queueCount);
+        // Checked here, not at the first flush: that flush may run on the timer's thread, where a throw ends the process.
+        IommuHardware.CheckDomainId(domainId);
         _iommu = iommu;
         _domainId = domainId;
         _iovad = iovad;
@@ -236,34 +240,4 @@ public sealed class FlushQueue : IDisposable
 
     [StructLayout(LayoutKind.Sequential, Size = 64)]
     private struct Padding;
-}
-
-/// <summary>A minimal test-and-test-and-set spin lock for very short critical sections (a struct: embed it, never copy it).</summary>
-internal struct SpinGate
-{
-    private int _state;
-
-    public readonly bool IsHeld => Volatile.Read(ref Unsafe.AsRef(in _state)) != 0;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Enter()
-    {
-        if (Interlocked.CompareExchange(ref _state, 1, 0) != 0)
-            EnterContended();
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Exit() => Volatile.Write(ref _state, 0);
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private void EnterContended()
-    {
-        var spin = new SpinWait();
-        while (true)
-        {
-            if (Volatile.Read(ref _state) == 0 && Interlocked.CompareExchange(ref _state, 1, 0) == 0)
-                return;
-            spin.SpinOnce();
-        }
-    }
 }

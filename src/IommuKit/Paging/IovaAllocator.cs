@@ -145,8 +145,9 @@ public sealed class IovaAllocator
         foreach (var rc in _rcaches) rc.Flush();
     }
 
+    /// <summary>The page count an allocation of <paramref name="pages"/> really takes (and <see cref="Free"/> gives back).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ulong RoundedSize(ulong pages) =>
+    internal static ulong RoundedSize(ulong pages) =>
         // alloc_iova_fast: "if (size < (1 << (IOVA_RANGE_CACHE_MAX_SIZE - 1))) size = roundup_pow_of_two(size)"
         pages < (1UL << (RangeCacheMaxSize - 1)) ? BitOperations.RoundUpToPowerOf2(pages) : pages;
 
@@ -292,30 +293,13 @@ internal sealed class IovaMagazine
 /// <summary>One CPU's cache of one size class: "loaded" and "prev" magazines under a spin lock.</summary>
 internal sealed class CpuRcache
 {
-    public int Lock;
+    public SpinGate Lock;
     public IovaMagazine Loaded = new();
     public IovaMagazine Prev = new();
     // Padding keeps two CPUs' locks off one cache line.
 #pragma warning disable CS0169, IDE0051
     private long _p0, _p1, _p2, _p3, _p4, _p5, _p6;
 #pragma warning restore CS0169, IDE0051
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Enter()
-    {
-        if (Interlocked.CompareExchange(ref Lock, 1, 0) != 0) EnterSlow();
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private void EnterSlow()
-    {
-        var spin = new SpinWait();
-        do spin.SpinOnce(sleep1Threshold: -1);
-        while (Volatile.Read(ref Lock) != 0 || Interlocked.CompareExchange(ref Lock, 1, 0) != 0);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Exit() => Volatile.Write(ref Lock, 0);
 }
 
 /// <summary>The range cache of one size class: per-CPU loaded/prev magazines plus a depot of full ones
@@ -350,7 +334,7 @@ internal sealed class IovaRcache
     {
         var c = ThisCpu();
         IovaMagazine? trim = null;
-        c.Enter();
+        c.Lock.Enter();
         if (!c.Loaded.IsFull) { }
         else if (!c.Prev.IsFull) (c.Loaded, c.Prev) = (c.Prev, c.Loaded);
         else
@@ -375,7 +359,7 @@ internal sealed class IovaRcache
             }
         }
         c.Loaded.Pfns[c.Loaded.Size++] = pfn;
-        c.Exit();
+        c.Lock.Exit();
         if (trim is not null) ReturnToTree(trim);
         return true;
     }
@@ -388,7 +372,7 @@ internal sealed class IovaRcache
         ulong popLimit = limitPfn + 1 - size;
         var c = ThisCpu();
         ulong pfn = 0;
-        c.Enter();
+        c.Lock.Enter();
         bool has = true;
         if (!c.Loaded.IsEmpty) { }
         else if (!c.Prev.IsEmpty) (c.Loaded, c.Prev) = (c.Prev, c.Loaded);
@@ -410,7 +394,7 @@ internal sealed class IovaRcache
             }
         }
         if (has) pfn = c.Loaded.Pop(popLimit);
-        c.Exit();
+        c.Lock.Exit();
         return pfn;
     }
 
@@ -430,7 +414,7 @@ internal sealed class IovaRcache
     {
         foreach (var c in _cpus)
         {
-            c.Enter();
+            c.Lock.Enter();
             try
             {
                 for (int i = 0; i < c.Loaded.Size; i++) _owner.TreeFree(c.Loaded.Pfns[i], _classSize);
@@ -438,7 +422,7 @@ internal sealed class IovaRcache
                 for (int i = 0; i < c.Prev.Size; i++) _owner.TreeFree(c.Prev.Pfns[i], _classSize);
                 c.Prev.Size = 0;
             }
-            finally { c.Exit(); }
+            finally { c.Lock.Exit(); }
         }
         while (true)
         {
