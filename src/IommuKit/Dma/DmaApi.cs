@@ -81,8 +81,7 @@ public sealed class DmaApi : IDisposable
         ArgumentNullException.ThrowIfNull(iommu);
         ArgumentNullException.ThrowIfNull(table);
         ArgumentNullException.ThrowIfNull(iovad);
-        if ((uint)domainId > IommuHardware.MaxDomainId)
-            throw new ArgumentOutOfRangeException(nameof(domainId), $"domain id {domainId} is outside 0..{IommuHardware.MaxDomainId}");
+        IommuHardware.CheckDomainId(domainId);
         _iommu = iommu;
         _domainId = domainId;
         _table = table;

@@ -97,13 +97,11 @@ public sealed class IommuHardware
     }
 
     /// <summary>Installs the context entry for <paramref name="requesterId"/> (the ID the IOMMU sees: bus &lt;&lt; 8 | devfn,
-    /// after DMA aliasing).</summary>
-    /// <exception cref="ArgumentOutOfRangeException">A translated context's domain id is above <see cref="MaxDomainId"/>.</exception>
+    /// after DMA aliasing). A translated context's domain id was checked when it was made
+    /// (<see cref="IommuContext.Translated"/>).</summary>
     public void SetContext(ushort requesterId, IommuContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        if (context.DomainId > MaxDomainId)
-            throw new ArgumentOutOfRangeException(nameof(context), $"domain id {context.DomainId} is above {MaxDomainId}");
         Volatile.Write(ref _contexts[requesterId], context);
     }
 
@@ -253,10 +251,12 @@ public sealed class IommuHardware
         // 0..MaxDomainId, and _domainTags has MaxDomainId + 1 entries.
         Volatile.Read(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_domainTags), translated.DomainId));
 
-    private static void CheckDomainId(int domainId)
+    /// <summary>The one domain-id check (contexts, DMA APIs, flush queues, flushes): 0..<see cref="MaxDomainId"/>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">Outside that range.</exception>
+    internal static void CheckDomainId(int domainId)
     {
         if ((uint)domainId > MaxDomainId)
-            throw new ArgumentOutOfRangeException(nameof(domainId), $"domain id {domainId} is outside 0..{MaxDomainId}");
+            ThrowHelper.ThrowDomainIdOutOfRange(domainId);
     }
 
     /// <summary>Invalidates the whole IOTLB (global invalidation).</summary>
