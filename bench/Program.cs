@@ -14,6 +14,11 @@ public static class Program
     {
         if (args.Length > 0 && args[0] == "--quick")
             return QuickRun.Run(Console.Out, Console.Error);
+        if (args.Length > 0 && args[0] == "--paging-best")
+        {
+            PagingBestOfBatches.Run(Console.Out);
+            return 0;
+        }
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
         return 0;
     }
@@ -267,7 +272,7 @@ internal static class QuickRun
                 ulong pages = (ulong)rnd.Next(1, 33);
                 if (iovad.Alloc(pages, Limit) == 0)
                     break;
-                used += System.Numerics.BitOperations.RoundUpToPowerOf2(pages);
+                used += IovaAllocator.RoundedSize(pages);
             }
             return iovad;
         }
