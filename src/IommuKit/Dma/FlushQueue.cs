@@ -36,7 +36,7 @@ public sealed class FlushQueue : IDisposable
     private readonly int _domainId;
     private readonly IovaAllocator _iovad;
     private readonly Ring[] _rings;
-    private readonly int _ringMask; // ring count - 1 (a power of two): CPU id -> ring without a division
+    private readonly int _ringMask; // ring count - 1 (PerCpu.SlotCount)
     private readonly ITimer _timer;
     private readonly TimeSpan _timeout;
     private long _flushStartCount;
@@ -69,8 +69,7 @@ public sealed class FlushQueue : IDisposable
         _timeout = timeout ?? DefaultTimeout;
         if (_timeout <= TimeSpan.Zero)
             throw new ArgumentOutOfRangeException(nameof(timeout), "the timeout must be positive");
-        // One ring per CPU, rounded up to a power of two so the CPU id selects its ring with a mask.
-        int n = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)(queueCount == 0 ? Environment.ProcessorCount : queueCount));
+        int n = PerCpu.SlotCount(queueCount);
         _ringMask = n - 1;
         _rings = new Ring[n];
         for (int i = 0; i < n; i++)
@@ -121,7 +120,7 @@ public sealed class FlushQueue : IDisposable
     {
         // The kernel's smp_mb() in queue_iova orders the unmap's PTE clear before a flush on another CPU can count
         // this entry as covered; here the ring lock's interlocked compare-exchange is that full barrier.
-        Ring ring = _rings[_ringMask == 0 ? 0 : Thread.GetCurrentProcessorId() & _ringMask];
+        Ring ring = _rings[PerCpu.Current(_ringMask)];
         ring.Lock.Enter();
         try
         {

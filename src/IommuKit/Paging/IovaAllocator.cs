@@ -308,7 +308,8 @@ internal sealed class IovaRcache
 {
     private readonly IovaAllocator _owner;
     private readonly ulong _classSize; // pages per cached range
-    private readonly CpuRcache[] _cpus;
+    private readonly CpuRcache[] _cpus; // PerCpu.SlotCount() slots
+    private readonly int _cpuMask;
     private readonly object _depotLock = new();
     private IovaMagazine? _depot;   // full magazines; guarded by _depotLock
     private int _depotSize;         // guarded by _depotLock
@@ -318,16 +319,13 @@ internal sealed class IovaRcache
     {
         _owner = owner;
         _classSize = classSize;
-        _cpus = new CpuRcache[Environment.ProcessorCount];
+        _cpus = new CpuRcache[PerCpu.SlotCount()];
+        _cpuMask = _cpus.Length - 1;
         for (int i = 0; i < _cpus.Length; i++) _cpus[i] = new CpuRcache();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private CpuRcache ThisCpu()
-    {
-        int id = Thread.GetCurrentProcessorId();
-        return _cpus[(uint)id % (uint)_cpus.Length];
-    }
+    private CpuRcache ThisCpu() => _cpus[PerCpu.Current(_cpuMask)];
 
     /// <summary>__iova_rcache_insert. False when the range must go to the tree instead.</summary>
     public bool Insert(ulong pfn)
