@@ -164,6 +164,18 @@ public sealed class Iotlb
     /// <exception cref="ArgumentException"><paramref name="pageSize"/> is not a power of two of at least 4 KiB.</exception>
     public void Fill(int domainId, ulong iova, ulong pageSize, ulong phys, IommuProt prot, long generation = -1)
     {
+        PendingFill f = BeginFill(domainId, iova, pageSize, phys, prot, generation);
+        if (f.Claimed) EndFill(f);
+    }
+
+    /// <summary>The state of a fill between claiming its entry and publishing it (<see cref="BeginFill"/>).</summary>
+    internal readonly record struct PendingFill(bool Claimed, bool Large, int Set, uint Seq, ulong Vpn, ulong Owner, ulong Data);
+
+    /// <summary>First half of <see cref="Fill"/>: claims the entry (odd sequence) and checks the generation. Unless
+    /// the result is <see cref="PendingFill.Claimed"/>, the fill was dropped; otherwise <see cref="EndFill"/> must
+    /// follow. Split only so tests can hold a fill in flight while an invalidation runs.</summary>
+    internal PendingFill BeginFill(int domainId, ulong iova, ulong pageSize, ulong phys, IommuProt prot, long generation)
+    {
         if (pageSize < (1UL << SmallShift) || !BitOperations.IsPow2(pageSize))
             throw new ArgumentException($"IOTLB fill with page size 0x{pageSize:x}: not a power of two >= 4 KiB", nameof(pageSize));
         bool large = pageSize >= (1UL << LargeShift);
@@ -172,25 +184,35 @@ public sealed class Iotlb
         ulong pageMask = (1UL << shift) - 1;
         // The slice of the page that contains iova: translate the slice base.
         ulong data = ((phys - (iova & pageMask)) & ~pageMask) | (((ulong)prot & ProtMask) << ProtShift) | Valid;
-        ref Entry e = ref large
-            ? ref EntryAt(_largeMem, _largeOff, SetOf(vpn, domainId, _largeMask))
-            : ref EntryAt(_smallMem, _smallOff, SetOf(vpn, domainId, _smallMask));
+        int set = SetOf(vpn, domainId, large ? _largeMask : _smallMask);
+        ref Entry e = ref EntryOf(large, set);
 
         uint s = Volatile.Read(ref e.Seq);
-        if ((s & 1) != 0 || Interlocked.CompareExchange(ref e.Seq, s + 1, s) != s) return; // busy: drop the fill
+        if ((s & 1) != 0 || Interlocked.CompareExchange(ref e.Seq, s + 1, s) != s) return default; // busy: drop the fill
         // Epoch before generation: an InvalidateAll bumps generation then epoch, so if the generation is still ours
         // the epoch we read predates any InvalidateAll that follows.
         uint epoch = Volatile.Read(ref _epoch);
         if (generation >= 0 && Volatile.Read(ref _generation) != generation)
         {
             Volatile.Write(ref e.Seq, s + 2);
-            return;
+            return default;
         }
-        e.Vpn = vpn;
-        e.Owner = OwnerOf(domainId, epoch);
-        e.Data = data;
-        Volatile.Write(ref e.Seq, s + 2);
+        return new PendingFill(true, large, set, s, vpn, OwnerOf(domainId, epoch), data);
     }
+
+    /// <summary>Second half of <see cref="Fill"/>: writes the claimed entry and releases it.</summary>
+    internal void EndFill(in PendingFill f)
+    {
+        ref Entry e = ref EntryOf(f.Large, f.Set);
+        e.Vpn = f.Vpn;
+        e.Owner = f.Owner;
+        e.Data = f.Data;
+        Volatile.Write(ref e.Seq, f.Seq + 2);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ref Entry EntryOf(bool large, int set) =>
+        ref large ? ref EntryAt(_largeMem, _largeOff, set) : ref EntryAt(_smallMem, _smallOff, set);
 
     /// <summary>Drops every cached translation of <paramref name="domainId"/> that overlaps [iova, iova+size) (bytes;
     /// a size that runs past the end of the address space is clipped). Like a VT-d page-selective-within-domain
@@ -248,9 +270,15 @@ public sealed class Iotlb
 
     private static void ClearIf(ref Entry e, int domainId, ulong firstVpn, ulong lastVpn, bool any = false)
     {
-        // Cheap unlocked pre-check: entries that cannot match are left alone.
-        if ((Volatile.Read(ref e.Data) & Valid) == 0) return;
-        if (!any && (int)(uint)Volatile.Read(ref e.Owner) != domainId) return;
+        // Cheap unlocked pre-check: stable entries that cannot match are left alone. An entry being written (odd
+        // sequence) is never skipped: its fill may have passed its generation check just before this invalidation
+        // bumped the generation, and would publish a stale translation after we returned. A fill that claims the
+        // entry after this read sees the new generation (both sides use full fences) and drops itself.
+        if ((Volatile.Read(ref e.Seq) & 1) == 0)
+        {
+            if ((Volatile.Read(ref e.Data) & Valid) == 0) return;
+            if (!any && (int)(uint)Volatile.Read(ref e.Owner) != domainId) return;
+        }
         var spin = new SpinWait();
         while (true)
         {
