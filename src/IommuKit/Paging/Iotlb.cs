@@ -119,14 +119,8 @@ public sealed class Iotlb
         uint epoch = Volatile.Read(ref _epoch);
         ulong vpn = iova >> SmallShift;
         int set = SetOf(vpn, domainId, _smallMask);
-        ref Entry e = ref EntryAt(_smallMem, _smallOff, set);
-        uint s1 = Volatile.Read(ref e.Seq);
-        ulong data = Volatile.Read(ref e.Data);
-        if (Volatile.Read(ref e.Vpn) == vpn && Volatile.Read(ref e.Owner) == OwnerOf(domainId, epoch) &&
-            (data & Valid) != 0 && (s1 & 1) == 0 && Volatile.Read(ref e.Seq) == s1)
+        if (TryProbe(ref EntryAt(_smallMem, _smallOff, set), vpn, OwnerOf(domainId, epoch), SmallShift, iova, out phys, out prot))
         {
-            phys = (data & ~((1UL << SmallShift) - 1)) | (iova & ((1UL << SmallShift) - 1));
-            prot = (IommuProt)((data >> ProtShift) & ProtMask);
             _hits.Increment(set);
             return true;
         }
@@ -137,18 +131,31 @@ public sealed class Iotlb
     {
         ulong vpn = iova >> LargeShift;
         int set = SetOf(vpn, domainId, _largeMask);
-        ref Entry e = ref EntryAt(_largeMem, _largeOff, set);
-        uint s1 = Volatile.Read(ref e.Seq);
-        ulong data = Volatile.Read(ref e.Data);
-        if (Volatile.Read(ref e.Vpn) == vpn && Volatile.Read(ref e.Owner) == OwnerOf(domainId, epoch) &&
-            (data & Valid) != 0 && (s1 & 1) == 0 && Volatile.Read(ref e.Seq) == s1)
+        if (TryProbe(ref EntryAt(_largeMem, _largeOff, set), vpn, OwnerOf(domainId, epoch), LargeShift, iova, out phys, out prot))
         {
-            phys = (data & ~((1UL << LargeShift) - 1)) | (iova & ((1UL << LargeShift) - 1));
-            prot = (IommuProt)((data >> ProtShift) & ProtMask);
             _hits.Increment(set);
             return true;
         }
         _misses.Increment(set);
+        return false;
+    }
+
+    /// <summary>The seqlock read of one entry: a hit when it is stable (even sequence, unchanged across the reads),
+    /// valid, and tagged (<paramref name="vpn"/>, <paramref name="owner"/>); <paramref name="shift"/> is the entry's
+    /// page size (12 or 21).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool TryProbe(ref Entry e, ulong vpn, ulong owner, int shift, ulong iova, out ulong phys, out IommuProt prot)
+    {
+        uint s1 = Volatile.Read(ref e.Seq);
+        ulong data = Volatile.Read(ref e.Data);
+        if (Volatile.Read(ref e.Vpn) == vpn && Volatile.Read(ref e.Owner) == owner &&
+            (data & Valid) != 0 && (s1 & 1) == 0 && Volatile.Read(ref e.Seq) == s1)
+        {
+            ulong offsetMask = (1UL << shift) - 1;
+            phys = (data & ~offsetMask) | (iova & offsetMask);
+            prot = (IommuProt)((data >> ProtShift) & ProtMask);
+            return true;
+        }
         phys = 0;
         prot = IommuProt.None;
         return false;
