@@ -23,9 +23,12 @@ namespace IommuKit.Dma;
 /// <para><b>Errors:</b> a failed map returns <see cref="MappingError"/> (DMA_MAPPING_ERROR) or a negative errno for
 /// scatter lists, as the kernel does; unmapping something this API did not map is a driver bug and throws
 /// <see cref="InvalidOperationException"/>.</para>
-/// <para><b>Threading:</b> every method may be called from many threads at once; the table, allocator, IOTLB and flush
-/// queue are thread-safe and the DmaApi keeps no other mutable state than the 32-bit-first flag (a benign race, as in
-/// the kernel).</para>
+/// <para><b>Threading:</b> the map and unmap methods may be called from many threads at once: the table, allocator,
+/// IOTLB and flush queue are thread-safe, and the only state the DmaApi changes while mapping is the 32-bit-first flag
+/// (a benign race, as in the kernel). Its settings (<see cref="DmaMask"/>, <see cref="CoherentDmaMask"/>,
+/// <see cref="MaxSegmentSize"/>, <see cref="SegmentBoundaryMask"/>, <see cref="Log"/>) are the driver's to set before it
+/// maps, as dma_set_mask is called at probe; changing them while other threads map is not supported (a map may see
+/// the new mask with the old limit).</para>
 /// </remarks>
 public sealed class DmaApi : IDisposable
 {

@@ -86,8 +86,9 @@ internal struct VersionPath
 /// (its range starts or ends inside a 2 MiB/1 GiB page) fails with EINVAL. This last rule is IommuKit's choice: the
 /// kernel's io-pgtable code (e.g. <c>arm_lpae_split_blk_unmap</c>) splits the block instead. A failed call changes
 /// nothing: a failed map rolls back the part it mapped, and an unmap validates before it clears.</para>
-/// <para>Concurrency: walks (<see cref="TryIovaToPhys(ulong, out ulong, out IommuProt)"/>) take no lock. Map/unmap take one table's spin lock at a time
-/// (see <see cref="IoTable"/>), so calls on disjoint ranges run in parallel except when they touch the same table page
+/// <para>Concurrency: walks (<see cref="TryIovaToPhys(ulong, out ulong, out IommuProt)"/>) take no lock. Map/unmap take
+/// one table's spin lock at a time (two only to publish a new child, parent then child; the pool lock is taken under a
+/// table lock and nothing under it; see <see cref="IoTable"/>), so calls on disjoint ranges run in parallel except when they touch the same table page
 /// for a few nanoseconds. Calls on overlapping ranges racing each other are the caller's bug: each still fails or
 /// succeeds cleanly per entry, but "a failed call changes nothing" is only guaranteed for ranges nobody else touches.</para>
 /// </remarks>

@@ -14,7 +14,7 @@ namespace IommuKit.Simulation;
 /// requester's context entry decides: none = fault NoContext, Blocked = fault Blocked, Identity = pass-through,
 /// Translated = IOTLB lookup, then on a miss a page-table walk that fills the IOTLB with the leaf it found (4 KiB,
 /// or a 2 MiB slice of a large page).</para>
-/// <para><b>Threading:</b> <see cref="Translate"/> takes no lock (context entries are immutable objects published with
+/// <para><b>Threading:</b> <see cref="Translate"/> takes no lock unless it faults (context entries are immutable objects published with
 /// volatile writes; the IOTLB is thread-safe). <see cref="SetContext"/> may run concurrently with DMA: a request sees
 /// either the old or the new entry. Faults are recorded under <c>_faultLock</c> (cold path); the fault handler and the
 /// interrupt handler are called outside any lock, possibly from several threads at once.</para>
