@@ -206,15 +206,26 @@ public sealed class FlushQueue : IDisposable
         int head = ring.Head;
         int tail = ring.Tail;
         Entry[] entries = ring.Entries;
-        while (head != tail)
+        if (head == tail || entries[head].Counter >= finish)
+            return; // the common case: nothing flushed since the last enqueue
+        // Up to 255 ranges after a flush: one rcache lock for the run, not one per range.
+        IovaAllocator.FreeBatch batch = _iovad.BeginFreeBatch();
+        try
         {
-            ref Entry e = ref entries[head];
-            if (e.Counter >= finish)
-                break;
-            _iovad.Free(e.Pfn, e.Pages);
-            head = (head + 1) & ring.Mask;
+            while (head != tail)
+            {
+                ref Entry e = ref entries[head];
+                if (e.Counter >= finish)
+                    break;
+                batch.Free(e.Pfn, e.Pages);
+                head = (head + 1) & ring.Mask;
+                ring.Head = head; // per entry: a free that throws (double free) leaves the ring consistent
+            }
         }
-        ring.Head = head;
+        finally
+        {
+            batch.Dispose();
+        }
     }
 
     private struct Entry

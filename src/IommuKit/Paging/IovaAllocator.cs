@@ -110,11 +110,61 @@ public sealed class IovaAllocator
     /// (detected when the range reaches the tree; a double free that stays in a cache is not detected).</exception>
     public void Free(ulong pfn, ulong pages)
     {
-        if (pages == 0 || pages > MaxAllocPages) throw new ArgumentOutOfRangeException(nameof(pages));
-        ulong size = RoundedSize(pages);
-        int log = size == 1 ? 0 : BitOperations.Log2(size - 1) + 1;
-        if (log < RangeCacheMaxSize && !_reservedOverLive && _rcaches[log].Insert(pfn)) return;
+        IovaRcache? rc = CacheForFree(pages, out ulong size);
+        if (rc is not null && rc.Insert(pfn)) return;
         TreeFree(pfn, size);
+    }
+
+    /// <summary>The rcache a freed range of <paramref name="pages"/> goes to, or null for the tree
+    /// (<c>free_iova_fast</c>'s choice); <paramref name="size"/> is the rounded size.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private IovaRcache? CacheForFree(ulong pages, out ulong size)
+    {
+        if (pages == 0 || pages > MaxAllocPages) throw new ArgumentOutOfRangeException(nameof(pages));
+        size = RoundedSize(pages);
+        int log = size == 1 ? 0 : BitOperations.Log2(size - 1) + 1;
+        return log < RangeCacheMaxSize && !_reservedOverLive ? _rcaches[log] : null;
+    }
+
+    /// <summary>
+    /// Frees a run of ranges like <see cref="Free"/> does, one by one, but keeps this CPU's cache lock of a size class
+    /// across consecutive ranges of that class instead of taking it per range: what the flush queue does with the up to
+    /// 255 ranges one flush releases (the kernel's fq_ring_free_locked frees them one by one, each taking the
+    /// cpu_rcache lock). Dispose it to release the lock.
+    /// </summary>
+    internal FreeBatch BeginFreeBatch() => new(this);
+
+    /// <summary>See <see cref="BeginFreeBatch"/>. A ref struct: used in one method, on one thread.</summary>
+    internal ref struct FreeBatch(IovaAllocator owner)
+    {
+        private IovaRcache? _rc;
+        private CpuRcache? _cpu;
+
+        public void Free(ulong pfn, ulong pages)
+        {
+            IovaRcache? rc = owner.CacheForFree(pages, out ulong size);
+            if (rc is null)
+            {
+                Dispose(); // no CPU cache lock held across the tree lock of a range that is not cached
+                owner.TreeFree(pfn, size);
+                return;
+            }
+            if (!ReferenceEquals(rc, _rc))
+            {
+                Dispose();
+                _cpu = rc.EnterThisCpu();
+                _rc = rc;
+            }
+            IovaMagazine? trim = rc.InsertLocked(_cpu!, pfn);
+            if (trim is not null) rc.ReturnToTree(trim);
+        }
+
+        public void Dispose()
+        {
+            _cpu?.Lock.Exit();
+            _cpu = null;
+            _rc = null;
+        }
     }
 
     /// <summary>
@@ -331,8 +381,29 @@ internal sealed class IovaRcache
     public bool Insert(ulong pfn)
     {
         var c = ThisCpu();
-        IovaMagazine? trim = null;
         c.Lock.Enter();
+        IovaMagazine? trim = InsertLocked(c, pfn);
+        c.Lock.Exit();
+        if (trim is not null) ReturnToTree(trim);
+        return true;
+    }
+
+    /// <summary>This CPU's cache, locked (for <see cref="IovaAllocator.FreeBatch"/>, which inserts a run of ranges
+    /// under one acquisition). Release with <c>Lock.Exit()</c>.</summary>
+    public CpuRcache EnterThisCpu()
+    {
+        var c = ThisCpu();
+        c.Lock.Enter();
+        return c;
+    }
+
+    /// <summary>The body of <see cref="Insert"/> with <paramref name="c"/>'s lock held. Returns a full magazine the
+    /// bounded depot pushed out, which the caller hands to <see cref="ReturnToTree"/> (allowed with or without the
+    /// CPU lock held: the order is CPU lock, depot lock, tree lock).</summary>
+    public IovaMagazine? InsertLocked(CpuRcache c, ulong pfn)
+    {
+        Debug.Assert(c.Lock.IsHeld, "InsertLocked needs the CPU cache lock");
+        IovaMagazine? trim = null;
         if (!c.Loaded.IsFull) { }
         else if (!c.Prev.IsFull) (c.Loaded, c.Prev) = (c.Prev, c.Loaded);
         else
@@ -357,9 +428,7 @@ internal sealed class IovaRcache
             }
         }
         c.Loaded.Pfns[c.Loaded.Size++] = pfn;
-        c.Lock.Exit();
-        if (trim is not null) ReturnToTree(trim);
-        return true;
+        return trim;
     }
 
     /// <summary>__iova_rcache_get: a cached pfn whose range [pfn, pfn+size-1] ends at or below the limit, or 0.</summary>
@@ -396,7 +465,7 @@ internal sealed class IovaRcache
         return pfn;
     }
 
-    private void ReturnToTree(IovaMagazine mag)
+    public void ReturnToTree(IovaMagazine mag)
     {
         for (int i = 0; i < mag.Size; i++) _owner.TreeFree(mag.Pfns[i], _classSize);
         mag.Size = 0;
