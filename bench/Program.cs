@@ -25,9 +25,11 @@ public static class Program
 }
 
 /// <summary>
-/// <c>--quick</c>: about a minute of Stopwatch measurements, one JSON object per line on stdout
-/// (<c>{"name":..., "value":..., "unit":...}</c>); details on stderr. Each figure is the median of several runs; each
-/// ratio is measured against its baseline in the same process, interleaved.
+/// <c>--quick</c>: a few seconds of Stopwatch measurements (4-6 s on the shared 2-vCPU machine; the issue allows about a
+/// minute), one JSON object per line on stdout
+/// (<c>{"name":..., "value":..., "unit":...}</c>); details on stderr. Each figure is the best of 41 short runs (the
+/// median and p90 are on stderr; see <see cref="BestNsPerOp"/> for why); each ratio is measured against its baseline
+/// in the same process, interleaved.
 /// </summary>
 internal static class QuickRun
 {
