@@ -198,7 +198,7 @@ public sealed class DmaApi : IDisposable
     /// <see cref="SegmentBoundaryMask"/>; then entries that continue exactly where the previous DMA segment ends are
     /// merged up to <see cref="MaxSegmentSize"/> (__finalise_sg). Returns the number of DMA segments (written to the first
     /// entries' DmaAddress/DmaLength) or a negative errno: -EINVAL (empty list or entry), -ENOMEM (no IOVA space),
-    /// -EIO (the table refused).
+    /// -EIO (the table refused; in Identity and Blocked modes, an entry the DMA mask cannot reach).
     /// </summary>
     public int MapSg(Span<ScatterEntry> sg, DmaDirection dir)
     {
@@ -417,9 +417,11 @@ public sealed class DmaApi : IDisposable
         for (int i = 0; i < sg.Length; i++)
         {
             ref ScatterEntry s = ref sg[i];
-            ulong dma = s.Length == 0 ? MappingError : MapDirect(s.Phys, s.Length, _dmaMask);
+            if (s.Length == 0)
+                return -(int)Errno.EINVAL; // as in translated modes (MapSg's contract)
+            ulong dma = MapDirect(s.Phys, s.Length, _dmaMask);
             if (dma == MappingError)
-                return -(int)Errno.EIO;
+                return -(int)Errno.EIO; // dma_direct_map_sg: not reachable with the mask
             s.DmaAddress = dma;
             s.DmaLength = s.Length;
         }
