@@ -35,7 +35,7 @@ internal static class QuickRun
 {
     public const ulong CopyWorkingSet = 256 * 1024; // L2-resident source/destination working set
     private const int Runs = 41;
-    private const int WarmupMs = 400;
+    private const int WarmupMs = 1000;
     private static TextWriter s_stderr = TextWriter.Null;
     private const ushort HitRid = DmaBenchRig.Rid + 1;
 
