@@ -1,5 +1,3 @@
-using Spectre.Console;
-
 namespace IommuKit.Cli;
 
 /// <summary>
@@ -20,7 +18,7 @@ public sealed class CliConsole
     public TextWriter Error { get; }
     /// <summary>Colour only on a terminal, and never when <c>NO_COLOR</c> is set (https://no-color.org).</summary>
     public bool Color { get; }
-    /// <summary>Columns available; 80 when not a terminal is not assumed: piped output is not wrapped (int.MaxValue).</summary>
+    /// <summary>Columns of the terminal (at least 40; 80 when the terminal does not say); <see cref="int.MaxValue"/> when output is piped, which is never wrapped.</summary>
     public int Width { get; }
 
     /// <summary>The process console, with colour decided from the terminal and <c>NO_COLOR</c>.</summary>
@@ -34,20 +32,6 @@ public sealed class CliConsole
             try { width = Math.Max(40, Console.WindowWidth); } catch (IOException) { width = 80; }
         }
         return new CliConsole(Console.Out, Console.Error, tty && !noColor, width);
-    }
-
-    /// <summary>A Spectre console over <see cref="Out"/> honouring <see cref="Color"/> and <see cref="Width"/>.</summary>
-    public IAnsiConsole CreateAnsi()
-    {
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Ansi = Color ? AnsiSupport.Yes : AnsiSupport.No,
-            ColorSystem = Color ? ColorSystemSupport.Standard : ColorSystemSupport.NoColors,
-            Out = new AnsiConsoleOutput(Out),
-            Interactive = InteractionSupport.No,
-        });
-        console.Profile.Width = Width == int.MaxValue ? 400 : Width;
-        return console;
     }
 
     /// <summary>Writes a warning line to stderr: <c>warning: …</c>.</summary>

@@ -43,8 +43,7 @@ public static class Program
     {
         var root = new RootCommand(
             "IommuKit: IOMMU groups exactly as Linux computes them, why devices share a group, what a change would do, " +
-            "and whether a group can be passed through to a VM.\n\n" +
-            "Exit codes: 0 ok/viable, 1 negative verdict, 2 no IOMMU, 3 bad input, 4 usage error, 5 unsupported here.");
+            "and whether a group can be passed through to a VM.\n\n" + ExitCodeHelp.All());
         foreach (var command in CommandRegistry.All(console)) root.Subcommands.Add(command);
         return root;
     }

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using System.Text.RegularExpressions;
 using IommuKit.Pci;
 using IommuKit.Sources;
 using Xunit;
@@ -42,6 +44,22 @@ public class ConsistencyAndColourTests
     }
 
     [Fact]
+    public void ExplainReportsOnlyTheDisagreementsAboutItsDevice()
+    {
+        var path = MachineWithATamperedKernelGroup();
+        try
+        {
+            var split = Run("explain", "00:04.1", "--json", "--source", path, "--pci-ids", "none");
+            Assert.Equal(1, split.Code);
+            Assert.Equal(2, split.Json.GetProperty("disagreements").GetArrayLength());
+            var other = Run("explain", "00:1f.2", "--source", path, "--pci-ids", "none");
+            Assert.Equal(0, other.Code);
+            Assert.DoesNotContain("model disagrees", other.Err);
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Fact]
     public void ColourIsUsedOnlyWhenTheConsoleAllowsIt()
     {
         var o = new StringWriter();
@@ -65,5 +83,34 @@ public class ConsistencyAndColourTests
             var r = Run([.. args, "--pci-ids", SampleIds]);
             Assert.All(r.Lines, l => Assert.Equal(l.TrimEnd(), l));
         }
+    }
+
+    private static string RepoFile(string relative, [CallerFilePath] string caller = "") =>
+        File.ReadAllText(Path.Combine(Path.GetDirectoryName(caller)!, "..", "..", relative));
+
+    private static string OneLine(string text) => Regex.Replace(text, @"\s+", " ");
+
+    /// <summary>The analysis commands documented in docs/cli.md, each with its own "Exit codes:" line.</summary>
+    [Theory]
+    [InlineData("groups")]
+    [InlineData("explain")]
+    [InlineData("vfio-check")]
+    [InlineData("whatif")]
+    [InlineData("diff")]
+    public void HelpStatesTheExitCodesDocsCliMdStatesForTheCommand(string name)
+    {
+        var command = Program.BuildRoot(new CliConsole(TextWriter.Null, TextWriter.Null, false, int.MaxValue)).Subcommands.Single(c => c.Name == name);
+        var line = command.Description!.Split('\n').Single(l => l.StartsWith("Exit codes: ", StringComparison.Ordinal));
+        Assert.EndsWith("3 bad input, 4 usage error.", line);
+        Assert.Contains($"`{line}`", RepoFile("docs/cli.md"));
+    }
+
+    [Fact]
+    public void RootHelpListsEveryExitCodeAsReadmeDoes()
+    {
+        var root = Program.BuildRoot(new CliConsole(TextWriter.Null, TextWriter.Null, false, int.MaxValue));
+        var line = root.Description!.Split('\n').Single(l => l.StartsWith("Exit codes: ", StringComparison.Ordinal));
+        foreach (var code in Enum.GetValues<ExitCode>()) Assert.Contains($"{(int)code} {ExitCodeHelp.Meaning(code)}", line);
+        Assert.Contains(line.TrimEnd('.'), OneLine(RepoFile("README.md")));
     }
 }

@@ -37,6 +37,16 @@ public class DiffCommandTests
     }
 
     [Fact]
+    public void EachReasonStepIsALineOfItsOwnAlignedUnderTheFirst()
+    {
+        var r = Run("diff", Oracle("b_rootports"), Oracle("h_disable_acs_redir"));
+        int i = Array.IndexOf(r.Lines, "  00:04.1");
+        Assert.True(i > 0);
+        Assert.Equal("    B: 00:04.1 sits on the root bus: root-complex-internal isolation is assumed, only aliases and same-slot functions can share its group", r.Lines[i + 2]);
+        Assert.Equal("       00:04.0 is another function of the multifunction device 00:04.1, and neither isolates its functions with ACS (conventional PCI)", r.Lines[i + 3]);
+    }
+
+    [Fact]
     public void IommuOffToOnComparesThePredictionWithTheKernelsGroups()
     {
         var r = Run("diff", "--json", Oracle("f_intel_iommu_off"), Oracle("f_intel_iommu_default"));

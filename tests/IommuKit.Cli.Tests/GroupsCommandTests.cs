@@ -6,6 +6,34 @@ namespace IommuKit.Cli.Tests;
 
 public class GroupsCommandTests
 {
+    [Fact]
+    public void GroupsRestingOnFactsANonRootDumpHidesAreMarkedAsGuessesNamingTheDevices()
+    {
+        // A real desktop dump taken without root: "Capabilities: <access denied>" hides PCIe types and ACS.
+        var dump = Path.Combine(FixturesDir, "lspci", "amd-b550-asrock-pg4-nonroot.txt");
+        var text = Run("groups", "--source", dump, "--pci-ids", "none");
+        var guessed = text.Lines.Where(l => l.StartsWith("Group ", StringComparison.Ordinal) && l.Contains("(a guess: facts missing for ")).ToList();
+        Assert.NotEmpty(guessed);
+        Assert.Contains("root", text.Err);
+
+        var json = Run("groups", "--json", "--source", dump, "--pci-ids", "none").Json;
+        var groups = json.GetProperty("groups").EnumerateArray().ToList();
+        var withUnknown = groups.Where(g => g.GetProperty("unknown_facts").GetArrayLength() > 0).ToList();
+        Assert.Equal(guessed.Count, withUnknown.Count);
+        // Each named device is one whose capabilities the dump hid (or whose bus range is unknown).
+        var machine = IommuKit.Sources.MachineSource.Load(dump);
+        Assert.All(withUnknown, g => Assert.All(g.GetProperty("unknown_facts").EnumerateArray(), a =>
+            Assert.NotEqual(IommuKit.Pci.ConfigVisibility.Full, machine.Topology[IommuKit.Pci.PciAddress.Parse(a.GetString()!)].Facts.Visibility)));
+        Assert.Contains(groups, g => g.GetProperty("unknown_facts").GetArrayLength() == 0);
+    }
+
+    [Fact]
+    public void KernelGroupsAreNeverMarkedAsGuesses()
+    {
+        var json = Run("groups", "--json", "--source", Oracle("b_rootports"), "--pci-ids", "none").Json;
+        Assert.All(json.GetProperty("groups").EnumerateArray(), g => Assert.Equal(0, g.GetProperty("unknown_facts").GetArrayLength()));
+    }
+
     [Theory]
     [MemberData(nameof(MachinesWithLegacyGolden), MemberType = typeof(CliRunner))]
     public void LegacyOutputIsByteForByteRealLspciJoinedWithTheKernelsGroups(string machine)
@@ -126,6 +154,15 @@ public class GroupsCommandTests
     }
 
     [Fact]
+    public void NoIommuUnderCmdlineNamesTheOptionOfThatCommandLine()
+    {
+        // Before the fix the advice read the source's command line (intel_iommu=on) and said to enable VT-d in firmware.
+        var r = Run("groups", "--cmdline", "intel_iommu=off", "--source", Oracle("g_k612_intel_mixed"), "--pci-ids", "none");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("The command line turns it off (intel_iommu=off): remove that, and enable VT-d in the firmware.", r.Lines);
+    }
+
+    [Fact]
     public void LegacyWithoutAnIommuPrintsNothingOnStdoutAndExitsTwo()
     {
         var r = Run("groups", "--legacy", "--source", Oracle("f_no_viommu"), "--pci-ids", "none");
@@ -203,5 +240,33 @@ public class GroupsCommandTests
         Assert.Equal("model", r.Json.GetProperty("origin").GetString());
         Assert.Equal("intel_iommu=on", r.Json.GetProperty("cmdline").GetString());
         Assert.Contains(r.Json.GetProperty("warnings").EnumerateArray(), w => w.GetString()!.Contains("under --cmdline"));
+    }
+
+    /// <summary>A live Debian host's command line: boot loader noise around the few parameters IommuKit reads.</summary>
+    private const string LiveCommandLine =
+        "BOOT_IMAGE=/boot/vmlinuz-6.12.95+deb12-amd64 root=UUID=0f3c6a52-8e1b-4a57-9c35-4d7a1f0b2e11 ro quiet splash " +
+        "intel_iommu=on iommu=pt vfio-pci.ids=10de:2484,10de:228b rd.driver.pre=vfio-pci mitigations=auto " +
+        "pcie_acs_override=downstream,multifunction iommu.strict=1 vfio_iommu_type1.allow_unsafe_interrupts=1 " +
+        "loglevel=3 nvidia-drm.modeset=1";
+
+    [Fact]
+    public void HeaderShowsOnlyTheCommandLineParametersIommuKitReadsAndCountsTheRest()
+    {
+        var r = Run("groups", "--cmdline", LiveCommandLine, "--group", "0", "--source", Oracle("g_k612_intel_mixed"), "--pci-ids", SampleIds);
+        AssertGolden("groups-live-cmdline.txt", r.Out);
+        Assert.Equal(LiveCommandLine, Run("groups", "--json", "--cmdline", LiveCommandLine, "--group", "0",
+            "--source", Oracle("g_k612_intel_mixed"), "--pci-ids", "none").Json.GetProperty("cmdline").GetString());
+    }
+
+    [Theory]
+    [InlineData("", "(none)")]
+    [InlineData("quiet splash", "no IOMMU or ACS parameters (+2 others)")]
+    [InlineData("quiet intel-iommu=on", "intel-iommu=on (+1 other)")]
+    [InlineData("pci=noaer,config_acs=xx000x@00:1c.0 iommu.passthrough=0", "pci=noaer,config_acs=xx000x@00:1c.0 iommu.passthrough=0")]
+    [InlineData("iommu_foo=1 iommu. dyndbg=\"file x +p\"", "no IOMMU or ACS parameters (+3 others)")]
+    [InlineData("intremap=off x \"amd_iommu=on fullflush\"", "intremap=off amd_iommu=\"on fullflush\" (+1 other)")]
+    public void CommandLineSummaryKeepsWhatTheModelsReadInOrder(string text, string expected)
+    {
+        Assert.Equal(expected, Rendering.CommandLineText.Summary(KernelCommandLine.Parse(text)));
     }
 }

@@ -98,15 +98,28 @@ public class SetTypeCommandTests
         Assert.Equal(2, Run("set-type", "0", "DMA", "--source", Oracle("f_no_viommu")).Code);
     }
 
-    [Fact]
-    public void ApplyOnADirectoryRootUnbindsWritesRebindsAndVerifies()
+    /// <summary>Runs <paramref name="body"/> on an oracle snapshot extracted into a fresh directory root, removed afterwards.</summary>
+    private static void WithExtractedRoot(string machine, Action<string> body)
     {
         string root = Path.Combine(Path.GetTempPath(), "iommukit-settype-" + Guid.NewGuid().ToString("N"));
         try
         {
             Directory.CreateDirectory(root);
-            using (var gz = new GZipStream(File.OpenRead(Path.Combine(FixturesDir, "oracle", "g_k612_intel_typetest.tar.gz")), CompressionMode.Decompress))
+            using (var gz = new GZipStream(File.OpenRead(Path.Combine(FixturesDir, "oracle", machine + ".tar.gz")), CompressionMode.Decompress))
                 TarFile.ExtractToDirectory(gz, root, overwriteFiles: false);
+            body(root);
+        }
+        finally
+        {
+            if (Directory.Exists(root)) Directory.Delete(root, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void ApplyOnADirectoryRootUnbindsWritesRebindsAndVerifies()
+    {
+        WithExtractedRoot("g_k612_intel_typetest", root =>
+        {
             var r = Run("set-type", "7", "identity", "--source", root, "--apply", "--json");
             Assert.True(r.Code == 0, r.Out + r.Err);
             Assert.True(r.Json.GetProperty("applied").GetBoolean());
@@ -117,11 +130,29 @@ public class SetTypeCommandTests
                 "echo 0000:01:00.0 > /sys/bus/pci/drivers/e1000e/bind",
             ], r.Json.GetProperty("apply_log").EnumerateArray().Select(e => e.GetString()!).ToArray());
             Assert.Equal("identity", File.ReadAllText(Path.Combine(root, "sys/kernel/iommu_groups/7/type")).Trim());
-        }
-        finally
+        });
+    }
+
+    [Fact]
+    public void ApplyWhoseRebindFailsPutsTheOldTypeBackAndSaysSo()
+    {
+        WithExtractedRoot("g_k612_intel_typetest", root =>
         {
-            if (Directory.Exists(root)) Directory.Delete(root, recursive: true);
-        }
+            string typeFile = Path.Combine(root, "sys/kernel/iommu_groups/7/type");
+            string old = File.ReadAllText(typeFile).Trim();
+            // A directory where the driver's bind file belongs: the write of the bind step fails.
+            string bind = Path.Combine(root, "sys/bus/pci/drivers/e1000e/bind");
+            if (File.Exists(bind)) File.Delete(bind);
+            Directory.CreateDirectory(bind);
+            var r = Run("set-type", "7", "identity", "--source", root, "--apply", "--json");
+            Assert.Equal(1, r.Code);
+            Assert.False(r.Json.GetProperty("applied").GetBoolean());
+            Assert.Equal(old, r.Json.GetProperty("type_now").GetString());
+            Assert.Equal(old, File.ReadAllText(typeFile).Trim());
+            var log = r.Json.GetProperty("apply_log").EnumerateArray().Select(e => e.GetString()!).ToArray();
+            Assert.Contains(log, l => l.StartsWith("echo 0000:01:00.0 > /sys/bus/pci/drivers/e1000e/bind failed", StringComparison.Ordinal));
+            Assert.Contains($"echo {old} > /sys/kernel/iommu_groups/7/type", log);
+        });
     }
 
     [Fact]

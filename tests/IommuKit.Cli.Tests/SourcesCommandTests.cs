@@ -230,6 +230,33 @@ public class SourcesCommandTests
         finally { Directory.Delete(dir, recursive: true); }
     }
 
+    [Fact]
+    public void UnprivilegedHostGetsOneWarningSayingWhatItCostsAndGroupsSayTheyAreAGuess()
+    {
+        string dir = ExtractTemp("a_rootcomplex");
+        try
+        {
+            // As a non-root user reads sysfs: 64 bytes of each config, and no kernel groups to fall back on.
+            var options = new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = FileAttributes.ReparsePoint };
+            foreach (var cfg in Directory.GetFiles(Path.Combine(dir, "sys", "devices"), "config", options))
+                File.WriteAllBytes(cfg, File.ReadAllBytes(cfg)[..64]);
+            Directory.Delete(Path.Combine(dir, "sys", "kernel", "iommu_groups"), recursive: true);
+
+            var e = new StringWriter();
+            var m = SourceResolver.Resolve(null, new CliConsole(new StringWriter(), e, color: false, width: int.MaxValue), hostRoot: dir);
+            Assert.Equal(12, m.Topology.Count);
+            var warning = Assert.Single(e.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries));
+            Assert.StartsWith("warning: 12 of 12 devices show only the 64-byte config header", warning);
+            Assert.Contains("ACS", warning);
+            Assert.Contains("run as root", warning);
+
+            var groups = CliRunner.Run("groups", "--source", dir);
+            Assert.Equal(0, groups.Code);
+            Assert.Contains("depend on facts the source does not show", groups.Err);
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
     private static string ExtractTemp(string name)
     {
         string dir = Path.Combine(Path.GetTempPath(), $"iommukit-cli-{Guid.NewGuid():n}");

@@ -83,6 +83,22 @@ public class VfioCheckCommandTests
         Assert.Contains(r.Lines, l => l == "Verdict: NOT VIABLE: 0000:00:1d.0 is in no IOMMU group: no IOMMU unit manages it, so VFIO cannot take it.");
     }
 
+    [Fact]
+    public void DeviceInNoGroupHasTheSameJsonFieldsAsAnyVerdict()
+    {
+        // docs/json.md: fields are never omitted. The no-group answer used to leave out rule, devices, host_losses,
+        // fixes and notes.
+        var inGroup = Run("vfio-check", "00:04.0", "--json", "--source", Oracle("g_k612_virtio_pt"), "--pci-ids", "none").Json;
+        var r = Run("vfio-check", "00:1d.0", "--json", "--source", Oracle("g_k612_virtio_pt"), "--pci-ids", "none");
+        Assert.Equal(1, r.Code);
+        var j = r.Json;
+        Assert.Equal(inGroup.EnumerateObject().Select(p => p.Name), j.EnumerateObject().Select(p => p.Name));
+        Assert.Equal(JsonValueKind.Null, j.GetProperty("group").ValueKind);
+        Assert.Equal(JsonValueKind.Null, j.GetProperty("rule").ValueKind);
+        Assert.Equal(0, j.GetProperty("devices").GetArrayLength());
+        Assert.Contains("no IOMMU unit manages it", Assert.Single(j.GetProperty("problems").EnumerateArray()).GetString());
+    }
+
     [Theory]
     [InlineData("0b:1f.7")]
     [InlineData("not-an-address")]

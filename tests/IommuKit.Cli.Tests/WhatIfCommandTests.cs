@@ -102,4 +102,13 @@ public class WhatIfCommandTests
     [InlineData("1f:00.0=00:0a.0")]
     public void MalformedOrImpossibleMoveIsBadInput(string move) =>
         Assert.Equal(3, Run("whatif", "--move", move, "--source", Oracle("g_k612_intel_mixed")).Code);
+
+    [Fact]
+    public void MovingACardToThePortItIsAlreadyBelowIsBadInputNotACopyBesideItself()
+    {
+        // Before the fix, 04:00.0 "moved" below its own port 00:0c.0 was placed beside itself as device 01.
+        var r = Run("whatif", "--move", "04:00.0=00:0c.0", "--source", Oracle("g_k612_intel_mixed"), "--pci-ids", "none");
+        Assert.Equal(3, r.Code);
+        Assert.Equal("iommu: --move: 0000:04:00.0 is already on the bus below 0000:00:0c.0\n", r.Err);
+    }
 }

@@ -23,4 +23,12 @@ internal static class CommonOptions
         Description = "Use this kernel command line instead of the source's (e.g. \"intel_iommu=on pcie_acs_override=downstream\").",
         HelpName = "TEXT",
     };
+
+    /// <summary><c>--pci-ids PATH|none</c>: which pci.ids names devices (read by <see cref="Inputs.LoadPciIds"/>).</summary>
+    public static Option<string?> PciIds() => new("--pci-ids")
+    {
+        Description = "pci.ids database for vendor/device/class names: a path, or 'none' for numbers only. " +
+                      "Default: the first of /usr/share/misc/pci.ids, /usr/share/hwdata/pci.ids, /usr/share/pci.ids.",
+        HelpName = "PATH|none",
+    };
 }

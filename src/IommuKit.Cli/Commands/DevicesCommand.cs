@@ -19,7 +19,7 @@ internal static class DevicesCommand
         var command = new Command("devices",
             "Show the PCI topology as a tree: bridges, ports and endpoints with their PCIe type, ACS state " +
             "(capability and control bits; \"ACS unknown\" when the config space was not visible) and driver.\n" +
-            SourceLimits.HelpText)
+            ExitCodeHelp.Line((ExitCode.Ok, "ok")) + "\n" + SourceLimits.HelpText)
         {
             source, json,
         };
@@ -87,7 +87,7 @@ internal static class DevicesCommand
 
     private static string TypeText(PciDevice d)
     {
-        if (d.Facts.Pcie is null && d.Facts.Visibility == ConfigVisibility.HeaderOnly) return "type unknown";
+        if (TypeUnknown(d.Facts)) return "type unknown";
         string t = d.PcieType == PcieType.None ? (d.IsBridge ? "PCI bridge" : "PCI") : d.PcieType.ToDisplayName();
         if (d.Facts.BridgeBuses is { } b) t += $" (buses {b.Secondary:x2}-{b.Subordinate:x2})";
         return t;
@@ -102,11 +102,19 @@ internal static class DevicesCommand
             bool enabled = (acs.Control & acs.Capability & AcsFlags.Required) == (acs.Capability & AcsFlags.Required);
             return Paint(console, enabled ? "32" : "33", text);
         }
-        // ACS is an extended capability (PCIe r6.0 §7.7.8): invisible without the 4 KiB config space.
-        if (d.Facts.Visibility == ConfigVisibility.HeaderOnly || (d.IsPcie && d.Facts.Visibility == ConfigVisibility.NoExtended))
-            return Paint(console, "33", "ACS unknown");
-        return "no ACS";
+        return AcsUnknown(d) ? Paint(console, "33", "ACS unknown") : "no ACS";
     }
+
+    /// <summary>The PCIe capability was not visible: only the 64-byte header was (an unprivileged read).</summary>
+    private static bool TypeUnknown(PciDeviceFacts f) => f.Pcie is null && f.Visibility == ConfigVisibility.HeaderOnly;
+
+    /// <summary>
+    /// No ACS capability was found, but the source could not have shown one: ACS is an extended capability (PCIe r6.0
+    /// §7.7.8), so a PCIe function needs its 4 KiB config space visible; for a conventional function only a header-only
+    /// read leaves it unknown.
+    /// </summary>
+    private static bool AcsUnknown(PciDevice d) =>
+        d.Acs is null && (d.Facts.Visibility == ConfigVisibility.HeaderOnly || (d.IsPcie && d.Facts.Visibility == ConfigVisibility.NoExtended));
 
     private static string Paint(CliConsole console, string sgr, string text) =>
         console.Color ? $"\u001b[{sgr}m{text}\u001b[0m" : text;
@@ -132,7 +140,7 @@ internal static class DevicesCommand
                 w.WriteString("class", $"0x{d.ClassCode:x6}");
                 w.WriteNumber("header_type", f.HeaderLayout);
                 w.WriteBoolean("multifunction", d.IsMultifunction);
-                if (f.Pcie is null && f.Visibility == ConfigVisibility.HeaderOnly) w.WriteNull("pcie_type");
+                if (TypeUnknown(f)) w.WriteNull("pcie_type");
                 else w.WriteString("pcie_type", d.PcieType.ToJsonName());
                 if (d.Driver is { } drv) w.WriteString("driver", drv); else w.WriteNull("driver");
                 if (d.Parent is { } p) w.WriteString("parent", p.Address.ToString()); else w.WriteNull("parent");
@@ -147,8 +155,7 @@ internal static class DevicesCommand
                 }
                 else w.WriteNull("bridge_buses");
                 w.WriteStartObject("acs");
-                bool known = d.Acs is not null || !(f.Visibility == ConfigVisibility.HeaderOnly || (d.IsPcie && f.Visibility == ConfigVisibility.NoExtended));
-                if (known) w.WriteBoolean("present", d.Acs is not null); else w.WriteNull("present");
+                if (AcsUnknown(d)) w.WriteNull("present"); else w.WriteBoolean("present", d.Acs is not null);
                 WriteNames(w, "capability", d.Acs?.Capability);
                 WriteNames(w, "control", d.Acs?.Control);
                 w.WriteEndObject();

@@ -21,19 +21,17 @@ internal static class DiffCommand
         var a = new Argument<string>("A") { Description = "The machine before (same kinds of source as --source)." };
         var b = new Argument<string>("B") { Description = "The machine after." };
         var json = CommonOptions.Json();
-        var pciIds = Inputs.PciIdsOption();
         var command = new Command("diff", "How IOMMU groups changed between two sources (e.g. before and after a BIOS or kernel update), with reasons.\n" +
-            "Exit codes: 0 same groups, 1 the groups differ, 3 bad input.")
+            ExitCodeHelp.Line((ExitCode.Ok, "same groups"), (ExitCode.Negative, "the groups differ")))
         {
-            a, b, json, pciIds,
+            a, b, json,
         };
-        command.SetAction(parse => Run(console, parse.GetValue(a)!, parse.GetValue(b)!, parse.GetValue(json), parse.GetValue(pciIds)));
+        command.SetAction(parse => Run(console, parse.GetValue(a)!, parse.GetValue(b)!, parse.GetValue(json)));
         return command;
     }
 
-    internal static int Run(CliConsole console, string pathA, string pathB, bool json, string? pciIdsPath)
+    internal static int Run(CliConsole console, string pathA, string pathB, bool json)
     {
-        _ = Inputs.LoadPciIds(pciIdsPath);
         var ma = Inputs.LoadMachine(pathA, console);
         var mb = Inputs.LoadMachine(pathB, console);
         var aa = Analysis.Run(ma, null);
@@ -45,8 +43,8 @@ internal static class DiffCommand
         if (ma.KernelRelease != mb.KernelRelease) machineChanges.Add($"kernel {ma.KernelRelease ?? "unknown"} -> {mb.KernelRelease ?? "unknown"}");
         var ca = KernelCommandLine.Parse(ma.CommandLine);
         var cb = KernelCommandLine.Parse(mb.CommandLine);
-        var pa = ca.Parameters.Select(p => p.Value is null ? p.Name : $"{p.Name}={p.Value}").ToList();
-        var pb = cb.Parameters.Select(p => p.Value is null ? p.Name : $"{p.Name}={p.Value}").ToList();
+        var pa = ca.Parameters.Select(CommandLineText.Parameter).ToList();
+        var pb = cb.Parameters.Select(CommandLineText.Parameter).ToList();
         var removed = pa.Except(pb).ToList();
         var added = pb.Except(pa).ToList();
         if (removed.Count + added.Count > 0)
@@ -98,7 +96,7 @@ internal static class DiffCommand
                     w.WriteEndObject();
                 }
                 w.WriteEndArray();
-                JsonOut.StringArray(w, "warnings", aa.Notes.Select(n => "A: " + n).Concat(ab.Notes.Select(n => "B: " + n)));
+                JsonOut.StringArray(w, "warnings", Warnings(aa, ab));
                 w.WriteEndObject();
             });
             return exit;
@@ -126,16 +124,26 @@ internal static class DiffCommand
             foreach (var (addr, before, after) in moved)
             {
                 o.WriteLine($"  {addr.ToShortString()}");
-                o.WriteLine($"    A: {(before.Count == 0 ? "(not in A)" : string.Join("; ", before.Select(x => x.Text)))}");
-                o.WriteLine($"    B: {(after.Count == 0 ? "(not in B)" : string.Join("; ", after.Select(x => x.Text)))}");
+                WriteSteps(o, "A", before);
+                WriteSteps(o, "B", after);
             }
             if (movedTotal > moved.Count) o.WriteLine($"  … and {movedTotal - moved.Count} more (see --json)");
         }
-        foreach (var n in aa.Notes) console.Warn($"A: {n}");
-        foreach (var n in ab.Notes) console.Warn($"B: {n}");
-        foreach (var d in aa.Disagreements) console.Warn($"A: model disagrees with the kernel: {d}");
-        foreach (var d in ab.Disagreements) console.Warn($"B: model disagrees with the kernel: {d}");
+        foreach (var n in Warnings(aa, ab)) console.Warn(n);
         return exit;
+    }
+
+    /// <summary>Both sides' notes, then their disagreements with the kernel, prefixed <c>A: </c>/<c>B: </c> (stderr in text, <c>warnings</c> in JSON).</summary>
+    private static IEnumerable<string> Warnings(Analysis a, Analysis b) =>
+        a.Notes.Select(n => "A: " + n).Concat(b.Notes.Select(n => "B: " + n))
+            .Concat(a.Disagreements.Select(d => "A: model disagrees with the kernel: " + d))
+            .Concat(b.Disagreements.Select(d => "B: model disagrees with the kernel: " + d));
+
+    /// <summary>One side's reasons, one step per line (as <c>explain</c> prints them): <c>    A: first</c>, then aligned below it.</summary>
+    private static void WriteSteps(TextWriter o, string side, IReadOnlyList<GroupStep> steps)
+    {
+        if (steps.Count == 0) { o.WriteLine($"    {side}: (not in {side})"); return; }
+        for (int i = 0; i < steps.Count; i++) o.WriteLine($"{(i == 0 ? $"    {side}: " : "       ")}{steps[i].Text}");
     }
 
     /// <summary>The steps that carry a reason (not the bookkeeping "joins"/"is in group N" ones).</summary>
@@ -155,11 +163,7 @@ internal static class DiffCommand
     private static void Side(System.Text.Json.Utf8JsonWriter w, string name, Analysis a)
     {
         w.WriteStartObject(name);
-        w.WriteString("source", a.Machine.Origin);
-        JsonOut.NullableString(w, "kernel", a.Machine.KernelRelease);
-        w.WriteString("cmdline", a.CommandLine.Text);
-        if (a.State == IommuState.Assumed) w.WriteNull("iommu_active"); else w.WriteBoolean("iommu_active", a.State == IommuState.Active);
-        w.WriteString("origin", a.Predicted ? "model" : "kernel");
+        GroupsCommand.WriteMachineJson(w, a);
         w.WriteNumber("groups", a.Groups.Count);
         w.WriteEndObject();
     }

@@ -17,10 +17,10 @@ internal static class ExplainCommand
         var source = CommonOptions.Source();
         var json = CommonOptions.Json();
         var cmdline = CommonOptions.Cmdline();
-        var pciIds = Inputs.PciIdsOption();
+        var pciIds = CommonOptions.PciIds();
         var address = new Argument<string>("ADDRESS") { Description = "The device (0000:01:00.0 or 01:00.0)." };
         var command = new Command("explain", "Why a device is in its IOMMU group: the chain of decisions, each naming the device and the rule.\n" +
-            "Exit codes: 0 ok, 1 the model disagrees with the kernel about this device, 2 no IOMMU (the prediction's chain), 3 bad input.")
+            ExitCodeHelp.Line((ExitCode.Ok, "ok"), (ExitCode.Negative, "the model disagrees with the kernel about this device"), (ExitCode.NoIommu, "no IOMMU (the prediction's chain)")))
         {
             address, source, cmdline, json, pciIds,
         };
@@ -51,7 +51,7 @@ internal static class ExplainCommand
         var steps = analysis.Model.Explain(address);
         var shown = analysis.GroupOf(address);
         var modelGroup = analysis.ModelGroups.FirstOrDefault(g => g.Devices.Any(d => d.Address == address));
-        var mine = analysis.Disagreements.Where(d => d.Contains(address.ToShortString(), StringComparison.Ordinal)).ToList();
+        var mine = analysis.DisagreementsAbout(address);
         int exit = analysis.State == IommuState.Off ? (int)ExitCode.NoIommu : mine.Count > 0 ? (int)ExitCode.Negative : (int)ExitCode.Ok;
 
         if (json)
@@ -76,7 +76,7 @@ internal static class ExplainCommand
                     w.WriteEndObject();
                 }
                 w.WriteEndArray();
-                JsonOut.StringArray(w, "disagreements", mine);
+                JsonOut.StringArray(w, "disagreements", mine.Select(d => d.Text));
                 JsonOut.StringArray(w, "warnings", analysis.Notes);
                 w.WriteEndObject();
             });
@@ -106,8 +106,7 @@ internal static class ExplainCommand
         }
         o.WriteLine("Why:");
         for (int i = 0; i < steps.Count; i++) o.WriteLine($"  {i + 1}. {steps[i].Text}");
-        foreach (var n in analysis.Notes) console.Warn(n);
-        foreach (var d in mine) console.Warn($"model disagrees with the kernel: {d}");
+        analysis.WriteWarnings(console, mine);
         return exit;
     }
 }

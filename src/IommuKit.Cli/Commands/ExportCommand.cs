@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Text;
 using IommuKit.Sources;
 
 namespace IommuKit.Cli.Commands;
@@ -16,7 +15,8 @@ internal static class ExportCommand
         };
         var command = new Command("export",
             $"Write the machine as versioned JSON (\"format\": \"{MachineJson.FormatName}\", \"version\": {MachineJson.CurrentVersion}) on " +
-            "standard output; reading it back with --source gives the same machine.\n" + SourceLimits.HelpText)
+            "standard output; reading it back with --source gives the same machine.\n" +
+            ExitCodeHelp.Line((ExitCode.Ok, "ok")) + "\n" + SourceLimits.HelpText)
         {
             source, noConfig,
         };
@@ -27,9 +27,7 @@ internal static class ExportCommand
     internal static int Run(CliConsole console, string? source, bool noConfig)
     {
         var machine = SourceResolver.Resolve(source, console);
-        using var ms = new MemoryStream();
-        MachineJson.Write(machine, ms, includeConfig: !noConfig);
-        console.Out.WriteLine(Encoding.UTF8.GetString(ms.ToArray()));
+        console.Out.WriteLine(MachineJson.ToJson(machine, includeConfig: !noConfig));
         return (int)ExitCode.Ok;
     }
 }

@@ -17,7 +17,7 @@ internal static class GroupsCommand
         var source = CommonOptions.Source();
         var json = CommonOptions.Json();
         var cmdline = CommonOptions.Cmdline();
-        var pciIds = Inputs.PciIdsOption();
+        var pciIds = CommonOptions.PciIds();
         var legacy = new Option<bool>("--legacy") { Description = "Print exactly the classic 'IOMMU Group N <lspci -nns line>' lines, for scripts and forum advice." };
         var gpu = new Option<bool>("--gpu", "-g") { Description = "Only groups holding a display controller (VGA, 3D, other)." };
         var usb = new Option<bool>("--usb", "-u") { Description = "Only groups holding a USB controller." };
@@ -30,7 +30,7 @@ internal static class GroupsCommand
             AllowMultipleArgumentsPerToken = false,
         };
         var command = new Command("groups", "List IOMMU groups with their devices, default domain type, reserved regions and fingerprint: the kernel's, checked against the model, or the model's prediction.\n" +
-            "Exit codes: 0 ok, 1 the model disagrees with the kernel, 2 no IOMMU (the prediction is shown), 3 bad input.")
+            ExitCodeHelp.Line((ExitCode.Ok, "ok"), (ExitCode.Negative, "the model disagrees with the kernel"), (ExitCode.NoIommu, "no IOMMU (the prediction is shown)")))
         {
             source, cmdline, json, legacy, gpu, usb, network, storage, group, pciIds,
         };
@@ -78,8 +78,7 @@ internal static class GroupsCommand
 
         if (legacy)
         {
-            foreach (var n in analysis.Notes) console.Warn(n);
-            foreach (var d in analysis.Disagreements) console.Warn($"model disagrees with the kernel: {d}");
+            analysis.WriteWarnings(console);
             if (analysis.State == IommuState.Off)
             {
                 console.Error.WriteLine($"iommu: no active IOMMU on {machine.Origin}: the kernel made no IOMMU groups. " +
@@ -98,7 +97,7 @@ internal static class GroupsCommand
                 w.WriteStartArray("groups");
                 foreach (var g in groups) GroupsRenderer.WriteGroupJson(w, g, ids);
                 w.WriteEndArray();
-                JsonOut.StringArray(w, "disagreements", analysis.Disagreements);
+                JsonOut.StringArray(w, "disagreements", analysis.Disagreements.Select(d => d.Text));
                 JsonOut.StringArray(w, "warnings", analysis.Notes);
                 w.WriteEndObject();
             });
@@ -111,7 +110,7 @@ internal static class GroupsCommand
         if (analysis.State == IommuState.Off)
         {
             o.WriteLine(s.Bad($"No active IOMMU: {NoIommuReason(analysis)}, so no device can be passed through."));
-            o.WriteLine(Enable(analysis.Machine));
+            o.WriteLine(Enable(analysis));
             o.WriteLine($"Prediction: the {analysis.Groups.Count} groups the kernel would make with the IOMMU enabled:");
         }
         else if (analysis.Predicted)
@@ -127,8 +126,7 @@ internal static class GroupsCommand
         if (filter.Any) o.WriteLine($"Showing {groups.Count} of them ({Describe(filter)}).");
         o.WriteLine();
         GroupsRenderer.WriteGroups(o, s, groups, ids, analysis.Predicted);
-        foreach (var n in analysis.Notes) console.Warn(n);
-        foreach (var d in analysis.Disagreements) console.Warn($"model disagrees with the kernel: {d}");
+        analysis.WriteWarnings(console);
         return exit;
     }
 
@@ -136,10 +134,11 @@ internal static class GroupsCommand
     internal static string NoIommuReason(Analysis a) =>
         a.CommandLineOverridden ? $"under --cmdline, {a.StateReason}" : "the kernel made no IOMMU groups";
 
-    /// <summary>How to turn the IOMMU on for this machine's kind.</summary>
-    internal static string Enable(Machine m)
+    /// <summary>How to turn the IOMMU on: drop the switch that turned it off on the command line used (the source's, or
+    /// <c>--cmdline</c>), else enable it in the firmware.</summary>
+    internal static string Enable(Analysis a)
     {
-        var cmd = KernelCommandLine.Parse(m.CommandLine);
+        var cmd = a.CommandLine;
         if (cmd.LastValue("intel_iommu") is "off" or "0") return "The command line turns it off (intel_iommu=off): remove that, and enable VT-d in the firmware.";
         if (cmd.LastValue("amd_iommu") is "off" or "0") return "The command line turns it off (amd_iommu=off): remove that, and enable AMD-Vi/IOMMU in the firmware.";
         return "Enable VT-d / AMD-Vi (IOMMU) in the firmware; on Intel with kernels that do not enable it by default add intel_iommu=on.";
@@ -156,14 +155,17 @@ internal static class GroupsCommand
         return string.Join(" ", parts);
     }
 
-    /// <summary>The first lines of every text report: where the machine came from, its kernel and command line.</summary>
+    /// <summary>
+    /// The first lines of every text report: where the machine came from, its kernel and the command-line parameters
+    /// that matter here (<see cref="CommandLineText.Summary"/>; the JSON <c>cmdline</c> keeps the whole text).
+    /// </summary>
     internal static void WriteMachineHeader(TextWriter o, Analysis a)
     {
         var m = a.Machine;
         o.WriteLine($"Source: {m.Origin}");
         var iommu = m.IommuUnits.Count == 0 ? "none" : $"{m.IommuKind.ToString().ToLowerInvariant()} ({string.Join(", ", m.IommuUnits.Select(u => u.Name))})";
         o.WriteLine($"Kernel: {m.KernelRelease ?? "unknown"}; IOMMU units: {iommu}");
-        o.WriteLine($"Command line{(a.CommandLineOverridden ? " (--cmdline)" : "")}: {(a.CommandLine.Text.Length == 0 ? "(none)" : a.CommandLine.Text)}");
+        o.WriteLine($"Command line{(a.CommandLineOverridden ? " (--cmdline)" : "")}: {CommandLineText.Summary(a.CommandLine)}");
     }
 
     internal static void WriteMachineJson(System.Text.Json.Utf8JsonWriter w, Analysis a)

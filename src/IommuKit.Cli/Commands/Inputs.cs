@@ -1,4 +1,3 @@
-using System.CommandLine;
 using IommuKit.Pci;
 using IommuKit.Sources;
 
@@ -7,21 +6,13 @@ namespace IommuKit.Cli.Commands;
 /// <summary>Loading what the commands read: the machine, the command line, the pci.ids database, addresses.</summary>
 internal static class Inputs
 {
-    /// <summary><c>--pci-ids PATH|none</c>: which pci.ids to use for names (default: the installed one, if any).</summary>
-    public static Option<string?> PciIdsOption() => new("--pci-ids")
-    {
-        Description = "pci.ids database for vendor/device/class names: a path, or 'none' for numbers only. " +
-                      "Default: the first of /usr/share/misc/pci.ids, /usr/share/hwdata/pci.ids, /usr/share/pci.ids.",
-        HelpName = "PATH|none",
-    };
-
-    /// <summary>The machine of <c>--source</c> (or this host, or the bundled example when this host has no PCI sysfs).</summary>
     /// <summary>
     /// The machine of <c>--source</c> (or this host, or the bundled example when this host has no PCI sysfs), through
     /// <see cref="SourceResolver.Resolve"/>, which also prints the machine's load warnings.
     /// </summary>
     public static Machine LoadMachine(string? source, CliConsole console) => SourceResolver.Resolve(source, console);
 
+    /// <summary>The database of <see cref="CommonOptions.PciIds"/>: the installed one, none, or the file given (bad input when unreadable).</summary>
     public static PciIds LoadPciIds(string? option)
     {
         if (option is null) return PciIds.LoadInstalled() ?? PciIds.Empty;
@@ -32,7 +23,7 @@ internal static class Inputs
     public static KernelCommandLine CommandLine(Machine machine, string? overrideText) =>
         KernelCommandLine.Parse(overrideText ?? machine.CommandLine);
 
-    /// <summary>Parses a PCI address argument; a bad one is a usage error naming the text.</summary>
+    /// <summary>Parses a PCI address argument; a malformed one is bad input (exit 3) naming the text.</summary>
     public static PciAddress Address(string text, string what = "address")
     {
         if (!PciAddress.TryParse(text, out var a))

@@ -1,3 +1,4 @@
+using IommuKit.Cli.Rendering;
 using IommuKit.Core;
 using IommuKit.Grouping;
 using IommuKit.Pci;
@@ -56,7 +57,7 @@ internal static class Model
         };
         var kept = cmdline.Parameters
             .Where(p => !(p.Value == "off" && (KernelCommandLine.NameEquals(p.Name, "iommu") || KernelCommandLine.NameEquals(p.Name, "intel_iommu") || KernelCommandLine.NameEquals(p.Name, "amd_iommu"))))
-            .Select(p => p.Value is null ? p.Name : $"{p.Name}={p.Value}");
+            .Select(CommandLineText.Parameter);
         var cmd = KernelCommandLine.Parse(string.Join(' ', kept));
         if (!amd) cmd = cmd.With("intel_iommu", "on");
         note = $"the predicted types and reserved regions assume an {(amd ? "AMD-Vi" : "Intel VT-d")} IOMMU managing every device " +

@@ -132,7 +132,19 @@ internal static class SetTypeCommand
             throw new CliException("--apply must run as root (writing the type file needs CAP_SYS_ADMIN and CAP_SYS_RAWIO)", ExitCode.Unsupported);
         var log = new List<string>();
         string typeFile = Path.Combine(root, "sys", "kernel", "iommu_groups", plan.Group.ToString(System.Globalization.CultureInfo.InvariantCulture), "type");
-        string Read() => File.Exists(typeFile) ? File.ReadAllText(typeFile).Trim() : "unknown";
+        string Read()
+        {
+            try
+            {
+                return File.Exists(typeFile) ? File.ReadAllText(typeFile).Trim() : "unknown";
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                // An unreadable type file must not escape as a stack trace: verification then fails and restores.
+                log.Add($"cat {Display(root, typeFile)} failed: {ex.Message}");
+                return "unknown";
+            }
+        }
         string old = Read();
         var unbinds = plan.Result.IsOk ? [] : plan.Unbinds ?? [];
         if (!plan.Result.IsOk && !plan.StepsResult.IsOk)

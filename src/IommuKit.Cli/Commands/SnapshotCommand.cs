@@ -28,6 +28,7 @@ internal static class SnapshotCommand
             "Capture this host's PCI sysfs (devices with config space, drivers, IOMMU groups, IOMMU units and their " +
             "registers, slots, /proc/cmdline, kernel release) into a gzip'd tar mirroring the host paths, with relative " +
             "symlinks kept. Run as root: unprivileged reads see only 64 bytes of config space (no PCIe type, no ACS).\n" +
+            ExitCodeHelp.Line((ExitCode.Ok, "written"), (ExitCode.Unsupported, "the output cannot be written")) + "\n" +
             SourceLimits.HelpText)
         {
             output, root, force,

@@ -18,7 +18,7 @@ internal static class VfioCheckCommand
         var source = CommonOptions.Source();
         var json = CommonOptions.Json();
         var cmdline = CommonOptions.Cmdline();
-        var pciIds = Inputs.PciIdsOption();
+        var pciIds = CommonOptions.PciIds();
         var address = new Argument<string?>("ADDRESS")
         {
             Description = "The device to pass through (0000:01:00.0 or 01:00.0); its whole group is checked.",
@@ -28,7 +28,7 @@ internal static class VfioCheckCommand
         var command = new Command("vfio-check",
             "Can this device (its whole IOMMU group) be passed through to a VM with VFIO? Per device OK/BLOCKING, " +
             "direct (RMRR) regions, interrupt remapping, what the host would lose, a verdict and the fix.\n" +
-            "Exit codes: 0 viable, 1 not viable, 2 no IOMMU, 3 bad input.")
+            ExitCodeHelp.Line((ExitCode.Ok, "viable"), (ExitCode.Negative, "not viable"), (ExitCode.NoIommu, "no IOMMU (the prediction's verdict is shown)")))
         {
             address, group, source, cmdline, json, pciIds,
         };
@@ -57,22 +57,13 @@ internal static class VfioCheckCommand
             // An active IOMMU, but the device is in no group: no unit manages it (spec 2, "no group").
             var msg = $"{target!.Value} is in no IOMMU group: no IOMMU unit manages it, so VFIO cannot take it";
             if (json)
-                JsonOut.Write(console, w =>
-                {
-                    w.WriteStartObject();
-                    GroupsCommand.WriteMachineJson(w, analysis);
-                    w.WriteString("target", target.Value.ToString());
-                    w.WriteNull("group");
-                    w.WriteBoolean("viable", false);
-                    w.WriteString("verdict", noIommu ? "no-iommu" : "not-viable");
-                    JsonOut.StringArray(w, "problems", [msg]);
-                    w.WriteEndObject();
-                });
+                WriteJson(console, analysis, target, null, null, ids, noIommu ? "no-iommu" : "not-viable", [msg]);
             else
             {
                 GroupsCommand.WriteMachineHeader(console.Out, analysis);
                 console.Out.WriteLine();
                 console.Out.WriteLine($"Verdict: {Style.For(console).Bad("NOT VIABLE")}: {msg}.");
+                analysis.WriteWarnings(console);
             }
             return noIommu ? (int)ExitCode.NoIommu : (int)ExitCode.Negative;
         }
@@ -85,19 +76,7 @@ internal static class VfioCheckCommand
 
         if (json)
         {
-            JsonOut.Write(console, w =>
-            {
-                w.WriteStartObject();
-                GroupsCommand.WriteMachineJson(w, analysis);
-                JsonOut.NullableString(w, "target", target?.ToString());
-                w.WritePropertyName("group");
-                GroupsRenderer.WriteGroupJson(w, view, ids);
-                w.WriteString("rule", verdict.Rule);
-                w.WriteBoolean("viable", !noIommu && verdict.Viable);
-                w.WriteString("verdict", verdictWord);
-                WriteVerdictJson(w, verdict);
-                w.WriteEndObject();
-            });
+            WriteJson(console, analysis, target, view, verdict, ids, verdictWord, verdict.Problems);
             return exit;
         }
 
@@ -108,7 +87,7 @@ internal static class VfioCheckCommand
         if (noIommu)
         {
             o.WriteLine(s.Bad($"No active IOMMU: {GroupsCommand.NoIommuReason(analysis)}, so nothing can be passed through."));
-            o.WriteLine(GroupsCommand.Enable(machine));
+            o.WriteLine(GroupsCommand.Enable(analysis));
             o.WriteLine("With the IOMMU enabled, the model predicts:");
             o.WriteLine();
         }
@@ -125,18 +104,13 @@ internal static class VfioCheckCommand
             o.WriteLine("Fix:");
             foreach (var f in verdict.Fixes) o.WriteLine($"  - {f}");
         }
-        foreach (var n in analysis.Notes) console.Warn(n);
-        foreach (var d in analysis.Disagreements) console.Warn($"model disagrees with the kernel: {d}");
+        analysis.WriteWarnings(console);
         return exit;
     }
 
     internal static void WriteVerdictText(TextWriter o, Style s, GroupView view, VfioVerdict v, PciIds ids, bool predicted, PciAddress? target)
     {
-        var head = new List<string> { s.Bold($"Group {view.Id}") };
-        if (predicted) head.Add(s.Warn("(predicted)"));
-        if (view.Type is not null) head.Add(s.Accent(view.Type));
-        head.Add(s.Dim($"fingerprint {view.Fingerprint}"));
-        o.WriteLine(string.Join("  ", head));
+        o.WriteLine(GroupsRenderer.Heading(s, view, predicted));
         string rule = v.Rule == "dma-ownership"
             ? $"DMA ownership (kernel {(v.Kernel?.ToString() ?? "unknown")}, 5.19 and later): a bound driver that uses the DMA API blocks the group"
             : $"viable group (kernel {v.Kernel}, before 5.19): every device driver-less, on vfio, on pci-stub, or a bridge";
@@ -169,10 +143,23 @@ internal static class VfioCheckCommand
         }
     }
 
-    internal static void WriteVerdictJson(Utf8JsonWriter w, VfioVerdict v)
+    /// <summary>
+    /// The one JSON shape of docs/json.md, with or without a group: a device in no group has <c>group</c> and
+    /// <c>rule</c> null, empty per-device lists and its reason in <c>problems</c>.
+    /// </summary>
+    private static void WriteJson(CliConsole console, Analysis analysis, PciAddress? target, GroupView? view, VfioVerdict? v,
+        PciIds ids, string verdictWord, IEnumerable<string> problems) => JsonOut.Write(console, w =>
     {
+        w.WriteStartObject();
+        GroupsCommand.WriteMachineJson(w, analysis);
+        JsonOut.NullableString(w, "target", target?.ToString());
+        w.WritePropertyName("group");
+        if (view is null) w.WriteNullValue(); else GroupsRenderer.WriteGroupJson(w, view, ids);
+        JsonOut.NullableString(w, "rule", v?.Rule);
+        w.WriteBoolean("viable", verdictWord == "viable");
+        w.WriteString("verdict", verdictWord);
         w.WriteStartArray("devices");
-        foreach (var d in v.Devices)
+        foreach (var d in v?.Devices ?? [])
         {
             w.WriteStartObject();
             w.WriteString("address", d.Address.ToString());
@@ -182,9 +169,9 @@ internal static class VfioCheckCommand
             w.WriteEndObject();
         }
         w.WriteEndArray();
-        JsonOut.StringArray(w, "problems", v.Problems);
+        JsonOut.StringArray(w, "problems", problems);
         w.WriteStartArray("host_losses");
-        foreach (var l in v.HostLosses)
+        foreach (var l in v?.HostLosses ?? [])
         {
             w.WriteStartObject();
             w.WriteString("address", l.Address.ToString());
@@ -192,7 +179,10 @@ internal static class VfioCheckCommand
             w.WriteEndObject();
         }
         w.WriteEndArray();
-        JsonOut.StringArray(w, "fixes", v.Fixes);
-        JsonOut.StringArray(w, "notes", v.Notes);
-    }
+        JsonOut.StringArray(w, "fixes", v?.Fixes ?? []);
+        JsonOut.StringArray(w, "notes", v?.Notes ?? []);
+        JsonOut.StringArray(w, "disagreements", analysis.Disagreements.Select(d => d.Text));
+        JsonOut.StringArray(w, "warnings", analysis.Notes);
+        w.WriteEndObject();
+    });
 }

@@ -16,20 +16,16 @@ internal static class WhatIfCommand
     {
         var source = CommonOptions.Source();
         var json = CommonOptions.Json();
-        var cmdline = new Option<string?>("--cmdline")
-        {
-            Description = "The kernel command line to try instead of the source's (e.g. \"intel_iommu=on pcie_acs_override=downstream,multifunction\").",
-            HelpName = "TEXT",
-        };
+        var cmdline = CommonOptions.Cmdline();
         var move = new Option<string?>("--move")
         {
             Description = "Move the card at ADDRESS (all its functions and anything below them) to the bus below bridge/port PORT, " +
                           "e.g. --move 04:00.0=00:1c.0.",
             HelpName = "ADDRESS=PORT",
         };
-        var pciIds = Inputs.PciIdsOption();
+        var pciIds = CommonOptions.PciIds();
         var command = new Command("whatif", "Groups under a changed command line or with a card in another slot, as a diff against today: which groups split or merge.\n" +
-            "Exit codes: 0 some group changes, 1 the change buys nothing, 2 no IOMMU after the change, 3 bad input.")
+            ExitCodeHelp.Line((ExitCode.Ok, "some group changes"), (ExitCode.Negative, "the change buys nothing"), (ExitCode.NoIommu, "no IOMMU after the change")))
         {
             source, cmdline, move, json, pciIds,
         };
@@ -58,10 +54,12 @@ internal static class WhatIfCommand
         string? moveNote = null;
         if (mv is { } m)
         {
-            Inputs.Device(machine, m.Card);
+            var card = Inputs.Device(machine, m.Card);
             var port = Inputs.Device(machine, m.Port);
             if (port.Subordinate is null)
                 throw new CliException($"--move: {m.Port} is not a bridge or port with a bus below it", ExitCode.InputError);
+            if (card.Bus == port.Subordinate)
+                throw new CliException($"--move: {m.Card} is already on the bus below {m.Port}", ExitCode.InputError);
             // The first free device number on the port's bus (a root or downstream port has only device 0).
             int slot = Enumerable.Range(0, 32).FirstOrDefault(n => port.Subordinate.Devices.All(d => d.Address.Device != n), -1);
             if (slot < 0) throw new CliException($"--move: the bus below {m.Port} has no free slot", ExitCode.InputError);
@@ -101,7 +99,7 @@ internal static class WhatIfCommand
 
         string changeText = string.Join("; ", new[]
         {
-            cmdlineText is null ? null : $"command line \"{thenCmd.Text}\"",
+            cmdlineText is null ? null : $"command line {CommandLineText.Summary(thenCmd)}",
             mv is { } mm ? $"card {mm.Card.ToShortString()} moved below {mm.Port.ToShortString()}" : null,
         }.Where(x => x is not null));
 
@@ -151,7 +149,7 @@ internal static class WhatIfCommand
         var o = console.Out;
         o.WriteLine($"Source: {machine.Origin}");
         o.WriteLine($"Kernel: {machine.KernelRelease ?? "unknown"}");
-        o.WriteLine($"Today: {(todayCmd.Text.Length == 0 ? "(no command line)" : todayCmd.Text)}");
+        o.WriteLine($"Today: command line {CommandLineText.Summary(todayCmd)}");
         o.WriteLine($"Change: {changeText}");
         if (map is not null)
             o.WriteLine($"Addresses after the move: {string.Join(", ", map.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key.ToShortString()} -> {kv.Value.ToShortString()}"))}");

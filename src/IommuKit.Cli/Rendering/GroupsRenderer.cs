@@ -7,26 +7,31 @@ namespace IommuKit.Cli.Rendering;
 /// <summary>Text, legacy and JSON renderings of a list of groups (shared by <c>groups</c>, <c>whatif</c> and <c>diff</c>).</summary>
 internal static class GroupsRenderer
 {
-    /// <summary>
-    /// One group as a block: <c>Group N  TYPE  fingerprint F</c>, its reserved regions, then one lspci-style line per
-    /// device with the bound driver. <paramref name="mark"/> decorates devices (e.g. the device asked about).
-    /// </summary>
-    public static void WriteGroup(TextWriter w, Style s, GroupView g, PciIds ids, bool predicted, Func<PciDevice, string?>? mark = null)
+    /// <summary>A group's first line: <c>Group N  (predicted)  TYPE  fingerprint F</c> (the label and type when they apply).</summary>
+    public static string Heading(Style s, GroupView g, bool predicted)
     {
-        var head = $"Group {g.Id}";
-        var parts = new List<string> { s.Bold(head) };
+        var parts = new List<string> { s.Bold($"Group {g.Id}") };
         if (predicted) parts.Add(s.Warn("(predicted)"));
+        if (g.UnknownFacts.Count > 0)
+            parts.Add(s.Bad($"(a guess: facts missing for {string.Join(' ', g.UnknownFacts.Select(d => d.Address.ToShortString()))})"));
         if (g.Type is not null) parts.Add(s.Accent(g.Type));
         parts.Add(s.Dim($"fingerprint {g.Fingerprint}"));
-        w.WriteLine(string.Join("  ", parts));
+        return string.Join("  ", parts);
+    }
+
+    /// <summary>
+    /// One group as a block: its <see cref="Heading"/>, its reserved regions, then one lspci-style line per device with
+    /// the bound driver.
+    /// </summary>
+    public static void WriteGroup(TextWriter w, Style s, GroupView g, PciIds ids, bool predicted)
+    {
+        w.WriteLine(Heading(s, g, predicted));
         if (g.ReservedRegions is { } regions)
             foreach (var r in regions) w.WriteLine($"  reserved {r}");
         foreach (var d in g.Devices)
         {
             var line = $"  {DeviceText.LspciNnsLine(d, ids)}";
             if (d.Driver is not null) line += $"  driver: {s.Good(d.Driver)}";
-            var m = mark?.Invoke(d);
-            if (m is not null) line += $"  {m}";
             w.WriteLine(line);
         }
     }
@@ -62,6 +67,7 @@ internal static class GroupsRenderer
         if (g.ReservedRegions is { } regions) JsonOut.StringArray(w, "reserved_regions", regions.Select(r => r.ToString()));
         else w.WriteNull("reserved_regions");
         w.WriteString("fingerprint", g.Fingerprint);
+        JsonOut.StringArray(w, "unknown_facts", g.UnknownFacts.Select(d => d.Address.ToString()));
         w.WriteStartArray("devices");
         foreach (var d in g.Devices) WriteDeviceJson(w, d, ids);
         w.WriteEndArray();

@@ -8,8 +8,6 @@ internal readonly struct Style(bool color)
 {
     public static Style For(CliConsole console) => new(console.Color);
 
-    public bool Enabled => color;
-
     public string Bold(string s) => Wrap("1", s);
     public string Dim(string s) => Wrap("2", s);
     public string Good(string s) => Wrap("32", s);

@@ -5,8 +5,8 @@ public sealed partial class IommuCore
     // ---------------------------------------------------------------- API-user domains and attach (spec 4.2, 4.3)
 
     /// <summary>
-    /// <c>iommu_paging_domain_alloc(dev)</c>: an UNMANAGED paging domain an API user maps itself. ENODEV when the
-    /// device has no IOMMU. The caller frees it with <see cref="FreeDomain"/> once detached.
+    /// <c>iommu_paging_domain_alloc(dev)</c> (spec 4.2): an UNMANAGED paging domain an API user maps itself. ENODEV when
+    /// the device has no IOMMU; the driver's error, or ENOMEM for a null result. The caller frees it with <see cref="FreeDomain"/> once detached.
     /// </summary>
     public IommuResult AllocPagingDomain(IommuDevice device, out IommuDomain? domain)
     {
@@ -24,7 +24,7 @@ public sealed partial class IommuCore
     public void FreeDomain(IommuDomain domain) => FreeDomainInternal(domain);
 
     /// <summary>
-    /// <c>iommu_attach_device</c>: ENODEV without a group; EINVAL unless the group has exactly one device (a device
+    /// <c>iommu_attach_device</c> (spec 4.3, 12): ENODEV without a group; EINVAL unless the group has exactly one device (a device
     /// of a shared group can never get its own domain); then as <see cref="AttachGroup"/>.
     /// </summary>
     public IommuResult AttachDevice(IommuDomain domain, IommuDevice device)
@@ -41,8 +41,9 @@ public sealed partial class IommuCore
     }
 
     /// <summary>
-    /// <c>iommu_attach_group</c>: EBUSY when an API user's domain is attached already (not the default or blocking
-    /// one); EINVAL for a domain of another driver; then every device switches, or none (rollback).
+    /// <c>iommu_attach_group</c> (spec 4.3, 12): EBUSY when an API user's domain is attached already (not the default
+    /// or blocking one); EINVAL for a domain of another driver or a group without an IOMMU device; then every device
+    /// switches, or none (rollback).
     /// </summary>
     public IommuResult AttachGroup(IommuDomain domain, IommuGroup group)
     {
@@ -63,12 +64,13 @@ public sealed partial class IommuCore
         return SetGroupDomainLocked(group, domain, mustSucceed: false);
     }
 
+    // domain_iommu_ops_compatible (spec 4.3): the domain's owner is these ops, or it is one of their static domains.
     private static bool IsCompatible(IommuDomain domain, IIommuDriver ops) =>
         domain.Owner == ops || domain == ops.StaticBlockedDomain || domain == ops.StaticIdentityDomain || domain == ops.StaticDefaultDomain;
 
     /// <summary>
     /// <c>iommu_replace_group_handle</c>-style switch from one API-user domain straight to another, without passing
-    /// through the blocking domain. EINVAL without a domain.
+    /// through the blocking domain (spec 4.3). EINVAL for a domain the group's IOMMU cannot use.
     /// </summary>
     public IommuResult ReplaceGroupDomain(IommuGroup group, IommuDomain domain)
     {
@@ -122,6 +124,10 @@ public sealed partial class IommuCore
 
     // ---------------------------------------------------------------- blocking domain (spec 4.2)
 
+    /// <summary>
+    /// <c>iommu_group_alloc_blocking_domain</c> (spec 4.2): the driver's static blocked domain, else an empty paging
+    /// domain. Its allocation error propagates (ENOMEM for a null result); before 6.4 any failure was EINVAL.
+    /// </summary>
     private IommuResult EnsureBlockingDomainLocked(IommuGroup group)
     {
         group.AssertLocked();
@@ -137,7 +143,7 @@ public sealed partial class IommuCore
         // No static blocked domain: an empty paging domain that is never mapped blocks all DMA.
         var r = ops.AllocPagingDomain(first, IommuDomainType.Unmanaged, out var dom);
         if (!r.IsOk || dom is null)
-            return IommuResult.Fail(Kernel.IdentityWinsConflicts ? (r.IsOk ? Errno.ENOMEM : r.Errno) : Errno.EINVAL,
+            return IommuResult.Fail(Kernel.BlockingAllocErrorPropagates ? (r.IsOk ? Errno.ENOMEM : r.Errno) : Errno.EINVAL,
                 r.Reason ?? $"{group}: no blocking domain could be allocated");
         dom.Type = IommuDomainType.Unmanaged;
         group.BlockingDomainLocked = dom;

@@ -18,8 +18,8 @@ public sealed partial class IommuCore
     {
         group.AssertLocked();
         var old = group.DomainLocked;
-        if (domain == old) return IommuResult.Ok;
-        if (domain is null)
+        if (domain == old) return IommuResult.Ok; // spec 4.3 step 1
+        if (domain is null) // spec 4.3 step 2: WARN + EINVAL
         {
             AddLog($"WARNING: {group}: set_group_domain with no domain");
             return IommuResult.Fail(Errno.EINVAL, $"{group}: no domain to attach");
@@ -50,7 +50,11 @@ public sealed partial class IommuCore
         return remembered;
     }
 
-    /// <summary><c>__iommu_device_set_domain</c>: the direct-mapping refusal, then the driver's attach.</summary>
+    /// <summary>
+    /// <c>__iommu_device_set_domain</c> (spec 4.3): a device that requires direct mappings refuses a blocking domain
+    /// with EINVAL (6.4+), then the driver's attach; with <paramref name="mustSucceed"/> a failed device is parked in
+    /// the blocking domain.
+    /// </summary>
     private IommuResult SetDeviceDomainLocked(IommuGroup group, IommuDevice dev, IommuDomain domain, IommuDomain? old, bool mustSucceed)
     {
         group.AssertLocked();
@@ -80,6 +84,10 @@ public sealed partial class IommuCore
 
     // ---------------------------------------------------------------- allocation (spec 4.2)
 
+    /// <summary>
+    /// <c>__iommu_group_domain_alloc</c> (spec 4.2): paging types from the driver (ENOMEM for a null result), identity
+    /// from the static domain or the driver (EOPNOTSUPP without one), any other type EINVAL.
+    /// </summary>
     private IommuResult AllocTypeLocked(IommuGroup group, IommuDomainType type, out IommuDomain? domain)
     {
         group.AssertLocked();
@@ -112,7 +120,10 @@ public sealed partial class IommuCore
         }
     }
 
-    /// <summary><c>iommu_group_alloc_default_domain</c> (current): exact type for a request, else the global type with the fallback to DMA.</summary>
+    /// <summary>
+    /// <c>iommu_group_alloc_default_domain</c> (current, spec 4.2 default domain steps 1-3): exact type for a request,
+    /// else the global type with the fallback to DMA; a failed global DMA is EINVAL (the original error is lost).
+    /// </summary>
     private IommuResult AllocDefaultDomainLocked(IommuGroup group, IommuDomainType req, out IommuDomain? domain)
     {
         group.AssertLocked();
@@ -131,6 +142,7 @@ public sealed partial class IommuCore
 
     private IommuResult AllocOrReuseLocked(IommuGroup group, IommuDomainType type, out IommuDomain? domain)
     {
+        group.AssertLocked();
         // A static legacy default domain: the request must be its type (spec 4.2 default domain step 1).
         if (group.DevicesLocked.Count > 0 && group.DevicesLocked[0].IommuDriver?.StaticDefaultDomain is { } st)
         {
@@ -246,7 +258,7 @@ public sealed partial class IommuCore
         if (Kernel.IdentityWinsConflicts || target != IommuDomainType.None)
         {
             var req = GroupDefaultTypeLocked(group, target, out var why);
-            if (req is null) return IommuResult.Fail(Errno.EINVAL, why ?? $"{group}: conflicting domain type requirements");
+            if (req is null) return IommuResult.Fail(Errno.EINVAL, why ?? $"{group}: conflicting domain type requirements"); // spec 5.3 step 1
             var r = AllocDefaultDomainLocked(group, req.Value, out dom);
             if (!r.IsOk) return r;
         }
@@ -261,6 +273,7 @@ public sealed partial class IommuCore
                 r = AllocOrReuseLocked(group, IommuDomainType.Dma, out dom);
                 if (r.IsOk) AddLog($"iommu: Failed to allocate default IOMMU domain of type {(int)t} for group {group.Name ?? "(null)"} - Falling back to IOMMU_DOMAIN_DMA");
             }
+            // probe_alloc_default_domain / iommu_group_alloc_default_domain (≤6.3): no domain at all is ENOMEM.
             if (!r.IsOk) return IommuResult.Fail(Errno.ENOMEM, r.Reason ?? $"{group}: no default domain could be allocated");
         }
         return InstallDefaultDomainLocked(group, dom!);
@@ -341,7 +354,7 @@ public sealed partial class IommuCore
         }
     }
 
-    /// <summary><c>iommu_dma_init_fq</c>: idempotent; ENOMEM when the (injected) allocation fails.</summary>
+    /// <summary><c>iommu_dma_init_fq</c>: idempotent; ENOMEM when the (injected) allocation fails (spec 6 step 5).</summary>
     private IommuResult InitFlushQueueLocked(IommuGroup group, IommuDomain dom)
     {
         group.AssertLocked();
@@ -365,9 +378,8 @@ public sealed partial class IommuCore
     private IommuResult CreateDirectMappingsLocked(IommuGroup group, IommuDomain domain, IommuDevice dev)
     {
         group.AssertLocked();
-        ulong bitmap = domain.PageSizeBitmap;
-        ulong pg = bitmap & (~bitmap + 1); // lowest set bit
-        if (domain.Type.IsDmaApi() && pg == 0)
+        ulong pg = domain.MinPageSize;
+        if (domain.Type.IsDmaApi() && pg == 0) // spec 8.3 step 1: WARN + EINVAL
         {
             AddLog($"WARNING: {dev.Name}: DMA domain without a page size");
             return IommuResult.Fail(Errno.EINVAL, $"{dev.Name}: {domain} has no page size");

@@ -7,7 +7,8 @@ public sealed partial class IommuCore
     /// <summary>
     /// Binds a device driver. A driver that uses the DMA API (not <c>driver_managed_dma</c>) goes through
     /// <c>iommu_device_use_default_domain</c>: EPROBE_DEFER while the group has no default domain (6.4+), EBUSY when
-    /// the group is user-owned or not on its default domain while others use it; otherwise the owner count grows.
+    /// the group is user-owned or not on its default domain while others use it (5.19+; before, nothing refuses a
+    /// bind); otherwise the owner count grows.
     /// </summary>
     /// <param name="driverManagedDma">Null: the kernel's declaration for well-known drivers (vfio-pci, pci-stub, pcieport).</param>
     public IommuResult BindDriver(IommuDevice device, string driver, bool? driverManagedDma = null)
@@ -16,6 +17,7 @@ public sealed partial class IommuCore
         bool managed = driverManagedDma ?? IommuDevice.IsDriverManagedDma(driver);
         using (new DeviceLockScope(device))
         {
+            // __driver_probe_device (drivers/base/dd.c): a device that has a driver is EBUSY.
             if (device.DriverName is { } cur) return IommuResult.Fail(Errno.EBUSY, $"{device.Name}: already bound to {cur}");
             var group = device.Group;
             if (group is null)
@@ -41,15 +43,20 @@ public sealed partial class IommuCore
     private IommuResult UseDefaultDomainLocked(IommuGroup group, IommuDevice device, string driver)
     {
         group.AssertLocked();
+        // iommu_device_use_default_domain (spec 7 table): EPROBE_DEFER before the default domain exists (6.4+).
         if (Kernel.DefersUseBeforeDefaultDomain && group.DefaultDomainLocked is null)
             return IommuResult.Fail(Errno.EPROBE_DEFER, $"{device.Name}: {group} has no default domain yet (IOMMU probe still running); {driver} must probe again later");
-        if (!Kernel.HasDmaOwnership && group.OwnerLocked is not null)
+        if (!Kernel.HasDmaOwnership)
         {
-            // Before 5.19 nothing stopped the bind; VFIO's group notifier only complained.
-            AddLog($"vfio: {device.Name}: Device bound to driver {driver} while group {group.Id} is in use");
+            // Before 5.19 there was no use_default_domain: the driver core never asked the IOMMU core, so nothing
+            // refuses the bind. VFIO's BOUND_DRIVER notifier (vfio_iommu_group_notifier) checks vfio_dev_viable only
+            // afterwards, and BUG_ON()s when the group is in use and the device is not allowed.
+            if (group.OwnerLocked is not null && !VfioAllowsDriverBefore519(device, driver))
+                AddLog($"vfio: {device.Name}: Device bound to driver {driver} while group {group.Id} is in use: kernel BUG (BUG_ON(vfio_group_nb_verify) in vfio_iommu_group_notifier)");
             group.OwnerCntLocked++;
             return IommuResult.Ok;
         }
+        // Spec 7 table: EBUSY while others use the group and it is owned or off its default domain (not checked at 0).
         if (group.OwnerCntLocked > 0 && (group.DomainLocked != group.DefaultDomainLocked || group.OwnerLocked is not null))
         {
             string why = group.OwnerLocked is not null
@@ -72,28 +79,23 @@ public sealed partial class IommuCore
         System.Diagnostics.Debug.Assert(Monitor.IsEntered(device.DeviceLock));
         if (device.DriverName is null) return;
         var group = device.Group;
-        if (group is not null && !device.DriverManagedDma)
+        if (group is null)
         {
-            using (new GroupLockScope(group))
+            device.DriverName = null;
+            device.DriverManagedDma = false;
+            return;
+        }
+        using (new GroupLockScope(group))
+        {
+            // iommu_device_unuse_default_domain (spec 7 table), for DMA-API drivers: warn and do nothing at owner count 0.
+            if (!device.DriverManagedDma)
             {
                 if (group.OwnerCntLocked == 0) AddLog($"WARNING: {device.Name}: unuse_default_domain with owner_cnt 0");
                 else group.OwnerCntLocked--;
-                device.DriverName = null;
-                device.DriverManagedDma = false;
-                return;
             }
+            device.DriverName = null;
+            device.DriverManagedDma = false;
         }
-        if (group is not null)
-        {
-            using (new GroupLockScope(group))
-            {
-                device.DriverName = null;
-                device.DriverManagedDma = false;
-            }
-            return;
-        }
-        device.DriverName = null;
-        device.DriverManagedDma = false;
     }
 
     // ---------------------------------------------------------------- user ownership (spec 7)
@@ -105,6 +107,7 @@ public sealed partial class IommuCore
     /// </summary>
     public IommuResult GroupClaimDmaOwner(IommuGroup group, object cookie)
     {
+        // Spec 7 table / 12: a null cookie is EINVAL; any owner count (even the same cookie) is EPERM.
         if (cookie is null) return IommuResult.Fail(Errno.EINVAL, $"{group}: claim without an owner cookie");
         using (new GroupLockScope(group))
         {
@@ -121,6 +124,7 @@ public sealed partial class IommuCore
     /// </summary>
     public IommuResult DeviceClaimDmaOwner(IommuDevice device, object cookie)
     {
+        // Spec 7 table / 12: null cookie EINVAL, no group ENODEV, another owner (a kernel driver is owner "null") EPERM.
         if (cookie is null) return IommuResult.Fail(Errno.EINVAL, $"{device.Name}: claim without an owner cookie");
         var group = device.Group;
         if (group is null) return IommuResult.Fail(Errno.ENODEV, $"{device.Name}: not in an IOMMU group");
@@ -139,18 +143,21 @@ public sealed partial class IommuCore
     }
 
     /// <summary>
-    /// Before 5.19 there was no ownership API: VFIO took a group only when it was "viable", every device unbound or
-    /// bound to vfio, pci-stub or pcieport (UNVERIFIED: spec 7 older, the errno VFIO returned is taken as EINVAL).
-    /// The owner count then counts the claim plus any kernel drivers, which nothing prevented.
+    /// Before 5.19 there was no ownership API: VFIO used a group only when it was viable (<c>vfio_dev_viable</c>,
+    /// drivers/vfio/vfio.c up to 5.18), every device driver-less, bound to a vfio driver, or allowed by
+    /// <see cref="VfioAllowsDriverBefore519"/>; otherwise EINVAL (the error of <c>vfio_group_get_device_fd</c> and
+    /// <c>vfio_group_add_container_user</c> for a non-viable group). The owner count then counts the claim plus any
+    /// kernel drivers, which nothing prevented.
     /// </summary>
     private IommuResult ClaimViableGroupLocked(IommuGroup group, object cookie)
     {
         group.AssertLocked();
+        // vfio_group_fops_open: one open of the group file at a time, a second one is EBUSY.
         if (group.OwnerLocked is not null) return IommuResult.Fail(Errno.EBUSY, $"{group} is already in use by VFIO");
         foreach (var d in group.DevicesLocked)
         {
-            if (d.DriverName is { } n && !IommuDevice.IsDriverManagedDma(n))
-                return IommuResult.Fail(Errno.EINVAL, $"{group} is not viable: {d.Name} is bound to {n} (Linux before 5.19 needs every device unbound or bound to vfio-pci, pci-stub or pcieport)");
+            if (d.DriverName is { } n && !IommuDevice.IsVfioDriver(n) && !VfioAllowsDriverBefore519(d, n))
+                return IommuResult.Fail(Errno.EINVAL, $"{group} is not viable: {d.Name} is bound to {n} (Linux before 5.19 needs every device unbound, bound to vfio-pci or pci-stub, or a bridge)");
         }
         uint kernelUsers = group.OwnerCntLocked;
         group.OwnerCntLocked = 0;
@@ -158,6 +165,14 @@ public sealed partial class IommuCore
         group.OwnerCntLocked += kernelUsers;
         return r;
     }
+
+    /// <summary>
+    /// <c>vfio_dev_driver_allowed</c> (drivers/vfio/vfio.c, 3.6-5.18): a PCI device whose header is not type 0 (a bridge,
+    /// <c>hdr_type != PCI_HEADER_TYPE_NORMAL</c>) passes whatever its driver; any other device only with a driver on
+    /// <c>vfio_driver_allowed[]</c>, which holds just <c>pci-stub</c> (not <c>pcieport</c>: ports pass by header type).
+    /// </summary>
+    private static bool VfioAllowsDriverBefore519(IommuDevice device, string driver) =>
+        device.Pci is { } pci && pci.Facts.HeaderLayout != 0 || driver == "pci-stub";
 
     private string OwnerDescriptionLocked(IommuGroup group)
     {
@@ -173,6 +188,10 @@ public sealed partial class IommuCore
             : $"in use by kernel drivers that use the DMA API: {string.Join(", ", bound)}; unbind them (or bind vfio-pci) first";
     }
 
+    /// <summary>
+    /// <c>__iommu_take_dma_ownership</c> (spec 7): EBUSY off the default domain; the blocking domain's allocation and
+    /// attach errors propagate (EINVAL for a device with direct regions) and leave the group unowned on its old domain.
+    /// </summary>
     private IommuResult TakeOwnershipLocked(IommuGroup group, object cookie)
     {
         group.AssertLocked();
@@ -205,6 +224,7 @@ public sealed partial class IommuCore
         }
     }
 
+    /// <summary><c>__iommu_release_dma_ownership</c> (spec 7): warn when not owned; else back to the default domain (must succeed).</summary>
     private void ReleaseOwnershipLocked(IommuGroup group)
     {
         group.AssertLocked();

@@ -59,15 +59,15 @@ public sealed partial class IommuCore
     {
         using (new GroupLockScope(group))
         {
+            // Spec 6 read: the default domain's type name, "unknown" without one (or for PLATFORM). Before 5.15 there is
+            // no DMA_FQ type, so a lazy default is a DMA domain here (IommuDefaults never picks DmaFq there).
             var d = group.DefaultDomainLocked;
-            if (d is null) return "unknown";
-            // Before DMA_FQ existed, a lazy DMA domain read as DMA.
-            return d.Type.SysfsName();
+            return d is null ? "unknown" : d.Type.SysfsName();
         }
     }
 
     /// <summary>
-    /// A write to <c>/sys/kernel/iommu_groups/N/type</c> (<c>iommu_group_store_type</c>) with the rules of
+    /// A write to <c>/sys/kernel/iommu_groups/N/type</c> (<c>iommu_group_store_type</c>, spec 6 and 12) with the rules of
     /// <see cref="Kernel"/>: EACCES without CAP_SYS_ADMIN+CAP_SYS_RAWIO (or before 5.11), EINVAL for a bad string or no
     /// default domain; then 6.4+: DMA→DMA-FQ in place, else EPERM while the owner count is not 0 or the group is
     /// empty, else <c>iommu_setup_default_domain</c>; 5.11–6.3: EINVAL for more than one device, EBUSY while a driver
@@ -82,8 +82,9 @@ public sealed partial class IommuCore
             return IommuResult.Fail(Errno.EACCES, $"{group}: the type file is read-only before Linux 5.11");
         if (!capable) return IommuResult.Fail(Errno.EACCES, $"{group}: writing type needs CAP_SYS_ADMIN and CAP_SYS_RAWIO");
         if (group.DefaultDomain is null) return IommuResult.Fail(Errno.EINVAL, $"{group} has no default domain");
-        if (!IommuDomainTypes.TryParseSysfsWrite(value, out var req))
-            return IommuResult.Fail(Errno.EINVAL, $"{group}: \"{value.TrimEnd('\n')}\" is not one of identity, DMA, DMA-FQ, auto");
+        // Spec 6 step 3: sysfs_streq against the known strings, else EINVAL; "DMA-FQ" is one of them from 5.15 (DMA_FQ).
+        if (!IommuDomainTypes.TryParseSysfsWrite(value, out var req) || (req == IommuDomainType.DmaFq && !Kernel.HasDmaFqType))
+            return IommuResult.Fail(Errno.EINVAL, $"{group}: \"{value.TrimEnd('\n')}\" is not one of identity, DMA, {(Kernel.HasDmaFqType ? "DMA-FQ, " : "")}auto");
         return Kernel.TypeWrites == TypeWriteRules.OwnerCount ? StoreTypeCurrent(group, req) : StoreTypeLegacy(group, req);
     }
 
@@ -101,6 +102,7 @@ public sealed partial class IommuCore
                 def.Type = IommuDomainType.DmaFq;
                 return IommuResult.Ok;
             }
+            // Spec 6 step 6: an empty group, or a non-zero owner count (DMA-API drivers or a user owner), is EPERM.
             if (group.DevicesLocked.Count == 0) return IommuResult.Fail(Errno.EPERM, $"{group} has no devices");
             if (group.OwnerCntLocked != 0) return IommuResult.Fail(Errno.EPERM, $"{group} is {OwnerDescriptionLocked(group)}");
             var r = SetupDefaultDomainLocked(group, req, boot: false);
@@ -139,7 +141,11 @@ public sealed partial class IommuCore
         }
     }
 
-    /// <summary><c>iommu_change_dev_def_domain</c> (5.11–6.3).</summary>
+    /// <summary>
+    /// <c>iommu_change_dev_def_domain</c> (5.11–6.3, spec 6 "Write, v5.11 to about v6.3"): the re-checks under the group
+    /// lock (EBUSY off the default domain or for a changed device, EINVAL for a changed count or a conflicting
+    /// requirement), DMA→DMA-FQ in place, else a new default with rollback.
+    /// </summary>
     private IommuResult ChangeDevDefDomainLegacyLocked(IommuGroup group, IommuDevice dev, IommuDomainType req)
     {
         group.AssertLocked();
@@ -191,8 +197,8 @@ public sealed partial class IommuCore
 
     /// <summary>
     /// Checks the core's invariants under each group's lock and returns one line per violation (empty when all hold):
-    /// every device of a group is attached to the group's domain; a user-owned group has no DMA-API driver bound and
-    /// at least one claim; a kernel-owned group's owner count equals its bound DMA-API drivers; the direct regions of
+    /// every device of a group is attached to the group's domain; a user-owned group has no DMA-API driver bound (5.19+)
+    /// and at least one claim; a kernel-owned group's owner count equals its bound DMA-API drivers; the direct regions of
     /// every device are mapped 1:1 in a DMA-API default domain.
     /// </summary>
     public IReadOnlyList<string> CheckInvariants()
@@ -213,7 +219,8 @@ public sealed partial class IommuCore
                 }
                 if (group.OwnerLocked is not null)
                 {
-                    if (dmaBound != 0) problems.Add($"{group} is user-owned but {dmaBound} DMA-API driver(s) are bound");
+                    // Before 5.19 nothing kept kernel drivers out of a group VFIO used (UseDefaultDomainLocked).
+                    if (dmaBound != 0 && Kernel.HasDmaOwnership) problems.Add($"{group} is user-owned but {dmaBound} DMA-API driver(s) are bound");
                     if (group.OwnerCntLocked == 0) problems.Add($"{group} has an owner but owner_cnt 0");
                     if (group.DomainLocked == group.DefaultDomainLocked && group.DefaultDomainLocked != group.BlockingDomainLocked)
                         problems.Add($"{group} is user-owned but on its default domain");
@@ -241,8 +248,7 @@ public sealed partial class IommuCore
 
     private static bool IsDirectMapped(IommuDomain dom, ReservedRegion r)
     {
-        ulong bitmap = dom.PageSizeBitmap;
-        ulong pg = bitmap & (~bitmap + 1);
+        ulong pg = dom.MinPageSize;
         if (pg == 0) return false;
         ulong mask = pg - 1;
         if (r.Start > ulong.MaxValue - mask) return true;

@@ -23,14 +23,16 @@ public sealed partial class IommuCore
 
     // Lock order (docs/LOCKING.md): _probeLock → IommuDevice.DeviceLock → IommuGroup.Sync → {_registryLock, _logLock}.
     private readonly object _probeLock = new();
-    /// <summary>Leaf lock guarding _bus, _byPci, _groups, _ids, _drivers and group refcounts.</summary>
+    /// <summary>Leaf lock guarding _bus, _onBus, _byPci, _groups, _idsInUse, _drivers and group refcounts.</summary>
     private readonly object _registryLock = new();
     private readonly object _logLock = new();
 
     private readonly List<IommuDevice> _bus = new();              // registry: every device the buses know, in add order
+    private readonly HashSet<IommuDevice> _onBus = new();         // registry: the same devices, for O(1) membership
     private readonly Dictionary<PciAddress, IommuDevice> _byPci = new(); // registry
     private readonly SortedDictionary<int, IommuGroup> _groups = new();  // registry: live groups by id
     private readonly List<bool> _idsInUse = new();                // registry: the ida (lowest free id)
+    private int _idsFreeFrom;                                     // registry: no id below this one is free
     private readonly List<IIommuDriver> _drivers = new();         // registry: ready driver instances
     private readonly Queue<string> _log = new();                  // _logLock
 
@@ -143,10 +145,14 @@ public sealed partial class IommuCore
     {
         Debug.Assert(Monitor.IsEntered(_registryLock));
         if (_bus.Count >= MaxDevices) throw new InvalidOperationException($"more than {MaxDevices} devices");
-        if (_bus.Contains(device)) throw new InvalidOperationException($"{device.Name} is already on the bus");
+        if (!_onBus.Add(device)) throw new InvalidOperationException($"{device.Name} is already on the bus");
         if (device.Pci is { } p)
         {
-            if (_byPci.ContainsKey(p.Address)) throw new InvalidOperationException($"{device.Name}: another device has PCI address {p.Address}");
+            if (_byPci.ContainsKey(p.Address))
+            {
+                _onBus.Remove(device);
+                throw new InvalidOperationException($"{device.Name}: another device has PCI address {p.Address}");
+            }
             _byPci[p.Address] = device;
         }
         _bus.Add(device);
@@ -158,10 +164,13 @@ public sealed partial class IommuCore
     {
         lock (_registryLock)
         {
-            // ida_alloc: the lowest free id; ids are reused after release (spec 1.1).
-            int id = _idsInUse.IndexOf(false);
-            if (id < 0) { id = _idsInUse.Count; _idsInUse.Add(true); }
+            // ida_alloc: the lowest free id; ids are reused after release (spec 1.1). The scan starts at the lowest id
+            // that can be free, so a boot that allocates G groups costs O(G), not O(G^2).
+            int id = _idsFreeFrom;
+            while (id < _idsInUse.Count && _idsInUse[id]) id++;
+            if (id == _idsInUse.Count) _idsInUse.Add(true);
             else _idsInUse[id] = true;
+            _idsFreeFrom = id + 1;
             var g = new IommuGroup(this, id, name);
             _groups[id] = g;
             return g;
@@ -197,6 +206,7 @@ public sealed partial class IommuCore
         group.ReleasedRegistry = true;
         _groups.Remove(group.Id);
         _idsInUse[group.Id] = false;
+        _idsFreeFrom = Math.Min(_idsFreeFrom, group.Id);
     }
 
     private sealed class GroupContext(IommuCore core) : IGroupContext
@@ -226,11 +236,17 @@ public sealed partial class IommuCore
         ArgumentNullException.ThrowIfNull(driver);
         using (new ProbeLockScope(_probeLock))
         {
+            // The kernel does not check a double registration (list corruption); the model refuses it with EBUSY,
+            // the errno of the ~6.3 "single driver" rule (spec 11.1 step 1), before Init can reset the driver's state.
+            // Every registration holds the probe lock, so nothing registers between this check and the add below.
+            lock (_registryLock)
+            {
+                if (_drivers.Contains(driver)) return IommuResult.Fail(Errno.EBUSY, $"{driver.Name}: already registered");
+            }
             driver.Init(this);
             IommuDevice[] devices;
             lock (_registryLock)
             {
-                if (_drivers.Contains(driver)) return IommuResult.Fail(Errno.EBUSY, $"{driver.Name}: already registered");
                 _drivers.Add(driver);
                 // Bus order (spec 1.2): platform, then PCI.
                 var list = new List<IommuDevice>(_bus.Count);
@@ -302,7 +318,7 @@ public sealed partial class IommuCore
         {
             lock (_registryLock)
             {
-                if (!_bus.Contains(device)) AddToBusRegistry(device);
+                if (!_onBus.Contains(device)) AddToBusRegistry(device);
             }
             return ProbeDeviceProbeLocked(device, null, single: true, null);
         }
@@ -326,10 +342,11 @@ public sealed partial class IommuCore
             ops = drv;
             break;
         }
+        // Spec 11.2 step 2: no ops for the device is ENODEV (ignored during a bus scan); driver errors propagate.
         if (ops is null) return IommuResult.Fail(Errno.ENODEV, $"{dev.Name}: no IOMMU driver manages this device");
 
         var group = ops.DeviceGroup(dev, new GroupContext(this));
-        if (group is null)
+        if (group is null) // spec 11.2 step 2: device_group returning null is WARN + EINVAL, undone in reverse order
         {
             AddLog($"{dev.Name}: iommu_group_get_for_dev: device_group returned no group");
             ops.ReleaseDevice(dev);
@@ -348,7 +365,6 @@ public sealed partial class IommuCore
                     if (group.ReleasedRegistry) throw new InvalidOperationException($"{ops.Name} returned released {group} for {dev.Name}");
                     group.RefsRegistry++;
                 }
-                group.DriverLocked ??= ops;
                 group.DevicesLocked.Add(dev);
                 dev.IommuDriver = ops;
                 dev.Group = group;
@@ -373,10 +389,11 @@ public sealed partial class IommuCore
                     r = SetupDefaultDomainLocked(group, IommuDomainType.None, boot: false);
                     if (r.IsOk) SetupDmaOpsLocked(group);
                 }
-                else
+                else if (!group.SetupPendingLocked)
                 {
+                    // Queued once per group for the deferred setup (the flag is the membership test).
                     group.SetupPendingLocked = true;
-                    if (pending is not null && !pending.Contains(group)) pending.Add(group);
+                    pending?.Add(group);
                 }
                 if (!r.IsOk)
                 {
@@ -411,6 +428,7 @@ public sealed partial class IommuCore
             lock (_registryLock)
             {
                 _bus.Remove(device);
+                _onBus.Remove(device);
                 if (device.Pci is { } p && _byPci.GetValueOrDefault(p.Address) == device) _byPci.Remove(p.Address);
             }
         }

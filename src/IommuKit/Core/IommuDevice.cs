@@ -77,12 +77,19 @@ public sealed class IommuDevice
     /// <summary>Driver-private per-device state (<c>dev_iommu_priv</c>), owned by the IOMMU driver.</summary>
     public object? DriverPrivate { get; set; }
 
-    /// <summary>Drivers the kernel declares <c>driver_managed_dma</c> for (vfio-pci, pci-stub, pcieport, and the other VFIO/iommufd drivers).</summary>
-    public static bool IsDriverManagedDma(string driver) => driver switch
-    {
-        "vfio-pci" or "pci-stub" or "pcieport" or "vfio-platform" or "vfio-fsl-mc" or "vfio-cdx" or "vfio-amba" => true,
-        _ => driver.StartsWith("vfio-", StringComparison.Ordinal),
-    };
+    /// <summary>
+    /// Drivers the kernel declares <c>driver_managed_dma</c> for (5.19+): pci-stub, pcieport, and every VFIO driver
+    /// (<see cref="IsVfioDriver"/>).
+    /// </summary>
+    public static bool IsDriverManagedDma(string driver) => driver is "pci-stub" or "pcieport" || IsVfioDriver(driver);
+
+    /// <summary>
+    /// A driver that hands its devices to VFIO: <c>vfio-pci</c>, <c>vfio-platform</c>, ... and the vfio-pci variant
+    /// drivers (<c>mlx5_vfio_pci</c>, <c>hisi_acc_vfio_pci</c>, <c>nvgrace_gpu_vfio_pci</c>), which all set
+    /// <c>driver_managed_dma</c> through vfio_pci_core.
+    /// </summary>
+    public static bool IsVfioDriver(string driver) =>
+        driver.StartsWith("vfio", StringComparison.Ordinal) || driver.Replace('_', '-').Contains("vfio-pci", StringComparison.Ordinal);
 
     public override string ToString() => Name;
 }

@@ -38,6 +38,8 @@ public sealed class IommuDomain
     public IIommuDriver? Owner { get; }
     /// <summary>Supported page sizes (bit n = 2^n bytes); the lowest set bit is the mapping granule; 0 for non-paging domains.</summary>
     public ulong PageSizeBitmap { get; internal set; }
+    /// <summary>The mapping granule: the lowest set bit of <see cref="PageSizeBitmap"/> (<c>1UL &lt;&lt; __ffs(pgsize_bitmap)</c>), 0 when empty.</summary>
+    public ulong MinPageSize => PageSizeBitmap & (~PageSizeBitmap + 1);
     /// <summary>Aperture first and last (inclusive) IOVA, <c>geometry.aperture_start/end</c>.</summary>
     public ulong ApertureStart { get; internal set; }
     public ulong ApertureEnd { get; internal set; }

@@ -29,7 +29,6 @@ public sealed class IommuGroup
     internal uint OwnerCntLocked;
     internal object? OwnerLocked;
     internal bool SetupPendingLocked;
-    internal IIommuDriver? DriverLocked;
     // --- guarded by the core's registry lock ---
     internal int RefsRegistry;
     internal bool ReleasedRegistry;
@@ -62,8 +61,8 @@ public sealed class IommuGroup
     public uint OwnerCount => Read(g => g.OwnerCntLocked);
     /// <summary>The user owner's cookie, or null when kernel-owned.</summary>
     public object? Owner => Read(g => g.OwnerLocked);
-    /// <summary>The IOMMU driver of the group's devices.</summary>
-    public IIommuDriver? Driver => Read(g => g.DriverLocked);
+    /// <summary>The IOMMU driver of the group's devices (its first device's; every member has the same), or null when empty.</summary>
+    public IIommuDriver? Driver => Read(g => g.DevicesLocked.Count > 0 ? g.DevicesLocked[0].IommuDriver : null);
 
     /// <summary>A consistent snapshot of the group's state under one lock acquisition.</summary>
     public IommuGroupState Snapshot()

@@ -79,5 +79,12 @@ public readonly record struct KernelVersion(int Major, int Minor) : IComparable<
     /// <summary>A device with direct regions refuses a blocking domain in the core with EINVAL (6.4+); before, VT-d refused UNMANAGED attach of an RMRR device with EPERM.</summary>
     public bool CoreRefusesBlockingForDirect => AtLeast(6, 4);
 
+    /// <summary>
+    /// A failed blocking-domain allocation returns the allocator's error (current); older kernels
+    /// (<c>__iommu_group_alloc_blocking_domain</c>, 5.19-6.3) returned EINVAL when neither BLOCKED nor UNMANAGED could be
+    /// allocated (spec 4.2; cut-over UNVERIFIED, taken as 6.4).
+    /// </summary>
+    public bool BlockingAllocErrorPropagates => AtLeast(6, 4);
+
     public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"{Major}.{Minor}");
 }

@@ -56,10 +56,4 @@ public sealed class PowerPeDriver : IommuDriverBase
     public override bool Capable(IommuDevice device, IommuCapability capability) => capability == IommuCapability.CacheCoherency;
 
     public override void GetReservedRegions(IommuDevice device, List<ReservedRegion> regions) { }
-
-    /// <summary>The PE group of a bus, or null when no device of it was probed yet.</summary>
-    public IommuGroup? PeGroup(int domain, int bus)
-    {
-        lock (_peLock) return _pes.GetValueOrDefault((domain, bus));
-    }
 }

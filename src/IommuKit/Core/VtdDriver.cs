@@ -133,6 +133,8 @@ public sealed class VtdDriver : IommuDriverBase
     {
         var unit = UnitOf(device);
         if (unit is null) return IommuResult.Fail(Errno.ENODEV, $"{device.Name}: no DMAR unit");
+        // Without ECAP.PT device_def_domain_type demands DMA (spec 9.1), so the core refuses identity before any attach;
+        // this EINVAL ("incompatible", spec 4.3 driver convention) only guards direct attaches of the identity domain.
         if (domain.Type == IommuDomainType.Identity && !unit.PassThrough)
             return IommuResult.Fail(Errno.EINVAL, $"{device.Name}: {unit.Name} has no pass-through support (ECAP.PT clear)");
         if (!Kernel.CoreRefusesBlockingForDirect && domain.Type == IommuDomainType.Unmanaged && IsRmrrLocked(device))

@@ -18,9 +18,7 @@ public sealed class GroupingContext
     internal readonly DmaAliasInfo?[] Alias;
     internal readonly int[] RealDma;       // probe index of pci_real_dma_dev, or -1 for the device itself
     internal readonly int[] BusPos;        // position of the device in its bus's Devices list
-    internal readonly int[] PhysFn;        // probe index of the PF for an SR-IOV virtual function, -1 otherwise
     internal readonly bool[] PlacementUnknown; // the source does not say where this device sits (bridge bus ranges missing)
-    internal readonly int[] VfIndex;       // the VF's index (0-based) under its PF
     internal readonly HashSet<PciBus> BusesWithAliases = new();
     // Memo for REQ_ACS_FLAGS: 0 = not computed, 1 = false, 2 = true.
     private readonly byte[] _acsReq;
@@ -40,10 +38,7 @@ public sealed class GroupingContext
         BusPos = new int[n];
         _acsReq = new byte[n];
         _pathReq = new byte[n];
-        PhysFn = new int[n];
         PlacementUnknown = new bool[n];
-        VfIndex = new int[n];
-        Array.Fill(PhysFn, -1);
         PciDevice? vmd = FindSingleVmd(topology);
         var devices = topology.Devices;
         for (int i = 0; i < n; i++)
@@ -56,19 +51,6 @@ public sealed class GroupingContext
         }
         foreach (var d in devices)
         {
-            // SR-IOV: the PF's capability says where its enabled VFs sit (pci_iov_add_virtfn).
-            if (d.Facts.Sriov is { NumVfs: > 0 } sr)
-            {
-                int nvf = Math.Min((int)sr.NumVfs, MaxVfsPerPf);
-                for (int k = 0; k < nvf; k++)
-                {
-                    if (sr.VfAddress(d.Address, k) is { } va && va != d.Address && topology.Find(va) is { } vf)
-                    {
-                        PhysFn[vf.ProbeIndex] = d.ProbeIndex;
-                        VfIndex[vf.ProbeIndex] = k;
-                    }
-                }
-            }
             var list = d.Bus.Devices;
             // Devices of a bus are consecutive in devfn order; record each one's position once per bus.
             if (list.Count > 0 && ReferenceEquals(list[0], d))
@@ -144,20 +126,7 @@ public sealed class GroupingContext
         return any ? found : null;
     }
 
-    /// <summary>VFs looked up per PF: the capability allows 65,535, which would let one hostile dump cost billions of
-    /// lookups; 4,096 is 16 full buses of VFs, more than any real device enables.</summary>
-    public const int MaxVfsPerPf = 4096;
-
     public DmaAliasInfo? AliasInfo(PciDevice d) => Alias[d.ProbeIndex];
-
-    /// <summary>The PF of an SR-IOV virtual function, or null for any other device.</summary>
-    public PciDevice? PhysicalFunction(PciDevice d) => PhysFn[d.ProbeIndex] is int p and >= 0 ? Topology.Devices[p] : null;
-
-    /// <summary>
-    /// The kernel's <c>pdev->multifunction</c>: the topology's rule, except that a virtual function never is one
-    /// (VFs are added by <c>pci_iov_add_virtfn</c>, not by <c>pci_scan_slot</c>).
-    /// </summary>
-    public bool IsMultifunction(PciDevice d) => d.IsMultifunction && PhysFn[d.ProbeIndex] < 0;
 
     /// <summary><c>pci_real_dma_dev</c>.</summary>
     public PciDevice RealDmaDevice(PciDevice d) => RealDma[d.ProbeIndex] is int r and >= 0 ? Topology.Devices[r] : d;

@@ -152,7 +152,7 @@ public static class GroupingEngine
 
         // iommu_probe_device over the bus in probe order (bus_iommu_probe): each device joins or creates its group.
         // SR-IOV VFs come into being after boot, so they are grouped last (see ProbeSequence).
-        var sequence = ProbeSequence(machine.Topology, ctx, options.VfEnableOrder, out var rank);
+        var sequence = ProbeSequence(machine.Topology, options.VfEnableOrder, out var rank);
         foreach (var d in sequence)
         {
             if (managed is not null && !managed[d.ProbeIndex]) continue;
@@ -176,7 +176,7 @@ public static class GroupingEngine
             if (g.UnknownFacts) unknownGroups++;
         }
         if (unknownGroups > 0)
-            messages.Add($"{unknownGroups} group(s) depend on facts the source does not show (extended capabilities such as ACS, or bridge bus ranges): capture as root with lspci -vv (or a sysfs snapshot) for a reliable answer");
+            messages.Add($"{unknownGroups} group(s) depend on facts the source does not show (extended capabilities such as ACS, or bridge bus ranges): read the machine as root (iommu snapshot, or lspci -vv) for a reliable answer");
         return Finish(new GroupingResult(machine, activation, ctx, groups, byIndex, managed, messages) { Rank = rank }, options);
     }
 
@@ -185,14 +185,14 @@ public static class GroupingEngine
     /// PF (in <paramref name="vfOrder"/>, then probe order) and VF index by VF index. <paramref name="rank"/> is each
     /// device's position in that order, by probe index.
     /// </summary>
-    internal static List<PciDevice> ProbeSequence(PciTopology topo, GroupingContext ctx, IReadOnlyList<PciAddress>? vfOrder, out int[] rank)
+    internal static List<PciDevice> ProbeSequence(PciTopology topo, IReadOnlyList<PciAddress>? vfOrder, out int[] rank)
     {
         var devices = topo.Devices;
         var seq = new List<PciDevice>(devices.Count);
         List<PciDevice>? vfs = null;
         foreach (var d in devices)
         {
-            if (ctx.PhysFn[d.ProbeIndex] >= 0) (vfs ??= new List<PciDevice>()).Add(d);
+            if (d.IsVirtualFunction) (vfs ??= new List<PciDevice>()).Add(d);
             else seq.Add(d);
         }
         if (vfs is not null)
@@ -201,11 +201,11 @@ public static class GroupingEngine
             if (vfOrder is not null)
                 for (int i = 0; i < vfOrder.Count; i++)
                     if (topo.Find(vfOrder[i]) is { } pf) pfRank.TryAdd(pf.ProbeIndex, i);
-            int Key(PciDevice vf) { int pf = ctx.PhysFn[vf.ProbeIndex]; return pfRank.TryGetValue(pf, out int r) ? r : vfOrder?.Count + pf ?? pf; }
+            int Key(PciDevice vf) { int pf = vf.PhysicalFunction!.ProbeIndex; return pfRank.TryGetValue(pf, out int r) ? r : vfOrder?.Count + pf ?? pf; }
             vfs.Sort((a, b) =>
             {
                 int c = Key(a).CompareTo(Key(b));
-                return c != 0 ? c : ctx.VfIndex[a.ProbeIndex].CompareTo(ctx.VfIndex[b.ProbeIndex]);
+                return c != 0 ? c : a.VfIndex.CompareTo(b.VfIndex);
             });
             seq.AddRange(vfs);
         }

@@ -67,7 +67,7 @@ public static class PciGrouping
             case PcieType.Upstream:
             case PcieType.LegacyEndpoint:
             case PcieType.RcEnd:
-                if (!ctx.IsMultifunction(dev)) return new AcsDecision(true, AcsReason.SingleFunction);
+                if (!dev.IsMultifunction) return new AcsDecision(true, AcsReason.SingleFunction);
                 return FlagsEnabled(dev, flags, ctx);
         }
         // PCIe r3.0 6.12.1.3: nothing applies to other single-function types.
@@ -116,7 +116,7 @@ public static class PciGrouping
         {
             case AcsQuirkHook.AmdSouthbridge:
                 // pci_quirk_amd_sb_acs: multifunction on a root bus, and only with an IVRS table.
-                if (!ctx.IsMultifunction(dev) || !dev.IsOnRootBus || !ctx.HasIvrs) return -1;
+                if (!dev.IsMultifunction || !dev.IsOnRootBus || !ctx.HasIvrs) return -1;
                 flags &= AcsFlags.RR | AcsFlags.CR | AcsFlags.EC | AcsFlags.DT;
                 return AcsQuirks.CtrlEnabled(flags, AcsFlags.RR | AcsFlags.CR);
             case AcsQuirkHook.MfEndpoint:
@@ -174,7 +174,7 @@ public static class PciGrouping
             case PcieType.Upstream:
             case PcieType.LegacyEndpoint:
             case PcieType.RcEnd:
-                if (ov.Multifunction && ctx.IsMultifunction(dev)) return 1;
+                if (ov.Multifunction && dev.IsMultifunction) return 1;
                 break;
         }
         return -1;
@@ -367,7 +367,7 @@ public static class PciGrouping
             }
         }
 
-        if (trace is not null && ctx.IsMultifunction(pdev))
+        if (trace is not null && pdev.IsMultifunction)
         {
             var dec = Evaluate(pdev, ReqAcsFlags, ctx);
             if (dec.Reason == AcsReason.Quirk && dec.Enabled)
@@ -432,7 +432,7 @@ public static class PciGrouping
     private static TGroup? GetPciFunctionAliasGroup<TGroup>(PciDevice pdev, Span<ulong> visited, GroupingContext ctx,
         Func<PciDevice, TGroup?> groupOf, GroupTrace? trace, PciDevice origin) where TGroup : class
     {
-        if (!ctx.IsMultifunction(pdev) || AcsEnabled(pdev, ReqAcsFlags, ctx)) return null;
+        if (!pdev.IsMultifunction || AcsEnabled(pdev, ReqAcsFlags, ctx)) return null;
         var list = pdev.Bus.Devices;
         int pos = ctx.BusPos[pdev.ProbeIndex];
         int slot = pdev.Address.Device;

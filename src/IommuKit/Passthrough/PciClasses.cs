@@ -9,11 +9,8 @@ public static class PciClasses
     public const byte MassStorage = 0x01;
     public const byte Network = 0x02;
     public const byte Display = 0x03;
-    public const byte Bridge = 0x06;
-    public const byte SerialBus = 0x0c;
 
     public static byte Base(uint classCode) => (byte)(classCode >> 16);
-    public static byte Sub(uint classCode) => (byte)(classCode >> 8);
 
     /// <summary>Display controllers (VGA 0300, XGA 0301, 3D 0302, other 0380): ls-iommu's <c>--gpu</c>.</summary>
     public static bool IsGpu(uint classCode) => Base(classCode) == Display;
@@ -29,13 +26,4 @@ public static class PciClasses
 
     /// <summary>Mass-storage controllers (01xx: SATA/AHCI, NVMe, SAS, RAID…).</summary>
     public static bool IsStorage(uint classCode) => Base(classCode) == MassStorage;
-
-    /// <summary>A short noun for messages: "storage controller", "network controller"…; null for other classes.</summary>
-    public static string? Noun(uint classCode) =>
-        IsStorage(classCode) ? "storage controller"
-        : IsNetwork(classCode) ? "network controller"
-        : IsVga(classCode) ? "VGA controller"
-        : IsGpu(classCode) ? "display controller"
-        : IsUsb(classCode) ? "USB controller"
-        : null;
 }

@@ -59,7 +59,10 @@ public static class VfioCheck
     /// <summary>Drivers that declare <c>driver_managed_dma</c> besides the vfio-pci family.</summary>
     private static readonly string[] DriverManagedDma = ["pci-stub", "pcieport"];
 
-    /// <summary>True for vfio-pci and its variant drivers (<c>mlx5_vfio_pci</c>, <c>hisi-acc-vfio-pci</c>, <c>nvgrace-gpu-vfio-pci</c>…).</summary>
+    /// <summary>
+    /// True for vfio-pci and its variant drivers, which register a VFIO device and set <c>driver_managed_dma</c>; their
+    /// names are the module names, with underscores (<c>mlx5_vfio_pci</c>, <c>hisi_acc_vfio_pci</c>, <c>pds_vfio_pci</c>…).
+    /// </summary>
     public static bool IsVfioDriver(string driver) =>
         driver.Replace('_', '-').Contains("vfio-pci", StringComparison.Ordinal) || driver.StartsWith("vfio", StringComparison.Ordinal);
 
@@ -124,7 +127,7 @@ public static class VfioCheck
             }
         }
 
-        AddDriverFixes(members, devices, target, ownership, fixes);
+        AddDriverFixes(members, devices, target, fixes);
 
         var losses = new List<HostLoss>();
         foreach (var d in members)
@@ -148,7 +151,12 @@ public static class VfioCheck
         return new(d.Address, drv, false, $"driver {drv} uses the DMA API (the group claim fails with EPERM)");
     }
 
-    /// <summary>Before 5.19: <c>vfio_dev_viable</c> / <c>vfio_dev_driver_allowed</c> (non-type-0 headers always pass).</summary>
+    /// <summary>
+    /// Before 5.19, <c>vfio_dev_viable</c> (drivers/vfio/vfio.c): OK when driver-less, registered with the VFIO group
+    /// (vfio-pci and its variants), or allowed by <c>vfio_dev_driver_allowed</c>: a header other than
+    /// <c>PCI_HEADER_TYPE_NORMAL</c> (a bridge, whatever its driver) or a driver on <c>vfio_driver_allowed</c> (only
+    /// "pci-stub"). Anything else makes the group not viable (-EINVAL when a device is opened).
+    /// </summary>
     private static DeviceVerdict JudgeViable(PciDevice d)
     {
         var drv = d.Driver;
@@ -174,7 +182,11 @@ public static class VfioCheck
         return null;
     }
 
-    private static void AddDriverFixes(List<PciDevice> members, List<DeviceVerdict> verdicts, PciAddress? target, bool ownership, List<string> fixes)
+    /// <summary>
+    /// Fixes for the blocking members. pci-stub is offered beside vfio-pci in both generations: it sets
+    /// <c>driver_managed_dma</c> (5.19+) and is the one entry of <c>vfio_driver_allowed</c> (before).
+    /// </summary>
+    private static void AddDriverFixes(List<PciDevice> members, List<DeviceVerdict> verdicts, PciAddress? target, List<string> fixes)
     {
         var blocking = new List<(PciDevice Dev, DeviceVerdict V)>();
         for (int i = 0; i < members.Count; i++) if (!verdicts[i].Ok) blocking.Add((members[i], verdicts[i]));
@@ -191,7 +203,7 @@ public static class VfioCheck
             else if (companion)
                 fixes.Add($"bind {dev.Address} to vfio-pci too (another function of the same card, now {v.Driver})");
             else
-                fixes.Add($"unbind {dev.Address} from {v.Driver} and bind it to vfio-pci{(ownership ? " or pci-stub" : "")}: the host loses it");
+                fixes.Add($"unbind {dev.Address} from {v.Driver} and bind it to vfio-pci or pci-stub: the host loses it");
         }
         if (t is not null && !sameSlotOnly)
             fixes.Add("or move the card to a slot on a root port with ACS (usually a CPU root port) so it gets a group of its own");
@@ -205,17 +217,21 @@ public static class VfioCheck
         uint cls = d.ClassCode;
         var drv = d.Driver;
         if (drv is not null && IsVfioDriver(drv)) return null; // already not the host's
-        if (PciClasses.IsStorage(cls) && drv is not null && drv != "pci-stub")
-            return new(d.Address, $"storage controller (driver {drv}): every disk behind it, including the boot disk if it is there");
-        if (PciClasses.IsNetwork(cls) && drv is not null && drv != "pci-stub")
-            return new(d.Address, $"network controller (driver {drv}): its network link, including the host's own connection if it uses it");
+        // A VGA device can hold the firmware's console without any driver; everything else matters only while a host
+        // driver (not pci-stub, which just parks it) uses it.
+        bool hostDriver = drv is not null && drv != "pci-stub";
         if (PciClasses.IsVga(cls))
-            return new(d.Address, drv is null || drv == "pci-stub"
-                ? "VGA controller: the console display if firmware booted on it"
-                : $"VGA controller (driver {drv}): the console display if it is the boot VGA device");
-        if (PciClasses.IsGpu(cls) && drv is not null && drv != "pci-stub")
+            return new(d.Address, hostDriver
+                ? $"VGA controller (driver {drv}): the console display if it is the boot VGA device"
+                : "VGA controller: the console display if firmware booted on it");
+        if (!hostDriver) return null;
+        if (PciClasses.IsStorage(cls))
+            return new(d.Address, $"storage controller (driver {drv}): every disk behind it, including the boot disk if it is there");
+        if (PciClasses.IsNetwork(cls))
+            return new(d.Address, $"network controller (driver {drv}): its network link, including the host's own connection if it uses it");
+        if (PciClasses.IsGpu(cls))
             return new(d.Address, $"display controller (driver {drv}): the displays it drives");
-        if (PciClasses.IsUsb(cls) && drv is not null && drv != "pci-stub")
+        if (PciClasses.IsUsb(cls))
             return new(d.Address, $"USB controller (driver {drv}): every USB device on it, the keyboard and mouse if they are there");
         return null;
     }

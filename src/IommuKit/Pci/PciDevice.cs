@@ -130,9 +130,21 @@ public sealed class PciDevice
     /// <summary>
     /// The kernel's <c>pdev->multifunction</c>: header type bit 7 on function 0, and always true for functions above 0
     /// (pci_scan_slot marks every function it finds after the first). When the source lacks the header byte, inferred
-    /// from the presence of other functions in the slot.
+    /// from the presence of other functions in the slot (virtual functions do not count). Never true for an SR-IOV
+    /// virtual function: <c>pci_iov_add_virtfn</c> adds VFs outside <c>pci_scan_slot</c> and leaves the flag clear.
     /// </summary>
     public bool IsMultifunction { get; internal set; }
+
+    /// <summary>
+    /// For an SR-IOV virtual function, its physical function (the PF whose SR-IOV capability places an enabled VF at
+    /// this address: routing ID = PF + First VF Offset + n * VF Stride, PCIe r6.0 §9.3.3.10); null otherwise.
+    /// </summary>
+    public PciDevice? PhysicalFunction { get; internal set; }
+
+    /// <summary>The VF's index under its PF (0-based, the kernel's <c>pci_iov_virtfn_devfn(pf, n)</c> order); -1 for any other device.</summary>
+    public int VfIndex { get; internal set; } = -1;
+
+    public bool IsVirtualFunction => PhysicalFunction is not null;
 
     /// <summary>Position in the kernel's probe order (devices of a bus before its child buses), from 0.</summary>
     public int ProbeIndex { get; internal set; }

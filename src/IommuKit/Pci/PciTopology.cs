@@ -75,6 +75,9 @@ public sealed class PciTopologyBuilder
     /// <summary>Hard cap on functions per machine: 65,536 buses x 256 functions would be absurd input; this bounds memory.</summary>
     public const int MaxDevices = 1 << 20;
 
+    /// <summary>VFs looked up per PF: 4,096 is 16 full buses of VFs, more than any real device enables.</summary>
+    public const int MaxVfsPerPf = 4096;
+
     private readonly Dictionary<PciAddress, PciDeviceFacts> _facts = new();
 
     public int Count => _facts.Count;
@@ -158,11 +161,31 @@ public sealed class PciTopologyBuilder
             }
         }
 
-        // Kernel multifunction flag: fn 0 from the header bit, any other function always (pci_scan_slot).
+        // SR-IOV: each PF's capability says where its enabled VFs sit (pci_iov_add_virtfn). Capped per PF: the
+        // capability allows 65,535 VFs, which would let one hostile dump cost billions of lookups.
+        foreach (var pf in sorted)
+        {
+            if (pf.Sriov is not { NumVfs: > 0 } sr) continue;
+            int count = Math.Min((int)sr.NumVfs, MaxVfsPerPf);
+            var pfDevice = devices[pf.Address];
+            for (int k = 0; k < count; k++)
+            {
+                if (sr.VfAddress(pf.Address, k) is { } va && va != pf.Address && devices.TryGetValue(va, out var vf) && vf.PhysicalFunction is null)
+                {
+                    vf.PhysicalFunction = pfDevice;
+                    vf.VfIndex = k;
+                }
+            }
+        }
+
+        // Kernel multifunction flag (pci_scan_slot / pci_setup_device): fn 0 from the header bit, any other function
+        // always; a VF never (pci_iov_add_virtfn leaves it clear). Without the header byte, other (non-VF) functions
+        // in the slot imply the bit was set, since the kernel only scans them when it is.
         foreach (var d in devices.Values)
         {
             bool? bit = d.Facts.MultifunctionBit;
-            d.IsMultifunction = d.Address.Function > 0 || (bit ?? PciTopology.SlotSiblings(d).Any());
+            d.IsMultifunction = !d.IsVirtualFunction &&
+                (d.Address.Function > 0 || (bit ?? PciTopology.SlotSiblings(d).Any(s => !s.IsVirtualFunction)));
         }
 
         // Child buses in the order the kernel adds them: bridges in devfn order, then virtual buses by number.

@@ -21,6 +21,8 @@ public static class MachineJson
     public const int CurrentVersion = 1;
     /// <summary>Nesting depth accepted (the format needs 5).</summary>
     public const int MaxDepth = 16;
+    /// <summary>Largest JSON machine accepted, in bytes (a 4,096-function export with every config space is about 40 MB).</summary>
+    public const int MaxBytes = 64 * 1024 * 1024;
 
     // ---------------------------------------------------------------- writing
 
@@ -224,25 +226,16 @@ public static class MachineJson
 
     // ---------------------------------------------------------------- reading
 
-    /// <summary>Reads a JSON machine from a stream (read to the end, at most <see cref="SourceLimits.MaxInputFileBytes"/>).</summary>
+    /// <summary>Reads a JSON machine from a stream (read to the end, at most <see cref="MaxBytes"/>).</summary>
     /// <exception cref="InputException">Not JSON, not our format, an unknown version, or a field that breaks a rule.</exception>
-    public static Machine Read(Stream stream, string origin)
-    {
-        using var ms = new MemoryStream();
-        var buf = new byte[81920];
-        int n;
-        while ((n = stream.Read(buf, 0, buf.Length)) > 0)
-        {
-            if (ms.Length + n > SourceLimits.MaxInputFileBytes)
-                throw InputException.At(origin, $"JSON larger than the {SourceLimits.MaxInputFileBytes / (1024 * 1024)} MiB cap");
-            ms.Write(buf, 0, n);
-        }
-        return Read(ms.ToArray(), origin);
-    }
+    public static Machine Read(Stream stream, string origin) =>
+        Read(SourceLimits.ReadAllCapped(stream, MaxBytes, origin, "JSON machine"), origin);
 
-    /// <summary>Reads a JSON machine from UTF-8 bytes.</summary>
+    /// <summary>Reads a JSON machine from UTF-8 bytes (at most <see cref="MaxBytes"/>).</summary>
     public static Machine Read(ReadOnlyMemory<byte> utf8, string origin)
     {
+        if (utf8.Length > MaxBytes)
+            throw InputException.At(origin, $"JSON machine of {utf8.Length} bytes is larger than the {SourceLimits.Mib(MaxBytes)} cap");
         JsonDocument doc;
         try
         {
@@ -684,8 +677,7 @@ public static class MachineJson
             else if (e.ValueKind == JsonValueKind.String)
             {
                 string s = e.GetString()!;
-                if (!s.StartsWith("0x", StringComparison.OrdinalIgnoreCase) || s.Length == 2 ||
-                    !ulong.TryParse(s.AsSpan(2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out v))
+                if (!HexText.TryParsePrefixed(s, out v))
                     throw Error($"{path}.{name}", $"\"{(s.Length > 40 ? s[..40] + "…" : s)}\" is not a \"0x…\" hex number");
             }
             else throw Error($"{path}.{name}", "must be a \"0x…\" hex string");

@@ -42,10 +42,18 @@ public static class MachineSource
         byte[] bytes;
         try
         {
-            var info = new FileInfo(path);
-            if (info.Length > SourceLimits.MaxInputFileBytes)
-                throw InputException.At(path, $"file of {info.Length} bytes is larger than the {SourceLimits.MaxInputFileBytes / (1024 * 1024)} MiB cap for an input");
-            bytes = ReadCapped(path);
+            // Refused from its size before a byte is read (a 2 GB file). A regular file is read in one piece of that size;
+            // one that reports no size (a pipe such as --source <(lspci -vvnn), a procfs file) through the capped loop.
+            using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+            long length = fs.CanSeek ? fs.Length : 0;
+            if (length > SourceLimits.MaxInputFileBytes)
+                throw InputException.At(path, $"file of {length} bytes is larger than the {SourceLimits.Mib(SourceLimits.MaxInputFileBytes)} cap for an input file");
+            if (length > 0)
+            {
+                bytes = new byte[length];
+                fs.ReadExactly(bytes); // EndOfStreamException (an IOException) when the file shrank meanwhile
+            }
+            else bytes = SourceLimits.ReadAllCapped(fs, SourceLimits.MaxInputFileBytes, path, "file");
         }
         catch (IOException ex)
         {
@@ -69,7 +77,10 @@ public static class MachineSource
             case MachineSourceKind.Json:
                 return MachineJson.Read(bytes, origin);
             case MachineSourceKind.Lspci:
-                return LoadLspci(DecodeText(bytes, origin), origin);
+                // UTF-8 takes at least a byte per character and lspci prints (almost) only ASCII: refuse on bytes, before decoding.
+                if (bytes.Length > Lspci.LspciReader.MaxTextLength)
+                    throw InputException.At(origin, $"lspci dump of {bytes.Length} bytes is larger than the {SourceLimits.Mib(Lspci.LspciReader.MaxTextLength)} cap");
+                return Lspci.LspciReader.Read(DecodeText(bytes, origin), origin);
             default:
                 throw InputException.At(origin, "not a machine: expected a directory, a .tar.gz snapshot, an IommuKit JSON machine or lspci output");
         }
@@ -106,10 +117,10 @@ public static class MachineSource
         while (i < bytes.Length && bytes[i] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n') i++;
         if (i < bytes.Length && bytes[i] == (byte)'{') return MachineSourceKind.Json;
         if (bytes.IndexOf((byte)0) >= 0) return null; // binary
-        string text;
-        try { text = new UTF8Encoding(false, true).GetString(bytes); }
-        catch (DecoderFallbackException) { return null; }
-        return LooksLikeLspci(text) ? MachineSourceKind.Lspci : null;
+        if (!System.Text.Unicode.Utf8.IsValid(bytes)) return null;
+        // LooksLikeLspci reads only the first lines: decode a prefix, not the whole dump (LoadBytes decodes it once).
+        var head = bytes[..Math.Min(bytes.Length, Lspci.LspciReader.DetectWindow)];
+        return Lspci.LspciReader.LooksLikeLspci(Encoding.UTF8.GetString(head)) ? MachineSourceKind.Lspci : null;
     }
 
     private static string DecodeText(byte[] bytes, string origin)
@@ -118,22 +129,4 @@ public static class MachineSource
         catch (DecoderFallbackException) { throw InputException.At(origin, "text is not valid UTF-8"); }
     }
 
-    private static bool LooksLikeLspci(string text) => Lspci.LspciReader.LooksLikeLspci(text);
-
-    private static Machine LoadLspci(string text, string origin) => Lspci.LspciReader.Read(text, origin);
-
-    private static byte[] ReadCapped(string path)
-    {
-        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
-        using var ms = new MemoryStream();
-        var buf = new byte[81920];
-        int n;
-        while ((n = fs.Read(buf, 0, buf.Length)) > 0)
-        {
-            if (ms.Length + n > SourceLimits.MaxInputFileBytes)
-                throw InputException.At(path, $"file is larger than the {SourceLimits.MaxInputFileBytes / (1024 * 1024)} MiB cap for an input");
-            ms.Write(buf, 0, n);
-        }
-        return ms.ToArray();
-    }
 }

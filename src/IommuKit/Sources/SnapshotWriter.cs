@@ -51,7 +51,7 @@ public static class SnapshotWriter
     {
         var tree = new DirectoryFileTree(root, root == "/" ? MachineSource.LiveHostOrigin : root);
         var members = new SortedDictionary<string, Member>(StringComparer.Ordinal);
-        var warnings = new List<string>();
+        var warnings = new LoadWarnings();
         var names = tree.List(SysfsReader.DevicesDir)
             ?? throw InputException.At(tree.Origin, $"nothing to capture: there is no {SysfsReader.DevicesDir} directory");
 
@@ -119,7 +119,7 @@ public static class SnapshotWriter
             AddFile(tree, members, $"{SysfsReader.SlotsDir}/{s}/address", SourceLimits.MaxAttributeBytes);
 
         WriteTarGz(members, output);
-        return new Result(devices, members.Count, warnings);
+        return new Result(devices, members.Count, warnings.ToList());
     }
 
     private static void AddDirectory(SortedDictionary<string, Member> members, string path)
@@ -153,7 +153,7 @@ public static class SnapshotWriter
     }
 
     /// <summary>Copies a symlink's text when it is relative and stays inside the root; false when not a link.</summary>
-    private static bool AddLink(FileTree tree, SortedDictionary<string, Member> members, string path, List<string> warnings)
+    private static bool AddLink(FileTree tree, SortedDictionary<string, Member> members, string path, LoadWarnings warnings)
     {
         string? target = tree.ReadLink(path);
         if (target is null) return false;

@@ -32,17 +32,14 @@ public static class SysfsReader
         "amd-iommu/cap", "amd-iommu/features",
     ];
 
-    /// <summary>True when the tree has a <c>sys/bus/pci/devices</c> directory.</summary>
-    public static bool HasPciSysfs(FileTree tree) => tree.IsDirectory(DevicesDir);
-
     /// <summary>Reads the machine.</summary>
     /// <exception cref="InputException">No PCI sysfs, or no device could be read at all, or a hostile tree (link escaping the root…).</exception>
     public static Machine Read(FileTree tree, string origin)
     {
         var names = tree.List(DevicesDir)
             ?? throw InputException.At(origin, $"not a machine root: there is no {DevicesDir} directory");
-        var warnings = new List<string>();
-        var slots = ReadSlots(tree, warnings);
+        var warnings = new LoadWarnings();
+        var slots = ReadSlots(tree);
         var slotByAddress = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var (slot, addr) in slots) slotByAddress.TryAdd(addr, slot);
 
@@ -70,7 +67,7 @@ public static class SysfsReader
                 continue;
             }
             if (facts.Visibility == ConfigVisibility.HeaderOnly) headerOnly++;
-            if (slotByAddress.TryGetValue($"{address.Domain:x4}:{address.Bus:x2}:{address.Device:x2}", out var s))
+            if (slotByAddress.TryGetValue(SlotAddress(address), out var s))
                 facts = facts with { PhysicalSlot = s };
             builder.Add(facts);
         }
@@ -78,8 +75,8 @@ public static class SysfsReader
             throw InputException.At(origin, $"no PCI device could be read ({skipped} skipped; first: {firstSkip})");
         if (headerOnly > 0)
         {
-            warnings.Add($"{headerOnly} of {builder.Count} devices show only the 64-byte config header (an unprivileged read): " +
-                         "their PCIe type, ACS and other capabilities are unknown, so grouping cannot be predicted for them; " +
+            warnings.AddSummary($"{headerOnly} of {builder.Count} devices show only the 64-byte config header (an unprivileged read): " +
+                         "their PCIe type, ACS and other capabilities are unknown, so groups predicted for them are a guess; " +
                          "run as root (or capture a snapshot as root) for the full config space");
         }
 
@@ -94,7 +91,7 @@ public static class SysfsReader
             IommuUnits = units,
             KernelGroups = groups,
             Slots = slots,
-            Warnings = warnings,
+            Warnings = warnings.ToList(),
         };
 
         void Skip(string message)
@@ -199,16 +196,21 @@ public static class SysfsReader
         };
     }
 
+    /// <summary>
+    /// The <c>sys/bus/pci/slots/NAME/address</c> text of the slot holding <paramref name="a"/>: <c>dddd:bb:dd</c>
+    /// (drivers/pci/slot.c <c>address_read_file</c>, "%04x:%02x:%02x"), the key of <see cref="Machine.Slots"/>.
+    /// </summary>
+    internal static string SlotAddress(PciAddress a) =>
+        string.Create(CultureInfo.InvariantCulture, $"{a.Domain:x4}:{a.Bus:x2}:{a.Device:x2}");
+
     private static ulong? ReadHex(FileTree tree, string path)
     {
         string? t = tree.ReadText(path);
         if (t is null) return null;
-        var s = t.AsSpan().Trim();
-        if (s.StartsWith("0x", StringComparison.OrdinalIgnoreCase)) s = s[2..];
-        return ulong.TryParse(s, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out var v) ? v : null;
+        return HexText.TryParse(t.AsSpan().Trim(), out var v) ? v : null;
     }
 
-    private static Dictionary<string, string> ReadSlots(FileTree tree, List<string> warnings)
+    private static Dictionary<string, string> ReadSlots(FileTree tree)
     {
         var slots = new Dictionary<string, string>(StringComparer.Ordinal);
         var names = tree.List(SlotsDir);
@@ -223,7 +225,7 @@ public static class SysfsReader
     }
 
     /// <summary>The kernel's groups: null when the directory is absent, empty when present but empty (IOMMU off).</summary>
-    private static List<KernelGroup>? ReadGroups(FileTree tree, List<string> warnings)
+    private static List<KernelGroup>? ReadGroups(FileTree tree, LoadWarnings warnings)
     {
         var names = tree.List(GroupsDir);
         if (names is null) return null;
@@ -262,24 +264,17 @@ public static class SysfsReader
     }
 
     /// <summary>Parses one line of <c>reserved_regions</c>: <c>0x%016llx 0x%016llx %s</c> (drivers/iommu/iommu.c iommu_group_show_resv_regions).</summary>
-    public static bool TryParseRegion(string line, out ReservedRegionText region)
+    private static bool TryParseRegion(string line, out ReservedRegionText region)
     {
         region = default;
         var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
         if (parts.Length != 3) return false;
-        if (!TryHex(parts[0], out ulong start) || !TryHex(parts[1], out ulong end) || end < start) return false;
+        if (!HexText.TryParsePrefixed(parts[0], out ulong start) || !HexText.TryParsePrefixed(parts[1], out ulong end) || end < start) return false;
         region = new ReservedRegionText(start, end, parts[2]);
         return true;
     }
 
-    private static bool TryHex(string s, out ulong v)
-    {
-        v = 0;
-        if (!s.StartsWith("0x", StringComparison.OrdinalIgnoreCase)) return false;
-        return ulong.TryParse(s.AsSpan(2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out v);
-    }
-
-    private static List<IommuUnit> ReadUnits(FileTree tree, List<string> warnings)
+    private static List<IommuUnit> ReadUnits(FileTree tree, LoadWarnings warnings)
     {
         var units = new List<IommuUnit>();
         foreach (var name in tree.List(IommuClassDir) ?? [])

@@ -44,10 +44,7 @@ public sealed class TarFileTree : FileTree
         Stream input = stream;
         if (!input.CanSeek)
         {
-            var ms = new MemoryStream();
-            CopyCapped(input, ms, SourceLimits.MaxInputFileBytes, origin);
-            ms.Position = 0;
-            input = ms;
+            input = new MemoryStream(SourceLimits.ReadAllCapped(input, SourceLimits.MaxInputFileBytes, origin, "tarball"), writable: false);
         }
         long start = input.Position;
         int b0 = input.ReadByte(), b1 = input.ReadByte();
@@ -95,19 +92,6 @@ public sealed class TarFileTree : FileTree
     }
 
     private static string OneLine(string s) => s.ReplaceLineEndings(" ").Trim();
-
-    private static void CopyCapped(Stream from, Stream to, long cap, string origin)
-    {
-        var buf = new byte[81920];
-        long total = 0;
-        int n;
-        while ((n = from.Read(buf, 0, buf.Length)) > 0)
-        {
-            total += n;
-            if (total > cap) throw InputException.At(origin, $"input is larger than the {cap / (1024 * 1024)} MiB cap");
-            to.Write(buf, 0, n);
-        }
-    }
 
     private void AddEntry(TarEntry entry)
     {

@@ -26,7 +26,8 @@ public class CoreStressTests
         for (int i = 0; i < 12; i++)
         {
             var d = Dev($"d{i}");
-            drv.GroupKey[d.Name] = $"g{i % 5}";
+            // Shared groups plus some groups of one (the 5.11-6.3 type rules only change those).
+            drv.GroupKey[d.Name] = i % 4 == 3 ? d.Name : $"g{i % 5}";
             if (i % 4 == 0) drv.Regions[d.Name] = [Region(0x100_0000UL * (ulong)(i + 1), 0x100_0000UL * (ulong)(i + 1) + 0x3fff, ReservedRegionType.DirectRelaxable)];
             devices.Add(d);
         }
@@ -34,6 +35,7 @@ public class CoreStressTests
         var live = new ConcurrentDictionary<IommuDevice, bool>(devices.Select(d => KeyValuePair.Create(d, true)));
         var failures = new ConcurrentQueue<string>();
         var ops = new ConcurrentDictionary<string, int>();
+        var succeeded = new ConcurrentDictionary<string, int>();
         int nextDevice = 100;
         var stop = Stopwatch.StartNew();
 
@@ -56,18 +58,19 @@ public class CoreStressTests
                         0 => "bind", 1 => "unbind", 2 => "group-claim", 3 => "group-release", 4 => "device-claim", 5 => "device-release",
                         6 => "attach", 7 => "detach", 8 => "type", 9 => "hotplug", 10 => "remove", _ => "regions",
                     };
+                    bool ok = false;
                     switch (op)
                     {
-                        case 0: core.BindDriver(dev, Drivers[rng.Next(Drivers.Length)]); break;
+                        case 0: ok = core.BindDriver(dev, Drivers[rng.Next(Drivers.Length)]).IsOk; break;
                         case 1: core.UnbindDriver(dev); break;
-                        case 2: if (group is not null) core.GroupClaimDmaOwner(group, cookie); break;
+                        case 2: ok = group is not null && core.GroupClaimDmaOwner(group, cookie).IsOk; break;
                         case 3: if (group is not null && ReferenceEquals(group.Owner, cookie)) core.GroupReleaseDmaOwner(group); break;
-                        case 4: core.DeviceClaimDmaOwner(dev, cookie); break;
+                        case 4: ok = core.DeviceClaimDmaOwner(dev, cookie).IsOk; break;
                         case 5: if (group is not null && ReferenceEquals(group.Owner, cookie)) core.DeviceReleaseDmaOwner(dev); break;
                         case 6:
                             if (group is not null && core.AllocPagingDomain(dev, out var dom).IsOk)
                             {
-                                if (core.AttachGroup(dom!, group).IsOk) myDomains.Add((dom!, group));
+                                if (ok = core.AttachGroup(dom!, group).IsOk) myDomains.Add((dom!, group));
                                 else core.FreeDomain(dom!);
                             }
                             break;
@@ -81,23 +84,24 @@ public class CoreStressTests
                                 else myDomains.Insert(0, (d, g));
                             }
                             break;
-                        case 8: if (group is not null) core.StoreType(group, Types[rng.Next(Types.Length)]); break;
+                        case 8: ok = group is not null && core.StoreType(group, Types[rng.Next(Types.Length)]).IsOk; break;
                         case 9:
                         {
                             var n = Dev($"h{Interlocked.Increment(ref nextDevice)}");
-                            lock (drv.GroupKey) drv.GroupKey[n.Name] = $"g{rng.Next(7)}";
-                            if (core.HotplugAdd(n).IsOk) live[n] = true;
+                            lock (drv.GroupKey) drv.GroupKey[n.Name] = rng.Next(2) == 0 ? n.Name : $"g{rng.Next(7)}";
+                            if (ok = core.HotplugAdd(n).IsOk) live[n] = true;
                             else core.RemoveDevice(n);
                             break;
                         }
                         case 10:
-                            if (live.Count > 4 && live.TryRemove(dev, out _)) core.RemoveDevice(dev);
+                            if (ok = live.Count > 4 && live.TryRemove(dev, out _)) core.RemoveDevice(dev);
                             break;
                         default:
                             if (group is not null) _ = core.ReadReservedRegions(group);
                             break;
                     }
                     ops.AddOrUpdate(name, 1, (_, c) => c + 1);
+                    if (ok) succeeded.AddOrUpdate(name, 1, (_, c) => c + 1);
                     foreach (var p in core.CheckInvariants()) failures.Enqueue($"after {name} on {dev.Name}: {p}");
                 }
                 foreach (var (d, g) in myDomains)
@@ -118,6 +122,62 @@ public class CoreStressTests
         Assert.True(failures.IsEmpty, string.Join("\n", failures.Take(10)));
         Assert.Empty(core.CheckInvariants());
         Assert.True(ops.Count >= 10, $"only {string.Join(", ", ops.Keys)} ran");
+        // Not vacuous: every kind of state change did happen (a run where all claims or type writes fail proves nothing).
+        foreach (var kind in new[] { "bind", "group-claim", "device-claim", "attach", "type", "hotplug", "remove" })
+            Assert.True(succeeded.GetValueOrDefault(kind) > 0, $"no {kind} succeeded: {string.Join(", ", succeeded.Select(kv => $"{kv.Key}={kv.Value}"))}");
+    }
+}
+
+/// <summary>The invariant check the stress test relies on reports each kind of broken state (so the stress test can fail).</summary>
+public class InvariantCheckTests
+{
+    private static (IommuCore Core, TestDriver Drv, IommuDevice A, IommuDevice B) Booted()
+    {
+        var core = NewCore();
+        var drv = new TestDriver();
+        drv.GroupKey["a"] = drv.GroupKey["b"] = "g";
+        drv.Regions["a"] = [Region(0x7000_0000, 0x7000_0fff, ReservedRegionType.DirectRelaxable)];
+        var a = Dev("a");
+        var b = Dev("b");
+        Boot(core, drv, a, b);
+        Assert.Empty(core.CheckInvariants());
+        return (core, drv, a, b);
+    }
+
+    [Fact]
+    public void ADeviceOffItsGroupsDomainIsReported()
+    {
+        var (core, _, a, b) = Booted();
+        core.AllocPagingDomain(a, out var other);
+        using (new GroupLockScope(a.Group!)) b.AttachedDomain = other;
+        Assert.Contains(core.CheckInvariants(), p => p.StartsWith("b is attached to", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void AnOwnerCountThatDoesNotMatchTheBoundDriversIsReported()
+    {
+        var (core, _, a, _) = Booted();
+        Assert.True(core.BindDriver(a, "e1000e").IsOk);
+        using (new GroupLockScope(a.Group!)) a.Group!.OwnerCntLocked = 2;
+        Assert.Contains(core.CheckInvariants(), p => p.Contains("owner_cnt 2 but 1 DMA-API driver(s) bound", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void AKernelDriverInAUserOwnedGroupIsReported()
+    {
+        var (core, _, a, b) = Booted();
+        Assert.True(core.GroupClaimDmaOwner(a.Group!, new object()).IsOk);
+        using (new GroupLockScope(a.Group!)) b.DriverName = "e1000e";
+        Assert.Contains(core.CheckInvariants(), p => p.Contains("is user-owned but 1 DMA-API driver(s) are bound", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void AnUnmappedDirectRegionIsReported()
+    {
+        var (core, _, a, _) = Booted();
+        var def = a.Group!.DefaultDomain!;
+        Assert.Equal(Errno.Ok, def.PageTable!.Unmap(0x7000_0000, 0x1000));
+        Assert.Contains(core.CheckInvariants(), p => p.StartsWith("a: direct region", StringComparison.Ordinal));
     }
 }
 

@@ -9,6 +9,25 @@ namespace IommuKit.Tests.Core;
 public class LifecycleTests
 {
     [Fact]
+    public void SeveralFreedIdsAreReusedLowestFirst()
+    {
+        // ida_alloc hands out the lowest free id (spec 1.1), whatever order the groups were released in.
+        var core = NewCore();
+        var devs = Enumerable.Range(0, 5).Select(i => Dev($"d{i}")).ToArray();
+        Boot(core, new TestDriver(), devs);
+        core.RemoveDevice(devs[3]);
+        core.RemoveDevice(devs[1]);
+        var ids = new List<int>();
+        for (int i = 0; i < 3; i++)
+        {
+            var n = Dev($"n{i}");
+            Assert.True(core.HotplugAdd(n).IsOk);
+            ids.Add(n.Group!.Id);
+        }
+        Assert.Equal([1, 3, 5], ids);
+    }
+
+    [Fact]
     public void GroupIdsAreTheLowestFreeAndReusedAfterRemoval()
     {
         var core = NewCore();
@@ -188,6 +207,21 @@ public class ReferenceDriverTests
         var devs = topo.Devices.Select(p => IommuDevice.FromPci(p)).ToArray();
         Boot(core, drv, devs);
         return (core, drv, devs.ToDictionary(d => d.Name));
+    }
+
+    [Fact]
+    public void RegisteringTheSameDriverTwiceIsEbusyAndDoesNotReinitialiseIt()
+    {
+        var (core, drv, d) = Vtd(PciTopo(("0000:00:02.0", 0x020000, 0x8086, 0x10d3, false)));
+        var nic = d["0000:00:02.0"];
+        var blocked = drv.StaticBlockedDomain;
+        Assert.NotNull(blocked); // 6.12: a static blocked domain made in Init
+        Assert.True(core.GroupClaimDmaOwner(nic.Group!, new object()).IsOk);
+        Assert.Equal(Errno.EBUSY, core.RegisterDriver(drv).Errno);
+        Assert.Same(blocked, drv.StaticBlockedDomain);
+        Assert.Same(blocked, nic.Group!.Domain);
+        core.GroupReleaseDmaOwner(nic.Group!);
+        Assert.Same(nic.Group!.DefaultDomain, nic.Group!.Domain);
     }
 
     [Fact]

@@ -41,6 +41,45 @@ public class OwnershipTests
         Assert.Contains("b (e1000e)", r.Reason);
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void ClaimWhoseBlockingAttachFailsHalfWayLeavesTheGroupUnownedOnItsDefault(bool groupClaim)
+    {
+        // take ownership = set_group_domain(blocking) then owner/owner_cnt (spec 7): a failed switch rolls every device
+        // back (spec 4.3 err_revert) and the owner is never recorded.
+        var (core, drv, a, b) = Pair();
+        var g = a.Group!;
+        var def = g.Domain;
+        drv.AttachFault = (d, dom) => d == b && dom != def ? Errno.ENOSPC : Errno.Ok;
+        var r = groupClaim ? core.GroupClaimDmaOwner(g, new object()) : core.DeviceClaimDmaOwner(a, new object());
+        Assert.Equal(Errno.ENOSPC, r.Errno);
+        Assert.Same(def, g.Domain);
+        Assert.All(new[] { a, b }, d => Assert.Same(def, d.AttachedDomain));
+        Assert.All(new[] { a, b }, d => Assert.Same(def, drv.Contexts[d]));
+        Assert.Null(g.Owner);
+        Assert.Equal(0u, g.OwnerCount);
+        Assert.Empty(core.CheckInvariants());
+        drv.AttachFault = null;
+        Assert.True(core.GroupClaimDmaOwner(g, new object()).IsOk);
+    }
+
+    [Fact]
+    public void ClaimWhoseBlockingDomainCannotBeAllocatedChangesNothing()
+    {
+        // No static blocked domain: the core allocates an empty paging domain; its failure propagates (spec 4.2, 7).
+        var (core, drv, a, _) = Pair();
+        var g = a.Group!;
+        var def = g.Domain;
+        drv.AllocFault = (_, t) => t == IommuDomainType.Unmanaged ? Errno.ENOMEM : Errno.Ok;
+        Assert.Equal(Errno.ENOMEM, core.GroupClaimDmaOwner(g, new object()).Errno);
+        Assert.Same(def, g.Domain);
+        Assert.Null(g.BlockingDomain);
+        Assert.Null(g.Owner);
+        Assert.Equal(0u, g.OwnerCount);
+        Assert.Empty(core.CheckInvariants());
+    }
+
     [Fact]
     public void ClaimPutsTheGroupInTheBlockingDomainAndReleaseRestoresTheDefault()
     {
@@ -164,8 +203,7 @@ public class OwnershipTests
 
 public class PreOwnershipApiTests
 {
-    [Fact]
-    public void Before519AGroupIsTakenOnlyWhenViableAndKernelBindsAreNotStopped()
+    private static (IommuCore Core, IommuDevice A, IommuDevice B) PairBefore519()
     {
         var core = NewCore(kernel: KernelVersion.V5_18);
         var drv = new TestDriver();
@@ -173,6 +211,13 @@ public class PreOwnershipApiTests
         var a = Dev("a");
         var b = Dev("b");
         Boot(core, drv, a, b);
+        return (core, a, b);
+    }
+
+    [Fact]
+    public void Before519AGroupIsTakenOnlyWhenViableAndKernelBindsAreNotStopped()
+    {
+        var (core, a, b) = PairBefore519();
         Assert.False(core.Kernel.HasDmaOwnership);
         core.BindDriver(a, "e1000e");
         core.BindDriver(b, "vfio-pci");
@@ -186,5 +231,76 @@ public class PreOwnershipApiTests
         core.GroupReleaseDmaOwner(a.Group!);
         Assert.Equal(1u, a.Group!.OwnerCount);
         Assert.Empty(core.CheckInvariants());
+    }
+
+    [Fact]
+    public void Before519NoBindIsRefusedEvenWhileAnApiUsersDomainIsAttached()
+    {
+        // iommu_device_use_default_domain arrived with the ownership API in 5.19; before, the driver core's
+        // dma_configure never asked the IOMMU core, so a bind cannot fail with EBUSY.
+        var (core, a, b) = PairBefore519();
+        Assert.True(core.BindDriver(a, "e1000e").IsOk);
+        core.AllocPagingDomain(a, out var user);
+        Assert.True(core.AttachGroup(user!, a.Group!).IsOk);
+        Assert.True(core.BindDriver(b, "e1000e").IsOk);
+        Assert.Equal(2u, a.Group!.OwnerCount);
+    }
+
+    private static (IommuCore Core, IommuDevice Port, IommuDevice Nic) BridgeAndNicInOneGroup()
+    {
+        var topo = PciTopo(("0000:00:1c.0", 0x060400, 0x8086, 0xa110, false), ("0000:01:00.0", 0x020000, 0x8086, 0x10d3, false));
+        var core = NewCore(kernel: KernelVersion.V5_18);
+        var drv = new TestDriver();
+        var devs = topo.Devices.Select(p => IommuDevice.FromPci(p)).ToArray();
+        foreach (var d in devs) drv.GroupKey[d.Name] = "g";
+        Boot(core, drv, devs);
+        return (core, devs.Single(d => d.Pci!.IsBridge), devs.Single(d => !d.Pci!.IsBridge));
+    }
+
+    [Fact]
+    public void Before519ABridgeKeepsItsGroupViableWhateverDriverItIsBoundTo()
+    {
+        // vfio_dev_driver_allowed: hdr_type != PCI_HEADER_TYPE_NORMAL passes, whatever the driver (here shpchp).
+        var (core, port, nic) = BridgeAndNicInOneGroup();
+        Assert.True(core.BindDriver(port, "shpchp").IsOk);
+        Assert.True(core.BindDriver(nic, "vfio-pci").IsOk);
+        var r = core.GroupClaimDmaOwner(nic.Group!, new object());
+        Assert.True(r.IsOk, r.ToString());
+        Assert.Same(nic.Group!.BlockingDomain, nic.Group!.Domain);
+        Assert.Empty(core.CheckInvariants());
+    }
+
+    [Fact]
+    public void Before519OnlyPciStubIsAllowedByNameOnAnEndpoint()
+    {
+        // vfio_driver_allowed[] = { "pci-stub" }: a type-0 function bound to anything else (even pcieport) is not viable.
+        var (core, port, nic) = BridgeAndNicInOneGroup();
+        core.BindDriver(port, "pcieport");
+        core.BindDriver(nic, "pcieport", driverManagedDma: true);
+        var r = core.GroupClaimDmaOwner(nic.Group!, new object());
+        Assert.Equal(Errno.EINVAL, r.Errno);
+        Assert.Contains($"{nic.Name} is bound to pcieport", r.Reason);
+        core.UnbindDriver(nic);
+        core.BindDriver(nic, "pci-stub");
+        Assert.True(core.GroupClaimDmaOwner(nic.Group!, new object()).IsOk);
+    }
+}
+
+public class VfioVariantDriverTests
+{
+    [Theory]
+    [InlineData("mlx5_vfio_pci")]
+    [InlineData("hisi_acc_vfio_pci")]
+    [InlineData("vfio-pci")]
+    public void VfioPciVariantDriversManageTheirOwnDmaAndLeaveTheGroupClaimable(string driver)
+    {
+        // Variant drivers register through vfio_pci_core and set driver_managed_dma like vfio-pci (spec 7).
+        var core = NewCore();
+        var a = Dev("a");
+        Boot(core, new TestDriver(), a);
+        Assert.True(core.BindDriver(a, driver).IsOk);
+        Assert.True(a.DriverManagedDma);
+        Assert.Equal(0u, a.Group!.OwnerCount);
+        Assert.True(core.GroupClaimDmaOwner(a.Group!, new object()).IsOk);
     }
 }

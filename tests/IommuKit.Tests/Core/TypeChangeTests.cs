@@ -198,6 +198,34 @@ public class TypeChangeTests
     }
 
     [Fact]
+    public void DirectMappingThatFailsEvenAfterAttachRollsTheTypeChangeBackOn612()
+    {
+        // iommu_setup_default_domain step 8 (spec 5.3): the retry after attach fails, so the old domain is put back,
+        // the new one freed and the old default restored. The region lies above the 48-bit page table, so no map works.
+        var core = NewCore("iommu.passthrough=1");
+        var drv = new TestDriver();
+        drv.GroupKey["a"] = drv.GroupKey["b"] = "g";
+        drv.Regions["b"] = [Region(1UL << 48, (1UL << 48) + 0xfff, ReservedRegionType.DirectRelaxable)];
+        var devs = new[] { Dev("a"), Dev("b") };
+        Boot(core, drv, devs);
+        var g = devs[0].Group!;
+        var identity = g.DefaultDomain;
+        IommuDomain? attempted = null;
+        drv.AttachFault = (_, dom) => { if (dom.Type == IommuDomainType.Dma) attempted = dom; return Errno.Ok; };
+        var r = core.StoreType(g, "DMA");
+        Assert.False(r.IsOk);
+        Assert.NotNull(attempted);
+        Assert.True(attempted!.Freed);
+        Assert.Same(identity, g.DefaultDomain);
+        Assert.Same(identity, g.Domain);
+        Assert.All(devs, d => Assert.Same(identity, d.AttachedDomain));
+        Assert.All(devs, d => Assert.Same(identity, drv.Contexts[d]));
+        Assert.Equal("identity", core.ReadType(g));
+        Assert.Contains("iommu: IOMMU driver was not able to establish FW requested direct mapping.", core.Log);
+        Assert.Empty(core.CheckInvariants());
+    }
+
+    [Fact]
     public void FlushQueueAllocationFailureIsEnomemAndLeavesDma()
     {
         var (core, _, d) = Group(KernelVersion.V6_12, 1, "iommu.strict=1");
@@ -219,6 +247,20 @@ public class TypeChangeTests
         Assert.True(core.StoreType(a.Group!, "DMA").IsOk);
         Assert.True(a.Group!.DefaultDomain!.TryIovaToPhys(0x7000_0000, out _));
         Assert.Empty(core.CheckInvariants());
+    }
+
+    [Fact]
+    public void DmaFqIsNotAWritableTypeBefore515()
+    {
+        // iommu_group_store_type in 5.11-5.14 knows identity, DMA and auto; "DMA-FQ" came with the DMA_FQ type in 5.15.
+        var (core, _, d) = Group(new KernelVersion(5, 14), 1);
+        Assert.Equal("DMA", core.ReadType(d[0].Group!)); // lazy, but there is no DMA_FQ type yet
+        Assert.Equal(Errno.EINVAL, core.StoreType(d[0].Group!, "DMA-FQ").Errno);
+        Assert.Equal("DMA", core.ReadType(d[0].Group!));
+        Assert.True(core.StoreType(d[0].Group!, "identity").IsOk);
+        var (core15, _, d15) = Group(new KernelVersion(5, 15), 1, "iommu.strict=1");
+        Assert.True(core15.StoreType(d15[0].Group!, "DMA-FQ").IsOk);
+        Assert.Equal("DMA-FQ", core15.ReadType(d15[0].Group!));
     }
 
     // ---- 6.1 (5.11–6.3 rules)

@@ -28,7 +28,7 @@ public class ReferenceGroupingTests
                 if (p.IsOnRootBus || p.Bus.Self is null) return true;
             }
         }
-        bool Mf(PciDevice d) => ctx.IsMultifunction(d);
+        bool Mf(PciDevice d) => d.IsMultifunction;
         RefGroup? AliasGroup(PciDevice p, bool[] seen)
         {
             if (seen[p.Address.Devfn]) return null;

@@ -199,4 +199,19 @@ public class LspciRobustnessTests
         var e = Assert.Throws<InputException>(() => LspciReader.Read(new string(' ', LspciReader.MaxTextLength + 1), "huge.txt"));
         Assert.Contains("cap", e.Message);
     }
+
+    [Theory]
+    [InlineData("Express (v99999999999) Root Port (Slot+), MSI 00")]
+    [InlineData("Express (v2) Unknown type 99999999999, MSI 00")]
+    public void AnOverlongNumberInTheExpressLineIsSkippedWithAWarning(string express)
+    {
+        string text = "00:1c.0 PCI bridge [0604]: Intel Corporation Device [8086:a110]\n" +
+                      "\tControl: I/O+ Mem+ BusMaster+\n" +
+                      "\tBus: primary=00, secondary=01, subordinate=01, sec-latency=0\n" +
+                      $"\tCapabilities: [40] {express}\n\n";
+        var m = LoadOrReject(text, "express.txt");
+        Assert.NotNull(m);
+        Assert.Single(m.Topology.Devices);
+        Assert.Contains(m.Warnings, w => w.Contains("express.txt:4: 0000:00:1c.0: cannot read the Express capability line", StringComparison.Ordinal));
+    }
 }

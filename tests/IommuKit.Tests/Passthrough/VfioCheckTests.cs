@@ -75,6 +75,17 @@ public class VfioCheckTests
     }
 
     [Fact]
+    public void FixForADeviceOfAnotherSlotOffersPciStubUnderBothRules()
+    {
+        // pci-stub is driver_managed_dma (5.19+) and on vfio_driver_allowed (before): either generation accepts it.
+        foreach (var kernel in new[] { "5.15.0", "6.1.0" })
+        {
+            var v = Check(MakeMachine(kernel, "pcieport", "vfio-pci", "vfio-pci"), target: Gpu, members: [RootPort, Gpu, Audio, Sata]);
+            Assert.Contains($"unbind {Sata} from ahci and bind it to vfio-pci or pci-stub: the host loses it", v.Fixes);
+        }
+    }
+
+    [Fact]
     public void PcieportOnAnEndpointHeaderIsNotAllowedByTheOldRule()
     {
         // Before 5.19 only pci-stub was on the allow list; pcieport passed only because ports have type-1 headers.

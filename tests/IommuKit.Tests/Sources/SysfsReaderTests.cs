@@ -114,6 +114,23 @@ public class SysfsReaderTests
     }
 
     [Fact]
+    public void ThousandsOfBadEntriesGiveCappedWarningsAndKeepTheSummary()
+    {
+        var members = SmallMachine();
+        for (int i = 0; i < members.Count; i++)
+        {
+            if (members[i].Name.EndsWith("/config", StringComparison.Ordinal)) members[i] = members[i] with { Data = members[i].Data![..64] };
+        }
+        const int junk = 1000;
+        for (int i = 0; i < junk; i++) members.Add(Dir($"sys/bus/pci/devices/junk{i}"));
+        var m = Load(members);
+        Assert.Equal(3, m.Topology.Count);
+        Assert.Equal(SourceLimits.MaxWarnings + 2, m.Warnings.Count);
+        Assert.Contains($"{junk - SourceLimits.MaxWarnings} more warnings not shown", m.Warnings[^2]);
+        Assert.Contains("3 of 3 devices show only the 64-byte config header", m.Warnings[^1]);
+    }
+
+    [Fact]
     public void ThreeByteConfigSkipsTheDeviceWithAWarningNamingFileAndOffset()
     {
         var m = Load(SmallMachine(endpointConfig: [0x86, 0x80, 0xd3]));

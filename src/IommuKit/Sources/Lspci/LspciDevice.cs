@@ -178,7 +178,4 @@ internal sealed class LspciDevice
             Visibility = vis,
         };
     }
-
-    internal static bool TryParseHexByte(ReadOnlySpan<char> s, out byte value) =>
-        byte.TryParse(s, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out value);
 }

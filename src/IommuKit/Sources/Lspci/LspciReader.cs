@@ -19,8 +19,9 @@ namespace IommuKit.Sources.Lspci;
 public static partial class LspciReader
 {
     /// <summary>
-    /// Largest dump accepted, in characters (and bytes for <see cref="Load"/>): a 4,096-device <c>-vvnn</c> dump is about
-    /// 12 MB, the same machine with <c>-xxxx</c> (4 KiB of config as 12 KiB of hex per device) about 70 MB.
+    /// Largest dump accepted, in characters (and in bytes by <see cref="MachineSource.LoadBytes"/>): a 4,096-device
+    /// <c>-vvnn</c> dump is about 12 MB, the same machine with <c>-xxxx</c> (4 KiB of config as 12 KiB of hex per device)
+    /// about 70 MB.
     /// </summary>
     public const int MaxTextLength = 128 * 1024 * 1024;
     /// <summary>Longest line accepted: lspci lines are under 300 characters, a <c>-xxxx</c> hex line is 52.</summary>
@@ -29,8 +30,10 @@ public static partial class LspciReader
     public const int MaxDevices = 1 << 17;
     /// <summary>Non-device lines tolerated before the first device (a shell prompt, an lspci warning) before the text is judged not lspci.</summary>
     public const int MaxPreambleLines = 16;
-    /// <summary>Warnings kept per dump; the rest are counted in one last line.</summary>
-    public const int MaxWarnings = 64;
+    /// <summary>Warnings kept per dump about single devices and lines; the rest are counted in one line (<see cref="LoadWarnings"/>).</summary>
+    public const int MaxWarnings = SourceLimits.MaxWarnings;
+    /// <summary>Characters of the text <see cref="LooksLikeLspci"/> looks at (callers may decode only this much).</summary>
+    internal const int DetectWindow = 256 * 1024;
 
     /// <summary>
     /// True when the text looks like lspci output (text, hex or both): among its first
@@ -40,7 +43,7 @@ public static partial class LspciReader
     public static bool LooksLikeLspci(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
-        var span = text.AsSpan(0, Math.Min(text.Length, 256 * 1024));
+        var span = text.AsSpan(0, Math.Min(text.Length, DetectWindow));
         if (span.Length > 0 && span[0] == '\uFEFF') span = span[1..]; // a byte order mark from an editor
         int nonBlank = 0;
         while (span.Length > 0 && nonBlank < MaxPreambleLines)
@@ -54,17 +57,6 @@ public static partial class LspciReader
             if (TryParseDeviceLine(line.TrimEnd('\r'), out _, out _)) return true;
         }
         return false;
-    }
-
-    /// <summary>Reads an lspci dump from a file; the machine's origin is the file name.</summary>
-    /// <exception cref="InputException">The file is larger than <see cref="MaxTextLength"/>, or its text is bad (see <see cref="Read"/>).</exception>
-    public static Machine Load(string path)
-    {
-        string name = Path.GetFileName(path);
-        var info = new FileInfo(path);
-        if (info.Length > MaxTextLength)
-            throw InputException.At(name, $"file of {info.Length} bytes is larger than the {MaxTextLength}-byte cap for an lspci dump");
-        return Read(File.ReadAllText(path), name);
     }
 
     /// <summary>Parses a dump into a machine whose <see cref="Machine.Origin"/> is <paramref name="origin"/>.</summary>
@@ -131,6 +123,11 @@ public static partial class LspciReader
         count = n;
         return true;
     }
+
+    // Hex fields a regex has already matched ([0-9a-fA-F]{2} / {4}): cannot fail.
+    private static byte Hex8(ReadOnlySpan<char> s) => byte.Parse(s, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
+
+    private static ushort Hex16(ReadOnlySpan<char> s) => ushort.Parse(s, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
 
     private static int HexValue(char c) => c switch
     {
@@ -201,8 +198,10 @@ public static partial class LspciReader
         return true;
     }
 
-    // ls-caps.c cap_express: "Express (v2) Root Port (Slot+), MSI 00" (the "(vN)" only at -vv).
-    [GeneratedRegex(@"^Express (?:\(v(?<ver>[0-9]+)\) )?(?<type>Endpoint|Legacy Endpoint|Root Port|Upstream Port|Downstream Port|PCI-Express to PCI/PCI-X Bridge|PCI/PCI-X to PCI-Express Bridge|Root Complex Integrated Endpoint|Root Complex Event Collector|Unknown type (?<num>[0-9]+))(?: \(Slot(?<slot>[+-])\))?", RegexOptions.CultureInvariant)]
+    // ls-caps.c cap_express: "Express (v2) Root Port (Slot+), MSI 00" (the "(vN)" only at -vv). The version and the
+    // device/port type are 4-bit fields (PCIe r6.0 §7.5.3.2), so one or two digits: longer is not lspci's, and would
+    // overflow int.Parse.
+    [GeneratedRegex(@"^Express (?:\(v(?<ver>[0-9]{1,2})\) )?(?<type>Endpoint|Legacy Endpoint|Root Port|Upstream Port|Downstream Port|PCI-Express to PCI/PCI-X Bridge|PCI/PCI-X to PCI-Express Bridge|Root Complex Integrated Endpoint|Root Complex Event Collector|Unknown type (?<num>[0-9]{1,2})(?![0-9]))(?: \(Slot(?<slot>[+-])\))?", RegexOptions.CultureInvariant)]
     private static partial Regex ExpressRegex();
 
     [GeneratedRegex(@"Next Function: (?<n>[0-9]{1,3})", RegexOptions.CultureInvariant)]
@@ -223,6 +222,21 @@ public static partial class LspciReader
 
     [GeneratedRegex(@"^Slot #(?<slot>[0-9]{1,4})", RegexOptions.CultureInvariant)]
     private static partial Regex SlotNumberRegex();
+
+    private static readonly PcieType[] s_pcieTypes = Enum.GetValues<PcieType>();
+
+    /// <summary>
+    /// The type whose <see cref="PcieTypeNames.ToDisplayName"/> lspci printed (ls-caps.c cap_express). Only called on a
+    /// name <see cref="ExpressRegex"/> matched, which lists exactly those names.
+    /// </summary>
+    private static PcieType PcieTypeFromLspciName(ReadOnlySpan<char> name)
+    {
+        foreach (var t in s_pcieTypes)
+        {
+            if (name.SequenceEqual(t.ToDisplayName())) return t;
+        }
+        throw new InvalidOperationException($"ExpressRegex matched a PCIe type name PcieTypeNames does not know: {name}");
+    }
 
     /// <summary>The PCI Express Link Speeds encoding (PCIe r6.0 §7.5.3.18): 1 = 2.5 GT/s … 6 = 64 GT/s.</summary>
     private static uint LinkSpeedCode(ReadOnlySpan<char> gts) => gts switch
@@ -258,8 +272,7 @@ public static partial class LspciReader
     {
         private readonly string _text;
         private readonly string _origin;
-        private readonly List<string> _warnings = new();
-        private int _droppedWarnings;
+        private readonly LoadWarnings _warnings;
         private readonly List<LspciDevice> _devices = new();
         private readonly HashSet<PciAddress> _seen = new();
         private LspciDevice? _current;
@@ -277,13 +290,10 @@ public static partial class LspciReader
         {
             _text = text;
             _origin = origin;
+            _warnings = new LoadWarnings(origin);
         }
 
-        private void Warn(string message)
-        {
-            if (_warnings.Count < MaxWarnings) _warnings.Add(message);
-            else _droppedWarnings++;
-        }
+        private void Warn(string message) => _warnings.Add(message);
 
         private InputException Error(string rule, int line, PciAddress? device = null) =>
             InputException.At(_origin, rule, line, device: device?.ToString());
@@ -463,7 +473,7 @@ public static partial class LspciReader
             var nn = ClassNnRegex().Match(rest);
             if (nn.Success)
             {
-                dev.ClassBaseSub = ushort.Parse(nn.Groups["cls"].ValueSpan, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
+                dev.ClassBaseSub = Hex16(nn.Groups["cls"].ValueSpan);
                 var ids = IdsNnRegex().Match(nn.Groups["name"].Value);
                 if (ids.Success)
                 {
@@ -474,7 +484,7 @@ public static partial class LspciReader
             var n = IdsNRegex().Match(rest);
             if (n.Success)
             {
-                dev.ClassBaseSub = ushort.Parse(n.Groups["cls"].ValueSpan, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
+                dev.ClassBaseSub = Hex16(n.Groups["cls"].ValueSpan);
                 SetIds(dev, n.Groups["v"].ValueSpan, n.Groups["d"].ValueSpan, n.Groups["tail"].Value);
                 return;
             }
@@ -483,14 +493,14 @@ public static partial class LspciReader
         private static void SetIds(LspciDevice dev, ReadOnlySpan<char> v, ReadOnlySpan<char> d, string tail)
         {
             dev.IdsKnown = true;
-            dev.VendorId = ushort.Parse(v, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
-            dev.DeviceId = ushort.Parse(d, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
+            dev.VendorId = Hex16(v);
+            dev.DeviceId = Hex16(d);
             // lspci prints "(rev %02x)" only when the revision is not 0 and "(prog-if %02x ...)" only when it is not 0
             // or has a name (pciutils lspci.c show_terse), so absent means 0.
             var rev = RevRegex().Match(tail);
-            if (rev.Success) dev.Revision = byte.Parse(rev.Groups["rev"].ValueSpan, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
+            if (rev.Success) dev.Revision = Hex8(rev.Groups["rev"].ValueSpan);
             var pi = ProgIfRegex().Match(tail);
-            if (pi.Success) dev.ProgIf = byte.Parse(pi.Groups["pi"].ValueSpan, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
+            if (pi.Success) dev.ProgIf = Hex8(pi.Groups["pi"].ValueSpan);
         }
 
         private void AddHex(int offset, ReadOnlySpan<byte> bytes, int lineNo)
@@ -545,8 +555,8 @@ public static partial class LspciReader
                 _lastLineWasFact = true;
                 var m = SubsystemRegex().Match(s["Subsystem:".Length..].Trim().ToString());
                 if (!m.Success) { Malformed(dev, lineNo, "Subsystem:"); return; }
-                dev.SubsystemVendorId = ushort.Parse(m.Groups["v"].ValueSpan, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
-                dev.SubsystemDeviceId = ushort.Parse(m.Groups["d"].ValueSpan, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
+                dev.SubsystemVendorId = Hex16(m.Groups["v"].ValueSpan);
+                dev.SubsystemDeviceId = Hex16(m.Groups["d"].ValueSpan);
                 return;
             }
             if (s.StartsWith("Bus:", StringComparison.Ordinal))
@@ -618,7 +628,6 @@ public static partial class LspciReader
             }
         }
 
-        private static byte Hex8(ReadOnlySpan<char> s) => byte.Parse(s, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
 
         private void HandleCapability(LspciDevice dev, ReadOnlySpan<char> s, int lineNo)
         {
@@ -650,19 +659,9 @@ public static partial class LspciReader
                 if (!e.Success) { Malformed(dev, lineNo, "Express capability"); return; }
                 dev.PcieOffset = offset;
                 dev.PcieVersion = e.Groups["ver"].Success ? int.Parse(e.Groups["ver"].ValueSpan, CultureInfo.InvariantCulture) : 0;
-                dev.PcieType = e.Groups["type"].Value switch
-                {
-                    "Endpoint" => PcieType.Endpoint,
-                    "Legacy Endpoint" => PcieType.LegacyEndpoint,
-                    "Root Port" => PcieType.RootPort,
-                    "Upstream Port" => PcieType.Upstream,
-                    "Downstream Port" => PcieType.Downstream,
-                    "PCI-Express to PCI/PCI-X Bridge" => PcieType.PciBridge,
-                    "PCI/PCI-X to PCI-Express Bridge" => PcieType.PcieBridge,
-                    "Root Complex Integrated Endpoint" => PcieType.RcEnd,
-                    "Root Complex Event Collector" => PcieType.RcEc,
-                    _ => (PcieType)int.Parse(e.Groups["num"].ValueSpan, CultureInfo.InvariantCulture),
-                };
+                dev.PcieType = e.Groups["num"].Success
+                    ? (PcieType)int.Parse(e.Groups["num"].ValueSpan, CultureInfo.InvariantCulture)
+                    : PcieTypeFromLspciName(e.Groups["type"].ValueSpan);
                 dev.PcieSlot = e.Groups["slot"].Value == "+";
                 dev.Context = LspciCapContext.Express;
                 return;
@@ -749,7 +748,7 @@ public static partial class LspciReader
                 }
                 dev.SriovFirst = first;
                 dev.SriovStride = stride;
-                dev.SriovVfDevice = ushort.Parse(m.Groups["d"].ValueSpan, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
+                dev.SriovVfDevice = Hex16(m.Groups["d"].ValueSpan);
             }
         }
 
@@ -862,7 +861,7 @@ public static partial class LspciReader
                 builder.Add(allFacts[i]);
                 // "Physical Slot: N" is the sysfs slot name; sysfs slots/N/address holds domain:bus:device.
                 if (dev.PhysicalSlot is { } slot)
-                    slots.TryAdd(slot, string.Create(CultureInfo.InvariantCulture, $"{dev.Address.Domain:x4}:{dev.Address.Bus:x2}:{dev.Address.Device:x2}"));
+                    slots.TryAdd(slot, SysfsReader.SlotAddress(dev.Address));
                 if (dev.KernelGroup is { } g)
                 {
                     if (!groups.TryGetValue(g, out var list)) groups[g] = list = new List<PciAddress>();
@@ -882,17 +881,15 @@ public static partial class LspciReader
             }
             // One line per kind of missing fact, not one per device.
             if (denied > 0)
-                Warn($"{_origin}: no capabilities visible: run lspci as root (sudo lspci -vvnn); {denied} of {_devices.Count} devices show `Capabilities: <access denied>`, so their PCI Express type and ACS are unknown");
+                _warnings.AddSummary($"{_origin}: no capabilities visible: run lspci as root (sudo lspci -vvnn); {denied} of {_devices.Count} devices show `Capabilities: <access denied>`, so their PCI Express type and ACS are unknown");
             if (headerHex > 0)
-                Warn($"{_origin}: {headerHex} of {_devices.Count} devices have a hex dump of the 64-byte header only (lspci -x, or not root): their capabilities, PCI Express type and ACS are unknown; use sudo lspci -xxxx");
+                _warnings.AddSummary($"{_origin}: {headerHex} of {_devices.Count} devices have a hex dump of the 64-byte header only (lspci -x, or not root): their capabilities, PCI Express type and ACS are unknown; use sudo lspci -xxxx");
             if (bare > 0)
-                Warn($"{_origin}: {bare} of {_devices.Count} devices have no detail lines (lspci without -v): bridges, PCI Express types and ACS are unknown; use sudo lspci -vvnn");
+                _warnings.AddSummary($"{_origin}: {bare} of {_devices.Count} devices have no detail lines (lspci without -v): bridges, PCI Express types and ACS are unknown; use sudo lspci -vvnn");
             if (acsDetail > 0)
-                Warn($"{_origin}: {acsDetail} devices show an ACS capability without its ACSCap/ACSCtl lines (lspci -v): ACS is unknown; use sudo lspci -vvnn");
+                _warnings.AddSummary($"{_origin}: {acsDetail} devices show an ACS capability without its ACSCap/ACSCtl lines (lspci -v): ACS is unknown; use sudo lspci -vvnn");
             if (noIds > 0)
-                Warn($"{_origin}: {noIds} of {_devices.Count} device lines lack numeric ids ([8086:a110]) and have no hex dump: their vendor, device and class are unknown; use lspci -nn");
-            if (_droppedWarnings > 0)
-                _warnings.Add($"{_origin}: {_droppedWarnings} more warnings not shown");
+                _warnings.AddSummary($"{_origin}: {noIds} of {_devices.Count} device lines lack numeric ids ([8086:a110]) and have no hex dump: their vendor, device and class are unknown; use lspci -nn");
 
             PciTopology topology;
             try
@@ -919,7 +916,7 @@ public static partial class LspciReader
                 Origin = _origin,
                 KernelGroups = kernelGroups,
                 Slots = slots,
-                Warnings = _warnings,
+                Warnings = _warnings.ToList(),
             };
         }
     }
