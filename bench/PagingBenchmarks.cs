@@ -196,37 +196,12 @@ public class PagingAllocatorBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        _iovad = new IovaAllocator(4096, 1);
         var rng = new Random(7);
-        var pfns = new List<ulong>();
-        var pages = new List<ulong>();
-        ulong used = 0, target = SpacePages * (ulong)FillPercent / 100;
-        // Overfill by a sixth, then free random ranges: fragmented like a long-running domain, not one dense run.
-        while (used < target + target / 6)
-        {
-            ulong n = (ulong)rng.Next(1, 33);
-            ulong pfn = _iovad.AllocTree(n, SpacePages - 1);
-            if (pfn == 0) break;
-            pfns.Add(pfn);
-            pages.Add(n);
-            used += IovaAllocatorRounding(n);
-        }
-        while (used > target)
-        {
-            int j = rng.Next(pfns.Count);
-            _iovad.FreeTree(pfns[j], pages[j]);
-            used -= IovaAllocatorRounding(pages[j]);
-            pfns[j] = pfns[^1]; pfns.RemoveAt(pfns.Count - 1);
-            pages[j] = pages[^1]; pages.RemoveAt(pages.Count - 1);
-        }
-        _livePfn = pfns.ToArray();
-        _livePages = pages.ToArray();
+        _iovad = FragmentedAllocator.Create(SpacePages, FillPercent, rng, out _livePfn, out _livePages);
         _victims = new int[Ops];
         _sizes = new ulong[Ops];
         for (int i = 0; i < Ops; i++) { _victims[i] = rng.Next(_livePfn.Length); _sizes[i] = (ulong)rng.Next(1, 33); }
     }
-
-    private static ulong IovaAllocatorRounding(ulong n) => n < 32 ? System.Numerics.BitOperations.RoundUpToPowerOf2(n) : n;
 
     [Benchmark(Description = "alloc+free, tree path (rcache bypassed)", OperationsPerInvoke = Ops)]
     public ulong TreeFreeThenAlloc()
@@ -258,5 +233,39 @@ public class PagingAllocatorBenchmarks
             last = pfn;
         }
         return last;
+    }
+}
+
+/// <summary>The allocator state of <see cref="PagingAllocatorBenchmarks"/> and <c>--paging-best</c>: a space of
+/// <c>spacePages</c> pages filled to <c>fillPercent</c> with mixed 1..32-page ranges through the tree path, overfilled
+/// by a sixth and then thinned by random frees, so it is fragmented like a long-running domain, not one dense run.</summary>
+internal static class FragmentedAllocator
+{
+    public static IovaAllocator Create(ulong spacePages, int fillPercent, Random rng, out ulong[] livePfn, out ulong[] livePages)
+    {
+        var iovad = new IovaAllocator(4096, 1);
+        var pfns = new List<ulong>();
+        var pages = new List<ulong>();
+        ulong used = 0, target = spacePages * (ulong)fillPercent / 100;
+        while (used < target + target / 6)
+        {
+            ulong n = (ulong)rng.Next(1, 33);
+            ulong pfn = iovad.AllocTree(n, spacePages - 1);
+            if (pfn == 0) break;
+            pfns.Add(pfn);
+            pages.Add(n);
+            used += IovaAllocator.RoundedSize(n);
+        }
+        while (used > target)
+        {
+            int j = rng.Next(pfns.Count);
+            iovad.FreeTree(pfns[j], pages[j]);
+            used -= IovaAllocator.RoundedSize(pages[j]);
+            pfns[j] = pfns[^1]; pfns.RemoveAt(pfns.Count - 1);
+            pages[j] = pages[^1]; pages.RemoveAt(pages.Count - 1);
+        }
+        livePfn = pfns.ToArray();
+        livePages = pages.ToArray();
+        return iovad;
     }
 }

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Numerics;
 using IommuKit.Paging;
 
 namespace IommuKit.Bench;
@@ -8,7 +7,7 @@ namespace IommuKit.Bench;
 /// The "best of many short batches" figures in docs/PERFORMANCE.md (Page tables, IOTLB and IOVA allocator). On the
 /// shared 2-CPU machine (load average 15-50) BenchmarkDotNet means include the time the benchmark thread spent
 /// descheduled; a batch of a few microseconds usually runs undisturbed, so the fastest batch shows the code.
-/// Not wired into <c>Program.cs</c> (owned by the DMA engineer): call <see cref="Run"/> from there or from a test host.
+/// Run with <c>dotnet run -c Release --project bench -- --paging-best</c> (plain text on stdout).
 /// </summary>
 public static class PagingBestOfBatches
 {
@@ -28,8 +27,6 @@ public static class PagingBestOfBatches
         }
         return best;
     }
-
-    private static ulong Rounded(ulong n) => n < 32 ? BitOperations.RoundUpToPowerOf2(n) : n;
 
     public static void Run(TextWriter o)
     {
@@ -65,30 +62,9 @@ public static class PagingBestOfBatches
 
         foreach (int fill in new[] { 10, 90 })
         {
-            // Same setup as PagingAllocatorBenchmarks: 2^24 pages, mixed 1..32-page ranges, overfilled then thinned.
-            var a = new IovaAllocator(4096, 1);
             var r = new Random(7);
             const ulong space = 1UL << 24;
-            var pf = new List<ulong>();
-            var pg = new List<ulong>();
-            ulong used = 0, target = space * (ulong)fill / 100;
-            while (used < target + target / 6)
-            {
-                ulong n = (ulong)r.Next(1, 33);
-                ulong p = a.AllocTree(n, space - 1);
-                if (p == 0) break;
-                pf.Add(p); pg.Add(n); used += Rounded(n);
-            }
-            while (used > target)
-            {
-                int j = r.Next(pf.Count);
-                a.FreeTree(pf[j], pg[j]);
-                used -= Rounded(pg[j]);
-                pf[j] = pf[^1]; pf.RemoveAt(pf.Count - 1);
-                pg[j] = pg[^1]; pg.RemoveAt(pg.Count - 1);
-            }
-            var lp = pf.ToArray();
-            var lg = pg.ToArray();
+            var a = FragmentedAllocator.Create(space, fill, r, out ulong[] lp, out ulong[] lg);
             double tree = MinNs(500, 256, n =>
             {
                 for (int i = 0; i < n; i++)

@@ -23,9 +23,12 @@ namespace IommuKit.Dma;
 /// <para><b>Errors:</b> a failed map returns <see cref="MappingError"/> (DMA_MAPPING_ERROR) or a negative errno for
 /// scatter lists, as the kernel does; unmapping something this API did not map is a driver bug and throws
 /// <see cref="InvalidOperationException"/>.</para>
-/// <para><b>Threading:</b> every method may be called from many threads at once; the table, allocator, IOTLB and flush
-/// queue are thread-safe and the DmaApi keeps no other mutable state than the 32-bit-first flag (a benign race, as in
-/// the kernel).</para>
+/// <para><b>Threading:</b> the map and unmap methods may be called from many threads at once: the table, allocator,
+/// IOTLB and flush queue are thread-safe, and the only state the DmaApi changes while mapping is the 32-bit-first flag
+/// (a benign race, as in the kernel). Its settings (<see cref="DmaMask"/>, <see cref="CoherentDmaMask"/>,
+/// <see cref="MaxSegmentSize"/>, <see cref="SegmentBoundaryMask"/>, <see cref="Log"/>) are the driver's to set before it
+/// maps, as dma_set_mask is called at probe; changing them while other threads map is not supported (a map may see
+/// the new mask with the old limit).</para>
 /// </remarks>
 public sealed class DmaApi : IDisposable
 {
@@ -81,8 +84,7 @@ public sealed class DmaApi : IDisposable
         ArgumentNullException.ThrowIfNull(iommu);
         ArgumentNullException.ThrowIfNull(table);
         ArgumentNullException.ThrowIfNull(iovad);
-        if ((uint)domainId > IommuHardware.MaxDomainId)
-            throw new ArgumentOutOfRangeException(nameof(domainId), $"domain id {domainId} is outside 0..{IommuHardware.MaxDomainId}");
+        IommuHardware.CheckDomainId(domainId);
         _iommu = iommu;
         _domainId = domainId;
         _table = table;
@@ -196,7 +198,7 @@ public sealed class DmaApi : IDisposable
     /// <see cref="SegmentBoundaryMask"/>; then entries that continue exactly where the previous DMA segment ends are
     /// merged up to <see cref="MaxSegmentSize"/> (__finalise_sg). Returns the number of DMA segments (written to the first
     /// entries' DmaAddress/DmaLength) or a negative errno: -EINVAL (empty list or entry), -ENOMEM (no IOVA space),
-    /// -EIO (the table refused).
+    /// -EIO (the table refused; in Identity and Blocked modes, an entry the DMA mask cannot reach).
     /// </summary>
     public int MapSg(Span<ScatterEntry> sg, DmaDirection dir)
     {
@@ -415,9 +417,11 @@ public sealed class DmaApi : IDisposable
         for (int i = 0; i < sg.Length; i++)
         {
             ref ScatterEntry s = ref sg[i];
-            ulong dma = s.Length == 0 ? MappingError : MapDirect(s.Phys, s.Length, _dmaMask);
+            if (s.Length == 0)
+                return -(int)Errno.EINVAL; // as in translated modes (MapSg's contract)
+            ulong dma = MapDirect(s.Phys, s.Length, _dmaMask);
             if (dma == MappingError)
-                return -(int)Errno.EIO;
+                return -(int)Errno.EIO; // dma_direct_map_sg: not reachable with the mask
             s.DmaAddress = dma;
             s.DmaLength = s.Length;
         }

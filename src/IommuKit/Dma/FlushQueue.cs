@@ -36,7 +36,7 @@ public sealed class FlushQueue : IDisposable
     private readonly int _domainId;
     private readonly IovaAllocator _iovad;
     private readonly Ring[] _rings;
-    private readonly int _ringMask; // ring count - 1 (a power of two): CPU id -> ring without a division
+    private readonly int _ringMask; // ring count - 1 (PerCpu.SlotCount)
     private readonly ITimer _timer;
     private readonly TimeSpan _timeout;
     private long _flushStartCount;
@@ -49,6 +49,8 @@ public sealed class FlushQueue : IDisposable
     /// <param name="timeProvider">Clock and timer; <see cref="TimeProvider.System"/> when null.</param>
     /// <param name="entriesPerQueue">Ring size, a power of two (256; the kernel's single-queue mode uses 32768).</param>
     /// <param name="timeout">Flush timeout (10 ms; single-queue mode 1000 ms).</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="domainId"/> is outside 0..65535, or a bad ring size,
+    /// timeout or queue count.</exception>
     /// <param name="queueCount">Number of rings (rounded up to a power of two); 0 = one per CPU
     /// (<see cref="Environment.ProcessorCount"/>); 1 = the single shared queue of <c>shadow_on_flush</c> IOMMUs.</param>
     public FlushQueue(IommuHardware iommu, int domainId, IovaAllocator iovad, TimeProvider? timeProvider = null,
@@ -59,14 +61,15 @@ public sealed class FlushQueue : IDisposable
         if (entriesPerQueue < 2 || (entriesPerQueue & (entriesPerQueue - 1)) != 0)
             throw new ArgumentOutOfRangeException(nameof(entriesPerQueue), "the ring size must be a power of two >= 2");
         ArgumentOutOfRangeException.ThrowIfNegative(queueCount);
+        // Checked here, not at the first flush: that flush may run on the timer's thread, where a throw ends the process.
+        IommuHardware.CheckDomainId(domainId);
         _iommu = iommu;
         _domainId = domainId;
         _iovad = iovad;
         _timeout = timeout ?? DefaultTimeout;
         if (_timeout <= TimeSpan.Zero)
             throw new ArgumentOutOfRangeException(nameof(timeout), "the timeout must be positive");
-        // One ring per CPU, rounded up to a power of two so the CPU id selects its ring with a mask.
-        int n = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)(queueCount == 0 ? Environment.ProcessorCount : queueCount));
+        int n = PerCpu.SlotCount(queueCount);
         _ringMask = n - 1;
         _rings = new Ring[n];
         for (int i = 0; i < n; i++)
@@ -117,7 +120,7 @@ public sealed class FlushQueue : IDisposable
     {
         // The kernel's smp_mb() in queue_iova orders the unmap's PTE clear before a flush on another CPU can count
         // this entry as covered; here the ring lock's interlocked compare-exchange is that full barrier.
-        Ring ring = _rings[_ringMask == 0 ? 0 : Thread.GetCurrentProcessorId() & _ringMask];
+        Ring ring = _rings[PerCpu.Current(_ringMask)];
         ring.Lock.Enter();
         try
         {
@@ -203,15 +206,26 @@ public sealed class FlushQueue : IDisposable
         int head = ring.Head;
         int tail = ring.Tail;
         Entry[] entries = ring.Entries;
-        while (head != tail)
+        if (head == tail || entries[head].Counter >= finish)
+            return; // the common case: nothing flushed since the last enqueue
+        // Up to 255 ranges after a flush: one rcache lock for the run, not one per range.
+        IovaAllocator.FreeBatch batch = _iovad.BeginFreeBatch();
+        try
         {
-            ref Entry e = ref entries[head];
-            if (e.Counter >= finish)
-                break;
-            _iovad.Free(e.Pfn, e.Pages);
-            head = (head + 1) & ring.Mask;
+            while (head != tail)
+            {
+                ref Entry e = ref entries[head];
+                if (e.Counter >= finish)
+                    break;
+                batch.Free(e.Pfn, e.Pages);
+                head = (head + 1) & ring.Mask;
+                ring.Head = head; // per entry: a free that throws (double free) leaves the ring consistent
+            }
         }
-        ring.Head = head;
+        finally
+        {
+            batch.Dispose();
+        }
     }
 
     private struct Entry
@@ -236,34 +250,4 @@ public sealed class FlushQueue : IDisposable
 
     [StructLayout(LayoutKind.Sequential, Size = 64)]
     private struct Padding;
-}
-
-/// <summary>A minimal test-and-test-and-set spin lock for very short critical sections (a struct: embed it, never copy it).</summary>
-internal struct SpinGate
-{
-    private int _state;
-
-    public readonly bool IsHeld => Volatile.Read(ref Unsafe.AsRef(in _state)) != 0;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Enter()
-    {
-        if (Interlocked.CompareExchange(ref _state, 1, 0) != 0)
-            EnterContended();
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Exit() => Volatile.Write(ref _state, 0);
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private void EnterContended()
-    {
-        var spin = new SpinWait();
-        while (true)
-        {
-            if (Volatile.Read(ref _state) == 0 && Interlocked.CompareExchange(ref _state, 1, 0) == 0)
-                return;
-            spin.SpinOnce();
-        }
-    }
 }

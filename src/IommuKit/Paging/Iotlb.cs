@@ -119,14 +119,8 @@ public sealed class Iotlb
         uint epoch = Volatile.Read(ref _epoch);
         ulong vpn = iova >> SmallShift;
         int set = SetOf(vpn, domainId, _smallMask);
-        ref Entry e = ref EntryAt(_smallMem, _smallOff, set);
-        uint s1 = Volatile.Read(ref e.Seq);
-        ulong data = Volatile.Read(ref e.Data);
-        if (Volatile.Read(ref e.Vpn) == vpn && Volatile.Read(ref e.Owner) == OwnerOf(domainId, epoch) &&
-            (data & Valid) != 0 && (s1 & 1) == 0 && Volatile.Read(ref e.Seq) == s1)
+        if (TryProbe(ref EntryAt(_smallMem, _smallOff, set), vpn, OwnerOf(domainId, epoch), SmallShift, iova, out phys, out prot))
         {
-            phys = (data & ~((1UL << SmallShift) - 1)) | (iova & ((1UL << SmallShift) - 1));
-            prot = (IommuProt)((data >> ProtShift) & ProtMask);
             _hits.Increment(set);
             return true;
         }
@@ -137,18 +131,31 @@ public sealed class Iotlb
     {
         ulong vpn = iova >> LargeShift;
         int set = SetOf(vpn, domainId, _largeMask);
-        ref Entry e = ref EntryAt(_largeMem, _largeOff, set);
-        uint s1 = Volatile.Read(ref e.Seq);
-        ulong data = Volatile.Read(ref e.Data);
-        if (Volatile.Read(ref e.Vpn) == vpn && Volatile.Read(ref e.Owner) == OwnerOf(domainId, epoch) &&
-            (data & Valid) != 0 && (s1 & 1) == 0 && Volatile.Read(ref e.Seq) == s1)
+        if (TryProbe(ref EntryAt(_largeMem, _largeOff, set), vpn, OwnerOf(domainId, epoch), LargeShift, iova, out phys, out prot))
         {
-            phys = (data & ~((1UL << LargeShift) - 1)) | (iova & ((1UL << LargeShift) - 1));
-            prot = (IommuProt)((data >> ProtShift) & ProtMask);
             _hits.Increment(set);
             return true;
         }
         _misses.Increment(set);
+        return false;
+    }
+
+    /// <summary>The seqlock read of one entry: a hit when it is stable (even sequence, unchanged across the reads),
+    /// valid, and tagged (<paramref name="vpn"/>, <paramref name="owner"/>); <paramref name="shift"/> is the entry's
+    /// page size (12 or 21).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool TryProbe(ref Entry e, ulong vpn, ulong owner, int shift, ulong iova, out ulong phys, out IommuProt prot)
+    {
+        uint s1 = Volatile.Read(ref e.Seq);
+        ulong data = Volatile.Read(ref e.Data);
+        if (Volatile.Read(ref e.Vpn) == vpn && Volatile.Read(ref e.Owner) == owner &&
+            (data & Valid) != 0 && (s1 & 1) == 0 && Volatile.Read(ref e.Seq) == s1)
+        {
+            ulong offsetMask = (1UL << shift) - 1;
+            phys = (data & ~offsetMask) | (iova & offsetMask);
+            prot = (IommuProt)((data >> ProtShift) & ProtMask);
+            return true;
+        }
         phys = 0;
         prot = IommuProt.None;
         return false;
@@ -164,6 +171,18 @@ public sealed class Iotlb
     /// <exception cref="ArgumentException"><paramref name="pageSize"/> is not a power of two of at least 4 KiB.</exception>
     public void Fill(int domainId, ulong iova, ulong pageSize, ulong phys, IommuProt prot, long generation = -1)
     {
+        PendingFill f = BeginFill(domainId, iova, pageSize, phys, prot, generation);
+        if (f.Claimed) EndFill(f);
+    }
+
+    /// <summary>The state of a fill between claiming its entry and publishing it (<see cref="BeginFill"/>).</summary>
+    internal readonly record struct PendingFill(bool Claimed, bool Large, int Set, uint Seq, ulong Vpn, ulong Owner, ulong Data);
+
+    /// <summary>First half of <see cref="Fill"/>: claims the entry (odd sequence) and checks the generation. Unless
+    /// the result is <see cref="PendingFill.Claimed"/>, the fill was dropped; otherwise <see cref="EndFill"/> must
+    /// follow. Split only so tests can hold a fill in flight while an invalidation runs.</summary>
+    internal PendingFill BeginFill(int domainId, ulong iova, ulong pageSize, ulong phys, IommuProt prot, long generation)
+    {
         if (pageSize < (1UL << SmallShift) || !BitOperations.IsPow2(pageSize))
             throw new ArgumentException($"IOTLB fill with page size 0x{pageSize:x}: not a power of two >= 4 KiB", nameof(pageSize));
         bool large = pageSize >= (1UL << LargeShift);
@@ -172,25 +191,35 @@ public sealed class Iotlb
         ulong pageMask = (1UL << shift) - 1;
         // The slice of the page that contains iova: translate the slice base.
         ulong data = ((phys - (iova & pageMask)) & ~pageMask) | (((ulong)prot & ProtMask) << ProtShift) | Valid;
-        ref Entry e = ref large
-            ? ref EntryAt(_largeMem, _largeOff, SetOf(vpn, domainId, _largeMask))
-            : ref EntryAt(_smallMem, _smallOff, SetOf(vpn, domainId, _smallMask));
+        int set = SetOf(vpn, domainId, large ? _largeMask : _smallMask);
+        ref Entry e = ref EntryOf(large, set);
 
         uint s = Volatile.Read(ref e.Seq);
-        if ((s & 1) != 0 || Interlocked.CompareExchange(ref e.Seq, s + 1, s) != s) return; // busy: drop the fill
+        if ((s & 1) != 0 || Interlocked.CompareExchange(ref e.Seq, s + 1, s) != s) return default; // busy: drop the fill
         // Epoch before generation: an InvalidateAll bumps generation then epoch, so if the generation is still ours
         // the epoch we read predates any InvalidateAll that follows.
         uint epoch = Volatile.Read(ref _epoch);
         if (generation >= 0 && Volatile.Read(ref _generation) != generation)
         {
             Volatile.Write(ref e.Seq, s + 2);
-            return;
+            return default;
         }
-        e.Vpn = vpn;
-        e.Owner = OwnerOf(domainId, epoch);
-        e.Data = data;
-        Volatile.Write(ref e.Seq, s + 2);
+        return new PendingFill(true, large, set, s, vpn, OwnerOf(domainId, epoch), data);
     }
+
+    /// <summary>Second half of <see cref="Fill"/>: writes the claimed entry and releases it.</summary>
+    internal void EndFill(in PendingFill f)
+    {
+        ref Entry e = ref EntryOf(f.Large, f.Set);
+        e.Vpn = f.Vpn;
+        e.Owner = f.Owner;
+        e.Data = f.Data;
+        Volatile.Write(ref e.Seq, f.Seq + 2);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ref Entry EntryOf(bool large, int set) =>
+        ref large ? ref EntryAt(_largeMem, _largeOff, set) : ref EntryAt(_smallMem, _smallOff, set);
 
     /// <summary>Drops every cached translation of <paramref name="domainId"/> that overlaps [iova, iova+size) (bytes;
     /// a size that runs past the end of the address space is clipped). Like a VT-d page-selective-within-domain
@@ -248,9 +277,15 @@ public sealed class Iotlb
 
     private static void ClearIf(ref Entry e, int domainId, ulong firstVpn, ulong lastVpn, bool any = false)
     {
-        // Cheap unlocked pre-check: entries that cannot match are left alone.
-        if ((Volatile.Read(ref e.Data) & Valid) == 0) return;
-        if (!any && (int)(uint)Volatile.Read(ref e.Owner) != domainId) return;
+        // Cheap unlocked pre-check: stable entries that cannot match are left alone. An entry being written (odd
+        // sequence) is never skipped: its fill may have passed its generation check just before this invalidation
+        // bumped the generation, and would publish a stale translation after we returned. A fill that claims the
+        // entry after this read sees the new generation (both sides use full fences) and drops itself.
+        if ((Volatile.Read(ref e.Seq) & 1) == 0)
+        {
+            if ((Volatile.Read(ref e.Data) & Valid) == 0) return;
+            if (!any && (int)(uint)Volatile.Read(ref e.Owner) != domainId) return;
+        }
         var spin = new SpinWait();
         while (true)
         {

@@ -110,11 +110,61 @@ public sealed class IovaAllocator
     /// (detected when the range reaches the tree; a double free that stays in a cache is not detected).</exception>
     public void Free(ulong pfn, ulong pages)
     {
-        if (pages == 0 || pages > MaxAllocPages) throw new ArgumentOutOfRangeException(nameof(pages));
-        ulong size = RoundedSize(pages);
-        int log = size == 1 ? 0 : BitOperations.Log2(size - 1) + 1;
-        if (log < RangeCacheMaxSize && !_reservedOverLive && _rcaches[log].Insert(pfn)) return;
+        IovaRcache? rc = CacheForFree(pages, out ulong size);
+        if (rc is not null && rc.Insert(pfn)) return;
         TreeFree(pfn, size);
+    }
+
+    /// <summary>The rcache a freed range of <paramref name="pages"/> goes to, or null for the tree
+    /// (<c>free_iova_fast</c>'s choice); <paramref name="size"/> is the rounded size.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private IovaRcache? CacheForFree(ulong pages, out ulong size)
+    {
+        if (pages == 0 || pages > MaxAllocPages) throw new ArgumentOutOfRangeException(nameof(pages));
+        size = RoundedSize(pages);
+        int log = size == 1 ? 0 : BitOperations.Log2(size - 1) + 1;
+        return log < RangeCacheMaxSize && !_reservedOverLive ? _rcaches[log] : null;
+    }
+
+    /// <summary>
+    /// Frees a run of ranges like <see cref="Free"/> does, one by one, but keeps this CPU's cache lock of a size class
+    /// across consecutive ranges of that class instead of taking it per range: what the flush queue does with the up to
+    /// 255 ranges one flush releases (the kernel's fq_ring_free_locked frees them one by one, each taking the
+    /// cpu_rcache lock). Dispose it to release the lock.
+    /// </summary>
+    internal FreeBatch BeginFreeBatch() => new(this);
+
+    /// <summary>See <see cref="BeginFreeBatch"/>. A ref struct: used in one method, on one thread.</summary>
+    internal ref struct FreeBatch(IovaAllocator owner)
+    {
+        private IovaRcache? _rc;
+        private CpuRcache? _cpu;
+
+        public void Free(ulong pfn, ulong pages)
+        {
+            IovaRcache? rc = owner.CacheForFree(pages, out ulong size);
+            if (rc is null)
+            {
+                Dispose(); // no CPU cache lock held across the tree lock of a range that is not cached
+                owner.TreeFree(pfn, size);
+                return;
+            }
+            if (!ReferenceEquals(rc, _rc))
+            {
+                Dispose();
+                _cpu = rc.EnterThisCpu();
+                _rc = rc;
+            }
+            IovaMagazine? trim = rc.InsertLocked(_cpu!, pfn);
+            if (trim is not null) rc.ReturnToTree(trim);
+        }
+
+        public void Dispose()
+        {
+            _cpu?.Lock.Exit();
+            _cpu = null;
+            _rc = null;
+        }
     }
 
     /// <summary>
@@ -145,8 +195,9 @@ public sealed class IovaAllocator
         foreach (var rc in _rcaches) rc.Flush();
     }
 
+    /// <summary>The page count an allocation of <paramref name="pages"/> really takes (and <see cref="Free"/> gives back).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ulong RoundedSize(ulong pages) =>
+    internal static ulong RoundedSize(ulong pages) =>
         // alloc_iova_fast: "if (size < (1 << (IOVA_RANGE_CACHE_MAX_SIZE - 1))) size = roundup_pow_of_two(size)"
         pages < (1UL << (RangeCacheMaxSize - 1)) ? BitOperations.RoundUpToPowerOf2(pages) : pages;
 
@@ -292,30 +343,13 @@ internal sealed class IovaMagazine
 /// <summary>One CPU's cache of one size class: "loaded" and "prev" magazines under a spin lock.</summary>
 internal sealed class CpuRcache
 {
-    public int Lock;
+    public SpinGate Lock;
     public IovaMagazine Loaded = new();
     public IovaMagazine Prev = new();
     // Padding keeps two CPUs' locks off one cache line.
 #pragma warning disable CS0169, IDE0051
     private long _p0, _p1, _p2, _p3, _p4, _p5, _p6;
 #pragma warning restore CS0169, IDE0051
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Enter()
-    {
-        if (Interlocked.CompareExchange(ref Lock, 1, 0) != 0) EnterSlow();
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private void EnterSlow()
-    {
-        var spin = new SpinWait();
-        do spin.SpinOnce(sleep1Threshold: -1);
-        while (Volatile.Read(ref Lock) != 0 || Interlocked.CompareExchange(ref Lock, 1, 0) != 0);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Exit() => Volatile.Write(ref Lock, 0);
 }
 
 /// <summary>The range cache of one size class: per-CPU loaded/prev magazines plus a depot of full ones
@@ -324,7 +358,8 @@ internal sealed class IovaRcache
 {
     private readonly IovaAllocator _owner;
     private readonly ulong _classSize; // pages per cached range
-    private readonly CpuRcache[] _cpus;
+    private readonly CpuRcache[] _cpus; // PerCpu.SlotCount() slots
+    private readonly int _cpuMask;
     private readonly object _depotLock = new();
     private IovaMagazine? _depot;   // full magazines; guarded by _depotLock
     private int _depotSize;         // guarded by _depotLock
@@ -334,23 +369,41 @@ internal sealed class IovaRcache
     {
         _owner = owner;
         _classSize = classSize;
-        _cpus = new CpuRcache[Environment.ProcessorCount];
+        _cpus = new CpuRcache[PerCpu.SlotCount()];
+        _cpuMask = _cpus.Length - 1;
         for (int i = 0; i < _cpus.Length; i++) _cpus[i] = new CpuRcache();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private CpuRcache ThisCpu()
-    {
-        int id = Thread.GetCurrentProcessorId();
-        return _cpus[(uint)id % (uint)_cpus.Length];
-    }
+    private CpuRcache ThisCpu() => _cpus[PerCpu.Current(_cpuMask)];
 
     /// <summary>__iova_rcache_insert. False when the range must go to the tree instead.</summary>
     public bool Insert(ulong pfn)
     {
         var c = ThisCpu();
+        c.Lock.Enter();
+        IovaMagazine? trim = InsertLocked(c, pfn);
+        c.Lock.Exit();
+        if (trim is not null) ReturnToTree(trim);
+        return true;
+    }
+
+    /// <summary>This CPU's cache, locked (for <see cref="IovaAllocator.FreeBatch"/>, which inserts a run of ranges
+    /// under one acquisition). Release with <c>Lock.Exit()</c>.</summary>
+    public CpuRcache EnterThisCpu()
+    {
+        var c = ThisCpu();
+        c.Lock.Enter();
+        return c;
+    }
+
+    /// <summary>The body of <see cref="Insert"/> with <paramref name="c"/>'s lock held. Returns a full magazine the
+    /// bounded depot pushed out, which the caller hands to <see cref="ReturnToTree"/> (allowed with or without the
+    /// CPU lock held: the order is CPU lock, depot lock, tree lock).</summary>
+    public IovaMagazine? InsertLocked(CpuRcache c, ulong pfn)
+    {
+        Debug.Assert(c.Lock.IsHeld, "InsertLocked needs the CPU cache lock");
         IovaMagazine? trim = null;
-        c.Enter();
         if (!c.Loaded.IsFull) { }
         else if (!c.Prev.IsFull) (c.Loaded, c.Prev) = (c.Prev, c.Loaded);
         else
@@ -375,9 +428,7 @@ internal sealed class IovaRcache
             }
         }
         c.Loaded.Pfns[c.Loaded.Size++] = pfn;
-        c.Exit();
-        if (trim is not null) ReturnToTree(trim);
-        return true;
+        return trim;
     }
 
     /// <summary>__iova_rcache_get: a cached pfn whose range [pfn, pfn+size-1] ends at or below the limit, or 0.</summary>
@@ -388,7 +439,7 @@ internal sealed class IovaRcache
         ulong popLimit = limitPfn + 1 - size;
         var c = ThisCpu();
         ulong pfn = 0;
-        c.Enter();
+        c.Lock.Enter();
         bool has = true;
         if (!c.Loaded.IsEmpty) { }
         else if (!c.Prev.IsEmpty) (c.Loaded, c.Prev) = (c.Prev, c.Loaded);
@@ -410,11 +461,11 @@ internal sealed class IovaRcache
             }
         }
         if (has) pfn = c.Loaded.Pop(popLimit);
-        c.Exit();
+        c.Lock.Exit();
         return pfn;
     }
 
-    private void ReturnToTree(IovaMagazine mag)
+    public void ReturnToTree(IovaMagazine mag)
     {
         for (int i = 0; i < mag.Size; i++) _owner.TreeFree(mag.Pfns[i], _classSize);
         mag.Size = 0;
@@ -430,7 +481,7 @@ internal sealed class IovaRcache
     {
         foreach (var c in _cpus)
         {
-            c.Enter();
+            c.Lock.Enter();
             try
             {
                 for (int i = 0; i < c.Loaded.Size; i++) _owner.TreeFree(c.Loaded.Pfns[i], _classSize);
@@ -438,7 +489,7 @@ internal sealed class IovaRcache
                 for (int i = 0; i < c.Prev.Size; i++) _owner.TreeFree(c.Prev.Pfns[i], _classSize);
                 c.Prev.Size = 0;
             }
-            finally { c.Exit(); }
+            finally { c.Lock.Exit(); }
         }
         while (true)
         {

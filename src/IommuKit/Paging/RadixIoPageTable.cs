@@ -10,8 +10,8 @@ namespace IommuKit.Paging;
 /// address" in a table PTE is a model address; walks follow <see cref="Child"/>).
 /// </summary>
 /// <remarks>
-/// <para>Locking: <see cref="LockWord"/> is a per-table spin lock. It guards every write to <see cref="Pte"/>,
-/// <see cref="Child"/>, <see cref="Used"/>, <see cref="Dead"/>, <see cref="Key"/> and <see cref="Version"/>. Reads of
+/// <para>Locking: <see cref="Lock"/>/<see cref="Unlock"/> is a per-table spin lock (<see cref="SpinGate"/>). It guards
+/// every write to <see cref="Pte"/>, <see cref="Child"/>, <see cref="Used"/>, <see cref="Dead"/>, <see cref="Key"/> and <see cref="Version"/>. Reads of
 /// <see cref="Pte"/>/<see cref="Child"/> are lock-free (walks). Lock order: a parent's lock may be held while taking a
 /// child's (only to publish a new child); no path holds a child's lock while taking its parent's, so no deadlock.</para>
 /// <para>Lifetime: a table whose last entry is cleared is marked <see cref="Dead"/>, then unlinked from its parent and
@@ -38,7 +38,7 @@ internal sealed class IoTable
     public ulong Key;
     /// <summary>Bumped twice each time the table page is reused (odd in between).</summary>
     public int Version;
-    public int LockWord;
+    private SpinGate _lock;
 
     public IoTable(ulong phys, ulong key, bool dead)
     {
@@ -48,23 +48,12 @@ internal sealed class IoTable
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Lock()
-    {
-        if (Interlocked.CompareExchange(ref LockWord, 1, 0) != 0) LockSlow();
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private void LockSlow()
-    {
-        var spin = new SpinWait();
-        do spin.SpinOnce(sleep1Threshold: -1);
-        while (Volatile.Read(ref LockWord) != 0 || Interlocked.CompareExchange(ref LockWord, 1, 0) != 0);
-    }
+    public void Lock() => _lock.Enter();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Unlock() => Volatile.Write(ref LockWord, 0);
+    public void Unlock() => _lock.Exit();
 
-    public bool IsLocked => Volatile.Read(ref LockWord) != 0;
+    public bool IsLocked => _lock.IsHeld;
 }
 
 /// <summary>Structure self-check for tests (null = sound).</summary>
@@ -97,8 +86,9 @@ internal struct VersionPath
 /// (its range starts or ends inside a 2 MiB/1 GiB page) fails with EINVAL. This last rule is IommuKit's choice: the
 /// kernel's io-pgtable code (e.g. <c>arm_lpae_split_blk_unmap</c>) splits the block instead. A failed call changes
 /// nothing: a failed map rolls back the part it mapped, and an unmap validates before it clears.</para>
-/// <para>Concurrency: walks (<see cref="TryIovaToPhys(ulong, out ulong, out IommuProt)"/>) take no lock. Map/unmap take one table's spin lock at a time
-/// (see <see cref="IoTable"/>), so calls on disjoint ranges run in parallel except when they touch the same table page
+/// <para>Concurrency: walks (<see cref="TryIovaToPhys(ulong, out ulong, out IommuProt)"/>) take no lock. Map/unmap take
+/// one table's spin lock at a time (two only to publish a new child, parent then child; the pool lock is taken under a
+/// table lock and nothing under it; see <see cref="IoTable"/>), so calls on disjoint ranges run in parallel except when they touch the same table page
 /// for a few nanoseconds. Calls on overlapping ranges racing each other are the caller's bug: each still fails or
 /// succeeds cleanly per entry, but "a failed call changes nothing" is only guaranteed for ranges nobody else touches.</para>
 /// </remarks>
@@ -119,7 +109,7 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
     private int _tablePages; // includes the root; Interlocked
     private readonly IoTable?[] _pool = new IoTable?[TablePoolSize]; // guarded by _poolLock
     private int _poolCount;  // guarded by _poolLock
-    private int _poolLock;
+    private SpinGate _poolLock;
 
     public RadixIoPageTable(int maxTablePages)
     {
@@ -162,13 +152,13 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
     private IoTable TakeTable(ulong key)
     {
         IoTable? t = null;
-        PoolLock();
+        _poolLock.Enter();
         if (_poolCount > 0)
         {
             t = _pool[--_poolCount];
             _pool[_poolCount] = null;
         }
-        PoolUnlock();
+        _poolLock.Exit();
         if (t is null) return new IoTable(NextTablePhys(), key, dead: true);
         Debug.Assert(t.Dead && t.Used == 0);
         t.Lock();
@@ -183,20 +173,11 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
     private void ReleaseTable(IoTable t)
     {
         Debug.Assert(t.Dead);
-        PoolLock();
+        _poolLock.Enter();
         if (_poolCount < TablePoolSize) _pool[_poolCount++] = t;
-        PoolUnlock();
+        _poolLock.Exit();
     }
 
-    private void PoolLock()
-    {
-        if (Interlocked.CompareExchange(ref _poolLock, 1, 0) == 0) return;
-        var spin = new SpinWait();
-        do spin.SpinOnce(sleep1Threshold: -1);
-        while (Volatile.Read(ref _poolLock) != 0 || Interlocked.CompareExchange(ref _poolLock, 1, 0) != 0);
-    }
-
-    private void PoolUnlock() => Volatile.Write(ref _poolLock, 0);
 
     /// <summary>Checks a range against the IOVA space: non-zero, 4 KiB aligned, no overflow, below 2^IovaBits.</summary>
     private bool RangeOk(ulong iova, ulong size)

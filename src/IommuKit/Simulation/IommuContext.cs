@@ -38,8 +38,7 @@ public sealed class IommuContext
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="domainId"/> is outside 0..65535.</exception>
     public static IommuContext Translated(int domainId, IIoPageTable table)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(domainId);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(domainId, IommuHardware.MaxDomainId);
+        IommuHardware.CheckDomainId(domainId);
         ArgumentNullException.ThrowIfNull(table);
         return new IommuContext(IommuContextKind.Translated, domainId, table);
     }

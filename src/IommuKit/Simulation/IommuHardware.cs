@@ -14,7 +14,7 @@ namespace IommuKit.Simulation;
 /// requester's context entry decides: none = fault NoContext, Blocked = fault Blocked, Identity = pass-through,
 /// Translated = IOTLB lookup, then on a miss a page-table walk that fills the IOTLB with the leaf it found (4 KiB,
 /// or a 2 MiB slice of a large page).</para>
-/// <para><b>Threading:</b> <see cref="Translate"/> takes no lock (context entries are immutable objects published with
+/// <para><b>Threading:</b> <see cref="Translate"/> takes no lock unless it faults (context entries are immutable objects published with
 /// volatile writes; the IOTLB is thread-safe). <see cref="SetContext"/> may run concurrently with DMA: a request sees
 /// either the old or the new entry. Faults are recorded under <c>_faultLock</c> (cold path); the fault handler and the
 /// interrupt handler are called outside any lock, possibly from several threads at once.</para>
@@ -97,13 +97,11 @@ public sealed class IommuHardware
     }
 
     /// <summary>Installs the context entry for <paramref name="requesterId"/> (the ID the IOMMU sees: bus &lt;&lt; 8 | devfn,
-    /// after DMA aliasing).</summary>
-    /// <exception cref="ArgumentOutOfRangeException">A translated context's domain id is above <see cref="MaxDomainId"/>.</exception>
+    /// after DMA aliasing). A translated context's domain id was checked when it was made
+    /// (<see cref="IommuContext.Translated"/>).</summary>
     public void SetContext(ushort requesterId, IommuContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        if (context.DomainId > MaxDomainId)
-            throw new ArgumentOutOfRangeException(nameof(context), $"domain id {context.DomainId} is above {MaxDomainId}");
         Volatile.Write(ref _contexts[requesterId], context);
     }
 
@@ -182,20 +180,32 @@ public sealed class IommuHardware
 
     /// <summary>The walk of <see cref="WalkAndFill"/> without raising a fault: false when the page is not mapped.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private bool TryWalkAndFillQuiet(IommuContext ctx, ulong iova, out ulong phys, out IommuProt prot)
+    private bool TryWalkAndFillQuiet(IommuContext ctx, ulong iova, out ulong phys, out IommuProt prot) =>
+        Walk(ctx, iova, out phys, out prot) == DmaFaultReason.None;
+
+    /// <summary>
+    /// The table walk of an IOTLB miss: <see cref="DmaFaultReason.OutsideAperture"/> above the format's input size (the
+    /// walk would index past the top level; VT-d "address beyond MGAW"), <see cref="DmaFaultReason.NotPresent"/> when
+    /// nothing maps <paramref name="iova"/>, else None after caching the leaf it found (large pages included, as
+    /// 2 MiB slices). Permissions are the caller's to check.
+    /// </summary>
+    private DmaFaultReason Walk(IommuContext ctx, ulong iova, out ulong phys, out IommuProt prot)
     {
         if ((iova >> ctx.ApertureShift) != 0)
         {
             phys = 0;
             prot = IommuProt.None;
-            return false;
+            return DmaFaultReason.OutsideAperture;
         }
+        // Read the invalidation generation before walking: if an unmap's flush lands between the walk and the fill,
+        // the fill is dropped instead of caching a translation that was just invalidated. The tag is read before the
+        // walk too, so a domain flush that lands meanwhile leaves the fill under a retired tag.
         long generation = _iotlb.Generation;
         int tag = TagOf(ctx);
         if (!ctx.Table!.TryIovaToPhys(iova, out phys, out prot, out ulong pageSize))
-            return false;
+            return DmaFaultReason.NotPresent;
         _iotlb.Fill(tag, iova, pageSize, phys, prot, generation);
-        return true;
+        return DmaFaultReason.None;
     }
 
     /// <summary>Records an interrupt message (called by the bus for a write into the MSI window) and calls
@@ -253,10 +263,12 @@ public sealed class IommuHardware
         // 0..MaxDomainId, and _domainTags has MaxDomainId + 1 entries.
         Volatile.Read(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_domainTags), translated.DomainId));
 
-    private static void CheckDomainId(int domainId)
+    /// <summary>The one domain-id check (contexts, DMA APIs, flush queues, flushes): 0..<see cref="MaxDomainId"/>.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">Outside that range.</exception>
+    internal static void CheckDomainId(int domainId)
     {
         if ((uint)domainId > MaxDomainId)
-            throw new ArgumentOutOfRangeException(nameof(domainId), $"domain id {domainId} is outside 0..{MaxDomainId}");
+            ThrowHelper.ThrowDomainIdOutOfRange(domainId);
     }
 
     /// <summary>Invalidates the whole IOTLB (global invalidation).</summary>
@@ -275,17 +287,9 @@ public sealed class IommuHardware
     [MethodImpl(MethodImplOptions.NoInlining)]
     private DmaTranslation WalkAndFill(IommuContext ctx, ushort requesterId, ulong iova, bool write)
     {
-        // Above the format's input size: the walk would index past the top level (VT-d: address beyond MGAW).
-        if ((iova >> ctx.ApertureShift) != 0)
-            return RaiseFault(requesterId, iova, write, DmaFaultReason.OutsideAperture, ctx.DomainId);
-        // Read the invalidation generation before walking: if an unmap's flush lands between the walk and the fill,
-        // the fill is dropped instead of caching a translation that was just invalidated.
-        long generation = _iotlb.Generation;
-        int tag = TagOf(ctx);
-        if (!ctx.Table!.TryIovaToPhys(iova, out ulong phys, out IommuProt prot, out ulong pageSize))
-            return RaiseFault(requesterId, iova, write, DmaFaultReason.NotPresent, ctx.DomainId);
-        // Cache the leaf the walk found, large pages included (the IOTLB keeps them as 2 MiB slices).
-        _iotlb.Fill(tag, iova, pageSize, phys, prot, generation);
+        DmaFaultReason miss = Walk(ctx, iova, out ulong phys, out IommuProt prot);
+        if (miss != DmaFaultReason.None)
+            return RaiseFault(requesterId, iova, write, miss, ctx.DomainId);
         IommuProt need = write ? IommuProt.Write : IommuProt.Read;
         if ((prot & need) != need)
             return RaiseFault(requesterId, iova, write, DmaFaultReason.Permission, ctx.DomainId);

@@ -301,6 +301,15 @@ public class DmaApiTests
     }
 
     [Fact]
+    public void AFlushQueueForADomainIdBeyond16BitsIsRefusedWhenItIsCreated()
+    {
+        // Not at its first flush, which may run on the timer's thread where an exception ends the process.
+        using var rig = new DmaRig();
+        Assert.Throws<ArgumentOutOfRangeException>(() => new FlushQueue(rig.Iommu, IommuHardware.MaxDomainId + 1, rig.Iovad, rig.Clock));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new FlushQueue(rig.Iommu, -1, rig.Iovad, rig.Clock));
+    }
+
+    [Fact]
     public void TheIovaGranuleMustMatchTheTablesSmallestPage()
     {
         using var rig = new DmaRig();

@@ -91,11 +91,15 @@ public class ScatterGatherTests
         Assert.Equal(1, rig.Table.TablePageCount);
     }
 
-    [Fact]
-    public void EmptyListsAndEmptyEntriesAreRefused()
+    [Theory]
+    [InlineData(DmaMode.Strict)]
+    [InlineData(DmaMode.Lazy)]
+    [InlineData(DmaMode.Identity)]
+    [InlineData(DmaMode.Blocked)]
+    public void EmptyListsAndEmptyEntriesAreRefused(DmaMode mode)
     {
         using var rig = new DmaRig();
-        var api = rig.Api(DmaMode.Strict);
+        var api = rig.Api(mode);
         Assert.Equal(-(int)Errno.EINVAL, api.MapSg([], DmaDirection.ToDevice));
         Assert.Equal(-(int)Errno.EINVAL, api.MapSg(new[] { new ScatterEntry(0x1000, 0) }, DmaDirection.ToDevice));
     }

@@ -128,6 +128,21 @@ public class IotlbTests
     }
 
     [Fact]
+    public async Task AnInvalidationWaitsForAFillInFlightThatPassedItsGenerationCheck()
+    {
+        // A walker read the PTE and its fill has claimed the (empty) entry and passed its generation check...
+        var tlb = new Iotlb();
+        Iotlb.PendingFill fill = tlb.BeginFill(1, 0x1000, K4, 0xa000, RW, tlb.Generation);
+        Assert.True(fill.Claimed);
+        // ...when the unmap's invalidation runs. It must not skip the entry because it is not valid yet.
+        Task invalidation = Task.Run(() => tlb.InvalidateRange(1, 0x1000, K4));
+        await Task.WhenAny(invalidation, Task.Delay(200)); // it cannot finish before the fill does
+        tlb.EndFill(fill);
+        await invalidation.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.False(tlb.TryLookup(1, 0x1000, out _, out _));
+    }
+
+    [Fact]
     public void BadGeometryAndPageSizesAreRefused()
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => new Iotlb(1000));

@@ -111,6 +111,39 @@ public class IovaAllocatorTests
     }
 
     [Fact]
+    public void ABatchFreeOfMixedSizesReturnsEveryRangeLikeSingleFrees()
+    {
+        // The flush queue frees what one flush released as a batch: cached sizes of several classes, sizes that go to
+        // the tree, and more ranges of one class than two magazines hold (so the depot is used) in one run.
+        var a = new IovaAllocator(Granule, 1);
+        var live = new List<(ulong Pfn, ulong Pages)>();
+        ulong[] sizes = [1, 1, 3, 64, 1, 32, 33, 2];
+        for (int i = 0; i < 400; i++)
+        {
+            ulong pages = sizes[i % sizes.Length];
+            live.Add((a.Alloc(pages, 0xFFFFF), pages));
+        }
+        for (int i = 0; i < 300; i++)
+            live.Add((a.Alloc(1, 0xFFFFF), 1));
+        Assert.DoesNotContain(live, r => r.Pfn == 0);
+        IovaAllocator.FreeBatch batch = a.BeginFreeBatch();
+        try
+        {
+            foreach (var (pfn, pages) in live)
+                batch.Free(pfn, pages);
+        }
+        finally
+        {
+            batch.Dispose();
+        }
+        a.FlushCaches();
+        a.Validate();
+        var blocks = new List<(ulong, ulong)>();
+        a.ForEachFreeBlock((lo, hi) => blocks.Add((lo, hi)));
+        Assert.Equal([(1UL, a.MaxPfn)], blocks);
+    }
+
+    [Fact]
     public void FreedSmallRangesAreReusedFromThePerCpuCache()
     {
         var a = new IovaAllocator(Granule, 1);
