@@ -249,21 +249,25 @@ public class IoPageTableConformanceTests
         // A lone page in an empty table needs a full path of tables, freed again by its unmap: the pool of free table
         // pages makes the second and later rounds allocation-free (issue 5: nothing allocated per operation).
         var t = IoPageTables.Create(format);
-        for (int i = 0; i < 4; i++)
-        {
-            Assert.Equal(Errno.Ok, t.Map(G1 * (ulong)i + M2, 0x1000, K4, IommuProt.Read));
-            Assert.Equal(Errno.Ok, t.Unmap(G1 * (ulong)i + M2, K4));
-        }
         int failures = 0;
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 1000; i++)
+        long Churn()
         {
-            ulong iova = (ulong)(i % 7) * G1 + (ulong)(i % 5) * M2;
-            if (t.Map(iova, 0x1000, K4, IommuProt.Read) != Errno.Ok) failures++;
-            if (!t.TryIovaToPhys(iova, out _, out _)) failures++;
-            if (t.Unmap(iova, K4) != Errno.Ok) failures++;
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 1000; i++)
+            {
+                ulong iova = (ulong)(i % 7) * G1 + (ulong)(i % 5) * M2;
+                if (t.Map(iova, 0x1000, K4, IommuProt.Read) != Errno.Ok) failures++;
+                if (!t.TryIovaToPhys(iova, out _, out _)) failures++;
+                if (t.Unmap(iova, K4) != Errno.Ok) failures++;
+            }
+            return GC.GetAllocatedBytesForCurrentThread() - before;
         }
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        // Warm up with the same loop (fills the pool, lets the JIT tier the methods up), then measure. The runtime can
+        // allocate a few bytes on this thread while it installs tiered code; an allocation per operation would show in
+        // every pass (1,000 operations each), so the steady state is the smallest of up to three passes.
+        Churn();
+        long allocated = long.MaxValue;
+        for (int pass = 0; pass < 3 && allocated != 0; pass++) allocated = Math.Min(allocated, Churn());
         Assert.Equal(0, failures);
         Assert.Equal(0, allocated);
         Assert.Equal(1, t.TablePageCount);
