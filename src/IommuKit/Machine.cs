@@ -54,9 +54,11 @@ public sealed record KernelGroup(int Id, string? Type, IReadOnlyList<ReservedReg
 
 /// <summary>
 /// A machine as a source described it: the PCI topology plus host facts (kernel release, command line, IOMMU units,
-/// the kernel's own groups when the source has them) and the warnings raised while loading.
+/// the kernel's own groups when the source has them) and the warnings raised while loading. A record so that a derived
+/// machine (another command line, the kernel's groups removed) is written <c>machine with { ... }</c> and keeps every
+/// other fact.
 /// </summary>
-public sealed class Machine
+public sealed record Machine
 {
     public required PciTopology Topology { get; init; }
     /// <summary>Where the machine came from, for messages: a path, "live host", or "bundled example machine".</summary>

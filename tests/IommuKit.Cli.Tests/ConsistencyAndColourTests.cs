@@ -16,11 +16,7 @@ public class ConsistencyAndColourTests
         var gone = PciAddress.Parse("0000:00:04.1");
         var groups = m.KernelGroups!.Select(g => g.Id == 3 ? g with { Devices = g.Devices.Where(d => d != gone).ToList() } : g).ToList();
         groups.Add(new KernelGroup(19, "DMA-FQ", groups[0].ReservedRegions, [gone]));
-        var tampered = new Machine
-        {
-            Topology = m.Topology, Origin = m.Origin, KernelRelease = m.KernelRelease, CommandLine = m.CommandLine,
-            IommuUnits = m.IommuUnits, KernelGroups = groups, Slots = m.Slots,
-        };
+        var tampered = m with { KernelGroups = groups };
         var path = Path.Combine(Path.GetTempPath(), $"iommukit-cli-tampered-{Environment.ProcessId}.json");
         File.WriteAllText(path, MachineJson.ToJson(tampered));
         return path;

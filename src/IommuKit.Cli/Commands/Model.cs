@@ -50,11 +50,7 @@ internal static class Model
         bool amd = kind == IommuKind.Amd;
         var devices = machine.Topology.Devices.Where(d => (d.ClassCode >> 8) != 0x0806).Select(d => d.Address).ToList();
         var unit = new IommuUnit(amd ? "ivhd0" : "dmar0", amd ? IommuKind.Amd : IommuKind.Intel, devices, new Dictionary<string, string>());
-        var assumed = new Machine
-        {
-            Topology = machine.Topology, Origin = machine.Origin, KernelRelease = machine.KernelRelease,
-            CommandLine = machine.CommandLine, IommuUnits = [unit], KernelGroups = null, Slots = machine.Slots,
-        };
+        var assumed = machine with { IommuUnits = [unit], KernelGroups = null };
         var kept = cmdline.Parameters
             .Where(p => !(p.Value == "off" && (KernelCommandLine.NameEquals(p.Name, "iommu") || KernelCommandLine.NameEquals(p.Name, "intel_iommu") || KernelCommandLine.NameEquals(p.Name, "amd_iommu"))))
             .Select(CommandLineText.Parameter);

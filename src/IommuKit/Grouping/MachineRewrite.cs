@@ -10,33 +10,11 @@ public static class MachineRewrite
     {
         var b = new PciTopologyBuilder();
         foreach (var d in machine.Topology.Devices) b.Add(d.Facts with { KernelGroup = null });
-        return Clone(machine, b.Build(), kernelGroups: null);
+        return machine with { Topology = b.Build(), KernelGroups = null };
     }
 
     /// <summary>The machine with another command line (as if the source had booted with it; facts unchanged).</summary>
-    public static Machine WithCommandLine(Machine machine, string commandLine) => new()
-    {
-        Topology = machine.Topology,
-        Origin = machine.Origin,
-        KernelRelease = machine.KernelRelease,
-        CommandLine = commandLine,
-        IommuUnits = machine.IommuUnits,
-        KernelGroups = machine.KernelGroups,
-        Slots = machine.Slots,
-        Warnings = machine.Warnings,
-    };
-
-    private static Machine Clone(Machine m, PciTopology topology, IReadOnlyList<KernelGroup>? kernelGroups) => new()
-    {
-        Topology = topology,
-        Origin = m.Origin,
-        KernelRelease = m.KernelRelease,
-        CommandLine = m.CommandLine,
-        IommuUnits = m.IommuUnits,
-        KernelGroups = kernelGroups,
-        Slots = m.Slots,
-        Warnings = m.Warnings,
-    };
+    public static Machine WithCommandLine(Machine machine, string commandLine) => machine with { CommandLine = commandLine };
 
     /// <summary>
     /// Moves the card in <paramref name="slot"/> (every function of that bus:device, and everything below its bridges)
@@ -129,11 +107,6 @@ public static class MachineRewrite
         }
         addressMap = map;
         var units = machine.IommuUnits.Select(u => u with { Devices = u.Devices.Select(a => map.TryGetValue(a, out var na) ? na : a).ToList() }).ToList();
-        var clone = Clone(machine, b2.Build(), kernelGroups: null);
-        return new Machine
-        {
-            Topology = clone.Topology, Origin = clone.Origin, KernelRelease = clone.KernelRelease, CommandLine = clone.CommandLine,
-            IommuUnits = units, KernelGroups = null, Slots = clone.Slots, Warnings = clone.Warnings,
-        };
+        return machine with { Topology = b2.Build(), IommuUnits = units, KernelGroups = null };
     }
 }
