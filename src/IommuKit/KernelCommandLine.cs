@@ -123,9 +123,17 @@ public sealed class KernelCommandLine
     {
         var list = remove ? _params.Where(p => !NameEquals(p.Name, name)).ToList() : new List<(string Name, string? Value)>(_params);
         if (value is not null) list.Add((name, value));
-        string text = string.Join(' ', list.Select(p => p.Value is null ? p.Name : p.Value.Contains(' ') ? $"{p.Name}=\"{p.Value}\"" : $"{p.Name}={p.Value}"));
-        return new KernelCommandLine(text, list);
+        return new KernelCommandLine(string.Join(' ', list.Select(FormatParameter)), list);
     }
+
+    /// <summary>
+    /// One parameter as <see cref="Parse"/> reads it back: <c>name</c>, <c>name=value</c>, the value quoted when it holds
+    /// a blank (space or tab).
+    /// </summary>
+    public static string FormatParameter((string Name, string? Value) p) =>
+        p.Value is null ? p.Name
+        : p.Value.AsSpan().IndexOfAny(' ', '\t') >= 0 ? $"{p.Name}=\"{p.Value}\""
+        : $"{p.Name}={p.Value}";
 
     public override string ToString() => Text;
 }

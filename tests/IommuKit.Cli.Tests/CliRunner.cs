@@ -45,7 +45,7 @@ internal static class CliRunner
     {
         var o = new StringWriter { NewLine = "\n" };
         var e = new StringWriter { NewLine = "\n" };
-        int code = Program.Run(args, new CliConsole(o, e, color: false, width: int.MaxValue));
+        int code = Program.Run(args, new CliConsole(o, e, color: false));
         // Paths of fixtures differ per checkout: golden text names them relative to the fixtures directory.
         return new Result(code, o.ToString().Replace(FixturesDir + "/", ""), e.ToString().Replace(FixturesDir + "/", ""));
     }

@@ -59,7 +59,7 @@ public class ConsistencyAndColourTests
     public void ColourIsUsedOnlyWhenTheConsoleAllowsIt()
     {
         var o = new StringWriter();
-        Program.Run(["groups", "--group", "2", "--source", Oracle("g_k612_intel_mixed"), "--pci-ids", "none"], new CliConsole(o, new StringWriter(), color: true, width: 80));
+        Program.Run(["groups", "--group", "2", "--source", Oracle("g_k612_intel_mixed"), "--pci-ids", "none"], new CliConsole(o, new StringWriter(), color: true));
         Assert.Contains("\u001b[1mGroup 2\u001b[0m", o.ToString());
         var plain = Run("groups", "--group", "2", "--source", Oracle("g_k612_intel_mixed"), "--pci-ids", "none");
         Assert.DoesNotContain("\u001b", plain.Out);
@@ -95,7 +95,7 @@ public class ConsistencyAndColourTests
     [InlineData("diff")]
     public void HelpStatesTheExitCodesDocsCliMdStatesForTheCommand(string name)
     {
-        var command = Program.BuildRoot(new CliConsole(TextWriter.Null, TextWriter.Null, false, int.MaxValue)).Subcommands.Single(c => c.Name == name);
+        var command = Program.BuildRoot(new CliConsole(TextWriter.Null, TextWriter.Null, false)).Subcommands.Single(c => c.Name == name);
         var line = command.Description!.Split('\n').Single(l => l.StartsWith("Exit codes: ", StringComparison.Ordinal));
         Assert.EndsWith("3 bad input, 4 usage error.", line);
         Assert.Contains($"`{line}`", RepoFile("docs/cli.md"));
@@ -104,7 +104,7 @@ public class ConsistencyAndColourTests
     [Fact]
     public void RootHelpListsEveryExitCodeAsReadmeDoes()
     {
-        var root = Program.BuildRoot(new CliConsole(TextWriter.Null, TextWriter.Null, false, int.MaxValue));
+        var root = Program.BuildRoot(new CliConsole(TextWriter.Null, TextWriter.Null, false));
         var line = root.Description!.Split('\n').Single(l => l.StartsWith("Exit codes: ", StringComparison.Ordinal));
         foreach (var code in Enum.GetValues<ExitCode>()) Assert.Contains($"{(int)code} {ExitCodeHelp.Meaning(code)}", line);
         Assert.Contains(line.TrimEnd('.'), OneLine(RepoFile("README.md")));

@@ -208,7 +208,7 @@ public class SourcesCommandTests
         {
             var o = new StringWriter();
             var e = new StringWriter();
-            var m = SourceResolver.Resolve(null, new CliConsole(o, e, color: false, width: int.MaxValue), hostRoot: dir);
+            var m = SourceResolver.Resolve(null, new CliConsole(o, e, color: false), hostRoot: dir);
             Assert.Equal(SourceResolver.ExampleOrigin, m.Origin);
             Assert.StartsWith("note: this host has no PCI sysfs", e.ToString());
             Assert.Equal("", o.ToString());
@@ -223,7 +223,7 @@ public class SourcesCommandTests
         try
         {
             var e = new StringWriter();
-            var m = SourceResolver.Resolve(null, new CliConsole(new StringWriter(), e, color: false, width: int.MaxValue), hostRoot: dir);
+            var m = SourceResolver.Resolve(null, new CliConsole(new StringWriter(), e, color: false), hostRoot: dir);
             Assert.Equal(13, m.Topology.Count);
             Assert.Equal("", e.ToString());
         }
@@ -243,7 +243,7 @@ public class SourcesCommandTests
             Directory.Delete(Path.Combine(dir, "sys", "kernel", "iommu_groups"), recursive: true);
 
             var e = new StringWriter();
-            var m = SourceResolver.Resolve(null, new CliConsole(new StringWriter(), e, color: false, width: int.MaxValue), hostRoot: dir);
+            var m = SourceResolver.Resolve(null, new CliConsole(new StringWriter(), e, color: false), hostRoot: dir);
             Assert.Equal(12, m.Topology.Count);
             var warning = Assert.Single(e.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries));
             Assert.StartsWith("warning: 12 of 12 devices show only the 64-byte config header", warning);

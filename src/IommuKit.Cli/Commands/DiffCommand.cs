@@ -43,8 +43,8 @@ internal static class DiffCommand
         if (ma.KernelRelease != mb.KernelRelease) machineChanges.Add($"kernel {ma.KernelRelease ?? "unknown"} -> {mb.KernelRelease ?? "unknown"}");
         var ca = KernelCommandLine.Parse(ma.CommandLine);
         var cb = KernelCommandLine.Parse(mb.CommandLine);
-        var pa = ca.Parameters.Select(CommandLineText.Parameter).ToList();
-        var pb = cb.Parameters.Select(CommandLineText.Parameter).ToList();
+        var pa = ca.Parameters.Select(KernelCommandLine.FormatParameter).ToList();
+        var pb = cb.Parameters.Select(KernelCommandLine.FormatParameter).ToList();
         var removed = pa.Except(pb).ToList();
         var added = pb.Except(pa).ToList();
         if (removed.Count + added.Count > 0)

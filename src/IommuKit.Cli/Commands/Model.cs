@@ -53,7 +53,7 @@ internal static class Model
         var assumed = machine with { IommuUnits = [unit], KernelGroups = null };
         var kept = cmdline.Parameters
             .Where(p => !(p.Value == "off" && (KernelCommandLine.NameEquals(p.Name, "iommu") || KernelCommandLine.NameEquals(p.Name, "intel_iommu") || KernelCommandLine.NameEquals(p.Name, "amd_iommu"))))
-            .Select(CommandLineText.Parameter);
+            .Select(KernelCommandLine.FormatParameter);
         var cmd = KernelCommandLine.Parse(string.Join(' ', kept));
         if (!amd) cmd = cmd.With("intel_iommu", "on");
         note = $"the predicted types and reserved regions assume an {(amd ? "AMD-Vi" : "Intel VT-d")} IOMMU managing every device " +

@@ -28,12 +28,6 @@ internal static class CommandLineText
         return false;
     }
 
-    /// <summary>One parameter as the kernel reads it back: <c>name</c>, <c>name=value</c>, quoted when the value holds a blank.</summary>
-    public static string Parameter((string Name, string? Value) p) =>
-        p.Value is null ? p.Name
-        : p.Value.AsSpan().IndexOfAny(' ', '\t') >= 0 ? $"{p.Name}=\"{p.Value}\""
-        : $"{p.Name}={p.Value}";
-
     /// <summary>
     /// The header's view of a command line: the parameters that matter, then how many others were left out, e.g.
     /// <c>intel_iommu=on iommu=pt (+4 others)</c>; <c>(none)</c> for an empty line; <c>no IOMMU or ACS parameters (+4 others)</c>
@@ -46,7 +40,7 @@ internal static class CommandLineText
         int others = 0;
         foreach (var p in cmdline.Parameters)
         {
-            if (Matters(p.Name)) shown.Add(Parameter(p));
+            if (Matters(p.Name)) shown.Add(KernelCommandLine.FormatParameter(p));
             else others++;
         }
         string head = shown.Count == 0 ? "no IOMMU or ACS parameters" : string.Join(' ', shown);

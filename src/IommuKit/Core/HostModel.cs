@@ -226,7 +226,8 @@ public sealed class HostModel
     private IommuResult Renumber(IommuResult r, IommuGroup model, int user)
     {
         if (r.Reason is null || model.Id == user) return r;
-        return r with { Reason = r.Reason.Replace($"group {model.Id}", $"group {user}", StringComparison.Ordinal) };
+        // Whole numbers only: renaming group 1 must leave "group 12" alone.
+        return r with { Reason = System.Text.RegularExpressions.Regex.Replace(r.Reason, $@"\bgroup {model.Id}(?!\d)", $"group {user}") };
     }
 
     /// <summary>

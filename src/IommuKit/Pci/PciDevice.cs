@@ -66,9 +66,8 @@ public sealed record PciDeviceFacts
     /// <param name="error">A malformed capability list, described in one line; what was found before it is kept.</param>
     public static PciDeviceFacts FromConfig(PciAddress address, ConfigSpace cfg, out string? error)
     {
-        var caps = new List<PciCapability>();
-        error = null;
-        if (!cfg.TryReadCapabilities(out caps, out error)) { /* keep what was read */ }
+        // A malformed list still yields the capabilities found before the fault; error says what broke.
+        cfg.TryReadCapabilities(out var caps, out error);
         PcieInfo? pcie = null; AcsInfo? acs = null; AriInfo? ari = null; SriovInfo? sriov = null;
         foreach (var c in caps)
         {
