@@ -264,3 +264,36 @@ public sealed record IortTable(AcpiTableHeader Header, IReadOnlyList<IortNode> N
         return null;
     }
 }
+
+/// <summary>
+/// A PCI host bridge's ACPI device, from the root bus's <c>firmware_node</c> link (<c>sys/devices/pci0000:40/firmware_node</c>).
+/// </summary>
+/// <param name="Domain">The root bus's PCI domain (segment).</param>
+/// <param name="Bus">The root bus number.</param>
+/// <param name="AcpiDevice">The ACPI device's sysfs name, <c>HID:instance</c> (<c>PNP0A08:01</c>).</param>
+/// <param name="AcpiPath">Its namespace path (<c>\_SB_.S0D1</c>), when the source has the <c>path</c> file.</param>
+public sealed record HostBridgeFirmware(int Domain, byte Bus, string AcpiDevice, string? AcpiPath)
+{
+    /// <summary>
+    /// ACPI namespace order, the order <c>acpi_bus_scan</c> creates the devices and with them the root buses
+    /// (<c>acpi_pci_root_add</c> → <c>pci_acpi_scan_root</c>): <c>acpi_device_set_name</c> numbers the instances of
+    /// each HID in creation order, so for bridges of one HID the instance number is the namespace order. Bridges of
+    /// different HIDs (PNP0A03 and PNP0A08 on one machine) cannot be ordered by name alone and keep HID order.
+    /// </summary>
+    public static Comparison<HostBridgeFirmware> NamespaceOrder { get; } = (a, b) =>
+    {
+        var (ha, ia) = Split(a.AcpiDevice);
+        var (hb, ib) = Split(b.AcpiDevice);
+        int c = string.CompareOrdinal(ha, hb);
+        if (c != 0) return c;
+        c = ia.CompareTo(ib);
+        return c != 0 ? c : (a.Domain, a.Bus).CompareTo((b.Domain, b.Bus));
+    };
+
+    private static (string Hid, int Instance) Split(string name)
+    {
+        int colon = name.LastIndexOf(':');
+        return colon > 0 && int.TryParse(name.AsSpan(colon + 1), System.Globalization.NumberStyles.AllowHexSpecifier, System.Globalization.CultureInfo.InvariantCulture, out int i)
+            ? (name[..colon], i) : (name, -1);
+    }
+}
