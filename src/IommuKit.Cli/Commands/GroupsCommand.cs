@@ -116,6 +116,7 @@ internal static class GroupsCommand
         else if (analysis.Predicted)
         {
             o.WriteLine($"{analysis.Groups.Count} IOMMU groups predicted by the model{(analysis.CommandLineOverridden ? " under --cmdline" : "")}.");
+            if (analysis.Model.NumbersReason is { } why) o.WriteLine($"Group numbers may differ from the kernel's: {why}.");
         }
         else
         {
@@ -176,5 +177,8 @@ internal static class GroupsCommand
         if (a.State == IommuState.Assumed) w.WriteNull("iommu_active");
         else w.WriteBoolean("iommu_active", a.State == IommuState.Active);
         w.WriteString("origin", a.Predicted ? "model" : "kernel");
+        // Issue 9: whether the model's group numbers can be the kernel's, and why not (bind order, unknown kernel, firmware order).
+        w.WriteBoolean("numbers_predictable", a.Model.NumbersPredictable);
+        JsonOut.NullableString(w, "numbers_reason", a.Model.NumbersReason);
     }
 }

@@ -63,7 +63,18 @@ public sealed class GroupingResult
     /// kernel's numbers then follow driver bind timing, which no snapshot records. Members are still exact; the model
     /// numbers such groups in enumeration order. True for VT-d and AMD-Vi, which probe every device at registration.
     /// </summary>
-    public bool NumbersPredictable => Activation.Kind is not (IommuKind.Virtio or IommuKind.ArmSmmu);
+    public bool NumbersPredictable => Activation.Kind is not (IommuKind.Virtio or IommuKind.ArmSmmu) && (Platform?.NumbersPredictable ?? true);
+
+    /// <summary>Why <see cref="NumbersPredictable"/> is false, or null.</summary>
+    public string? NumbersReason => Activation.Kind switch
+    {
+        IommuKind.Virtio => "virtio-iommu groups devices as their drivers bind: the numbers follow bind order, which no source records",
+        IommuKind.ArmSmmu => "Arm SMMU: devices join groups as their drivers bind, an order no source records",
+        _ => Platform?.NumbersReason,
+    };
+
+    /// <summary>The firmware facts the probe followed (unit scopes and order); null when the IOMMU is off.</summary>
+    public Host.FirmwarePlatform? Platform { get; init; }
     /// <summary>The context the groups were computed with (effective ACS, aliases); null when the IOMMU is off.</summary>
     public GroupingContext? Context { get; }
     /// <summary>Groups sorted by id.</summary>
@@ -152,10 +163,11 @@ public static class GroupingEngine
 
         // iommu_probe_device over the bus in probe order (bus_iommu_probe): each device joins or creates its group.
         // SR-IOV VFs come into being after boot, so they are grouped last (see ProbeSequence).
-        var sequence = ProbeSequence(machine.Topology, options.VfEnableOrder, out var rank);
+        var platform = Host.FirmwarePlatform.Derive(machine, Core.KernelVersion.TryParse(machine.KernelRelease, out var kv) ? kv : null, unitsKnown: managed is not null);
+        var sequence = ProbeSequence(machine.Topology, options.VfEnableOrder, out var rank, platform);
         foreach (var d in sequence)
         {
-            if (managed is not null && !managed[d.ProbeIndex]) continue;
+            if (managed is not null ? !managed[d.ProbeIndex] : platform.UnitOf(d) < 0) continue;
             ctx.TouchedUnknown = false;
             ctx.UnknownTouched.Clear();
             var g = PciGrouping.DeviceGroup(d, ctx, lookup, alloc, trace: null);
@@ -177,7 +189,7 @@ public static class GroupingEngine
         }
         if (unknownGroups > 0)
             messages.Add($"{unknownGroups} group(s) depend on facts the source does not show (extended capabilities such as ACS, or bridge bus ranges): read the machine as root (iommu snapshot, or lspci -vv) for a reliable answer");
-        return Finish(new GroupingResult(machine, activation, ctx, groups, byIndex, managed, messages) { Rank = rank }, options);
+        return Finish(new GroupingResult(machine, activation, ctx, groups, byIndex, managed ?? Unmanaged(platform, devices), messages) { Rank = rank, Platform = platform }, options);
     }
 
     /// <summary>
@@ -185,7 +197,7 @@ public static class GroupingEngine
     /// PF (in <paramref name="vfOrder"/>, then probe order) and VF index by VF index. <paramref name="rank"/> is each
     /// device's position in that order, by probe index.
     /// </summary>
-    internal static List<PciDevice> ProbeSequence(PciTopology topo, IReadOnlyList<PciAddress>? vfOrder, out int[] rank)
+    internal static List<PciDevice> ProbeSequence(PciTopology topo, IReadOnlyList<PciAddress>? vfOrder, out int[] rank, Host.FirmwarePlatform? platform = null)
     {
         var devices = topo.Devices;
         var seq = new List<PciDevice>(devices.Count);
@@ -194,6 +206,13 @@ public static class GroupingEngine
         {
             if (d.IsVirtualFunction) (vfs ??= new List<PciDevice>()).Add(d);
             else seq.Add(d);
+        }
+        // VT-d from 6.1 probes unit by unit in registration order (FirmwarePlatform.ProbesPerUnit); stable within a unit.
+        if (platform is { ProbesPerUnit: true, Units.Count: > 1 })
+        {
+            var byUnit = seq.OrderBy(d => platform.UnitOf(d) < 0 ? int.MaxValue : platform.UnitOf(d)).ToList();
+            seq.Clear();
+            seq.AddRange(byUnit);
         }
         if (vfs is not null)
         {
@@ -227,7 +246,9 @@ public static class GroupingEngine
         if (!r.IommuActive || r.Context is null)
             return [new GroupStep(GroupStepKind.NoGroup, d.Address, $"no IOMMU is active: {r.Activation.Reason}")];
         if (managed is not null && !managed[d.ProbeIndex])
-            return [new GroupStep(GroupStepKind.NoGroup, d.Address, $"{GroupTrace.A(d)} is not managed by any IOMMU unit (no iommu link, absent from every unit's device list): the kernel gives it no group")];
+            return [new GroupStep(GroupStepKind.NoGroup, d.Address, r.Platform?.NoGroupReason(d) is { } why
+                ? $"{GroupTrace.A(d)}: {why}"
+                : $"{GroupTrace.A(d)} is not managed by any IOMMU unit (no iommu link, absent from every unit's device list): the kernel gives it no group")];
         var ctx = r.Context;
         var trace = new GroupTrace();
         if (ctx.Acs.Note(d) is { } note) trace.Add(GroupStepKind.AcsSetting, d, $"{GroupTrace.A(d)}: {note}");
@@ -248,6 +269,19 @@ public static class GroupingEngine
         steps.Add(new GroupStep(created ? GroupStepKind.NewGroup : GroupStepKind.JoinExistingGroup, d.Address,
             created ? $"{GroupTrace.A(d)} is the first member of group {final.Id}" : $"{GroupTrace.A(d)} is in group {final.Id}"));
         return steps;
+    }
+
+    /// <summary>The managed set the firmware rules give (null when they leave every device managed).</summary>
+    private static bool[]? Unmanaged(Host.FirmwarePlatform platform, IReadOnlyList<PciDevice> devices)
+    {
+        bool[]? set = null;
+        foreach (var d in devices)
+            if (platform.UnitOf(d) < 0)
+            {
+                if (set is null) { set = new bool[devices.Count]; Array.Fill(set, true); }
+                set[d.ProbeIndex] = false;
+            }
+        return set;
     }
 
     /// <summary>
