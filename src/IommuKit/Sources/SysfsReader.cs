@@ -84,6 +84,7 @@ public static class SysfsReader
         var units = ReadUnits(tree, warnings);
         return new Machine
         {
+            Provenance = MachineProvenance.Sysfs,
             Topology = builder.Build(),
             Origin = origin,
             KernelRelease = tree.ReadText(OsReleaseFile),
