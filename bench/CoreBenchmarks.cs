@@ -1,4 +1,5 @@
 using BenchmarkDotNet.Attributes;
+using IommuKit.Host;
 using IommuKit.Core;
 using IommuKit.Paging;
 using IommuKit.Sources;

@@ -1,4 +1,5 @@
 using BenchmarkDotNet.Attributes;
+using IommuKit.Host;
 using IommuKit.Grouping;
 
 namespace IommuKit.Bench;
@@ -21,9 +22,9 @@ public class GroupingBenchmarks
 
     /// <summary>Groups only (what the core's probe and <c>iommu groups --json</c> need).</summary>
     [Benchmark(Baseline = true)]
-    public int GroupsOnly() => GroupingEngine.Compute(_machine).Groups.Count;
+    public int GroupsOnly() => ModelGrouping.Compute(_machine).Groups.Count;
 
     /// <summary>Groups plus the chain of decisions for every device (what <c>iommu explain</c> does for one).</summary>
     [Benchmark]
-    public int GroupsWithEveryExplanation() => GroupingEngine.Compute(_machine, new GroupingOptions { RecordExplanations = true }).Groups.Count;
+    public int GroupsWithEveryExplanation() => ModelGrouping.Compute(_machine, new GroupingOptions { RecordExplanations = true }).Groups.Count;
 }

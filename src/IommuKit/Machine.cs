@@ -16,6 +16,23 @@ public enum IommuKind
     ArmSmmu,
 }
 
+/// <summary>
+/// What kind of source a machine was read from. It decides what the source's silence means: a sysfs-shaped source
+/// (a live host, a directory root, a snapshot) shows every registered IOMMU unit, so no unit means no IOMMU; an lspci
+/// dump says nothing about units.
+/// </summary>
+public enum MachineProvenance
+{
+    /// <summary>Built in code (tests, what-if rewrites of unknown origin): nothing is implied by what is absent.</summary>
+    Built,
+    /// <summary><c>/sys</c> and <c>/proc</c>: a live host, a directory root or a snapshot tarball.</summary>
+    Sysfs,
+    /// <summary><c>lspci -vvnn</c> text or <c>-xxx</c> hex.</summary>
+    Lspci,
+    /// <summary>An IommuKit JSON machine.</summary>
+    Json,
+}
+
 /// <summary>An IOMMU unit as <c>/sys/class/iommu/NAME</c> shows it.</summary>
 /// <param name="Name">Unit name: <c>dmar0</c>, <c>ivhd0</c>, <c>0000:00:1d.0</c>.</param>
 /// <param name="Devices">Addresses of the PCI functions the unit lists under <c>devices/</c>.</param>
@@ -63,6 +80,8 @@ public sealed record Machine
     public required PciTopology Topology { get; init; }
     /// <summary>Where the machine came from, for messages: a path, "live host", or "bundled example machine".</summary>
     public required string Origin { get; init; }
+    /// <summary>What kind of source the machine came from (<see cref="MachineProvenance"/>).</summary>
+    public MachineProvenance Provenance { get; init; }
     /// <summary><c>uname -r</c>, e.g. <c>6.1.0-56-amd64</c>; null when unknown.</summary>
     public string? KernelRelease { get; init; }
     /// <summary><c>/proc/cmdline</c> without the trailing newline; null when unknown.</summary>

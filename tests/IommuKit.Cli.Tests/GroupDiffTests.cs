@@ -1,3 +1,4 @@
+using IommuKit.Host;
 using IommuKit.Cli.Rendering;
 using IommuKit.Grouping;
 using IommuKit.Pci;

@@ -1,3 +1,4 @@
+using IommuKit.Host;
 using IommuKit.Cli.Rendering;
 using IommuKit.Pci;
 
@@ -38,7 +39,7 @@ internal sealed class Analysis
     /// <summary>True when <see cref="Groups"/> are the model's prediction rather than the kernel's.</summary>
     public required bool Predicted { get; init; }
     /// <summary>The model's result the groups were compared with or taken from (forced active when the IOMMU is off).</summary>
-    public required Grouping.GroupingResult Model { get; init; }
+    public required GroupingResult Model { get; init; }
     /// <summary>The model's groups as views.</summary>
     public required IReadOnlyList<GroupView> ModelGroups { get; init; }
     /// <summary>Model/kernel disagreements, naming the devices (a bug for us to fix).</summary>
@@ -119,10 +120,10 @@ internal sealed class Analysis
     }
 
     /// <summary>The model's groups as views, type and regions from the core's prediction for that machine and command line.</summary>
-    public static IReadOnlyList<GroupView> ModelViews(Machine machine, KernelCommandLine cmdline, Grouping.GroupingResult result) =>
+    public static IReadOnlyList<GroupView> ModelViews(Machine machine, KernelCommandLine cmdline, GroupingResult result) =>
         ModelViews(result, Commands.Model.Predictions(machine, cmdline));
 
-    private static List<GroupView> ModelViews(Grouping.GroupingResult result, Func<IReadOnlyList<PciAddress>, GroupPrediction> predict)
+    private static List<GroupView> ModelViews(GroupingResult result, Func<IReadOnlyList<PciAddress>, GroupPrediction> predict)
     {
         var views = new List<GroupView>(result.Groups.Count);
         foreach (var g in result.Groups)

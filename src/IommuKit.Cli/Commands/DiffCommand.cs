@@ -1,4 +1,5 @@
 using System.CommandLine;
+using IommuKit.Host;
 using IommuKit.Cli.Rendering;
 using IommuKit.Grouping;
 using IommuKit.Pci;
@@ -62,7 +63,7 @@ internal static class DiffCommand
             if (!devA.ContainsKey(d.Address)) machineChanges.Add($"{d.Address.ToShortString()} [{d.VendorId:x4}:{d.DeviceId:x4}] is new");
 
         // Devices whose group changed, with the model's reasons on both sides.
-        var moved = new List<(PciAddress Address, IReadOnlyList<GroupStep> Before, IReadOnlyList<GroupStep> After)>();
+        var moved = new List<(PciAddress Address, IReadOnlyList<ExplainStep> Before, IReadOnlyList<ExplainStep> After)>();
         int movedTotal = 0;
         foreach (var e in diff)
         {
@@ -140,14 +141,14 @@ internal static class DiffCommand
             .Concat(b.Disagreements.Select(d => "B: model disagrees with the kernel: " + d));
 
     /// <summary>One side's reasons, one step per line (as <c>explain</c> prints them): <c>    A: first</c>, then aligned below it.</summary>
-    private static void WriteSteps(TextWriter o, string side, IReadOnlyList<GroupStep> steps)
+    private static void WriteSteps(TextWriter o, string side, IReadOnlyList<ExplainStep> steps)
     {
         if (steps.Count == 0) { o.WriteLine($"    {side}: (not in {side})"); return; }
         for (int i = 0; i < steps.Count; i++) o.WriteLine($"{(i == 0 ? $"    {side}: " : "       ")}{steps[i].Text}");
     }
 
     /// <summary>The steps that carry a reason (not the bookkeeping "joins"/"is in group N" ones).</summary>
-    private static List<GroupStep> Reasons(IReadOnlyList<GroupStep> steps) =>
+    private static List<ExplainStep> Reasons(IReadOnlyList<ExplainStep> steps) =>
         steps.Where(x => x.Kind is not (GroupStepKind.JoinExistingGroup or GroupStepKind.NewGroup)).ToList();
 
     private static bool AcsEqual(PciDevice a, PciDevice b) =>

@@ -1,3 +1,4 @@
+using IommuKit.Host;
 using IommuKit.Cli.Rendering;
 using IommuKit.Core;
 using IommuKit.Grouping;
@@ -20,7 +21,7 @@ internal static class Model
     /// <c>pcie_acs_override</c> patch (null: decided from the machine's kernel release).
     /// </summary>
     public static GroupingResult Groups(Machine machine, KernelCommandLine cmdline, bool forceActive = false, bool? carriesAcsOverride = null) =>
-        GroupingEngine.Compute(machine, new GroupingOptions
+        ModelGrouping.Compute(machine, new GroupingOptions
         {
             CommandLine = cmdline,
             ForceIommuActive = forceActive,
@@ -75,5 +76,5 @@ internal static class Model
     };
 
     /// <summary>The grouping model's stable fingerprint (member addresses and ids), for kernel and model groups alike.</summary>
-    public static string Fingerprint(IEnumerable<PciDevice> devices) => GroupingEngine.FingerprintOf(devices);
+    public static string Fingerprint(IEnumerable<PciDevice> devices) => GroupFingerprint.Of(devices);
 }

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using IommuKit.Host;
 using IommuKit.Cli.Rendering;
 using IommuKit.Core;
 
@@ -41,7 +42,7 @@ internal static class SetTypeCommand
     {
         var machine = Inputs.LoadMachine(sourcePath, console);
         var cmd = Inputs.CommandLine(machine, cmdlineText);
-        var model = HostModel.FromMachine(machine, cmd, new HostModelOptions(Grouping: HostGrouping.Recorded));
+        var model = HostModel.FromMachine(machine, cmd, new HostModelOptions(Groups: GroupSource.Recorded));
         if (model.Driver is null || model.Core.Groups.Count == 0)
             throw new CliException($"{machine.Origin}: no active IOMMU, so there are no groups and no type files", ExitCode.NoIommu);
         if (model.ResolveGroup(groupNumber) is null)

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using IommuKit.Host;
 using IommuKit.Sources;
 
 namespace IommuKit.Cli.Commands;

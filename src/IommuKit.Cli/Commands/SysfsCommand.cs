@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text;
+using IommuKit.Host;
 using IommuKit.Cli.Rendering;
 using IommuKit.Core;
 using IommuKit.Pci;

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using IommuKit.Host;
 using IommuKit.Cli.Rendering;
 using IommuKit.Passthrough;
 using IommuKit.Pci;

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using IommuKit.Host;
 using IommuKit.Cli.Rendering;
 using IommuKit.Grouping;
 using IommuKit.Pci;

@@ -1,4 +1,5 @@
 using System.Globalization;
+using IommuKit.Host;
 using IommuKit.Pci;
 using IommuKit.Sources;
 

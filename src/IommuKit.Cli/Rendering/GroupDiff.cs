@@ -1,4 +1,5 @@
 using System.Text.Json;
+using IommuKit.Host;
 using IommuKit.Grouping;
 using IommuKit.Pci;
 

@@ -1,3 +1,4 @@
+using IommuKit.Host;
 using IommuKit.Pci;
 
 namespace IommuKit.Cli.Rendering;

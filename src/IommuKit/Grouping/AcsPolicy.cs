@@ -145,8 +145,7 @@ public sealed class AcsPolicy
 
         // What the source's own boot did, to recover the firmware value.
         var srcCmd = KernelCommandLine.Parse(machine.CommandLine);
-        var srcAct = IommuActivation.Decide(machine, srcCmd);
-        bool srcRequested = srcAct.Active && !srcAct.Assumed || machine.KernelGroups is { Count: > 0 };
+        bool srcRequested = options.SourceRequestedAcs || machine.KernelGroups is { Count: > 0 };
         bool srcNoAts = HasPciOption(srcCmd, "noats");
         var (srcRedir, srcConfig) = PciAcsParams(srcCmd);
         if (!modern) srcConfig = null;

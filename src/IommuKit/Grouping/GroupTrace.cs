@@ -37,8 +37,56 @@ public enum GroupStepKind
     AcsSetting,
 }
 
-/// <summary>One decision in the chain that put a device in its group: the rule kind, the device it is about, and a sentence.</summary>
-public sealed record GroupStep(GroupStepKind Kind, PciAddress Device, string Text);
+/// <summary>Why a device has no group (<see cref="GroupStepKind.NoGroup"/>).</summary>
+public enum NoGroupReason
+{
+    /// <summary>No IOMMU is active.</summary>
+    IommuOff,
+    /// <summary>No IOMMU unit manages the device (not in any unit's scope).</summary>
+    NotManaged,
+}
+
+/// <summary>Why the source leaves a device's place in the tree unknown (<see cref="GroupStepKind.UnknownFacts"/> at the start of a walk).</summary>
+public enum PlacementUnknown
+{
+    /// <summary>Not a placement question.</summary>
+    None,
+    /// <summary>The device is a bridge whose bus range the source does not show: what sits below it is unknown.</summary>
+    BridgeRangeUnknown,
+    /// <summary>The device is on a bus that no bridge in the source claims.</summary>
+    BusUnclaimed,
+}
+
+/// <summary>
+/// One decision in the chain that put a device in its group, as typed facts: the rule (<see cref="Kind"/>), the device
+/// it is about, and the facts the rule used. The grouping mechanism emits these; the Host layer words them
+/// (<c>IommuKit.Host.Wording</c>), so no sentence is built inside the mechanism.
+/// </summary>
+/// <param name="Kind">The rule.</param>
+/// <param name="Device">The device the decision is about (the bridge for a bridge alias, the port for an ACS decision).</param>
+public sealed record GroupStep(GroupStepKind Kind, PciAddress Device)
+{
+    /// <summary>The device being grouped, when the step is about another one (a bridge it aliases to, a group it joins).</summary>
+    public PciAddress? Origin { get; init; }
+    /// <summary>For <see cref="GroupStepKind.AcsNotIsolated"/>: the bridge whose path to the root fails at <see cref="Device"/>, when they differ.</summary>
+    public PciAddress? Below { get; init; }
+    /// <summary>For <see cref="GroupStepKind.BridgeAlias"/>: the requester ID the bridge's requests carry.</summary>
+    public ushort? RequesterId { get; init; }
+    /// <summary>For <see cref="GroupStepKind.BridgeAlias"/>: what kind of bridge takes ownership of the requests.</summary>
+    public DmaAliasVia Via { get; init; }
+    /// <summary>For <see cref="GroupStepKind.AcsIsolated"/>/<see cref="GroupStepKind.AcsQuirk"/>: the decision isolates the functions of a multifunction device.</summary>
+    public bool Functions { get; init; }
+    /// <summary>For <see cref="GroupStepKind.UnknownFacts"/> at the start of a walk: what is unknown about the device's place.</summary>
+    public PlacementUnknown Placement { get; init; }
+    /// <summary>For <see cref="GroupStepKind.UnknownFacts"/> at the end: the devices whose facts are missing.</summary>
+    public IReadOnlyList<PciAddress>? Others { get; init; }
+    /// <summary>For <see cref="GroupStepKind.AliasQuirk"/>: the quirk's name; for <see cref="GroupStepKind.AcsSetting"/>: the ACS policy's note; for <see cref="GroupStepKind.NoGroup"/>: the firmware rule that leaves the device out, when one does.</summary>
+    public string? Detail { get; init; }
+    /// <summary>For the final step: the group number.</summary>
+    public int? Group { get; init; }
+    /// <summary>For <see cref="GroupStepKind.NoGroup"/>: why.</summary>
+    public NoGroupReason NoGroupWhy { get; init; }
+}
 
 /// <summary>Collects the steps of one <see cref="PciGrouping.DeviceGroup{TGroup}"/> call. Not thread-safe.</summary>
 public sealed class GroupTrace
@@ -47,15 +95,7 @@ public sealed class GroupTrace
 
     public IReadOnlyList<GroupStep> Steps => _steps;
 
-    public void Add(GroupStepKind kind, PciDevice device, string text) => _steps.Add(new GroupStep(kind, device.Address, text));
-
-    public void Add(GroupStepKind kind, PciAddress device, string text) => _steps.Add(new GroupStep(kind, device, text));
+    public void Add(GroupStep step) => _steps.Add(step);
 
     public void Clear() => _steps.Clear();
-
-    /// <summary>Short address for sentences: <c>00:1c.4</c> in domain 0, the full form elsewhere.</summary>
-    internal static string A(PciDevice d) => d.Address.ToShortString();
-
-    /// <summary>A requester ID as <c>bb:dd.f</c>.</summary>
-    internal static string Rid(ushort rid) => $"{rid >> 8:x2}:{(rid >> 3) & 0x1f:x2}.{rid & 7:x}";
 }

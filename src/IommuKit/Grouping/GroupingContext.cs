@@ -149,6 +149,13 @@ public sealed class GroupingContext
 
     internal void StorePathRequired(PciDevice d, bool value) => _pathReq[d.ProbeIndex] = value ? (byte)2 : (byte)1;
 
+    /// <summary>A decision consulted a fact of <paramref name="d"/> that the source does not show (e.g. a Switchtec alias table in a BAR).</summary>
+    internal void MarkUnknown(PciDevice d)
+    {
+        TouchedUnknown = true;
+        if (!UnknownTouched.Contains(d)) UnknownTouched.Add(d);
+    }
+
     internal void NoteUnknown(PciDevice d)
     {
         if (Acs.Unknown[d.ProbeIndex] || PlacementUnknown[d.ProbeIndex])

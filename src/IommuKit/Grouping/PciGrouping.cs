@@ -224,20 +224,24 @@ public static class PciGrouping
     }
 
     /// <summary>
-    /// <c>pci_for_each_dma_alias(pdev, fn)</c> (spec 2.2): calls <paramref name="fn"/> with every (device, requester ID)
-    /// that DMA from <paramref name="pdev"/> may carry at the IOMMU; stops at the first non-zero return and returns it.
+    /// <c>pci_for_each_dma_alias(pdev, fn)</c> (spec 2.2): visits every (device, requester ID) that DMA from
+    /// <paramref name="pdev"/> may carry at the IOMMU, in the kernel's order: the real DMA device itself, its alias-quirk
+    /// devfns, then each bridge up the tree that takes ownership of the requests (PCIe-to-PCI and PCI-to-PCIe bridges,
+    /// conventional bridges), stopping at a BRIDGE_XLATE_ROOT bridge. Stops at the first non-zero return of the
+    /// visitor and returns it. This is the one alias walk: grouping (<see cref="DeviceGroup{TGroup}"/>) and the
+    /// hardware contexts both use it, as Linux's <c>pci_device_group</c> and the drivers reuse it.
     /// </summary>
-    public static int ForEachDmaAlias(PciDevice pdev, GroupingContext ctx, Func<PciDevice, ushort, int> fn)
+    public static int ForEachDmaAlias<TVisitor>(PciDevice pdev, GroupingContext ctx, ref TVisitor visitor) where TVisitor : IDmaAliasVisitor
     {
         pdev = ctx.RealDmaDevice(pdev);
-        int ret = fn(pdev, pdev.Address.RequesterId);
+        int ret = visitor.Visit(pdev, pdev.Address.RequesterId, DmaAliasVia.Self);
         if (ret != 0) return ret;
         if (ctx.AliasInfo(pdev)?.Mask is { } mask)
         {
             for (int devfn = 0; devfn < 256; devfn++)
             {
                 if ((mask[devfn >> 6] & (1UL << (devfn & 63))) == 0) continue;
-                ret = fn(pdev, (ushort)((pdev.Address.Bus << 8) | devfn));
+                ret = visitor.Visit(pdev, (ushort)((pdev.Address.Bus << 8) | devfn), DmaAliasVia.AliasQuirk);
                 if (ret != 0) return ret;
             }
         }
@@ -245,37 +249,79 @@ public static class PciGrouping
         {
             var tmp = bus.Self;
             if (tmp is null) continue; // virtual bus
-            if (ctx.AliasInfo(tmp)?.XlateRoot == true) return ret;
+            if (ctx.AliasInfo(tmp)?.XlateRoot == true)
+            {
+                visitor.TranslationRoot(tmp);
+                return ret;
+            }
+            DmaAliasVia via;
+            ushort rid;
             if (tmp.IsPcie)
             {
-                switch (tmp.PcieType)
-                {
-                    case PcieType.PciBridge:
-                        ret = fn(tmp, (ushort)(SubordinateNumber(tmp) << 8));
-                        if (ret != 0) return ret;
-                        continue;
-                    case PcieType.PcieBridge:
-                        ret = fn(tmp, tmp.Address.RequesterId);
-                        if (ret != 0) return ret;
-                        continue;
-                    default:
-                        continue;
-                }
+                // PCIe-to-PCI bridges own requests with the secondary bus number and devfn 0 (PCI-X "bridge
+                // ownership", PCIe-to-PCI/PCI-X Bridge spec 2.3); PCI-to-PCIe bridges with their own ID; other PCIe
+                // functions forward requests unchanged.
+                if (tmp.PcieType == PcieType.PciBridge) { via = DmaAliasVia.PciBridge; rid = (ushort)(SubordinateNumber(tmp) << 8); }
+                else if (tmp.PcieType == PcieType.PcieBridge) { via = DmaAliasVia.PcieBridge; rid = tmp.Address.RequesterId; }
+                else continue;
             }
-            ret = ctx.AliasInfo(tmp)?.PcieBridgeAlias == true
-                ? fn(tmp, (ushort)(SubordinateNumber(tmp) << 8))
-                : fn(tmp, tmp.Address.RequesterId);
+            else if (ctx.AliasInfo(tmp)?.PcieBridgeAlias == true) { via = DmaAliasVia.HiddenPcieBridge; rid = (ushort)(SubordinateNumber(tmp) << 8); }
+            else { via = DmaAliasVia.ConventionalBridge; rid = tmp.Address.RequesterId; }
+            ret = visitor.Visit(tmp, rid, via);
             if (ret != 0) return ret;
         }
         return ret;
+    }
+
+    /// <summary><see cref="ForEachDmaAlias{TVisitor}"/> with a delegate: <paramref name="fn"/> gets each (device, requester ID).</summary>
+    public static int ForEachDmaAlias(PciDevice pdev, GroupingContext ctx, Func<PciDevice, ushort, int> fn)
+    {
+        var v = new DelegateAliasVisitor(fn);
+        return ForEachDmaAlias(pdev, ctx, ref v);
+    }
+
+    private readonly struct DelegateAliasVisitor(Func<PciDevice, ushort, int> fn) : IDmaAliasVisitor
+    {
+        public int Visit(PciDevice device, ushort requesterId, DmaAliasVia via) => fn(device, requesterId);
+        public void TranslationRoot(PciDevice bridge) { }
     }
 
     private static int SubordinateNumber(PciDevice bridge) =>
         bridge.Subordinate?.Number ?? bridge.Facts.BridgeBuses?.Secondary ?? 0;
 
     /// <summary>
+    /// <c>get_pci_alias_or_group</c> as a visitor of the alias walk: remembers the last device visited and stops at the
+    /// first one that already has a group; records the bridges it passes in the trace.
+    /// </summary>
+    private struct AliasOrGroup<TGroup>(PciDevice origin, GroupingContext ctx, Func<PciDevice, TGroup?> groupOf, GroupTrace? trace) : IDmaAliasVisitor
+        where TGroup : class
+    {
+        private readonly PciDevice dev = origin;
+        public PciDevice Last = origin;
+        public TGroup? Group;
+
+        public int Visit(PciDevice device, ushort requesterId, DmaAliasVia via)
+        {
+            if (via is DmaAliasVia.AliasQuirk) return 0; // same device: its group was asked for at DmaAliasVia.Self
+            if (via is not DmaAliasVia.Self)
+            {
+                ctx.NoteUnknown(device);
+                trace?.Add(new GroupStep(GroupStepKind.BridgeAlias, device.Address) { Origin = dev.Address, RequesterId = requesterId, Via = via });
+            }
+            Last = device;
+            Group = groupOf(device);
+            if (Group is null) return 0;
+            trace?.Add(new GroupStep(GroupStepKind.JoinExistingGroup, device.Address) { Origin = dev.Address });
+            return 1;
+        }
+
+        public readonly void TranslationRoot(PciDevice bridge) => trace?.Add(new GroupStep(GroupStepKind.XlateRoot, bridge.Address));
+    }
+
+    /// <summary>
     /// <c>pci_device_group(dev)</c> (spec 2.4): the existing group <paramref name="dev"/> must join, found through
-    /// <paramref name="groupOf"/>, or a new one from <paramref name="allocate"/>. Decisions go to <paramref name="trace"/>.
+    /// <paramref name="groupOf"/>, or a new one from <paramref name="allocate"/>. Decisions go to <paramref name="trace"/>
+    /// as typed steps.
     /// </summary>
     /// <typeparam name="TGroup">The caller's group type.</typeparam>
     /// <param name="groupOf">The group a device already belongs to, or null (the kernel's <c>iommu_group_get</c>).</param>
@@ -283,86 +329,51 @@ public static class PciGrouping
     public static TGroup DeviceGroup<TGroup>(PciDevice dev, GroupingContext ctx, Func<PciDevice, TGroup?> groupOf,
         Func<TGroup> allocate, GroupTrace? trace = null) where TGroup : class
     {
-        // 1. Alias walk (get_pci_alias_or_group over pci_for_each_dma_alias): first visited device with a group wins.
-        TGroup? g;
         if (ctx.PlacementUnknown[dev.ProbeIndex])
         {
             ctx.NoteUnknown(dev);
-            trace?.Add(GroupStepKind.UnknownFacts, dev, dev.IsBridge
-                ? $"{GroupTrace.A(dev)} is a bridge whose bus range the source does not show: what sits below it is unknown"
-                : $"{GroupTrace.A(dev)} is on bus {dev.Bus} which no bridge in the source claims: where it really sits is unknown");
+            trace?.Add(new GroupStep(GroupStepKind.UnknownFacts, dev.Address)
+            {
+                Placement = dev.IsBridge ? PlacementUnknown.BridgeRangeUnknown : PlacementUnknown.BusUnclaimed,
+            });
         }
-        PciDevice pdev = ctx.RealDmaDevice(dev);
-        if (pdev != dev)
-            trace?.Add(GroupStepKind.RealDmaDevice, dev, $"{GroupTrace.A(dev)} sits behind the VMD controller {GroupTrace.A(pdev)}, whose requester ID its DMA carries");
-        PciDevice last = pdev;
-        g = groupOf(pdev);
-        if (g is not null)
+        PciDevice real = ctx.RealDmaDevice(dev);
+        if (real != dev) trace?.Add(new GroupStep(GroupStepKind.RealDmaDevice, dev.Address) { Origin = real.Address });
+        if (ctx.AliasInfo(real) is { } info && (info.Quirk is not null || info.FactsMissing) && groupOf(real) is null)
         {
-            trace?.Add(GroupStepKind.JoinExistingGroup, pdev, $"{GroupTrace.A(pdev)} already has a group: {GroupTrace.A(dev)} joins it");
-            return g;
+            if (info.Quirk is { } qname)
+                trace?.Add(new GroupStep(info.FactsMissing ? GroupStepKind.UnknownFacts : GroupStepKind.AliasQuirk, real.Address) { Detail = qname });
+            if (info.FactsMissing) ctx.MarkUnknown(real);
         }
-        var info = ctx.AliasInfo(pdev);
-        if (info?.Quirk is { } qname && trace is not null)
-            trace.Add(info.FactsMissing ? GroupStepKind.UnknownFacts : GroupStepKind.AliasQuirk, pdev, $"{GroupTrace.A(pdev)}: {qname}");
-        if (info?.FactsMissing == true) ctx.TouchedUnknown = true;
-        for (var bus = pdev.Bus; !bus.IsRoot; bus = bus.Parent!)
-        {
-            var tmp = bus.Self;
-            if (tmp is null) continue;
-            var tinfo = ctx.AliasInfo(tmp);
-            if (tinfo?.XlateRoot == true)
-            {
-                trace?.Add(GroupStepKind.XlateRoot, tmp, $"{GroupTrace.A(tmp)} is a translation root (BRIDGE_XLATE_ROOT): the alias walk stops there");
-                break;
-            }
-            ushort rid;
-            string what;
-            if (tmp.IsPcie)
-            {
-                if (tmp.PcieType == PcieType.PciBridge) { rid = (ushort)(SubordinateNumber(tmp) << 8); what = "PCIe-to-PCI bridge"; }
-                else if (tmp.PcieType == PcieType.PcieBridge) { rid = tmp.Address.RequesterId; what = "PCI-to-PCIe bridge"; }
-                else continue;
-            }
-            else if (tinfo?.PcieBridgeAlias == true) { rid = (ushort)(SubordinateNumber(tmp) << 8); what = "PCI bridge hiding a PCIe capability (PCIE_BRIDGE_ALIAS)"; }
-            else { rid = tmp.Address.RequesterId; what = "conventional PCI bridge"; }
-            ctx.NoteUnknown(tmp);
-            last = tmp;
-            trace?.Add(GroupStepKind.BridgeAlias, tmp, $"{GroupTrace.A(dev)} is behind {what} {GroupTrace.A(tmp)}, whose requests carry {GroupTrace.Rid(rid)}: it groups with that bridge");
-            g = groupOf(tmp);
-            if (g is not null)
-            {
-                trace?.Add(GroupStepKind.JoinExistingGroup, tmp, $"{GroupTrace.A(tmp)} already has a group: {GroupTrace.A(dev)} joins it");
-                return g;
-            }
-        }
-        pdev = last;
+
+        // 1. The alias walk (get_pci_alias_or_group over pci_for_each_dma_alias): the first visited device with a
+        //    group wins; otherwise the topmost alias is where the isolation search starts.
+        var walk = new AliasOrGroup<TGroup>(dev, ctx, groupOf, trace);
+        if (ForEachDmaAlias(dev, ctx, ref walk) != 0) return walk.Group!;
+        PciDevice pdev = walk.Last;
 
         // 2-3. ACS climb from the topmost alias: stop where the path to the root is isolated.
         if (pdev.IsOnRootBus && trace is not null && pdev == dev)
-            trace.Add(GroupStepKind.RootBus, dev, $"{GroupTrace.A(dev)} sits on the root bus: root-complex-internal isolation is assumed, only aliases and same-slot functions can share its group");
+            trace.Add(new GroupStep(GroupStepKind.RootBus, dev.Address));
         for (var bus = pdev.Bus; !bus.IsRoot; bus = bus.Parent!)
         {
             var self = bus.Self;
             if (self is null) continue;
             if (AcsPathEnabled(self, null, ReqAcsFlags, ctx))
             {
-                trace?.Add(GroupStepKind.AcsIsolated, self, $"{GroupTrace.A(self)} {DescribeIsolated(self, ctx)}, and the path above it to the root is isolated: the climb stops there");
+                trace?.Add(new GroupStep(GroupStepKind.AcsIsolated, self.Address));
                 break;
             }
             if (trace is not null)
             {
                 var failing = FirstFailing(self, ctx);
-                string text = failing == self
-                    ? $"{GroupTrace.A(self)} {DescribeNotIsolated(self, ctx)}, so everything below it shares its group"
-                    : $"{GroupTrace.A(failing)} above {GroupTrace.A(self)} {DescribeNotIsolated(failing, ctx)}, so the path to the root is not isolated and everything below {GroupTrace.A(self)} shares its group";
-                trace.Add(GroupStepKind.AcsNotIsolated, failing, text);
+                trace.Add(new GroupStep(GroupStepKind.AcsNotIsolated, failing.Address) { Below = failing == self ? null : self.Address });
             }
             pdev = self;
-            g = groupOf(pdev);
+            var g = groupOf(pdev);
             if (g is not null)
             {
-                trace?.Add(GroupStepKind.JoinExistingGroup, pdev, $"{GroupTrace.A(pdev)} already has a group: {GroupTrace.A(dev)} joins it");
+                trace?.Add(new GroupStep(GroupStepKind.JoinExistingGroup, pdev.Address) { Origin = dev.Address });
                 return g;
             }
         }
@@ -370,22 +381,18 @@ public static class PciGrouping
         if (trace is not null && pdev.IsMultifunction)
         {
             var dec = Evaluate(pdev, ReqAcsFlags, ctx);
-            if (dec.Reason == AcsReason.Quirk && dec.Enabled)
-                trace.Add(GroupStepKind.AcsQuirk, pdev, $"ACS quirk for {pdev.VendorId:x4}:{pdev.DeviceId:x4} applies, the {AcsQuirks.Describe(dec.Hook!.Value)}: the functions of {GroupTrace.A(pdev)} are isolated from each other");
-            else if (dec.Enabled)
-                trace.Add(GroupStepKind.AcsIsolated, pdev, $"{GroupTrace.A(pdev)} is a {Noun(pdev)} with ACS {(ctx.Acs.EffectiveControl(pdev) ?? AcsFlags.None).ToShortString()} enabled: its functions are isolated from each other");
+            if (dec.Enabled)
+                trace.Add(new GroupStep(dec.Reason == AcsReason.Quirk ? GroupStepKind.AcsQuirk : GroupStepKind.AcsIsolated, pdev.Address) { Functions = true });
         }
 
         // 4-5. Alias search and same-slot function search, sharing one visited-devfn bitmap.
         Span<ulong> visited = stackalloc ulong[4];
-        g = GetPciAliasGroup(pdev, visited, ctx, groupOf, trace, dev);
-        if (g is not null) return g;
-        g = GetPciFunctionAliasGroup(pdev, visited, ctx, groupOf, trace, dev);
-        if (g is not null) return g;
+        var found = GetPciAliasGroup(pdev, visited, ctx, groupOf, trace, dev);
+        if (found is not null) return found;
+        found = GetPciFunctionAliasGroup(pdev, visited, ctx, groupOf, trace, dev);
+        if (found is not null) return found;
 
-        trace?.Add(GroupStepKind.NewGroup, pdev, pdev == dev
-            ? $"nothing else shares {GroupTrace.A(dev)}'s requester IDs or isolation domain: it gets a new group"
-            : $"{GroupTrace.A(pdev)} is the isolation point and has no group yet: a new group is allocated for it");
+        trace?.Add(new GroupStep(GroupStepKind.NewGroup, pdev.Address) { Origin = dev.Address });
         return allocate();
     }
 
@@ -399,8 +406,7 @@ public static class PciGrouping
         var g = groupOf(pdev);
         if (g is not null)
         {
-            if (pdev != origin)
-                trace?.Add(GroupStepKind.JoinExistingGroup, pdev, $"{GroupTrace.A(pdev)} already has a group: {GroupTrace.A(origin)} joins it");
+            if (pdev != origin) trace?.Add(new GroupStep(GroupStepKind.JoinExistingGroup, pdev.Address) { Origin = origin.Address });
             return g;
         }
         // Only buses where some device carries an alias mask can hold DMA aliases (pci_devs_are_dma_aliases).
@@ -411,7 +417,7 @@ public static class PciGrouping
             var tmp = list[k];
             if (tmp == pdev) continue;
             if (!AreDmaAliases(pdev, tmp, ctx)) continue;
-            trace?.Add(GroupStepKind.DmaAliasOfDevice, tmp, $"{GroupTrace.A(tmp)} and {GroupTrace.A(pdev)} are DMA aliases of each other: they share a group");
+            trace?.Add(new GroupStep(GroupStepKind.DmaAliasOfDevice, tmp.Address) { Origin = pdev.Address });
             g = GetPciAliasGroup(tmp, visited, ctx, groupOf, trace, origin);
             if (g is not null) return g;
             g = GetPciFunctionAliasGroup(tmp, visited, ctx, groupOf, trace, origin);
@@ -446,18 +452,16 @@ public static class PciGrouping
             var g = GetPciAliasGroup(tmp, visited, ctx, groupOf, trace: null, origin);
             if (g is not null)
             {
-                if (trace is not null)
-                {
-                    trace.Add(GroupStepKind.SameSlotFunction, tmp, $"{GroupTrace.A(tmp)} is another function of the multifunction device {GroupTrace.A(pdev)}, and neither isolates its functions with ACS ({DescribeShort(pdev, ctx)})");
-                    trace.Add(GroupStepKind.JoinExistingGroup, tmp, $"{GroupTrace.A(tmp)} already has a group: {GroupTrace.A(origin)} joins it");
-                }
+                trace?.Add(new GroupStep(GroupStepKind.SameSlotFunction, tmp.Address) { Origin = pdev.Address });
+                trace?.Add(new GroupStep(GroupStepKind.JoinExistingGroup, tmp.Address) { Origin = origin.Address });
                 return g;
             }
         }
         return null;
     }
 
-    private static PciDevice FirstFailing(PciDevice start, GroupingContext ctx)
+    /// <summary>The first device from <paramref name="start"/> up to the root that does not pass <see cref="AcsEnabled"/>.</summary>
+    public static PciDevice FirstFailing(PciDevice start, GroupingContext ctx)
     {
         for (PciDevice? p = start; p is not null; p = p.IsOnRootBus ? null : p.Bus.Self)
         {
@@ -465,84 +469,31 @@ public static class PciGrouping
         }
         return start;
     }
+}
 
-    /// <summary>Kernel-ish noun for a device's role: "root port", "switch downstream port", "multifunction endpoint"…</summary>
-    public static string Noun(PciDevice d) => d.PcieType switch
-    {
-        PcieType.None => d.IsBridge ? "conventional PCI bridge" : "conventional PCI device",
-        PcieType.RootPort => "root port",
-        PcieType.Downstream => "switch downstream port",
-        PcieType.Upstream => "switch upstream port",
-        PcieType.PciBridge => "PCIe-to-PCI bridge",
-        PcieType.PcieBridge => "PCI-to-PCIe bridge",
-        PcieType.RcEnd => d.IsMultifunction ? "multifunction root-complex integrated endpoint" : "root-complex integrated endpoint",
-        PcieType.RcEc => "root-complex event collector",
-        PcieType.Endpoint => d.IsMultifunction ? "multifunction endpoint" : "endpoint",
-        PcieType.LegacyEndpoint => d.IsMultifunction ? "multifunction legacy endpoint" : "legacy endpoint",
-        _ => "device",
-    };
+/// <summary>How a requester ID visited by <see cref="PciGrouping.ForEachDmaAlias{TVisitor}"/> arises.</summary>
+public enum DmaAliasVia
+{
+    /// <summary>The device's own requester ID.</summary>
+    Self,
+    /// <summary>A DMA alias quirk's extra devfn on the device's bus (spec 2.8).</summary>
+    AliasQuirk,
+    /// <summary>A PCIe-to-PCI bridge: secondary bus, devfn 0.</summary>
+    PciBridge,
+    /// <summary>A PCI-to-PCIe bridge: its own ID.</summary>
+    PcieBridge,
+    /// <summary>A conventional PCI bridge hiding its PCIe capability (PCI_DEV_FLAGS_PCIE_BRIDGE_ALIAS): secondary bus, devfn 0.</summary>
+    HiddenPcieBridge,
+    /// <summary>A conventional PCI bridge: its own ID.</summary>
+    ConventionalBridge,
+}
 
-    private static string FlagName(AcsFlags f) => f switch
-    {
-        AcsFlags.SV => "Source Validation",
-        AcsFlags.TB => "Translation Blocking",
-        AcsFlags.RR => "P2P Request Redirect",
-        AcsFlags.CR => "P2P Completion Redirect",
-        AcsFlags.UF => "Upstream Forwarding",
-        AcsFlags.EC => "P2P Egress Control",
-        AcsFlags.DT => "Direct Translated P2P",
-        _ => f.ToString(),
-    };
+/// <summary>The callback of <see cref="PciGrouping.ForEachDmaAlias{TVisitor}"/> (a struct, so the walk does not allocate).</summary>
+public interface IDmaAliasVisitor
+{
+    /// <summary>One (device, requester ID); a non-zero return stops the walk and is returned by it.</summary>
+    int Visit(PciDevice device, ushort requesterId, DmaAliasVia via);
 
-    private static string FlagNames(AcsFlags flags)
-    {
-        var parts = new List<string>(4);
-        foreach (AcsFlags f in new[] { AcsFlags.SV, AcsFlags.TB, AcsFlags.RR, AcsFlags.CR, AcsFlags.UF, AcsFlags.EC, AcsFlags.DT })
-        {
-            if ((flags & f) != 0) parts.Add(FlagName(f));
-        }
-        return parts.Count switch { 0 => "none", 1 => parts[0], _ => string.Join(", ", parts[..^1]) + " and " + parts[^1] };
-    }
-
-    /// <summary>"is a root port without ACS P2P Request Redirect" style reason why a device does not isolate.</summary>
-    public static string DescribeNotIsolated(PciDevice d, GroupingContext ctx)
-    {
-        var dec = Evaluate(d, ReqAcsFlags, ctx);
-        string noun = Noun(d);
-        string unknown = ctx.Acs.Unknown[d.ProbeIndex] ? " (its extended capabilities are not in the source, so this is a guess)" : "";
-        return dec.Reason switch
-        {
-            AcsReason.Quirk when dec.Hook == AcsQuirkHook.IntelPch => $"is an Intel PCH {noun} ({d.VendorId:x4}:{d.DeviceId:x4}) whose ACS enable quirk did not take effect",
-            AcsReason.Quirk => $"is a {noun} ({d.VendorId:x4}:{d.DeviceId:x4}) that the {AcsQuirks.Describe(dec.Hook!.Value)} declares not isolated",
-            AcsReason.Conventional => $"is a {noun}: a shared PCI bus cannot isolate peer-to-peer traffic",
-            AcsReason.BridgeNeverIsolates => $"is a {noun}: ACS never applies to it",
-            AcsReason.NoAcsCapability => $"is a {noun} without an ACS capability{unknown}",
-            AcsReason.FlagsMissing => $"is a {noun} without ACS {FlagNames(dec.Missing)} enabled{unknown}",
-            _ => $"is a {noun} that does not isolate",
-        };
-    }
-
-    private static string DescribeIsolated(PciDevice d, GroupingContext ctx)
-    {
-        var dec = Evaluate(d, ReqAcsFlags, ctx);
-        return dec.Reason switch
-        {
-            AcsReason.Quirk => $"is a {Noun(d)} isolated by the {AcsQuirks.Describe(dec.Hook!.Value)} for {d.VendorId:x4}:{d.DeviceId:x4}",
-            AcsReason.FlagsEnabled => $"is a {Noun(d)} with ACS {(ctx.Acs.EffectiveControl(d) ?? AcsFlags.None).ToShortString()} enabled",
-            _ => $"is a {Noun(d)} that needs no ACS",
-        };
-    }
-
-    private static string DescribeShort(PciDevice d, GroupingContext ctx)
-    {
-        var dec = Evaluate(d, ReqAcsFlags, ctx);
-        return dec.Reason switch
-        {
-            AcsReason.Conventional => "conventional PCI",
-            AcsReason.NoAcsCapability => "no ACS capability",
-            AcsReason.FlagsMissing => $"missing {dec.Missing.ToShortString()}",
-            AcsReason.Quirk => AcsQuirks.Describe(dec.Hook!.Value) + " says no",
-            _ => "not isolated",
-        };
-    }
+    /// <summary>The walk stops at <paramref name="bridge"/>, a BRIDGE_XLATE_ROOT bridge.</summary>
+    void TranslationRoot(PciDevice bridge);
 }

@@ -378,6 +378,7 @@ public static class MachineJson
 
             return new Machine
             {
+                Provenance = MachineProvenance.Json,
                 Topology = builder.Build(),
                 Origin = origin,
                 KernelRelease = Str(root, P, "kernel_release"),

@@ -87,6 +87,7 @@ public static class SysfsReader
         var (firmware, hostBridges) = Acpi.FirmwareSysfs.Read(tree, deviceDirs, warnings);
         return new Machine
         {
+            Provenance = MachineProvenance.Sysfs,
             Topology = builder.Build(),
             Origin = origin,
             KernelRelease = tree.ReadText(OsReleaseFile),

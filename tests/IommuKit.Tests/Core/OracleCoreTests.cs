@@ -1,5 +1,6 @@
 using Xunit;
 using System.Text.Json;
+using IommuKit.Host;
 using IommuKit.Core;
 using IommuKit.Pci;
 using IommuKit.Sources;
@@ -35,9 +36,9 @@ public class OracleCoreTests
         ["h_k612_hotplug_igfx"] = [PciAddress.Parse("0000:02:00.0"), PciAddress.Parse("0000:03:00.0")],
     };
 
-    internal static HostModel Model(string name, HostGrouping grouping = HostGrouping.Recorded) =>
+    internal static HostModel Model(string name, GroupSource grouping = GroupSource.Recorded) =>
         HostModel.FromMachine(MachineSource.Load(Fixtures.OracleTarball(name)),
-            options: new HostModelOptions(Grouping: grouping, HotplugAfterBoot: HotplugAfterBoot.GetValueOrDefault(name)));
+            options: new HostModelOptions(Groups: grouping, HotplugAfterBoot: HotplugAfterBoot.GetValueOrDefault(name)));
 
     private static void AssertGroupsMatch(string name, HostModel model)
     {
@@ -61,12 +62,12 @@ public class OracleCoreTests
     [Theory]
     [MemberData(nameof(Machines))]
     public void PredictedTypeAndReservedRegionsEqualTheKernelsForEveryGroup(string name) =>
-        AssertGroupsMatch(name, Model(name, HostGrouping.Recorded));
+        AssertGroupsMatch(name, Model(name, GroupSource.Recorded));
 
     [Theory]
     [MemberData(nameof(Machines))]
     public void PredictionWithTheGroupingEngineEqualsTheKernelsGroupsTypesAndRegions(string name) =>
-        AssertGroupsMatch(name, Model(name, HostGrouping.Engine));
+        AssertGroupsMatch(name, Model(name, GroupSource.Model));
 
     [Fact]
     public void CachingModeCaptureWithoutCapRegisterIsReportedAsAnAssumption()

@@ -1,3 +1,4 @@
+using IommuKit.Host;
 using IommuKit.Grouping;
 using IommuKit.Pci;
 using Xunit;
@@ -172,8 +173,8 @@ public class AcsPolicyTests
         t.Units.Clear();
         t.Cmdline = "console=ttyS0";
         var m = t.Build(withKernelGroups: true);
-        Assert.Empty(GroupingEngine.Compute(m).Groups);
-        var forced = GroupingEngine.Compute(m, new GroupingOptions { ForceIommuActive = true });
+        Assert.Empty(ModelGrouping.Compute(m).Groups);
+        var forced = ModelGrouping.Compute(m, new GroupingOptions { ForceIommuActive = true });
         Assert.Single(forced.Groups);
     }
 

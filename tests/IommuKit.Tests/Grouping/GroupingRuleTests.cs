@@ -1,3 +1,4 @@
+using IommuKit.Host;
 using IommuKit.Grouping;
 using IommuKit.Pci;
 using Xunit;
@@ -172,18 +173,6 @@ public class GroupingRuleTests
     }
 
     [Fact]
-    public void IdAllocatorHandsOutTheLowestFreeId()
-    {
-        var ids = new GroupingEngine.IdAllocator();
-        Assert.Equal(0, ids.Allocate());
-        Assert.Equal(1, ids.Allocate());
-        Assert.Equal(2, ids.Allocate());
-        ids.Free(1);
-        Assert.Equal(1, ids.Allocate());
-        Assert.Equal(3, ids.Allocate());
-    }
-
-    [Fact]
     public void FingerprintDependsOnMembersAndIdsButNotOnGroupNumbers()
     {
         var a = T.New().Conventional("00:1f.0").RootPort("00:1c.0", sec: 1).Endpoint("01:00.0").Group();
@@ -220,7 +209,7 @@ public class GroupingRuleTests
         Assert.True(r.Together("01:00.0", "02:01.1"));
         var ep = r.Machine.Topology[PciAddress.Parse("02:01.0")];
         Assert.False(r.Context!.Acs.Unknown[ep.ProbeIndex]);
-        Assert.DoesNotContain("guess", PciGrouping.DescribeNotIsolated(ep, r.Context));
+        Assert.DoesNotContain("guess", Wording.NotIsolated(ep, r.Context));
         // The same 256-byte view below a root port is a missing fact.
         var r2 = T.New().RootPort("00:1c.0", sec: 1, acs: T.AcsOn).Dev("01:00.0", T.Intel, 0x10d3, PcieType.Endpoint, mf: true, vis: ConfigVisibility.NoExtended).Group();
         Assert.True(r2.Context!.Acs.Unknown[0 + r2.Machine.Topology[PciAddress.Parse("01:00.0")].ProbeIndex]);
@@ -273,13 +262,13 @@ public class GroupingRuleTests
             b.Add(d.Address == PciAddress.Parse("01:00.0") ? d.Facts with { Sriov = sriov }
                 : d.Address == PciAddress.Parse("02:00.0") ? d.Facts with { Sriov = sriov with { NumVfs = 1 } } : d.Facts);
         var m2 = new Machine { Topology = b.Build(), Origin = "vf", KernelRelease = t.Release, CommandLine = t.Cmdline, IommuUnits = t.Units };
-        var r = GroupingEngine.Compute(m2);
+        var r = ModelGrouping.Compute(m2);
         Assert.False(r.Together("01:00.1", "01:00.2")); // VFs are not multifunction: no ACS needed between them
         Assert.False(r.Together("01:00.0", "01:00.1"));
         // Boot-time devices first (00:1c.0 00:1d.0 00:1f.0 01:00.0 02:00.0 = 0..4), then VFs PF by PF.
         Assert.Equal(5, r.GroupOf(PciAddress.Parse("01:00.1"))!.Id);
         Assert.Equal(7, r.GroupOf(PciAddress.Parse("02:00.1"))!.Id);
-        var r2 = GroupingEngine.Compute(m2, new GroupingOptions { VfEnableOrder = [PciAddress.Parse("02:00.0")] });
+        var r2 = ModelGrouping.Compute(m2, new GroupingOptions { VfEnableOrder = [PciAddress.Parse("02:00.0")] });
         Assert.Equal(5, r2.GroupOf(PciAddress.Parse("02:00.1"))!.Id);
         Assert.Equal(6, r2.GroupOf(PciAddress.Parse("01:00.1"))!.Id);
         Assert.EndsWith("group 6", r2.Explain(PciAddress.Parse("01:00.1"))[^1].Text);
@@ -309,7 +298,7 @@ public class SyntheticMachineTests
     {
         var m = SyntheticMachines.Build(5_000);
         Assert.InRange(m.Topology.Count, 5_000, 5_008); // a port's subtree is never cut short
-        var r = GroupingEngine.Compute(m);
+        var r = ModelGrouping.Compute(m);
         Assert.Equal(m.Topology.Count, r.Groups.Sum(g => g.Devices.Count));
         // Groups are allocated in probe order: the first member of each group appears in increasing probe index.
         var firsts = r.Groups.Select(g => g.Devices[0].ProbeIndex).ToList();

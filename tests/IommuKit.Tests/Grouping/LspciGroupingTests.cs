@@ -1,3 +1,4 @@
+using IommuKit.Host;
 using IommuKit.Grouping;
 using IommuKit.Pci;
 using IommuKit.Sources.Lspci;
@@ -32,7 +33,7 @@ public class LspciGroupingTests
     public void EveryCorpusDumpGroupsEveryDeviceOrSaysWhichRuleLeavesItOut(string file)
     {
         var (m, _) = Load(file);
-        var r = GroupingEngine.Compute(MachineRewrite.WithoutKernelGroups(m), new GroupingOptions { ForceIommuActive = true });
+        var r = ModelGrouping.Compute(MachineRewrite.WithoutKernelGroups(m), new GroupingOptions { ForceIommuActive = true });
         Assert.True(r.IommuActive);
         Assert.NotEmpty(r.Groups);
         foreach (var d in m.Topology.Devices)
@@ -44,7 +45,7 @@ public class LspciGroupingTests
             if (r.GroupOf(d.Address) is null)
             {
                 Assert.Equal(GroupStepKind.NoGroup, Assert.Single(steps).Kind);
-                Assert.NotNull(r.Platform!.NoGroupReason(r.Machine.Topology[d.Address]));
+                Assert.NotNull(r.Host!.Sequence.Platform.NoGroupReason(r.Machine.Topology[d.Address]));
             }
         }
         // Ids are dense from 0 in a fresh computation (lowest free id, nothing released).
@@ -57,7 +58,7 @@ public class LspciGroupingTests
     {
         var (m, text) = Load(file);
         if (IsRootDump(text)) return;
-        var r = GroupingEngine.Compute(MachineRewrite.WithoutKernelGroups(m), new GroupingOptions { ForceIommuActive = true });
+        var r = ModelGrouping.Compute(MachineRewrite.WithoutKernelGroups(m), new GroupingOptions { ForceIommuActive = true });
         Assert.Contains(r.Groups, g => g.UnknownFacts);
         Assert.Contains(r.Messages, msg => msg.Contains("facts the source does not show", StringComparison.Ordinal));
     }
@@ -81,7 +82,7 @@ public class LspciGroupingTests
         Assert.NotNull(m.KernelGroups);
         var kernel = m.KernelGroups!;
         var grouped = new HashSet<PciAddress>(kernel.SelectMany(g => g.Devices));
-        var r = GroupingEngine.Compute(MachineRewrite.WithoutKernelGroups(m));
+        var r = ModelGrouping.Compute(MachineRewrite.WithoutKernelGroups(m));
         Assert.True(r.IommuActive);
         string Part(IEnumerable<IEnumerable<PciAddress>> groups) => string.Join("\n", groups
             .Select(g => string.Join(" ", g.Where(grouped.Contains).Order().Select(a => a.ToString())))
@@ -115,7 +116,7 @@ public class LspciGeneratedGroupingTests
         var (_, groups, _) = OracleGroupingTests.Expected(name);
         if (groups.Count == 0) return; // IOMMU off in the capture: the text has no group lines to compare with
         var grouped = new HashSet<PciAddress>(groups.SelectMany(g => g.Devices).Select(PciAddress.Parse));
-        var r = GroupingEngine.Compute(MachineRewrite.WithoutKernelGroups(m));
+        var r = ModelGrouping.Compute(MachineRewrite.WithoutKernelGroups(m));
         string One(IEnumerable<PciAddress> g) => string.Join(" ", g.Where(grouped.Contains).Order().Select(a => a.ToString()));
         string Part(IEnumerable<IEnumerable<PciAddress>> gs) => string.Join("\n", gs.Select(One).Where(s => s.Length > 0).Order(StringComparer.Ordinal));
         var kernel = groups.Select(g => g.Devices.Select(PciAddress.Parse)).ToList();

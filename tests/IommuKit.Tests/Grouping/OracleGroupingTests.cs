@@ -1,4 +1,5 @@
 using System.Text.Json;
+using IommuKit.Host;
 using IommuKit.Grouping;
 using IommuKit.Pci;
 using IommuKit.Sources;
@@ -49,7 +50,7 @@ public class OracleGroupingTests
         var machine = MachineSource.Load(Fixtures.OracleTarball(name));
         var (cmdline, groups, _) = Expected(name);
         Assert.Equal(cmdline, machine.CommandLine);
-        var result = GroupingEngine.Compute(machine, new GroupingOptions { VfEnableOrder = VfEnableOrder(cmdline) });
+        var result = ModelGrouping.Compute(machine, new GroupingOptions { VfEnableOrder = VfEnableOrder(cmdline) });
         AssertMatches(name, groups, result);
     }
 
@@ -71,7 +72,7 @@ public class OracleGroupingTests
         Assert.Null(machine.KernelGroups);
         Assert.All(machine.Topology.Devices, d => Assert.Null(d.Facts.KernelGroup));
         var (cmdline, groups, _) = Expected(name);
-        var result = GroupingEngine.Compute(machine, new GroupingOptions { CommandLine = KernelCommandLine.Parse(cmdline), VfEnableOrder = VfEnableOrder(cmdline) });
+        var result = ModelGrouping.Compute(machine, new GroupingOptions { CommandLine = KernelCommandLine.Parse(cmdline), VfEnableOrder = VfEnableOrder(cmdline) });
         AssertMatches(name, groups, result);
     }
 
@@ -95,7 +96,7 @@ public class OracleGroupingTests
     {
         var machine = MachineSource.Load(Fixtures.OracleTarball(name));
         var (_, _, dev) = Expected(name);
-        var result = GroupingEngine.Compute(machine);
+        var result = ModelGrouping.Compute(machine);
         foreach (var (bdf, g) in dev)
             Assert.Equal(g is null, result.GroupOf(PciAddress.Parse(bdf)) is null);
     }
@@ -104,7 +105,7 @@ public class OracleGroupingTests
 /// <summary>Explanations of the oracle machines: every device has one, and they name the rules the README lists.</summary>
 public class OracleExplanationTests
 {
-    private static GroupingResult Compute(string name) => GroupingEngine.Compute(MachineSource.Load(Fixtures.OracleTarball(name)));
+    private static GroupingResult Compute(string name) => ModelGrouping.Compute(MachineSource.Load(Fixtures.OracleTarball(name)));
 
     [Theory]
     [MemberData(nameof(OracleGroupingTests.Machines), MemberType = typeof(OracleGroupingTests))]
@@ -144,8 +145,8 @@ public class OracleExplanationTests
     public void EagerAndOnDemandExplanationsAgree()
     {
         var m = MachineSource.Load(Fixtures.OracleTarball("g_k612_intel_mixed"));
-        var eager = GroupingEngine.Compute(m, new GroupingOptions { RecordExplanations = true });
-        var lazy = GroupingEngine.Compute(m);
+        var eager = ModelGrouping.Compute(m, new GroupingOptions { RecordExplanations = true });
+        var lazy = ModelGrouping.Compute(m);
         foreach (var d in m.Topology.Devices)
             Assert.Equal(eager.Explain(d.Address), lazy.Explain(d.Address));
     }
@@ -182,7 +183,7 @@ public class OracleAcsControlTests
         {
             var m = MachineSource.Load(Fixtures.OracleTarball(name));
             var t = MachineRewrite.WithoutKernelGroups(m);
-            var r = GroupingEngine.Compute(t);
+            var r = ModelGrouping.Compute(t);
             return r.Context!.Acs.EffectiveControl(t.Topology[PciAddress.Parse("00:06.0")]);
         }
         Assert.Equal(AcsFlags.SV | AcsFlags.UF, Ctl("h_disable_acs_redir"));

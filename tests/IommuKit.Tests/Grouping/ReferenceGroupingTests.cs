@@ -1,3 +1,4 @@
+using IommuKit.Host;
 using IommuKit.Grouping;
 using IommuKit.Pci;
 using Xunit;
@@ -135,7 +136,7 @@ public class ReferenceGroupingTests
         for (int seed = 1; seed <= 150; seed++)
         {
             var m = RandomMachine(seed);
-            var r = GroupingEngine.Compute(m);
+            var r = ModelGrouping.Compute(m);
             devices += m.Topology.Count;
             shared += r.Groups.Count(g => g.Devices.Count > 1);
             aliasQuirks += m.Topology.Devices.Count(d => DmaAliasQuirks.For(d) is not null);

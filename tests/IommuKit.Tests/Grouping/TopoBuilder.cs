@@ -1,3 +1,4 @@
+using IommuKit.Host;
 using IommuKit.Grouping;
 using IommuKit.Pci;
 
@@ -82,7 +83,7 @@ internal sealed class T
         var m = Build();
         options ??= new GroupingOptions();
         if (cmdline is not null) options = options with { CommandLine = KernelCommandLine.Parse(cmdline) };
-        return GroupingEngine.Compute(m, options);
+        return ModelGrouping.Compute(m, options);
     }
 }
 

@@ -1,3 +1,4 @@
+using IommuKit.Host;
 using IommuKit.Grouping;
 using IommuKit.Pci;
 using IommuKit.Sources;
@@ -72,7 +73,7 @@ public class WhatIfTests
         var nb = moved.Topology[map[PciAddress.Parse("0a:00.0")]];
         Assert.Equal(PciAddress.Parse("00:06.0"), nb.Parent!.Address);
         Assert.Equal(2, PciTopology.Below(nb).Count());
-        var r = GroupingEngine.Compute(moved);
+        var r = ModelGrouping.Compute(moved);
         Assert.True(r.Together(map[PciAddress.Parse("0a:00.0")].ToString(), map[PciAddress.Parse("0b:02.0")].ToString()));
     }
 
@@ -86,8 +87,8 @@ public class WhatIfTests
     [Fact]
     public void DiffOfTheSameTopologyOnTwoKernelsFindsNothingChanged()
     {
-        var a = GroupingEngine.Compute(MachineSource.Load(Fixtures.OracleTarball("g_k61_intel_mixed")));
-        var b = GroupingEngine.Compute(MachineSource.Load(Fixtures.OracleTarball("g_k612_intel_mixed")));
+        var a = ModelGrouping.Compute(MachineSource.Load(Fixtures.OracleTarball("g_k61_intel_mixed")));
+        var b = ModelGrouping.Compute(MachineSource.Load(Fixtures.OracleTarball("g_k612_intel_mixed")));
         var diff = PartitionDiff.Compute(a, b);
         Assert.True(diff.NothingChanged);
         Assert.Equal(a.Groups.Select(g => g.Fingerprint), b.Groups.Select(g => g.Fingerprint));
@@ -96,8 +97,8 @@ public class WhatIfTests
     [Fact]
     public void DiffOfDifferentMachinesReportsAddedAndRemovedGroups()
     {
-        var a = GroupingEngine.Compute(MachineSource.Load(Fixtures.OracleTarball("e_strict")));
-        var b = GroupingEngine.Compute(MachineSource.Load(Fixtures.OracleTarball("b_rootports")));
+        var a = ModelGrouping.Compute(MachineSource.Load(Fixtures.OracleTarball("e_strict")));
+        var b = ModelGrouping.Compute(MachineSource.Load(Fixtures.OracleTarball("b_rootports")));
         var diff = PartitionDiff.Compute(a, b);
         Assert.False(diff.NothingChanged);
         Assert.Contains(diff.Changes, c => c.Kind == GroupChangeKind.Unchanged); // the q35 board functions stay

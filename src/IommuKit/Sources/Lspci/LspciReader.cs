@@ -912,6 +912,7 @@ public static partial class LspciReader
             }
             return new Machine
             {
+                Provenance = MachineProvenance.Lspci,
                 Topology = topology,
                 Origin = _origin,
                 KernelGroups = kernelGroups,

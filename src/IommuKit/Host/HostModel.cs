@@ -2,27 +2,34 @@ using IommuKit.Grouping;
 using IommuKit.Paging;
 using IommuKit.Pci;
 
-namespace IommuKit.Core;
+using IommuKit.Core;
+
+namespace IommuKit.Host;
 
 /// <summary>Where <see cref="HostModel"/> takes the PCI grouping from.</summary>
-public enum HostGrouping
+public enum GroupSource
 {
-    /// <summary>The grouping engine's <c>pci_device_group</c> (a prediction).</summary>
-    Engine,
-    /// <summary>The kernel's own groups recorded in the source, when it has them (else the engine).</summary>
+    /// <summary>The kernel's rules (<c>pci_device_group</c>): a prediction.</summary>
+    Model,
+    /// <summary>The kernel's own groups recorded in the source, when it has them (else the model).</summary>
     Recorded,
 }
 
 /// <summary>Options of <see cref="HostModel.FromMachine"/>.</summary>
 /// <param name="Boot">Build default and memory encryption (Debian when null).</param>
 /// <param name="Kernel">Overrides the kernel generation read from the machine's release.</param>
-/// <param name="Grouping">Where the PCI grouping comes from.</param>
+/// <param name="Groups">Where the PCI grouping comes from.</param>
 /// <param name="PageTables">IO page-table factory for paging domains (the paging engine by default).</param>
 /// <param name="HotplugAfterBoot">Devices that arrived after boot (hot-plug), in arrival order: they are probed one by one
 /// after the boot scan, so one joining an existing group takes its domain without re-evaluation (spec 5.4). A source
 /// does not record this; the caller must know it.</param>
-public sealed record HostModelOptions(IommuBootConfig? Boot = null, KernelVersion? Kernel = null, HostGrouping Grouping = HostGrouping.Engine,
-    Func<IoPageTableFormat, IIoPageTable>? PageTables = null, IReadOnlyList<PciAddress>? HotplugAfterBoot = null);
+/// <param name="Grouping">ACS assumptions of the grouping rules and the VF enable order (<see cref="GroupingOptions"/>).</param>
+/// <param name="AssumeUnits">When the machine lists no IOMMU unit, model one (<see cref="ProbeOrder.Units"/>) of
+/// <paramref name="AssumedKind"/>: for predictions "as if the IOMMU were on" and for sources that cannot say.</param>
+/// <param name="AssumedKind">The kind of the assumed unit (Unknown: decided from the host bridge).</param>
+public sealed record HostModelOptions(IommuBootConfig? Boot = null, KernelVersion? Kernel = null, GroupSource Groups = GroupSource.Model,
+    Func<IoPageTableFormat, IIoPageTable>? PageTables = null, IReadOnlyList<PciAddress>? HotplugAfterBoot = null,
+    GroupingOptions? Grouping = null, bool AssumeUnits = false, IommuKind AssumedKind = IommuKind.Unknown);
 
 /// <summary>What a dry run of a sysfs <c>type</c> write found.</summary>
 /// <param name="Group">The group number.</param>
@@ -44,7 +51,8 @@ public sealed record SetTypePlan(int Group, string Value, IommuResult Result, st
 /// </summary>
 public sealed class HostModel
 {
-    private HostModel(Machine machine, KernelCommandLine cmdline, HostModelOptions options, IommuCore core, IIommuDriver? driver, List<string> notes)
+    private HostModel(Machine machine, KernelCommandLine cmdline, HostModelOptions options, IommuCore core, IIommuDriver? driver,
+        List<string> notes, ProbeSequence sequence, GroupingContext? grouping, PciDevice[]?[] unknownFacts, bool assumedUnits)
     {
         Machine = machine;
         CommandLine = cmdline;
@@ -52,7 +60,13 @@ public sealed class HostModel
         Core = core;
         Driver = driver;
         Notes = notes;
+        Sequence = sequence;
+        Grouping = grouping;
+        _unknownFacts = unknownFacts;
+        AssumedUnits = assumedUnits;
     }
+
+    private readonly PciDevice[]?[] _unknownFacts;
 
     public Machine Machine { get; }
     public KernelCommandLine CommandLine { get; }
@@ -62,12 +76,29 @@ public sealed class HostModel
     public IIommuDriver? Driver { get; }
     /// <summary>Assumptions made while building (unknown kernel release, unknown registers, unsupported IOMMU…), one line each.</summary>
     public IReadOnlyList<string> Notes { get; }
+    /// <summary>The order devices were probed in (<see cref="ProbeOrder.Of"/>).</summary>
+    public ProbeSequence Sequence { get; }
+    /// <summary>The grouping rules' context the driver's <c>device_group</c> used; null when grouping came from a recorded partition or no driver registered.</summary>
+    public GroupingContext? Grouping { get; }
+    /// <summary>The IOMMU units were assumed (<see cref="HostModelOptions.AssumeUnits"/>), not read from the source.</summary>
+    public bool AssumedUnits { get; }
+
+    /// <summary>
+    /// Devices with missing facts (ACS or PCIe capabilities not visible, bridge bus ranges unknown) that the grouping of
+    /// <paramref name="device"/> consulted: its placement is then a guess. Empty when it rests on facts.
+    /// </summary>
+    public IReadOnlyList<PciDevice> UnknownFactsOf(PciDevice device) => _unknownFacts[device.ProbeIndex] ?? [];
 
     /// <summary>The kernel generation to model for a release string; 6.12 rules when unknown.</summary>
     public static KernelVersion KernelOf(Machine machine) =>
         KernelVersion.TryParse(machine.KernelRelease, out var v) ? v : KernelVersion.V6_12;
 
-    /// <summary>Builds and boots the core for <paramref name="machine"/>.</summary>
+    /// <summary>
+    /// Builds and boots the core for <paramref name="machine"/>, the one probe loop of the library: the devices are
+    /// added in <see cref="ProbeOrder.Of"/> order, the driver for the machine's units registers (probing every boot
+    /// device with the kernel's <c>pci_device_group</c> as its <c>device_group</c>, then giving every group its default
+    /// domain), late devices (VFs, hot-plug) are probed one by one, and the drivers the source shows are bound.
+    /// </summary>
     /// <param name="cmdline">The kernel command line; null uses the machine's own.</param>
     /// <exception cref="InputException">The machine's IOMMU unit names a virtio-iommu function that is not a PCI address.</exception>
     public static HostModel FromMachine(Machine machine, KernelCommandLine? cmdline = null, HostModelOptions? options = null)
@@ -87,102 +118,131 @@ public sealed class HostModel
         var core = new IommuCore(kernel, cmdline, options.Boot);
         var pageTables = options.PageTables ?? (f => IoPageTables.Create(f));
 
-        var devices = new List<IommuDevice>(machine.Topology.Devices.Count);
-        var late = new List<IommuDevice>();
-        var lateSet = new HashSet<PciAddress>(options.HotplugAfterBoot ?? []);
-        foreach (var pci in machine.Topology.Devices)
+        var units = ProbeOrder.Units(machine, options.AssumeUnits, options.AssumedKind, out bool assumedUnits);
+        options = options with { Grouping = WithSourceFacts(machine, options.Grouping) };
+        var modelled = assumedUnits ? machine with { IommuUnits = units } : machine;
+        var sequence = ProbeOrder.Of(machine, options.Grouping?.VfEnableOrder, options.HotplugAfterBoot,
+            options.Kernel ?? (KernelVersion.TryParse(machine.KernelRelease, out var release) ? release : null));
+        var devices = new IommuDevice[machine.Topology.Count];
+        foreach (var pci in sequence.Boot)
         {
             var dev = IommuDevice.FromPci(pci, pci.Facts.IommuUnit);
-            if (lateSet.Contains(pci.Address)) late.Add(dev);
-            else core.AddDevice(dev);
-            devices.Add(dev);
+            core.AddDevice(dev);
+            devices[pci.ProbeIndex] = dev;
         }
-        // Hot-plugged devices arrive in the order given.
-        late.Sort((x, y) => IndexOf(options.HotplugAfterBoot!, x.Pci!.Address).CompareTo(IndexOf(options.HotplugAfterBoot!, y.Pci!.Address)));
 
         IIommuDriver? driver = null;
-        var units = machine.IommuUnits;
+        GroupingContext? grouping = null;
+        var unknown = new PciDevice[]?[machine.Topology.Count];
         if (units.Count == 0)
             notes.Add("the source shows no IOMMU unit: no groups");
         else
         {
-            var resolver = GroupResolver(machine, cmdline, options.Grouping);
-            switch (machine.IommuKind)
-            {
-                case IommuKind.Intel:
-                {
-                    var vt = new List<VtdUnit>(units.Count);
-                    foreach (var u in units)
-                    {
-                        if (u.Kind != IommuKind.Intel) continue;
-                        vt.Add(VtdUnit.FromMachine(u));
-                        if (u.IntelCap is null) notes.Add($"{u.Name}: no cap register in the source: caching mode taken as off");
-                        if (u.IntelEcap is null) notes.Add($"{u.Name}: no ecap register in the source: pass-through taken as supported");
-                    }
-                    driver = new VtdDriver(vt, pageTables, resolver);
-                    break;
-                }
-                case IommuKind.Virtio:
-                {
-                    var u = units[0];
-                    if (!PciAddress.TryParse(u.Name, out var self))
-                        throw InputException.At(machine.Origin, $"virtio-iommu unit \"{u.Name}\" is not named after its PCI function");
-                    driver = new VirtioIommuDriver(self, pageTables, resolver, u.Devices.Count > 0 ? u.Devices : null);
-                    break;
-                }
-                case IommuKind.Amd:
-                {
-                    var amd = new List<AmdViUnit>(units.Count);
-                    foreach (var u in units)
-                    {
-                        if (u.Kind != IommuKind.Amd) continue;
-                        amd.Add(AmdViUnit.FromMachine(u));
-                        if (AmdViUnit.CapHeader(u) is null) notes.Add($"{u.Name}: no amd-iommu/cap register in the source: NpCache (strict mode under virtualization) taken as off");
-                    }
-                    driver = new AmdViDriver(amd, pageTables, resolver, memoryEncryption: options.Boot?.MemoryEncryption ?? false);
-                    break;
-                }
-                default:
-                    notes.Add($"IOMMU kind {machine.IommuKind} is not modelled: no groups predicted");
-                    break;
-            }
+            var resolver = GroupResolver(modelled, cmdline, options, unknown, out grouping);
+            driver = CreateDriver(modelled, units, pageTables, resolver, options, notes);
         }
         if (driver is not null)
         {
             var r = core.RegisterDriver(driver);
             if (!r.IsOk) notes.Add($"{driver.Name} registration failed: {r}");
         }
-        foreach (var dev in late)
+        foreach (var pci in sequence.Late)
         {
+            var dev = IommuDevice.FromPci(pci, pci.Facts.IommuUnit);
+            devices[pci.ProbeIndex] = dev;
             var r = core.HotplugAdd(dev);
             if (!r.IsOk && r.Errno != Errno.ENODEV) notes.Add($"{dev.Name}: hot-plug probe fails in the model: {r}");
         }
         foreach (var dev in devices)
         {
-            if (dev.Pci!.Facts.Driver is { } name)
+            if (dev?.Pci!.Facts.Driver is { } name)
             {
                 var r = core.BindDriver(dev, name);
                 if (!r.IsOk) notes.Add($"{dev.Name}: binding {name} fails in the model: {r}");
             }
         }
-        return new HostModel(machine, cmdline, options, core, driver, notes);
+        return new HostModel(machine, cmdline, options, core, driver, notes, sequence, grouping, unknown, assumedUnits);
     }
 
-    private static int IndexOf(IReadOnlyList<PciAddress> list, PciAddress a)
+    private static IIommuDriver? CreateDriver(Machine machine, IReadOnlyList<IommuUnit> units, Func<IoPageTableFormat, IIoPageTable> pageTables,
+        PciGroupResolver resolver, HostModelOptions options, List<string> notes)
     {
-        for (int i = 0; i < list.Count; i++) if (list[i] == a) return i;
-        return -1;
-    }
-
-    private static PciGroupResolver GroupResolver(Machine machine, KernelCommandLine cmdline, HostGrouping grouping)
-    {
-        if (grouping == HostGrouping.Recorded && machine.KernelGroups is { Count: > 0 } kg)
+        switch (units[0].Kind)
         {
+            case IommuKind.Intel:
+            {
+                var vt = new List<VtdUnit>(units.Count);
+                foreach (var u in units)
+                {
+                    if (u.Kind != IommuKind.Intel) continue;
+                    vt.Add(VtdUnit.FromMachine(u));
+                    if (u.IntelCap is null) notes.Add($"{u.Name}: no cap register in the source: caching mode taken as off");
+                    if (u.IntelEcap is null) notes.Add($"{u.Name}: no ecap register in the source: pass-through taken as supported");
+                }
+                return new VtdDriver(vt, pageTables, resolver);
+            }
+            case IommuKind.Virtio:
+            {
+                var u = units[0];
+                if (!PciAddress.TryParse(u.Name, out var self))
+                    throw InputException.At(machine.Origin, $"virtio-iommu unit \"{u.Name}\" is not named after its PCI function");
+                return new VirtioIommuDriver(self, pageTables, resolver, u.Devices.Count > 0 ? u.Devices : null);
+            }
+            case IommuKind.Amd:
+            {
+                var amd = new List<AmdViUnit>(units.Count);
+                foreach (var u in units)
+                {
+                    if (u.Kind != IommuKind.Amd) continue;
+                    amd.Add(AmdViUnit.FromMachine(u));
+                    if (AmdViUnit.CapHeader(u) is null) notes.Add($"{u.Name}: no amd-iommu/cap register in the source: NpCache (strict mode under virtualization) taken as off");
+                }
+                return new AmdViDriver(amd, pageTables, resolver, memoryEncryption: options.Boot?.MemoryEncryption ?? false);
+            }
+            default:
+                notes.Add($"IOMMU kind {units[0].Kind} is not modelled: no groups predicted");
+                return null;
+        }
+    }
+
+    /// <summary>
+    /// <paramref name="options"/> completed with what the source's own boot did (<see cref="GroupingOptions.SourceRequestedAcs"/>),
+    /// decided by <see cref="IommuActivation.Decide"/> on the source's command line.
+    /// </summary>
+    public static GroupingOptions WithSourceFacts(Machine machine, GroupingOptions? options)
+    {
+        var src = IommuActivation.Decide(machine, KernelCommandLine.Parse(machine.CommandLine));
+        return (options ?? new GroupingOptions()) with { SourceRequestedAcs = src.Active && !src.Assumed };
+    }
+
+    /// <summary>The grouping context of <paramref name="machine"/> under <paramref name="cmd"/>, with the source's facts filled in (<see cref="WithSourceFacts"/>).</summary>
+    public static GroupingContext GroupingContextFor(Machine machine, KernelCommandLine cmd, bool iommuActive = true, GroupingOptions? options = null) =>
+        GroupingContext.Create(machine, cmd, iommuActive, WithSourceFacts(machine, options));
+
+    /// <summary>
+    /// The drivers' <c>device_group</c> for PCI functions: the kernel's <c>pci_device_group</c> over the machine's
+    /// grouping context (recording, per device, the unknown facts its placement consulted), or the recorded partition.
+    /// </summary>
+    private static PciGroupResolver GroupResolver(Machine machine, KernelCommandLine cmdline, HostModelOptions options,
+        PciDevice[]?[] unknown, out GroupingContext? grouping)
+    {
+        if (options.Groups == GroupSource.Recorded && machine.KernelGroups is { Count: > 0 } kg)
+        {
+            grouping = null;
             var sets = new List<IReadOnlyList<PciAddress>>(kg.Count);
             foreach (var g in kg) sets.Add(g.Devices);
             return PciGroupResolvers.Partition(sets, machine.Topology);
         }
-        return PciGroupResolvers.Kernel(GroupingContext.Create(machine, cmdline, iommuActive: true));
+        var ctx = GroupingContext.Create(machine, cmdline, iommuActive: true, options.Grouping);
+        grouping = ctx;
+        return (pci, context) =>
+        {
+            ctx.TouchedUnknown = false;
+            ctx.UnknownTouched.Clear();
+            var g = PciGrouping.DeviceGroup(pci, ctx, p => context.GroupOf(p), () => context.Allocate());
+            if (ctx.TouchedUnknown) unknown[pci.ProbeIndex] = [.. ctx.UnknownTouched];
+            return g;
+        };
     }
 
     /// <summary>Builds a fresh model from the same inputs (dry runs never touch this one).</summary>

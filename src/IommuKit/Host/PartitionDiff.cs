@@ -1,6 +1,8 @@
 using IommuKit.Pci;
 
-namespace IommuKit.Grouping;
+using IommuKit.Grouping;
+
+namespace IommuKit.Host;
 
 /// <summary>How one group changed between two partitions.</summary>
 public enum GroupChangeKind
@@ -131,8 +133,8 @@ public static class GroupingWhatIf
     public static (GroupingResult Today, GroupingResult Then, PartitionDiff Diff) WithCommandLine(Machine machine, string commandLine, GroupingOptions? options = null)
     {
         options ??= new GroupingOptions();
-        var today = GroupingEngine.Compute(machine, options);
-        var then = GroupingEngine.Compute(machine, options with { CommandLine = KernelCommandLine.Parse(commandLine) });
+        var today = ModelGrouping.Compute(machine, options);
+        var then = ModelGrouping.Compute(machine, options with { CommandLine = KernelCommandLine.Parse(commandLine) });
         return (today, then, PartitionDiff.Compute(today, then));
     }
 
@@ -142,9 +144,9 @@ public static class GroupingWhatIf
         Machine machine, PciAddress slot, PciAddress targetBridge, int newDevice = 0, GroupingOptions? options = null)
     {
         options ??= new GroupingOptions();
-        var today = GroupingEngine.Compute(machine, options);
+        var today = ModelGrouping.Compute(machine, options);
         var moved = MachineRewrite.MoveSlot(machine, slot, targetBridge, newDevice, out var map);
-        var then = GroupingEngine.Compute(moved, options);
+        var then = ModelGrouping.Compute(moved, options);
         return (today, then, PartitionDiff.Compute(today, then, map), map);
     }
 }
