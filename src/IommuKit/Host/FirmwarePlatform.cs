@@ -95,6 +95,48 @@ public sealed class FirmwarePlatform
 
     private const ushort AmpereVendor = 0x1def;
 
+    // ---- Reserved memory the firmware reports: RMRR (VT-d), IVMD (AMD-Vi) ----
+
+    /// <summary>
+    /// The DMAR's RMRRs with their device scopes resolved against the topology (<c>dmar_parse_one_rmrr</c>,
+    /// <c>dmar_insert_dev_scope</c>): the VT-d driver reports each as a direct region of the devices in scope, relaxable
+    /// for USB and graphics devices (<c>device_rmrr_is_relaxable</c>), in <c>intel_iommu_get_resv_regions</c>.
+    /// Empty without a DMAR. Scope entries the topology does not hold are dropped, as the kernel drops them.
+    /// </summary>
+    public static IReadOnlyList<VtdRmrr> Rmrrs(Machine machine)
+    {
+        if (machine.Firmware.Dmar is not { } dmar) return [];
+        var list = new List<VtdRmrr>(dmar.ReservedMemory.Count);
+        foreach (var r in dmar.ReservedMemory)
+        {
+            var scope = new List<PciAddress>();
+            foreach (var s in r.Scopes)
+                if (s.Kind is DmarScopeKind.Endpoint or DmarScopeKind.Bridge && Resolve(machine.Topology, r.Segment, s) is { } d) scope.Add(d.Address);
+            if (scope.Count > 0) list.Add(new VtdRmrr(r.Base, r.EndInclusive, scope));
+        }
+        return list;
+    }
+
+    /// <summary>
+    /// The IVRS's IVMD ranges that the kernel turns into unity maps (<c>init_memory_definitions</c>: the unity-map or
+    /// exclusion flag set, a non-zero length), each with the devices of the topology it names (type 0x20 every device,
+    /// 0x21 one requester ID, 0x22 a range). Empty without an IVRS.
+    /// </summary>
+    public static IReadOnlyList<(ulong Start, ulong Last, bool Exclusion, IReadOnlyList<PciAddress> Scope)> Ivmds(Machine machine)
+    {
+        if (machine.Firmware.Ivrs is not { } ivrs) return [];
+        var list = new List<(ulong, ulong, bool, IReadOnlyList<PciAddress>)>();
+        foreach (var m in ivrs.MemoryDefinitions)
+        {
+            if ((m.Flags & 0b1001) == 0 || m.Length == 0 || m.Start > ulong.MaxValue - (m.Length - 1)) continue; // no unity/exclusion flag, empty, or wraps
+            var scope = new List<PciAddress>();
+            foreach (var d in machine.Topology.Devices)
+                if (m.AppliesTo(d.Address.RequesterId)) scope.Add(d.Address);
+            if (scope.Count > 0) list.Add((m.Start, m.Start + (m.Length - 1), (m.Flags & 0b1000) != 0, scope));
+        }
+        return list;
+    }
+
     // ---- Intel VT-d ----
 
     private void FromDmar(PciTopology topo, DmarTable dmar, KernelVersion? kernel, bool unitsKnown)
