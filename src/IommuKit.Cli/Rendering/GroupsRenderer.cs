@@ -75,18 +75,6 @@ internal static class GroupsRenderer
         w.WriteEndObject();
     }
 
-    /// <summary>One device object: address, ids, class, revision, driver, names (null when unknown).</summary>
-    public static void WriteDeviceJson(Utf8JsonWriter w, PciDevice d, PciIds ids)
-    {
-        w.WriteStartObject();
-        w.WriteString("address", d.Address.ToString());
-        w.WriteString("vendor", DeviceText.Hex4(d.VendorId));
-        w.WriteString("device", DeviceText.Hex4(d.DeviceId));
-        w.WriteString("class", DeviceText.Hex6(d.ClassCode));
-        w.WriteString("revision", $"0x{d.Facts.Revision:x2}");
-        JsonOut.NullableString(w, "driver", d.Driver);
-        JsonOut.NullableString(w, "name", DeviceText.Name(d, ids));
-        JsonOut.NullableString(w, "class_name", ids.Class(d.ClassCode));
-        w.WriteEndObject();
-    }
+    /// <summary>One device object (<see cref="DeviceJson.Write"/> without topology facts).</summary>
+    public static void WriteDeviceJson(Utf8JsonWriter w, PciDevice d, PciIds ids) => DeviceJson.Write(w, d, ids, topology: false);
 }
