@@ -72,7 +72,7 @@ public sealed class FirmwarePlatform
                 case IommuKind.ArmSmmu: p.InferArm(topo, kernel); break;
             }
         }
-        if (p.NumbersReason is null && machine.HostBridges.Count == 0 && SeveralRealRootBuses(topo))
+        if (p.NumbersReason is null && machine.HostBridges.Count == 0 && RootBusOrderMatters(machine, p, unitsKnown))
             p.NumbersReason = "several PCI root buses and no firmware order: the kernel scans them in ACPI namespace order (acpi_bus_scan), which only a snapshot taken as root records; the numbers assume bus-number order";
         return p;
     }
@@ -328,13 +328,38 @@ public sealed class FirmwarePlatform
     }
 
     /// <summary>
-    /// Several root buses whose order the firmware decides: more than one root bus (in one or several domains), on a
-    /// machine that is not a QEMU guest (host bridge 00:00.0 with the Red Hat/QEMU subsystem vendor 1af4): QEMU's DSDT
-    /// lists its expander bridges (pxb) in bus order, which the model's order already is.
+    /// Whether the firmware's root-bus order can change the numbers: more than one root bus holds a device some unit
+    /// manages. On a QEMU guest (host bridge 00:00.0 with the Red Hat/QEMU subsystem vendor 1af4) the DSDT defines
+    /// PCI0 (bus 0) before every expander bridge (pxb), so only several managed expander buses leave the order open:
+    /// the expanders themselves are not in bus order (a q35 capture with pxb buses 0x20 then 0x40 on the command line
+    /// names them PNP0A08:02 and PNP0A08:01, tests/fixtures/acpi/qemu72-pxb-capture.txt).
     /// </summary>
-    private static bool SeveralRealRootBuses(PciTopology topo)
+    private static bool RootBusOrderMatters(Machine machine, FirmwarePlatform p, bool unitsKnown)
     {
+        var topo = machine.Topology;
         if (topo.RootBuses.Count < 2) return false;
-        return !(topo.TryFind(new PciAddress(0, 0, 0, 0), out var hb) && hb.Facts.SubsystemVendorId == 0x1af4);
+        HashSet<PciAddress>? listed = null;
+        if (unitsKnown)
+        {
+            listed = new HashSet<PciAddress>();
+            foreach (var u in machine.IommuUnits) foreach (var a in u.Devices) listed.Add(a);
+        }
+        bool qemu = topo.TryFind(new PciAddress(0, 0, 0, 0), out var hb) && hb.Facts.SubsystemVendorId == 0x1af4;
+        int managedBuses = 0;
+        foreach (var rb in topo.RootBuses)
+        {
+            if (qemu && rb.Domain == 0 && rb.Number == 0) continue;
+            foreach (var d in topo.Devices)
+            {
+                var root = d.Bus;
+                while (root.Parent is { } up) root = up;
+                if (root != rb) continue;
+                bool managed = unitsKnown
+                    ? listed!.Contains(d.Address) || d.Facts.IommuUnit is not null || machine.IommuUnits.All(u => u.Devices.Count == 0)
+                    : p.UnitOf(d) >= 0;
+                if (managed) { managedBuses++; break; }
+            }
+        }
+        return managedBuses > 1;
     }
 }
