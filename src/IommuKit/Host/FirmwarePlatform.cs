@@ -69,7 +69,7 @@ public sealed class FirmwarePlatform
             {
                 case IommuKind.Intel: p.InferIntel(topo, kernel); break;
                 case IommuKind.Amd: p.InferAmd(topo); break;
-                case IommuKind.ArmSmmu: p.InferArm(topo, kernel); break;
+                case IommuKind.ArmSmmu: p.InferArm(machine, kernel); break;
             }
         }
         if (p.NumbersReason is null && machine.HostBridges.Count == 0 && RootBusOrderMatters(machine, p, unitsKnown))
@@ -81,6 +81,7 @@ public sealed class FirmwarePlatform
     private static IommuKind Vendor(Machine m)
     {
         if (m.IommuKind != IommuKind.Unknown) return m.IommuKind;
+        if (m.Firmware.Iort is not null) return IommuKind.ArmSmmu;
         foreach (var d in m.Topology.Devices)
         {
             if (d.VendorId == AmpereVendor) return IommuKind.ArmSmmu;
@@ -309,15 +310,19 @@ public sealed class FirmwarePlatform
     /// bridge's alias gives, is refused by <c>arm_smmu_insert_master</c> (kernels 5.13 to the 2025 fix, taken as 6.15:
     /// UNVERIFIED). Numbers follow driver bind order before 6.15: not predictable.
     /// </summary>
-    private void InferArm(PciTopology topo, KernelVersion? kernel)
+    private void InferArm(Machine machine, KernelVersion? kernel)
     {
-        Basis = "inferred";
-        Units = [new PlatformUnit("inferred SMMUv3", false, true)];
+        var topo = machine.Topology;
+        Basis = machine.Firmware.Iort is null ? "inferred" : "IORT";
+        Units = [new PlatformUnit(machine.Firmware.Iort is null ? "inferred SMMUv3" : "IORT SMMU", false, machine.Firmware.Iort is null)];
         bool before615 = kernel is not { } k || k < new KernelVersion(6, 15);
         bool sidRepeat = kernel is not { } k2 || k2 >= new KernelVersion(5, 13) && k2 < new KernelVersion(6, 15);
+        var iort = machine.Firmware.Iort;
         foreach (var d in topo.Devices)
         {
-            if (before615 && d.IsOnRootBus && d.ClassCode >> 8 == 0x0600)
+            if (iort is not null && !IortMapsToSmmu(iort, d))
+                _noGroupReason[d.ProbeIndex] = "no IORT root complex of its segment maps its requester ID to an SMMU (iort_node_map_id): no IOMMU translates for it and the kernel gives it no group";
+            else if (before615 && d.IsOnRootBus && d.ClassCode >> 8 == 0x0600)
                 _noGroupReason[d.ProbeIndex] = "a host bridge: before 6.15 the SMMU probes a device when a driver binds it (acpi_dma_configure_id from really_probe) and none binds a host bridge, so the kernel gives it no group";
             else if (sidRepeat && d.Parent is { PcieType: PcieType.PciBridge } && d.Address.Devfn == 0)
                 _noGroupReason[d.ProbeIndex] = "behind a PCIe-to-PCI bridge at devfn 0, its stream ID repeats the alias of its bridge and arm_smmu_insert_master refuses the duplicate (5.13 to the 2025 fix): the kernel gives it no group";
@@ -325,6 +330,31 @@ public sealed class FirmwarePlatform
         }
         if (before615)
             NumbersReason = "Arm SMMU before 6.15: devices join groups as their drivers bind (acpi_dma_configure_id from really_probe), an order no source records";
+    }
+
+    /// <summary>
+    /// Whether the IORT routes the device's requester ID to an SMMU (<c>iort_node_map_id</c>): the root complex node of
+    /// its segment, the ID mapping whose input range holds the RID (or a single mapping), and the node that mapping
+    /// outputs to, followed while it is neither an SMMU nor an ITS group (at most 8 hops, as the kernel's
+    /// <c>MAX_NR_ID_MAPPINGS</c>-bounded walk).
+    /// </summary>
+    internal static bool IortMapsToSmmu(IortTable iort, PciDevice d)
+    {
+        IortNode? node = null;
+        foreach (var n in iort.Nodes)
+            if (n.Kind == IortNodeKind.RootComplex && n.Segment == d.Address.Domain) { node = n; break; }
+        uint id = d.Address.RequesterId;
+        for (int hop = 0; node is not null && hop < 8; hop++)
+        {
+            if (node.Kind is IortNodeKind.Smmu or IortNodeKind.SmmuV3) return true;
+            IortIdMapping? hit = null;
+            foreach (var m in node.Mappings)
+                if (m.SingleMapping || id >= m.InputBase && id - m.InputBase <= m.IdCount) { hit = m; break; }
+            if (hit is not { } h) return false;
+            id = h.SingleMapping ? h.OutputBase : h.OutputBase + (id - h.InputBase);
+            node = iort.NodeAt(h.OutputReference);
+        }
+        return false;
     }
 
     /// <summary>

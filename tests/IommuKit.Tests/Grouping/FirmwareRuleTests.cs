@@ -126,4 +126,19 @@ public class FirmwareRuleTests
         var seq = ProbeOrder.Of(m, kernel: new KernelVersion(6, 8));
         Assert.Equal("0000:00:07.2", seq.Boot[0].Address.ToString());
     }
+
+    [Fact]
+    public void IortLeavesDevicesOfSegmentsWithoutAnSmmuMappingWithoutAGroup()
+    {
+        // The iasl template IORT maps root complex segment 2 (IDs 0-0xffff) to its SMMUv3 node; no other segment has a node.
+        var iort = AcpiTableReader.ReadIort(Table("iasl-template-IORT.dat"), "iort");
+        var m = Dump("arm64-ampere-altra-adlink-devplatform-multidomain.txt") with { Firmware = new FirmwareTables(Iort: iort), KernelRelease = "6.16" };
+        var p = FirmwarePlatform.Derive(m, new KernelVersion(6, 16), unitsKnown: false);
+        Assert.Equal("IORT", p.Basis);
+        foreach (var d in m.Topology.Devices)
+        {
+            Assert.Equal(d.Address.Domain == 2, p.UnitOf(d) >= 0);
+            if (d.Address.Domain != 2) Assert.Contains("iort_node_map_id", p.NoGroupReason(d), StringComparison.Ordinal);
+        }
+    }
 }
