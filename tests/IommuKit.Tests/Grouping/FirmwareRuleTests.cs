@@ -141,4 +141,21 @@ public class FirmwareRuleTests
             if (d.Address.Domain != 2) Assert.Contains("iort_node_map_id", p.NoGroupReason(d), StringComparison.Ordinal);
         }
     }
+
+    [Fact]
+    public void IvrsAliasOnTheSameBusJoinsTheDeviceToItsAliasGroup()
+    {
+        // Raven laptop: the kernel puts 04:00.0 alone and 04:00.1-.7 together. An IVRS alias 04:00.0 -> 04:00.1
+        // makes 04:00.1 a DMA alias of 04:00.0 (setup_aliases, pci_add_dma_alias), so pci_device_group merges them.
+        var m = Dump("laptop-amd-raven-dell-latitude-5495-iommugroups.txt") with { KernelRelease = "6.8.5" };
+        var before = ModelGrouping.Compute(m);
+        Assert.NotSame(before.GroupOf(PciAddress.Parse("04:00.0")), before.GroupOf(PciAddress.Parse("04:00.1")));
+        ushort rid = PciAddress.Parse("04:00.0").RequesterId, alias = PciAddress.Parse("04:00.1").RequesterId;
+        var block = new IvhdBlock(0x11, 0, PciAddress.Parse("00:00.2").RequesterId, 0x40, 0xfd200000, 0,
+            [new IvhdDeviceRange(IvhdEntryKind.Range, 0x0003, 0xfffe, 0), new IvhdDeviceRange(IvhdEntryKind.AliasSelect, rid, rid, 0, alias)], [], []);
+        var ivrs = new IvrsTable(new AcpiTableHeader("IVRS", 0, 2, true, "TEST", "TEST", 0), 0, [block], []);
+        var r = ModelGrouping.Compute(m with { Firmware = new FirmwareTables(Ivrs: ivrs) });
+        Assert.Same(r.GroupOf(PciAddress.Parse("04:00.0")), r.GroupOf(PciAddress.Parse("04:00.1")));
+        Assert.Null(r.GroupOf(PciAddress.Parse("00:00.0"))); // the IVRS range starts at 00:00.3, as Zen firmware's do
+    }
 }
