@@ -1,5 +1,6 @@
 using BenchmarkDotNet.Attributes;
 using IommuKit.Core;
+using IommuKit.Drivers;
 using IommuKit.Paging;
 using IommuKit.Sources;
 

@@ -1,6 +1,7 @@
+using IommuKit.Core;
 using IommuKit.Pci;
 
-namespace IommuKit.Core;
+namespace IommuKit.Drivers;
 
 /// <summary>
 /// The POWER-like reference driver (arch/powerpc/kernel/iommu.c, PowerNV/pSeries): groups are firmware

@@ -1,6 +1,7 @@
+using IommuKit.Core;
 using IommuKit.Paging;
 
-namespace IommuKit.Core;
+namespace IommuKit.Drivers;
 
 /// <summary>
 /// The SMMU-like reference driver for platform devices (drivers/iommu/arm/arm-smmu): devices carry stream IDs

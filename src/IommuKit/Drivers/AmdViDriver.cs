@@ -1,8 +1,9 @@
 using System.Globalization;
+using IommuKit.Core;
 using IommuKit.Paging;
 using IommuKit.Pci;
 
-namespace IommuKit.Core;
+namespace IommuKit.Drivers;
 
 /// <summary>One AMD-Vi unit (IVHD) as the driver sees it.</summary>
 /// <param name="Name">Unit name, <c>ivhd0</c>.</param>

@@ -1,7 +1,8 @@
+using IommuKit.Core;
 using IommuKit.Paging;
 using IommuKit.Pci;
 
-namespace IommuKit.Core;
+namespace IommuKit.Drivers;
 
 /// <summary>One DMAR hardware unit (DRHD) as the VT-d driver sees it.</summary>
 /// <param name="Name">Unit name, <c>dmar0</c>.</param>

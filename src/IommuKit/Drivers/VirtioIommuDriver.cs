@@ -1,7 +1,8 @@
+using IommuKit.Core;
 using IommuKit.Paging;
 using IommuKit.Pci;
 
-namespace IommuKit.Core;
+namespace IommuKit.Drivers;
 
 /// <summary>
 /// The virtio-iommu-like reference driver (drivers/iommu/virtio-iommu.c): PCI endpoints listed by the device, groups
