@@ -244,6 +244,26 @@ public sealed class IommuHardware
         Volatile.Write(ref _domainTags[domainId], tag);
     }
 
+    /// <summary>
+    /// The invalidation interface the DMA layer and flush queues use for <paramref name="domainId"/> on this unit: a
+    /// range is <see cref="FlushRange"/>, everything is <see cref="FlushDomain"/>.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="domainId"/> is outside 0..<see cref="MaxDomainId"/>.</exception>
+    public IIotlbInvalidator InvalidatorFor(int domainId)
+    {
+        CheckDomainId(domainId);
+        return new DomainInvalidator(this, domainId);
+    }
+
+    private sealed class DomainInvalidator(IommuHardware unit, int domainId) : IIotlbInvalidator
+    {
+        public void InvalidateRange(ulong iova, ulong size) => unit.FlushRange(domainId, iova, size);
+
+        public void InvalidateAll() => unit.FlushDomain(domainId);
+
+        public override string ToString() => $"{unit.Name} domain {domainId}";
+    }
+
     /// <summary>The tag the IOTLB currently files <paramref name="domainId"/>'s entries under (the domain id until its
     /// first <see cref="FlushDomain"/>).</summary>
     public int IotlbTagOf(int domainId)

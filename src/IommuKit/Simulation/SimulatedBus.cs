@@ -68,14 +68,20 @@ public sealed class PcieSwitch
 public sealed class SimulatedBus
 {
     private SimulatedDevice[] _barDevices = [];
+    // The in-process memory when that is what was given: copies then call the sealed type directly (no interface dispatch).
+    private readonly PhysicalMemory? _physical;
 
-    public SimulatedBus(PhysicalMemory memory, IommuHardware iommu)
+    /// <summary>A bus over <paramref name="memory"/> (the caller's guest memory, or a <see cref="PhysicalMemory"/>)
+    /// with <paramref name="iommu"/> at the root complex.</summary>
+    public SimulatedBus(IGuestMemory memory, IommuHardware iommu)
     {
         Memory = memory ?? throw new ArgumentNullException(nameof(memory));
         Iommu = iommu ?? throw new ArgumentNullException(nameof(iommu));
+        _physical = memory as PhysicalMemory;
     }
 
-    public PhysicalMemory Memory { get; }
+    /// <summary>The guest memory translated requests reach.</summary>
+    public IGuestMemory Memory { get; }
 
     /// <summary>The IOMMU that translates every request reaching the root complex.</summary>
     public IommuHardware Iommu { get; }
@@ -175,6 +181,8 @@ public sealed class SimulatedBus
     {
         if (_barDevices.Length != 0 && FindBar(phys) is { } target)
             target.MmioWrite(phys, data);
+        else if (_physical is not null)
+            _physical.Write(phys, data);
         else
             Memory.Write(phys, data);
     }
@@ -184,6 +192,8 @@ public sealed class SimulatedBus
     {
         if (_barDevices.Length != 0 && FindBar(phys) is { } target)
             target.MmioRead(phys, data);
+        else if (_physical is not null)
+            _physical.Read(phys, data);
         else
             Memory.Read(phys, data);
     }

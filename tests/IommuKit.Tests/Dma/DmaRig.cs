@@ -47,10 +47,10 @@ internal sealed class DmaRig : IDisposable
     public DmaApi Api(DmaMode mode, ulong mask = ulong.MaxValue, IReadOnlyList<IovaReservedRegion>? reserved = null,
         bool forceDac = false, int queueCount = 1)
     {
-        FlushQueue? fq = mode == DmaMode.Lazy ? new FlushQueue(Iommu, DomainId, Iovad, Clock, queueCount: queueCount) : null;
+        FlushQueue? fq = mode == DmaMode.Lazy ? new FlushQueue(Iommu.InvalidatorFor(DomainId), Iovad, Clock, queueCount: queueCount) : null;
         if (fq is not null)
             _owned.Add(fq);
-        var api = new DmaApi(Iommu, DomainId, Table, Iovad, mode, mask, reserved, fq, Memory, forceDac);
+        var api = new DmaApi(Iommu.InvalidatorFor(DomainId), Table, Iovad, mode, mask, reserved, fq, Memory, forceDac);
         _owned.Add(api);
         return api;
     }
