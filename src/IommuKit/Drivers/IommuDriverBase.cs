@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using IommuKit.Core;
+using IommuKit.Grouping;
 using IommuKit.Paging;
 using IommuKit.Pci;
 using IommuKit.Simulation;
@@ -37,30 +38,169 @@ public abstract class IommuDriverBase : IIommuDriver
     public Func<IommuDevice, IommuDomainType, Errno>? AllocFault { get; set; }
 
     /// <summary>
-    /// Emulated hardware units by unit name (<see cref="UnitName"/>). When a device's unit is here, attach programs its
-    /// context entry (keyed by requester ID: the PCI RID, or a platform device's first stream ID) and release clears it;
-    /// otherwise attach is driver state only (<see cref="Contexts"/>).
+    /// Emulated hardware units by unit name (<see cref="UnitName"/>). When a device's unit is here, attach programs the
+    /// context entry of every requester ID its DMA may carry (the device's own and each DMA alias, from the one alias
+    /// walk <see cref="PciGrouping.ForEachDmaAlias"/>; a platform device's first stream ID), reference-counted per
+    /// requester ID, and gives a translated domain a domain id on that unit; release clears what no device uses any
+    /// more. Otherwise attach is driver state only (<see cref="Contexts"/>).
     /// </summary>
     public IReadOnlyDictionary<string, IommuHardware>? Hardware { get; set; }
+
+    /// <summary>
+    /// The grouping context whose alias walk names a PCI device's requester IDs (its DMA alias quirks and VMD
+    /// real-DMA-device map). Null: built once from the device's own topology on first use, which gives the same
+    /// answer (aliases depend on the devices, not on the command line).
+    /// </summary>
+    public GroupingContext? DmaAliases { get; set; }
 
     /// <summary>The hardware unit a device is behind, as named in <see cref="Hardware"/>; null when unknown.</summary>
     public virtual string? UnitName(IommuDevice device) => device.Instance;
 
-    private IommuHardware? HardwareOf(IommuDevice device, out ushort requesterId)
+    private IommuHardware? HardwareOf(IommuDevice device)
     {
-        requesterId = device.Pci is { } p ? p.Address.RequesterId : device.StreamIds.Count > 0 ? (ushort)device.StreamIds[0] : (ushort)0;
         if (Hardware is null || UnitName(device) is not { } unit) return null;
         if (device.Pci is null && device.StreamIds.Count == 0) return null;
         return Hardware.GetValueOrDefault(unit);
     }
 
-    /// <summary>The context entry a domain programs: identity, blocked, or translated through its page table.</summary>
-    protected static IommuContext ContextFor(IommuDomain domain) => domain.Type switch
+    /// <summary>The context entry a domain programs: identity, blocked, or translated through its page table under
+    /// <paramref name="domainId"/> (the domain's id on the unit).</summary>
+    protected static IommuContext ContextFor(IommuDomain domain, int domainId) => domain.Type switch
     {
         IommuDomainType.Identity or IommuDomainType.Platform => IommuContext.Identity,
-        _ when domain.Type.IsPaging() && domain.PageTable is { } t => IommuContext.Translated(domain.Id, t),
+        _ when NeedsDomainId(domain) => IommuContext.Translated(domainId, domain.PageTable!),
         _ => IommuContext.Blocked,
     };
+
+    private static bool NeedsDomainId(IommuDomain domain) => domain.Type.IsPaging() && domain.PageTable is not null;
+
+    // ---------------------------------------------------------------- per-unit hardware state
+    // _hwLock (leaf, taken under the group lock) guards _units, _devices and everything inside them.
+    private readonly Lock _hwLock = new();
+    private readonly Dictionary<IommuHardware, UnitState> _units = new();
+    private readonly Dictionary<IommuDevice, DeviceState> _devices = new();
+
+    /// <summary>One unit's domain ids (VT-d <c>domain_attach_iommu</c>: an IDA of DIDs per IOMMU, a per-IOMMU reference
+    /// count per domain) and requester-ID context references.</summary>
+    private sealed class UnitState(IommuHardware unit)
+    {
+        public readonly IommuHardware Unit = unit;
+        public readonly ulong[] UsedIds = new ulong[(unit.DomainIdCount + 63) / 64];
+        public readonly Dictionary<IommuDomain, Binding> Bound = new();
+        public readonly Dictionary<ushort, int> RidRefs = new();
+
+        /// <summary>Lowest free id in 1..DomainIdCount-1 (0 is reserved), or -1 when every id is taken.</summary>
+        public int AllocId()
+        {
+            for (int w = 0; w < UsedIds.Length; w++)
+            {
+                ulong free = ~UsedIds[w];
+                if (w == 0) free &= ~1UL;
+                if (free == 0) continue;
+                int id = w * 64 + System.Numerics.BitOperations.TrailingZeroCount(free);
+                if (id >= Unit.DomainIdCount) return -1;
+                UsedIds[w] |= 1UL << (id & 63);
+                return id;
+            }
+            return -1;
+        }
+
+        public void FreeId(int id) => UsedIds[id >> 6] &= ~(1UL << (id & 63));
+    }
+
+    private sealed class Binding(int domainId, IIotlbInvalidator iotlb)
+    {
+        public readonly int DomainId = domainId;
+        public readonly IIotlbInvalidator Iotlb = iotlb;
+        public int Devices;
+    }
+
+    private sealed class DeviceState(IommuHardware unit, ushort[] requesterIds)
+    {
+        public readonly IommuHardware Unit = unit;
+        public readonly ushort[] RequesterIds = requesterIds;
+        public IommuDomain? Bound; // the translated domain whose id this device holds a reference on
+    }
+
+    /// <summary>The domain id <paramref name="domain"/> has on the unit named <paramref name="unitName"/>, or null
+    /// when it is not attached there (ids are per unit and reused after the last device leaves).</summary>
+    public int? DomainIdOn(string unitName, IommuDomain domain)
+    {
+        if (Hardware?.GetValueOrDefault(unitName) is not { } hw) return null;
+        lock (_hwLock)
+            return _units.TryGetValue(hw, out var u) && u.Bound.TryGetValue(domain, out var b) ? b.DomainId : null;
+    }
+
+    /// <summary>Every requester ID a device's DMA may carry at its IOMMU: <c>pci_for_each_dma_alias</c> for PCI (the
+    /// device's own ID first), the first stream ID of a platform device.</summary>
+    public IReadOnlyList<ushort> RequesterIds(IommuDevice device)
+    {
+        if (device.Pci is not { } p)
+            return device.StreamIds.Count > 0 ? [(ushort)device.StreamIds[0]] : [];
+        var ctx = DmaAliases;
+        if (ctx is null || !ReferenceEquals(ctx.Topology, p.Topology))
+            ctx = DmaAliases = GroupingContext.Create(p.Topology, AcsPolicy.Create(new Machine { Topology = p.Topology, Origin = "dma-alias" },
+                KernelCommandLine.Parse(""), iommuActive: true), hasIvrs: false);
+        var rids = new List<ushort>(2);
+        PciGrouping.ForEachDmaAlias(p, ctx, (_, rid) =>
+        {
+            if (!rids.Contains(rid)) rids.Add(rid);
+            return 0;
+        });
+        return rids;
+    }
+
+    /// <summary>
+    /// Programs the unit for <paramref name="device"/> moving to <paramref name="domain"/>: a domain id for a translated
+    /// domain (ENOSPC when the unit has none left), every requester ID's context entry, then the old domain's id is
+    /// dropped when this was its last device on the unit (its IOTLB entries retired before the id is reused).
+    /// </summary>
+    private IommuResult ProgramHardware(IommuHardware hw, IommuDomain domain, IommuDevice device)
+    {
+        IReadOnlyList<ushort>? rids;
+        lock (_hwLock) rids = _devices.TryGetValue(device, out var known) ? known.RequesterIds : null;
+        rids ??= RequesterIds(device); // outside _hwLock: may build the alias context
+        lock (_hwLock)
+        {
+            if (!_units.TryGetValue(hw, out var unit)) _units[hw] = unit = new UnitState(hw);
+            if (!_devices.TryGetValue(device, out var dev))
+            {
+                _devices[device] = dev = new DeviceState(hw, [.. rids]);
+                foreach (var rid in dev.RequesterIds) unit.RidRefs[rid] = unit.RidRefs.GetValueOrDefault(rid) + 1;
+            }
+            int did = 0;
+            if (NeedsDomainId(domain))
+            {
+                if (!unit.Bound.TryGetValue(domain, out var b))
+                {
+                    did = unit.AllocId();
+                    if (did < 0)
+                        return IommuResult.Fail(Errno.ENOSPC, $"{device.Name}: {hw.Name} has no free domain id for {domain} (all {hw.DomainIdCount - 1} in use)");
+                    unit.Bound[domain] = b = new Binding(did, hw.InvalidatorFor(did));
+                    domain.AddIotlb(b.Iotlb);
+                }
+                did = b.DomainId;
+                if (dev.Bound != domain) b.Devices++;
+            }
+            var ctx = ContextFor(domain, did);
+            foreach (var rid in dev.RequesterIds) hw.SetContext(rid, ctx);
+            var prev = dev.Bound;
+            dev.Bound = NeedsDomainId(domain) ? domain : null;
+            if (prev is not null && prev != domain) UnbindLocked(unit, prev);
+            return IommuResult.Ok;
+        }
+    }
+
+    /// <summary>One device fewer on <paramref name="domain"/> at this unit; the last one frees the domain id after
+    /// retiring its IOTLB entries (VT-d <c>domain_detach_iommu</c>).</summary>
+    private void UnbindLocked(UnitState unit, IommuDomain domain)
+    {
+        if (!unit.Bound.TryGetValue(domain, out var b) || --b.Devices > 0) return;
+        unit.Bound.Remove(domain);
+        domain.RemoveIotlb(b.Iotlb);
+        unit.Unit.FlushDomain(b.DomainId);
+        unit.FreeId(b.DomainId);
+    }
 
     /// <summary>What each device's context entry points at (driver state of attach), by device.</summary>
     public IReadOnlyDictionary<IommuDevice, IommuDomain> Contexts => _contexts;
@@ -75,7 +215,19 @@ public abstract class IommuDriverBase : IIommuDriver
     public virtual void ReleaseDevice(IommuDevice device)
     {
         _contexts.TryRemove(device, out _);
-        if (HardwareOf(device, out var rid) is { } hw) hw.ClearContext(rid);
+        lock (_hwLock)
+        {
+            if (!_devices.Remove(device, out var dev) || !_units.TryGetValue(dev.Unit, out var unit)) return;
+            foreach (var rid in dev.RequesterIds)
+            {
+                // A requester ID shared with another device (a bridge alias) keeps its entry until the last one goes.
+                int refs = unit.RidRefs.GetValueOrDefault(rid) - 1;
+                if (refs > 0) { unit.RidRefs[rid] = refs; continue; }
+                unit.RidRefs.Remove(rid);
+                dev.Unit.ClearContext(rid);
+            }
+            if (dev.Bound is { } d) UnbindLocked(unit, d);
+        }
     }
 
     public abstract IommuGroup? DeviceGroup(IommuDevice device, IGroupContext context);
@@ -109,7 +261,19 @@ public abstract class IommuDriverBase : IIommuDriver
         return IommuResult.Fail(Errno.EOPNOTSUPP, $"{device.Name}: {Name} has no identity domain");
     }
 
-    public virtual void FreeDomain(IommuDomain domain) { }
+    /// <summary><c>domain_free</c>: a domain still holding ids (a caller freed it while attached) gives them back.</summary>
+    public virtual void FreeDomain(IommuDomain domain)
+    {
+        lock (_hwLock)
+        {
+            foreach (var unit in _units.Values)
+            {
+                if (!unit.Bound.TryGetValue(domain, out var b)) continue;
+                b.Devices = 1;
+                UnbindLocked(unit, domain);
+            }
+        }
+    }
 
     public virtual IommuResult AttachDevice(IommuDomain domain, IommuDevice device, IommuDomain? old)
     {
@@ -117,13 +281,14 @@ public abstract class IommuDriverBase : IIommuDriver
             return IommuResult.Fail(e, $"{device.Name}: {Name}: attach to {domain} failed (injected {e})");
         var r = AttachDeviceCore(domain, device);
         if (!r.IsOk) return r;
-        _contexts[device] = domain;
-        if (HardwareOf(device, out var rid) is { } hw)
+        if (HardwareOf(device) is { } hw)
         {
-            // Program the context entry, then flush what the old domain left cached for this requester.
-            hw.SetContext(rid, ContextFor(domain));
-            if (old is not null) hw.FlushDomain(old.Id);
+            // Entries are tagged by domain id, so the device cannot hit what the old domain cached; the old domain's id
+            // is retired (flushed) when its last device on the unit leaves.
+            var h = ProgramHardware(hw, domain, device);
+            if (!h.IsOk) return h;
         }
+        _contexts[device] = domain;
         return r;
     }
 

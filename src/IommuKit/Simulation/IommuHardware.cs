@@ -59,15 +59,24 @@ public sealed class IommuHardware
     /// <summary>Creates a unit with an empty context table (every requester faults NoContext) and an empty IOTLB.</summary>
     /// <param name="iotlbSets">Sets of the IOTLB (see <see cref="Iotlb"/>).</param>
     /// <param name="name">Name for messages, e.g. "dmar0".</param>
-    public IommuHardware(int iotlbSets = 4096, string name = "dmar0")
+    /// <param name="domainIds">How many domain ids the unit supports (VT-d CAP.ND: 2^(4 + 2*ND), 16..65536); drivers
+    /// hand out 1..domainIds-1 (id 0 is reserved, as VT-d reserves DID 0 under caching mode).</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="domainIds"/> is outside 2..65536.</exception>
+    public IommuHardware(int iotlbSets = 4096, string name = "dmar0", int domainIds = MaxDomainId + 1)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(domainIds, 2);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(domainIds, MaxDomainId + 1);
         _iotlb = new Iotlb(iotlbSets);
         Name = name;
+        DomainIdCount = domainIds;
         for (int i = 0; i < _domainTags.Length; i++)
             _domainTags[i] = i;
     }
 
     public string Name { get; }
+
+    /// <summary>Domain ids the unit supports (ids 0..DomainIdCount-1; 0 is reserved).</summary>
+    public int DomainIdCount { get; }
 
     /// <summary>The unit's IOTLB (owned by this unit).</summary>
     public Iotlb Iotlb => _iotlb;
