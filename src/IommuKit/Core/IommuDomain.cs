@@ -82,7 +82,7 @@ public sealed class IommuDomain : IIotlbInvalidator
     /// <paramref name="iova"/> + <paramref name="size"/>) and invalidates that range in the IOTLB of every unit the
     /// domain is attached to before returning, so no device can use the old translation afterwards (the kernel's
     /// <c>iommu_unmap</c> always syncs; deferring the flush is the DMA layer's choice for DMA-FQ domains, see
-    /// <c>Dma.DomainDma</c>). EINVAL for a non-paging domain, ENODEV before the table exists, the table's error (ENOENT
+    /// <c>Dma.DeviceDma</c>). EINVAL for a non-paging domain, ENODEV before the table exists, the table's error (ENOENT
     /// for a range that is not mapped as a whole) otherwise.
     /// </summary>
     public Errno Unmap(ulong iova, ulong size)

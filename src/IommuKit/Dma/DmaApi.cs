@@ -187,6 +187,27 @@ public sealed class DmaApi : IDisposable
     }
 
     /// <summary>
+    /// <see cref="UnmapSingle"/> that reports instead of throwing: Ok, or ENOENT when [dmaAddress, dmaAddress + size) is
+    /// not mapped as a whole by this API's table (nothing is changed then).
+    /// </summary>
+    public Errno TryUnmapSingle(ulong dmaAddress, ulong size, DmaDirection dir)
+    {
+        _ = dir;
+        if (_mode is DmaMode.Identity or DmaMode.Blocked)
+            return Errno.Ok;
+        ulong off = dmaAddress & _granuleMask;
+        ulong iova = dmaAddress - off;
+        if (size == 0 || size > ulong.MaxValue - off - _granuleMask)
+            return Errno.EINVAL;
+        ulong alignedSize = AlignUp(size + off);
+        Errno err = _table.Unmap(iova, alignedSize);
+        if (err != Errno.Ok)
+            return err == Errno.EINVAL ? Errno.EINVAL : Errno.ENOENT;
+        ReleaseIova(iova, alignedSize);
+        return Errno.Ok;
+    }
+
+    /// <summary>
     /// Maps a scatter list into one contiguous IOVA range (iommu_dma_map_sg): each entry keeps its offset inside the
     /// granule and is laid out after the previous one's granule-aligned end, padded so no segment crosses
     /// <see cref="SegmentBoundaryMask"/>; then entries that continue exactly where the previous DMA segment ends are

@@ -1,4 +1,5 @@
 using IommuKit.Dma;
+using Microsoft.Extensions.Time.Testing;
 using IommuKit.Paging;
 using IommuKit.Simulation;
 
@@ -17,7 +18,7 @@ internal sealed class DmaRig : IDisposable
         Bus = new SimulatedBus(Memory, Iommu);
         Table = IoPageTables.Create(format);
         Iovad = new IovaAllocator(4096, 1);
-        Clock = new ManualTimeProvider();
+        Clock = new FakeTimeProvider();
     }
 
     public PhysicalMemory Memory { get; }
@@ -25,7 +26,7 @@ internal sealed class DmaRig : IDisposable
     public SimulatedBus Bus { get; }
     public IIoPageTable Table { get; }
     public IovaAllocator Iovad { get; }
-    public ManualTimeProvider Clock { get; }
+    public FakeTimeProvider Clock { get; }
 
     public IommuContext Context => IommuContext.Translated(DomainId, Table);
 
