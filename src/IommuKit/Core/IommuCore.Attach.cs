@@ -17,6 +17,7 @@ public sealed partial class IommuCore
         if (!r.IsOk || domain is null)
             return IommuResult.Fail(r.IsOk ? Errno.ENOMEM : r.Errno, r.Reason ?? $"{device.Name}: {ops.Name} could not allocate a paging domain");
         domain.Type = IommuDomainType.Unmanaged;
+        Raise(new DomainAllocatedEvent(domain, device.Group));
         return IommuResult.Ok;
     }
 
@@ -96,22 +97,36 @@ public sealed partial class IommuCore
                 AddLog($"WARNING: {device.Name}: detach of {domain} that is not the device's own domain");
                 return;
             }
-            SetCoreDomainLocked(group);
+            SetCoreDomainLocked(group, domain);
         }
     }
 
-    /// <summary><c>iommu_detach_group</c>: back to the blocking domain when owned, else the default (must succeed).</summary>
+    /// <summary>
+    /// <c>iommu_detach_group</c>: the group leaves <paramref name="domain"/> for the blocking domain when owned, else
+    /// the default (must succeed). A group that is not on <paramref name="domain"/> is left alone with a warning (the
+    /// kernel WARNs when the domain is not the group's): detach only what you attached.
+    /// </summary>
     public void DetachGroup(IommuDomain domain, IommuGroup group)
     {
-        using (new GroupLockScope(group)) SetCoreDomainLocked(group);
+        ArgumentNullException.ThrowIfNull(domain);
+        using (new GroupLockScope(group))
+        {
+            if (group.DomainLocked != domain)
+            {
+                AddLog($"WARNING: {group}: detach of {domain}, but the group is on {group.DomainLocked?.ToString() ?? "no domain"}");
+                return;
+            }
+            SetCoreDomainLocked(group, domain);
+        }
     }
 
-    private void SetCoreDomainLocked(IommuGroup group)
+    private void SetCoreDomainLocked(IommuGroup group, IommuDomain leaving)
     {
         group.AssertLocked();
         var target = group.OwnerLocked is not null ? group.BlockingDomainLocked : group.DefaultDomainLocked;
         var r = SetGroupDomainLocked(group, target, mustSucceed: true);
         if (!r.IsOk) AddLog($"WARNING: {group}: returning to the core domain failed: {r}");
+        Raise(new GroupDetachedEvent(group, leaving, group.DomainLocked));
     }
 
     /// <summary><c>iommu_get_domain_for_dev</c>: the group's current domain, or null.</summary>
@@ -147,6 +162,7 @@ public sealed partial class IommuCore
                 r.Reason ?? $"{group}: no blocking domain could be allocated");
         dom.Type = IommuDomainType.Unmanaged;
         group.BlockingDomainLocked = dom;
+        Raise(new DomainAllocatedEvent(dom, group));
         return IommuResult.Ok;
     }
 }

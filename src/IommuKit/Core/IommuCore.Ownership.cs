@@ -203,6 +203,7 @@ public sealed partial class IommuCore
         if (!r.IsOk) return r;
         group.OwnerLocked = cookie;
         group.OwnerCntLocked++;
+        Raise(new OwnershipChangedEvent(group, cookie, Claimed: true));
         return IommuResult.Ok;
     }
 
@@ -239,9 +240,11 @@ public sealed partial class IommuCore
             // Before 5.19 kernel drivers may have bound meanwhile; they keep using the default domain.
             foreach (var d in group.DevicesLocked) if (d.DriverName is not null && !d.DriverManagedDma) group.OwnerCntLocked++;
         }
+        var owner = group.OwnerLocked;
         group.OwnerLocked = null;
         var r = SetGroupDomainLocked(group, group.DefaultDomainLocked, mustSucceed: true);
         if (!r.IsOk) AddLog($"WARNING: {group}: restoring the default domain failed: {r}");
+        Raise(new OwnershipChangedEvent(group, owner, Claimed: false));
     }
 
     /// <summary><c>iommu_group_dma_owner_claimed</c>: owner count not 0 (true with only kernel drivers bound, too).</summary>

@@ -50,6 +50,7 @@ public sealed partial class IommuCore
         _defType = (int)d.Type;
         _dmaStrict = d.DmaStrict;
         Defaults = d;
+        Subscribe(KeepLogLine);
         foreach (var line in d.Log) AddLog(line);
     }
 
@@ -81,19 +82,71 @@ public sealed partial class IommuCore
         Interlocked.CompareExchange(ref _defType, (int)IommuDomainType.Dma, (int)IommuDomainType.DmaFq);
     }
 
-    /// <summary>The kernel log lines the core produced (oldest first, at most <see cref="MaxLogLines"/>).</summary>
+    /// <summary>The kernel log lines the core produced (oldest first, at most <see cref="MaxLogLines"/>): the text
+    /// subscriber of <see cref="LogLineEvent"/>s, installed by the constructor.</summary>
     public IReadOnlyList<string> Log
     {
         get { lock (_logLock) return _log.ToArray(); }
     }
 
-    internal void AddLog(string line)
+    internal void AddLog(string line) => Raise(new LogLineEvent(line));
+
+    private void KeepLogLine(IommuEvent e)
     {
+        if (e is not LogLineEvent l) return;
         lock (_logLock)
         {
             if (_log.Count >= MaxLogLines) _log.Dequeue();
-            _log.Enqueue(line);
+            _log.Enqueue(l.Line);
         }
+    }
+
+    // Copy-on-write list of event handlers; _handlersLock (leaf) serialises Subscribe and unsubscribe.
+    private readonly Lock _handlersLock = new();
+    private volatile Action<IommuEvent>[] _handlers = [];
+
+    /// <summary>
+    /// Calls <paramref name="handler"/> with every <see cref="IommuEvent"/> from now on, until the returned handle is
+    /// disposed. Handlers run synchronously on the thread that caused the event, possibly with a group lock held and
+    /// from several threads at once: keep them short, thread-safe, and do not call back into the core from them.
+    /// </summary>
+    /// <exception cref="ArgumentNullException"><paramref name="handler"/> is null.</exception>
+    public IDisposable Subscribe(Action<IommuEvent> handler)
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        lock (_handlersLock) _handlers = [.. _handlers, handler];
+        return new Subscription(this, handler);
+    }
+
+    private sealed class Subscription(IommuCore core, Action<IommuEvent> handler) : IDisposable
+    {
+        private int _disposed;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+            lock (core._handlersLock)
+            {
+                int i = Array.IndexOf(core._handlers, handler);
+                if (i >= 0) core._handlers = [.. core._handlers.AsSpan(0, i), .. core._handlers.AsSpan(i + 1)];
+            }
+        }
+    }
+
+    /// <summary>Delivers <paramref name="e"/> to every subscriber.</summary>
+    internal void Raise(IommuEvent e)
+    {
+        foreach (var h in _handlers) h(e);
+    }
+
+    /// <summary>
+    /// <c>report_iommu_fault</c>, for drivers: a unit refused a DMA; subscribers get a <see cref="DmaFaultEvent"/>.
+    /// </summary>
+    /// <exception cref="ArgumentNullException"><paramref name="fault"/> is null.</exception>
+    public void ReportFault(DmaFaultEvent fault)
+    {
+        ArgumentNullException.ThrowIfNull(fault);
+        Raise(fault);
     }
 
     /// <summary>Live groups, sorted by id.</summary>

@@ -44,7 +44,34 @@ public abstract class IommuDriverBase : IIommuDriver
     /// requester ID, and gives a translated domain a domain id on that unit; release clears what no device uses any
     /// more. Otherwise attach is driver state only (<see cref="Contexts"/>).
     /// </summary>
-    public IReadOnlyDictionary<string, IommuHardware>? Hardware { get; set; }
+    /// <remarks>Setting it also routes each unit's faults to the core as <see cref="DmaFaultEvent"/>s
+    /// (<c>report_iommu_fault</c>), naming the device and domain that use the faulting requester ID.</remarks>
+    public IReadOnlyDictionary<string, IommuHardware>? Hardware
+    {
+        get => _hardware;
+        set
+        {
+            _hardware = value;
+            if (value is null) return;
+            foreach (var (name, hw) in value) hw.FaultHandler += f => OnHardwareFault(name, hw, f);
+        }
+    }
+
+    private IReadOnlyDictionary<string, IommuHardware>? _hardware;
+
+    private void OnHardwareFault(string unitName, IommuHardware hw, DmaFault fault)
+    {
+        IommuDevice? device = null;
+        lock (_hwLock)
+        {
+            foreach (var (dev, state) in _devices)
+            {
+                if (state.Unit == hw && Array.IndexOf(state.RequesterIds, fault.RequesterId) >= 0) { device = dev; break; }
+            }
+        }
+        var domain = device is null ? null : _contexts.GetValueOrDefault(device);
+        Core?.ReportFault(new DmaFaultEvent(unitName, fault.RequesterId, device, domain, fault.Address, fault.Write, fault.Reason.ToString()));
+    }
 
     /// <summary>
     /// The grouping context whose alias walk names a PCI device's requester IDs (its DMA alias quirks and VMD
