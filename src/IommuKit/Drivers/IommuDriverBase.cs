@@ -166,15 +166,8 @@ public abstract class IommuDriverBase : IIommuDriver
             return device.StreamIds.Count > 0 ? [(ushort)device.StreamIds[0]] : [];
         var ctx = DmaAliases;
         if (ctx is null || !ReferenceEquals(ctx.Topology, p.Topology))
-            ctx = DmaAliases = GroupingContext.Create(p.Topology, AcsPolicy.Create(new Machine { Topology = p.Topology, Origin = "dma-alias" },
-                KernelCommandLine.Parse(""), iommuActive: true), hasIvrs: false);
-        var rids = new List<ushort>(2);
-        PciGrouping.ForEachDmaAlias(p, ctx, (_, rid) =>
-        {
-            if (!rids.Contains(rid)) rids.Add(rid);
-            return 0;
-        });
-        return rids;
+            ctx = DmaAliases = DmaAliasWalk.ContextFor(p.Topology);
+        return DmaAliasWalk.RequesterIds(p, ctx);
     }
 
     /// <summary>
