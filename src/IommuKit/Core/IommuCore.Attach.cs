@@ -48,6 +48,8 @@ public sealed partial class IommuCore
     /// </summary>
     public IommuResult AttachGroup(IommuDomain domain, IommuGroup group)
     {
+        ArgumentNullException.ThrowIfNull(domain);
+        if (ForeignGroup(group) is { } foreign) return foreign;
         using (new GroupLockScope(group)) return AttachGroupLocked(domain, group);
     }
 
@@ -76,6 +78,7 @@ public sealed partial class IommuCore
     public IommuResult ReplaceGroupDomain(IommuGroup group, IommuDomain domain)
     {
         ArgumentNullException.ThrowIfNull(domain);
+        if (ForeignGroup(group) is { } foreign) return foreign;
         using (new GroupLockScope(group))
         {
             var first = group.DevicesLocked.Count > 0 ? group.DevicesLocked[0] : null;
@@ -106,9 +109,11 @@ public sealed partial class IommuCore
     /// the default (must succeed). A group that is not on <paramref name="domain"/> is left alone with a warning (the
     /// kernel WARNs when the domain is not the group's): detach only what you attached.
     /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="group"/> belongs to another core.</exception>
     public void DetachGroup(IommuDomain domain, IommuGroup group)
     {
         ArgumentNullException.ThrowIfNull(domain);
+        if (ForeignGroup(group) is { } foreign) throw new ArgumentException(foreign.Reason, nameof(group));
         using (new GroupLockScope(group))
         {
             if (group.DomainLocked != domain)

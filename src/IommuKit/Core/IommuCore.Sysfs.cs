@@ -78,6 +78,7 @@ public sealed partial class IommuCore
     public IommuResult StoreType(IommuGroup group, string value, bool capable = true)
     {
         ArgumentNullException.ThrowIfNull(group);
+        if (ForeignGroup(group) is { } foreign) return foreign;
         var before = group.Snapshot();
         var r = StoreTypeCore(group, value, capable);
         if (r.IsOk && group.Snapshot() is { DefaultDomain: { } after } now &&

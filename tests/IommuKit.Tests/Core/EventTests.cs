@@ -99,3 +99,44 @@ public class EventTests
         Assert.Contains(core.Log, l => l.Contains("detach of") && l.Contains("but the group is on"));
     }
 }
+
+/// <summary>The error model of the control path: results for the caller's mistakes, a typed ownership claim.</summary>
+public class ControlPathErrorTests
+{
+    [Fact]
+    public void ACoreRefusesAGroupOfAnotherCore()
+    {
+        var drvA = new TestDriver();
+        var a = NewCore();
+        Boot(a, drvA, Dev("a0"));
+        var b = NewCore();
+        Boot(b, new TestDriver(), Dev("b0"));
+        var foreign = b.Groups[0];
+        Assert.True(a.AllocPagingDomain(a.Devices[0], out var d).IsOk);
+        Assert.Equal(Errno.EINVAL, a.AttachGroup(d!, foreign).Errno);
+        Assert.Equal(Errno.EINVAL, a.StoreType(foreign, "identity").Errno);
+        var r = a.GroupClaimDmaOwner(foreign, new object());
+        Assert.Equal(Errno.EINVAL, r.Errno);
+        Assert.Contains("another IOMMU core", r.Reason);
+        Assert.Throws<ArgumentException>(() => a.DetachGroup(d!, foreign));
+        Assert.Equal(0u, foreign.OwnerCount);
+    }
+
+    [Fact]
+    public void DisposingAnOwnershipClaimReleasesTheGroupOnce()
+    {
+        var core = NewCore();
+        Boot(core, new TestDriver(staticBlocked: true), Dev("d0"));
+        var g = core.Groups[0];
+        Assert.True(core.ClaimDmaOwnership(g, out var claim).IsOk);
+        Assert.Same(g.BlockingDomain, g.Domain);
+        Assert.Same(claim, g.Owner);
+        Assert.Equal(Errno.EPERM, core.ClaimDmaOwnership(g, out var second).Errno);
+        Assert.Null(second);
+        claim!.Dispose();
+        claim.Dispose();
+        Assert.False(claim.IsHeld);
+        Assert.Same(g.DefaultDomain, g.Domain);
+        Assert.DoesNotContain(core.Log, l => l.Contains("release of DMA ownership that is not held"));
+    }
+}
