@@ -69,7 +69,7 @@ public sealed partial class IommuCore
     /// Fault injection for tests: when it returns true for a domain, <c>iommu_dma_init_fq</c> fails with ENOMEM (the
     /// flush queue allocation of dma-iommu.c).
     /// </summary>
-    public Func<IommuDomain, bool>? FlushQueueInitFault { get; set; }
+    internal Func<IommuDomain, bool>? FlushQueueInitFault { get; set; }
 
     /// <summary>
     /// <c>iommu_set_dma_strict</c>: drivers force strict invalidation (VT-d caching mode, <c>intel_iommu=strict</c>,

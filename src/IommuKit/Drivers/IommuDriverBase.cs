@@ -32,10 +32,10 @@ public abstract class IommuDriverBase : IIommuDriver
     protected KernelVersion Kernel => Core?.Kernel ?? KernelVersion.V6_12;
 
     /// <summary>Fault injection: return an errno other than Ok to make <see cref="AttachDevice"/> fail for that device and domain.</summary>
-    public Func<IommuDevice, IommuDomain, Errno>? AttachFault { get; set; }
+    internal Func<IommuDevice, IommuDomain, Errno>? AttachFault { get; set; }
 
     /// <summary>Fault injection: return an errno other than Ok to make domain allocation of that type fail.</summary>
-    public Func<IommuDevice, IommuDomainType, Errno>? AllocFault { get; set; }
+    internal Func<IommuDevice, IommuDomainType, Errno>? AllocFault { get; set; }
 
     /// <summary>
     /// Emulated hardware units by unit name (<see cref="UnitName"/>). When a device's unit is here, attach programs the
