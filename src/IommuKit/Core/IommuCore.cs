@@ -54,7 +54,9 @@ public sealed partial class IommuCore
         foreach (var line in d.Log) AddLog(line);
     }
 
+    /// <summary>The kernel generation whose rules the core follows.</summary>
     public KernelVersion Kernel { get; }
+    /// <summary>The kernel command line the core was booted with.</summary>
     public KernelCommandLine CommandLine { get; }
     /// <summary>The boot-time decision before any driver forced strict mode.</summary>
     public IommuDefaults Defaults { get; }

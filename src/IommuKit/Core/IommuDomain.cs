@@ -39,7 +39,9 @@ public sealed class IommuDomain : IIotlbInvalidator
     /// <summary>A process-unique number for messages and sysfs-style output. Not a hardware domain id: those belong to
     /// an IOMMU unit (a VT-d DID, an SMMU ASID), are handed out by the driver on attach and reused.</summary>
     public int Id { get; }
+    /// <summary>The domain type; changes in place only between DMA and DMA-FQ (see remarks).</summary>
     public IommuDomainType Type { get => (IommuDomainType)_type; internal set => _type = (int)value; }
+    /// <summary>The driver whose ops allocated it; null for domains no driver owns.</summary>
     public IIommuDriver? Owner { get; }
     /// <summary>Supported page sizes (bit n = 2^n bytes); the lowest set bit is the mapping granule; 0 for non-paging domains.</summary>
     public ulong PageSizeBitmap { get; internal set; }
@@ -47,8 +49,11 @@ public sealed class IommuDomain : IIotlbInvalidator
     public ulong MinPageSize => PageSizeBitmap & (~PageSizeBitmap + 1);
     /// <summary>Aperture first and last (inclusive) IOVA, <c>geometry.aperture_start/end</c>.</summary>
     public ulong ApertureStart { get; internal set; }
+    /// <summary>Last IOVA of the aperture (inclusive), <c>geometry.aperture_end</c>.</summary>
     public ulong ApertureEnd { get; internal set; }
+    /// <summary><c>geometry.force_aperture</c>: the aperture is enforced by the hardware.</summary>
     public bool ForceAperture { get; internal set; }
+    /// <summary>A driver's static singleton (identity, blocked or platform); never freed.</summary>
     public bool IsStatic { get; }
 
     /// <summary>The IO page table of a paging domain, null until the driver creates it.</summary>
@@ -141,5 +146,6 @@ public sealed class IommuDomain : IIotlbInvalidator
         return t is not null && t.TryIovaToPhys(iova, out phys, out _);
     }
 
+    /// <inheritdoc/>
     public override string ToString() => $"domain#{Id} {Type.SysfsName()}";
 }

@@ -116,6 +116,7 @@ public sealed class DmaApi : IDisposable
     /// <summary>Name used in messages.</summary>
     public string DeviceName { get; }
 
+    /// <summary>Strict, Lazy, Identity or Blocked, as constructed.</summary>
     public DmaMode Mode => _mode;
 
     /// <summary>The IOVA granule in bytes (smallest page size of the table).</summary>

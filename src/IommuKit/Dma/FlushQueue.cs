@@ -74,13 +74,16 @@ public sealed class FlushQueue : IDisposable
             System.Threading.Timeout.InfiniteTimeSpan, System.Threading.Timeout.InfiniteTimeSpan);
     }
 
+    /// <summary>The clock and timer source of the flush timeout.</summary>
     public TimeProvider TimeProvider { get; }
 
     /// <summary>Entries per ring (one slot is always empty, so a ring holds one fewer).</summary>
     public int EntriesPerQueue => _rings[0].Entries.Length;
 
+    /// <summary>Number of rings (a power of two).</summary>
     public int QueueCount => _rings.Length;
 
+    /// <summary>The flush timeout (10 ms by default).</summary>
     public TimeSpan Timeout => _timeout;
 
     /// <summary>Number of domain-wide IOTLB flushes started (the kernel's fq_flush_start_cnt).</summary>

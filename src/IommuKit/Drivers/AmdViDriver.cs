@@ -56,8 +56,10 @@ public sealed class AmdViDriver : IommuDriverBase
         StaticIdentityDomain = new IommuDomain(IommuDomainType.Identity, this, isStatic: true);
     }
 
+    /// <inheritdoc/>
     protected override IoPageTableFormat PageTableFormat => IoPageTableFormat.X86_64Level4;
 
+    /// <inheritdoc/>
     public override void Init(IommuCore core)
     {
         base.Init(core);
@@ -75,6 +77,7 @@ public sealed class AmdViDriver : IommuDriverBase
         }
     }
 
+    /// <summary>The IVHD unit whose scope holds the device, or null.</summary>
     public AmdViUnit? UnitOf(IommuDevice device)
     {
         if (device.Pci is not { } p) return null;
@@ -91,11 +94,14 @@ public sealed class AmdViDriver : IommuDriverBase
         return null;
     }
 
+    /// <inheritdoc/>
     public override string? UnitName(IommuDevice device) => UnitOf(device)?.Name;
 
+    /// <inheritdoc/>
     public override IommuResult ProbeDevice(IommuDevice device) =>
         UnitOf(device) is null ? IommuResult.Fail(Errno.ENODEV, $"{device.Name}: not covered by any IVHD") : IommuResult.Ok;
 
+    /// <inheritdoc/>
     public override IommuGroup? DeviceGroup(IommuDevice device, IGroupContext context) =>
         device.Pci is { } p ? _group(p, context) : context.Allocate();
 

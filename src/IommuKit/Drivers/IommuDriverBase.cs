@@ -17,12 +17,14 @@ public abstract class IommuDriverBase : IIommuDriver
     private readonly Func<IoPageTableFormat, IIoPageTable>? _pageTables;
     private readonly ConcurrentDictionary<IommuDevice, IommuDomain> _contexts = new();
 
+    /// <summary>A driver named <paramref name="name"/> whose paging domains get tables from <paramref name="pageTables"/> (none when null).</summary>
     protected IommuDriverBase(string name, Func<IoPageTableFormat, IIoPageTable>? pageTables)
     {
         Name = name;
         _pageTables = pageTables;
     }
 
+    /// <inheritdoc/>
     public string Name { get; }
 
     /// <summary>The core this driver registered with (set by <see cref="Init"/>).</summary>
@@ -228,10 +230,13 @@ public abstract class IommuDriverBase : IIommuDriver
     /// <summary>The page-table format a new paging domain of this driver uses.</summary>
     protected abstract IoPageTableFormat PageTableFormat { get; }
 
+    /// <inheritdoc/>
     public virtual void Init(IommuCore core) => Core = core;
 
+    /// <inheritdoc/>
     public abstract IommuResult ProbeDevice(IommuDevice device);
 
+    /// <inheritdoc/>
     public virtual void ReleaseDevice(IommuDevice device)
     {
         _contexts.TryRemove(device, out _);
@@ -250,19 +255,26 @@ public abstract class IommuDriverBase : IIommuDriver
         }
     }
 
+    /// <inheritdoc/>
     public abstract IommuGroup? DeviceGroup(IommuDevice device, IGroupContext context);
 
+    /// <inheritdoc/>
     public virtual IommuDomainType DefDomainType(IommuDevice device) => IommuDomainType.None;
 
+    /// <inheritdoc/>
     public virtual bool Capable(IommuDevice device, IommuCapability capability) =>
         capability is IommuCapability.CacheCoherency or IommuCapability.DeferredFlush;
 
+    /// <inheritdoc/>
     public virtual IommuDomain? StaticIdentityDomain { get; protected set; }
 
+    /// <inheritdoc/>
     public virtual IommuDomain? StaticDefaultDomain { get; protected set; }
 
+    /// <inheritdoc/>
     public virtual IommuDomain? StaticBlockedDomain { get; protected set; }
 
+    /// <inheritdoc/>
     public virtual IommuResult AllocPagingDomain(IommuDevice device, IommuDomainType type, out IommuDomain? domain)
     {
         domain = null;
@@ -275,6 +287,7 @@ public abstract class IommuDriverBase : IIommuDriver
         return IommuResult.Ok;
     }
 
+    /// <inheritdoc/>
     public virtual IommuResult AllocIdentityDomain(IommuDevice device, out IommuDomain? domain)
     {
         domain = null;
@@ -295,6 +308,7 @@ public abstract class IommuDriverBase : IIommuDriver
         }
     }
 
+    /// <inheritdoc/>
     public virtual IommuResult AttachDevice(IommuDomain domain, IommuDevice device, IommuDomain? old)
     {
         if (AttachFault?.Invoke(device, domain) is { } e && e != Errno.Ok)
@@ -315,6 +329,7 @@ public abstract class IommuDriverBase : IIommuDriver
     /// <summary>Driver-specific attach checks and hardware programming; the base records the context entry on success.</summary>
     protected virtual IommuResult AttachDeviceCore(IommuDomain domain, IommuDevice device) => IommuResult.Ok;
 
+    /// <inheritdoc/>
     public abstract void GetReservedRegions(IommuDevice device, List<ReservedRegion> regions);
 
     /// <summary>The x86 interrupt window 0xfee00000–0xfeefffff as a hardware MSI region (VT-d, AMD-Vi, virtio-iommu on x86).</summary>

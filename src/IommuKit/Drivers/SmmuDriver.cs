@@ -28,8 +28,10 @@ public sealed class SmmuDriver : IommuDriverBase
         StaticBlockedDomain = new IommuDomain(IommuDomainType.Blocked, this, isStatic: true);
     }
 
+    /// <inheritdoc/>
     protected override IoPageTableFormat PageTableFormat => IoPageTableFormat.ArmLpae4K;
 
+    /// <inheritdoc/>
     public override IommuResult ProbeDevice(IommuDevice device)
     {
         if (device.Bus != IommuBusKind.Platform || device.StreamIds.Count == 0 || (_instance.Length > 0 && device.Instance != _instance))
@@ -60,6 +62,7 @@ public sealed class SmmuDriver : IommuDriverBase
         }
     }
 
+    /// <inheritdoc/>
     public override void ReleaseDevice(IommuDevice device)
     {
         base.ReleaseDevice(device);
@@ -75,6 +78,7 @@ public sealed class SmmuDriver : IommuDriverBase
         }
     }
 
+    /// <inheritdoc/>
     public override void GetReservedRegions(IommuDevice device, List<ReservedRegion> regions)
     {
         if (_firmwareRegions.TryGetValue(device.Name, out var fw)) regions.AddRange(fw);

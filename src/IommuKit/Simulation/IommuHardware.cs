@@ -73,6 +73,7 @@ public sealed class IommuHardware
             _domainTags[i] = i;
     }
 
+    /// <summary>The unit's name, for messages (<c>dmar0</c>).</summary>
     public string Name { get; }
 
     /// <summary>Domain ids the unit supports (ids 0..DomainIdCount-1; 0 is reserved).</summary>

@@ -24,6 +24,7 @@ public sealed class PcieSwitch
         Acs = acs;
     }
 
+    /// <summary>The switch's name, for messages.</summary>
     public string Name { get; }
 
     /// <summary>ACS control bits enabled on every downstream port. Only <see cref="AcsFlags.RR"/> changes routing here.</summary>
@@ -339,6 +340,7 @@ public sealed class SimulatedDevice
         Address = address;
     }
 
+    /// <summary>The device's name, for messages.</summary>
     public string Name { get; }
 
     /// <summary>The requester ID the IOMMU sees for this device's requests (bus &lt;&lt; 8 | devfn, after aliasing).</summary>
@@ -353,6 +355,7 @@ public sealed class SimulatedDevice
     /// <summary>Bus address of the memory BAR (0 size = none).</summary>
     public ulong BarBase { get; }
 
+    /// <summary>Size of the memory BAR in bytes (0 = none).</summary>
     public int BarSize => _barSize;
 
     /// <summary>The BAR's contents (MMIO registers/memory), as peers and the CPU see them; empty when a caller's
@@ -415,6 +418,7 @@ public sealed class SimulatedDevice
         data[n..].Fill(0xff); // past the BAR: an unsupported request completes with all ones
     }
 
+    /// <inheritdoc/>
     public override string ToString() => $"{Name} (requester {RequesterId >> 8:x2}:{(RequesterId >> 3) & 0x1f:x2}.{RequesterId & 7:x})";
 }
 
