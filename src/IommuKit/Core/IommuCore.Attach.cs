@@ -75,7 +75,7 @@ public sealed partial class IommuCore
     /// <c>iommu_replace_group_handle</c>-style switch from one API-user domain straight to another, without passing
     /// through the blocking domain (spec 4.3). EINVAL for a domain the group's IOMMU cannot use.
     /// </summary>
-    public IommuResult ReplaceGroupDomain(IommuGroup group, IommuDomain domain)
+    public IommuResult ReplaceGroupDomain(IommuDomain domain, IommuGroup group)
     {
         ArgumentNullException.ThrowIfNull(domain);
         if (ForeignGroup(group) is { } foreign) return foreign;
