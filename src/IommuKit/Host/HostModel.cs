@@ -1,3 +1,4 @@
+using IommuKit.Drivers;
 using IommuKit.Grouping;
 using IommuKit.Paging;
 using IommuKit.Pci;

@@ -1,7 +1,8 @@
+using IommuKit.Core;
 using IommuKit.Paging;
 using IommuKit.Pci;
 
-namespace IommuKit.Core;
+namespace IommuKit.Drivers;
 
 /// <summary>One DMAR hardware unit (DRHD) as the VT-d driver sees it.</summary>
 /// <param name="Name">Unit name, <c>dmar0</c>.</param>
@@ -51,6 +52,7 @@ public sealed class VtdDriver : IommuDriverBase
         StaticIdentityDomain = new IommuDomain(IommuDomainType.Identity, this, isStatic: true);
     }
 
+    /// <summary>IDENTMAP_AZALIA is set: the Azalia 8086:3a3e HD-audio device needs identity.</summary>
     public bool AzaliaIdentity { get; }
 
     /// <summary>
@@ -59,11 +61,15 @@ public sealed class VtdDriver : IommuDriverBase
     /// exact release that dropped it is not verified; it is modelled as 6.12.
     /// </summary>
     public bool GraphicsIdentity { get; private set; }
+    /// <summary>CONFIG_INTEL_IOMMU_FLOPPY_WA: ISA bridges get 0-16 MiB direct-relaxable.</summary>
     public bool FloppyWorkaround { get; }
+    /// <summary>The DMAR units (DRHDs) the driver fronts.</summary>
     public IReadOnlyList<VtdUnit> Units => _units;
 
+    /// <inheritdoc/>
     protected override IoPageTableFormat PageTableFormat => IoPageTableFormat.X86_64Level4;
 
+    /// <inheritdoc/>
     public override void Init(IommuCore core)
     {
         base.Init(core);
@@ -90,6 +96,7 @@ public sealed class VtdDriver : IommuDriverBase
         }
     }
 
+    /// <inheritdoc/>
     public override string? UnitName(IommuDevice device) => UnitOf(device)?.Name;
 
     /// <summary>The unit whose scope holds the device (explicit scopes first, then the INCLUDE_ALL unit), or null.</summary>
@@ -109,6 +116,7 @@ public sealed class VtdDriver : IommuDriverBase
         return all;
     }
 
+    /// <inheritdoc/>
     public override IommuResult ProbeDevice(IommuDevice device)
     {
         // intel_iommu_probe_device: device_lookup_iommu(); ACPI namespace devices are not modelled.
@@ -117,6 +125,7 @@ public sealed class VtdDriver : IommuDriverBase
         return IommuResult.Ok;
     }
 
+    /// <inheritdoc/>
     public override IommuGroup? DeviceGroup(IommuDevice device, IGroupContext context) =>
         device.Pci is { } p ? _group(p, context) : context.Allocate();
 
@@ -129,6 +138,7 @@ public sealed class VtdDriver : IommuDriverBase
         return IommuDomainType.None;
     }
 
+    /// <inheritdoc/>
     protected override IommuResult AttachDeviceCore(IommuDomain domain, IommuDevice device)
     {
         var unit = UnitOf(device);

@@ -1,6 +1,7 @@
+using IommuKit.Core;
 using IommuKit.Paging;
 
-namespace IommuKit.Core;
+namespace IommuKit.Drivers;
 
 /// <summary>
 /// The SMMU-like reference driver for platform devices (drivers/iommu/arm/arm-smmu): devices carry stream IDs
@@ -27,8 +28,10 @@ public sealed class SmmuDriver : IommuDriverBase
         StaticBlockedDomain = new IommuDomain(IommuDomainType.Blocked, this, isStatic: true);
     }
 
+    /// <inheritdoc/>
     protected override IoPageTableFormat PageTableFormat => IoPageTableFormat.ArmLpae4K;
 
+    /// <inheritdoc/>
     public override IommuResult ProbeDevice(IommuDevice device)
     {
         if (device.Bus != IommuBusKind.Platform || device.StreamIds.Count == 0 || (_instance.Length > 0 && device.Instance != _instance))
@@ -59,6 +62,7 @@ public sealed class SmmuDriver : IommuDriverBase
         }
     }
 
+    /// <inheritdoc/>
     public override void ReleaseDevice(IommuDevice device)
     {
         base.ReleaseDevice(device);
@@ -74,6 +78,7 @@ public sealed class SmmuDriver : IommuDriverBase
         }
     }
 
+    /// <inheritdoc/>
     public override void GetReservedRegions(IommuDevice device, List<ReservedRegion> regions)
     {
         if (_firmwareRegions.TryGetValue(device.Name, out var fw)) regions.AddRange(fw);

@@ -1,6 +1,7 @@
+using IommuKit.Core;
 using IommuKit.Pci;
 
-namespace IommuKit.Core;
+namespace IommuKit.Drivers;
 
 /// <summary>
 /// The POWER-like reference driver (arch/powerpc/kernel/iommu.c, PowerNV/pSeries): groups are firmware
@@ -15,6 +16,7 @@ public sealed class PowerPeDriver : IommuDriverBase
     private readonly object _peLock = new(); // leaf: guards _pes
     private readonly Dictionary<(int Domain, int Bus), IommuGroup> _pes = new();
 
+    /// <summary>A POWER (PowerNV) driver with one partitionable endpoint per bus.</summary>
     public PowerPeDriver() : base("powernv", null)
     {
         StaticBlockedDomain = new IommuDomain(IommuDomainType.Blocked, this, isStatic: true);
@@ -25,14 +27,17 @@ public sealed class PowerPeDriver : IommuDriverBase
     /// <summary>The static default domain (<c>spapr_tce_platform_domain</c>).</summary>
     public IommuDomain StaticPlatformDomain { get; }
 
+    /// <inheritdoc/>
     protected override Paging.IoPageTableFormat PageTableFormat => Paging.IoPageTableFormat.X86_64Level4;
 
+    /// <inheritdoc/>
     public override IommuResult ProbeDevice(IommuDevice device) =>
         device.Pci is null ? IommuResult.Fail(Errno.ENODEV, $"{device.Name}: not a PCI device") : IommuResult.Ok;
 
     /// <summary>The PE name of a bus: <c>domain%d-pe%lx</c> (<c>iommu_register_group</c>).</summary>
     public static string PeName(int domain, int pe) => $"domain{domain}-pe{pe:x}";
 
+    /// <inheritdoc/>
     public override IommuGroup? DeviceGroup(IommuDevice device, IGroupContext context)
     {
         var p = device.Pci!;
@@ -47,13 +52,16 @@ public sealed class PowerPeDriver : IommuDriverBase
         }
     }
 
+    /// <inheritdoc/>
     public override IommuResult AllocPagingDomain(IommuDevice device, IommuDomainType type, out IommuDomain? domain)
     {
         domain = null;
         return IommuResult.Fail(Errno.EOPNOTSUPP, $"{device.Name}: {Name} has no paging domains (DMA goes through the PE's TCE tables)");
     }
 
+    /// <inheritdoc/>
     public override bool Capable(IommuDevice device, IommuCapability capability) => capability == IommuCapability.CacheCoherency;
 
+    /// <inheritdoc/>
     public override void GetReservedRegions(IommuDevice device, List<ReservedRegion> regions) { }
 }

@@ -1,8 +1,9 @@
 using System.Globalization;
+using IommuKit.Core;
 using IommuKit.Paging;
 using IommuKit.Pci;
 
-namespace IommuKit.Core;
+namespace IommuKit.Drivers;
 
 /// <summary>One AMD-Vi unit (IVHD) as the driver sees it.</summary>
 /// <param name="Name">Unit name, <c>ivhd0</c>.</param>
@@ -55,8 +56,10 @@ public sealed class AmdViDriver : IommuDriverBase
         StaticIdentityDomain = new IommuDomain(IommuDomainType.Identity, this, isStatic: true);
     }
 
+    /// <inheritdoc/>
     protected override IoPageTableFormat PageTableFormat => IoPageTableFormat.X86_64Level4;
 
+    /// <inheritdoc/>
     public override void Init(IommuCore core)
     {
         base.Init(core);
@@ -74,6 +77,7 @@ public sealed class AmdViDriver : IommuDriverBase
         }
     }
 
+    /// <summary>The IVHD unit whose scope holds the device, or null.</summary>
     public AmdViUnit? UnitOf(IommuDevice device)
     {
         if (device.Pci is not { } p) return null;
@@ -90,11 +94,14 @@ public sealed class AmdViDriver : IommuDriverBase
         return null;
     }
 
+    /// <inheritdoc/>
     public override string? UnitName(IommuDevice device) => UnitOf(device)?.Name;
 
+    /// <inheritdoc/>
     public override IommuResult ProbeDevice(IommuDevice device) =>
         UnitOf(device) is null ? IommuResult.Fail(Errno.ENODEV, $"{device.Name}: not covered by any IVHD") : IommuResult.Ok;
 
+    /// <inheritdoc/>
     public override IommuGroup? DeviceGroup(IommuDevice device, IGroupContext context) =>
         device.Pci is { } p ? _group(p, context) : context.Allocate();
 

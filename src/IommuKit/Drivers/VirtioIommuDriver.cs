@@ -1,7 +1,8 @@
+using IommuKit.Core;
 using IommuKit.Paging;
 using IommuKit.Pci;
 
-namespace IommuKit.Core;
+namespace IommuKit.Drivers;
 
 /// <summary>
 /// The virtio-iommu-like reference driver (drivers/iommu/virtio-iommu.c): PCI endpoints listed by the device, groups
@@ -33,17 +34,20 @@ public sealed class VirtioIommuDriver : IommuDriverBase
         StaticIdentityDomain = new IommuDomain(IommuDomainType.Identity, this, isStatic: true);
     }
 
+    /// <inheritdoc/>
     protected override IoPageTableFormat PageTableFormat => IoPageTableFormat.X86_64Level4;
 
     /// <summary>Every endpoint is behind the one virtio-iommu, named after its PCI function.</summary>
     public override string? UnitName(IommuDevice device) => _self.ToString();
 
+    /// <inheritdoc/>
     public override void Init(IommuCore core)
     {
         base.Init(core);
         if (core.Kernel >= new KernelVersion(6, 7)) StaticBlockedDomain = new IommuDomain(IommuDomainType.Blocked, this, isStatic: true);
     }
 
+    /// <inheritdoc/>
     public override IommuResult ProbeDevice(IommuDevice device)
     {
         if (device.Pci is not { } p || p.Address == _self)
@@ -57,6 +61,7 @@ public sealed class VirtioIommuDriver : IommuDriverBase
         return IommuResult.Ok;
     }
 
+    /// <inheritdoc/>
     public override IommuGroup? DeviceGroup(IommuDevice device, IGroupContext context) =>
         device.Pci is { } p ? _group(p, context) : context.Allocate();
 
