@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Text;
 using IommuKit.Pci;
 
@@ -305,7 +304,7 @@ public static class GroupingEngine
             buf[n++] = (byte)':'; n += Hex(buf[n..], d.DeviceId, 4);
         }
         Span<byte> hash = stackalloc byte[32];
-        SHA256.HashData(buf[..n], hash);
+        Sha256.HashData(buf[..n], hash); // managed: the platform SHA-256 needs OpenSSL (see Pci/Sha256.cs)
         if (rented is not null) System.Buffers.ArrayPool<byte>.Shared.Return(rented);
         return Convert.ToHexStringLower(hash[..6]);
     }
