@@ -18,8 +18,9 @@
 #   clean           removes out/ and ./iommu
 # env: PREFIX (/usr/local), DESTDIR (empty), CONFIGURATION (Release), NO_INSTALL_DEPS=1 (never call apt-get)
 #
-# Needs the .NET 10 SDK, and for native builds clang and zlib1g-dev (Debian packages; installed with apt-get when
-# missing and running as root). Trimming and AOT warnings are errors: a warning fails the build.
+# Needs the .NET 10 SDK, and for native builds clang (a Debian package; installed with apt-get when it is
+# missing and this runs as root). zlib is linked statically from the .NET runtime pack (libz.a), so the binary
+# needs no libz and the build no zlib1g-dev. Trimming and AOT warnings are errors: a warning fails the build.
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -70,7 +71,7 @@ host_rid() {
 # native RID: publishes the native AOT binary into out/RID/.
 native() {
 	local rid=$1
-	command -v dpkg-query >/dev/null 2>&1 && apt_install clang zlib1g-dev
+	command -v clang >/dev/null 2>&1 || apt_install clang
 	if [ "$rid" != "$(host_rid)" ]; then
 		[ "$rid" = linux-arm64 ] || die "cross-compiling to $rid is not supported here"
 		command -v dpkg-query >/dev/null 2>&1 && apt_install gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu libc6-dev-arm64-cross llvm
