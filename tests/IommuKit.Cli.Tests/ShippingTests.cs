@@ -51,6 +51,43 @@ public class ShippingTests
         Assert.Empty(BashComplete("iommu groups --source "));
     }
 
+    /// <summary>A fact that needs a shell that is not always installed (zsh, fish): skipped, saying so, without it.</summary>
+    public sealed class ShellFactAttribute : FactAttribute
+    {
+        public ShellFactAttribute(string shell)
+        {
+            if (!OperatingSystem.IsLinux() || NativeBinary.OnPath(shell) is null) Skip = $"{shell} is not installed (apt-get install {shell}): its completion script is untested here";
+        }
+    }
+
+    private static Dictionary<string, string> WithAppHostOnPath() =>
+        new() { ["PATH"] = AppContext.BaseDirectory + ":" + Environment.GetEnvironmentVariable("PATH") };
+
+    [ShellFact("fish")]
+    public void FishCompletionCompletesCommandsAndOptionsFromTheBinary()
+    {
+        string script = Path.Combine(Repo, "tools", "ship", "completions", "iommu.fish");
+        var r = NativeBinary.Exec("fish", ["-c", $"source '{script}'; complete -C 'iommu gro'; echo ---; complete -C 'iommu groups --js'"], WithAppHostOnPath());
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal("groups\n---\n--json\n", r.Out);
+    }
+
+    [ShellFact("zsh")]
+    public void ZshCompletionCompletesCommandsAndOptionsAndFallsBackToFiles()
+    {
+        string script = Path.Combine(Repo, "tools", "ship", "completions", "_iommu");
+        // compadd and _files exist only inside zsh's completion system: stand-ins that print what they were given.
+        string program =
+            "compadd() { print -l -- \"${candidates[@]}\"; }; _files() { print FILES; }\n" +
+            $"source '{script}' >/dev/null 2>&1\n" +
+            "words=(iommu gro); CURRENT=2; _iommu; print -r -- ---\n" +
+            "words=(iommu groups --js); CURRENT=3; _iommu; print -r -- ---\n" +
+            "words=(iommu groups --source ''); CURRENT=4; _iommu\n";
+        var r = NativeBinary.Exec("zsh", ["-c", program], WithAppHostOnPath());
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Equal("groups\n---\n--json\n---\nFILES\n", r.Out);
+    }
+
     [Fact]
     public void ManPageHasEveryCommandAndEveryOptionOfItsHelp()
     {
