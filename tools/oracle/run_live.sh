@@ -14,6 +14,7 @@
 #                    extracted with dpkg-deb (nothing is installed on this machine)
 #      SETTYPE       the set-type cases (default: a bound singleton, a driver-less singleton, a multi-device group)
 #      TIMEOUT       seconds for the boot (default 180)
+#      FETCH_ONLY=1  only download and extract the kernel package, then print KERNEL_ROOT
 # needs: qemu-system-x86, busybox-static, cpio, kmod, python3, apt-get/dpkg-deb for the kernel download.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -39,6 +40,8 @@ if [ -z "${KERNEL_ROOT:-}" ]; then
 		rm -f "$deb"
 	fi
 fi
+# FETCH_ONLY=1: stop once the kernel is there (.ci/run fetches it before the tests, to tell "cannot be had" apart).
+[ "${FETCH_ONLY:-0}" = 1 ] && { echo "$KERNEL_ROOT"; exit 0; }
 KVER=$(ls "$KERNEL_ROOT/lib/modules" | sort -V | tail -n1)
 KERNEL=$(ls "$KERNEL_ROOT"/boot/vmlinuz-"$KVER")
 # The package's modules.dep is made by depmod at install time: make it for the extracted tree.
