@@ -575,7 +575,7 @@ public static partial class LspciReader
             {
                 _lastLineWasFact = true;
                 var v = s["Kernel driver in use:".Length..].Trim();
-                if (v.IsEmpty || v.ContainsAny(' ', '\t')) { Malformed(dev, lineNo, "Kernel driver in use:"); return; }
+                if (v.IsEmpty || v.ContainsAny(' ', '\t') || SourceText.DriverNameProblem(v.ToString()) is not null) { Malformed(dev, lineNo, "Kernel driver in use:"); return; }
                 dev.Driver = v.ToString();
                 return;
             }
@@ -847,7 +847,7 @@ public static partial class LspciReader
 
         private Machine Build()
         {
-            var builder = new PciTopologyBuilder();
+            var builder = new PciTopologyBuilder { Origin = _origin };
             var groups = new SortedDictionary<int, List<PciAddress>>();
             var slots = new Dictionary<string, string>(StringComparer.Ordinal);
             int denied = 0, bare = 0, acsDetail = 0, headerHex = 0, noIds = 0;
