@@ -78,14 +78,15 @@ public static partial class RegularFile
     /// </summary>
     /// <returns>The bytes; or, with <paramref name="allowOver"/>, at most <paramref name="cap"/> + 1 bytes so the caller can report the excess.</returns>
     /// <exception cref="FileNotFoundException">It does not exist.</exception>
-    /// <exception cref="FileReadException">Not a regular file, unreadable, or (without <paramref name="allowOver"/>) over the cap.</exception>
+    /// <exception cref="FileReadException">Not a regular file, or unreadable.</exception>
+    /// <exception cref="InputException">Over the cap (without <paramref name="allowOver"/>).</exception>
     public static byte[] ReadAllCapped(string path, string display, long cap, bool allowOver = false)
     {
         using var fs = OpenRead(path, display);
         try
         {
             long size = fs.Length;
-            if (size > cap && !allowOver) throw new FileReadException(display, $"file of {size} bytes is larger than the {SourceLimits.Mib(cap)} cap");
+            if (size > cap && !allowOver) throw InputException.At(display, $"file of {size} bytes is larger than the {SourceLimits.Mib(cap)} cap");
             var buf = new byte[Math.Min(cap + 1, Math.Max(size + 1, 4096 + 1))];
             int total = 0;
             while (total < cap + 1)
@@ -95,7 +96,7 @@ public static partial class RegularFile
                 if (n <= 0) break;
                 total += n;
             }
-            if (total > cap && !allowOver) throw new FileReadException(display, $"file is larger than the {SourceLimits.Mib(cap)} cap");
+            if (total > cap && !allowOver) throw InputException.At(display, $"file is larger than the {SourceLimits.Mib(cap)} cap");
             return buf.AsSpan(0, total).ToArray();
         }
         catch (IOException ex) when (ex is not FileNotFoundException)

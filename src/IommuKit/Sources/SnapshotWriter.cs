@@ -58,12 +58,10 @@ public static class SnapshotWriter
         {
             using (var fs = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
             {
-                using (var target = wrap is null ? fs : wrap(fs))
-                {
-                    ms.Position = 0;
-                    ms.CopyTo(target);
-                    target.Flush();
-                }
+                var target = wrap is null ? fs : wrap(fs);
+                ms.Position = 0;
+                ms.CopyTo(target);
+                target.Flush();
                 fs.Flush(flushToDisk: true);
             }
             File.Move(temp, full, overwrite);

@@ -167,6 +167,8 @@ public sealed class TarFileTree : FileTree
                 throw InputException.At(origin, $"tar header of member '{name}' has an unreadable size field", offset: pos);
             // Hard links, symlinks and directories carry no data whatever the size field says (POSIX).
             if (type is '1' or '2' or '3' or '4' or '5' or '6') size = 0;
+            if (type is '0' or '\0' or '7' && size > SourceLimits.MaxFileBytes)
+                throw InputException.At(origin, $"member declares {size} bytes, over the {SourceLimits.MaxFileBytes}-byte cap per member", device: name);
             long next = pos + Block + (size + Block - 1) / Block * Block;
             if (next < pos || next > tar.Length)
                 throw InputException.At(origin, $"the archive is truncated (it ends inside member '{name}')", offset: pos);
