@@ -22,7 +22,7 @@ internal static class Fuzz
 {
     /// <summary>Cases per input kind (directory roots cost a write of the tree per case, so they get fewer).</summary>
     public const int CasesPerKind = 1500;
-    public const int DirectoryCases = 300;
+    public const int DirectoryCases = 60;
 
     private static readonly string[][] Commands =
     [
@@ -69,6 +69,31 @@ internal static class Fuzz
     /// </summary>
     public static bool RunCase(string what, string source, int k, string scratch)
     {
+        // IOMMUKIT_FUZZ_COLLECT=DIR: record each failing case there (input and message) and go on, to see them all at once.
+        if (Environment.GetEnvironmentVariable("IOMMUKIT_FUZZ_COLLECT") is { Length: > 0 } collect)
+        {
+            try { return RunCaseCore(what, source, k, scratch); }
+            catch (Xunit.Sdk.XunitException ex)
+            {
+                string name = what.Replace(' ', '-');
+                if (File.Exists(source)) File.Copy(source, Path.Combine(collect, name + ".input"), overwrite: true);
+                File.WriteAllText(Path.Combine(collect, name + ".message"), ex.Message);
+                return false;
+            }
+        }
+        return RunCaseCore(what, source, k, scratch);
+    }
+
+    private static bool RunCaseCore(string what, string source, int k, string scratch)
+    {
+        // IOMMUKIT_FUZZ_TRACE=DIR keeps each case's input there before it runs (to reproduce a crash of the test host).
+        if (Environment.GetEnvironmentVariable("IOMMUKIT_FUZZ_TRACE") is { Length: > 0 } trace)
+        {
+            string keep = Path.Combine(trace, what.Split(' ')[0]);
+            if (Directory.Exists(source)) File.WriteAllText(keep + ".txt", $"{what}\n");
+            else File.Copy(source, keep + ".input", overwrite: true);
+            File.WriteAllText(keep + ".case", what);
+        }
         var export = RunChecked(what, "export", "--source", source);
         if (export.Code != 0) return false;
         string json = Path.Combine(scratch, "export.json");
@@ -373,7 +398,9 @@ public class SysfsRootFuzzTests
                     catch (IOException) { continue; } // a tree the file system cannot hold (a file under a file)
                     if (rng.Next(8) == 0)
                     {
-                        var files = Directory.GetFiles(root, "*", SearchOption.AllDirectories);
+                        // Never through a directory link: the tree has links to "/" and "..".
+                        var files = Directory.GetFiles(root, "*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = FileAttributes.ReparsePoint });
+                        if (files.Length == 0) continue;
                         MakeFifo(files[rng.Next(files.Length)]);
                     }
                     var task = Task.Run(() =>

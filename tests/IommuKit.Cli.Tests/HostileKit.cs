@@ -125,6 +125,7 @@ internal static class HostileKit
         foreach (var m in members)
         {
             string path = Path.Combine(root, m.Name.TrimEnd('/'));
+            if (UnderALink(root, path)) continue; // never write through a link the mutations made (it may lead to "/")
             if (m.IsDirectory) { Directory.CreateDirectory(path); continue; }
             Directory.CreateDirectory(Path.GetDirectoryName(path)!);
             if (File.Exists(path) || new FileInfo(path).LinkTarget is not null) File.Delete(path);
@@ -132,6 +133,15 @@ internal static class HostileKit
             if (m.Link is not null) File.CreateSymbolicLink(path, m.Link);
             else File.WriteAllBytes(path, m.Data!);
         }
+    }
+
+    private static bool UnderALink(string root, string path)
+    {
+        for (string? d = Path.GetDirectoryName(path); d is not null && d.Length > root.Length; d = Path.GetDirectoryName(d))
+        {
+            if (new DirectoryInfo(d).LinkTarget is not null) return true;
+        }
+        return false;
     }
 
     /// <summary>Replaces whatever is at <paramref name="path"/> with a FIFO.</summary>
@@ -160,7 +170,7 @@ internal static class HostileKit
         if (task.Wait(TimeSpan.FromSeconds(30))) return task.Result;
         if (fifoDir is not null)
         {
-            foreach (var f in Directory.EnumerateFiles(fifoDir, "*", SearchOption.AllDirectories))
+            foreach (var f in Directory.EnumerateFiles(fifoDir, "*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = FileAttributes.ReparsePoint }))
             {
                 try
                 {

@@ -219,8 +219,22 @@ public static class MachineJson
         w.WriteBoolean("untrusted", f.Untrusted);
         if (f.PhysicalSlot is not null) w.WriteString("physical_slot", f.PhysicalSlot);
         if (f.Description is not null) w.WriteString("description", f.Description);
-        if (includeConfig && f.Config is { } cfg) w.WriteString("config", Convert.ToHexStringLower(cfg.Bytes));
+        if (includeConfig && f.Config is { } cfg && ConfigCarriesFacts(f, cfg)) w.WriteString("config", Convert.ToHexStringLower(cfg.Bytes));
         w.WriteEndObject();
+    }
+
+    /// <summary>
+    /// True when reading <paramref name="cfg"/> back gives the capability facts of <paramref name="f"/>. A source can know
+    /// more than its bytes (lspci <c>-vv</c> text showing ACS next to a 256-byte <c>-xxx</c> dump, or text and hex that
+    /// disagree): such a device is written with its facts and without <c>config</c>, so the export loads back to the
+    /// same machine instead of failing the reader's "disagrees with the config bytes" check.
+    /// </summary>
+    private static bool ConfigCarriesFacts(PciDeviceFacts f, ConfigSpace cfg)
+    {
+        var d = PciDeviceFacts.FromConfig(f.Address, cfg, out var error);
+        return error is null && d.HeaderLayout == f.HeaderLayout && d.BridgeBuses == f.BridgeBuses && d.MultifunctionBit == f.MultifunctionBit
+            && d.Pcie == f.Pcie && d.Acs == f.Acs && d.Ari == f.Ari && d.Sriov == f.Sriov && d.Capabilities.SequenceEqual(f.Capabilities)
+            && (f.Visibility == ConfigVisibility.HeaderOnly || cfg.Bytes.Length >= ConfigSpace.ConventionalSize);
     }
 
     private static void WriteNames(Utf8JsonWriter w, string name, AcsFlags flags)
