@@ -162,7 +162,7 @@ internal static class HostileKit
 
     /// <summary>
     /// Runs the command with a watchdog: a run that blocks (on a FIFO) fails the test instead of hanging the suite;
-    /// every FIFO under <paramref name="fifoDir"/> is then opened for writing once to release the blocked reader.
+    /// every FIFO under <paramref name="fifoDir"/> is then opened from both sides once to release the blocked reader or writer.
     /// </summary>
     public static CliRunner.Result RunBounded(string? fifoDir, params string[] args)
     {
@@ -170,14 +170,11 @@ internal static class HostileKit
         if (task.Wait(TimeSpan.FromSeconds(30))) return task.Result;
         if (fifoDir is not null)
         {
+            // Release the blocked party, reader or writer: open each FIFO from the other side, without waiting.
             foreach (var f in Directory.EnumerateFiles(fifoDir, "*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = FileAttributes.ReparsePoint }))
             {
-                try
-                {
-                    using var w = new FileStream(f, FileMode.Open, FileAccess.Write, FileShare.ReadWrite);
-                }
-                catch (IOException) { }
-                catch (UnauthorizedAccessException) { }
+                _ = Task.Run(() => { try { using var w = new FileStream(f, FileMode.Open, FileAccess.Write, FileShare.ReadWrite); } catch (IOException) { } catch (UnauthorizedAccessException) { } });
+                _ = Task.Run(() => { try { using var r = new FileStream(f, FileMode.Open, FileAccess.Read, FileShare.ReadWrite); r.CopyTo(Stream.Null); } catch (IOException) { } catch (UnauthorizedAccessException) { } });
             }
         }
         Assert.Fail($"iommu {string.Join(' ', args)} did not finish within 30 s (blocked on a FIFO or an endless read)");
