@@ -90,7 +90,8 @@ internal static class SetTypeCommand
             foreach (var line in a.Log) o.WriteLine($"  applied: {line}");
             foreach (var r in a.Restore) o.WriteLine($"  restore: {r.Step}: {(r.Ok ? "ok" : "FAILED: " + r.Error)}");
             o.WriteLine(a.Ok ? $"group {plan.Group}: type is now {a.TypeNow}"
-                : a.Restored != false ? $"group {plan.Group}: apply failed; previous state restored: {a.TypeNow}"
+                : a.Restored is null ? $"group {plan.Group}: apply not attempted; nothing was changed: {a.TypeNow}"
+                : a.Restored == true ? $"group {plan.Group}: apply failed; previous state restored: {a.TypeNow}"
                 : $"group {plan.Group}: apply failed and the previous state could NOT be restored (type reads {a.TypeNow}); the host was left changed: see the failed restore steps");
         }
     }
