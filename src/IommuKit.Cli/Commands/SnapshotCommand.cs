@@ -43,7 +43,7 @@ internal static class SnapshotCommand
         if (!Directory.Exists(root)) throw new CliException($"--root {root}: no such directory");
         if (Directory.Exists(output)) throw new CliException($"{output}: is a directory; give a file name such as host.tar.gz");
         if ((File.Exists(output) || new FileInfo(output).LinkTarget is not null) && !force)
-            throw new CliException($"{output}: already exists (a file or a symlink); use --force to replace it");
+            throw new CliException($"{output}: already exists; use --force to replace it");
         SnapshotWriter.Result result;
         try
         {
