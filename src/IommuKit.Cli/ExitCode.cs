@@ -41,8 +41,8 @@ internal static class ExitCodeHelp
         ExitCode.InputError => "bad input",
         ExitCode.UsageError => "usage error",
         ExitCode.Unsupported => "unsupported here",
-        ExitCode.HostLeftChanged => "host left changed (an --apply could not restore the previous state)",
-        ExitCode.InternalError => "internal error (a bug; please report it)",
+        ExitCode.HostLeftChanged => "host left changed",
+        ExitCode.InternalError => "internal error (a bug: please report it)",
         _ => throw new ArgumentOutOfRangeException(nameof(code), code, null),
     };
 
