@@ -172,3 +172,45 @@ public static class LargeMachineGenerator
         return c;
     }
 }
+
+/// <summary>
+/// Issue 12: the flat shape that made the topology build quadratic: one function per bus and no bridge at all (every
+/// bus a root bus, 256 buses per domain), as a JSON machine without config. 150,000 functions is a 49.6 MB file,
+/// under the JSON cap; it took 318 s before the covering-bridge lookup became a per-domain table.
+/// Run: <c>dotnet run -c Release --project bench -- --filter '*FlatLoadBenchmarks*'</c>.
+/// </summary>
+[MemoryDiagnoser]
+[ShortRunJob]
+public class FlatLoadBenchmarks
+{
+    private byte[] _json = [];
+
+    [Params(20_000, 150_000)]
+    public int Devices { get; set; }
+
+    [GlobalSetup]
+    public void Setup() => _json = FlatMachineGenerator.Json(Devices);
+
+    [Benchmark]
+    public int FlatJsonMachine() => MachineSource.LoadBytes(_json, "flat.json").Topology.Count;
+}
+
+/// <summary>A JSON machine of <c>n</c> endpoints, one per bus (domain i / 256, bus i % 256), no bridges.</summary>
+public static class FlatMachineGenerator
+{
+    public static byte[] Json(int n)
+    {
+        var sb = new StringBuilder(n * 340);
+        sb.Append("{\"format\": \"iommukit-machine\", \"version\": 1, \"kernel_groups\": null, \"devices\": [\n");
+        for (int i = 0; i < n; i++)
+        {
+            if (i > 0) sb.Append(",\n");
+            sb.Append("  {\"address\": \"").Append($"{i / 256:x4}:{i % 256:x2}:00.0")
+              .Append("\", \"vendor\": \"0x8086\", \"device\": \"0x10d3\", \"subsystem_vendor\": \"0x8086\", \"subsystem_device\": \"0xa01f\", ")
+              .Append("\"class\": \"0x020000\", \"revision\": \"0x00\", \"header_type\": 0, \"multifunction\": false, \"visibility\": \"full\", ")
+              .Append("\"bridge_buses\": null, \"pcie_type\": \"endpoint\", \"acs\": null, \"driver\": \"e1000e\", \"kernel_group\": null}");
+        }
+        sb.Append("\n]}\n");
+        return Encoding.UTF8.GetBytes(sb.ToString());
+    }
+}

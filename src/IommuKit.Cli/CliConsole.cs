@@ -4,12 +4,20 @@ namespace IommuKit.Cli;
 /// Where the command writes: standard output and error, and whether colour is wanted.
 /// Tests pass <see cref="StringWriter"/>s and assert exact lines.
 /// </summary>
+/// <remarks>
+/// Both writers are wrapped in <see cref="EscapingWriter"/>: every string written has its control characters other than
+/// newline and tab escaped with <see cref="TextSafety.EscapeKeepingLines"/>, so no text from an input (a device name
+/// from an lspci dump, a driver name from a JSON machine) can reach the terminal as a control sequence, whichever
+/// command prints it. Fields that must stay on one line (kernel release, names) are escaped when they are loaded,
+/// and <see cref="InputException"/> messages when they are made. With colour on, the SGR sequences this program
+/// writes (<c>ESC [ digits ; … m</c>) pass; any other escape sequence is shown escaped.
+/// </remarks>
 public sealed class CliConsole
 {
     public CliConsole(TextWriter output, TextWriter error, bool color)
     {
-        Out = output;
-        Error = error;
+        Out = new EscapingWriter(output, color);
+        Error = new EscapingWriter(error, color);
         Color = color;
     }
 
@@ -27,4 +35,57 @@ public sealed class CliConsole
 
     /// <summary>Writes a warning line to stderr: <c>warning: …</c>.</summary>
     public void Warn(string message) => Error.WriteLine($"warning: {message}");
+}
+
+/// <summary>A <see cref="TextWriter"/> that escapes control characters (newline and tab kept) in what passes through it.</summary>
+internal sealed class EscapingWriter(TextWriter inner, bool allowSgr) : TextWriter
+{
+    public override System.Text.Encoding Encoding => inner.Encoding;
+    public override IFormatProvider FormatProvider => inner.FormatProvider;
+    [System.Diagnostics.CodeAnalysis.AllowNull]
+    public override string NewLine { get => inner.NewLine; set => inner.NewLine = value; }
+
+    public override void Write(char value)
+    {
+        if (TextSafety.IsUnsafe(value) && value is not ('\n' or '\t' or '\r')) inner.Write(TextSafety.Escape(value.ToString()));
+        else inner.Write(value);
+    }
+
+    public override void Write(char[] buffer, int index, int count) => Write(new string(buffer, index, count));
+
+    public override void Write(string? value)
+    {
+        if (value is null) return;
+        inner.Write(Clean(value));
+    }
+
+    public override void WriteLine(string? value) => inner.WriteLine(value is null ? null : Clean(value));
+
+    public override void Flush() => inner.Flush();
+
+    private string Clean(string value)
+    {
+        if (!allowSgr || value.IndexOf('\u001b') < 0) return TextSafety.EscapeKeepingLines(value);
+        // Colour on: keep whole SGR sequences (ESC [ digits/semicolons m), escape everything else.
+        var sb = new System.Text.StringBuilder(value.Length);
+        int start = 0;
+        for (int i = 0; i < value.Length; i++)
+        {
+            if (value[i] != '\u001b') continue;
+            int j = i + 1;
+            if (j < value.Length && value[j] == '[')
+            {
+                j++;
+                while (j < value.Length && (char.IsAsciiDigit(value[j]) || value[j] == ';')) j++;
+                if (j < value.Length && value[j] == 'm')
+                {
+                    sb.Append(TextSafety.EscapeKeepingLines(value[start..i])).Append(value, i, j + 1 - i);
+                    start = j + 1;
+                    i = j;
+                }
+            }
+        }
+        sb.Append(TextSafety.EscapeKeepingLines(value[start..]));
+        return sb.ToString();
+    }
 }

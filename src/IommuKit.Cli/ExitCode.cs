@@ -17,12 +17,22 @@ public enum ExitCode
     UsageError = 4,
     /// <summary>Not possible here: needs root, or a live host, or the source lacks the facts.</summary>
     Unsupported = 5,
+    /// <summary>
+    /// <c>--apply</c> failed and putting the previous state back failed too: the host was left changed (a driver unbound,
+    /// another type written). The output lists each restore step and what failed.
+    /// </summary>
+    HostLeftChanged = 6,
+    /// <summary>
+    /// A bug: an exception other than bad input or a command-line error reached the top (sysexits.h EX_SOFTWARE). The
+    /// message asks for a report; no input should ever cause it (the fuzz tests check).
+    /// </summary>
+    InternalError = 70,
 }
 
 /// <summary>The "Exit codes:" line of every <c>--help</c>, built from <see cref="ExitCode"/> so help texts cannot drift apart.</summary>
 internal static class ExitCodeHelp
 {
-    /// <summary>The meaning of a code when a command gives none of its own (the root <c>--help</c> lists all six).</summary>
+    /// <summary>The meaning of a code when a command gives none of its own (the root <c>--help</c> lists all).</summary>
     public static string Meaning(ExitCode code) => code switch
     {
         ExitCode.Ok => "ok",
@@ -31,6 +41,8 @@ internal static class ExitCodeHelp
         ExitCode.InputError => "bad input",
         ExitCode.UsageError => "usage error",
         ExitCode.Unsupported => "unsupported here",
+        ExitCode.HostLeftChanged => "host left changed",
+        ExitCode.InternalError => "internal error (a bug: please report it)",
         _ => throw new ArgumentOutOfRangeException(nameof(code), code, null),
     };
 

@@ -37,6 +37,26 @@ public static class Program
             console.Error.WriteLine($"iommu: {ex.Message}");
             return (int)ExitCode.InputError;
         }
+        catch (Exception ex) when (ex is not (OutOfMemoryException or StackOverflowException))
+        {
+            // Last resort: anything else is a bug, never the user's fault. One line, no stack trace, a distinct code.
+            return InternalError(console, ex);
+        }
+    }
+
+    /// <summary>Reports a bug that reached the top as one line on stderr; returns <see cref="ExitCode.InternalError"/>.</summary>
+    internal static int InternalError(CliConsole console, Exception ex)
+    {
+        try
+        {
+            console.Error.WriteLine($"iommu: internal error: {ex.GetType().FullName}: {TextSafety.Escape(ex.Message)} " +
+                                    "(please report this at the IommuKit issue tracker with the command line and input)");
+        }
+        catch (IOException)
+        {
+            // stderr itself failed: the exit code still tells.
+        }
+        return (int)ExitCode.InternalError;
     }
 
     internal static RootCommand BuildRoot(CliConsole console)

@@ -134,7 +134,7 @@ public class SetTypeCommandTests
     }
 
     [Fact]
-    public void ApplyWhoseRebindFailsPutsTheOldTypeBackAndSaysSo()
+    public void ApplyWhoseRebindFailsTwiceSaysTheHostWasLeftChangedAndExits6()
     {
         WithExtractedRoot("g_k612_intel_typetest", root =>
         {
@@ -145,13 +145,24 @@ public class SetTypeCommandTests
             if (File.Exists(bind)) File.Delete(bind);
             Directory.CreateDirectory(bind);
             var r = Run("set-type", "7", "identity", "--source", root, "--apply", "--json");
-            Assert.Equal(1, r.Code);
+            // The old type is back, but the device could not be bound again: the host was left changed (exit 6), and
+            // the output says which restore step failed instead of "previous state restored".
+            Assert.Equal(6, r.Code);
             Assert.False(r.Json.GetProperty("applied").GetBoolean());
+            Assert.False(r.Json.GetProperty("restored").GetBoolean());
             Assert.Equal(old, r.Json.GetProperty("type_now").GetString());
             Assert.Equal(old, File.ReadAllText(typeFile).Trim());
             var log = r.Json.GetProperty("apply_log").EnumerateArray().Select(e => e.GetString()!).ToArray();
             Assert.Contains(log, l => l.StartsWith("echo 0000:01:00.0 > /sys/bus/pci/drivers/e1000e/bind failed", StringComparison.Ordinal));
             Assert.Contains($"echo {old} > /sys/kernel/iommu_groups/7/type", log);
+            var steps = r.Json.GetProperty("restore").EnumerateArray()
+                .Select(e => (e.GetProperty("step").GetString()!, e.GetProperty("ok").GetBoolean())).ToArray();
+            Assert.Contains(($"write {old} to /sys/kernel/iommu_groups/7/type", true), steps);
+            Assert.Contains(("bind 0000:01:00.0 to e1000e", false), steps);
+            var text = Run("set-type", "7", "identity", "--source", root, "--apply");
+            Assert.Equal(6, text.Code);
+            Assert.DoesNotContain("previous state restored", text.Out);
+            Assert.Contains("  restore: bind 0000:01:00.0 to e1000e: FAILED: ", text.Out);
         });
     }
 

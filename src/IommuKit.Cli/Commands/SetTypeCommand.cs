@@ -29,7 +29,8 @@ internal static partial class SetTypeCommand
         var command = new Command("set-type",
             "Change an IOMMU group's default domain type (sysfs 'type'): by default a dry run saying whether this kernel " +
             "would accept it, the errno and reason if not, and the steps that would make it succeed.\n" +
-            "Exit codes: 0 would succeed/applied, 1 refused, 2 no IOMMU, 3 bad input, 5 --apply not possible here.")
+            "Exit codes: 0 would succeed/applied, 1 refused (or --apply failed and the previous state was restored), 2 no IOMMU, " +
+            "3 bad input, 5 --apply not possible here, 6 --apply failed and restoring failed too: the host was left changed.")
         {
             group, value, source, cmdline, json, apply,
         };
@@ -47,7 +48,7 @@ internal static partial class SetTypeCommand
         ApplyOutcome? applied = apply ? Apply(sourcePath, plan, report.Model) : null;
         if (json) WriteJson(console, plan, report, applied);
         else WriteText(console, plan, report, applied);
-        if (applied is { } a) return a.Ok ? (int)ExitCode.Ok : (int)ExitCode.Negative;
+        if (applied is { } a) return a.Ok ? (int)ExitCode.Ok : a.Restored == false ? (int)ExitCode.HostLeftChanged : (int)ExitCode.Negative;
         return plan.Result.IsOk ? (int)ExitCode.Ok : (int)ExitCode.Negative;
     }
 
@@ -81,7 +82,11 @@ internal static partial class SetTypeCommand
         if (applied is { } a)
         {
             foreach (var line in a.Log) o.WriteLine($"  applied: {line}");
-            o.WriteLine(a.Ok ? $"group {plan.Group}: type is now {a.TypeNow}" : $"group {plan.Group}: apply failed; previous state restored: {a.TypeNow}");
+            foreach (var r in a.Restore) o.WriteLine($"  restore: {r.Step}: {(r.Ok ? "ok" : "FAILED: " + r.Error)}");
+            o.WriteLine(a.Ok ? $"group {plan.Group}: type is now {a.TypeNow}"
+                : a.Restored is null ? $"group {plan.Group}: apply not attempted; nothing was changed: {a.TypeNow}"
+                : a.Restored == true ? $"group {plan.Group}: apply failed; previous state restored: {a.TypeNow}"
+                : $"group {plan.Group}: apply failed and the previous state could NOT be restored (type reads {a.TypeNow}); the host was left changed: see the failed restore steps");
         }
     }
 
@@ -105,6 +110,17 @@ internal static partial class SetTypeCommand
                 w.WriteBoolean("applied", a.Ok);
                 w.WriteString("type_now", a.TypeNow);
                 JsonOut.StringArray(w, "apply_log", a.Log);
+                if (a.Restored is { } restored) w.WriteBoolean("restored", restored); else w.WriteNull("restored");
+                w.WriteStartArray("restore");
+                foreach (var step in a.Restore)
+                {
+                    w.WriteStartObject();
+                    w.WriteString("step", step.Step);
+                    w.WriteBoolean("ok", step.Ok);
+                    if (step.Error is null) w.WriteNull("error"); else w.WriteString("error", step.Error);
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
             }
             JsonOut.StringArray(w, "notes", model.Notes);
             w.WriteEndObject();

@@ -40,9 +40,11 @@ internal static class SnapshotCommand
 
     internal static int Run(CliConsole console, string output, string root, bool force)
     {
+        if (string.IsNullOrEmpty(output)) throw new CliException("--output: an empty path names no file; give a file name such as host.tar.gz");
         if (!Directory.Exists(root)) throw new CliException($"--root {root}: no such directory");
         if (Directory.Exists(output)) throw new CliException($"{output}: is a directory; give a file name such as host.tar.gz");
-        if (File.Exists(output) && !force) throw new CliException($"{output}: already exists; use --force to replace it");
+        if ((File.Exists(output) || new FileInfo(output).LinkTarget is not null) && !force)
+            throw new CliException($"{output}: already exists; use --force to replace it");
         SnapshotWriter.Result result;
         try
         {

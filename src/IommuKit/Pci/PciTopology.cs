@@ -81,16 +81,21 @@ public sealed class PciTopologyBuilder
 
     private readonly Dictionary<PciAddress, PciDeviceFacts> _facts = new();
 
+    /// <summary>The input the facts come from (a file path), named by every error <see cref="Add"/> and <see cref="Build"/> throw.</summary>
+    public string? Origin { get; init; }
+
     public int Count => _facts.Count;
+
+    private InputException Error(string rule) => InputException.At(Origin, rule);
 
     /// <summary>Adds a function. A duplicate address is bad input.</summary>
     /// <exception cref="InputException">The address was already added, or the cap was reached.</exception>
     public PciTopologyBuilder Add(PciDeviceFacts facts)
     {
         if (_facts.Count >= MaxDevices)
-            throw new InputException($"more than {MaxDevices} PCI functions: refusing to build a topology that large");
+            throw Error($"more than {MaxDevices} PCI functions: refusing to build a topology that large");
         if (!_facts.TryAdd(facts.Address, facts))
-            throw new InputException($"{facts.Address}: the same PCI function appears twice");
+            throw Error($"{facts.Address}: the same PCI function appears twice");
         return this;
     }
 
@@ -117,12 +122,45 @@ public sealed class PciTopologyBuilder
                 hintFor.TryAdd((f.Address.Domain, f.Address.Bus), hinted);
         }
 
+        // The bridge whose range covers a bus no bridge leads to: of the bridges with secondary < bus <= subordinate, the one
+        // with the highest secondary (the innermost). Tabulated once per domain that has bridges, 256 entries, so a
+        // machine of many bridgeless buses (one function per bus, 150k functions) costs one pass, not one scan of every
+        // device per bus.
+        var bridgesByDomain = new Dictionary<int, List<PciDevice>>();
+        foreach (var d in devices.Values)
+        {
+            if (d.Facts.BridgeBuses is { } b && b.Secondary > d.Address.Bus)
+            {
+                if (!bridgesByDomain.TryGetValue(d.Address.Domain, out var list)) bridgesByDomain[d.Address.Domain] = list = new List<PciDevice>();
+                list.Add(d);
+            }
+        }
+        var coverTables = new Dictionary<int, PciDevice?[]>();
+        PciDevice? CoverOf(int domain, byte number)
+        {
+            if (!bridgesByDomain.TryGetValue(domain, out var bridges)) return null;
+            if (!coverTables.TryGetValue(domain, out var table))
+            {
+                table = new PciDevice?[256];
+                foreach (var d in bridges) // address order: the first of equal secondaries wins, as the scan it replaces did
+                {
+                    var b = d.Facts.BridgeBuses!.Value;
+                    for (int n = b.Secondary + 1; n <= b.Subordinate; n++)
+                    {
+                        if (table[n] is not { } c || b.Secondary > c.Facts.BridgeBuses!.Value.Secondary) table[n] = d;
+                    }
+                }
+                coverTables[domain] = table;
+            }
+            return table[number];
+        }
+
         var buses = new Dictionary<(int, byte), PciBus>();
         PciBus GetBus(int domain, byte number, HashSet<(int, byte)> visiting)
         {
             if (buses.TryGetValue((domain, number), out var bus)) return bus;
             if (!visiting.Add((domain, number)))
-                throw new InputException($"{domain:x4}:{number:x2}: bridge bus numbers form a loop");
+                throw Error($"{domain:x4}:{number:x2}: bridge bus numbers form a loop");
             // A parent hint from a device on this bus names the bridge directly; otherwise bus numbers decide.
             PciDevice? self = hintFor.GetValueOrDefault((domain, number)) ?? bridgeFor.GetValueOrDefault((domain, number));
             PciBus? parent = null;
@@ -133,15 +171,7 @@ public sealed class PciTopologyBuilder
             else
             {
                 // No bridge leads here: a virtual bus if some bridge's range covers it (SR-IOV VFs on a bus of their own).
-                PciDevice? cover = null;
-                foreach (var d in devices.Values)
-                {
-                    if (d.Address.Domain == domain && d.Facts.BridgeBuses is { } b && b.Secondary < number && number <= b.Subordinate && b.Secondary > d.Address.Bus)
-                    {
-                        if (cover is null || d.Facts.BridgeBuses!.Value.Secondary > cover.Facts.BridgeBuses!.Value.Secondary) cover = d;
-                    }
-                }
-                if (cover is not null) parent = GetBus(domain, cover.Facts.BridgeBuses!.Value.Secondary, visiting);
+                if (CoverOf(domain, number) is { } cover) parent = GetBus(domain, cover.Facts.BridgeBuses!.Value.Secondary, visiting);
             }
             bus = new PciBus(domain, number, self, parent);
             buses[(domain, number)] = bus;

@@ -57,14 +57,23 @@ public static class PcieTypeNames
         PcieType.PcieBridge => "pci_to_pcie_bridge",
         PcieType.RcEnd => "rc_integrated_endpoint",
         PcieType.RcEc => "rc_event_collector",
-        _ => "unknown",
+        // A reserved value of the 4-bit field keeps its number, so a machine that has one exports and loads back.
+        _ => $"unknown_{(int)t}",
     };
 
+    /// <summary>The type of a JSON name: the names of <see cref="ToJsonName"/>, and <c>unknown_N</c> for a reserved value N (0-15).</summary>
     public static bool TryParseJsonName(string name, out PcieType type)
     {
         foreach (PcieType t in Enum.GetValues<PcieType>())
         {
             if (t.ToJsonName() == name) { type = t; return true; }
+        }
+        if (name.StartsWith("unknown_", StringComparison.Ordinal)
+            && int.TryParse(name.AsSpan("unknown_".Length), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int n)
+            && n is >= 0 and <= 15 && !Enum.IsDefined((PcieType)n) && name == $"unknown_{n}")
+        {
+            type = (PcieType)n;
+            return true;
         }
         type = PcieType.None;
         return false;

@@ -40,9 +40,11 @@ public abstract class FileTree
     protected abstract string ReadLinkCore(string canonicalPath);
 
     /// <summary>The names in the directory at <paramref name="canonicalPath"/>, sorted ordinally.</summary>
+    /// <exception cref="FileReadException">The directory exists but cannot be listed (permission denied, I/O error).</exception>
     protected abstract IReadOnlyList<string> ListCore(string canonicalPath);
 
     /// <summary>Reads at most <paramref name="maxBytes"/> + 1 bytes of the file (so callers can tell "too long").</summary>
+    /// <exception cref="FileReadException">The file exists but cannot be read (not a regular file, permission denied, I/O error).</exception>
     protected abstract byte[] ReadCore(string canonicalPath, int maxBytes);
 
     /// <summary>
@@ -137,6 +139,7 @@ public abstract class FileTree
     public bool IsDirectory(string path) => Resolve(path) is { } p && LstatCore(p) == FileNodeKind.Directory;
 
     /// <summary>The names in a directory (sorted ordinally), or null when it does not exist or is not a directory.</summary>
+    /// <exception cref="FileReadException">It exists but cannot be listed: never read as empty.</exception>
     public IReadOnlyList<string>? List(string path)
     {
         string? p = Resolve(path);
@@ -148,6 +151,7 @@ public abstract class FileTree
     /// Reads a file (links followed). Null when it does not exist. Longer than <paramref name="maxBytes"/>: the first
     /// <paramref name="maxBytes"/> + 1 bytes are returned, so the caller can report the excess.
     /// </summary>
+    /// <exception cref="FileReadException">It exists but cannot be read (a FIFO, a socket, a device, permission denied, EIO): never read as empty.</exception>
     public byte[]? ReadBytes(string path, int maxBytes)
     {
         string? p = Resolve(path);
@@ -209,6 +213,20 @@ public sealed class DirectoryFileTree : FileTree
 
     private string Full(string canonicalPath) => canonicalPath.Length == 0 ? _root : Path.Combine(_root, canonicalPath);
 
+    /// <summary>
+    /// Test seam for faults a root cannot simulate (tests run as root, where <c>chmod 000</c> hides nothing): given a
+    /// canonical path about to be read or listed, the reason it fails (<c>permission denied</c>), or null to go on.
+    /// </summary>
+    internal Func<string, string?>? Faults { get; init; }
+
+    private void CheckFault(string canonicalPath)
+    {
+        if (Faults?.Invoke(canonicalPath) is { } reason) throw new FileReadException(Display(canonicalPath), reason);
+    }
+
+    /// <summary>How messages name a file of this tree: its path on disk.</summary>
+    private string Display(string canonicalPath) => Full(canonicalPath);
+
     // One lstat per name for the life of the tree: a load walks the same directories many times.
     private readonly Dictionary<string, FileNodeKind> _kinds = new(StringComparer.Ordinal);
 
@@ -218,7 +236,8 @@ public sealed class DirectoryFileTree : FileTree
         FileNodeKind kind;
         try
         {
-            // FileSystemInfo.Attributes is an lstat on Unix: a symlink shows ReparsePoint, a missing name -1.
+            // FileSystemInfo.Attributes is an lstat on Unix: a symlink shows ReparsePoint, a missing name -1. A FIFO,
+            // socket or device shows as a file here; reading it is refused by RegularFile.
             var attrs = new FileInfo(Full(canonicalPath)).Attributes;
             kind = (int)attrs == -1 ? FileNodeKind.Missing
                 : (attrs & FileAttributes.ReparsePoint) != 0 ? FileNodeKind.Symlink
@@ -231,10 +250,16 @@ public sealed class DirectoryFileTree : FileTree
         return kind;
     }
 
-    protected override string ReadLinkCore(string canonicalPath) => new FileInfo(Full(canonicalPath)).LinkTarget ?? "";
+    protected override string ReadLinkCore(string canonicalPath)
+    {
+        try { return new FileInfo(Full(canonicalPath)).LinkTarget ?? ""; }
+        catch (UnauthorizedAccessException) { throw new FileReadException(Display(canonicalPath), "permission denied"); }
+        catch (IOException ex) { throw new FileReadException(Display(canonicalPath), $"cannot read the link: {ex.Message}"); }
+    }
 
     protected override IReadOnlyList<string> ListCore(string canonicalPath)
     {
+        CheckFault(canonicalPath);
         try
         {
             var names = new List<string>();
@@ -247,29 +272,23 @@ public sealed class DirectoryFileTree : FileTree
             names.Sort(StringComparer.Ordinal);
             return names;
         }
-        catch (IOException) { return []; }
-        catch (UnauthorizedAccessException) { return []; }
+        catch (DirectoryNotFoundException) { return []; } // removed since the lstat (a device unplugged meanwhile)
+        catch (IOException ex) { throw new FileReadException(Display(canonicalPath), $"cannot list: {ex.Message}"); }
+        catch (UnauthorizedAccessException) { throw new FileReadException(Display(canonicalPath), "permission denied"); }
     }
 
     protected override byte[] ReadCore(string canonicalPath, int maxBytes)
     {
-        // sysfs reports 4096 as the size of every attribute, and proc files report 0: read until EOF, never trust Length.
+        // Only a regular file is opened (a FIFO would block the open forever, /dev/zero never ends), and never more than
+        // the cap + 1 bytes are read: sysfs reports 4096 as the size of every attribute and proc files 0.
+        CheckFault(canonicalPath);
         try
         {
-            using var fs = new FileStream(Full(canonicalPath), FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1);
-            // Start small (attributes are a few bytes, config at most 4 KiB) and grow up to the cap.
-            var buf = new byte[Math.Min(maxBytes + 1, 4096 + 1)];
-            int total = 0;
-            while (total < maxBytes + 1)
-            {
-                if (total == buf.Length) Array.Resize(ref buf, (int)Math.Min((long)buf.Length * 2, maxBytes + 1L));
-                int n = fs.Read(buf, total, buf.Length - total);
-                if (n <= 0) break;
-                total += n;
-            }
-            return buf.AsSpan(0, total).ToArray();
+            return RegularFile.ReadAllCapped(Full(canonicalPath), Display(canonicalPath), maxBytes, allowOver: true);
         }
-        catch (UnauthorizedAccessException) { return []; }
-        catch (IOException) { return []; } // e.g. EIO from a sysfs attribute of a device that is gone
+        catch (FileNotFoundException)
+        {
+            throw new FileReadException(Display(canonicalPath), "disappeared while being read");
+        }
     }
 }

@@ -21,16 +21,22 @@ public static class MachineJson
     public const int CurrentVersion = 1;
     /// <summary>Nesting depth accepted (the format needs 5).</summary>
     public const int MaxDepth = 16;
-    /// <summary>Largest JSON machine accepted, in bytes (a 4,096-function export with every config space is about 40 MB).</summary>
-    public const int MaxBytes = 64 * 1024 * 1024;
+    /// <summary>
+    /// Largest JSON machine accepted and written, in bytes: the cap on any input file
+    /// (<see cref="SourceLimits.MaxInputFileBytes"/>, 256 MiB; a 4,096-function export with every config space is about
+    /// 40 MB). <see cref="Write"/> refuses a machine whose JSON would be larger, so everything exported loads back.
+    /// </summary>
+    public const int MaxBytes = (int)SourceLimits.MaxInputFileBytes;
 
     // ---------------------------------------------------------------- writing
 
     /// <summary>Writes <paramref name="machine"/> to <paramref name="stream"/> as indented UTF-8 JSON.</summary>
     /// <param name="includeConfig">Write each device's raw config space as hex when known.</param>
+    /// <exception cref="InputException">The JSON would be larger than <see cref="MaxBytes"/> (it could not be read back).</exception>
     public static void Write(Machine machine, Stream stream, bool includeConfig = true)
     {
-        using var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+        using var capped = new CappedWriteStream(stream, MaxBytes, machine.Origin);
+        using var w = new Utf8JsonWriter(capped, new JsonWriterOptions { Indented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
         w.WriteStartObject();
         w.WriteString("format", FormatName);
         w.WriteNumber("version", CurrentVersion);
@@ -95,6 +101,29 @@ public static class MachineJson
         w.WriteEndArray();
         w.WriteEndObject();
         w.Flush();
+    }
+
+    /// <summary>Passes writes through until more than a cap was written, then refuses (export must stay loadable).</summary>
+    private sealed class CappedWriteStream(Stream inner, long cap, string origin) : Stream
+    {
+        private long _written;
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => _written; set => throw new NotSupportedException(); }
+        public override void Flush() => inner.Flush();
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin o) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            _written += buffer.Length;
+            if (_written > cap)
+                throw InputException.At(origin, $"the machine's JSON would be larger than the {SourceLimits.Mib(cap)} JSON machine cap, so it could not be read back; export it with --no-config, or a part of it");
+            inner.Write(buffer);
+        }
     }
 
     /// <summary>The JSON text of <paramref name="machine"/>.</summary>
@@ -190,8 +219,22 @@ public static class MachineJson
         w.WriteBoolean("untrusted", f.Untrusted);
         if (f.PhysicalSlot is not null) w.WriteString("physical_slot", f.PhysicalSlot);
         if (f.Description is not null) w.WriteString("description", f.Description);
-        if (includeConfig && f.Config is { } cfg) w.WriteString("config", Convert.ToHexStringLower(cfg.Bytes));
+        if (includeConfig && f.Config is { } cfg && ConfigCarriesFacts(f, cfg)) w.WriteString("config", Convert.ToHexStringLower(cfg.Bytes));
         w.WriteEndObject();
+    }
+
+    /// <summary>
+    /// True when reading <paramref name="cfg"/> back gives the capability facts of <paramref name="f"/>. A source can know
+    /// more than its bytes (lspci <c>-vv</c> text showing ACS next to a 256-byte <c>-xxx</c> dump, or text and hex that
+    /// disagree): such a device is written with its facts and without <c>config</c>, so the export loads back to the
+    /// same machine instead of failing the reader's "disagrees with the config bytes" check.
+    /// </summary>
+    private static bool ConfigCarriesFacts(PciDeviceFacts f, ConfigSpace cfg)
+    {
+        var d = PciDeviceFacts.FromConfig(f.Address, cfg, out var error);
+        return error is null && d.HeaderLayout == f.HeaderLayout && d.BridgeBuses == f.BridgeBuses && d.MultifunctionBit == f.MultifunctionBit
+            && d.Pcie == f.Pcie && d.Acs == f.Acs && d.Ari == f.Ari && d.Sriov == f.Sriov && d.Capabilities.SequenceEqual(f.Capabilities)
+            && (f.Visibility == ConfigVisibility.HeaderOnly || cfg.Bytes.Length >= ConfigSpace.ConventionalSize);
     }
 
     private static void WriteNames(Utf8JsonWriter w, string name, AcsFlags flags)
@@ -236,6 +279,9 @@ public static class MachineJson
     {
         if (utf8.Length > MaxBytes)
             throw InputException.At(origin, $"JSON machine of {utf8.Length} bytes is larger than the {SourceLimits.Mib(MaxBytes)} cap");
+        // A UTF-8 byte order mark (editors on Windows write one) is not JSON but says what JSON is in: skip it, as
+        // MachineSource.Detect does.
+        if (utf8.Span.StartsWith((ReadOnlySpan<byte>)[0xef, 0xbb, 0xbf])) utf8 = utf8[3..];
         JsonDocument doc;
         try
         {
@@ -255,6 +301,10 @@ public static class MachineJson
             throw new InputException($"{origin}:{line}: byte {(ex.BytePositionInLine ?? 0) + 1}: not valid JSON: {msg.ReplaceLineEndings(" ").TrimEnd('.', ' ')}");
         }
         catch (ArgumentException ex)
+        {
+            throw InputException.At(origin, $"not valid JSON: {ex.Message.ReplaceLineEndings(" ")}");
+        }
+        catch (InvalidOperationException ex)
         {
             throw InputException.At(origin, $"not valid JSON: {ex.Message.ReplaceLineEndings(" ")}");
         }
@@ -278,7 +328,7 @@ public static class MachineJson
                 throw Error($"{P}.version", "missing or not an integer");
             if (version != CurrentVersion) throw Error($"{P}.version", $"version {version} is not supported (this build reads version {CurrentVersion})");
 
-            var builder = new PciTopologyBuilder();
+            var builder = new PciTopologyBuilder { Origin = origin };
             var devices = Arr(root, P, "devices", required: true)!.Value;
             int i = 0;
             foreach (var d in devices.EnumerateArray())
@@ -297,7 +347,7 @@ public static class MachineJson
                 {
                     string up = $"{P}.iommu_units[{i++}]";
                     Obj(u, up);
-                    string name = Str(u, up, "name") ?? throw Error(up, "missing \"name\"");
+                    string name = TextSafety.Escape(Str(u, up, "name") ?? throw Error(up, "missing \"name\""));
                     var kind = (Str(u, up, "kind") ?? "unknown") switch
                     {
                         "intel" => IommuKind.Intel,
@@ -313,8 +363,9 @@ public static class MachineJson
                         Obj(r, $"{up}.registers");
                         foreach (var prop in r.EnumerateObject())
                         {
-                            if (prop.Value.ValueKind != JsonValueKind.String) throw Error($"{up}.registers.{prop.Name}", "must be a string");
-                            regs[prop.Name] = prop.Value.GetString()!;
+                            string key = Name(prop, $"{up}.registers");
+                            if (prop.Value.ValueKind != JsonValueKind.String) throw Error($"{up}.registers.{key}", "must be a string");
+                            regs[TextSafety.Escape(key)] = TextSafety.Escape(Text(prop.Value, $"{up}.registers.{key}"));
                         }
                     }
                     units.Add(new IommuUnit(name, kind, Addresses(u, up, "devices"), regs));
@@ -346,10 +397,10 @@ public static class MachineJson
                             ulong start = Hex(rr, rp, "start", ulong.MaxValue) ?? throw Error(rp, "missing \"start\"");
                             ulong end = Hex(rr, rp, "end", ulong.MaxValue) ?? throw Error(rp, "missing \"end\"");
                             if (end < start) throw Error($"{rp}.end", "is below start (ends are inclusive)");
-                            regions.Add(new ReservedRegionText(start, end, Str(rr, rp, "type") ?? throw Error(rp, "missing \"type\"")));
+                            regions.Add(new ReservedRegionText(start, end, TextSafety.Escape(Str(rr, rp, "type") ?? throw Error(rp, "missing \"type\""))));
                         }
                     }
-                    groups.Add(new KernelGroup(id, Str(g, gp, "type"), regions, Addresses(g, gp, "devices"), Str(g, gp, "name")));
+                    groups.Add(new KernelGroup(id, TextSafety.EscapeOrNull(Str(g, gp, "type")), regions, Addresses(g, gp, "devices"), TextSafety.EscapeOrNull(Str(g, gp, "name"))));
                 }
                 groups.Sort((a, b) => a.Id.CompareTo(b.Id));
             }
@@ -360,8 +411,9 @@ public static class MachineJson
                 Obj(so, $"{P}.slots");
                 foreach (var prop in so.EnumerateObject())
                 {
-                    if (prop.Value.ValueKind != JsonValueKind.String) throw Error($"{P}.slots.{prop.Name}", "must be a string");
-                    slots[prop.Name] = prop.Value.GetString()!;
+                    string key = Name(prop, $"{P}.slots");
+                    if (prop.Value.ValueKind != JsonValueKind.String) throw Error($"{P}.slots.{key}", "must be a string");
+                    slots[TextSafety.Escape(key)] = TextSafety.Escape(Text(prop.Value, $"{P}.slots.{key}"));
                 }
             }
             var warnings = new List<string>();
@@ -371,7 +423,7 @@ public static class MachineJson
                 foreach (var s in wa.EnumerateArray())
                 {
                     if (s.ValueKind != JsonValueKind.String) throw Error($"{P}.warnings[{i}]", "must be a string");
-                    warnings.Add(s.GetString()!);
+                    warnings.Add(TextSafety.Escape(Text(s, $"{P}.warnings[{i}]")));
                     i++;
                 }
             }
@@ -381,8 +433,8 @@ public static class MachineJson
                 Provenance = MachineProvenance.Json,
                 Topology = builder.Build(),
                 Origin = origin,
-                KernelRelease = Str(root, P, "kernel_release"),
-                CommandLine = Str(root, P, "cmdline"),
+                KernelRelease = TextSafety.EscapeOrNull(Str(root, P, "kernel_release")),
+                CommandLine = TextSafety.EscapeOrNull(Str(root, P, "cmdline")),
                 IommuUnits = units,
                 KernelGroups = groups,
                 Slots = slots,
@@ -453,16 +505,19 @@ public static class MachineJson
                 if (!TryInt32(ge, out int gv) || gv < 0) throw Error($"{dp}.kernel_group", "must be a non-negative integer or null");
                 group = gv;
             }
+            string? driver = Str(d, dp, "driver");
+            if (driver is not null && SourceText.DriverNameProblem(driver) is { } bad)
+                throw Error($"{dp}.driver", bad);
             return facts with
             {
-                Driver = Str(d, dp, "driver"),
+                Driver = driver,
                 KernelGroup = group,
-                IommuUnit = Str(d, dp, "iommu_unit"),
+                IommuUnit = TextSafety.EscapeOrNull(Str(d, dp, "iommu_unit")),
                 ParentHint = parent,
                 ExternalFacing = Bool(d, dp, "external_facing") ?? false,
                 Untrusted = Bool(d, dp, "untrusted") ?? false,
-                PhysicalSlot = Str(d, dp, "physical_slot"),
-                Description = Str(d, dp, "description"),
+                PhysicalSlot = TextSafety.EscapeOrNull(Str(d, dp, "physical_slot")),
+                Description = TextSafety.EscapeOrNull(Str(d, dp, "description")),
             };
         }
 
@@ -606,7 +661,7 @@ public static class MachineJson
             {
                 string ep = $"{path}.{name}[{i++}]";
                 if (e.ValueKind != JsonValueKind.String) throw Error(ep, "must be a string");
-                string s = e.GetString()!;
+                string s = Text(e, ep);
                 AcsFlags? f = null;
                 foreach (var (flag, lname) in AcsFlagsNames.LspciNames)
                 {
@@ -634,7 +689,24 @@ public static class MachineJson
         {
             if (!obj.TryGetProperty(name, out var e) || e.ValueKind == JsonValueKind.Null) return null;
             if (e.ValueKind != JsonValueKind.String) throw Error($"{path}.{name}", "must be a string or null");
-            return e.GetString();
+            return Text(e, $"{path}.{name}");
+        }
+
+        /// <summary>
+        /// The string value of <paramref name="e"/>: invalid UTF-8 or a lone surrogate escape (<c>"\ud800"</c>) is bad
+        /// input naming the path (<see cref="JsonElement.GetString"/> throws InvalidOperationException for both).
+        /// </summary>
+        private string Text(JsonElement e, string path)
+        {
+            try { return e.GetString()!; }
+            catch (InvalidOperationException) { throw Error(path, "is not valid UTF-8 text (invalid bytes or a lone surrogate escape)"); }
+        }
+
+        /// <summary>A property name, with the same check as <see cref="Text"/>.</summary>
+        private string Name(JsonProperty p, string path)
+        {
+            try { return p.Name; }
+            catch (InvalidOperationException) { throw Error(path, "has a property name that is not valid UTF-8 text (invalid bytes or a lone surrogate escape)"); }
         }
 
         private bool? Bool(JsonElement obj, string path, string name)
@@ -677,7 +749,7 @@ public static class MachineJson
             }
             else if (e.ValueKind == JsonValueKind.String)
             {
-                string s = e.GetString()!;
+                string s = Text(e, $"{path}.{name}");
                 if (!HexText.TryParsePrefixed(s, out v))
                     throw Error($"{path}.{name}", $"\"{(s.Length > 40 ? s[..40] + "…" : s)}\" is not a \"0x…\" hex number");
             }
@@ -694,7 +766,7 @@ public static class MachineJson
             foreach (var e in arr.EnumerateArray())
             {
                 string ep = $"{path}.{name}[{i++}]";
-                if (e.ValueKind != JsonValueKind.String || !PciAddress.TryParse(e.GetString(), out var a))
+                if (e.ValueKind != JsonValueKind.String || !PciAddress.TryParse(Text(e, ep), out var a))
                     throw Error(ep, "must be a PCI address string (dddd:bb:dd.f)");
                 list.Add(a);
             }

@@ -29,7 +29,7 @@ public static class MachineSource
     /// Loads a machine from a directory root, a (gzip'd) snapshot tarball, a JSON machine file, or an lspci dump,
     /// detected from the content (gzip magic, tar magic, a leading '{', lspci's shape), not from the file name.
     /// </summary>
-    /// <exception cref="InputException">The path does not exist, is of no known kind, or breaks a rule of its kind.</exception>
+    /// <exception cref="InputException">The path does not exist, is not a regular file or directory (a FIFO, a device), is of no known kind, or breaks a rule of its kind.</exception>
     public static Machine Load(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
@@ -38,30 +38,17 @@ public static class MachineSource
             var tree = new DirectoryFileTree(path);
             return SysfsReader.Read(tree, path);
         }
-        if (!File.Exists(path)) throw InputException.At(path, "no such file or directory");
+        if (path.Length == 0) throw InputException.At("--source", "an empty path names no file");
         byte[] bytes;
         try
         {
-            // Refused from its size before a byte is read (a 2 GB file). A regular file is read in one piece of that size;
-            // one that reports no size (a pipe such as --source <(lspci -vvnn), a procfs file) through the capped loop.
-            using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
-            long length = fs.CanSeek ? fs.Length : 0;
-            if (length > SourceLimits.MaxInputFileBytes)
-                throw InputException.At(path, $"file of {length} bytes is larger than the {SourceLimits.Mib(SourceLimits.MaxInputFileBytes)} cap for an input file");
-            if (length > 0)
-            {
-                bytes = new byte[length];
-                fs.ReadExactly(bytes); // EndOfStreamException (an IOException) when the file shrank meanwhile
-            }
-            else bytes = SourceLimits.ReadAllCapped(fs, SourceLimits.MaxInputFileBytes, path, "file");
+            // Only a regular file (a FIFO would block, /dev/zero never ends: both are refused at once, naming the file),
+            // refused from its size before a byte is read, and capped as it is read in case it grows meanwhile.
+            bytes = RegularFile.ReadAllCapped(path, path, SourceLimits.MaxInputFileBytes);
         }
-        catch (IOException ex)
+        catch (FileNotFoundException)
         {
-            throw InputException.At(path, $"cannot read: {ex.Message}");
-        }
-        catch (UnauthorizedAccessException)
-        {
-            throw InputException.At(path, "permission denied");
+            throw InputException.At(path, "no such file or directory");
         }
         return LoadBytes(bytes, path);
     }

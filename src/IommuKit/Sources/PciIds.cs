@@ -45,18 +45,24 @@ public sealed class PciIds
         return null;
     }
 
-    /// <summary>Reads a database file; null when it does not exist or cannot be read (never throws for I/O).</summary>
-    public static PciIds? TryLoad(string path)
+    /// <summary>
+    /// Reads a database file; null when it does not exist or cannot be read (never throws for I/O). Only a regular file
+    /// is read, and at most <see cref="MaxBytes"/>: a FIFO or <c>/dev/zero</c> is refused at once.
+    /// </summary>
+    public static PciIds? TryLoad(string path) => TryLoad(path, out _);
+
+    /// <summary>As <see cref="TryLoad(string)"/>, with why it could not be read (null when it does not exist).</summary>
+    public static PciIds? TryLoad(string path, out string? problem)
     {
+        problem = null;
         try
         {
-            var info = new FileInfo(path);
-            if (!info.Exists || info.Length > MaxBytes) return null;
-            var ids = Parse(File.ReadAllText(path));
+            var bytes = RegularFile.ReadAllCapped(path, path, MaxBytes);
+            var ids = Parse(new System.Text.UTF8Encoding(false, false).GetString(bytes));
             return new PciIds(ids) { Path = path };
         }
-        catch (IOException) { return null; }
-        catch (UnauthorizedAccessException) { return null; }
+        catch (FileNotFoundException) { return null; }
+        catch (FileReadException ex) { problem = ex.Reason; return null; }
     }
 
     private PciIds() { }

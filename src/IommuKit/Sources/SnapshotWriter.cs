@@ -29,20 +29,48 @@ public static class SnapshotWriter
     public sealed record Result(int Devices, int Members, IReadOnlyList<string> Warnings);
 
     /// <summary>
-    /// Writes the snapshot of <paramref name="root"/> to <paramref name="outputPath"/>. The file is created only after
-    /// the whole capture succeeded, and only at that path.
+    /// Writes the snapshot of <paramref name="root"/> to <paramref name="outputPath"/>, atomically: the capture is written
+    /// to a temporary file beside the target (same directory, so the same file system), flushed to disk, and renamed
+    /// over the target only when complete. A failure (a full disk) leaves the target as it was (absent, or the old
+    /// file) and removes the temporary file. A symlink at the target is refused unless <paramref name="overwrite"/>, and
+    /// then the link itself is replaced (rename(2) replaces the name), never the file it points to.
     /// </summary>
-    /// <param name="overwrite">Replace an existing file; otherwise an existing file is an error.</param>
+    /// <param name="overwrite">Replace an existing file (or link); otherwise an existing name is an error.</param>
     /// <exception cref="InputException">The root has no PCI sysfs, or a link in it escapes the root.</exception>
-    /// <exception cref="IOException">The output exists (without <paramref name="overwrite"/>) or cannot be written.</exception>
-    public static Result WriteFile(string root, string outputPath, bool overwrite)
+    /// <exception cref="IOException">The output exists (without <paramref name="overwrite"/>), is a symlink (without it), or cannot be written.</exception>
+    /// <exception cref="ArgumentException"><paramref name="outputPath"/> is empty.</exception>
+    public static Result WriteFile(string root, string outputPath, bool overwrite) => WriteFile(root, outputPath, overwrite, null);
+
+    /// <summary>As <see cref="WriteFile(string, string, bool)"/>; <paramref name="wrap"/> (tests) wraps the temporary file's stream to inject faults.</summary>
+    internal static Result WriteFile(string root, string outputPath, bool overwrite, Func<Stream, Stream>? wrap)
     {
+        ArgumentException.ThrowIfNullOrEmpty(outputPath);
         using var ms = new MemoryStream();
         var result = Capture(root, ms);
-        using (var fs = new FileStream(outputPath, overwrite ? FileMode.Create : FileMode.CreateNew, FileAccess.Write, FileShare.None))
+        string full = Path.GetFullPath(outputPath);
+        string dir = Path.GetDirectoryName(full) ?? ".";
+        var existing = new FileInfo(full);
+        if (existing.LinkTarget is not null && !overwrite)
+            throw new IOException($"{outputPath} is a symbolic link (to {existing.LinkTarget}); refusing to write through it (--force replaces the link itself)");
+        if (existing.Exists && !overwrite)
+            throw new IOException($"{outputPath} already exists");
+        string temp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        try
         {
-            ms.Position = 0;
-            ms.CopyTo(fs);
+            using (var fs = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
+            {
+                var target = wrap is null ? fs : wrap(fs);
+                ms.Position = 0;
+                ms.CopyTo(target);
+                target.Flush();
+                fs.Flush(flushToDisk: true);
+            }
+            File.Move(temp, full, overwrite);
+        }
+        catch
+        {
+            try { File.Delete(temp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            throw;
         }
         return result;
     }
@@ -56,8 +84,8 @@ public static class SnapshotWriter
         var names = tree.List(SysfsReader.DevicesDir)
             ?? throw InputException.At(tree.Origin, $"nothing to capture: there is no {SysfsReader.DevicesDir} directory");
 
-        AddFile(tree, members, SysfsReader.CmdlineFile, SourceLimits.MaxAttributeBytes);
-        AddFile(tree, members, SysfsReader.OsReleaseFile, SourceLimits.MaxAttributeBytes);
+        AddFile(tree, members, SysfsReader.CmdlineFile, SourceLimits.MaxAttributeBytes, warnings);
+        AddFile(tree, members, SysfsReader.OsReleaseFile, SourceLimits.MaxAttributeBytes, warnings);
         AddDirectory(members, SysfsReader.DevicesDir);
 
         int devices = 0;
@@ -76,7 +104,7 @@ public static class SnapshotWriter
             devices++;
             deviceDirs.Add(dir);
             AddDirectory(members, dir);
-            foreach (var f in DeviceFiles) AddFile(tree, members, $"{dir}/{f}", f == "config" ? ConfigSpace.ExtendedSize : SourceLimits.MaxAttributeBytes);
+            foreach (var f in DeviceFiles) AddFile(tree, members, $"{dir}/{f}", f == "config" ? ConfigSpace.ExtendedSize : SourceLimits.MaxAttributeBytes, warnings);
             foreach (var l in DeviceLinks) AddLink(tree, members, $"{dir}/{l}", warnings);
             // The driver's directory lists the device too (sys/bus/pci/drivers/<drv>/<BDF>), as on the host.
             if (tree.ReadLinkName($"{dir}/driver") is { } drv)
@@ -91,9 +119,9 @@ public static class SnapshotWriter
                 string gdir = $"{SysfsReader.GroupsDir}/{g}";
                 if (!tree.IsDirectory(gdir)) continue;
                 AddDirectory(members, gdir);
-                AddFile(tree, members, $"{gdir}/type", SourceLimits.MaxAttributeBytes);
-                AddFile(tree, members, $"{gdir}/reserved_regions", SourceLimits.MaxAttributeBytes);
-                AddFile(tree, members, $"{gdir}/name", SourceLimits.MaxAttributeBytes);
+                AddFile(tree, members, $"{gdir}/type", SourceLimits.MaxAttributeBytes, warnings);
+                AddFile(tree, members, $"{gdir}/reserved_regions", SourceLimits.MaxAttributeBytes, warnings);
+                AddFile(tree, members, $"{gdir}/name", SourceLimits.MaxAttributeBytes, warnings);
                 AddDirectory(members, $"{gdir}/devices");
                 foreach (var d in tree.List($"{gdir}/devices") ?? [])
                 {
@@ -110,7 +138,7 @@ public static class SnapshotWriter
             string? udir = tree.Resolve(entry);
             if (udir is null || !tree.IsDirectory(udir)) continue;
             AddDirectory(members, udir);
-            foreach (var reg in SysfsReader.UnitRegisterFiles) AddFile(tree, members, $"{udir}/{reg}", SourceLimits.MaxAttributeBytes);
+            foreach (var reg in SysfsReader.UnitRegisterFiles) AddFile(tree, members, $"{udir}/{reg}", SourceLimits.MaxAttributeBytes, warnings);
             AddDirectory(members, $"{udir}/devices");
             foreach (var d in tree.List($"{udir}/devices") ?? [])
             {
@@ -119,7 +147,7 @@ public static class SnapshotWriter
         }
 
         foreach (var s in tree.List(SysfsReader.SlotsDir) ?? [])
-            AddFile(tree, members, $"{SysfsReader.SlotsDir}/{s}/address", SourceLimits.MaxAttributeBytes);
+            AddFile(tree, members, $"{SysfsReader.SlotsDir}/{s}/address", SourceLimits.MaxAttributeBytes, warnings);
 
         AddFirmware(tree, members, deviceDirs, warnings);
         WriteTarGz(members, output);
@@ -137,7 +165,9 @@ public static class SnapshotWriter
         {
             string path = $"{Acpi.FirmwareSysfs.TablesDir}/{name}";
             if (tree.Lstat(path) != FileNodeKind.File) continue;
-            var data = tree.ReadBytes(path, Acpi.AcpiTableReader.MaxTableBytes);
+            byte[]? data;
+            try { data = tree.ReadBytes(path, Acpi.AcpiTableReader.MaxTableBytes); }
+            catch (FileReadException) { unreadable++; continue; } // mode 0400: root only
             if (data is null || data.Length == 0) { unreadable++; continue; }
             if (data.Length > Acpi.AcpiTableReader.MaxTableBytes)
             {
@@ -158,7 +188,7 @@ public static class SnapshotWriter
             if (tree.Resolve($"{rb}/firmware_node") is { } node && tree.IsDirectory(node))
             {
                 AddDirectory(members, node);
-                AddFile(tree, members, $"{node}/path", SourceLimits.MaxAttributeBytes);
+                AddFile(tree, members, $"{node}/path", SourceLimits.MaxAttributeBytes, warnings);
             }
         }
     }
@@ -183,10 +213,17 @@ public static class SnapshotWriter
         if (slash > 0) AddDirectory(members, path[..slash]);
     }
 
-    private static void AddFile(FileTree tree, SortedDictionary<string, Member> members, string path, int max)
+    private static void AddFile(FileTree tree, SortedDictionary<string, Member> members, string path, int max, LoadWarnings warnings)
     {
         if (tree.Lstat(path) != FileNodeKind.File) return;
-        var data = tree.ReadBytes(path, max);
+        byte[]? data;
+        try { data = tree.ReadBytes(path, max); }
+        catch (FileReadException ex)
+        {
+            // A FIFO, a socket or an unreadable file is left out of the capture and said so; never read as empty.
+            warnings.Add($"{ex.Message}; left out");
+            return;
+        }
         if (data is null) return;
         if (data.Length > max) data = data[..max];
         AddParent(members, path);

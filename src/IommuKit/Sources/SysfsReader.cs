@@ -14,7 +14,11 @@ namespace IommuKit.Sources;
 /// <c>iommu_group</c> and <c>iommu</c> are links whose last component is the name; the bridge above the device is the
 /// parent directory of its realpath (the kernel names device directories after their upstream bridge chain,
 /// drivers/pci/probe.c <c>pci_setup_device</c> / <c>device_add</c>). A device whose config cannot be decoded is skipped
-/// with a warning naming the file, offset and rule.
+/// with a warning naming the file, offset and rule, and the kernel's group that lists it is kept without it.
+/// A file that exists but cannot be read (permission denied, a FIFO, EIO) is never read as empty or absent: a warning
+/// names it and says what is unknown because of it (an unreadable <c>config</c>: the device is read from its id
+/// attributes; an unreadable <c>iommu_groups</c>: the kernel's groups are unknown, not "none"). Text that must be one
+/// line (kernel release, command line, names) is escaped with <see cref="TextSafety.Escape"/> as it is read.
 /// </remarks>
 public static class SysfsReader
 {
@@ -39,11 +43,11 @@ public static class SysfsReader
         var names = tree.List(DevicesDir)
             ?? throw InputException.At(origin, $"not a machine root: there is no {DevicesDir} directory");
         var warnings = new LoadWarnings();
-        var slots = ReadSlots(tree);
+        var slots = ReadSlots(tree, warnings);
         var slotByAddress = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var (slot, addr) in slots) slotByAddress.TryAdd(addr, slot);
 
-        var builder = new PciTopologyBuilder();
+        var builder = new PciTopologyBuilder { Origin = origin };
         var deviceDirs = new List<string>(names.Count);
         int headerOnly = 0, skipped = 0;
         string? firstSkip = null;
@@ -61,7 +65,17 @@ public static class SysfsReader
                 Skip($"{entry}: the link does not lead to a device directory; device skipped");
                 continue;
             }
-            var facts = ReadDevice(tree, address, dir, out string? problem);
+            PciDeviceFacts? facts;
+            string? problem;
+            try
+            {
+                facts = ReadDevice(tree, address, dir, warnings, out problem);
+            }
+            catch (FileReadException ex)
+            {
+                facts = null;
+                problem = $"{ex.Message}; device skipped";
+            }
             if (facts is null)
             {
                 Skip(problem!);
@@ -82,16 +96,17 @@ public static class SysfsReader
                          "run as root (or capture a snapshot as root) for the full config space");
         }
 
-        var groups = ReadGroups(tree, warnings);
+        var topology = builder.Build();
+        var groups = ReadGroups(tree, warnings, topology);
         var units = ReadUnits(tree, warnings);
         var (firmware, hostBridges) = Acpi.FirmwareSysfs.Read(tree, deviceDirs, warnings);
         return new Machine
         {
             Provenance = MachineProvenance.Sysfs,
-            Topology = builder.Build(),
+            Topology = topology,
             Origin = origin,
-            KernelRelease = tree.ReadText(OsReleaseFile),
-            CommandLine = tree.ReadText(CmdlineFile),
+            KernelRelease = TextSafety.EscapeOrNull(ReadTextTolerant(tree, OsReleaseFile, warnings, "the kernel release is unknown")),
+            CommandLine = TextSafety.EscapeOrNull(ReadTextTolerant(tree, CmdlineFile, warnings, "the kernel command line is unknown")),
             IommuUnits = units,
             KernelGroups = groups,
             Slots = slots,
@@ -108,12 +123,36 @@ public static class SysfsReader
         }
     }
 
-    private static PciDeviceFacts? ReadDevice(FileTree tree, PciAddress address, string dir, out string? problem)
+    /// <summary>
+    /// <see cref="FileTree.ReadText"/>, but a file that cannot be read is a warning naming it and saying what is
+    /// unknown because of it (<paramref name="consequence"/>), and reads as null.
+    /// </summary>
+    private static string? ReadTextTolerant(FileTree tree, string path, LoadWarnings warnings, string consequence)
+    {
+        try { return tree.ReadText(path); }
+        catch (FileReadException ex)
+        {
+            warnings.Add($"{ex.Message}: {consequence}");
+            return null;
+        }
+    }
+
+    private static PciDeviceFacts? ReadDevice(FileTree tree, PciAddress address, string dir, LoadWarnings warnings, out string? problem)
     {
         problem = null;
         string configPath = dir + "/config";
         PciDeviceFacts facts;
-        var config = tree.ReadBytes(configPath, ConfigSpace.ExtendedSize);
+        byte[]? config;
+        try
+        {
+            config = tree.ReadBytes(configPath, ConfigSpace.ExtendedSize);
+        }
+        catch (FileReadException ex)
+        {
+            // Not "no capabilities": the device is read from its id attributes, as a header-only view.
+            warnings.Add($"{ex.Message}: {address}: its config space is unknown, so it is read from its id attributes (PCIe type and ACS unknown)");
+            config = null;
+        }
         if (config is not null)
         {
             if (config.Length < ConfigSpace.UnprivilegedSize)
@@ -187,11 +226,15 @@ public static class SysfsReader
         int? group = null;
         if (tree.ReadLinkName(dir + "/iommu_group") is { } g && int.TryParse(g, NumberStyles.None, CultureInfo.InvariantCulture, out int gi))
             group = gi;
-        string? unit = tree.ReadLinkName(dir + "/iommu");
+        string? unit = TextSafety.EscapeOrNull(tree.ReadLinkName(dir + "/iommu"));
         string? driver = tree.ReadLinkName(dir + "/driver");
+        // A driver is one directory name under sys/bus/pci/drivers; a link that names none (one resolving to "/", "..")
+        // is bad input here, not a crash in the model's bind.
+        if (driver is not null && SourceText.DriverNameProblem(driver) is { } bad)
+            throw InputException.At(tree.Origin, $"the driver link does not name a driver: {bad}", device: dir + "/driver");
         // drivers/pci/probe.c pci_set_removable(): "removable" exactly when the parent is untrusted or external-facing,
         // the same condition as pci_set_untrusted(), so the attribute carries pdev->untrusted.
-        bool untrusted = tree.ReadText(dir + "/removable") == "removable";
+        bool untrusted = ReadTextTolerant(tree, dir + "/removable", warnings, $"{address}: whether it is untrusted is unknown (read as trusted)") == "removable";
         return facts with
         {
             Driver = driver,
@@ -211,29 +254,46 @@ public static class SysfsReader
 
     private static ulong? ReadHex(FileTree tree, string path)
     {
+        // An unreadable id attribute escapes as FileReadException: the device is then skipped with the file named.
         string? t = tree.ReadText(path);
         if (t is null) return null;
         return HexText.TryParse(t.AsSpan().Trim(), out var v) ? v : null;
     }
 
-    private static Dictionary<string, string> ReadSlots(FileTree tree)
+    private static Dictionary<string, string> ReadSlots(FileTree tree, LoadWarnings warnings)
     {
         var slots = new Dictionary<string, string>(StringComparer.Ordinal);
-        var names = tree.List(SlotsDir);
+        IReadOnlyList<string>? names;
+        try { names = tree.List(SlotsDir); }
+        catch (FileReadException ex)
+        {
+            warnings.Add($"{ex.Message}: physical slots are unknown");
+            return slots;
+        }
         if (names is null) return slots;
         foreach (var name in names)
         {
-            string? addr = tree.ReadText($"{SlotsDir}/{name}/address");
+            string? addr = ReadTextTolerant(tree, $"{SlotsDir}/{name}/address", warnings, "that slot is unknown");
             if (string.IsNullOrEmpty(addr)) continue; // slots without an address (empty hot-plug slots)
-            slots[name] = addr;
+            slots[TextSafety.Escape(name)] = TextSafety.Escape(addr);
         }
         return slots;
     }
 
-    /// <summary>The kernel's groups: null when the directory is absent, empty when present but empty (IOMMU off).</summary>
-    private static List<KernelGroup>? ReadGroups(FileTree tree, LoadWarnings warnings)
+    /// <summary>
+    /// The kernel's groups: null when the directory is absent or cannot be read (unknown, with a warning), empty when
+    /// present but empty (IOMMU off). A group listing a device the topology lacks (its config could not be decoded)
+    /// is kept without it, with a warning: one bad device never fails the machine.
+    /// </summary>
+    private static List<KernelGroup>? ReadGroups(FileTree tree, LoadWarnings warnings, PciTopology topology)
     {
-        var names = tree.List(GroupsDir);
+        IReadOnlyList<string>? names;
+        try { names = tree.List(GroupsDir); }
+        catch (FileReadException ex)
+        {
+            warnings.Add($"{ex.Message}: the kernel's IOMMU groups are unknown (not absent): the groups shown are the model's");
+            return null;
+        }
         if (names is null) return null;
         var groups = new List<KernelGroup>(names.Count);
         foreach (var name in names)
@@ -245,7 +305,7 @@ public static class SysfsReader
             }
             string dir = $"{GroupsDir}/{name}";
             var regions = new List<ReservedRegionText>();
-            if (tree.ReadText(dir + "/reserved_regions") is { } text)
+            if (ReadTextTolerant(tree, dir + "/reserved_regions", warnings, $"group {id}'s reserved regions are unknown") is { } text)
             {
                 int lineNo = 0;
                 foreach (var line in text.Split('\n'))
@@ -257,13 +317,28 @@ public static class SysfsReader
                 }
             }
             var devices = new List<PciAddress>();
-            foreach (var dev in tree.List(dir + "/devices") ?? [])
+            IReadOnlyList<string>? members;
+            try { members = tree.List(dir + "/devices"); }
+            catch (FileReadException ex)
+            {
+                warnings.Add($"{ex.Message}: group {id}'s devices are unknown; group left out");
+                continue;
+            }
+            foreach (var dev in members ?? [])
             {
                 // Groups can hold non-PCI devices (platform devices on ARM); only PCI functions are modelled.
-                if (PciAddress.TryParse(dev, out var a)) devices.Add(a);
+                if (!PciAddress.TryParse(dev, out var a)) continue;
+                if (!topology.TryFind(a, out _))
+                {
+                    warnings.Add($"{dir}/devices/{dev}: group {id} lists {a}, which could not be read (see above); the group is kept without it");
+                    continue;
+                }
+                devices.Add(a);
             }
             devices.Sort();
-            groups.Add(new KernelGroup(id, tree.ReadText(dir + "/type"), regions, devices, tree.ReadText(dir + "/name")));
+            string? type = ReadTextTolerant(tree, dir + "/type", warnings, $"group {id}'s default domain type is unknown");
+            string? groupName = ReadTextTolerant(tree, dir + "/name", warnings, $"group {id}'s name is unknown");
+            groups.Add(new KernelGroup(id, TextSafety.EscapeOrNull(type), regions, devices, TextSafety.EscapeOrNull(groupName)));
         }
         groups.Sort((a, b) => a.Id.CompareTo(b.Id));
         return groups;
@@ -276,14 +351,21 @@ public static class SysfsReader
         var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
         if (parts.Length != 3) return false;
         if (!HexText.TryParsePrefixed(parts[0], out ulong start) || !HexText.TryParsePrefixed(parts[1], out ulong end) || end < start) return false;
-        region = new ReservedRegionText(start, end, parts[2]);
+        region = new ReservedRegionText(start, end, TextSafety.Escape(parts[2]));
         return true;
     }
 
     private static List<IommuUnit> ReadUnits(FileTree tree, LoadWarnings warnings)
     {
         var units = new List<IommuUnit>();
-        foreach (var name in tree.List(IommuClassDir) ?? [])
+        IReadOnlyList<string>? unitNames;
+        try { unitNames = tree.List(IommuClassDir); }
+        catch (FileReadException ex)
+        {
+            warnings.Add($"{ex.Message}: the IOMMU units are unknown");
+            return units;
+        }
+        foreach (var name in unitNames ?? [])
         {
             string entry = $"{IommuClassDir}/{name}";
             string? dir = tree.Resolve(entry);
@@ -295,7 +377,7 @@ public static class SysfsReader
             var registers = new Dictionary<string, string>(StringComparer.Ordinal);
             foreach (var reg in UnitRegisterFiles)
             {
-                if (tree.ReadText($"{dir}/{reg}") is { } v) registers[reg] = v;
+                if (ReadTextTolerant(tree, $"{dir}/{reg}", warnings, $"IOMMU unit {name}'s {reg} register is unknown") is { } v) registers[reg] = TextSafety.Escape(v);
             }
             // The kind: the driver's register directory names it (intel-iommu / amd-iommu, drivers/iommu/intel/iommu.c
             // intel_iommu_groups, amd/init.c amd_iommu_groups); virtio-iommu registers its unit under the virtio device
@@ -308,12 +390,19 @@ public static class SysfsReader
                 : name.StartsWith("ivhd", StringComparison.Ordinal) ? IommuKind.Amd
                 : IommuKind.Unknown;
             var devices = new List<PciAddress>();
-            foreach (var dev in tree.List(dir + "/devices") ?? [])
+            IReadOnlyList<string>? unitDevices;
+            try { unitDevices = tree.List(dir + "/devices"); }
+            catch (FileReadException ex)
+            {
+                warnings.Add($"{ex.Message}: the devices of IOMMU unit {name} are unknown");
+                unitDevices = null;
+            }
+            foreach (var dev in unitDevices ?? [])
             {
                 if (PciAddress.TryParse(dev, out var a)) devices.Add(a);
             }
             devices.Sort();
-            units.Add(new IommuUnit(name, kind, devices, registers));
+            units.Add(new IommuUnit(TextSafety.Escape(name), kind, devices, registers));
         }
         return units;
     }

@@ -50,17 +50,27 @@ public sealed class TarFileTree : FileTree
         int b0 = input.ReadByte(), b1 = input.ReadByte();
         input.Position = start;
         bool gzip = b0 == 0x1f && b1 == 0x8b;
+        // The archive is inflated whole first (counted against the cap as it inflates), then every header is checked
+        // before TarReader sees it: TarReader takes a header whose checksum field is blank for the end of the archive
+        // and would silently drop the rest of a corrupt one.
+        byte[] tar;
         try
         {
-            // Streamed, never seekable: TarReader hands over each header before touching the member's data, so a member
-            // that declares more than the per-member cap is refused from its header, and the counting stream enforces
-            // the total cap as bytes are inflated.
-            using var inflated = gzip ? new GZipStream(input, CompressionMode.Decompress, leaveOpen: true) : null;
-            using var counted = new CappedReadStream(inflated ?? input, maxUncompressedBytes, origin);
-            using var reader = new TarReader(counted, leaveOpen: true);
+            tar = Inflate(input, gzip, maxUncompressedBytes, origin);
+        }
+        catch (InvalidDataException ex)
+        {
+            throw InputException.At(origin, $"not a valid gzip stream: {OneLine(ex.Message)}");
+        }
+        CheckHeaders(tar, origin);
+        string? current = null;
+        try
+        {
+            using var reader = new TarReader(new MemoryStream(tar, writable: false), leaveOpen: false);
             int entries = 0;
             while (reader.GetNextEntry(copyData: false) is { } entry)
             {
+                current = entry.Name;
                 if (++entries > SourceLimits.MaxEntries)
                     throw InputException.At(origin, $"more than {SourceLimits.MaxEntries} tar members");
                 tree.AddEntry(entry);
@@ -68,30 +78,160 @@ public sealed class TarFileTree : FileTree
         }
         catch (InvalidDataException ex)
         {
-            throw InputException.At(origin, $"not a valid {(gzip ? "gzip'd " : "")}tar archive: {OneLine(ex.Message)}");
+            throw InputException.At(origin, $"not a valid tar archive{After(current)}: {OneLine(ex.Message)}");
         }
         catch (FormatException ex)
         {
-            throw InputException.At(origin, $"not a valid tar archive: {OneLine(ex.Message)}");
+            throw InputException.At(origin, $"not a valid tar archive{After(current)}: {OneLine(ex.Message)}");
         }
         catch (EndOfStreamException)
         {
-            throw InputException.At(origin, "the archive is truncated (it ends inside a member)");
+            throw InputException.At(origin, $"the archive is truncated (it ends inside a member{After(current)})");
+        }
+        catch (NotSupportedException ex)
+        {
+            // TarReader refuses some member kinds itself (GNU sparse 'S', multi-volume 'M'): bad input, not a crash.
+            throw InputException.At(origin, $"a member{After(current)} is of a kind that is not accepted ({OneLine(ex.Message)}); only directories, regular files and symlinks are");
         }
         catch (ArgumentException ex)
         {
             // TarReader reports some malformed header fields this way.
-            throw InputException.At(origin, $"not a valid tar archive: {OneLine(ex.Message)}");
+            throw InputException.At(origin, $"not a valid tar archive{After(current)}: {OneLine(ex.Message)}");
         }
         catch (OverflowException)
         {
-            throw InputException.At(origin, "not a valid tar archive: a header field is out of range");
+            throw InputException.At(origin, $"not a valid tar archive{After(current)}: a header field is out of range");
         }
         if (tree.Count == 0) throw InputException.At(origin, "the archive has no members");
         return tree;
     }
 
     private static string OneLine(string s) => s.ReplaceLineEndings(" ").Trim();
+
+    private static string After(string? member) => member is null ? "" : $" (after member '{member}')";
+
+    /// <summary>
+    /// The whole uncompressed archive, refused once it passes <paramref name="cap"/>. A gzip stream must end with its
+    /// trailer intact: .NET's inflater accepts a stream cut inside the 8-byte trailer (CRC-32, ISIZE), so ISIZE (RFC
+    /// 1952 section 2.3.1, the length modulo 2^32) is checked against what was inflated. One gzip member is accepted, as
+    /// <c>iommu snapshot</c> and <c>tar czf</c> write.
+    /// </summary>
+    private static byte[] Inflate(Stream input, bool gzip, long cap, string origin)
+    {
+        long start = input.Position;
+        using var ms = new MemoryStream();
+        using (var inflated = gzip ? new GZipStream(input, CompressionMode.Decompress, leaveOpen: true) : null)
+        using (var counted = new CappedReadStream(inflated ?? input, cap, origin))
+        {
+            counted.CopyTo(ms);
+        }
+        if (gzip)
+        {
+            long end = input.Length;
+            if (end - start < 18) throw InputException.At(origin, "the gzip stream is truncated (shorter than its header and trailer)");
+            input.Position = end - 4;
+            Span<byte> isize = stackalloc byte[4];
+            input.ReadExactly(isize);
+            if (System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(isize) != (uint)ms.Length)
+                throw InputException.At(origin, "the gzip stream is truncated or corrupt: its trailer does not match the data (cut inside the trailer, or several gzip streams concatenated)");
+        }
+        return ms.ToArray();
+    }
+
+    /// <summary>
+    /// Walks the 512-byte headers of <paramref name="tar"/> up to the end-of-archive block and checks each checksum
+    /// (POSIX ustar: the sum of the header's bytes with the checksum field read as spaces, unsigned or, as old tars
+    /// wrote it, signed). A corrupt header anywhere is bad input naming the member before it, and a corrupt first
+    /// header says the file is no tar archive at all.
+    /// </summary>
+    private static void CheckHeaders(byte[] tar, string origin)
+    {
+        const int Block = 512;
+        long pos = 0;
+        string? previous = null;
+        int index = 0;
+        if (tar.Length == 0) throw InputException.At(origin, "the archive is empty (no tar header)");
+        while (pos + Block <= tar.Length)
+        {
+            var h = tar.AsSpan((int)pos, Block);
+            if (h.IndexOfAnyExcept((byte)0) < 0) return; // end-of-archive block
+            if (!ChecksumMatches(h))
+            {
+                if (index == 0) throw InputException.At(origin, "not a tar archive: the first header's checksum does not match (a corrupt or foreign file)", offset: pos);
+                throw InputException.At(origin, $"tar header {index + 1} (after member '{previous}') is corrupt: its checksum does not match", offset: pos);
+            }
+            string name = CString(h[..100]);
+            char type = (char)h[156];
+            if (type is not ('L' or 'K' or 'x' or 'g')) previous = name;
+            if (!TryParseSize(h.Slice(124, 12), out long size) || size < 0)
+                throw InputException.At(origin, $"tar header of member '{name}' has an unreadable size field", offset: pos);
+            // Hard links, symlinks and directories carry no data whatever the size field says (POSIX).
+            if (type is '1' or '2' or '3' or '4' or '5' or '6') size = 0;
+            if (type is '0' or '\0' or '7' && size > SourceLimits.MaxFileBytes)
+                throw InputException.At(origin, $"member declares {size} bytes, over the {SourceLimits.MaxFileBytes}-byte cap per member", device: name);
+            long next = pos + Block + (size + Block - 1) / Block * Block;
+            if (next < pos || next > tar.Length)
+                throw InputException.At(origin, $"the archive is truncated (it ends inside member '{name}')", offset: pos);
+            pos = next;
+            index++;
+        }
+        if (pos < tar.Length) throw InputException.At(origin, $"the archive is truncated (it ends inside a header after member '{previous}')", offset: pos);
+        if (index == 0) throw InputException.At(origin, "not a tar archive: no header");
+        // Ending without the two zero blocks is tolerated, as GNU tar does (with a warning there).
+    }
+
+    private static bool ChecksumMatches(ReadOnlySpan<byte> h)
+    {
+        if (!TryParseOctal(h.Slice(148, 8), out long stored)) return false;
+        long unsigned = 0, signed = 0;
+        for (int i = 0; i < h.Length; i++)
+        {
+            byte b = i is >= 148 and < 156 ? (byte)' ' : h[i];
+            unsigned += b;
+            signed += (sbyte)b;
+        }
+        return stored == unsigned || stored == signed;
+    }
+
+    private static bool TryParseSize(ReadOnlySpan<byte> field, out long size)
+    {
+        size = 0;
+        if ((field[0] & 0x80) != 0)
+        {
+            // GNU base-256: big-endian two's complement in the remaining bytes.
+            if ((field[0] & 0x40) != 0) return false; // negative
+            long v = field[0] & 0x3f;
+            for (int i = 1; i < field.Length; i++)
+            {
+                if (v > (long.MaxValue >> 8)) return false;
+                v = (v << 8) | field[i];
+            }
+            size = v;
+            return true;
+        }
+        return TryParseOctal(field, out size);
+    }
+
+    private static bool TryParseOctal(ReadOnlySpan<byte> field, out long value)
+    {
+        value = 0;
+        int i = 0;
+        while (i < field.Length && field[i] == ' ') i++;
+        int digits = 0;
+        for (; i < field.Length && field[i] is >= (byte)'0' and <= (byte)'7'; i++, digits++)
+        {
+            if (value > (long.MaxValue >> 3)) return false;
+            value = (value << 3) | (long)(field[i] - '0');
+        }
+        for (; i < field.Length; i++) if (field[i] is not (0 or (byte)' ')) return false;
+        return digits > 0;
+    }
+
+    private static string CString(ReadOnlySpan<byte> field)
+    {
+        int n = field.IndexOf((byte)0);
+        return System.Text.Encoding.UTF8.GetString(n < 0 ? field : field[..n]);
+    }
 
     private void AddEntry(TarEntry entry)
     {

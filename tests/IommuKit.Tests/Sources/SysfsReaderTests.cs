@@ -136,7 +136,11 @@ public class SysfsReaderTests
         var m = Load(SmallMachine(endpointConfig: [0x86, 0x80, 0xd3]));
         Assert.Equal(2, m.Topology.Count);
         Assert.Null(m.Topology.Find(PciAddress.Parse("0000:01:00.0")));
-        var w = Assert.Single(m.Warnings);
+        // The skipped device, then its kernel group kept without it (issue 12: one bad device never fails the load).
+        Assert.Equal(2, m.Warnings.Count);
+        Assert.Equal([], m.KernelGroups!.Single(g => g.Id == 3).Devices);
+        Assert.Contains("group 3 lists 0000:01:00.0, which could not be read", m.Warnings[1]);
+        var w = m.Warnings[0];
         Assert.Contains("sys/devices/pci0000:00/0000:00:1c.0/0000:01:00.0/config", w);
         Assert.Contains("offset 0x3", w);
         Assert.Contains("64-byte header", w);
@@ -151,7 +155,8 @@ public class SysfsReaderTests
         cfg[0x40] = 0x01; cfg[0x41] = 0x40; // PM capability whose next pointer is itself
         var m = Load(SmallMachine(endpointConfig: cfg));
         Assert.Equal(2, m.Topology.Count);
-        var w = Assert.Single(m.Warnings);
+        Assert.Equal(2, m.Warnings.Count); // the device, and its kernel group kept without it
+        var w = m.Warnings[0];
         Assert.Contains("0000:01:00.0/config", w);
         Assert.Contains("loops back", w);
         Assert.Contains("0x41", w);

@@ -58,7 +58,9 @@ internal static class FirmwareSysfs
         foreach (var name in TableNames)
         {
             string path = $"{TablesDir}/{name}";
-            var bytes = tree.ReadBytes(path, AcpiTableReader.MaxTableBytes);
+            byte[]? bytes;
+            try { bytes = tree.ReadBytes(path, AcpiTableReader.MaxTableBytes); }
+            catch (FileReadException) { bytes = []; } // mode 0400 on a live host: readable by root only
             if (bytes is null) continue;
             if (bytes.Length == 0)
             {

@@ -109,8 +109,9 @@ internal sealed class LspciDevice
         {
             Driver = Driver,
             KernelGroup = KernelGroup,
-            PhysicalSlot = PhysicalSlot,
-            Description = Description,
+            // One-line fields, escaped as every source escapes them (a tab inside a name would not survive an export).
+            PhysicalSlot = TextSafety.EscapeOrNull(PhysicalSlot),
+            Description = TextSafety.EscapeOrNull(Description),
         };
     }
 

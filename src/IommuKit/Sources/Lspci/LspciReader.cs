@@ -575,7 +575,7 @@ public static partial class LspciReader
             {
                 _lastLineWasFact = true;
                 var v = s["Kernel driver in use:".Length..].Trim();
-                if (v.IsEmpty || v.ContainsAny(' ', '\t')) { Malformed(dev, lineNo, "Kernel driver in use:"); return; }
+                if (v.IsEmpty || v.ContainsAny(' ', '\t') || SourceText.DriverNameProblem(v.ToString()) is not null) { Malformed(dev, lineNo, "Kernel driver in use:"); return; }
                 dev.Driver = v.ToString();
                 return;
             }
@@ -656,7 +656,12 @@ public static partial class LspciReader
             {
                 if (dev.PcieType is not null) return; // only the first one counts, as in the kernel's pci_find_capability
                 var e = ExpressRegex().Match(name.ToString());
-                if (!e.Success) { Malformed(dev, lineNo, "Express capability"); return; }
+                // The version (bits 3:0) and the type (bits 7:4) are 4-bit fields: "Express (v16)" or "Unknown type 99"
+                // cannot come from lspci and would not survive an export.
+                if (!e.Success
+                    || e.Groups["ver"].Success && int.Parse(e.Groups["ver"].ValueSpan, CultureInfo.InvariantCulture) > 15
+                    || e.Groups["num"].Success && int.Parse(e.Groups["num"].ValueSpan, CultureInfo.InvariantCulture) > 15)
+                { Malformed(dev, lineNo, "Express capability"); return; }
                 dev.PcieOffset = offset;
                 dev.PcieVersion = e.Groups["ver"].Success ? int.Parse(e.Groups["ver"].ValueSpan, CultureInfo.InvariantCulture) : 0;
                 dev.PcieType = e.Groups["num"].Success
@@ -847,7 +852,7 @@ public static partial class LspciReader
 
         private Machine Build()
         {
-            var builder = new PciTopologyBuilder();
+            var builder = new PciTopologyBuilder { Origin = _origin };
             var groups = new SortedDictionary<int, List<PciAddress>>();
             var slots = new Dictionary<string, string>(StringComparer.Ordinal);
             int denied = 0, bare = 0, acsDetail = 0, headerHex = 0, noIds = 0;
