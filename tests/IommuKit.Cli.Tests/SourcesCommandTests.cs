@@ -87,7 +87,7 @@ public class SourcesCommandTests
             File.WriteAllText(path, first.Out);
             var second = CliRunner.Run("export", "--source", path);
             Assert.Equal(0, second.Code);
-            Assert.Equal(first.Out.Replace("\"origin\": \"oracle/g_k612_virtio_pt.tar.gz\"", ""), second.Out.Replace($"\"origin\": \"{path}\"", ""));
+            Assert.Equal(first.Out.Replace("\"source\": \"oracle/g_k612_virtio_pt.tar.gz\"", ""), second.Out.Replace($"\"source\": \"{path}\"", ""));
         }
         finally { File.Delete(path); }
     }

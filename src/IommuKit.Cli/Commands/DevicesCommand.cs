@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Text;
-using System.Text.Json;
-using IommuKit.Host;
+using IommuKit.Cli.Rendering;
 using IommuKit.Pci;
 using IommuKit.Sources;
 
@@ -17,21 +16,23 @@ internal static class DevicesCommand
     {
         var source = CommonOptions.Source();
         var json = CommonOptions.Json();
+        var pciIds = CommonOptions.PciIds();
         var command = new Command("devices",
             "Show the PCI topology as a tree: bridges, ports and endpoints with their PCIe type, ACS state " +
             "(capability and control bits; \"ACS unknown\" when the config space was not visible) and driver.\n" +
             ExitCodeHelp.Line((ExitCode.Ok, "ok")) + "\n" + SourceLimits.HelpText)
         {
-            source, json,
+            source, json, pciIds,
         };
-        command.SetAction(parse => Run(console, parse.GetValue(source), parse.GetValue(json)));
+        command.SetAction(parse => Run(console, parse.GetValue(source), parse.GetValue(json), parse.GetValue(pciIds)));
         return command;
     }
 
-    internal static int Run(CliConsole console, string? source, bool json)
+    internal static int Run(CliConsole console, string? source, bool json, string? pciIdsPath)
     {
+        var ids = Inputs.LoadPciIds(pciIdsPath);
         var machine = SourceResolver.Resolve(source, console);
-        if (json) WriteJson(console.Out, machine);
+        if (json) WriteJson(console, machine, ids);
         else WriteTree(console, machine);
         return (int)ExitCode.Ok;
     }
@@ -88,7 +89,7 @@ internal static class DevicesCommand
 
     private static string TypeText(PciDevice d)
     {
-        if (TypeUnknown(d.Facts)) return "type unknown";
+        if (DeviceJson.TypeUnknown(d.Facts)) return "type unknown";
         string t = d.PcieType == PcieType.None ? (d.IsBridge ? "PCI bridge" : "PCI") : d.PcieType.ToDisplayName();
         if (d.Facts.BridgeBuses is { } b) t += $" (buses {b.Secondary:x2}-{b.Subordinate:x2})";
         return t;
@@ -103,80 +104,27 @@ internal static class DevicesCommand
             bool enabled = (acs.Control & acs.Capability & AcsFlags.Required) == (acs.Capability & AcsFlags.Required);
             return Paint(console, enabled ? "32" : "33", text);
         }
-        return AcsUnknown(d) ? Paint(console, "33", "ACS unknown") : "no ACS";
+        return DeviceJson.AcsUnknown(d) ? Paint(console, "33", "ACS unknown") : "no ACS";
     }
 
-    /// <summary>The PCIe capability was not visible: only the 64-byte header was (an unprivileged read).</summary>
-    private static bool TypeUnknown(PciDeviceFacts f) => f.Pcie is null && f.Visibility == ConfigVisibility.HeaderOnly;
-
-    /// <summary>
-    /// No ACS capability was found, but the source could not have shown one: ACS is an extended capability (PCIe r6.0
-    /// §7.7.8), so a PCIe function needs its 4 KiB config space visible; for a conventional function only a header-only
-    /// read leaves it unknown.
-    /// </summary>
-    private static bool AcsUnknown(PciDevice d) =>
-        d.Acs is null && (d.Facts.Visibility == ConfigVisibility.HeaderOnly || (d.IsPcie && d.Facts.Visibility == ConfigVisibility.NoExtended));
 
     private static string Paint(CliConsole console, string sgr, string text) =>
         console.Color ? $"\u001b[{sgr}m{text}\u001b[0m" : text;
 
     // ------------------------------------------------------------------ JSON
 
-    internal static void WriteJson(TextWriter output, Machine machine)
+    /// <summary>
+    /// <c>devices --json</c>: the machine's keys as every report names them (<c>source</c>, <c>kernel</c>), then one
+    /// object per function from the one device writer (<see cref="DeviceJson"/>) with its topology facts.
+    /// </summary>
+    internal static void WriteJson(CliConsole console, Machine machine, PciIds ids) => JsonOut.Write(console, w =>
     {
-        using var ms = new MemoryStream();
-        using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
-        {
-            w.WriteStartObject();
-            w.WriteString("origin", machine.Origin);
-            if (machine.KernelRelease is { } k) w.WriteString("kernel_release", k); else w.WriteNull("kernel_release");
-            w.WriteStartArray("devices");
-            foreach (var d in machine.Topology.Devices)
-            {
-                var f = d.Facts;
-                w.WriteStartObject();
-                w.WriteString("address", d.Address.ToString());
-                w.WriteString("vendor", $"0x{d.VendorId:x4}");
-                w.WriteString("device", $"0x{d.DeviceId:x4}");
-                w.WriteString("class", $"0x{d.ClassCode:x6}");
-                w.WriteNumber("header_type", f.HeaderLayout);
-                w.WriteBoolean("multifunction", d.IsMultifunction);
-                if (TypeUnknown(f)) w.WriteNull("pcie_type");
-                else w.WriteString("pcie_type", d.PcieType.ToJsonName());
-                if (d.Driver is { } drv) w.WriteString("driver", drv); else w.WriteNull("driver");
-                if (d.Parent is { } p) w.WriteString("parent", p.Address.ToString()); else w.WriteNull("parent");
-                w.WriteString("bus", d.Bus.ToString());
-                if (f.BridgeBuses is { } b)
-                {
-                    w.WriteStartObject("bridge_buses");
-                    w.WriteNumber("primary", b.Primary);
-                    w.WriteNumber("secondary", b.Secondary);
-                    w.WriteNumber("subordinate", b.Subordinate);
-                    w.WriteEndObject();
-                }
-                else w.WriteNull("bridge_buses");
-                w.WriteStartObject("acs");
-                if (AcsUnknown(d)) w.WriteNull("present"); else w.WriteBoolean("present", d.Acs is not null);
-                WriteNames(w, "capability", d.Acs?.Capability);
-                WriteNames(w, "control", d.Acs?.Control);
-                w.WriteEndObject();
-                if (f.KernelGroup is { } g) w.WriteNumber("kernel_group", g); else w.WriteNull("kernel_group");
-                if (f.IommuUnit is { } u) w.WriteString("iommu_unit", u); else w.WriteNull("iommu_unit");
-                w.WriteBoolean("untrusted", f.Untrusted);
-                w.WriteString("visibility", MachineJson.VisibilityName(f.Visibility));
-                w.WriteEndObject();
-            }
-            w.WriteEndArray();
-            w.WriteEndObject();
-        }
-        output.WriteLine(Encoding.UTF8.GetString(ms.ToArray()));
-    }
-
-    private static void WriteNames(Utf8JsonWriter w, string name, AcsFlags? flags)
-    {
-        if (flags is not { } f) { w.WriteNull(name); return; }
-        w.WriteStartArray(name);
-        foreach (var n in f.ToNames()) w.WriteStringValue(n);
+        w.WriteStartObject();
+        w.WriteString("source", machine.Origin);
+        JsonOut.NullableString(w, "kernel", machine.KernelRelease);
+        w.WriteStartArray("devices");
+        foreach (var d in machine.Topology.Devices) DeviceJson.Write(w, d, ids, topology: true);
         w.WriteEndArray();
-    }
+        w.WriteEndObject();
+    });
 }

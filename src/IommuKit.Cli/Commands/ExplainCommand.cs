@@ -1,13 +1,14 @@
 using System.CommandLine;
 using System.Text;
-using IommuKit.Host;
 using IommuKit.Cli.Rendering;
 using IommuKit.Grouping;
+using IommuKit.Host;
+using IommuKit.Sources;
 
 namespace IommuKit.Cli.Commands;
 
 /// <summary>
-/// <c>iommu explain ADDRESS</c>: the chain of decisions that put a device in its group (<see cref="GroupingResult.Explain"/>),
+/// <c>iommu explain ADDRESS</c>: the chain of decisions that put a device in its group (<see cref="HostAnalysis.Explain"/>),
 /// each naming the device and the rule. Exit 0; 1 when the model disagrees with the kernel about this device's group;
 /// 2 when no IOMMU is active (the chain is then the prediction's); 3 for an unknown address.
 /// </summary>
@@ -47,67 +48,64 @@ internal static class ExplainCommand
         var ids = Inputs.LoadPciIds(pciIdsPath);
         var address = Inputs.Address(addressText);
         var machine = Inputs.LoadMachine(sourcePath, console);
-        var device = Inputs.Device(machine, address);
-        var analysis = Analysis.Run(machine, cmdlineText);
-        var steps = analysis.Model.Explain(address);
-        var shown = analysis.GroupOf(address);
-        var modelGroup = analysis.ModelGroups.FirstOrDefault(g => g.Devices.Any(d => d.Address == address));
-        var mine = analysis.DisagreementsAbout(address);
-        int exit = analysis.State == IommuState.Off ? (int)ExitCode.NoIommu : mine.Count > 0 ? (int)ExitCode.Negative : (int)ExitCode.Ok;
+        HostAnalysis.DeviceOf(machine, address);
+        var e = HostAnalysis.Explain(HostAnalysis.Analyze(machine, cmdlineText), address);
+        if (json) WriteJson(console, e, ids);
+        else WriteText(console, e, ids);
+        return e.Report.State == IommuState.Off ? (int)ExitCode.NoIommu : e.Disagreements.Count > 0 ? (int)ExitCode.Negative : (int)ExitCode.Ok;
+    }
 
-        if (json)
+    private static void WriteJson(CliConsole console, ExplainReport e, PciIds ids) => JsonOut.Write(console, w =>
+    {
+        w.WriteStartObject();
+        ReportText.WriteMachineJson(w, e.Report);
+        w.WritePropertyName("device");
+        GroupsRenderer.WriteDeviceJson(w, e.Device, ids);
+        w.WritePropertyName("group");
+        if (e.Group is null) w.WriteNullValue(); else GroupsRenderer.WriteGroupJson(w, e.Group, ids);
+        w.WritePropertyName("model_group");
+        if (e.ModelGroup is null) w.WriteNullValue(); else GroupsRenderer.WriteGroupJson(w, e.ModelGroup, ids);
+        w.WriteStartArray("steps");
+        foreach (var st in e.Steps)
         {
-            JsonOut.Write(console, w =>
-            {
-                w.WriteStartObject();
-                GroupsCommand.WriteMachineJson(w, analysis);
-                w.WritePropertyName("device");
-                GroupsRenderer.WriteDeviceJson(w, device, ids);
-                w.WritePropertyName("group");
-                if (shown is null) w.WriteNullValue(); else GroupsRenderer.WriteGroupJson(w, shown, ids);
-                w.WritePropertyName("model_group");
-                if (modelGroup is null) w.WriteNullValue(); else GroupsRenderer.WriteGroupJson(w, modelGroup, ids);
-                w.WriteStartArray("steps");
-                foreach (var st in steps)
-                {
-                    w.WriteStartObject();
-                    w.WriteString("kind", Kebab(st.Kind));
-                    w.WriteString("device", st.Device.ToString());
-                    w.WriteString("text", st.Text);
-                    w.WriteEndObject();
-                }
-                w.WriteEndArray();
-                JsonOut.StringArray(w, "disagreements", mine.Select(d => d.Text));
-                JsonOut.StringArray(w, "warnings", analysis.Notes);
-                w.WriteEndObject();
-            });
-            return exit;
+            w.WriteStartObject();
+            w.WriteString("kind", Kebab(st.Kind));
+            w.WriteString("device", st.Device.ToString());
+            w.WriteString("text", st.Text);
+            w.WriteEndObject();
         }
+        w.WriteEndArray();
+        JsonOut.StringArray(w, "disagreements", e.Disagreements.Select(d => d.Text));
+        JsonOut.StringArray(w, "warnings", e.Report.Notes);
+        w.WriteEndObject();
+    });
 
+    private static void WriteText(CliConsole console, ExplainReport e, PciIds ids)
+    {
         var s = Style.For(console);
         var o = console.Out;
-        GroupsCommand.WriteMachineHeader(o, analysis);
+        var report = e.Report;
+        ReportText.WriteHeader(o, report);
         o.WriteLine();
-        if (analysis.State == IommuState.Off)
+        if (report.State == IommuState.Off)
         {
-            o.WriteLine(s.Bad($"No active IOMMU: {GroupsCommand.NoIommuReason(analysis)}. The chain below is the prediction with the IOMMU enabled."));
+            o.WriteLine(s.Bad($"No active IOMMU: {report.NoIommuReason}. The chain below is the prediction with the IOMMU enabled."));
             o.WriteLine();
         }
-        var line = $"{DeviceText.LspciNnsLine(device, ids)}";
-        if (device.Driver is not null) line += $"  driver: {s.Good(device.Driver)}";
+        var line = DeviceText.LspciNnsLine(e.Device, ids);
+        if (e.Device.Driver is not null) line += $"  driver: {s.Good(e.Device.Driver)}";
         o.WriteLine(line);
-        if (shown is null)
-            o.WriteLine($"In no IOMMU group{(analysis.Predicted ? " (predicted)" : "")}.");
+        if (e.Group is not { } shown)
+            o.WriteLine($"In no IOMMU group{(report.Predicted ? " (predicted)" : "")}.");
         else
         {
-            var others = shown.Devices.Where(d => d.Address != address).Select(d => d.Address.ToShortString()).ToList();
-            string whose = analysis.Predicted ? "predicted by the model" : mine.Count == 0 ? "the kernel's; the model agrees" : "the kernel's";
+            var others = shown.Devices.Where(d => d.Address != e.Device.Address).Select(d => d.Address.ToShortString()).ToList();
+            string whose = report.Predicted ? "predicted by the model" : e.Disagreements.Count == 0 ? "the kernel's; the model agrees" : "the kernel's";
             o.WriteLine($"{s.Bold($"Group {shown.Id}")} ({whose})  {s.Dim($"fingerprint {shown.Fingerprint}")}");
             o.WriteLine(others.Count == 0 ? "Alone in its group." : $"Shares it with: {string.Join(" ", others)}");
         }
         o.WriteLine("Why:");
-        for (int i = 0; i < steps.Count; i++) o.WriteLine($"  {i + 1}. {steps[i].Text}");
-        analysis.WriteWarnings(console, mine);
-        return exit;
+        for (int i = 0; i < e.Steps.Count; i++) o.WriteLine($"  {i + 1}. {e.Steps[i].Text}");
+        ReportText.WriteWarnings(console, report, e.Disagreements);
     }
 }

@@ -1,15 +1,15 @@
 using System.CommandLine;
-using IommuKit.Host;
 using IommuKit.Cli.Rendering;
+using IommuKit.Host;
 using IommuKit.Passthrough;
-using IommuKit.Pci;
+using IommuKit.Sources;
 
 namespace IommuKit.Cli.Commands;
 
 /// <summary>
-/// <c>iommu groups</c>: every IOMMU group with its devices, type, reserved regions and fingerprint. The kernel's groups
-/// when the source holds them (checked against the model), otherwise the model's prediction. Exit 0; 1 when the model
-/// disagrees with the kernel; 2 when the source has no active IOMMU (the prediction is still shown).
+/// <c>iommu groups</c>: every IOMMU group with its devices, type, reserved regions and fingerprint
+/// (<see cref="HostAnalysis.Analyze"/>). Exit 0; 1 when the model disagrees with the kernel; 2 when the source has no
+/// active IOMMU (the prediction is still shown).
 /// </summary>
 internal static class GroupsCommand
 {
@@ -24,12 +24,7 @@ internal static class GroupsCommand
         var usb = new Option<bool>("--usb", "-u") { Description = "Only groups holding a USB controller." };
         var network = new Option<bool>("--network", "-n") { Description = "Only groups holding a network controller (Ethernet, Wi-Fi…)." };
         var storage = new Option<bool>("--storage") { Description = "Only groups holding a storage controller (SATA, NVMe, SAS, RAID…)." };
-        var group = new Option<int[]>("--group", "-i")
-        {
-            Description = "Only group N (repeatable).",
-            HelpName = "N",
-            AllowMultipleArgumentsPerToken = false,
-        };
+        var group = new Option<int[]>("--group", "-i") { Description = "Only group N (repeatable).", HelpName = "N", AllowMultipleArgumentsPerToken = false };
         var command = new Command("groups", "List IOMMU groups with their devices, default domain type, reserved regions and fingerprint: the kernel's, checked against the model, or the model's prediction.\n" +
             ExitCodeHelp.Line((ExitCode.Ok, "ok"), (ExitCode.Negative, "the model disagrees with the kernel"), (ExitCode.NoIommu, "no IOMMU (the prediction is shown)")))
         {
@@ -48,134 +43,80 @@ internal static class GroupsCommand
         public bool Any => Gpu || Usb || Network || Storage || Groups.Length > 0;
 
         /// <summary>Group numbers and classes combine with AND; classes among themselves with OR.</summary>
-        public bool Keeps(GroupView g)
+        public bool Keeps(GroupReport g)
         {
             if (Groups.Length > 0 && Array.IndexOf(Groups, g.Id) < 0) return false;
             if (!(Gpu || Usb || Network || Storage)) return true;
-            foreach (var d in g.Devices)
-            {
-                uint c = d.ClassCode;
-                if ((Gpu && PciClasses.IsGpu(c)) || (Usb && PciClasses.IsUsb(c)) || (Network && PciClasses.IsNetwork(c)) || (Storage && PciClasses.IsStorage(c)))
-                    return true;
-            }
-            return false;
+            return g.Devices.Any(d => (Gpu && PciClasses.IsGpu(d.ClassCode)) || (Usb && PciClasses.IsUsb(d.ClassCode))
+                                      || (Network && PciClasses.IsNetwork(d.ClassCode)) || (Storage && PciClasses.IsStorage(d.ClassCode)));
         }
+
+        public string Describe() => string.Join(" ", new[] { Gpu ? "--gpu" : null, Usb ? "--usb" : null, Network ? "--network" : null, Storage ? "--storage" : null }
+            .Where(x => x is not null).Concat(Groups.Select(g => $"--group {g}")));
     }
 
     internal static int Run(CliConsole console, string? sourcePath, string? cmdlineText, bool json, bool legacy, Filter filter, string? pciIdsPath)
     {
         if (json && legacy) throw new CliException("--json and --legacy cannot be combined");
         var ids = Inputs.LoadPciIds(pciIdsPath);
-        var machine = Inputs.LoadMachine(sourcePath, console);
-        var analysis = Analysis.Run(machine, cmdlineText);
-        var groups = analysis.Groups.Where(filter.Keeps).ToList();
+        var report = HostAnalysis.Analyze(Inputs.LoadMachine(sourcePath, console), cmdlineText);
         foreach (var n in filter.Groups)
-            if (!analysis.Groups.Any(g => g.Id == n))
-                throw new CliException($"group {n}: no such group in {machine.Origin}", ExitCode.InputError);
-
-        int exit = analysis.State == IommuState.Off ? (int)ExitCode.NoIommu
-            : analysis.Disagreements.Count > 0 ? (int)ExitCode.Negative
-            : (int)ExitCode.Ok;
-
-        if (legacy)
-        {
-            analysis.WriteWarnings(console);
-            if (analysis.State == IommuState.Off)
-            {
-                console.Error.WriteLine($"iommu: no active IOMMU on {machine.Origin}: the kernel made no IOMMU groups. " +
-                                        "Run 'iommu groups' without --legacy to see the groups it would make with the IOMMU enabled.");
-                return exit;
-            }
-            GroupsRenderer.WriteLegacy(console.Out, groups, ids);
-            return exit;
-        }
-        if (json)
-        {
-            JsonOut.Write(console, w =>
-            {
-                w.WriteStartObject();
-                WriteMachineJson(w, analysis);
-                w.WriteStartArray("groups");
-                foreach (var g in groups) GroupsRenderer.WriteGroupJson(w, g, ids);
-                w.WriteEndArray();
-                JsonOut.StringArray(w, "disagreements", analysis.Disagreements.Select(d => d.Text));
-                JsonOut.StringArray(w, "warnings", analysis.Notes);
-                w.WriteEndObject();
-            });
-            return exit;
-        }
-
-        var s = Style.For(console);
-        var o = console.Out;
-        WriteMachineHeader(o, analysis);
-        if (analysis.State == IommuState.Off)
-        {
-            o.WriteLine(s.Bad($"No active IOMMU: {NoIommuReason(analysis)}, so no device can be passed through."));
-            o.WriteLine(Enable(analysis));
-            o.WriteLine($"Prediction: the {analysis.Groups.Count} groups the kernel would make with the IOMMU enabled:");
-        }
-        else if (analysis.Predicted)
-        {
-            o.WriteLine($"{analysis.Groups.Count} IOMMU groups predicted by the model{(analysis.CommandLineOverridden ? " under --cmdline" : "")}.");
-        }
-        else
-        {
-            string check = analysis.Disagreements.Count == 0 ? "the model agrees"
-                : s.Bad($"the model disagrees in {analysis.Disagreements.Count} place(s)");
-            o.WriteLine($"{analysis.Groups.Count} IOMMU groups from the kernel; {check}.");
-        }
-        if (filter.Any) o.WriteLine($"Showing {groups.Count} of them ({Describe(filter)}).");
-        o.WriteLine();
-        GroupsRenderer.WriteGroups(o, s, groups, ids, analysis.Predicted);
-        analysis.WriteWarnings(console);
+            if (report.GroupById(n) is null)
+                throw new CliException($"group {n}: no such group in {report.Machine.Origin}", ExitCode.InputError);
+        var groups = report.Groups.Where(filter.Keeps).ToList();
+        int exit = report.State == IommuState.Off ? (int)ExitCode.NoIommu
+            : report.Disagreements.Count > 0 ? (int)ExitCode.Negative : (int)ExitCode.Ok;
+        if (legacy) WriteLegacy(console, report, groups, ids);
+        else if (json) WriteJson(console, report, groups, ids);
+        else WriteText(console, report, groups, ids, filter);
         return exit;
     }
 
-    /// <summary>Why there is no IOMMU, in words: the kernel's empty groups, or the model under --cmdline.</summary>
-    internal static string NoIommuReason(Analysis a) =>
-        a.CommandLineOverridden ? $"under --cmdline, {a.StateReason}" : "the kernel made no IOMMU groups";
-
-    /// <summary>How to turn the IOMMU on: drop the switch that turned it off on the command line used (the source's, or
-    /// <c>--cmdline</c>), else enable it in the firmware.</summary>
-    internal static string Enable(Analysis a)
+    private static void WriteLegacy(CliConsole console, HostReport report, List<GroupReport> groups, PciIds ids)
     {
-        var cmd = a.CommandLine;
-        if (cmd.LastValue("intel_iommu") is "off" or "0") return "The command line turns it off (intel_iommu=off): remove that, and enable VT-d in the firmware.";
-        if (cmd.LastValue("amd_iommu") is "off" or "0") return "The command line turns it off (amd_iommu=off): remove that, and enable AMD-Vi/IOMMU in the firmware.";
-        return "Enable VT-d / AMD-Vi (IOMMU) in the firmware; on Intel with kernels that do not enable it by default add intel_iommu=on.";
+        ReportText.WriteWarnings(console, report);
+        if (report.State == IommuState.Off)
+        {
+            console.Error.WriteLine($"iommu: no active IOMMU on {report.Machine.Origin}: the kernel made no IOMMU groups. " +
+                                    "Run 'iommu groups' without --legacy to see the groups it would make with the IOMMU enabled.");
+            return;
+        }
+        GroupsRenderer.WriteLegacy(console.Out, groups, ids);
     }
 
-    private static string Describe(Filter f)
+    private static void WriteJson(CliConsole console, HostReport report, List<GroupReport> groups, PciIds ids) => JsonOut.Write(console, w =>
     {
-        var parts = new List<string>();
-        if (f.Gpu) parts.Add("--gpu");
-        if (f.Usb) parts.Add("--usb");
-        if (f.Network) parts.Add("--network");
-        if (f.Storage) parts.Add("--storage");
-        foreach (var g in f.Groups) parts.Add($"--group {g}");
-        return string.Join(" ", parts);
-    }
+        w.WriteStartObject();
+        ReportText.WriteMachineJson(w, report);
+        w.WriteStartArray("groups");
+        foreach (var g in groups) GroupsRenderer.WriteGroupJson(w, g, ids);
+        w.WriteEndArray();
+        JsonOut.StringArray(w, "disagreements", report.Disagreements.Select(d => d.Text));
+        JsonOut.StringArray(w, "warnings", report.Notes);
+        w.WriteEndObject();
+    });
 
-    /// <summary>
-    /// The first lines of every text report: where the machine came from, its kernel and the command-line parameters
-    /// that matter here (<see cref="CommandLineText.Summary"/>; the JSON <c>cmdline</c> keeps the whole text).
-    /// </summary>
-    internal static void WriteMachineHeader(TextWriter o, Analysis a)
+    private static void WriteText(CliConsole console, HostReport report, List<GroupReport> groups, PciIds ids, Filter filter)
     {
-        var m = a.Machine;
-        o.WriteLine($"Source: {m.Origin}");
-        var iommu = m.IommuUnits.Count == 0 ? "none" : $"{m.IommuKind.ToString().ToLowerInvariant()} ({string.Join(", ", m.IommuUnits.Select(u => u.Name))})";
-        o.WriteLine($"Kernel: {m.KernelRelease ?? "unknown"}; IOMMU units: {iommu}");
-        o.WriteLine($"Command line{(a.CommandLineOverridden ? " (--cmdline)" : "")}: {CommandLineText.Summary(a.CommandLine)}");
-    }
-
-    internal static void WriteMachineJson(System.Text.Json.Utf8JsonWriter w, Analysis a)
-    {
-        w.WriteString("source", a.Machine.Origin);
-        JsonOut.NullableString(w, "kernel", a.Machine.KernelRelease);
-        w.WriteString("cmdline", a.CommandLine.Text);
-        if (a.State == IommuState.Assumed) w.WriteNull("iommu_active");
-        else w.WriteBoolean("iommu_active", a.State == IommuState.Active);
-        w.WriteString("origin", a.Predicted ? "model" : "kernel");
+        var s = Style.For(console);
+        var o = console.Out;
+        ReportText.WriteHeader(o, report);
+        if (report.State == IommuState.Off)
+        {
+            o.WriteLine(s.Bad($"No active IOMMU: {report.NoIommuReason}, so no device can be passed through."));
+            o.WriteLine(report.EnableAdvice);
+            o.WriteLine($"Prediction: the {report.Groups.Count} groups the kernel would make with the IOMMU enabled:");
+        }
+        else if (report.Predicted)
+            o.WriteLine($"{report.Groups.Count} IOMMU groups predicted by the model{(report.CommandLineOverridden ? " under --cmdline" : "")}.");
+        else
+        {
+            string check = report.Disagreements.Count == 0 ? "the model agrees" : s.Bad($"the model disagrees in {report.Disagreements.Count} place(s)");
+            o.WriteLine($"{report.Groups.Count} IOMMU groups from the kernel; {check}.");
+        }
+        if (filter.Any) o.WriteLine($"Showing {groups.Count} of them ({filter.Describe()}).");
+        o.WriteLine();
+        GroupsRenderer.WriteGroups(o, s, groups, ids, report.Predicted);
+        ReportText.WriteWarnings(console, report);
     }
 }

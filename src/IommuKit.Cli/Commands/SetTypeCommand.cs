@@ -12,7 +12,7 @@ namespace IommuKit.Cli.Commands;
 /// restore the previous state if a step fails. Exit 0 would succeed / applied, 1 refused, 2 no IOMMU, 3 bad input,
 /// 5 --apply not possible here.
 /// </summary>
-internal static class SetTypeCommand
+internal static partial class SetTypeCommand
 {
     public static Command Create(CliConsole console)
     {
@@ -41,29 +41,22 @@ internal static class SetTypeCommand
     internal static int Run(CliConsole console, int groupNumber, string value, string? sourcePath, string? cmdlineText, bool json, bool apply)
     {
         var machine = Inputs.LoadMachine(sourcePath, console);
-        var cmd = Inputs.CommandLine(machine, cmdlineText);
-        var model = HostModel.FromMachine(machine, cmd, new HostModelOptions(Groups: GroupSource.Recorded));
-        if (model.Driver is null || model.Core.Groups.Count == 0)
+        var report = HostAnalysis.SetType(machine, cmdlineText, groupNumber, value);
+        if (report.Plan is not { } plan)
             throw new CliException($"{machine.Origin}: no active IOMMU, so there are no groups and no type files", ExitCode.NoIommu);
-        if (model.ResolveGroup(groupNumber) is null)
-            throw new CliException($"group {groupNumber}: no such group in {machine.Origin}", ExitCode.InputError);
-        var plan = model.DryRunSetType(groupNumber, value);
-
-        ApplyOutcome? applied = null;
-        if (apply) applied = Apply(sourcePath, plan, model);
-
-        if (json) WriteJson(console, plan, model, applied);
-        else WriteText(console, plan, model, applied);
+        ApplyOutcome? applied = apply ? Apply(sourcePath, plan, report.Model) : null;
+        if (json) WriteJson(console, plan, report, applied);
+        else WriteText(console, plan, report, applied);
         if (applied is { } a) return a.Ok ? (int)ExitCode.Ok : (int)ExitCode.Negative;
         return plan.Result.IsOk ? (int)ExitCode.Ok : (int)ExitCode.Negative;
     }
 
     private static string ResultName(IommuResult r) => r.IsOk ? "ok" : r.Errno.ToString();
 
-    private static void WriteText(CliConsole console, SetTypePlan plan, HostModel model, ApplyOutcome? applied)
+    private static void WriteText(CliConsole console, SetTypePlan plan, SetTypeReport model, ApplyOutcome? applied)
     {
         var o = console.Out;
-        string kernel = $"Linux {model.Core.Kernel} rules";
+        string kernel = $"Linux {model.Kernel} rules";
         if (plan.Result.IsOk)
         {
             o.WriteLine(plan.TypeBefore == plan.TypeAfter
@@ -77,7 +70,7 @@ internal static class SetTypeCommand
             if (plan.Steps.Count > 0)
             {
                 o.WriteLine("  to make it succeed:");
-                for (int i = 0; i < plan.Steps.Count; i++) o.WriteLine($"    {i + 1}. {plan.Steps[i]}");
+                for (int i = 0; i < plan.Steps.Count; i++) o.WriteLine($"    {i + 1}. {Wording.Action(plan.Steps[i])}");
             }
             else if (!plan.StepsResult.IsOk && plan.StepsResult != plan.Result && plan.StepsResult.Reason is { } r2)
                 o.WriteLine($"  unbinding the group's drivers would not help: {plan.StepsResult.Errno}: {r2}");
@@ -92,7 +85,7 @@ internal static class SetTypeCommand
         }
     }
 
-    private static void WriteJson(CliConsole console, SetTypePlan plan, HostModel model, ApplyOutcome? applied) =>
+    private static void WriteJson(CliConsole console, SetTypePlan plan, SetTypeReport model, ApplyOutcome? applied) =>
         JsonOut.Write(console, w =>
         {
             w.WriteStartObject();
@@ -101,11 +94,11 @@ internal static class SetTypeCommand
             w.WriteString("result", ResultName(plan.Result));
             if (plan.Result.Reason is { } r) w.WriteString("reason", r);
             else w.WriteNull("reason");
-            JsonOut.StringArray(w, "steps", plan.Steps);
+            JsonOut.StringArray(w, "steps", plan.Steps.Select(Wording.Action));
             w.WriteString("steps_result", ResultName(plan.StepsResult));
             w.WriteString("type_before", plan.TypeBefore);
             w.WriteString("type_after", plan.TypeAfter);
-            w.WriteString("kernel", model.Core.Kernel.ToString());
+            w.WriteString("kernel", model.Kernel.ToString());
             w.WriteBoolean("dry_run", applied is null);
             if (applied is { } a)
             {
@@ -116,93 +109,4 @@ internal static class SetTypeCommand
             JsonOut.StringArray(w, "notes", model.Notes);
             w.WriteEndObject();
         });
-
-    private sealed record ApplyOutcome(bool Ok, string TypeNow, IReadOnlyList<string> Log);
-
-    /// <summary>
-    /// Performs the change on a live sysfs (the host's <c>/</c>, or a directory root given with <c>--source</c>):
-    /// unbind the blocking drivers, write the type, bind them back, verify the type file; on any failure put the
-    /// drivers and the old type back.
-    /// </summary>
-    private static ApplyOutcome Apply(string? sourcePath, SetTypePlan plan, HostModel model)
-    {
-        string root = sourcePath ?? "/";
-        if (!Directory.Exists(Path.Combine(root, "sys", "kernel", "iommu_groups")))
-            throw new CliException($"--apply needs a live host (or a directory root with sysfs), not {sourcePath ?? "this host"}", ExitCode.Unsupported);
-        if (root == "/" && !Environment.IsPrivilegedProcess)
-            throw new CliException("--apply must run as root (writing the type file needs CAP_SYS_ADMIN and CAP_SYS_RAWIO)", ExitCode.Unsupported);
-        var log = new List<string>();
-        string typeFile = Path.Combine(root, "sys", "kernel", "iommu_groups", plan.Group.ToString(System.Globalization.CultureInfo.InvariantCulture), "type");
-        string Read()
-        {
-            try
-            {
-                return File.Exists(typeFile) ? File.ReadAllText(typeFile).Trim() : "unknown";
-            }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-            {
-                // An unreadable type file must not escape as a stack trace: verification then fails and restores.
-                log.Add($"cat {Display(root, typeFile)} failed: {ex.Message}");
-                return "unknown";
-            }
-        }
-        string old = Read();
-        var unbinds = plan.Result.IsOk ? [] : plan.Unbinds ?? [];
-        if (!plan.Result.IsOk && !plan.StepsResult.IsOk)
-            return new ApplyOutcome(false, old, [$"not attempted: the model says the write fails ({plan.Result.Errno}) and no unbind sequence helps"]);
-        var undone = new List<(string Device, string Driver)>();
-        bool Write(string path, string text)
-        {
-            try
-            {
-                File.WriteAllText(path, text);
-                log.Add($"echo {text.TrimEnd('\n')} > {Display(root, path)}");
-                return true;
-            }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-            {
-                log.Add($"echo {text.TrimEnd('\n')} > {Display(root, path)} failed: {ex.Message}");
-                return false;
-            }
-        }
-        string DriverFile(string driver, string op) => Path.Combine(root, "sys", "bus", "pci", "drivers", driver, op);
-        bool ok = true;
-        foreach (var (dev, drv) in unbinds)
-        {
-            if (!Write(DriverFile(drv, "unbind"), dev)) { ok = false; break; }
-            undone.Add((dev, drv));
-        }
-        string target = plan.Value.TrimEnd('\n');
-        if (ok) ok = Write(typeFile, target);
-        foreach (var (dev, drv) in undone) ok &= Write(DriverFile(drv, "bind"), dev);
-        string now = Read();
-        string expected = plan.Result.IsOk ? plan.TypeAfter : ExpectedAfterSteps(model, plan);
-        if (ok && now != expected)
-        {
-            log.Add($"verify: type reads {now}, expected {expected}");
-            ok = false;
-        }
-        if (!ok)
-        {
-            // Restore: put the old type back with the drivers unbound again, then rebind.
-            foreach (var (dev, drv) in undone) Write(DriverFile(drv, "unbind"), dev);
-            if (Read() != old) Write(typeFile, old);
-            foreach (var (dev, drv) in undone) Write(DriverFile(drv, "bind"), dev);
-            now = Read();
-        }
-        return new ApplyOutcome(ok, now, log);
-    }
-
-    private static string ExpectedAfterSteps(HostModel model, SetTypePlan plan)
-    {
-        var m = model.Rebuild();
-        var g = m.ResolveGroup(plan.Group)!;
-        foreach (var (dev, _) in plan.Unbinds ?? [])
-            if (m.Core.FindDevice(dev) is { } d) m.Core.UnbindDriver(d);
-        m.Core.StoreType(g, plan.Value);
-        return m.Core.ReadType(g);
-    }
-
-    private static string Display(string root, string path) =>
-        root == "/" ? path : "/" + Path.GetRelativePath(root, path).Replace('\\', '/');
 }

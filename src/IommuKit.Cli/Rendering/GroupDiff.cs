@@ -5,28 +5,17 @@ using IommuKit.Pci;
 
 namespace IommuKit.Cli.Rendering;
 
-/// <summary>One change: the "before" groups and "after" groups that share devices with each other.</summary>
-internal sealed record DiffEntry(GroupChangeKind Kind, IReadOnlyList<GroupView> Before, IReadOnlyList<GroupView> After);
-
-/// <summary>
-/// Difference of two group lists as whole-group changes over what the CLI shows (the kernel's groups or the model's),
-/// computed by <see cref="PartitionDiff.Match{TGroup}"/>, and its text and JSON rendering.
-/// </summary>
+/// <summary>Text and JSON of a list of <see cref="GroupReportChange"/>s (what-if and diff).</summary>
 internal static class GroupDiff
 {
-    public static List<DiffEntry> Compute(IReadOnlyList<GroupView> before, IReadOnlyList<GroupView> after,
-        IReadOnlyDictionary<PciAddress, PciAddress>? addressMap = null) =>
-        PartitionDiff.Match(before, after, g => g.Devices, g => g.Id, addressMap)
-            .Select(c => new DiffEntry(c.Kind, c.Before, c.After)).ToList();
-
     public static string Word(GroupChangeKind k) => k.ToString().ToLowerInvariant();
 
     /// <summary><c>group 9 [00:0c.0 04:00.0]</c>, or <c>(none)</c>.</summary>
-    public static string List(IReadOnlyList<GroupView> gs) =>
+    public static string List(IReadOnlyList<GroupReport> gs) =>
         gs.Count == 0 ? "(none)" : string.Join(", ", gs.Select(g => $"group {g.Id} [{string.Join(' ', g.Devices.Select(d => d.Address.ToShortString()))}]"));
 
     /// <summary>Text lines: one per change that is not "unchanged", then the count of unchanged groups.</summary>
-    public static void WriteText(TextWriter o, Style s, IReadOnlyList<DiffEntry> entries)
+    public static void WriteText(TextWriter o, Style s, IReadOnlyList<GroupReportChange> entries)
     {
         foreach (var e in entries)
         {
@@ -39,7 +28,7 @@ internal static class GroupDiff
         o.WriteLine($"  unchanged: {same} group{(same == 1 ? "" : "s")}");
     }
 
-    public static void WriteJson(Utf8JsonWriter w, IReadOnlyList<DiffEntry> entries)
+    public static void WriteJson(Utf8JsonWriter w, IReadOnlyList<GroupReportChange> entries)
     {
         w.WriteStartArray("changes");
         foreach (var e in entries)
@@ -55,7 +44,7 @@ internal static class GroupDiff
         w.WriteNumber("unchanged", entries.Count(e => e.Kind == GroupChangeKind.Unchanged));
     }
 
-    private static void Side(Utf8JsonWriter w, string name, IReadOnlyList<GroupView> groups)
+    private static void Side(Utf8JsonWriter w, string name, IReadOnlyList<GroupReport> groups)
     {
         w.WriteStartArray(name);
         foreach (var g in groups)

@@ -9,7 +9,7 @@ namespace IommuKit.Cli.Rendering;
 internal static class GroupsRenderer
 {
     /// <summary>A group's first line: <c>Group N  (predicted)  TYPE  fingerprint F</c> (the label and type when they apply).</summary>
-    public static string Heading(Style s, GroupView g, bool predicted)
+    public static string Heading(Style s, GroupReport g, bool predicted)
     {
         var parts = new List<string> { s.Bold($"Group {g.Id}") };
         if (predicted) parts.Add(s.Warn("(predicted)"));
@@ -24,7 +24,7 @@ internal static class GroupsRenderer
     /// One group as a block: its <see cref="Heading"/>, its reserved regions, then one lspci-style line per device with
     /// the bound driver.
     /// </summary>
-    public static void WriteGroup(TextWriter w, Style s, GroupView g, PciIds ids, bool predicted)
+    public static void WriteGroup(TextWriter w, Style s, GroupReport g, PciIds ids, bool predicted)
     {
         w.WriteLine(Heading(s, g, predicted));
         if (g.ReservedRegions is { } regions)
@@ -38,7 +38,7 @@ internal static class GroupsRenderer
     }
 
     /// <summary>Blocks separated by one blank line.</summary>
-    public static void WriteGroups(TextWriter w, Style s, IReadOnlyList<GroupView> groups, PciIds ids, bool predicted)
+    public static void WriteGroups(TextWriter w, Style s, IReadOnlyList<GroupReport> groups, PciIds ids, bool predicted)
     {
         for (int i = 0; i < groups.Count; i++)
         {
@@ -51,7 +51,7 @@ internal static class GroupsRenderer
     /// The classic <c>IOMMU Group N &lt;lspci -nns line&gt;</c> shape of the Arch-wiki loop: groups in numeric order
     /// (as <c>sort -V</c> gives), devices in address order (as the shell glob gives), no colour, no padding.
     /// </summary>
-    public static void WriteLegacy(TextWriter w, IReadOnlyList<GroupView> groups, PciIds ids)
+    public static void WriteLegacy(TextWriter w, IReadOnlyList<GroupReport> groups, PciIds ids)
     {
         foreach (var g in groups.OrderBy(g => g.Id))
             foreach (var d in g.Devices.OrderBy(d => d.Address))
@@ -59,11 +59,11 @@ internal static class GroupsRenderer
     }
 
     /// <summary>One group object of the JSON schema (docs/json.md, "group object").</summary>
-    public static void WriteGroupJson(Utf8JsonWriter w, GroupView g, PciIds ids)
+    public static void WriteGroupJson(Utf8JsonWriter w, GroupReport g, PciIds ids)
     {
         w.WriteStartObject();
         w.WriteNumber("id", g.Id);
-        w.WriteString("origin", g.Origin);
+        w.WriteString("origin", g.Origin == GroupOrigin.Kernel ? "kernel" : "model");
         JsonOut.NullableString(w, "type", g.Type);
         if (g.ReservedRegions is { } regions) JsonOut.StringArray(w, "reserved_regions", regions.Select(r => r.ToString()));
         else w.WriteNull("reserved_regions");
@@ -75,18 +75,6 @@ internal static class GroupsRenderer
         w.WriteEndObject();
     }
 
-    /// <summary>One device object: address, ids, class, revision, driver, names (null when unknown).</summary>
-    public static void WriteDeviceJson(Utf8JsonWriter w, PciDevice d, PciIds ids)
-    {
-        w.WriteStartObject();
-        w.WriteString("address", d.Address.ToString());
-        w.WriteString("vendor", DeviceText.Hex4(d.VendorId));
-        w.WriteString("device", DeviceText.Hex4(d.DeviceId));
-        w.WriteString("class", DeviceText.Hex6(d.ClassCode));
-        w.WriteString("revision", $"0x{d.Facts.Revision:x2}");
-        JsonOut.NullableString(w, "driver", d.Driver);
-        JsonOut.NullableString(w, "name", DeviceText.Name(d, ids));
-        JsonOut.NullableString(w, "class_name", ids.Class(d.ClassCode));
-        w.WriteEndObject();
-    }
+    /// <summary>One device object (<see cref="DeviceJson.Write"/> without topology facts).</summary>
+    public static void WriteDeviceJson(Utf8JsonWriter w, PciDevice d, PciIds ids) => DeviceJson.Write(w, d, ids, topology: false);
 }

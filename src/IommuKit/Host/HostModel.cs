@@ -36,11 +36,11 @@ public sealed record HostModelOptions(IommuBootConfig? Boot = null, KernelVersio
 /// <param name="Value">The string written.</param>
 /// <param name="Result">What the write returns on the machine as it is.</param>
 /// <param name="TypeAfter">The <c>type</c> file after the write (unchanged on failure).</param>
-/// <param name="Steps">When it fails: the steps that would make it succeed (unbind/write/bind), empty when none would.</param>
+/// <param name="Steps">When it fails: the actions that would make it succeed (unbind/write/bind), empty when none would.</param>
 /// <param name="StepsResult">The result of the write after those steps (Ok when <see cref="Steps"/> works).</param>
 /// <param name="TypeBefore">The <c>type</c> file before the write.</param>
 /// <param name="Unbinds">The (device, driver) pairs the steps unbind and bind back, in order.</param>
-public sealed record SetTypePlan(int Group, string Value, IommuResult Result, string TypeAfter, IReadOnlyList<string> Steps, IommuResult StepsResult,
+public sealed record SetTypePlan(int Group, string Value, IommuResult Result, string TypeAfter, IReadOnlyList<HostAction> Steps, IommuResult StepsResult,
     string TypeBefore = "", IReadOnlyList<(string Device, string Driver)>? Unbinds = null);
 
 /// <summary>
@@ -303,7 +303,7 @@ public sealed class HostModel
         string before = m1.Core.ReadType(g1);
         var r = Renumber(m1.Core.StoreType(g1, value), g1, groupNumber);
         string after = m1.Core.ReadType(g1);
-        var steps = new List<string>();
+        var steps = new List<HostAction>();
         var unbinds = new List<(string Device, string Driver)>();
         IommuResult stepsResult = r;
         if (!r.IsOk && r.Errno is Errno.EPERM or Errno.EBUSY)
@@ -328,15 +328,13 @@ public sealed class HostModel
                     foreach (var (d, drv) in unbound)
                     {
                         unbinds.Add((d.Name, drv));
-                        steps.Add($"unbind {d.Name} from {drv}: echo {d.Name} > /sys/bus/pci/drivers/{drv}/unbind");
+                        steps.Add(HostAction.Unbind(d.Name, drv));
                     }
-                    steps.Add($"write the type: echo {value.TrimEnd('\n')} > /sys/kernel/iommu_groups/{groupNumber}/type");
+                    steps.Add(HostAction.WriteType(groupNumber, value.TrimEnd('\n')));
                     foreach (var (d, drv) in unbound)
                     {
                         var b = m2.Core.BindDriver(d, drv);
-                        steps.Add(b.IsOk
-                            ? $"bind {d.Name} back to {drv}: echo {d.Name} > /sys/bus/pci/drivers/{drv}/bind"
-                            : $"bind {d.Name} back to {drv} (the model says it would fail: {b})");
+                        steps.Add(HostAction.Bind(d.Name, drv, b));
                     }
                 }
             }

@@ -34,7 +34,7 @@ public static class MachineJson
         w.WriteStartObject();
         w.WriteString("format", FormatName);
         w.WriteNumber("version", CurrentVersion);
-        w.WriteString("origin", machine.Origin);
+        w.WriteString("source", machine.Origin);
         WriteStringOrNull(w, "kernel_release", machine.KernelRelease);
         WriteStringOrNull(w, "cmdline", machine.CommandLine);
 

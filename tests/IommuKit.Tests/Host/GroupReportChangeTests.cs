@@ -1,12 +1,11 @@
 using IommuKit.Host;
-using IommuKit.Cli.Rendering;
 using IommuKit.Grouping;
 using IommuKit.Pci;
 using Xunit;
 
-namespace IommuKit.Cli.Tests;
+namespace IommuKit.Tests.Host;
 
-public class GroupDiffTests
+public class GroupReportChangeTests
 {
     private static readonly PciTopology Topo = Build();
 
@@ -18,15 +17,15 @@ public class GroupDiffTests
         return b.Build();
     }
 
-    private static GroupView G(int id, params string[] members) =>
-        new(id, "model", null, null, $"fp{id}", members.Select(m => Topo[PciAddress.Parse(m)]).ToList());
+    private static GroupReport G(int id, params string[] members) =>
+        new(id, GroupOrigin.Model, null, null, $"fp{id}", members.Select(m => Topo[PciAddress.Parse(m)]).ToList());
 
     [Fact]
     public void OneGroupBecomingTwoIsASplitAndRenumberingAloneIsNoChange()
     {
         var before = new[] { G(0, "00:01.0", "00:02.0"), G(1, "00:03.0") };
         var after = new[] { G(5, "00:01.0"), G(6, "00:02.0"), G(0, "00:03.0") };
-        var d = GroupDiff.Compute(before, after);
+        var d = GroupReportChange.Compute(before, after);
         Assert.Equal([GroupChangeKind.Split, GroupChangeKind.Unchanged], d.Select(e => e.Kind));
         Assert.Equal([5, 6], d[0].After.Select(g => g.Id));
     }
@@ -34,9 +33,9 @@ public class GroupDiffTests
     [Fact]
     public void TwoGroupsBecomingOneIsAMergeAndAnExchangeIsReshaped()
     {
-        var merged = GroupDiff.Compute([G(0, "00:01.0"), G(1, "00:02.0")], [G(0, "00:01.0", "00:02.0")]);
+        var merged = GroupReportChange.Compute([G(0, "00:01.0"), G(1, "00:02.0")], [G(0, "00:01.0", "00:02.0")]);
         Assert.Equal(GroupChangeKind.Merged, Assert.Single(merged).Kind);
-        var reshaped = GroupDiff.Compute([G(0, "00:01.0", "00:02.0"), G(1, "00:03.0", "00:04.0")],
+        var reshaped = GroupReportChange.Compute([G(0, "00:01.0", "00:02.0"), G(1, "00:03.0", "00:04.0")],
                                          [G(0, "00:01.0", "00:03.0"), G(1, "00:02.0", "00:04.0")]);
         Assert.Equal(GroupChangeKind.Reshaped, Assert.Single(reshaped).Kind);
     }
@@ -44,7 +43,7 @@ public class GroupDiffTests
     [Fact]
     public void DevicesOnOneSideOnlyAreAddedOrRemoved()
     {
-        var d = GroupDiff.Compute([G(0, "00:01.0"), G(1, "00:05.0")], [G(0, "00:01.0"), G(1, "00:04.0")]);
+        var d = GroupReportChange.Compute([G(0, "00:01.0"), G(1, "00:05.0")], [G(0, "00:01.0"), G(1, "00:04.0")]);
         Assert.Equal([GroupChangeKind.Unchanged, GroupChangeKind.Removed, GroupChangeKind.Added], d.Select(e => e.Kind));
     }
 
@@ -52,7 +51,7 @@ public class GroupDiffTests
     public void AMovedDeviceIsMatchedThroughTheAddressMap()
     {
         var map = new Dictionary<PciAddress, PciAddress> { [PciAddress.Parse("00:05.0")] = PciAddress.Parse("00:04.0") };
-        var d = GroupDiff.Compute([G(0, "00:01.0", "00:05.0")], [G(0, "00:01.0"), G(1, "00:04.0")], map);
+        var d = GroupReportChange.Compute([G(0, "00:01.0", "00:05.0")], [G(0, "00:01.0"), G(1, "00:04.0")], map);
         Assert.Equal(GroupChangeKind.Split, Assert.Single(d).Kind);
     }
 }

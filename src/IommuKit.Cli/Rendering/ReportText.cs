@@ -1,0 +1,39 @@
+using System.Text.Json;
+using IommuKit.Host;
+
+namespace IommuKit.Cli.Rendering;
+
+/// <summary>The parts every report of a <see cref="HostReport"/> shares: the header lines, the machine's JSON keys, the warnings.</summary>
+internal static class ReportText
+{
+    /// <summary>
+    /// The first lines of every text report: where the machine came from, its kernel and the command-line parameters
+    /// that matter here (<see cref="CommandLineText.Summary"/>; the JSON <c>cmdline</c> keeps the whole text).
+    /// </summary>
+    public static void WriteHeader(TextWriter o, HostReport r)
+    {
+        var m = r.Machine;
+        o.WriteLine($"Source: {m.Origin}");
+        var iommu = m.IommuUnits.Count == 0 ? "none" : $"{m.IommuKind.ToString().ToLowerInvariant()} ({string.Join(", ", m.IommuUnits.Select(u => u.Name))})";
+        o.WriteLine($"Kernel: {m.KernelRelease ?? "unknown"}; IOMMU units: {iommu}");
+        o.WriteLine($"Command line{(r.CommandLineOverridden ? " (--cmdline)" : "")}: {CommandLineText.Summary(r.CommandLine)}");
+    }
+
+    /// <summary>The machine's keys of every JSON report (docs/json.md): source, kernel, cmdline, iommu_active, origin.</summary>
+    public static void WriteMachineJson(Utf8JsonWriter w, HostReport r)
+    {
+        w.WriteString("source", r.Machine.Origin);
+        JsonOut.NullableString(w, "kernel", r.Machine.KernelRelease);
+        w.WriteString("cmdline", r.CommandLine.Text);
+        if (r.State == IommuState.Assumed) w.WriteNull("iommu_active");
+        else w.WriteBoolean("iommu_active", r.State == IommuState.Active);
+        w.WriteString("origin", r.Predicted ? "model" : "kernel");
+    }
+
+    /// <summary>What text mode prints on stderr: the notes, then the disagreements given (all of them by default).</summary>
+    public static void WriteWarnings(CliConsole console, HostReport r, IEnumerable<Disagreement>? disagreements = null)
+    {
+        foreach (var n in r.Notes) console.Warn(n);
+        foreach (var d in disagreements ?? r.Disagreements) console.Warn($"model disagrees with the kernel: {d}");
+    }
+}
