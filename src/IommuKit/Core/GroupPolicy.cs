@@ -40,11 +40,12 @@ public sealed class GroupPolicy
 
     /// <summary>
     /// The requester-ID units and bonds of a group's members (in join order), or null when the policy does not split
-    /// or a member is not a PCI function of the policy's topology (a platform device: no alias walk to consult).
+    /// a member is not a PCI function of the policy's topology (a platform device: no alias walk to consult), or the
+    /// group is above <see cref="RequesterIdUnits.MaxMembers"/>.
     /// </summary>
     internal GroupUnits? UnitsOf(IReadOnlyList<IommuDevice> members)
     {
-        if (_grouping is not { } ctx || members.Count == 0) return null;
+        if (_grouping is not { } ctx || members.Count == 0 || members.Count > RequesterIdUnits.MaxMembers) return null;
         var pci = new List<PciDevice>(members.Count);
         foreach (var d in members)
         {
