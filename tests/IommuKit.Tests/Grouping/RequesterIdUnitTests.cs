@@ -81,6 +81,24 @@ public class RequesterIdUnitTests
         foreach (var g in r.Groups) AssertWellFormed(r, g);
     }
 
+    [Fact]
+    public void EveryGroupOfRandomTopologiesWithAliasQuirksAndBridgesHasUnitsAndBondsThatSpanIt()
+    {
+        int kinds = 0;
+        var seen = new HashSet<BondKind>();
+        for (int seed = 1; seed <= 30; seed++)
+        {
+            var r = ModelGrouping.Compute(ReferenceGroupingTests.RandomMachine(seed));
+            foreach (var g in r.Groups)
+            {
+                AssertWellFormed(r, g);
+                foreach (var b in r.Units(g)!.Bonds) if (seen.Add(b.Kind)) kinds++;
+            }
+        }
+        // The generator reaches every kind of bond, or the check proves little.
+        Assert.Equal(4, kinds);
+    }
+
     private static (GroupUnits Units, ModelGroup Group) GroupWith(GroupingResult r, string member)
     {
         var g = r.GroupOf(PciAddress.Parse(member))!;
