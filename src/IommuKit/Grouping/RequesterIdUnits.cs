@@ -65,6 +65,12 @@ public sealed record RequesterIdUnit(int Index, IReadOnlyList<PciAddress> Device
 /// <param name="DeviceUnit">Index of <see cref="Device"/>'s unit; equal to <paramref name="OtherUnit"/> for alias/quirk bonds.</param>
 public sealed record GroupBond(BondKind Kind, PciAddress Device, PciAddress Other, PciAddress? Via, int DeviceUnit, int OtherUnit)
 {
+    /// <summary>For alias and quirk bonds: how the shared requester ID arises (the bridge kind of <see cref="Via"/>, a quirk, or the device's own ID reached as a VMD's).</summary>
+    public DmaAliasVia? Through { get; init; }
+
+    /// <summary>For alias and quirk bonds: the requester ID the two devices share at the IOMMU.</summary>
+    public ushort? RequesterId { get; init; }
+
     /// <summary>The bond joins two different requester-ID units (acs-path, multifunction), not devices inside one.</summary>
     public bool BetweenUnits => DeviceUnit != OtherUnit;
 }
@@ -143,7 +149,7 @@ public static class RequesterIdUnits
         // The first member to reach each requester ID, how, and as which device (the bridge owning the requests).
         var ridOwner = new Dictionary<long, (int Member, DmaAliasVia Via, int Visited)>(); // key: PCI segment << 16 | requester ID
         var rids = new List<ushort>[n];
-        var pending = new List<(BondKind Kind, int A, int B, PciAddress Via)>();
+        var pending = new List<(BondKind Kind, int A, int B, PciAddress Via, DmaAliasVia Through, ushort Rid)>();
         for (int i = 0; i < n; i++)
         {
             var walk = new UnitWalk(index);
@@ -153,23 +159,23 @@ public static class RequesterIdUnits
             {
                 // Visiting another member: that member owns (VMD) or takes ownership of (a bridge) the requests.
                 if (visited >= 0 && visited != i)
-                    pending.Add((BondKind.Alias, i, visited, members[visited].Address));
+                    pending.Add((BondKind.Alias, i, visited, members[visited].Address, via, rid));
                 long key = ((long)segment << 16) | rid;
                 if (ridOwner.TryGetValue(key, out var first))
                 {
                     if (first.Member == i) continue;
                     // Both reach the IOMMU with this ID: by a DMA alias quirk when either side got it from one.
-                    if (via == DmaAliasVia.AliasQuirk) pending.Add((BondKind.Quirk, i, first.Member, members[i].Address));
-                    else if (first.Via == DmaAliasVia.AliasQuirk) pending.Add((BondKind.Quirk, i, first.Member, members[first.Member].Address));
-                    else pending.Add((BondKind.Alias, i, first.Member, members[visited >= 0 ? visited : i].Address));
+                    if (via == DmaAliasVia.AliasQuirk) pending.Add((BondKind.Quirk, i, first.Member, members[i].Address, via, rid));
+                    else if (first.Via == DmaAliasVia.AliasQuirk) pending.Add((BondKind.Quirk, i, first.Member, members[first.Member].Address, first.Via, rid));
+                    else pending.Add((BondKind.Alias, i, first.Member, members[visited >= 0 ? visited : i].Address, via, rid));
                 }
                 else ridOwner[key] = (i, via, visited);
             }
         }
-        foreach (var (kind, a, b, via) in pending)
+        foreach (var (kind, a, b, via, through, rid) in pending)
         {
             if (uf.Union(a, b))
-                bonds.Add(new GroupBond(kind, members[a].Address, members[b].Address, via, -1, -1));
+                bonds.Add(new GroupBond(kind, members[a].Address, members[b].Address, via, -1, -1) { Through = through, RequesterId = rid });
         }
 
         // Number the units by first member.

@@ -66,12 +66,14 @@ public static class GroupBonds
                 if (other == device) continue;
                 if (unit.Index == mine.Index)
                 {
-                    var inside = units.Bonds.FirstOrDefault(b => !b.BetweenUnits && b.DeviceUnit == mine.Index && (b.Device == other || b.Other == other))
-                        ?? units.Bonds.First(b => !b.BetweenUnits && b.DeviceUnit == mine.Index);
-                    string via = inside.Via?.ToShortString() ?? "?";
-                    list.Add((other, inside.Kind, inside.Kind == BondKind.Quirk
-                        ? $"{device.ToShortString()} and {other.ToShortString()} share a requester ID by a DMA alias quirk of {via}: the IOMMU cannot tell them apart"
-                        : $"{device.ToShortString()} and {other.ToShortString()} reach the IOMMU with a requester ID they share through {via}: the IOMMU cannot tell them apart"));
+                    // The bond between the two if there is one, else one naming the other member.
+                    var inside = units.Bonds.FirstOrDefault(x => !x.BetweenUnits && (x.Device == other && x.Other == device || x.Device == device && x.Other == other))
+                        ?? units.Bonds.FirstOrDefault(x => !x.BetweenUnits && x.DeviceUnit == mine.Index && (x.Device == other || x.Other == other))
+                        ?? units.Bonds.First(x => !x.BetweenUnits && x.DeviceUnit == mine.Index);
+                    string text = inside.Via == other || inside.Via == device
+                        ? $"{(inside.Via == other ? device : other).ToShortString()} reaches the IOMMU through {inside.Via!.Value.ToShortString()}, which {OwnerRole(inside)}: they cannot be told apart"
+                        : $"{device.ToShortString()} and {other.ToShortString()} {SharedIdReason(inside)}: they cannot be told apart";
+                    list.Add((other, inside.Kind, text));
                     continue;
                 }
                 var step = FirstBondOnPath(units, mine.Index, unit.Index);
@@ -115,16 +117,32 @@ public static class GroupBonds
         }
     }
 
-    /// <summary>One line per bond, for explanations: "01:00.0 and 01:00.1 share no requester ID; they are together because 01:00.0 is multifunction without ACS".</summary>
-    public static string Describe(GroupBond bond)
+    private static string OwnerRole(GroupBond bond)
     {
-        string a = bond.Device.ToShortString(), b = bond.Other.ToShortString(), via = bond.Via?.ToShortString() ?? "?";
-        return bond.Kind switch
+        string rid = bond.RequesterId is { } r ? $"{r >> 8:x2}:{(r >> 3) & 0x1f:x2}.{r & 7:x}" : "its requester ID";
+        return bond.Through switch
         {
-            BondKind.Alias => $"{a} and {b} reach the IOMMU with a shared requester ID (alias through {via}): the IOMMU cannot tell them apart, they must share one domain",
-            BondKind.Quirk => $"{a} and {b} share a requester ID by a DMA alias quirk of {via}: the IOMMU cannot tell them apart, they must share one domain",
-            BondKind.AcsPath => $"{a} and {b} share no requester ID; they are together because {via} lacks ACS isolation (peer-to-peer DMA between them bypasses the IOMMU)",
-            _ => $"{a} and {b} share no requester ID; they are together because {via} is multifunction without ACS (peer-to-peer DMA between functions bypasses the IOMMU)",
+            DmaAliasVia.PciBridge or DmaAliasVia.HiddenPcieBridge => $"takes ownership of its requests as {rid} (PCIe-to-PCI bridge)",
+            DmaAliasVia.PcieBridge or DmaAliasVia.ConventionalBridge => $"forwards its requests with its own ID {rid}",
+            DmaAliasVia.AliasQuirk => $"shares requester ID {rid} with it by a DMA alias quirk",
+            _ => $"issues its DMA ({rid})",
+        };
+    }
+
+    /// <summary>Why two devices of one unit reach the IOMMU with one requester ID, from an alias or quirk bond.</summary>
+    public static string SharedIdReason(GroupBond bond)
+    {
+        ArgumentNullException.ThrowIfNull(bond);
+        string via = bond.Via?.ToShortString() ?? "?";
+        string rid = bond.RequesterId is { } r ? $"{r >> 8:x2}:{(r >> 3) & 0x1f:x2}.{r & 7:x}" : "one requester ID";
+        return bond.Through switch
+        {
+            DmaAliasVia.PciBridge => $"are behind PCIe-to-PCI bridge {via} and reach the IOMMU as {rid}",
+            DmaAliasVia.HiddenPcieBridge => $"are behind bridge {via} (a PCIe-to-PCI bridge hiding its PCIe capability) and reach the IOMMU as {rid}",
+            DmaAliasVia.PcieBridge => $"are behind PCI-to-PCIe bridge {via}, whose requests carry its own ID {rid}",
+            DmaAliasVia.ConventionalBridge => $"are behind conventional PCI bridge {via}, whose requests carry its own ID {rid}",
+            DmaAliasVia.AliasQuirk => $"share requester ID {rid} by a DMA alias quirk of {via}",
+            _ => $"reach the IOMMU as {via} ({rid}), the device that issues their DMA",
         };
     }
 }

@@ -45,6 +45,19 @@ public class GroupBondsTests
         var lines = GroupBonds.MemberBonds(GroupBonds.UnitsOf(report, g)!, PciAddress.Parse("0e:01.0"));
         Assert.Equal(3, lines.Count);
         Assert.All(lines, l => Assert.Equal(BondKind.Alias, l.Kind));
-        Assert.Contains("cannot tell them apart", lines.Single(l => l.Member == PciAddress.Parse("0d:02.0")).Text);
+        Assert.Equal("0e:01.0 reaches the IOMMU through 0d:02.0, which forwards its requests with its own ID 0d:02.0: they cannot be told apart",
+            lines.Single(l => l.Member == PciAddress.Parse("0d:02.0")).Text);
+    }
+
+    [Fact]
+    public void ExplainSaysDevicesBehindAPcieToPciBridgeReachTheIommuAsItsSecondaryBus()
+    {
+        var report = Oracle("d_pcibridge");
+        var g = report.GroupOf(PciAddress.Parse("02:01.0"))!;
+        var lines = GroupBonds.MemberBonds(GroupBonds.UnitsOf(report, g)!, PciAddress.Parse("02:01.0"));
+        Assert.Equal("02:01.0 and 02:02.0 are behind PCIe-to-PCI bridge 01:00.0 and reach the IOMMU as 02:00.0: they cannot be told apart",
+            lines.Single(l => l.Member == PciAddress.Parse("02:02.0")).Text);
+        Assert.Equal("02:01.0 reaches the IOMMU through 01:00.0, which takes ownership of its requests as 02:00.0 (PCIe-to-PCI bridge): they cannot be told apart",
+            lines.Single(l => l.Member == PciAddress.Parse("01:00.0")).Text);
     }
 }
