@@ -14,6 +14,13 @@ public static class Program
     {
         if (args.Length > 0 && args[0] == "--quick")
             return QuickRun.Run(Console.Out, Console.Error);
+        if (args.Length == 3 && args[0] == "--write-synthetic")
+        {
+            // A synthetic machine of about N devices as a JSON machine, for timing the CLI on it (docs/PERFORMANCE.md).
+            using var file = File.Create(args[2]);
+            IommuKit.Sources.MachineJson.Write(IommuKit.Grouping.SyntheticMachines.Build(int.Parse(args[1], CultureInfo.InvariantCulture)), file);
+            return 0;
+        }
         if (args.Length > 0 && args[0] == "--paging-best")
         {
             PagingBestOfBatches.Run(Console.Out);

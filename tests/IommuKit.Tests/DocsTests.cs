@@ -31,15 +31,7 @@ public sealed partial class DocsTests
         "/work/" + "shared",
     ];
 
-    private static string RepoRoot { get; } = FindRepoRoot();
-
-    private static string FindRepoRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "IommuKit.slnx")))
-                return dir.FullName;
-        throw new InvalidOperationException($"no IommuKit.slnx above {AppContext.BaseDirectory}");
-    }
+    private static string RepoRoot => Fixtures.RepoRoot;
 
     private static HashSet<string> KernelModelSections()
     {

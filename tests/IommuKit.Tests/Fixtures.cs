@@ -14,6 +14,16 @@ internal static class Fixtures
     public static string OracleTarball(string name) => Path.Combine(Oracle, name + ".tar.gz");
     public static string OracleExpected(string name) => Path.Combine(Oracle, name + ".expected.json");
 
+    /// <summary>The repository's root (the directory holding IommuKit.slnx above the test binaries).</summary>
+    public static string RepoRoot { get; } = FindRepoRoot();
+
+    private static string FindRepoRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "IommuKit.slnx"))) return dir.FullName;
+        throw new InvalidOperationException($"no IommuKit.slnx above {AppContext.BaseDirectory}");
+    }
+
     /// <summary>The lspci dumps of the corpus, sorted.</summary>
     public static IEnumerable<string> LspciDumps() => Directory.GetFiles(Lspci, "*.txt").Where(f => !f.EndsWith("SOURCES.md")).Order();
 }
