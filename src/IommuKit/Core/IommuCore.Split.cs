@@ -1,5 +1,4 @@
 using System.Runtime.CompilerServices;
-using IommuKit.Grouping;
 
 namespace IommuKit.Core;
 
@@ -30,8 +29,8 @@ public sealed partial class IommuCore
         set => _policy = value ?? GroupPolicy.Linux;
     }
 
-    /// <summary>The requester-ID units and bonds of a group under the current policy; null with <see cref="GroupPolicy.Linux"/> or for non-PCI members.</summary>
-    public GroupUnits? RequesterIdUnitsOf(IommuGroup group)
+    /// <summary>The requester-ID units of a group under the current policy; null with <see cref="GroupPolicy.Linux"/> or for non-PCI members.</summary>
+    public IReadOnlyList<RequesterIdUnitInfo>? RequesterIdUnitsOf(IommuGroup group)
     {
         ArgumentNullException.ThrowIfNull(group);
         using (new GroupLockScope(group)) return _policy.UnitsOf(group.DevicesLocked);
@@ -109,18 +108,14 @@ public sealed partial class IommuCore
                     return IommuResult.Fail(Errno.EPERM, $"{device.Name}: {group} is not wholly owned by the caller: {d.Name} is bound to {n}, which uses the DMA API");
             }
             var units = policy.UnitsOf(group.DevicesLocked);
-            if (units?.UnitOf(device.Pci!.Address) is not { } unit)
-                return IommuResult.Fail(Errno.EINVAL, $"{device.Name}: {group}'s requester IDs are unknown to the policy (not PCI, or another topology)");
+            if (units is null || device.Pci is not { } pci || GroupPolicy.UnitOf(units, pci.Address) is not { } unit)
+                return IommuResult.Fail(Errno.EINVAL, $"{device.Name}: {group}'s requester IDs are unknown to the policy (not PCI, another topology, or too large)");
             if (unit.Devices.Count == group.DevicesLocked.Count)
-                return IommuResult.Fail(Errno.EINVAL, $"{device.Name}: every device of {group} shares one requester-ID unit ({AliasReason(units, unit)}); attach the group");
+                return IommuResult.Fail(Errno.EINVAL, $"{device.Name}: every device of {group} shares one requester-ID unit ({unit.SharedBecause ?? "alias"}); attach the group");
             if (!wholeUnit && unit.Devices.Count > 1)
-                return IommuResult.Fail(Errno.EINVAL, $"{device.Name}: shares a requester ID with {string.Join(", ", unit.Devices.Where(a => a != device.Pci.Address).Select(a => a.ToShortString()))} ({AliasReason(units, unit)}); the IOMMU cannot tell them apart, so they need one domain: attach the unit or the group");
-            foreach (var b in units.BondsOfUnit(unit.Index))
-            {
-                // Bonds between units are acs-path/multifunction by construction; refuse any other on principle.
-                if (b.Kind.SharesRequesterId())
-                    return IommuResult.Fail(Errno.EINVAL, $"{device.Name}: bonded to {b.Other.ToShortString()} by {b.Kind.Name()}; it cannot have a domain of its own");
-            }
+                return IommuResult.Fail(Errno.EINVAL, $"{device.Name}: shares a requester ID with {string.Join(", ", unit.Devices.Where(a => a != pci.Address).Select(a => a.ToShortString()))} ({unit.SharedBecause ?? "alias"}); the IOMMU cannot tell them apart, so they need one domain: attach the unit or the group");
+            if (unit.InseparableBecause is { } why)
+                return IommuResult.Fail(Errno.EINVAL, $"{device.Name}: {why}; it cannot have a domain of its own");
             var ops = device.IommuDriver;
             if (ops is null || !IsCompatible(domain, ops))
                 return IommuResult.Fail(Errno.EINVAL, $"{device.Name}: {domain} belongs to another IOMMU driver than {ops?.Name ?? "none"}");
@@ -158,14 +153,6 @@ public sealed partial class IommuCore
         }
     }
 
-    private static string AliasReason(GroupUnits units, RequesterIdUnit unit)
-    {
-        foreach (var b in units.Bonds)
-            if (!b.BetweenUnits && b.DeviceUnit == unit.Index)
-                return $"{b.Kind.Name()} through {b.Via?.ToShortString()}";
-        return "alias";
-    }
-
     /// <summary>The devices of <paramref name="device"/>'s split unit: those sharing its own domain in the split state.</summary>
     private List<IommuDevice> UnitMembersLocked(IommuGroup group, SplitState st, IommuDevice device)
     {
@@ -173,7 +160,7 @@ public sealed partial class IommuCore
         var list = new List<IommuDevice>();
         if (!st.Domains.TryGetValue(device, out var dom)) return list;
         var units = _policy.UnitsOf(group.DevicesLocked);
-        var unit = device.Pci is { } p ? units?.UnitOf(p.Address) : null;
+        var unit = device.Pci is { } p && units is not null ? GroupPolicy.UnitOf(units, p.Address) : null;
         foreach (var (d, x) in st.Domains)
         {
             if (x != dom) continue;
@@ -234,7 +221,7 @@ public sealed partial class IommuCore
         foreach (var d in st.Domains.Keys)
             if (!group.DevicesLocked.Contains(d)) problems.Add($"{d.Name} has a domain of its own in {group} but left it");
         if (_policy.UnitsOf(group.DevicesLocked) is not { } units) return;
-        foreach (var unit in units.Units)
+        foreach (var unit in units)
         {
             IommuDomain? first = null;
             bool seen = false;

@@ -40,7 +40,7 @@ public class SplitByRequesterIdTests
             Core = Host.Core;
             Driver = (IommuDriverBase)Host.Driver!;
             Driver.Hardware = new Dictionary<string, IommuHardware> { ["dmar0"] = Hardware };
-            if (split) Core.Policy = GroupPolicy.SplitByRequesterId(Host.Grouping!);
+            if (split) Core.Policy = RequesterIdPolicy.SplitByRequesterId(Host);
         }
 
         public IommuDevice Dev(string a) => Core.FindDevice(PciAddress.Parse(a))!;
@@ -65,7 +65,9 @@ public class SplitByRequesterIdTests
         var rig = new Rig();
         Assert.Same(rig.Dev("01:00.0").Group, rig.Dev("01:00.1").Group);
         var units = rig.Core.RequesterIdUnitsOf(rig.Dev("03:01.0").Group!)!;
-        Assert.Equal(["00:1d.0", "02:00.0,03:01.0,03:02.0"], units.Units.Select(u => string.Join(",", u.Devices.Select(a => a.ToShortString()))));
+        Assert.Equal(["00:1d.0", "02:00.0,03:01.0,03:02.0"], units.Select(u => string.Join(",", u.Devices.Select(a => a.ToShortString()))));
+        Assert.Equal([null, "alias through 02:00.0"], units.Select(u => u.SharedBecause));
+        Assert.All(units, u => Assert.Null(u.InseparableBecause));
         Assert.Null(new Rig(split: false).Core.RequesterIdUnitsOf(rig.Dev("01:00.0").Group!));
     }
 
@@ -136,6 +138,26 @@ public class SplitByRequesterIdTests
     }
 
     [Fact]
+    public void AUnitBondedToTheRestBySharedIdsOrUnknownToThePolicyIsRefused()
+    {
+        // The core trusts only what the resolver says: a unit joined to the rest by an alias or quirk bond, or a group
+        // the resolver cannot tell, keeps one domain.
+        var rig = new Rig(split: false);
+        rig.Core.Policy = GroupPolicy.SplitByRequesterId(members =>
+            [.. members.Select(m => new RequesterIdUnitInfo([m.Address], InseparableBecause: $"bonded to 01:00.0 by quirk"))]);
+        rig.Claim("01:00.0");
+        var dom = rig.NewDomain("01:00.1");
+        var r = rig.Core.AttachDevice(dom, rig.Dev("01:00.1"), rig.Owner);
+        Assert.Equal(Errno.EINVAL, r.Errno);
+        Assert.Contains("bonded to 01:00.0 by quirk", r.Reason);
+        rig.Core.Policy = GroupPolicy.SplitByRequesterId(_ => null);
+        r = rig.Core.AttachDevice(dom, rig.Dev("01:00.1"), rig.Owner);
+        Assert.Equal(Errno.EINVAL, r.Errno);
+        Assert.Contains("unknown to the policy", r.Reason);
+        Assert.Empty(rig.Core.CheckInvariants());
+    }
+
+    [Fact]
     public void TheAliasUnitBehindAPcieToPciBridgeSplitsFromThePortWithoutAcs()
     {
         var rig = new Rig();
@@ -154,7 +176,7 @@ public class SplitByRequesterIdTests
         var m = T.New().RootPort("00:1c.0", sec: 1, sub: 2, acs: T.AcsOn)
             .Dev("01:00.0", T.Qemu, 0x000e, PcieType.PciBridge, sec: 2).Conventional("02:01.0").Build();
         var host = HostModel.FromMachine(m);
-        host.Core.Policy = GroupPolicy.SplitByRequesterId(host.Grouping!);
+        host.Core.Policy = RequesterIdPolicy.SplitByRequesterId(host);
         var dev = host.Core.FindDevice(PciAddress.Parse("02:01.0"))!;
         Assert.True(host.Core.GroupClaimDmaOwner(dev.Group!, rig.Owner).IsOk);
         Assert.True(host.Core.AllocPagingDomain(dev, out var dom).IsOk);
