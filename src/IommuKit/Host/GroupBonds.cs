@@ -4,6 +4,16 @@ using IommuKit.Pci;
 
 namespace IommuKit.Host;
 
+/// <summary>Why another member shares the asked device's group: its bond kind and one sentence (<see cref="GroupBonds.MemberBonds"/>).</summary>
+public sealed record MemberBond(PciAddress Member, BondKind Kind, string Text);
+
+/// <summary>
+/// Members of a group that a VMM with a virtual IOMMU must put in one guest address space (<see cref="MustShare"/>: they
+/// share a requester ID), or that could each have their own (bonded only by acs-path/multifunction). All of a group's
+/// members still go to the same VM: peer-to-peer between them bypasses the IOMMU.
+/// </summary>
+public sealed record GuestAddressSpace(IReadOnlyList<PciAddress> Devices, bool MustShare, string Reason);
+
 /// <summary>
 /// The requester-ID units and bonds of the model's groups (<see cref="RequesterIdUnits"/>): which members the IOMMU
 /// cannot tell apart (they must share a domain) and which are merely not isolated from each other.
@@ -54,10 +64,10 @@ public static class GroupBonds
     /// their units (alias/quirk inside a unit, else the first acs-path/multifunction bond leaving the device's unit
     /// toward the member's), in group order.
     /// </summary>
-    public static IReadOnlyList<(PciAddress Member, BondKind Kind, string Text)> MemberBonds(GroupUnits units, PciAddress device)
+    public static IReadOnlyList<MemberBond> MemberBonds(GroupUnits units, PciAddress device)
     {
         ArgumentNullException.ThrowIfNull(units);
-        var list = new List<(PciAddress, BondKind, string)>();
+        var list = new List<MemberBond>();
         if (units.UnitOf(device) is not { } mine) return list;
         foreach (var unit in units.Units)
         {
@@ -73,16 +83,43 @@ public static class GroupBonds
                     string text = inside.Via == other || inside.Via == device
                         ? $"{(inside.Via == other ? device : other).ToShortString()} reaches the IOMMU through {inside.Via!.Value.ToShortString()}, which {OwnerRole(inside)}: they cannot be told apart"
                         : $"{device.ToShortString()} and {other.ToShortString()} {SharedIdReason(inside)}: they cannot be told apart";
-                    list.Add((other, inside.Kind, text));
+                    list.Add(new MemberBond(other, inside.Kind, text));
                     continue;
                 }
                 var step = FirstBondOnPath(units, mine.Index, unit.Index);
                 string v = step?.Via?.ToShortString() ?? "?";
                 var kind = step?.Kind ?? BondKind.AcsPath;
-                list.Add((other, kind, kind == BondKind.Multifunction
+                list.Add(new MemberBond(other, kind, kind == BondKind.Multifunction
                     ? $"{device.ToShortString()} and {other.ToShortString()} share no requester ID; they are together because {v} is multifunction without ACS"
                     : $"{device.ToShortString()} and {other.ToShortString()} share no requester ID; they are together because {v} lacks ACS isolation"));
             }
+        }
+        return list;
+    }
+
+    /// <summary>
+    /// The guest address spaces a VMM with a virtual IOMMU (nested translation, iommufd) needs for a group: one per
+    /// requester-ID unit. A unit of several devices must share one (the IOMMU cannot tell them apart); single-device
+    /// units of a shared group could each have their own. Empty for a group of one device (nothing to choose).
+    /// </summary>
+    public static IReadOnlyList<GuestAddressSpace> AddressSpaces(GroupUnits units)
+    {
+        ArgumentNullException.ThrowIfNull(units);
+        var list = new List<GuestAddressSpace>();
+        if (units.Units.Sum(u => u.Devices.Count) < 2) return list;
+        foreach (var u in units.Units)
+        {
+            if (u.Devices.Count > 1)
+            {
+                var b = units.Bonds.First(x => !x.BetweenUnits && x.DeviceUnit == u.Index);
+                list.Add(new GuestAddressSpace(u.Devices, true,
+                    $"{string.Join(", ", u.Devices.Select(a => a.ToShortString()))} share a requester ID ({b.Kind.Name()} through {b.Via?.ToShortString()}): one guest address space"));
+                continue;
+            }
+            var bond = units.BondsOfUnit(u.Index).FirstOrDefault();
+            string why = bond is null ? "no bond" : $"{bond.Kind.Name()} through {bond.Via?.ToShortString()}";
+            list.Add(new GuestAddressSpace(u.Devices, false,
+                $"{u.Devices[0].ToShortString()} has a requester ID of its own ({why} joins it to the group): it could have a guest address space of its own, in the same VM"));
         }
         return list;
     }

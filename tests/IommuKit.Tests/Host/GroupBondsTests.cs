@@ -60,4 +60,23 @@ public class GroupBondsTests
         Assert.Equal("02:01.0 reaches the IOMMU through 01:00.0, which takes ownership of its requests as 02:00.0 (PCIe-to-PCI bridge): they cannot be told apart",
             lines.Single(l => l.Member == PciAddress.Parse("01:00.0")).Text);
     }
+
+    [Fact]
+    public void AddressSpacesSeparateAliasUnitsFromDevicesThatCouldHaveTheirOwn()
+    {
+        var m = Grouping.T.New().RootPort("00:1d.0", sec: 2, sub: 3)
+            .Dev("02:00.0", Grouping.T.Qemu, 0x000e, PcieType.PciBridge, sec: 3, sub: 3)
+            .Conventional("03:01.0").Conventional("03:02.0").Build();
+        var r = ModelGrouping.Compute(m);
+        var spaces = GroupBonds.AddressSpaces(r.Units(r.GroupOf(PciAddress.Parse("03:01.0"))!)!);
+        Assert.Equal(2, spaces.Count);
+        Assert.False(spaces[0].MustShare);
+        Assert.Equal([PciAddress.Parse("00:1d.0")], spaces[0].Devices);
+        Assert.Contains("acs-path through 00:1d.0", spaces[0].Reason);
+        Assert.True(spaces[1].MustShare);
+        Assert.Equal("02:00.0, 03:01.0, 03:02.0 share a requester ID (alias through 02:00.0): one guest address space", spaces[1].Reason);
+        // A group of one device has nothing to choose.
+        var single = ModelGrouping.Compute(Grouping.T.New().RootPort("00:1c.0", sec: 1, acs: Grouping.T.AcsOn).Endpoint("01:00.0").Build());
+        Assert.Empty(GroupBonds.AddressSpaces(single.Units(single.GroupOf(PciAddress.Parse("01:00.0"))!)!));
+    }
 }
