@@ -46,8 +46,8 @@ public sealed partial class IommuCore
             }
             return r;
         }
+        EndSplitLocked(group); // every requester-ID unit is on the group's new domain
         group.DomainLocked = domain;
-        EndSplitLocked(group); // every requester-ID unit is on the group's domain again
         return remembered;
     }
 
