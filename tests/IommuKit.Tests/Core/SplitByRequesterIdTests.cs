@@ -1,4 +1,5 @@
 using IommuKit.Core;
+using IommuKit.Drivers;
 using IommuKit.Grouping;
 using IommuKit.Host;
 using IommuKit.Pci;
@@ -243,7 +244,7 @@ public class SplitByRequesterIdTests
         Assert.True(rig.Core.AttachDevice(dom, rig.Dev("01:00.1"), rig.Owner).IsOk);
         var c1 = rig.Hardware.GetContext(0x0101)!;
         Assert.Equal(IommuContextKind.Translated, c1.Kind);
-        Assert.Equal(dom.Id, c1.DomainId);
+        Assert.Same(dom.PageTable, c1.Table);
         Assert.Equal(IommuContextKind.Blocked, rig.Hardware.GetContext(0x0100)!.Kind);
     }
 
