@@ -51,6 +51,7 @@ public sealed class GroupPolicy
     /// <summary>Units of a group may be given different domains.</summary>
     public bool SplitsByRequesterId => _units is not null;
 
+    /// <summary><c>linux</c> or <c>split-by-requester-id</c>.</summary>
     public override string ToString() => SplitsByRequesterId ? "split-by-requester-id" : "linux";
 
     /// <summary>
