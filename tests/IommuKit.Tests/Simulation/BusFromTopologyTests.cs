@@ -1,3 +1,4 @@
+using IommuKit.Host;
 using IommuKit.Grouping;
 using IommuKit.Host;
 using IommuKit.Pci;
