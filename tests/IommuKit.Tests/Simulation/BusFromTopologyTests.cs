@@ -1,6 +1,5 @@
 using IommuKit.Host;
 using IommuKit.Grouping;
-using IommuKit.Host;
 using IommuKit.Pci;
 using IommuKit.Simulation;
 using IommuKit.Tests.Grouping;
