@@ -47,8 +47,14 @@ public static class GroupBonds
     public static GroupUnits? UnitsOf(HostReport report, GroupReport group)
     {
         ArgumentNullException.ThrowIfNull(report);
+        return UnitsOf(report.Model, group);
+    }
+
+    /// <summary>The units and bonds of <paramref name="group"/> from the model's result (<see cref="UnitsOf(HostReport, GroupReport)"/>).</summary>
+    public static GroupUnits? UnitsOf(GroupingResult model, GroupReport group)
+    {
+        ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(group);
-        var model = report.Model;
         if (model.Context is not { } ctx || model.Host is not { } host || group.Devices.Count == 0) return null;
         if (group.Devices.Count > RequesterIdUnits.MaxMembers) return null;
         if (model.GroupOf(group.Devices[0].Address) is { } mg && mg.Devices.Count == group.Devices.Count &&
@@ -117,9 +123,14 @@ public static class GroupBonds
                 continue;
             }
             var bond = units.BondsOfUnit(u.Index).FirstOrDefault();
-            string why = bond is null ? "no bond" : $"{bond.Kind.Name()} through {bond.Via?.ToShortString()}";
+            string why = bond switch
+            {
+                null => "no bond known",
+                { Kind: BondKind.Multifunction } => $"in the group because {bond.Via?.ToShortString()} is multifunction without ACS",
+                _ => $"in the group because {bond.Via?.ToShortString()} lacks ACS isolation",
+            };
             list.Add(new GuestAddressSpace(u.Devices, false,
-                $"{u.Devices[0].ToShortString()} has a requester ID of its own ({why} joins it to the group): it could have a guest address space of its own, in the same VM"));
+                $"{u.Devices[0].ToShortString()} has a requester ID of its own ({why}): it could have its own guest address space, in the same VM"));
         }
         return list;
     }

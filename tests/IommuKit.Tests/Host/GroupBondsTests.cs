@@ -72,7 +72,7 @@ public class GroupBondsTests
         Assert.Equal(2, spaces.Count);
         Assert.False(spaces[0].MustShare);
         Assert.Equal([PciAddress.Parse("00:1d.0")], spaces[0].Devices);
-        Assert.Contains("acs-path through 00:1d.0", spaces[0].Reason);
+        Assert.Equal("00:1d.0 has a requester ID of its own (in the group because 00:1d.0 lacks ACS isolation): it could have its own guest address space, in the same VM", spaces[0].Reason);
         Assert.True(spaces[1].MustShare);
         Assert.Equal("02:00.0, 03:01.0, 03:02.0 share a requester ID (alias through 02:00.0): one guest address space", spaces[1].Reason);
         // A group of one device has nothing to choose.
