@@ -75,6 +75,16 @@ internal static class ExplainCommand
             w.WriteEndObject();
         }
         w.WriteEndArray();
+        w.WriteStartArray("bonds");
+        foreach (var b in e.Bonds)
+        {
+            w.WriteStartObject();
+            w.WriteString("member", b.Member.ToString());
+            w.WriteString("kind", b.Kind.Name());
+            w.WriteString("text", b.Text);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
         JsonOut.StringArray(w, "disagreements", e.Disagreements.Select(d => d.Text));
         JsonOut.StringArray(w, "warnings", e.Report.Notes);
         w.WriteEndObject();
@@ -103,6 +113,7 @@ internal static class ExplainCommand
             string whose = report.Predicted ? "predicted by the model" : e.Disagreements.Count == 0 ? "the kernel's; the model agrees" : "the kernel's";
             o.WriteLine($"{s.Bold($"Group {shown.Id}")} ({whose})  {s.Dim($"fingerprint {shown.Fingerprint}")}");
             o.WriteLine(others.Count == 0 ? "Alone in its group." : $"Shares it with: {string.Join(" ", others)}");
+            foreach (var b in e.Bonds) o.WriteLine($"  {s.Dim(b.Kind.Name() + ":")} {b.Text}");
         }
         o.WriteLine("Why:");
         for (int i = 0; i < e.Steps.Count; i++) o.WriteLine($"  {i + 1}. {e.Steps[i].Text}");

@@ -72,7 +72,40 @@ internal static class GroupsRenderer
         w.WriteStartArray("devices");
         foreach (var d in g.Devices) WriteDeviceJson(w, d, ids);
         w.WriteEndArray();
+        WriteUnitsJson(w, g.Units);
         w.WriteEndObject();
+    }
+
+    /// <summary>The <c>units</c> and <c>bonds</c> keys of a group object (docs/json.md); both null when the units are unknown.</summary>
+    private static void WriteUnitsJson(Utf8JsonWriter w, Grouping.GroupUnits? units)
+    {
+        if (units is null)
+        {
+            w.WriteNull("units");
+            w.WriteNull("bonds");
+            return;
+        }
+        w.WriteStartArray("units");
+        foreach (var u in units.Units)
+        {
+            w.WriteStartObject();
+            JsonOut.StringArray(w, "devices", u.Devices.Select(a => a.ToString()));
+            JsonOut.StringArray(w, "requester_ids", u.RequesterIds.Select(r => $"0x{r:x4}"));
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        w.WriteStartArray("bonds");
+        foreach (var b in units.Bonds)
+        {
+            w.WriteStartObject();
+            w.WriteString("kind", Grouping.BondKindExtensions.Name(b.Kind));
+            w.WriteString("device", b.Device.ToString());
+            w.WriteString("other", b.Other.ToString());
+            JsonOut.NullableString(w, "via", b.Via?.ToString());
+            w.WriteBoolean("between_units", b.BetweenUnits);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
     }
 
     /// <summary>One device object (<see cref="DeviceJson.Write"/> without topology facts).</summary>

@@ -66,6 +66,8 @@ internal static class VfioCheckText
         WriteList(o, "Problems:", v.Problems.Select(p => s.Bad(p)));
         WriteList(o, "If the whole group goes to a VM, the host loses:", v.HostLosses.Select(l => $"{l.Address.ToShortString()} {l.What}"));
         WriteList(o, "Notes:", v.Notes);
+        WriteList(o, "With a virtual IOMMU in the VM (all of these go to the same VM):",
+            r.AddressSpaces.Select(a => a.MustShare ? s.Warn(a.Reason) : a.Reason));
     }
 
     private static void WriteList(TextWriter o, string title, IEnumerable<string> items)
@@ -113,6 +115,16 @@ internal static class VfioCheckText
         }
         w.WriteEndArray();
         JsonOut.StringArray(w, "fixes", v?.Fixes ?? []);
+        w.WriteStartArray("address_spaces");
+        foreach (var a in r.AddressSpaces)
+        {
+            w.WriteStartObject();
+            JsonOut.StringArray(w, "devices", a.Devices.Select(d => d.ToString()));
+            w.WriteBoolean("must_share", a.MustShare);
+            w.WriteString("reason", a.Reason);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
         JsonOut.StringArray(w, "notes", v?.Notes ?? []);
         JsonOut.StringArray(w, "disagreements", r.Report.Disagreements.Select(d => d.Text));
         JsonOut.StringArray(w, "warnings", r.Report.Notes);

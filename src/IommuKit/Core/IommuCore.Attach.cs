@@ -56,6 +56,7 @@ public sealed partial class IommuCore
     private IommuResult AttachGroupLocked(IommuDomain domain, IommuGroup group)
     {
         group.AssertLocked();
+        if (RefuseWhileSplitLocked(group) is { IsOk: false } split) return split;
         var cur = group.DomainLocked;
         if (cur is not null && cur != group.DefaultDomainLocked && cur != group.BlockingDomainLocked)
             return IommuResult.Fail(Errno.EBUSY, $"{group} is already attached to {cur}; detach or replace it first");
@@ -84,6 +85,7 @@ public sealed partial class IommuCore
             var first = group.DevicesLocked.Count > 0 ? group.DevicesLocked[0] : null;
             if (first?.IommuDriver is not { } ops || !IsCompatible(domain, ops))
                 return IommuResult.Fail(Errno.EINVAL, $"{group}: {domain} is not compatible with the group's IOMMU");
+            if (RefuseWhileSplitLocked(group) is { IsOk: false } split) return split;
             return SetGroupDomainLocked(group, domain, mustSucceed: false);
         }
     }
@@ -95,6 +97,7 @@ public sealed partial class IommuCore
         if (group is null) return;
         using (new GroupLockScope(group))
         {
+            if (TryDetachUnitLocked(group, domain, device)) return; // a requester-ID unit on a domain of its own (GroupPolicy)
             if (group.DomainLocked != domain || group.DevicesLocked.Count != 1)
             {
                 AddLog($"WARNING: {device.Name}: detach of {domain} that is not the device's own domain");
@@ -134,12 +137,12 @@ public sealed partial class IommuCore
         Raise(new GroupDetachedEvent(group, leaving, group.DomainLocked));
     }
 
-    /// <summary><c>iommu_get_domain_for_dev</c>: the group's current domain, or null.</summary>
+    /// <summary><c>iommu_get_domain_for_dev</c>: the group's current domain (the unit's own one when split by <see cref="Policy"/>), or null.</summary>
     public IommuDomain? GetDomainForDevice(IommuDevice device)
     {
         var g = device.Group;
         if (g is null) return null;
-        using (new GroupLockScope(g)) return g.DomainLocked;
+        using (new GroupLockScope(g)) return ExpectedDomainLocked(g, device);
     }
 
     // ---------------------------------------------------------------- blocking domain (spec 4.2)

@@ -18,7 +18,7 @@ public sealed partial class IommuCore
     {
         group.AssertLocked();
         var old = group.DomainLocked;
-        if (domain == old) return IommuResult.Ok; // spec 4.3 step 1
+        if (domain == old && !SplitActiveLocked(group)) return IommuResult.Ok; // spec 4.3 step 1 (a split group still gathers its units)
         if (domain is null) // spec 4.3 step 2: WARN + EINVAL
         {
             AddLog($"WARNING: {group}: set_group_domain with no domain");
@@ -28,7 +28,7 @@ public sealed partial class IommuCore
         IommuResult remembered = IommuResult.Ok;
         for (int i = 0; i < devices.Count; i++)
         {
-            var r = SetDeviceDomainLocked(group, devices[i], domain, old, mustSucceed);
+            var r = SetDeviceDomainLocked(group, devices[i], domain, ExpectedDomainLocked(group, devices[i]) ?? old, mustSucceed);
             if (r.IsOk) continue;
             if (mustSucceed)
             {
@@ -40,12 +40,13 @@ public sealed partial class IommuCore
             {
                 for (int j = 0; j <= i; j++)
                 {
-                    var back = SetDeviceDomainLocked(group, devices[j], old, null, mustSucceed: true);
+                    var back = SetDeviceDomainLocked(group, devices[j], ExpectedDomainLocked(group, devices[j]) ?? old, null, mustSucceed: true);
                     if (!back.IsOk) AddLog($"WARNING: {devices[j].Name}: could not restore {old} after a failed switch: {back}");
                 }
             }
             return r;
         }
+        EndSplitLocked(group); // every requester-ID unit is on the group's new domain
         group.DomainLocked = domain;
         Raise(new GroupAttachedEvent(group, domain, old));
         return remembered;

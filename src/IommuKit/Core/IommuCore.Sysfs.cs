@@ -208,7 +208,9 @@ public sealed partial class IommuCore
 
     /// <summary>
     /// Checks the core's invariants under each group's lock and returns one line per violation (empty when all hold):
-    /// every device of a group is attached to the group's domain; a user-owned group has no DMA-API driver bound (5.19+)
+    /// every device of a group is attached to the group's domain, or (under <see cref="GroupPolicy.SplitByRequesterId"/>) to
+    /// its requester-ID unit's own domain, with every unit on one domain and the group's owner unchanged while units
+    /// differ; a user-owned group has no DMA-API driver bound (5.19+)
     /// and at least one claim; a kernel-owned group's owner count equals its bound DMA-API drivers; the direct regions of
     /// every device are mapped 1:1 in a DMA-API default domain.
     /// </summary>
@@ -220,10 +222,11 @@ public sealed partial class IommuCore
             using (new GroupLockScope(group))
             {
                 if (group.DevicesLocked.Count == 0) continue;
+                CheckSplitLocked(group, problems);
                 int dmaBound = 0;
                 foreach (var d in group.DevicesLocked)
                 {
-                    if (d.AttachedDomain != group.DomainLocked)
+                    if (d.AttachedDomain != ExpectedDomainLocked(group, d))
                         problems.Add($"{d.Name} is attached to {d.AttachedDomain?.ToString() ?? "nothing"} but {group} is on {group.DomainLocked?.ToString() ?? "nothing"}");
                     if (d.Group != group) problems.Add($"{d.Name} is listed in {group} but points at {d.Group}");
                     if (d.DriverName is not null && !d.DriverManagedDma) dmaBound++;

@@ -517,6 +517,7 @@ public sealed partial class IommuCore
     {
         group.AssertLocked();
         group.DevicesLocked.Remove(dev);
+        ForgetSplitDeviceLocked(group, dev);
         bool empty = group.DevicesLocked.Count == 0;
         if (empty && (group.OwnerCntLocked != 0 || group.DomainLocked != group.DefaultDomainLocked))
             AddLog($"WARNING: {group}: last device {dev.Name} left while owner_cnt={group.OwnerCntLocked} or the domain is not the default");

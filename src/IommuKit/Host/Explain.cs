@@ -11,7 +11,11 @@ namespace IommuKit.Host;
 /// <param name="ModelGroup">The model's group for it, or null.</param>
 /// <param name="Disagreements">The model/kernel disagreements about this device.</param>
 public sealed record ExplainReport(HostReport Report, PciDevice Device, IReadOnlyList<ExplainStep> Steps, GroupReport? Group,
-    GroupReport? ModelGroup, IReadOnlyList<Disagreement> Disagreements);
+    GroupReport? ModelGroup, IReadOnlyList<Disagreement> Disagreements)
+{
+    /// <summary>For every other member of <see cref="Group"/>: the kind of bond that puts it with the device, and why (<see cref="GroupBonds.MemberBonds"/>).</summary>
+    public IReadOnlyList<MemberBond> Bonds { get; init; } = [];
+}
 
 /// <summary>Whether a group can be passed through with VFIO (<see cref="HostAnalysis.VfioCheck"/>).</summary>
 /// <param name="Report">The machine's analysis.</param>
@@ -21,7 +25,14 @@ public sealed record ExplainReport(HostReport Report, PciDevice Device, IReadOnl
 /// <param name="Outcome">The answer in one word.</param>
 /// <param name="Problems">What stands in the way (for a device in no group, why it has none).</param>
 public sealed record VfioReport(HostReport Report, PciAddress? Target, GroupReport? Group, VfioVerdict? Verdict, VfioOutcome Outcome,
-    IReadOnlyList<string> Problems);
+    IReadOnlyList<string> Problems)
+{
+    /// <summary>
+    /// With a virtual IOMMU in the VM: which members must share one guest address space (they share a requester ID) and
+    /// which could each have their own (<see cref="GroupBonds.AddressSpaces"/>); empty for a group of one device or unknown units.
+    /// </summary>
+    public IReadOnlyList<GuestAddressSpace> AddressSpaces { get; init; } = [];
+}
 
 /// <summary>The one-word answer of a VFIO check.</summary>
 public enum VfioOutcome
@@ -42,8 +53,12 @@ public static partial class HostAnalysis
     {
         ArgumentNullException.ThrowIfNull(report);
         var device = DeviceOf(report.Machine, address);
-        return new ExplainReport(report, device, report.Model.Explain(address), report.GroupOf(address), report.ModelGroupOf(address),
-            report.DisagreementsAbout(address));
+        var group = report.GroupOf(address);
+        return new ExplainReport(report, device, report.Model.Explain(address), group, report.ModelGroupOf(address),
+            report.DisagreementsAbout(address))
+        {
+            Bonds = group?.Units is { } units ? GroupBonds.MemberBonds(units, address) : [],
+        };
     }
 
     /// <summary>
@@ -70,7 +85,10 @@ public static partial class HostAnalysis
         var verdict = Passthrough.VfioCheck.Evaluate(report.Machine,
             new PassthroughGroup(view.Id, view.Devices.Select(d => d.Address).ToList(), view.ReservedRegions), target, report.CommandLine);
         var outcome = noIommu ? VfioOutcome.NoIommu : verdict.Viable ? VfioOutcome.Viable : VfioOutcome.NotViable;
-        return new VfioReport(report, target, view, verdict, outcome, verdict.Problems);
+        return new VfioReport(report, target, view, verdict, outcome, verdict.Problems)
+        {
+            AddressSpaces = view.Units is { } units ? GroupBonds.AddressSpaces(units) : [],
+        };
     }
 
     /// <summary>The device at an address of the machine, or a bad-input error naming it.</summary>

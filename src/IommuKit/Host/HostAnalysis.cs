@@ -42,11 +42,13 @@ public static partial class HostAnalysis
             if (!(state == IommuState.Off && m == activation.Reason)) notes.Add(m);
         var predict = Predictor(result, state == IommuState.Off, notes);
         var model = ModelReports(result, predict);
+        model = model.ConvertAll(g => g with { Units = GroupBonds.UnitsOf(result, g) });
 
         IReadOnlyList<GroupReport> shown;
         if (kernelShown)
         {
             shown = KernelReports(machine, predict);
+            shown = [.. shown.Select(g => g with { Units = GroupBonds.UnitsOf(result, g) })];
             Compare(shown, model, disagreements);
         }
         else

@@ -47,6 +47,12 @@ public sealed record GroupReport(
     /// <summary>Devices whose missing facts the placement depended on (empty when none).</summary>
     public IReadOnlyList<PciDevice> UnknownFacts { get; } = UnknownFacts ?? [];
 
+    /// <summary>
+    /// The requester-ID units of the group and the bonds that hold it together (<see cref="GroupBonds"/>); null when the
+    /// model has no grouping context (IOMMU off and not predicted) or the group is too large.
+    /// </summary>
+    public Grouping.GroupUnits? Units { get; init; }
+
     /// <summary>The group holds the device at <paramref name="address"/>.</summary>
     public bool Contains(PciAddress address)
     {

@@ -85,7 +85,7 @@ public class ReferenceGroupingTests
         return result;
     }
 
-    private static Machine RandomMachine(int seed)
+    internal static Machine RandomMachine(int seed)
     {
         var rnd = new Random(seed);
         var t = T.New();
