@@ -71,6 +71,7 @@ internal static class VfioCheckCommand
         var ids = Inputs.LoadPciIds(pciIdsPath);
         PciAddress? target = addressText is null ? null : Inputs.Address(addressText);
         var machine = Inputs.LoadMachine(sourcePath, console);
+        Inputs.RefuseExample(machine, "check");
         if (target is { } t) HostAnalysis.DeviceOf(machine, t);
         var v = HostAnalysis.VfioCheck(HostAnalysis.Analyze(machine, cmdlineText), target, groupId, force);
         if (json) VfioCheckText.WriteJson(console, v, ids);

@@ -46,7 +46,32 @@ public static partial class HostAnalysis
     public static BindOutcome ApplyBind(VfioReport plan, ISysfsAccess io)
     {
         ArgumentNullException.ThrowIfNull(plan);
+        return Apply(plan.Targets, plan.Steps, toVfio: true, io);
+    }
+
+    /// <summary>
+    /// The card's functions <c>iommu unbind</c> gives back to the host: those of <paramref name="plan"/>'s card (in the
+    /// group and in other groups) that are on a VFIO driver now.
+    /// </summary>
+    public static IReadOnlyList<PciDevice> GiveBackTargets(VfioReport plan)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        return plan.Members.Where(m => m.Role is DeviceRole.Asked or DeviceRole.SameCard).Select(m => m.Device)
+            .Concat(plan.Related.Select(r => r.Device))
+            .Where(d => d.Driver is { } drv && Passthrough.VfioCheck.IsVfioDriver(drv)).ToList();
+    }
+
+    /// <summary>Performs <see cref="UnbindSteps"/> for <see cref="GiveBackTargets"/>, verified and restored like <see cref="ApplyBind"/>.</summary>
+    public static BindOutcome ApplyUnbind(VfioReport plan, ISysfsAccess io)
+    {
+        var targets = GiveBackTargets(plan);
+        return Apply(targets, UnbindSteps(targets), toVfio: false, io);
+    }
+
+    private static BindOutcome Apply(IReadOnlyList<PciDevice> targets, IReadOnlyList<HostAction> steps, bool toVfio, ISysfsAccess io)
+    {
         ArgumentNullException.ThrowIfNull(io);
+        var plan = (Targets: targets, Steps: steps);
         var previous = plan.Targets.Select(d => (d.Address, io.DriverOf(d.Address) ?? d.Driver, CleanOverride(io.Read(OverridePath(d.Address))))).ToList();
         var done = new List<AppliedAction>();
         var touched = new List<PciAddress>();
@@ -71,10 +96,13 @@ public static partial class HostAnalysis
         {
             foreach (var d in plan.Targets)
             {
-                string? now = io.Live ? io.DriverOf(d.Address) : io.Read(OverridePath(d.Address));
-                if (now != VfioPci)
+                // A directory root does not probe: there the override file is what can be checked.
+                string? now = io.Live ? io.DriverOf(d.Address) : CleanOverride(io.Read(OverridePath(d.Address)));
+                if ((now == VfioPci) != toVfio)
                 {
-                    failure = $"verify: {d.Address} is on {now ?? "no driver"} after the probe, not {VfioPci}";
+                    failure = toVfio
+                        ? $"verify: {d.Address} is on {now ?? "no driver"} after the probe, not {VfioPci}"
+                        : $"verify: {d.Address} is still on {VfioPci} after the probe";
                     break;
                 }
             }
