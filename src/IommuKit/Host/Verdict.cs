@@ -24,7 +24,7 @@ public enum VerdictClass
 /// <summary>What a member of the checked group is to the user's request.</summary>
 public enum DeviceRole
 {
-    /// <summary>The device asked about (for <c>--group</c>, the group's first function that is not a bridge).</summary>
+    /// <summary>The device asked about (for <c>--group</c>, the group's first function that is not a host function, else not a bridge).</summary>
     Asked,
     /// <summary>Another function of the same card (same slot: domain, bus and device number).</summary>
     SameCard,
@@ -74,7 +74,8 @@ public static partial class HostAnalysis
         }
 
         // The asked device: the target, or for a group the first function that is not a bridge (else the first member).
-        var asked = target ?? (view.Devices.FirstOrDefault(d => HostFunctions.Classify(d) != HostFunctionKind.Bridge) ?? view.Devices[0]).Address;
+        var asked = target ?? (view.Devices.FirstOrDefault(d => HostFunctions.Classify(d) is null)
+            ?? view.Devices.FirstOrDefault(d => HostFunctions.Classify(d) != HostFunctionKind.Bridge) ?? view.Devices[0]).Address;
         // A card is what sits in a slot: the functions of one device behind a port. On a root bus, the functions of one
         // device number are the chipset's or CPU's separate integrated devices (audio, SMBus, LAN of a PCH), not one card.
         var askedDevice = DeviceOf(machine, asked);
@@ -116,7 +117,9 @@ public static partial class HostAnalysis
         else cls = members.TrueForAll(m => m.Ok) ? VerdictClass.Ready : VerdictClass.NeedsBinding;
 
         // What bind moves to vfio-pci: the card's functions here and in other groups; bridges stay on pcieport.
-        var targets = members.Where(m => m.Role is DeviceRole.Asked or DeviceRole.SameCard).Select(m => m.Device)
+        // A host function is never a target (the asked one included: its verdict is not-assignable), unless forced.
+        var targets = members.Where(m => m.Role is DeviceRole.Asked or DeviceRole.SameCard)
+            .Where(m => m.HostFunction is not { } hk || (force && HostFunctions.Forceable(hk))).Select(m => m.Device)
             .Concat(related.Select(r => r.Device)).Where(d => d.Driver is null || !Passthrough.VfioCheck.IsVfioDriver(d.Driver)).ToList();
         var steps = BindSteps(targets);
 
