@@ -63,6 +63,7 @@ internal static class VfioCheckText
         string label = v.Class is VerdictClass.Ready or VerdictClass.NeedsBinding ? s.Good(Label(v.Class)) : s.Bad(Label(v.Class));
         o.WriteLine($"Verdict: {label}: {Summary(v, what)}.");
         WriteList(o, "Why:", v.Reasons);
+        WriteList(o, "Fix:", v.Verdict?.Fixes ?? []);
         WriteList(o, "What would give the card a group of its own:", v.Splits);
         if (v.Class is VerdictClass.Ready or VerdictClass.NeedsBinding && v.Steps.Count > 0)
         {
@@ -202,6 +203,7 @@ internal static class VfioCheckText
             w.WriteEndObject();
         }
         w.WriteEndArray();
+        JsonOut.StringArray(w, "fixes", v?.Fixes ?? []);
         JsonOut.StringArray(w, "notes", v?.Notes ?? []);
         JsonOut.StringArray(w, "disagreements", r.Report.Disagreements.Select(d => d.Text));
         JsonOut.StringArray(w, "warnings", r.Report.Notes);
