@@ -92,7 +92,8 @@ internal static class BindCommand
         return outcome is { Ok: false } ? (int)ExitCode.Negative : (int)ExitCode.Ok;
     }
 
-    private static bool Ask(CliConsole console, string question)
+    /// <summary>Asks a yes/no question on the terminal (<see cref="Confirm"/> in tests); without a terminal, refuses (use --yes).</summary>
+    internal static bool Ask(CliConsole console, string question)
     {
         if (Confirm is { } c) return c(question);
         if (Console.IsInputRedirected)

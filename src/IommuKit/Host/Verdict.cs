@@ -173,8 +173,8 @@ public static partial class HostAnalysis
             advice.Add($"{asked.Address.ToShortString()} is built into the chipset or CPU: it cannot move, and its group is fixed by the platform's ACS; " +
                        "a plug-in card behind a port with ACS is the reliable alternative");
         else advice.Add(
-            "move the card to a slot behind a port with ACS (usually a CPU root port) so it gets a group of its own: `iommu slots --for " +
-            asked.Address.ToShortString() + "` ranks the free ones");
+            "move the card to a slot behind a port with ACS (usually a CPU root port) so it gets a group of its own: `iommu whatif --move " +
+            asked.Address.ToShortString() + "=PORT` predicts the group it would get there");
         for (var p = asked.Parent; p is not null; p = p.Parent)
         {
             if (p.Acs is null && p.IsPcie && p.PcieType is PcieType.RootPort or PcieType.Downstream)
