@@ -23,6 +23,7 @@ public interface ISysfsAccess
 /// <summary>One write performed (or attempted): the action and, when it failed, why.</summary>
 public sealed record AppliedAction(HostAction Action, string? Error)
 {
+    /// <summary>The write succeeded.</summary>
     public bool Ok => Error is null;
 }
 

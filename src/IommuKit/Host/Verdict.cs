@@ -41,7 +41,9 @@ public enum DeviceRole
 /// <param name="Loss">What the host stops using with it, when notable.</param>
 public sealed record VerdictMember(PciDevice Device, DeviceRole Role, bool Ok, string Reason, HostFunctionKind? HostFunction, HostLoss? Loss)
 {
+    /// <summary>The member's address.</summary>
     public PciAddress Address => Device.Address;
+    /// <summary>The driver bound now, or null.</summary>
     public string? Driver => Device.Driver;
 }
 
@@ -49,6 +51,7 @@ public sealed record VerdictMember(PciDevice Device, DeviceRole Role, bool Ok, s
 /// <param name="Group">The group number it sits in, or null when it is in none.</param>
 public sealed record RelatedFunction(PciDevice Device, int? Group)
 {
+    /// <summary>The function's address.</summary>
     public PciAddress Address => Device.Address;
 }
 
