@@ -66,7 +66,7 @@ public class OracleCoreTests
 
     [Theory]
     [MemberData(nameof(Machines))]
-    public void PredictionWithTheGroupingEngineEqualsTheKernelsGroupsTypesAndRegions(string name) =>
+    public void PredictionWithTheModelsGroupingEqualsTheKernelsGroupsTypesAndRegions(string name) =>
         AssertGroupsMatch(name, Model(name, GroupSource.Model));
 
     [Fact]
