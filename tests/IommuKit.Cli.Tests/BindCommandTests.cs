@@ -99,6 +99,15 @@ public class BindCommandTests
     }
 
     [Fact]
+    public void IommuAlonePrintsHelpListingBindAndUnbind()
+    {
+        var r = Run();
+        Assert.Equal(0, r.Code);
+        Assert.Contains(r.Lines, l => l.TrimStart().StartsWith("bind ", StringComparison.Ordinal));
+        Assert.Contains(r.Lines, l => l.TrimStart().StartsWith("unbind ", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void ApplyOnASnapshotTarballIsUnsupported() =>
         Assert.Equal(5, Run("bind", "03:00.0", "--source", Oracle("g_k612_intel_mixed"), "--apply", "--yes").Code);
 
