@@ -21,6 +21,12 @@ public static class Program
             IommuKit.Sources.MachineJson.Write(IommuKit.Grouping.SyntheticMachines.Build(int.Parse(args[1], CultureInfo.InvariantCulture)), file);
             return 0;
         }
+        if (args.Length == 3 && args[0] == "--write-machine")
+        {
+            // A snapshot of N functions for timing whole commands (docs/PERFORMANCE.md, "The shipped binary").
+            File.WriteAllBytes(args[2], LargeMachineGenerator.TarGz(int.Parse(args[1], CultureInfo.InvariantCulture)));
+            return 0;
+        }
         if (args.Length > 0 && args[0] == "--paging-best")
         {
             PagingBestOfBatches.Run(Console.Out);

@@ -46,6 +46,7 @@ public static class Program
             "IommuKit: IOMMU groups exactly as Linux computes them, why devices share a group, what a change would do, " +
             "and whether a group can be passed through to a VM.\n\n" + ExitCodeHelp.All());
         foreach (var command in CommandRegistry.All(console)) root.Subcommands.Add(command);
+        VersionInfo.Attach(root, console);
         return root;
     }
 }

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 
 namespace IommuKit.Pci;
 
@@ -34,7 +33,7 @@ public static class GroupFingerprint
             buf[n++] = (byte)':'; n += Hex(buf[n..], d.DeviceId, 4);
         }
         Span<byte> hash = stackalloc byte[32];
-        SHA256.HashData(buf[..n], hash);
+        Sha256.HashData(buf[..n], hash); // managed: no OpenSSL in the native binary (issue 11)
         if (rented is not null) System.Buffers.ArrayPool<byte>.Shared.Return(rented);
         return Convert.ToHexStringLower(hash[..6]);
     }
