@@ -11,7 +11,8 @@ public static class Program
     public static int Run(string[] args, CliConsole console)
     {
         var root = BuildRoot(console);
-        var parse = root.Parse(args);
+        // `iommu` alone is a request for help, not a usage error.
+        var parse = root.Parse(args.Length == 0 ? ["--help"] : args);
         if (parse.Errors.Count > 0)
         {
             foreach (var e in parse.Errors) console.Error.WriteLine($"iommu: {e.Message}");

@@ -120,7 +120,7 @@ public class SetTypeCommandTests
     {
         WithExtractedRoot("g_k612_intel_typetest", root =>
         {
-            var r = Run("set-type", "7", "identity", "--source", root, "--apply", "--json");
+            var r = Run("set-type", "7", "identity", "--source", root, "--apply", "--yes", "--json");
             Assert.True(r.Code == 0, r.Out + r.Err);
             Assert.True(r.Json.GetProperty("applied").GetBoolean());
             Assert.Equal("identity", r.Json.GetProperty("type_now").GetString());
@@ -144,7 +144,7 @@ public class SetTypeCommandTests
             string bind = Path.Combine(root, "sys/bus/pci/drivers/e1000e/bind");
             if (File.Exists(bind)) File.Delete(bind);
             Directory.CreateDirectory(bind);
-            var r = Run("set-type", "7", "identity", "--source", root, "--apply", "--json");
+            var r = Run("set-type", "7", "identity", "--source", root, "--apply", "--yes", "--json");
             // The old type is back, but the device could not be bound again: the host was left changed (exit 6), and
             // the output says which restore step failed instead of "previous state restored".
             Assert.Equal(6, r.Code);
@@ -159,10 +159,36 @@ public class SetTypeCommandTests
                 .Select(e => (e.GetProperty("step").GetString()!, e.GetProperty("ok").GetBoolean())).ToArray();
             Assert.Contains(($"write {old} to /sys/kernel/iommu_groups/7/type", true), steps);
             Assert.Contains(("bind 0000:01:00.0 to e1000e", false), steps);
-            var text = Run("set-type", "7", "identity", "--source", root, "--apply");
+            var text = Run("set-type", "7", "identity", "--source", root, "--apply", "--yes");
             Assert.Equal(6, text.Code);
             Assert.DoesNotContain("previous state restored", text.Out);
             Assert.Contains("  restore: bind 0000:01:00.0 to e1000e: FAILED: ", text.Out);
+        });
+    }
+
+    [Fact]
+    public void ApplyAsksBeforeUnbindingSaysTheLinkDropsAndHasNoFailureHeadline()
+    {
+        WithExtractedRoot("g_k612_intel_typetest", root =>
+        {
+            string? asked = null;
+            Cli.Commands.BindCommand.Confirm = q => { asked = q; return true; };
+            try
+            {
+                var r = Run("set-type", "7", "identity", "--source", root, "--apply");
+                Assert.True(r.Code == 0, r.Out + r.Err);
+                Assert.Contains("0000:01:00.0 from e1000e (its network link drops)", asked);
+                Assert.DoesNotContain(r.Lines, l => l.Contains("would fail", StringComparison.Ordinal));
+                Assert.Equal("group 7: type is now identity", r.Lines[^1]);
+                Cli.Commands.BindCommand.Confirm = _ => false;
+                var no = Run("set-type", "7", "DMA", "--source", root, "--apply");
+                Assert.Equal(1, no.Code);
+                Assert.Equal("identity", File.ReadAllText(Path.Combine(root, "sys/kernel/iommu_groups/7/type")).Trim());
+            }
+            finally
+            {
+                Cli.Commands.BindCommand.Confirm = null;
+            }
         });
     }
 

@@ -378,6 +378,7 @@ public static class MachineJson
                 if (ga.ValueKind != JsonValueKind.Array) throw Error($"{P}.kernel_groups", "must be an array or null");
                 groups = new List<KernelGroup>();
                 var seen = new HashSet<int>();
+                var inGroup = new HashSet<PciAddress>();
                 i = 0;
                 foreach (var g in ga.EnumerateArray())
                 {
@@ -400,7 +401,12 @@ public static class MachineJson
                             regions.Add(new ReservedRegionText(start, end, TextSafety.Escape(Str(rr, rp, "type") ?? throw Error(rp, "missing \"type\""))));
                         }
                     }
-                    groups.Add(new KernelGroup(id, TextSafety.EscapeOrNull(Str(g, gp, "type")), regions, Addresses(g, gp, "devices"), TextSafety.EscapeOrNull(Str(g, gp, "name"))));
+                    var members = Addresses(g, gp, "devices");
+                    // The kernel puts a device in at most one group (iommu_group_add_device): a device listed twice,
+                    // in one group or in two, is not a machine the kernel can make.
+                    foreach (var a in members)
+                        if (!inGroup.Add(a)) throw Error($"{gp}.devices", $"{a} is in more than one place of kernel_groups");
+                    groups.Add(new KernelGroup(id, TextSafety.EscapeOrNull(Str(g, gp, "type")), regions, members, TextSafety.EscapeOrNull(Str(g, gp, "name"))));
                 }
                 groups.Sort((a, b) => a.Id.CompareTo(b.Id));
             }

@@ -84,6 +84,8 @@ public class MachineJsonTests
     [InlineData("""{"format": "iommukit-machine", "version": 1, "devices": [{"address": "00:01.0", "vendor": "0x1", "device": "0x2", "class": "0x3"}, {"address": "0000:00:01.0", "vendor": "0x1", "device": "0x2", "class": "0x3"}]}""", "$.devices[1].address: 0000:00:01.0 appears twice")]
     [InlineData("""{"format": "iommukit-machine", "version": 1, "devices": [{"address": "00:01.0", "config": "abc"}]}""", "$.devices[0].config")]
     [InlineData("""{"format": "iommukit-machine", "version": 1, "devices": [], "kernel_groups": [{"id": 1}, {"id": 1}]}""", "$.kernel_groups[1].id")]
+    [InlineData("""{"format": "iommukit-machine", "version": 1, "devices": [{"address": "00:01.0", "vendor": "0x1", "device": "0x2", "class": "0x3"}], "kernel_groups": [{"id": 1, "devices": ["00:01.0", "0000:00:01.0"]}]}""", "$.kernel_groups[0].devices: 0000:00:01.0 is in more than one place of kernel_groups")]
+    [InlineData("""{"format": "iommukit-machine", "version": 1, "devices": [{"address": "00:01.0", "vendor": "0x1", "device": "0x2", "class": "0x3"}], "kernel_groups": [{"id": 1, "devices": ["00:01.0"]}, {"id": 2, "devices": ["00:01.0"]}]}""", "$.kernel_groups[1].devices: 0000:00:01.0 is in more than one place")]
     [InlineData("""{"format": "iommukit-machine", "version": 1, "devices": [], "kernel_groups": [{"id": 1, "reserved_regions": [{"start": "0x10", "end": "0x1", "type": "msi"}]}]}""", "is below start")]
     public void SemanticErrorsNameTheJsonPathAndTheRule(string json, string expected)
     {
