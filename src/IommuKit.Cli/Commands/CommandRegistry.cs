@@ -18,5 +18,6 @@ internal static class CommandRegistry
         yield return SetTypeCommand.Create(console);
         yield return SysfsCommand.Create(console);
         yield return ReportCommand.Create(console);
+        yield return FleetCommand.Create(console);
     }
 }
