@@ -20,6 +20,9 @@ internal static class HtmlReport
     /// <summary>The hue of a group's colour: golden-angle steps, so neighbouring numbers get distant hues.</summary>
     public static int Hue(int colour) => (int)(colour * 137.508 % 360);
 
+    /// <summary>Every other run of five colours is darker (lighter in dark mode), so near hues still differ.</summary>
+    private static string Alt(int colour) => colour / 5 % 2 == 1 ? " alt" : "";
+
     public static string Render(MachinePicture p)
     {
         var r = p.Report;
@@ -89,7 +92,7 @@ internal static class HtmlReport
         sb.Append("<g class=\"regions\">\n");
         foreach (var g in p.Groups)
             foreach (var b in g.Regions)
-                sb.Append($"<rect class=\"region\" data-group=\"{g.Id}\" style=\"--h:{Hue(g.Colour)}\" x=\"{N(b.X)}\" y=\"{N(b.Y)}\" width=\"{N(b.Width)}\" height=\"{N(b.Height)}\" rx=\"6\"/>\n");
+                sb.Append($"<rect class=\"region{Alt(g.Colour)}\" data-group=\"{g.Id}\" style=\"--h:{Hue(g.Colour)}\" x=\"{N(b.X)}\" y=\"{N(b.Y)}\" width=\"{N(b.Width)}\" height=\"{N(b.Height)}\" rx=\"6\"/>\n");
         sb.Append("</g>\n<g class=\"edges\">\n");
         var byId = p.Nodes.ToDictionary(n => n.Id);
         foreach (var n in p.Nodes)
@@ -105,6 +108,7 @@ internal static class HtmlReport
         {
             var cls = new StringBuilder(n.Device is null ? "node bus" : "node dev");
             if (n.Device is not null && n.Group is null) cls.Append(" nogroup");
+            if (n.Group is { } gc) cls.Append(Alt(colourOf[gc]));
             if (n.Disagrees) cls.Append(" disagree");
             sb.Append($"<g class=\"{cls}\" id=\"{n.Id}\" data-search=\"{H(n.Search)}\"");
             if (n.Group is { } gid) sb.Append($" data-group=\"{gid}\" style=\"--h:{Hue(colourOf[gid])}\"");
@@ -130,7 +134,7 @@ internal static class HtmlReport
         sb.Append("<section id=\"groups\"><h2>Groups</h2>\n<table>\n<thead><tr><th>group</th><th>verdict</th><th>members</th><th>in the way</th><th>the host loses</th><th>what would split it</th></tr></thead>\n<tbody>\n");
         foreach (var g in p.Groups)
         {
-            sb.Append($"<tr class=\"group\" id=\"group-{g.Id}\" data-group=\"{g.Id}\" data-verdict=\"{g.Verdict.Word()}\" style=\"--h:{Hue(g.Colour)}\">");
+            sb.Append($"<tr class=\"group{Alt(g.Colour)}\" id=\"group-{g.Id}\" data-group=\"{g.Id}\" data-verdict=\"{g.Verdict.Word()}\" style=\"--h:{Hue(g.Colour)}\">");
             sb.Append($"<td><span class=\"swatch\"></span>{g.Id}{(g.Origin == GroupOrigin.Model ? " <small>(model)</small>" : "")}</td>");
             sb.Append($"<td class=\"verdict {g.Verdict.Word()}\">{g.Verdict.Word()}</td><td>");
             foreach (var a in g.Devices) sb.Append($"<a href=\"#{MachinePicture.DeviceId(a)}\" class=\"member\">{H(a.ToShortString())}</a> ");
@@ -157,7 +161,8 @@ internal static class HtmlReport
 
     private static readonly string Css = $$"""
 :root { color-scheme: light dark; --bg:#fff; --fg:#1b1b1b; --muted:#666; --box:#fff; --edge:#999; --grey:#bbb; --bad:#c62828; --l:42%; --tint:0.13; }
-@media (prefers-color-scheme: dark) { :root { --bg:#15171a; --fg:#e6e6e6; --muted:#9a9a9a; --box:#23262b; --edge:#666; --grey:#555; --bad:#ff6b6b; --l:62%; --tint:0.20; } }
+.alt { --l:28%; }
+@media (prefers-color-scheme: dark) { :root { --bg:#15171a; --fg:#e6e6e6; --muted:#9a9a9a; --box:#23262b; --edge:#666; --grey:#555; --bad:#ff6b6b; --l:62%; --tint:0.20; } .alt { --l:76%; } }
 * { box-sizing: border-box; }
 body { margin: 0; padding: 12px 16px; background: var(--bg); color: var(--fg); font: 14px/1.4 system-ui, sans-serif; }
 h1 { font-size: 20px; margin: 0 0 4px; } h2 { font-size: 16px; margin: 16px 0 6px; }
