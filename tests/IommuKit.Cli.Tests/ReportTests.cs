@@ -170,6 +170,46 @@ public class ReportTests
     }
 
     [Fact]
+    public void TheStyleHasALightAndADarkThemeAndPrints()
+    {
+        var (doc, _) = Report(CliRunner.Oracle("c_switch"));
+        var css = doc.QuerySelector("style")!.TextContent;
+        Assert.Contains("color-scheme: light dark", css, StringComparison.Ordinal);
+        Assert.Contains("@media (prefers-color-scheme: dark)", css, StringComparison.Ordinal);
+        Assert.Contains("@media print", css, StringComparison.Ordinal);
+        Assert.NotNull(doc.QuerySelector("input#search[type=search]"));
+    }
+
+    [Fact]
+    public void TreeLayoutNeverOverlapsOnRandomForests()
+    {
+        var random = new Random(15);
+        for (int round = 0; round < 200; round++)
+        {
+            var all = new List<TreeLayout.Node>();
+            var roots = new List<TreeLayout.Node>();
+            int count = random.Next(1, 120);
+            for (int i = 0; i < count; i++)
+            {
+                var n = new TreeLayout.Node(random.Next(20, 400), random.Next(10, 120));
+                if (all.Count == 0 || random.Next(8) == 0) roots.Add(n);
+                else all[random.Next(all.Count)].Children.Add(n);
+                all.Add(n);
+            }
+            var (width, height) = TreeLayout.Arrange(roots);
+            for (int i = 0; i < all.Count; i++)
+            {
+                var a = all[i].Box;
+                Assert.True(a.X >= 0 && a.Y >= 0 && a.Right <= width && a.Bottom <= height);
+                Assert.Equal(all[i].Width, a.Width);
+                for (int j = i + 1; j < all.Count; j++)
+                    Assert.False(a.Overlaps(all[j].Box), $"round {round}: boxes {i} and {j} overlap");
+                foreach (var c in all[i].Children) Assert.True(c.Box.X >= a.Right + TreeLayout.ColumnGap - 1e-9, "a child lies right of its parent");
+            }
+        }
+    }
+
+    [Fact]
     public void SearchTextNamesAddressIdAndDriver()
     {
         var machine = MachineSource.Load(CliRunner.Oracle("c_switch"));
