@@ -1,6 +1,7 @@
 using BenchmarkDotNet.Attributes;
 using IommuKit.Host;
 using IommuKit.Core;
+using IommuKit.Drivers;
 using IommuKit.Paging;
 using IommuKit.Sources;
 

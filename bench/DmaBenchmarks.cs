@@ -23,7 +23,7 @@ internal sealed class DmaBenchRig : IDisposable
         DomainId = domainId;
         Iommu.SetContext((ushort)(Rid + domainId), IommuContext.Translated(domainId, Table));
         Device = Bus.AddDevice("bench", (ushort)(Rid + domainId));
-        Api = new DmaApi(Iommu, domainId, Table, Iovad, mode, ulong.MaxValue, memory: Memory);
+        Api = new DmaApi(Iommu.InvalidatorFor(domainId), Table, Iovad, mode, ulong.MaxValue, memory: Memory);
         // A live mapping next to the benchmarked ones keeps their page tables allocated, as in a domain with rings
         // mapped ("tables present", anchors T1); otherwise every map allocates and every unmap frees 3 table pages.
         Api.MapSingle(0x0ff0_0000, 4096, DmaDirection.ToDevice);

@@ -8,8 +8,10 @@ namespace IommuKit;
 /// </summary>
 public sealed class InputException : Exception
 {
+    /// <summary>Bad input described by a one-line <paramref name="message"/> naming where and which rule.</summary>
     public InputException(string message) : base(message) { }
 
+    /// <summary>As <see cref="InputException(string)"/>, keeping the lower-level <paramref name="inner"/> cause.</summary>
     public InputException(string message, Exception inner) : base(message, inner) { }
 
     /// <summary>Builds the one-line message from its parts; null parts are left out.</summary>

@@ -94,6 +94,13 @@ public sealed record Machine
     public IReadOnlyList<KernelGroup>? KernelGroups { get; init; }
     /// <summary>Physical slots: slot name to the address (domain:bus:device) it holds, from <c>/sys/bus/pci/slots</c>.</summary>
     public IReadOnlyDictionary<string, string> Slots { get; init; } = new Dictionary<string, string>();
+    /// <summary>
+    /// The firmware's IOMMU tables (DMAR, IVRS, IORT) when the source carries them (a snapshot taken as root);
+    /// <see cref="FirmwareTables.None"/> otherwise.
+    /// </summary>
+    public FirmwareTables Firmware { get; init; } = FirmwareTables.None;
+    /// <summary>The PCI host bridges' ACPI devices in ACPI namespace order (<see cref="HostBridgeFirmware.NamespaceOrder"/>); empty when the source does not say.</summary>
+    public IReadOnlyList<HostBridgeFirmware> HostBridges { get; init; } = [];
     /// <summary>Problems that did not stop the load (a device skipped, a fact that could not be read), one line each.</summary>
     public IReadOnlyList<string> Warnings { get; init; } = [];
 

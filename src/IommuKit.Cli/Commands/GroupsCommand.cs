@@ -108,7 +108,10 @@ internal static class GroupsCommand
             o.WriteLine($"Prediction: the {report.Groups.Count} groups the kernel would make with the IOMMU enabled:");
         }
         else if (report.Predicted)
+        {
             o.WriteLine($"{report.Groups.Count} IOMMU groups predicted by the model{(report.CommandLineOverridden ? " under --cmdline" : "")}.");
+            if (report.Model.NumbersReason is { } why) o.WriteLine($"Group numbers may differ from the kernel's: {why}.");
+        }
         else
         {
             string check = report.Disagreements.Count == 0 ? "the model agrees" : s.Bad($"the model disagrees in {report.Disagreements.Count} place(s)");

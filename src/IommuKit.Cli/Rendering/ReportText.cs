@@ -28,6 +28,9 @@ internal static class ReportText
         if (r.State == IommuState.Assumed) w.WriteNull("iommu_active");
         else w.WriteBoolean("iommu_active", r.State == IommuState.Active);
         w.WriteString("origin", r.Predicted ? "model" : "kernel");
+        // Issue 9: whether the model's group numbers can be the kernel's, and why not (bind order, unknown kernel, firmware order).
+        w.WriteBoolean("numbers_predictable", r.Model.NumbersPredictable);
+        JsonOut.NullableString(w, "numbers_reason", r.Model.NumbersReason);
     }
 
     /// <summary>What text mode prints on stderr: the notes, then the disagreements given (all of them by default).</summary>

@@ -17,6 +17,7 @@ public sealed partial class IommuCore
         if (!r.IsOk || domain is null)
             return IommuResult.Fail(r.IsOk ? Errno.ENOMEM : r.Errno, r.Reason ?? $"{device.Name}: {ops.Name} could not allocate a paging domain");
         domain.Type = IommuDomainType.Unmanaged;
+        Raise(new DomainAllocatedEvent(domain, device.Group));
         return IommuResult.Ok;
     }
 
@@ -47,6 +48,8 @@ public sealed partial class IommuCore
     /// </summary>
     public IommuResult AttachGroup(IommuDomain domain, IommuGroup group)
     {
+        ArgumentNullException.ThrowIfNull(domain);
+        if (ForeignGroup(group) is { } foreign) return foreign;
         using (new GroupLockScope(group)) return AttachGroupLocked(domain, group);
     }
 
@@ -72,9 +75,10 @@ public sealed partial class IommuCore
     /// <c>iommu_replace_group_handle</c>-style switch from one API-user domain straight to another, without passing
     /// through the blocking domain (spec 4.3). EINVAL for a domain the group's IOMMU cannot use.
     /// </summary>
-    public IommuResult ReplaceGroupDomain(IommuGroup group, IommuDomain domain)
+    public IommuResult ReplaceGroupDomain(IommuDomain domain, IommuGroup group)
     {
         ArgumentNullException.ThrowIfNull(domain);
+        if (ForeignGroup(group) is { } foreign) return foreign;
         using (new GroupLockScope(group))
         {
             var first = group.DevicesLocked.Count > 0 ? group.DevicesLocked[0] : null;
@@ -96,22 +100,38 @@ public sealed partial class IommuCore
                 AddLog($"WARNING: {device.Name}: detach of {domain} that is not the device's own domain");
                 return;
             }
-            SetCoreDomainLocked(group);
+            SetCoreDomainLocked(group, domain);
         }
     }
 
-    /// <summary><c>iommu_detach_group</c>: back to the blocking domain when owned, else the default (must succeed).</summary>
+    /// <summary>
+    /// <c>iommu_detach_group</c>: the group leaves <paramref name="domain"/> for the blocking domain when owned, else
+    /// the default (must succeed). A group that is not on <paramref name="domain"/> is left alone with a warning (the
+    /// kernel WARNs when the domain is not the group's): detach only what you attached.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="group"/> belongs to another core.</exception>
     public void DetachGroup(IommuDomain domain, IommuGroup group)
     {
-        using (new GroupLockScope(group)) SetCoreDomainLocked(group);
+        ArgumentNullException.ThrowIfNull(domain);
+        if (ForeignGroup(group) is { } foreign) throw new ArgumentException(foreign.Reason, nameof(group));
+        using (new GroupLockScope(group))
+        {
+            if (group.DomainLocked != domain)
+            {
+                AddLog($"WARNING: {group}: detach of {domain}, but the group is on {group.DomainLocked?.ToString() ?? "no domain"}");
+                return;
+            }
+            SetCoreDomainLocked(group, domain);
+        }
     }
 
-    private void SetCoreDomainLocked(IommuGroup group)
+    private void SetCoreDomainLocked(IommuGroup group, IommuDomain leaving)
     {
         group.AssertLocked();
         var target = group.OwnerLocked is not null ? group.BlockingDomainLocked : group.DefaultDomainLocked;
         var r = SetGroupDomainLocked(group, target, mustSucceed: true);
         if (!r.IsOk) AddLog($"WARNING: {group}: returning to the core domain failed: {r}");
+        Raise(new GroupDetachedEvent(group, leaving, group.DomainLocked));
     }
 
     /// <summary><c>iommu_get_domain_for_dev</c>: the group's current domain, or null.</summary>
@@ -147,6 +167,7 @@ public sealed partial class IommuCore
                 r.Reason ?? $"{group}: no blocking domain could be allocated");
         dom.Type = IommuDomainType.Unmanaged;
         group.BlockingDomainLocked = dom;
+        Raise(new DomainAllocatedEvent(dom, group));
         return IommuResult.Ok;
     }
 }

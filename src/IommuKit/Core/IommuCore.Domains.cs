@@ -47,6 +47,7 @@ public sealed partial class IommuCore
             return r;
         }
         group.DomainLocked = domain;
+        Raise(new GroupAttachedEvent(group, domain, old));
         return remembered;
     }
 
@@ -105,6 +106,7 @@ public sealed partial class IommuCore
                 if (!r.IsOk) return r.Reason is null ? IommuResult.Fail(r.Errno, $"{dev.Name}: {ops.Name} could not allocate a {type.SysfsName()} domain") : r;
                 if (domain is null) return IommuResult.Fail(Errno.ENOMEM, $"{dev.Name}: {ops.Name} returned no domain");
                 domain.Type = type; // the core sets the type; drivers allocate DMA-FQ like DMA (spec 4.1)
+                Raise(new DomainAllocatedEvent(domain, group));
                 return IommuResult.Ok;
             }
             case IommuDomainType.Identity:
@@ -155,11 +157,12 @@ public sealed partial class IommuCore
     }
 
     /// <summary><c>iommu_domain_free</c> for a domain the core allocated (static domains are never freed).</summary>
-    private static void FreeDomainInternal(IommuDomain? domain)
+    private void FreeDomainInternal(IommuDomain? domain)
     {
         if (domain is null || domain.IsStatic || domain.Freed) return;
         domain.Freed = true;
         domain.Owner?.FreeDomain(domain);
+        Raise(new DomainFreedEvent(domain));
     }
 
     // ---------------------------------------------------------------- default type (spec 5.2)

@@ -100,6 +100,26 @@ public sealed partial class IommuCore
 
     // ---------------------------------------------------------------- user ownership (spec 7)
 
+    /// <summary>EINVAL when <paramref name="group"/> was made by another core (a caller mixing two cores); else null.</summary>
+    private IommuResult? ForeignGroup(IommuGroup group)
+    {
+        ArgumentNullException.ThrowIfNull(group);
+        return ReferenceEquals(group.Core, this) ? null
+            : IommuResult.Fail(Errno.EINVAL, $"{group} belongs to another IOMMU core; a core only acts on its own groups");
+    }
+
+    /// <summary>
+    /// <see cref="GroupClaimDmaOwner"/> with a typed owner: on success <paramref name="ownership"/> is the claim, and
+    /// disposing it releases the group (once). The errors are GroupClaimDmaOwner's.
+    /// </summary>
+    public IommuResult ClaimDmaOwnership(IommuGroup group, out DmaOwnership? ownership)
+    {
+        var claim = new DmaOwnership(this, group);
+        var r = GroupClaimDmaOwner(group, claim);
+        ownership = r.IsOk ? claim : null;
+        return r;
+    }
+
     /// <summary>
     /// <c>iommu_group_claim_dma_owner</c>: EINVAL for a null cookie; EPERM while the owner count is not 0 (a DMA-API
     /// driver is bound, or it is claimed already, even by the same cookie); EBUSY when an API user's domain is
@@ -109,6 +129,7 @@ public sealed partial class IommuCore
     {
         // Spec 7 table / 12: a null cookie is EINVAL; any owner count (even the same cookie) is EPERM.
         if (cookie is null) return IommuResult.Fail(Errno.EINVAL, $"{group}: claim without an owner cookie");
+        if (ForeignGroup(group) is { } foreign) return foreign;
         using (new GroupLockScope(group))
         {
             if (!Kernel.HasDmaOwnership) return ClaimViableGroupLocked(group, cookie);
@@ -203,12 +224,15 @@ public sealed partial class IommuCore
         if (!r.IsOk) return r;
         group.OwnerLocked = cookie;
         group.OwnerCntLocked++;
+        Raise(new OwnershipChangedEvent(group, cookie, Claimed: true));
         return IommuResult.Ok;
     }
 
     /// <summary><c>iommu_group_release_dma_owner</c>: the group returns to its default domain.</summary>
+    /// <exception cref="ArgumentException"><paramref name="group"/> belongs to another core.</exception>
     public void GroupReleaseDmaOwner(IommuGroup group)
     {
+        if (ForeignGroup(group) is { } foreign) throw new ArgumentException(foreign.Reason, nameof(group));
         using (new GroupLockScope(group)) ReleaseOwnershipLocked(group);
     }
 
@@ -239,9 +263,11 @@ public sealed partial class IommuCore
             // Before 5.19 kernel drivers may have bound meanwhile; they keep using the default domain.
             foreach (var d in group.DevicesLocked) if (d.DriverName is not null && !d.DriverManagedDma) group.OwnerCntLocked++;
         }
+        var owner = group.OwnerLocked;
         group.OwnerLocked = null;
         var r = SetGroupDomainLocked(group, group.DefaultDomainLocked, mustSucceed: true);
         if (!r.IsOk) AddLog($"WARNING: {group}: restoring the default domain failed: {r}");
+        Raise(new OwnershipChangedEvent(group, owner, Claimed: false));
     }
 
     /// <summary><c>iommu_group_dma_owner_claimed</c>: owner count not 0 (true with only kernel drivers bound, too).</summary>

@@ -78,6 +78,17 @@ public sealed partial class IommuCore
     public IommuResult StoreType(IommuGroup group, string value, bool capable = true)
     {
         ArgumentNullException.ThrowIfNull(group);
+        if (ForeignGroup(group) is { } foreign) return foreign;
+        var before = group.Snapshot();
+        var r = StoreTypeCore(group, value, capable);
+        if (r.IsOk && group.Snapshot() is { DefaultDomain: { } after } now &&
+            (after != before.DefaultDomain || now.DefaultType != before.DefaultType))
+            Raise(new DefaultTypeChangedEvent(group, before.DefaultType, now.DefaultType, after));
+        return r;
+    }
+
+    private IommuResult StoreTypeCore(IommuGroup group, string value, bool capable)
+    {
         if (Kernel.TypeWrites == TypeWriteRules.ReadOnly)
             return IommuResult.Fail(Errno.EACCES, $"{group}: the type file is read-only before Linux 5.11");
         if (!capable) return IommuResult.Fail(Errno.EACCES, $"{group}: writing type needs CAP_SYS_ADMIN and CAP_SYS_RAWIO");

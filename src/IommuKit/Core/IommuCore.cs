@@ -50,10 +50,13 @@ public sealed partial class IommuCore
         _defType = (int)d.Type;
         _dmaStrict = d.DmaStrict;
         Defaults = d;
+        Subscribe(KeepLogLine);
         foreach (var line in d.Log) AddLog(line);
     }
 
+    /// <summary>The kernel generation whose rules the core follows.</summary>
     public KernelVersion Kernel { get; }
+    /// <summary>The kernel command line the core was booted with.</summary>
     public KernelCommandLine CommandLine { get; }
     /// <summary>The boot-time decision before any driver forced strict mode.</summary>
     public IommuDefaults Defaults { get; }
@@ -68,7 +71,7 @@ public sealed partial class IommuCore
     /// Fault injection for tests: when it returns true for a domain, <c>iommu_dma_init_fq</c> fails with ENOMEM (the
     /// flush queue allocation of dma-iommu.c).
     /// </summary>
-    public Func<IommuDomain, bool>? FlushQueueInitFault { get; set; }
+    internal Func<IommuDomain, bool>? FlushQueueInitFault { get; set; }
 
     /// <summary>
     /// <c>iommu_set_dma_strict</c>: drivers force strict invalidation (VT-d caching mode, <c>intel_iommu=strict</c>,
@@ -81,19 +84,71 @@ public sealed partial class IommuCore
         Interlocked.CompareExchange(ref _defType, (int)IommuDomainType.Dma, (int)IommuDomainType.DmaFq);
     }
 
-    /// <summary>The kernel log lines the core produced (oldest first, at most <see cref="MaxLogLines"/>).</summary>
+    /// <summary>The kernel log lines the core produced (oldest first, at most <see cref="MaxLogLines"/>): the text
+    /// subscriber of <see cref="LogLineEvent"/>s, installed by the constructor.</summary>
     public IReadOnlyList<string> Log
     {
         get { lock (_logLock) return _log.ToArray(); }
     }
 
-    internal void AddLog(string line)
+    internal void AddLog(string line) => Raise(new LogLineEvent(line));
+
+    private void KeepLogLine(IommuEvent e)
     {
+        if (e is not LogLineEvent l) return;
         lock (_logLock)
         {
             if (_log.Count >= MaxLogLines) _log.Dequeue();
-            _log.Enqueue(line);
+            _log.Enqueue(l.Line);
         }
+    }
+
+    // Copy-on-write list of event handlers; _handlersLock (leaf) serialises Subscribe and unsubscribe.
+    private readonly Lock _handlersLock = new();
+    private volatile Action<IommuEvent>[] _handlers = [];
+
+    /// <summary>
+    /// Calls <paramref name="handler"/> with every <see cref="IommuEvent"/> from now on, until the returned handle is
+    /// disposed. Handlers run synchronously on the thread that caused the event, possibly with a group lock held and
+    /// from several threads at once: keep them short, thread-safe, and do not call back into the core from them.
+    /// </summary>
+    /// <exception cref="ArgumentNullException"><paramref name="handler"/> is null.</exception>
+    public IDisposable Subscribe(Action<IommuEvent> handler)
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        lock (_handlersLock) _handlers = [.. _handlers, handler];
+        return new Subscription(this, handler);
+    }
+
+    private sealed class Subscription(IommuCore core, Action<IommuEvent> handler) : IDisposable
+    {
+        private int _disposed;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+            lock (core._handlersLock)
+            {
+                int i = Array.IndexOf(core._handlers, handler);
+                if (i >= 0) core._handlers = [.. core._handlers.AsSpan(0, i), .. core._handlers.AsSpan(i + 1)];
+            }
+        }
+    }
+
+    /// <summary>Delivers <paramref name="e"/> to every subscriber.</summary>
+    internal void Raise(IommuEvent e)
+    {
+        foreach (var h in _handlers) h(e);
+    }
+
+    /// <summary>
+    /// <c>report_iommu_fault</c>, for drivers: a unit refused a DMA; subscribers get a <see cref="DmaFaultEvent"/>.
+    /// </summary>
+    /// <exception cref="ArgumentNullException"><paramref name="fault"/> is null.</exception>
+    public void ReportFault(DmaFaultEvent fault)
+    {
+        ArgumentNullException.ThrowIfNull(fault);
+        Raise(fault);
     }
 
     /// <summary>Live groups, sorted by id.</summary>

@@ -16,6 +16,7 @@ public enum IommuBuildDefault
 /// <param name="MemoryEncryption">The platform reports memory encryption (<c>CC_ATTR_MEM_ENCRYPT</c>: SEV, TDX): a build-default passthrough becomes DMA.</param>
 public sealed record IommuBootConfig(IommuBuildDefault Build = IommuBuildDefault.Lazy, bool MemoryEncryption = false)
 {
+    /// <summary>Debian's build configuration (lazy DMA default, IOMMU on where the firmware says so).</summary>
     public static IommuBootConfig Debian { get; } = new();
 }
 

@@ -5,7 +5,9 @@ namespace IommuKit.Core;
 /// <summary>The bus a device sits on (the kernel probes platform, then PCI; spec 1.2).</summary>
 public enum IommuBusKind
 {
+    /// <summary>A PCI function.</summary>
     Pci,
+    /// <summary>A platform (non-PCI) device with stream IDs.</summary>
     Platform,
 }
 
@@ -41,11 +43,17 @@ public sealed class IommuDevice
     public static IommuDevice FromPci(PciDevice pci, string? instance = null) =>
         new(pci.Address.ToString(), IommuBusKind.Pci, pci, pci.Facts.Untrusted, instance);
 
+    /// <summary>The device name (<c>0000:00:02.0</c> for PCI, the platform name otherwise).</summary>
     public string Name { get; }
+    /// <summary>The bus the device sits on.</summary>
     public IommuBusKind Bus { get; }
+    /// <summary>The PCI function, for PCI devices; null for platform devices.</summary>
     public PciDevice? Pci { get; }
+    /// <summary><c>pdev-&gt;untrusted</c>: behind an external-facing port; gets a strict DMA domain.</summary>
     public bool Untrusted { get; }
+    /// <summary>The IOMMU unit (fwspec instance) the device is behind, when the source names one.</summary>
     public string? Instance { get; }
+    /// <summary>The stream IDs of a platform device (fwspec <c>ids</c>); empty for PCI.</summary>
     public IReadOnlyList<uint> StreamIds { get; }
 
     /// <summary>The kernel's <c>device_lock</c>. Lock order: probe lock → device lock → group lock (docs/LOCKING.md).</summary>
@@ -96,8 +104,10 @@ public sealed class IommuDevice
     public static bool VfioDriverAllowedBefore519(PciDevice? pci, string driver) =>
         pci is not null && pci.Facts.HeaderLayout != 0 || driver == "pci-stub";
 
+    /// <summary>True for the VFIO drivers (<c>vfio-pci</c> and its variants).</summary>
     public static bool IsVfioDriver(string driver) =>
         driver.StartsWith("vfio", StringComparison.Ordinal) || driver.Replace('_', '-').Contains("vfio-pci", StringComparison.Ordinal);
 
+    /// <inheritdoc/>
     public override string ToString() => Name;
 }

@@ -22,15 +22,25 @@ public enum IommuDomainType
     Dma = 0x03,
     /// <summary>Kernel DMA-API paging domain with a deferred flush queue.</summary>
     DmaFq = 0x0b,
+    /// <summary>IOMMU_DOMAIN_SVA: shares a process address space.</summary>
     Sva = 0x10,
+    /// <summary>IOMMU_DOMAIN_PLATFORM: a legacy driver-managed default domain (POWER); sysfs reads it as unknown.</summary>
     Platform = 0x20,
+    /// <summary>IOMMU_DOMAIN_NESTED: a stage-1 table nested on a parent domain.</summary>
     Nested = 0x40,
 }
 
 /// <summary>Flag tests and names for <see cref="IommuDomainType"/>.</summary>
 public static class IommuDomainTypes
 {
-    public const int FlagPaging = 0x01, FlagDmaApi = 0x02, FlagPt = 0x04, FlagDmaFq = 0x08;
+    /// <summary>__IOMMU_DOMAIN_PAGING: the domain has a page table.</summary>
+    public const int FlagPaging = 0x01;
+    /// <summary>__IOMMU_DOMAIN_DMA_API: the DMA API manages it.</summary>
+    public const int FlagDmaApi = 0x02;
+    /// <summary>__IOMMU_DOMAIN_PT: identity (pass-through).</summary>
+    public const int FlagPt = 0x04;
+    /// <summary>__IOMMU_DOMAIN_DMA_FQ: lazy invalidation through a flush queue.</summary>
+    public const int FlagDmaFq = 0x08;
 
     /// <summary><c>iommu_is_dma_domain</c>: the DMA_API bit is set (DMA and DMA-FQ).</summary>
     public static bool IsDmaApi(this IommuDomainType t) => ((int)t & FlagDmaApi) != 0;

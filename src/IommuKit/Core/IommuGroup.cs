@@ -53,7 +53,9 @@ public sealed class IommuGroup
 
     /// <summary>Members in the order they were added (the first one chooses ops and allocates domains).</summary>
     public IReadOnlyList<IommuDevice> Devices => Read(g => (IReadOnlyList<IommuDevice>)g.DevicesLocked.ToArray());
+    /// <summary>The default domain (<c>group-&gt;default_domain</c>), read under the group lock.</summary>
     public IommuDomain? DefaultDomain => Read(g => g.DefaultDomainLocked);
+    /// <summary>The blocking domain, once one was needed (ownership), read under the group lock.</summary>
     public IommuDomain? BlockingDomain => Read(g => g.BlockingDomainLocked);
     /// <summary>The domain every member is attached to right now.</summary>
     public IommuDomain? Domain => Read(g => g.DomainLocked);
@@ -74,6 +76,7 @@ public sealed class IommuGroup
         }
     }
 
+    /// <inheritdoc/>
     public override string ToString() => Name is null ? $"group {Id}" : $"group {Id} ({Name})";
 }
 

@@ -6,9 +6,14 @@ namespace IommuKit.Core;
 /// </summary>
 public readonly record struct IommuResult(Errno Errno, string? Reason = null)
 {
+    /// <summary>Success.</summary>
     public static IommuResult Ok => default;
+    /// <summary>True when the errno is <see cref="Errno.Ok"/>.</summary>
     public bool IsOk => Errno == Errno.Ok;
+    /// <summary>A failure with <paramref name="errno"/> and a one-line reason naming the device or group.</summary>
     public static IommuResult Fail(Errno errno, string reason) => new(errno, reason);
+    /// <summary>The errno of a result.</summary>
     public static implicit operator Errno(IommuResult r) => r.Errno;
+    /// <inheritdoc/>
     public override string ToString() => IsOk ? "ok" : $"{Errno}: {Reason}";
 }

@@ -44,10 +44,15 @@ public readonly record struct KernelVersion(int Major, int Minor) : IComparable<
         return true;
     }
 
+    /// <inheritdoc/>
     public int CompareTo(KernelVersion other) => Major != other.Major ? Major.CompareTo(other.Major) : Minor.CompareTo(other.Minor);
+    /// <summary>Older than.</summary>
     public static bool operator <(KernelVersion a, KernelVersion b) => a.CompareTo(b) < 0;
+    /// <summary>Newer than.</summary>
     public static bool operator >(KernelVersion a, KernelVersion b) => a.CompareTo(b) > 0;
+    /// <summary>Older than or the same.</summary>
     public static bool operator <=(KernelVersion a, KernelVersion b) => a.CompareTo(b) <= 0;
+    /// <summary>Newer than or the same.</summary>
     public static bool operator >=(KernelVersion a, KernelVersion b) => a.CompareTo(b) >= 0;
 
     private bool AtLeast(int major, int minor) => this >= new KernelVersion(major, minor);
@@ -86,5 +91,6 @@ public readonly record struct KernelVersion(int Major, int Minor) : IComparable<
     /// </summary>
     public bool BlockingAllocErrorPropagates => AtLeast(6, 4);
 
+    /// <inheritdoc/>
     public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"{Major}.{Minor}");
 }

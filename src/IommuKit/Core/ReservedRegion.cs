@@ -43,12 +43,15 @@ public readonly record struct ReservedRegion
         return new ReservedRegion(start, last - start + 1, prot, type);
     }
 
+    /// <summary>First address of the region, in bytes.</summary>
     public ulong Start { get; }
     /// <summary>Length in bytes, at least 1.</summary>
     public ulong Length { get; }
     /// <summary>Inclusive last byte (start + length − 1), never overflows.</summary>
     public ulong Last => Start + (Length - 1);
+    /// <summary>The protection a direct mapping of the region gets.</summary>
     public IommuProt Prot { get; }
+    /// <summary>The region type (<c>enum iommu_resv_type</c>).</summary>
     public ReservedRegionType Type { get; }
 
     /// <summary>The sysfs type string: direct, direct-relaxable, reserved, msi (MSI and SW_MSI alike).</summary>
@@ -64,6 +67,7 @@ public readonly record struct ReservedRegion
     /// <summary>The line of <c>reserved_regions</c>: <c>0x%016llx 0x%016llx %s</c>.</summary>
     public ReservedRegionText ToText() => new(Start, Last, TypeName);
 
+    /// <inheritdoc/>
     public override string ToString() => ToText().ToString();
 }
 

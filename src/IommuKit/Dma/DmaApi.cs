@@ -1,7 +1,6 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using IommuKit.Paging;
-using IommuKit.Simulation;
 
 namespace IommuKit.Dma;
 
@@ -43,14 +42,13 @@ public sealed class DmaApi : IDisposable
 
     private const ulong Dma32Limit = 0xffff_ffff;
 
-    private readonly IommuHardware _iommu;
-    private readonly int _domainId;
+    private readonly IIotlbInvalidator _iotlb;
     private readonly IIoPageTable _table;
     private readonly IovaAllocator _iovad;
     private readonly DmaMode _mode;
     private readonly FlushQueue? _fq;
     private readonly bool _ownsFq;
-    private readonly PhysicalMemory? _memory;
+    private readonly IDmaPageAllocator? _memory;
     private readonly ulong _granule;
     private readonly ulong _granuleMask;
     private readonly int _shift;
@@ -62,8 +60,9 @@ public sealed class DmaApi : IDisposable
     private volatile bool _pci32bitWorkaround;
 
     /// <summary>Sets up the DMA API of one device (iommu_dma_init_domain + iommu_setup_dma_ops).</summary>
-    /// <param name="iommu">The IOMMU unit the device sits behind (flushes go there).</param>
-    /// <param name="domainId">The domain's id in the IOTLB.</param>
+    /// <param name="iotlb">Invalidates the domain's IOTLB entries wherever the domain is attached (strict unmaps and the
+    /// flush queue go there): <c>IommuHardware.InvalidatorFor(domainId)</c> for one emulated unit, or a core
+    /// <c>IommuDomain</c>, which fans out to every unit it is attached to.</param>
     /// <param name="table">The domain's page table (its lowest page size must equal the allocator's granule).</param>
     /// <param name="iovad">The domain's IOVA allocator.</param>
     /// <param name="mode">Strict, Lazy, Identity or Blocked.</param>
@@ -74,19 +73,16 @@ public sealed class DmaApi : IDisposable
     /// <param name="forceDac">iommu.forcedac=1: skip the 32-bit-first attempt.</param>
     /// <param name="busDmaLimit">The bus DMA limit (bus_dma_limit), 0 = none.</param>
     /// <param name="deviceName">For messages.</param>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="domainId"/> is outside 0..65535.</exception>
     /// <exception cref="ArgumentException">The allocator's granule differs from the table's smallest page, or the
     /// allocator refuses a reservation (its cap on reserved ranges).</exception>
-    public DmaApi(IommuHardware iommu, int domainId, IIoPageTable table, IovaAllocator iovad, DmaMode mode, ulong dmaMask,
+    public DmaApi(IIotlbInvalidator iotlb, IIoPageTable table, IovaAllocator iovad, DmaMode mode, ulong dmaMask,
         IReadOnlyList<IovaReservedRegion>? reservedRegions = null, FlushQueue? flushQueue = null,
-        PhysicalMemory? memory = null, bool forceDac = false, ulong busDmaLimit = 0, string deviceName = "device")
+        IDmaPageAllocator? memory = null, bool forceDac = false, ulong busDmaLimit = 0, string deviceName = "device")
     {
-        ArgumentNullException.ThrowIfNull(iommu);
+        ArgumentNullException.ThrowIfNull(iotlb);
         ArgumentNullException.ThrowIfNull(table);
         ArgumentNullException.ThrowIfNull(iovad);
-        IommuHardware.CheckDomainId(domainId);
-        _iommu = iommu;
-        _domainId = domainId;
+        _iotlb = iotlb;
         _table = table;
         _iovad = iovad;
         _mode = mode;
@@ -109,7 +105,7 @@ public sealed class DmaApi : IDisposable
 
         if (mode == DmaMode.Lazy)
         {
-            _fq = flushQueue ?? new FlushQueue(iommu, domainId, iovad);
+            _fq = flushQueue ?? new FlushQueue(iotlb, iovad);
             _ownsFq = flushQueue is null;
         }
 
@@ -120,9 +116,8 @@ public sealed class DmaApi : IDisposable
     /// <summary>Name used in messages.</summary>
     public string DeviceName { get; }
 
+    /// <summary>Strict, Lazy, Identity or Blocked, as constructed.</summary>
     public DmaMode Mode => _mode;
-
-    public int DomainId => _domainId;
 
     /// <summary>The IOVA granule in bytes (smallest page size of the table).</summary>
     public ulong Granule => _granule;
@@ -190,6 +185,27 @@ public sealed class DmaApi : IDisposable
     {
         _ = dir; // the kernel uses it for cache maintenance and swiotlb only
         UnmapCore(dmaAddress, size);
+    }
+
+    /// <summary>
+    /// <see cref="UnmapSingle"/> that reports instead of throwing: Ok, or ENOENT when [dmaAddress, dmaAddress + size) is
+    /// not mapped as a whole by this API's table (nothing is changed then).
+    /// </summary>
+    public Errno TryUnmapSingle(ulong dmaAddress, ulong size, DmaDirection dir)
+    {
+        _ = dir;
+        if (_mode is DmaMode.Identity or DmaMode.Blocked)
+            return Errno.Ok;
+        ulong off = dmaAddress & _granuleMask;
+        ulong iova = dmaAddress - off;
+        if (size == 0 || size > ulong.MaxValue - off - _granuleMask)
+            return Errno.EINVAL;
+        ulong alignedSize = AlignUp(size + off);
+        Errno err = _table.Unmap(iova, alignedSize);
+        if (err != Errno.Ok)
+            return err == Errno.EINVAL ? Errno.EINVAL : Errno.ENOENT;
+        ReleaseIova(iova, alignedSize);
+        return Errno.Ok;
     }
 
     /// <summary>
@@ -273,7 +289,7 @@ public sealed class DmaApi : IDisposable
     /// maps it bidirectionally below <see cref="CoherentDmaMask"/> (iommu_dma_alloc). Returns its physical (CPU) address
     /// and the DMA handle, or 0 with <paramref name="dmaHandle"/> = <see cref="MappingError"/> on failure.
     /// </summary>
-    /// <exception cref="InvalidOperationException">No <see cref="PhysicalMemory"/> was given.</exception>
+    /// <exception cref="InvalidOperationException">No <see cref="IDmaPageAllocator"/> was given.</exception>
     public ulong AllocCoherent(ulong size, out ulong dmaHandle)
     {
         if (_memory is null)
@@ -373,7 +389,7 @@ public sealed class DmaApi : IDisposable
         }
         else
         {
-            _iommu.FlushRange(_domainId, iova, size);
+            _iotlb.InvalidateRange(iova, size);
             _iovad.Free(iova >> _shift, size >> _shift);
         }
     }

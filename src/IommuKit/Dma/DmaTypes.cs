@@ -56,6 +56,7 @@ public struct ScatterEntry
     internal ulong IovaOffset;
     internal ulong MappedLength;
 
+    /// <summary>An entry for <paramref name="length"/> bytes at physical address <paramref name="phys"/>.</summary>
     public ScatterEntry(ulong phys, uint length)
     {
         Phys = phys;

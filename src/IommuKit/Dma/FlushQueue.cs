@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using IommuKit.Paging;
-using IommuKit.Simulation;
 
 namespace IommuKit.Dma;
 
@@ -32,8 +31,7 @@ public sealed class FlushQueue : IDisposable
     /// <summary>IOVA_DEFAULT_FQ_TIMEOUT (10 ms).</summary>
     public static readonly TimeSpan DefaultTimeout = TimeSpan.FromMilliseconds(10);
 
-    private readonly IommuHardware _iommu;
-    private readonly int _domainId;
+    private readonly IIotlbInvalidator _iotlb;
     private readonly IovaAllocator _iovad;
     private readonly Ring[] _rings;
     private readonly int _ringMask; // ring count - 1 (PerCpu.SlotCount)
@@ -44,27 +42,24 @@ public sealed class FlushQueue : IDisposable
     private int _timerOn;
     private bool _disposed;
 
-    /// <summary>Creates the queue of domain <paramref name="domainId"/> on <paramref name="iommu"/>, freeing IOVAs into
+    /// <summary>Creates the queue of one domain, flushing through <paramref name="iotlb"/> and freeing IOVAs into
     /// <paramref name="iovad"/>.</summary>
     /// <param name="timeProvider">Clock and timer; <see cref="TimeProvider.System"/> when null.</param>
     /// <param name="entriesPerQueue">Ring size, a power of two (256; the kernel's single-queue mode uses 32768).</param>
     /// <param name="timeout">Flush timeout (10 ms; single-queue mode 1000 ms).</param>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="domainId"/> is outside 0..65535, or a bad ring size,
+    /// <exception cref="ArgumentOutOfRangeException">A bad ring size,
     /// timeout or queue count.</exception>
     /// <param name="queueCount">Number of rings (rounded up to a power of two); 0 = one per CPU
     /// (<see cref="Environment.ProcessorCount"/>); 1 = the single shared queue of <c>shadow_on_flush</c> IOMMUs.</param>
-    public FlushQueue(IommuHardware iommu, int domainId, IovaAllocator iovad, TimeProvider? timeProvider = null,
+    public FlushQueue(IIotlbInvalidator iotlb, IovaAllocator iovad, TimeProvider? timeProvider = null,
         int entriesPerQueue = DefaultEntries, TimeSpan? timeout = null, int queueCount = 0)
     {
-        ArgumentNullException.ThrowIfNull(iommu);
+        ArgumentNullException.ThrowIfNull(iotlb);
         ArgumentNullException.ThrowIfNull(iovad);
         if (entriesPerQueue < 2 || (entriesPerQueue & (entriesPerQueue - 1)) != 0)
             throw new ArgumentOutOfRangeException(nameof(entriesPerQueue), "the ring size must be a power of two >= 2");
         ArgumentOutOfRangeException.ThrowIfNegative(queueCount);
-        // Checked here, not at the first flush: that flush may run on the timer's thread, where a throw ends the process.
-        IommuHardware.CheckDomainId(domainId);
-        _iommu = iommu;
-        _domainId = domainId;
+        _iotlb = iotlb;
         _iovad = iovad;
         _timeout = timeout ?? DefaultTimeout;
         if (_timeout <= TimeSpan.Zero)
@@ -79,13 +74,16 @@ public sealed class FlushQueue : IDisposable
             System.Threading.Timeout.InfiniteTimeSpan, System.Threading.Timeout.InfiniteTimeSpan);
     }
 
+    /// <summary>The clock and timer source of the flush timeout.</summary>
     public TimeProvider TimeProvider { get; }
 
     /// <summary>Entries per ring (one slot is always empty, so a ring holds one fewer).</summary>
     public int EntriesPerQueue => _rings[0].Entries.Length;
 
+    /// <summary>Number of rings (a power of two).</summary>
     public int QueueCount => _rings.Length;
 
+    /// <summary>The flush timeout (10 ms by default).</summary>
     public TimeSpan Timeout => _timeout;
 
     /// <summary>Number of domain-wide IOTLB flushes started (the kernel's fq_flush_start_cnt).</summary>
@@ -192,7 +190,7 @@ public sealed class FlushQueue : IDisposable
     private void FlushIotlb()
     {
         Interlocked.Increment(ref _flushStartCount);
-        _iommu.FlushDomain(_domainId);
+        _iotlb.InvalidateAll();
         Interlocked.Increment(ref _flushFinishCount);
     }
 

@@ -80,7 +80,7 @@ public sealed record GroupStep(GroupStepKind Kind, PciAddress Device)
     public PlacementUnknown Placement { get; init; }
     /// <summary>For <see cref="GroupStepKind.UnknownFacts"/> at the end: the devices whose facts are missing.</summary>
     public IReadOnlyList<PciAddress>? Others { get; init; }
-    /// <summary>For <see cref="GroupStepKind.AliasQuirk"/>: the quirk's name; for <see cref="GroupStepKind.AcsSetting"/>: the ACS policy's note.</summary>
+    /// <summary>For <see cref="GroupStepKind.AliasQuirk"/>: the quirk's name; for <see cref="GroupStepKind.AcsSetting"/>: the ACS policy's note; for <see cref="GroupStepKind.NoGroup"/>: the firmware rule that leaves the device out, when one does.</summary>
     public string? Detail { get; init; }
     /// <summary>For the final step: the group number.</summary>
     public int? Group { get; init; }

@@ -87,8 +87,35 @@ public sealed class GroupingContext
     {
         options ??= new GroupingOptions();
         var acs = AcsPolicy.Create(machine, cmd, iommuActive, options);
-        bool ivrs = options.HasIvrs ?? DecideIvrs(machine, iommuActive);
-        return new GroupingContext(machine.Topology, acs, ivrs);
+        bool ivrs = options.HasIvrs ?? (machine.Firmware.Ivrs is not null || DecideIvrs(machine, iommuActive));
+        var ctx = new GroupingContext(machine.Topology, acs, ivrs);
+        if (machine.Firmware.Ivrs is { } table) ctx.AddIvrsAliases(table);
+        return ctx;
+    }
+
+    /// <summary>
+    /// The IVRS alias entries (0x42 select, 0x43 range) as DMA aliases: AMD-Vi's <c>setup_aliases</c> adds the alias
+    /// with <c>pci_add_dma_alias</c> when it sits on the device's own bus, so the alias walk (spec 2.2) and with it
+    /// <c>pci_device_group</c> see it like a quirk's alias. Aliases to another bus are the IOMMU's business only.
+    /// </summary>
+    private void AddIvrsAliases(IvrsTable ivrs)
+    {
+        foreach (var block in ivrs.EffectiveBlocks)
+            foreach (var e in block.Devices)
+            {
+                if (e.Alias is not { } alias) continue;
+                foreach (var d in Topology.Devices)
+                {
+                    ushort rid = d.Address.RequesterId;
+                    if (d.Address.Domain != block.Segment || rid < e.First || rid > e.Last) continue;
+                    if (alias >> 8 != d.Address.Bus || (alias & 0xff) == d.Address.Devfn) continue;
+                    var old = Alias[d.ProbeIndex];
+                    var mask = old?.Mask is { } m ? (ulong[])m.Clone() : new ulong[4];
+                    mask[(alias & 0xff) >> 6] |= 1UL << (alias & 63);
+                    Alias[d.ProbeIndex] = old is null ? new DmaAliasInfo(mask, false, false, "IVRS alias (setup_aliases)") : old with { Mask = mask };
+                    BusesWithAliases.Add(d.Bus);
+                }
+            }
     }
 
     /// <summary>Builds a context from an existing <see cref="AcsPolicy"/> (the core's VT-d driver reuses one per host).</summary>

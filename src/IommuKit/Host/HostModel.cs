@@ -1,3 +1,4 @@
+using IommuKit.Drivers;
 using IommuKit.Grouping;
 using IommuKit.Paging;
 using IommuKit.Pci;
@@ -121,7 +122,8 @@ public sealed class HostModel
         var units = ProbeOrder.Units(machine, options.AssumeUnits, options.AssumedKind, out bool assumedUnits);
         options = options with { Grouping = WithSourceFacts(machine, options.Grouping) };
         var modelled = assumedUnits ? machine with { IommuUnits = units } : machine;
-        var sequence = ProbeOrder.Of(machine, options.Grouping?.VfEnableOrder, options.HotplugAfterBoot);
+        var sequence = ProbeOrder.Of(machine, options.Grouping?.VfEnableOrder, options.HotplugAfterBoot,
+            options.Kernel ?? (KernelVersion.TryParse(machine.KernelRelease, out var release) ? release : null));
         var devices = new IommuDevice[machine.Topology.Count];
         foreach (var pci in sequence.Boot)
         {
@@ -178,7 +180,7 @@ public sealed class HostModel
                     if (u.IntelCap is null) notes.Add($"{u.Name}: no cap register in the source: caching mode taken as off");
                     if (u.IntelEcap is null) notes.Add($"{u.Name}: no ecap register in the source: pass-through taken as supported");
                 }
-                return new VtdDriver(vt, pageTables, resolver);
+                return new VtdDriver(vt, pageTables, resolver, rmrrs: FirmwarePlatform.Rmrrs(machine)); // RMRRs from the DMAR (issue 9)
             }
             case IommuKind.Virtio:
             {
@@ -196,7 +198,8 @@ public sealed class HostModel
                     amd.Add(AmdViUnit.FromMachine(u));
                     if (AmdViUnit.CapHeader(u) is null) notes.Add($"{u.Name}: no amd-iommu/cap register in the source: NpCache (strict mode under virtualization) taken as off");
                 }
-                return new AmdViDriver(amd, pageTables, resolver, memoryEncryption: options.Boot?.MemoryEncryption ?? false);
+                return new AmdViDriver(amd, pageTables, resolver, ivmd: FirmwarePlatform.Ivmds(machine), // IVMDs from the IVRS (issue 9)
+                    memoryEncryption: options.Boot?.MemoryEncryption ?? false);
             }
             default:
                 notes.Add($"IOMMU kind {units[0].Kind} is not modelled: no groups predicted");

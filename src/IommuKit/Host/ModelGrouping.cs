@@ -64,7 +64,19 @@ public sealed class GroupingResult
     /// kernel's numbers then follow driver bind timing, which no snapshot records. Members are still exact; the model
     /// numbers such groups in enumeration order. True for VT-d and AMD-Vi, which probe every device at registration.
     /// </summary>
-    public bool NumbersPredictable => Activation.Kind is not (IommuKind.Virtio or IommuKind.ArmSmmu);
+    public bool NumbersPredictable => NumbersReason is null;
+
+    /// <summary>
+    /// Why <see cref="NumbersPredictable"/> is false, naming the kernel rule, or null: bind-order numbering (virtio-iommu,
+    /// Arm SMMU), or an order the source cannot show (<see cref="FirmwarePlatform.NumbersReason"/>: an unknown kernel on
+    /// a VT-d machine with several units, several root buses without their firmware order).
+    /// </summary>
+    public string? NumbersReason => Activation.Kind switch
+    {
+        IommuKind.Virtio => "virtio-iommu groups devices as their drivers bind: the numbers follow bind order, which no source records",
+        IommuKind.ArmSmmu => "Arm SMMU: devices join groups as their drivers bind, an order no source records",
+        _ => Host?.Sequence.Platform.NumbersReason,
+    };
     /// <summary>The context the groups were computed with (effective ACS, aliases); null when the IOMMU is off.</summary>
     public GroupingContext? Context => Host?.Grouping;
     /// <summary>Groups sorted by id.</summary>
@@ -105,7 +117,7 @@ public sealed class GroupingResult
             return [new GroupStep(GroupStepKind.NoGroup, d.Address) { NoGroupWhy = NoGroupReason.IommuOff }];
         var final = _byIndex[d.ProbeIndex];
         if (final is null || Host.Grouping is not { } ctx)
-            return [new GroupStep(GroupStepKind.NoGroup, d.Address) { NoGroupWhy = NoGroupReason.NotManaged }];
+            return [new GroupStep(GroupStepKind.NoGroup, d.Address) { NoGroupWhy = NoGroupReason.NotManaged, Detail = Host?.Sequence.Platform.NoGroupReason(d) }];
         var trace = new GroupTrace();
         if (ctx.Acs.Note(d) is { } note) trace.Add(new GroupStep(GroupStepKind.AcsSetting, d.Address) { Detail = note });
         var rank = Host.Sequence.Rank;

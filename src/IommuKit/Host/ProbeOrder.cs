@@ -13,6 +13,9 @@ public sealed record ProbeSequence(IReadOnlyList<PciDevice> Boot, IReadOnlyList<
 {
     /// <summary>Each device's position in <see cref="Boot"/> followed by <see cref="Late"/>, by <see cref="PciDevice.ProbeIndex"/>; -1 when absent.</summary>
     public required int[] Rank { get; init; }
+
+    /// <summary>The firmware facts the order followed (unit scopes and registration order, root-bus order), and whether the numbers are predictable.</summary>
+    public required FirmwarePlatform Platform { get; init; }
 }
 
 /// <summary>
@@ -27,12 +30,19 @@ public static class ProbeOrder
     /// (the PCI bus walk of <c>bus_iommu_probe</c>, kernel-model spec 11.1); then SR-IOV VFs, which come into being after
     /// boot when <c>sriov_numvfs</c> is written, PF by PF in <paramref name="vfEnableOrder"/> (PFs not listed follow in
     /// bus order) and VF index by VF index; then <paramref name="hotplug"/> in arrival order.
+    /// The boot order follows the firmware (issue 9, <see cref="FirmwarePlatform"/>): root buses in ACPI namespace order
+    /// when the source records it (<see cref="Machine.HostBridges"/>; <c>acpi_bus_scan</c> creates the root buses in that
+    /// order), and on VT-d from 6.1 unit by unit in registration order (<c>iommu_device_register</c> probing the bus per
+    /// unit, <c>intel_iommu_probe_device</c> refusing a device whose unit is not registered yet), each unit's devices in
+    /// bus order.
     /// </summary>
-    public static ProbeSequence Of(Machine machine, IReadOnlyList<PciAddress>? vfEnableOrder = null, IReadOnlyList<PciAddress>? hotplug = null)
+    /// <param name="kernel">The kernel modelled; null when the source does not say (the order then assumes a current kernel and <see cref="FirmwarePlatform.NumbersReason"/> says so where it matters).</param>
+    public static ProbeSequence Of(Machine machine, IReadOnlyList<PciAddress>? vfEnableOrder = null, IReadOnlyList<PciAddress>? hotplug = null, Core.KernelVersion? kernel = null)
     {
         ArgumentNullException.ThrowIfNull(machine);
         var topo = machine.Topology;
         var devices = topo.Devices;
+        var platform = FirmwarePlatform.Derive(machine, kernel, unitsKnown: machine.IommuUnits.Count > 0);
         var late = new HashSet<PciAddress>(hotplug ?? []);
         var boot = new List<PciDevice>(devices.Count);
         List<PciDevice>? vfs = null;
@@ -42,6 +52,7 @@ public static class ProbeOrder
             if (d.IsVirtualFunction) (vfs ??= new List<PciDevice>()).Add(d);
             else boot.Add(d);
         }
+        OrderBootByFirmware(machine, platform, boot);
         var after = new List<PciDevice>();
         if (vfs is not null)
         {
@@ -70,7 +81,33 @@ public static class ProbeOrder
         int n = 0;
         foreach (var d in boot) rank[d.ProbeIndex] = n++;
         foreach (var d in after) rank[d.ProbeIndex] = n++;
-        return new ProbeSequence(boot, after) { Rank = rank };
+        return new ProbeSequence(boot, after) { Rank = rank, Platform = platform };
+    }
+
+    /// <summary>
+    /// Reorders the boot devices (stable, so bus order stays within each key): by the namespace rank of their root bus
+    /// when the source records host bridges, then, when the kernel probes per unit, by registration rank of their unit.
+    /// </summary>
+    private static void OrderBootByFirmware(Machine machine, FirmwarePlatform platform, List<PciDevice> boot)
+    {
+        Dictionary<(int, byte), int>? rootRank = null;
+        if (machine.HostBridges.Count > 1)
+        {
+            rootRank = new Dictionary<(int, byte), int>();
+            for (int i = 0; i < machine.HostBridges.Count; i++) rootRank.TryAdd((machine.HostBridges[i].Domain, machine.HostBridges[i].Bus), i);
+        }
+        bool perUnit = platform is { ProbesPerUnit: true, Units.Count: > 1 };
+        if (rootRank is null && !perUnit) return;
+        int RootOf(PciDevice d)
+        {
+            var bus = d.Bus;
+            while (bus.Parent is { } p) bus = p;
+            return rootRank is not null && rootRank.TryGetValue((bus.Domain, bus.Number), out int r) ? r : int.MaxValue;
+        }
+        int UnitOf(PciDevice d) => !perUnit ? 0 : platform.UnitOf(d) is int u && u >= 0 ? u : int.MaxValue;
+        var ordered = boot.Select((d, i) => (d, i)).OrderBy(x => UnitOf(x.d)).ThenBy(x => RootOf(x.d)).ThenBy(x => x.i).Select(x => x.d).ToList();
+        boot.Clear();
+        boot.AddRange(ordered);
     }
 
     /// <summary>
@@ -88,9 +125,12 @@ public static class ProbeOrder
         if (!assume) return machine.IommuUnits;
         assumedUnits = true;
         if (kind is not (IommuKind.Intel or IommuKind.Amd)) kind = HostBridgeVendor(machine) == 0x1022 ? IommuKind.Amd : IommuKind.Intel;
+        // The firmware's scopes (DMAR/IVRS, or the inferred platform shape: AMD root complex and IOMMU function, Arm
+        // host bridges) leave some devices to no unit; the kernel gives them no group (FirmwarePlatform.NoGroupReason).
+        var platform = FirmwarePlatform.Derive(machine, Core.KernelVersion.TryParse(machine.KernelRelease, out var kv) ? kv : null, unitsKnown: false);
         var devices = new List<PciAddress>(machine.Topology.Count);
         foreach (var d in machine.Topology.Devices)
-            if ((d.ClassCode >> 8) != 0x0806) devices.Add(d.Address);
+            if ((d.ClassCode >> 8) != 0x0806 && platform.UnitOf(d) >= 0) devices.Add(d.Address);
         bool amd = kind == IommuKind.Amd;
         return [new IommuUnit(amd ? "ivhd0" : "dmar0", kind, devices, new Dictionary<string, string>())];
     }

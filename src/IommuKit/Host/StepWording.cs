@@ -34,6 +34,7 @@ public static partial class Wording
             case GroupStepKind.NoGroup:
                 return s.NoGroupWhy == NoGroupReason.IommuOff
                     ? $"no IOMMU is active: {activation.Reason}"
+                    : s.Detail is { } firmware ? $"{who}: {firmware}" // the firmware rule that leaves it out (issue 9)
                     : $"{who} is not managed by any IOMMU unit (no iommu link, absent from every unit's device list): the kernel gives it no group";
             case GroupStepKind.UnknownFacts when s.Placement == PlacementUnknown.BridgeRangeUnknown:
                 return $"{who} is a bridge whose bus range the source does not show: what sits below it is unknown";

@@ -4,12 +4,19 @@ namespace IommuKit.Paging;
 [Flags]
 public enum IommuProt
 {
+    /// <summary>No access.</summary>
     None = 0,
+    /// <summary>IOMMU_READ: the device may read.</summary>
     Read = 0x1,
+    /// <summary>IOMMU_WRITE: the device may write.</summary>
     Write = 0x2,
+    /// <summary>IOMMU_CACHE: cache-coherent access.</summary>
     Cache = 0x4,
+    /// <summary>IOMMU_NOEXEC: no instruction fetch.</summary>
     NoExec = 0x8,
+    /// <summary>IOMMU_MMIO: device memory.</summary>
     Mmio = 0x10,
+    /// <summary>IOMMU_PRIV: privileged access only.</summary>
     Priv = 0x20,
 }
 
@@ -35,6 +42,7 @@ public enum IoPageTableFormat
 /// </remarks>
 public interface IIoPageTable
 {
+    /// <summary>The PTE format of the table.</summary>
     IoPageTableFormat Format { get; }
 
     /// <summary>Bitmap of supported page sizes in bytes (bit n set = 2^n-byte pages); the lowest set bit is the granule.</summary>

@@ -391,9 +391,13 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
         Volatile.Write(ref slot, TF.MakeTable(fresh.Phys));
         if (old == 0) t.Used++;
         CheckLocked(t, "create child");
+        // The version is read while t's lock keeps fresh linked here. Read after the unlock, it could belong to a
+        // later life: another thread may map into fresh, unmap (emptying and freeing it) and take it from the pool for
+        // another position, and this caller would then write its PTEs into a table that now covers other addresses
+        // (a mapping landing in the wrong 2 MiB region, its own lost, and tables left behind).
+        childVersion = Volatile.Read(ref fresh.Version);
         t.Unlock();
         child = fresh;
-        childVersion = Volatile.Read(ref fresh.Version);
         return Errno.Ok;
     }
 

@@ -6,10 +6,14 @@ namespace IommuKit.Passthrough;
 /// </summary>
 public static class PciClasses
 {
+    /// <summary>Base class 0x01: mass storage controllers.</summary>
     public const byte MassStorage = 0x01;
+    /// <summary>Base class 0x02: network controllers.</summary>
     public const byte Network = 0x02;
+    /// <summary>Base class 0x03: display controllers.</summary>
     public const byte Display = 0x03;
 
+    /// <summary>The base class (top byte) of a 24-bit class code.</summary>
     public static byte Base(uint classCode) => (byte)(classCode >> 16);
 
     /// <summary>Display controllers (VGA 0300, XGA 0301, 3D 0302, other 0380): ls-iommu's <c>--gpu</c>.</summary>

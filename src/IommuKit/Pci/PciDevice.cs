@@ -114,6 +114,10 @@ public sealed class PciDevice
     }
 
     public PciDeviceFacts Facts { get; }
+
+    /// <summary>The topology this function belongs to (set when the topology is built).</summary>
+    public PciTopology Topology { get; internal set; } = null!;
+
     public PciAddress Address => Facts.Address;
     public ushort VendorId => Facts.VendorId;
     public ushort DeviceId => Facts.DeviceId;

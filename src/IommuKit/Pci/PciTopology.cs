@@ -13,6 +13,7 @@ public sealed class PciTopology
         Devices = probeOrder;
         RootBuses = rootBuses;
         _byAddress = byAddress;
+        foreach (var d in probeOrder) d.Topology = this;
     }
 
     /// <summary>Every function in the order the kernel probes them: root buses by (domain, number), on each bus the

@@ -43,6 +43,7 @@ public sealed class IommuContext
         return new IommuContext(IommuContextKind.Translated, domainId, table);
     }
 
+    /// <summary>Blocked, Identity or Translated.</summary>
     public IommuContextKind Kind { get; }
 
     /// <summary>Domain id of a Translated entry; -1 otherwise.</summary>
@@ -54,6 +55,7 @@ public sealed class IommuContext
     /// <summary>IOVAs at or above 2^ApertureShift fault with <see cref="DmaFaultReason.OutsideAperture"/>.</summary>
     internal int ApertureShift { get; }
 
+    /// <inheritdoc/>
     public override string ToString() => Kind == IommuContextKind.Translated ? $"Translated(domain {DomainId}, {Table!.Format})" : Kind.ToString();
 }
 
@@ -84,6 +86,7 @@ public enum DmaFaultReason : byte
 /// <param name="DomainId">Domain of the requester's context, or -1.</param>
 public readonly record struct DmaFault(ushort RequesterId, ulong Address, bool Write, DmaFaultReason Reason, int DomainId)
 {
+    /// <inheritdoc/>
     public override string ToString() =>
         $"DMA {(Write ? "write" : "read")} fault: requester {RequesterId >> 8:x2}:{(RequesterId >> 3) & 0x1f:x2}.{RequesterId & 7:x} " +
         $"address 0x{Address:x} reason {Reason}{(DomainId >= 0 ? $" domain {DomainId}" : "")}";
@@ -109,7 +112,9 @@ public readonly struct DmaTranslation
 {
     /// <summary>Physical address for the translated IOVA (byte-exact, offset included) when <see cref="Kind"/> is Memory.</summary>
     public readonly ulong Phys;
+    /// <summary>Memory, interrupt or fault.</summary>
     public readonly DmaTranslationKind Kind;
+    /// <summary>Why it faulted, when <see cref="Kind"/> is Fault.</summary>
     public readonly DmaFaultReason Fault;
 
     internal DmaTranslation(ulong phys, DmaTranslationKind kind, DmaFaultReason fault)
@@ -119,8 +124,10 @@ public readonly struct DmaTranslation
         Fault = fault;
     }
 
+    /// <summary>True when <see cref="Phys"/> is valid.</summary>
     public bool IsMemory => Kind == DmaTranslationKind.Memory;
 
+    /// <inheritdoc/>
     public override string ToString() => Kind switch
     {
         DmaTranslationKind.Memory => $"0x{Phys:x}",

@@ -59,15 +59,25 @@ public sealed class IommuHardware
     /// <summary>Creates a unit with an empty context table (every requester faults NoContext) and an empty IOTLB.</summary>
     /// <param name="iotlbSets">Sets of the IOTLB (see <see cref="Iotlb"/>).</param>
     /// <param name="name">Name for messages, e.g. "dmar0".</param>
-    public IommuHardware(int iotlbSets = 4096, string name = "dmar0")
+    /// <param name="domainIds">How many domain ids the unit supports (VT-d CAP.ND: 2^(4 + 2*ND), 16..65536); drivers
+    /// hand out 1..domainIds-1 (id 0 is reserved, as VT-d reserves DID 0 under caching mode).</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="domainIds"/> is outside 2..65536.</exception>
+    public IommuHardware(int iotlbSets = 4096, string name = "dmar0", int domainIds = MaxDomainId + 1)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(domainIds, 2);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(domainIds, MaxDomainId + 1);
         _iotlb = new Iotlb(iotlbSets);
         Name = name;
+        DomainIdCount = domainIds;
         for (int i = 0; i < _domainTags.Length; i++)
             _domainTags[i] = i;
     }
 
+    /// <summary>The unit's name, for messages (<c>dmar0</c>).</summary>
     public string Name { get; }
+
+    /// <summary>Domain ids the unit supports (ids 0..DomainIdCount-1; 0 is reserved).</summary>
+    public int DomainIdCount { get; }
 
     /// <summary>The unit's IOTLB (owned by this unit).</summary>
     public Iotlb Iotlb => _iotlb;
@@ -178,6 +188,74 @@ public sealed class IommuHardware
         return first;
     }
 
+    // Range leases (see TranslateRange): two reader counts, SRCU style. A lease counts itself in the current slot; an
+    // invalidation flips the slot and waits for the old one to drain, so a translation handed out before the flush is
+    // not used after the flush returns. Only paid once some lease was ever taken (_leasesUsed).
+    private readonly long[] _leaseCounts = new long[2];
+    private int _leaseSlot;
+    private volatile bool _leasesUsed;
+    private readonly Lock _leaseFlipLock = new();
+
+    /// <summary>
+    /// Translates [<paramref name="iova"/>, <paramref name="iova"/> + <paramref name="length"/>) for a device that
+    /// will access guest memory itself (a VMM's zero-copy path, as OpenVMM does): fills <paramref name="runs"/> with
+    /// physically contiguous pieces and keeps them valid until the returned lease is disposed. An invalidation
+    /// (<see cref="FlushRange"/>, <see cref="FlushDomain"/>, <see cref="FlushAll"/>, so every strict unmap and every
+    /// flush-queue flush) waits for the leases taken before it, so the mapping cannot be pulled from under the access.
+    /// </summary>
+    /// <returns>The lease: <see cref="DmaRangeLease.Fault"/> is the fault of the first untranslatable page (recorded and
+    /// reported as by <see cref="Translate"/>), <see cref="DmaRangeLease.Count"/> the runs filled and
+    /// <see cref="DmaRangeLease.Bytes"/> the bytes they cover (less than <paramref name="length"/> after a fault, or when
+    /// <paramref name="runs"/> is full). The MSI window is not memory: a range reaching it stops there.</returns>
+    /// <remarks>Hold leases briefly and never unmap on the thread that holds one: the unmap would wait for itself.</remarks>
+    public DmaRangeLease TranslateRange(ushort requesterId, ulong iova, int length, bool write, Span<DmaRun> runs)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        if (!_leasesUsed) _leasesUsed = true;
+        int slot;
+        while (true)
+        {
+            slot = Volatile.Read(ref _leaseSlot) & 1;
+            Interlocked.Increment(ref _leaseCounts[slot]);
+            if ((Volatile.Read(ref _leaseSlot) & 1) == slot) break;
+            Interlocked.Decrement(ref _leaseCounts[slot]); // an invalidation flipped meanwhile: count in the new slot
+        }
+        int count = 0, done = 0;
+        DmaFaultReason fault = DmaFaultReason.None;
+        while (done < length && count < runs.Length)
+        {
+            ulong a = iova + (ulong)done;
+            if (a - MsiWindowStart < MsiWindowSize) break;
+            DmaTranslation t = TranslateRun(requesterId, a, length - done, write, out int run);
+            if (t.Kind != DmaTranslationKind.Memory)
+            {
+                fault = t.Fault;
+                break;
+            }
+            if (count > 0 && runs[count - 1].Phys + (ulong)runs[count - 1].Length == t.Phys)
+                runs[count - 1] = runs[count - 1] with { Length = runs[count - 1].Length + run };
+            else
+                runs[count++] = new DmaRun(t.Phys, run);
+            done += run;
+        }
+        return new DmaRangeLease(this, slot, fault, count, done);
+    }
+
+    internal void ReleaseLease(int slot) => Interlocked.Decrement(ref _leaseCounts[slot]);
+
+    /// <summary>After an invalidation: wait until no lease taken before it is held (nothing to do without leases).</summary>
+    private void WaitForLeases()
+    {
+        if (!_leasesUsed) return;
+        lock (_leaseFlipLock)
+        {
+            int old = Volatile.Read(ref _leaseSlot) & 1;
+            Interlocked.Increment(ref _leaseSlot);
+            var spin = new SpinWait();
+            while (Volatile.Read(ref _leaseCounts[old]) != 0) spin.SpinOnce(sleep1Threshold: -1);
+        }
+    }
+
     /// <summary>The walk of <see cref="WalkAndFill"/> without raising a fault: false when the page is not mapped.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private bool TryWalkAndFillQuiet(IommuContext ctx, ulong iova, out ulong phys, out IommuProt prot) =>
@@ -225,7 +303,11 @@ public sealed class IommuHardware
 
     /// <summary>Invalidates the IOTLB entries of <paramref name="domainId"/> overlapping [iova, iova + size)
     /// (page-selective invalidation, the kernel's iotlb_sync for a gathered range).</summary>
-    public void FlushRange(int domainId, ulong iova, ulong size) => _iotlb.InvalidateRange(IotlbTagOf(domainId), iova, size);
+    public void FlushRange(int domainId, ulong iova, ulong size)
+    {
+        _iotlb.InvalidateRange(IotlbTagOf(domainId), iova, size);
+        WaitForLeases();
+    }
 
     /// <summary>Invalidates every IOTLB entry of <paramref name="domainId"/> (domain-selective, flush_iotlb_all), in
     /// O(1) by retiring the domain's tag (see remarks).</summary>
@@ -242,6 +324,27 @@ public sealed class IommuHardware
             tag = Interlocked.Increment(ref _nextTag);
         }
         Volatile.Write(ref _domainTags[domainId], tag);
+        WaitForLeases();
+    }
+
+    /// <summary>
+    /// The invalidation interface the DMA layer and flush queues use for <paramref name="domainId"/> on this unit: a
+    /// range is <see cref="FlushRange"/>, everything is <see cref="FlushDomain"/>.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="domainId"/> is outside 0..<see cref="MaxDomainId"/>.</exception>
+    public IIotlbInvalidator InvalidatorFor(int domainId)
+    {
+        CheckDomainId(domainId);
+        return new DomainInvalidator(this, domainId);
+    }
+
+    private sealed class DomainInvalidator(IommuHardware unit, int domainId) : IIotlbInvalidator
+    {
+        public void InvalidateRange(ulong iova, ulong size) => unit.FlushRange(domainId, iova, size);
+
+        public void InvalidateAll() => unit.FlushDomain(domainId);
+
+        public override string ToString() => $"{unit.Name} domain {domainId}";
     }
 
     /// <summary>The tag the IOTLB currently files <paramref name="domainId"/>'s entries under (the domain id until its
@@ -272,7 +375,11 @@ public sealed class IommuHardware
     }
 
     /// <summary>Invalidates the whole IOTLB (global invalidation).</summary>
-    public void FlushAll() => _iotlb.InvalidateAll();
+    public void FlushAll()
+    {
+        _iotlb.InvalidateAll();
+        WaitForLeases();
+    }
 
     /// <summary>Forgets the recorded faults and interrupts (counters keep counting).</summary>
     public void ClearLogs()
@@ -329,5 +436,43 @@ public sealed class IommuHardware
         }
         FaultHandler?.Invoke(fault);
         return new DmaTranslation(0, DmaTranslationKind.Fault, reason);
+    }
+}
+
+/// <summary>One physically contiguous piece of a translated range: guest physical address and length in bytes.</summary>
+public readonly record struct DmaRun(ulong Phys, int Length);
+
+/// <summary>
+/// The result of <see cref="IommuHardware.TranslateRange"/>: the runs stay valid (no invalidation of them completes)
+/// until <see cref="Dispose"/>. Dispose exactly once.
+/// </summary>
+public struct DmaRangeLease : IDisposable
+{
+    private IommuHardware? _unit;
+    private readonly int _slot;
+
+    internal DmaRangeLease(IommuHardware unit, int slot, DmaFaultReason fault, int count, int bytes)
+    {
+        _unit = unit;
+        _slot = slot;
+        Fault = fault;
+        Count = count;
+        Bytes = bytes;
+    }
+
+    /// <summary>None, or the fault that stopped the translation.</summary>
+    public DmaFaultReason Fault { get; }
+
+    /// <summary>Runs filled in the caller's span.</summary>
+    public int Count { get; }
+
+    /// <summary>Bytes from the start of the range that the runs cover.</summary>
+    public int Bytes { get; }
+
+    /// <summary>Ends the lease: invalidations waiting for it may complete.</summary>
+    public void Dispose()
+    {
+        _unit?.ReleaseLease(_slot);
+        _unit = null;
     }
 }

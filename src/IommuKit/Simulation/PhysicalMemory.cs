@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using IommuKit.Dma;
 
 namespace IommuKit.Simulation;
 
@@ -16,7 +17,7 @@ namespace IommuKit.Simulation;
 /// <para>Also hands out page-aligned physical ranges for coherent DMA buffers (<see cref="AllocatePages"/>): a bump
 /// pointer with per-size free lists, under a lock (cold path).</para>
 /// </remarks>
-public sealed class PhysicalMemory
+public sealed class PhysicalMemory : IGuestMemory, IDmaPageAllocator
 {
     /// <summary>log2 of the backing chunk size (64 KiB).</summary>
     public const int ChunkShift = 16;

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
+using IommuKit.Grouping;
 using IommuKit.Pci;
 
 namespace IommuKit.Simulation;
@@ -9,8 +10,9 @@ namespace IommuKit.Simulation;
 /// devices under the switch are routed by the switch itself unless ACS P2P Request Redirect is enabled on the ingress
 /// downstream port (PCIe r6.0 §6.12.1.2), in which case they go upstream to the root complex and its IOMMU.
 /// </summary>
-/// <remarks>All downstream ports of the modelled switch share one ACS control value (<see cref="Acs"/>), which is
-/// the common case ("the switch has ACS" or not); per-port differences are not modelled.</remarks>
+/// <remarks>Each downstream port may have its own ACS control (<see cref="SimulatedDevice.PortAcs"/>, set by
+/// <see cref="SimulatedBus.FromTopology"/> from the machine); a device without one uses the switch-wide
+/// <see cref="Acs"/>.</remarks>
 public sealed class PcieSwitch
 {
     private SimulatedDevice[] _devices = [];
@@ -22,6 +24,7 @@ public sealed class PcieSwitch
         Acs = acs;
     }
 
+    /// <summary>The switch's name, for messages.</summary>
     public string Name { get; }
 
     /// <summary>ACS control bits enabled on every downstream port. Only <see cref="AcsFlags.RR"/> changes routing here.</summary>
@@ -42,7 +45,7 @@ public sealed class PcieSwitch
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal SimulatedDevice? RoutePeer(SimulatedDevice from, ulong address)
     {
-        if ((Acs & AcsFlags.RR) != 0)
+        if (((from.PortAcs ?? Acs) & AcsFlags.RR) != 0)
             return null; // redirected upstream: the root complex (and the IOMMU) sees it
         SimulatedDevice[] devices = _devices;
         for (int i = 0; i < devices.Length; i++)
@@ -51,6 +54,8 @@ public sealed class PcieSwitch
             if (!ReferenceEquals(d, from) && d.BarContains(address))
             {
                 Interlocked.Increment(ref _peerToPeerRequests);
+                if (from.Group is { } a && d.Group is { } b && a != b)
+                    from.Bus.ReportCrossGroup(new IsolationViolation(from, d, address));
                 return d;
             }
         }
@@ -68,14 +73,20 @@ public sealed class PcieSwitch
 public sealed class SimulatedBus
 {
     private SimulatedDevice[] _barDevices = [];
+    // The in-process memory when that is what was given: copies then call the sealed type directly (no interface dispatch).
+    private readonly PhysicalMemory? _physical;
 
-    public SimulatedBus(PhysicalMemory memory, IommuHardware iommu)
+    /// <summary>A bus over <paramref name="memory"/> (the caller's guest memory, or a <see cref="PhysicalMemory"/>)
+    /// with <paramref name="iommu"/> at the root complex.</summary>
+    public SimulatedBus(IGuestMemory memory, IommuHardware iommu)
     {
         Memory = memory ?? throw new ArgumentNullException(nameof(memory));
         Iommu = iommu ?? throw new ArgumentNullException(nameof(iommu));
+        _physical = memory as PhysicalMemory;
     }
 
-    public PhysicalMemory Memory { get; }
+    /// <summary>The guest memory translated requests reach.</summary>
+    public IGuestMemory Memory { get; }
 
     /// <summary>The IOMMU that translates every request reaching the root complex.</summary>
     public IommuHardware Iommu { get; }
@@ -89,16 +100,111 @@ public sealed class SimulatedBus
     /// model. <paramref name="barBase"/>/<paramref name="barSize"/> give one memory BAR (MMIO backed by a byte array),
     /// reachable by peers and by the root complex.
     /// </summary>
+    /// <param name="mmio">The caller's device model: BAR reads and writes (from peers, from DMA the IOMMU let through,
+    /// and from the CPU through <see cref="CpuRead"/>/<see cref="CpuWrite"/>) go to it instead of a byte array.</param>
+    /// <param name="portAcs">ACS control of the downstream port the device sits behind (null: the switch's).</param>
     public SimulatedDevice AddDevice(string name, ushort requesterId, PcieSwitch? under = null, ulong barBase = 0,
-        int barSize = 0, PciAddress? address = null)
+        int barSize = 0, PciAddress? address = null, IMmioDevice? mmio = null, AcsFlags? portAcs = null)
     {
         if (barSize < 0 || (barSize > 0 && barBase > ulong.MaxValue - (ulong)barSize))
             ThrowHelper.ThrowArgument(nameof(barSize), "the BAR must not wrap the address space");
-        var dev = new SimulatedDevice(this, name, requesterId, under, barBase, barSize, address);
+        var dev = new SimulatedDevice(this, name, requesterId, under, barBase, barSize, address, mmio) { PortAcs = portAcs };
         under?.Add(dev);
+        _devices = [.. _devices, dev];
         if (barSize > 0)
             _barDevices = [.. _barDevices, dev];
         return dev;
+    }
+
+    /// <summary>
+    /// Builds the bus of <paramref name="machine"/>: one device per PCI function that is not a bridge, with the requester
+    /// ID its DMA carries at the IOMMU (the last alias of <c>pci_for_each_dma_alias</c>), one <see cref="PcieSwitch"/>
+    /// per switch upstream port, and each device's downstream-port ACS control as the machine shows it. So a
+    /// peer-to-peer request between devices the kernel put in different groups (ACS RR on their ports) goes to the
+    /// IOMMU and faults unless mapped, and one between devices of one group reaches the peer directly.
+    /// </summary>
+    /// <param name="bars">The memory BAR (and optional device model) of each function that has one; null = none.</param>
+    /// <param name="groupOf">The IOMMU group number of each function (from the core or the grouping rules); with it,
+    /// a peer-to-peer request the switch routes between devices of different groups is caught as an
+    /// <see cref="IsolationViolation"/>: the groups promised an isolation the fabric does not give.</param>
+    /// <exception cref="ArgumentNullException">A null argument.</exception>
+    public static SimulatedBus FromTopology(Machine machine, IGuestMemory memory, IommuHardware iommu,
+        Func<PciDevice, DeviceBar?>? bars = null, Func<PciDevice, int?>? groupOf = null)
+    {
+        ArgumentNullException.ThrowIfNull(machine);
+        var bus = new SimulatedBus(memory, iommu);
+        var aliases = DmaAliasWalk.ContextFor(machine.Topology);
+        var switches = new Dictionary<PciDevice, PcieSwitch>();
+        foreach (var pci in machine.Topology.Devices)
+        {
+            if (pci.IsBridge) continue;
+            PcieSwitch? under = null;
+            AcsFlags? portAcs = null;
+            // PCIe r6.0 §6.12.1.2: ACS P2P Request Redirect is a control of the ingress downstream port.
+            if (!pci.Bus.IsRoot && pci.Bus.Self is { PcieType: PcieType.Downstream } port && !port.Bus.IsRoot && port.Bus.Self is { } up)
+            {
+                if (!switches.TryGetValue(up, out under))
+                    switches[up] = under = bus.AddSwitch(up.Address.ToString());
+                portAcs = port.Acs?.Control ?? AcsFlags.None;
+            }
+            var bar = bars?.Invoke(pci);
+            var dev = bus.AddDevice(pci.Address.ToString(), DmaAliasWalk.VisibleRequesterId(pci, aliases), under,
+                bar?.Base ?? 0, bar?.Size ?? 0, pci.Address, bar?.Model, portAcs);
+            dev.Group = groupOf?.Invoke(pci);
+        }
+        return bus;
+    }
+
+    // _violationLock guards _violations (bounded log, cold path).
+    private readonly Lock _violationLock = new();
+    private readonly Queue<IsolationViolation> _violations = new();
+    private long _crossGroup;
+
+    /// <summary>Violations kept in <see cref="IsolationViolations"/>; older ones are dropped.</summary>
+    public const int MaxViolationLog = 1024;
+
+    /// <summary>Peer-to-peer requests the fabric delivered between devices of different IOMMU groups.</summary>
+    public long CrossGroupPeerRequests => Interlocked.Read(ref _crossGroup);
+
+    /// <summary>The last <see cref="MaxViolationLog"/> cross-group peer-to-peer requests, oldest first.</summary>
+    public IReadOnlyList<IsolationViolation> IsolationViolations
+    {
+        get { lock (_violationLock) return _violations.ToArray(); }
+    }
+
+    /// <summary>Called for each cross-group peer-to-peer request, after it is recorded. May run concurrently.</summary>
+    public Action<IsolationViolation>? IsolationViolationHandler { get; set; }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal void ReportCrossGroup(IsolationViolation v)
+    {
+        Interlocked.Increment(ref _crossGroup);
+        lock (_violationLock)
+        {
+            if (_violations.Count == MaxViolationLog) _violations.Dequeue();
+            _violations.Enqueue(v);
+        }
+        IsolationViolationHandler?.Invoke(v);
+    }
+
+    /// <summary>The devices on this bus, in the order added.</summary>
+    public IReadOnlyList<SimulatedDevice> Devices => _devices;
+
+    private SimulatedDevice[] _devices = [];
+
+    /// <summary>A CPU read of physical <paramref name="address"/>: a device BAR (its MMIO callback) or memory.</summary>
+    public void CpuRead(ulong address, Span<byte> destination)
+    {
+        CheckNoWrap(address, Math.Max(destination.Length, 1));
+        CompleteRead(address, destination);
+    }
+
+    /// <summary>A CPU write of physical <paramref name="address"/>: a device BAR (its MMIO callback, e.g. a doorbell)
+    /// or memory.</summary>
+    public void CpuWrite(ulong address, ReadOnlySpan<byte> source)
+    {
+        CheckNoWrap(address, Math.Max(source.Length, 1));
+        CompleteWrite(address, source);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -175,6 +281,8 @@ public sealed class SimulatedBus
     {
         if (_barDevices.Length != 0 && FindBar(phys) is { } target)
             target.MmioWrite(phys, data);
+        else if (_physical is not null)
+            _physical.Write(phys, data);
         else
             Memory.Write(phys, data);
     }
@@ -184,6 +292,8 @@ public sealed class SimulatedBus
     {
         if (_barDevices.Length != 0 && FindBar(phys) is { } target)
             target.MmioRead(phys, data);
+        else if (_physical is not null)
+            _physical.Read(phys, data);
         else
             Memory.Read(phys, data);
     }
@@ -213,19 +323,24 @@ public sealed class SimulatedDevice
 {
     private readonly SimulatedBus _bus;
     private readonly byte[] _bar;
+    private readonly IMmioDevice? _mmio;
+    private readonly int _barSize;
 
     internal SimulatedDevice(SimulatedBus bus, string name, ushort requesterId, PcieSwitch? under, ulong barBase, int barSize,
-        PciAddress? address)
+        PciAddress? address, IMmioDevice? mmio = null)
     {
         _bus = bus;
+        _mmio = mmio;
+        _barSize = barSize;
         Name = name;
         RequesterId = requesterId;
         Switch = under;
         BarBase = barBase;
-        _bar = new byte[barSize];
+        _bar = mmio is null ? new byte[barSize] : [];
         Address = address;
     }
 
+    /// <summary>The device's name, for messages.</summary>
     public string Name { get; }
 
     /// <summary>The requester ID the IOMMU sees for this device's requests (bus &lt;&lt; 8 | devfn, after aliasing).</summary>
@@ -240,10 +355,20 @@ public sealed class SimulatedDevice
     /// <summary>Bus address of the memory BAR (0 size = none).</summary>
     public ulong BarBase { get; }
 
-    public int BarSize => _bar.Length;
+    /// <summary>Size of the memory BAR in bytes (0 = none).</summary>
+    public int BarSize => _barSize;
 
-    /// <summary>The BAR's contents (MMIO registers/memory), as peers and the CPU see them.</summary>
+    /// <summary>The BAR's contents (MMIO registers/memory), as peers and the CPU see them; empty when a caller's
+    /// <see cref="IMmioDevice"/> backs the BAR.</summary>
     public Span<byte> Bar => _bar;
+
+    /// <summary>ACS control of the downstream port the device sits behind; null = the switch's <see cref="PcieSwitch.Acs"/>.</summary>
+    public AcsFlags? PortAcs { get; internal init; }
+
+    /// <summary>The device's IOMMU group number, when the bus was told (<see cref="SimulatedBus.FromTopology"/>).</summary>
+    public int? Group { get; set; }
+
+    internal SimulatedBus Bus => _bus;
 
     /// <summary>DMA read of <paramref name="destination"/>.Length bytes at DMA address <paramref name="address"/>.
     /// Returns <see cref="DmaFaultReason.None"/> or the fault that stopped it; bytes before the faulting page were
@@ -264,11 +389,16 @@ public sealed class SimulatedDevice
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal bool BarContains(ulong address) => address - BarBase < (ulong)_bar.Length;
+    internal bool BarContains(ulong address) => address - BarBase < (ulong)_barSize;
 
     internal void MmioWrite(ulong address, ReadOnlySpan<byte> data)
     {
         int offset = (int)(address - BarBase);
+        if (_mmio is not null)
+        {
+            _mmio.MmioWrite((ulong)offset, data[..Math.Min(data.Length, _barSize - offset)]);
+            return;
+        }
         int n = Math.Min(data.Length, _bar.Length - offset); // bytes past the BAR end are dropped (unsupported request)
         data[..n].CopyTo(_bar.AsSpan(offset));
     }
@@ -276,10 +406,47 @@ public sealed class SimulatedDevice
     internal void MmioRead(ulong address, Span<byte> data)
     {
         int offset = (int)(address - BarBase);
+        if (_mmio is not null)
+        {
+            int m = Math.Min(data.Length, _barSize - offset);
+            _mmio.MmioRead((ulong)offset, data[..m]);
+            data[m..].Fill(0xff);
+            return;
+        }
         int n = Math.Min(data.Length, _bar.Length - offset);
         _bar.AsSpan(offset, n).CopyTo(data);
         data[n..].Fill(0xff); // past the BAR: an unsupported request completes with all ones
     }
 
+    /// <inheritdoc/>
     public override string ToString() => $"{Name} (requester {RequesterId >> 8:x2}:{(RequesterId >> 3) & 0x1f:x2}.{RequesterId & 7:x})";
+}
+
+/// <summary>
+/// A device model the caller implements (a VMM's NIC, disk, GPU): the bus calls it for every access to its BAR, from
+/// the CPU (<see cref="SimulatedBus.CpuWrite"/>), from a peer the switch routed directly, or from DMA the IOMMU let
+/// through. The model does its own DMA through the <see cref="SimulatedDevice"/> the bus returned for it.
+/// </summary>
+/// <remarks>Calls may come from several threads at once; offsets are from the BAR base and the span never runs past
+/// the BAR's end.</remarks>
+public interface IMmioDevice
+{
+    /// <summary>A read of <paramref name="data"/>.Length bytes at <paramref name="offset"/> into the BAR.</summary>
+    void MmioRead(ulong offset, Span<byte> data);
+
+    /// <summary>A write of <paramref name="data"/> at <paramref name="offset"/> into the BAR (a register, a doorbell).</summary>
+    void MmioWrite(ulong offset, ReadOnlySpan<byte> data);
+}
+
+/// <summary>One memory BAR of a device built by <see cref="SimulatedBus.FromTopology"/>: bus address, size in bytes,
+/// and the caller's model behind it (null: plain memory).</summary>
+public readonly record struct DeviceBar(ulong Base, int Size, IMmioDevice? Model = null);
+
+/// <summary>A peer-to-peer request the fabric routed between devices of different IOMMU groups, which the IOMMU never
+/// saw: the grouping promised isolation the hardware does not provide.</summary>
+public readonly record struct IsolationViolation(SimulatedDevice From, SimulatedDevice To, ulong Address)
+{
+    /// <inheritdoc/>
+    public override string ToString() =>
+        $"{From.Name} (group {From.Group}) reached {To.Name} (group {To.Group}) at 0x{Address:x} through the switch, bypassing the IOMMU";
 }

@@ -6,7 +6,8 @@ namespace IommuKit.Sources;
 
 /// <summary>
 /// Captures the files a machine is read from (issue 2: the PCI devices and the directories they link to, the IOMMU
-/// groups, the IOMMU units with their register files, slots, <c>proc/cmdline</c>, <c>proc/sys/kernel/osrelease</c>)
+/// groups, the IOMMU units with their register files, slots, <c>proc/cmdline</c>, <c>proc/sys/kernel/osrelease</c>;
+/// issue 9: the firmware's DMAR/IVRS/IORT tables and each root bus's ACPI <c>firmware_node</c>)
 /// from a root directory into a deterministic gzip'd tar whose member names mirror the host (<c>sys/...</c>,
 /// <c>proc/...</c>) and whose symlinks are the host's relative links, as the oracle README describes: members sorted,
 /// mode 0755 for directories, 0644 for <c>config</c>/<c>type</c>, 0444 for other attributes, mtime/uid/gid 0, a gzip
@@ -60,6 +61,7 @@ public static class SnapshotWriter
         AddDirectory(members, SysfsReader.DevicesDir);
 
         int devices = 0;
+        var deviceDirs = new List<string>();
         foreach (var name in names)
         {
             if (!PciAddress.TryParse(name, out _)) continue;
@@ -72,6 +74,7 @@ public static class SnapshotWriter
                 continue;
             }
             devices++;
+            deviceDirs.Add(dir);
             AddDirectory(members, dir);
             foreach (var f in DeviceFiles) AddFile(tree, members, $"{dir}/{f}", f == "config" ? ConfigSpace.ExtendedSize : SourceLimits.MaxAttributeBytes);
             foreach (var l in DeviceLinks) AddLink(tree, members, $"{dir}/{l}", warnings);
@@ -118,8 +121,46 @@ public static class SnapshotWriter
         foreach (var s in tree.List(SysfsReader.SlotsDir) ?? [])
             AddFile(tree, members, $"{SysfsReader.SlotsDir}/{s}/address", SourceLimits.MaxAttributeBytes);
 
+        AddFirmware(tree, members, deviceDirs, warnings);
         WriteTarGz(members, output);
         return new Result(devices, members.Count, warnings.ToList());
+    }
+
+    /// <summary>
+    /// The firmware facts the kernel's IOMMU setup reads: the DMAR/IVRS/IORT tables (root only: an unreadable one is
+    /// left out with a note) and each root bus's <c>firmware_node</c> link with the ACPI device's <c>path</c>.
+    /// </summary>
+    private static void AddFirmware(FileTree tree, SortedDictionary<string, Member> members, List<string> deviceDirs, LoadWarnings warnings)
+    {
+        int captured = 0, unreadable = 0;
+        foreach (var name in Acpi.FirmwareSysfs.TableNames)
+        {
+            string path = $"{Acpi.FirmwareSysfs.TablesDir}/{name}";
+            if (tree.Lstat(path) != FileNodeKind.File) continue;
+            var data = tree.ReadBytes(path, Acpi.AcpiTableReader.MaxTableBytes);
+            if (data is null || data.Length == 0) { unreadable++; continue; }
+            if (data.Length > Acpi.AcpiTableReader.MaxTableBytes)
+            {
+                warnings.Add($"{path}: larger than the {Acpi.AcpiTableReader.MaxTableBytes}-byte cap; left out");
+                continue;
+            }
+            AddParent(members, path);
+            members[path] = new Member(Kind.File, data);
+            captured++;
+        }
+        if (unreadable > 0)
+            warnings.AddSummary($"{Acpi.FirmwareSysfs.TablesDir}: {unreadable} IOMMU table(s) readable by root only were left out; capture as root so the unit scopes and order come from the firmware");
+        else if (captured == 0 && tree.IsDirectory("sys/firmware"))
+            warnings.AddSummary($"{Acpi.FirmwareSysfs.TablesDir}: no DMAR, IVRS or IORT table on this host");
+        foreach (var rb in Acpi.FirmwareSysfs.RootBusDirectories(deviceDirs))
+        {
+            if (!AddLink(tree, members, $"{rb}/firmware_node", warnings)) continue;
+            if (tree.Resolve($"{rb}/firmware_node") is { } node && tree.IsDirectory(node))
+            {
+                AddDirectory(members, node);
+                AddFile(tree, members, $"{node}/path", SourceLimits.MaxAttributeBytes);
+            }
+        }
     }
 
     private static void AddDirectory(SortedDictionary<string, Member> members, string path)

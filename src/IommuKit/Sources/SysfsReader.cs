@@ -44,6 +44,7 @@ public static class SysfsReader
         foreach (var (slot, addr) in slots) slotByAddress.TryAdd(addr, slot);
 
         var builder = new PciTopologyBuilder();
+        var deviceDirs = new List<string>(names.Count);
         int headerOnly = 0, skipped = 0;
         string? firstSkip = null;
         foreach (var name in names)
@@ -67,6 +68,7 @@ public static class SysfsReader
                 continue;
             }
             if (facts.Visibility == ConfigVisibility.HeaderOnly) headerOnly++;
+            deviceDirs.Add(dir);
             if (slotByAddress.TryGetValue(SlotAddress(address), out var s))
                 facts = facts with { PhysicalSlot = s };
             builder.Add(facts);
@@ -82,6 +84,7 @@ public static class SysfsReader
 
         var groups = ReadGroups(tree, warnings);
         var units = ReadUnits(tree, warnings);
+        var (firmware, hostBridges) = Acpi.FirmwareSysfs.Read(tree, deviceDirs, warnings);
         return new Machine
         {
             Provenance = MachineProvenance.Sysfs,
@@ -92,6 +95,8 @@ public static class SysfsReader
             IommuUnits = units,
             KernelGroups = groups,
             Slots = slots,
+            Firmware = firmware,
+            HostBridges = hostBridges,
             Warnings = warnings.ToList(),
         };
 

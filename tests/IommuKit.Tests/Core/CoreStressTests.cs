@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using IommuKit.Core;
+using IommuKit.Simulation;
 using Xunit;
 using static IommuKit.Tests.Core.CoreRig;
 
@@ -8,7 +9,9 @@ namespace IommuKit.Tests.Core;
 
 /// <summary>
 /// Threads bind, unbind, claim, release, attach, change types and hot-plug at once on one core; after every step the
-/// invariants must hold, and every thread must finish (a deadlock fails the test through the join timeout).
+/// invariants must hold, and every thread must finish (a deadlock fails the test through the join timeout). The devices
+/// sit behind an emulated unit, and one more thread churns domains on its own device past the 65,536 domain ids a unit
+/// has, so ids must be reused while everything else changes around them.
 /// </summary>
 public class CoreStressTests
 {
@@ -21,17 +24,21 @@ public class CoreStressTests
     public void ConcurrentBindClaimAttachTypeChangeAndHotplugKeepTheInvariants(int minor, int milliseconds)
     {
         var core = NewCore(kernel: new KernelVersion(6, minor));
-        var drv = new TestDriver();
+        var hw = new IommuHardware(name: "unit0");
+        var drv = new TestDriver { Hardware = new Dictionary<string, IommuHardware> { ["unit0"] = hw } };
+        int nextStreamId = 0;
+        IommuDevice UnitDev(string name) => new(name, IommuBusKind.Platform, instance: "unit0", streamIds: [(uint)Interlocked.Increment(ref nextStreamId)]);
         var devices = new List<IommuDevice>();
+        var churnDev = UnitDev("churn");
         for (int i = 0; i < 12; i++)
         {
-            var d = Dev($"d{i}");
+            var d = UnitDev($"d{i}");
             // Shared groups plus some groups of one (the 5.11-6.3 type rules only change those).
             drv.GroupKey[d.Name] = i % 4 == 3 ? d.Name : $"g{i % 5}";
             if (i % 4 == 0) drv.Regions[d.Name] = [Region(0x100_0000UL * (ulong)(i + 1), 0x100_0000UL * (ulong)(i + 1) + 0x3fff, ReservedRegionType.DirectRelaxable)];
             devices.Add(d);
         }
-        Boot(core, drv, devices.ToArray());
+        Boot(core, drv, [.. devices, churnDev]);
         var live = new ConcurrentDictionary<IommuDevice, bool>(devices.Select(d => KeyValuePair.Create(d, true)));
         var failures = new ConcurrentQueue<string>();
         var ops = new ConcurrentDictionary<string, int>();
@@ -87,7 +94,7 @@ public class CoreStressTests
                         case 8: ok = group is not null && core.StoreType(group, Types[rng.Next(Types.Length)]).IsOk; break;
                         case 9:
                         {
-                            var n = Dev($"h{Interlocked.Increment(ref nextDevice)}");
+                            var n = UnitDev($"h{Interlocked.Increment(ref nextDevice)}");
                             lock (drv.GroupKey) drv.GroupKey[n.Name] = rng.Next(2) == 0 ? n.Name : $"g{rng.Next(7)}";
                             if (ok = core.HotplugAdd(n).IsOk) live[n] = true;
                             else core.RemoveDevice(n);
@@ -115,11 +122,44 @@ public class CoreStressTests
             }
         }
 
+        // Domain churn: allocate, attach, detach, free on a device the other workers never pick, past the id space of a
+        // unit. Bounded by its count, and in time by the join below.
+        const int ChurnAllocations = (1 << 16) + 1000;
+        int churned = 0;
+        void Churn()
+        {
+            try
+            {
+                var group = churnDev.Group!;
+                while (churned < ChurnAllocations && failures.IsEmpty)
+                {
+                    var a = core.AllocPagingDomain(churnDev, out var dom);
+                    if (!a.IsOk) { failures.Enqueue($"churn alloc {churned}: {a}"); break; }
+                    churned++;
+                    var r = core.AttachGroup(dom!, group);
+                    if (!r.IsOk) { failures.Enqueue($"churn attach {churned}: {r}"); break; }
+                    if (hw.GetContext((ushort)churnDev.StreamIds[0]) is not { Kind: IommuContextKind.Translated } ctx || ctx.Table != dom!.PageTable)
+                    {
+                        failures.Enqueue($"churn {churned}: the unit does not translate through the attached domain");
+                        break;
+                    }
+                    core.DetachGroup(dom!, group);
+                    core.FreeDomain(dom!);
+                }
+            }
+            catch (Exception ex)
+            {
+                failures.Enqueue($"churn: {ex}");
+            }
+        }
+
         var threads = Enumerable.Range(1, 4).Select(i => new Thread(() => Worker(i * 7919)) { IsBackground = true }).ToList();
+        threads.Add(new Thread(Churn) { IsBackground = true });
         foreach (var t in threads) t.Start();
         foreach (var t in threads)
-            Assert.True(t.Join(TimeSpan.FromSeconds(60)), "a worker did not finish: deadlock or livelock");
+            Assert.True(t.Join(TimeSpan.FromSeconds(120)), "a worker did not finish: deadlock or livelock");
         Assert.True(failures.IsEmpty, string.Join("\n", failures.Take(10)));
+        Assert.Equal(ChurnAllocations, churned);
         Assert.Empty(core.CheckInvariants());
         Assert.True(ops.Count >= 10, $"only {string.Join(", ", ops.Keys)} ran");
         // Not vacuous: every kind of state change did happen (a run where all claims or type writes fail proves nothing).

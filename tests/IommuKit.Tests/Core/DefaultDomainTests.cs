@@ -1,4 +1,5 @@
 using IommuKit.Core;
+using IommuKit.Drivers;
 using IommuKit.Pci;
 using Xunit;
 using static IommuKit.Tests.Core.CoreRig;

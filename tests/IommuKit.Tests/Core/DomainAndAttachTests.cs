@@ -77,7 +77,7 @@ public class DomainAndAttachTests
         core.AllocPagingDomain(a, out var d2);
         Assert.True(core.AttachGroup(d1!, a.Group!).IsOk);
         Assert.Equal(Errno.EBUSY, core.AttachGroup(d2!, a.Group!).Errno);
-        Assert.True(core.ReplaceGroupDomain(a.Group!, d2!).IsOk);
+        Assert.True(core.ReplaceGroupDomain(d2!, a.Group!).IsOk);
         Assert.Same(d2, a.Group!.Domain);
     }
 

@@ -301,12 +301,12 @@ public class DmaApiTests
     }
 
     [Fact]
-    public void AFlushQueueForADomainIdBeyond16BitsIsRefusedWhenItIsCreated()
+    public void AnInvalidatorForADomainIdBeyond16BitsIsRefusedWhenItIsCreated()
     {
-        // Not at its first flush, which may run on the timer's thread where an exception ends the process.
+        // Not at a flush queue's first flush, which may run on the timer's thread where an exception ends the process.
         using var rig = new DmaRig();
-        Assert.Throws<ArgumentOutOfRangeException>(() => new FlushQueue(rig.Iommu, IommuHardware.MaxDomainId + 1, rig.Iovad, rig.Clock));
-        Assert.Throws<ArgumentOutOfRangeException>(() => new FlushQueue(rig.Iommu, -1, rig.Iovad, rig.Clock));
+        Assert.Throws<ArgumentOutOfRangeException>(() => rig.Iommu.InvalidatorFor(IommuHardware.MaxDomainId + 1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => rig.Iommu.InvalidatorFor(-1));
     }
 
     [Fact]
@@ -314,6 +314,6 @@ public class DmaApiTests
     {
         using var rig = new DmaRig();
         Assert.Throws<ArgumentException>(() =>
-            new DmaApi(rig.Iommu, 1, rig.Table, new IovaAllocator(8192, 1), DmaMode.Strict, ulong.MaxValue));
+            new DmaApi(rig.Iommu.InvalidatorFor(1), rig.Table, new IovaAllocator(8192, 1), DmaMode.Strict, ulong.MaxValue));
     }
 }

@@ -1,4 +1,5 @@
 using IommuKit.Dma;
+using Microsoft.Extensions.Time.Testing;
 using IommuKit.Paging;
 using IommuKit.Simulation;
 
@@ -17,7 +18,7 @@ internal sealed class DmaRig : IDisposable
         Bus = new SimulatedBus(Memory, Iommu);
         Table = IoPageTables.Create(format);
         Iovad = new IovaAllocator(4096, 1);
-        Clock = new ManualTimeProvider();
+        Clock = new FakeTimeProvider();
     }
 
     public PhysicalMemory Memory { get; }
@@ -25,7 +26,7 @@ internal sealed class DmaRig : IDisposable
     public SimulatedBus Bus { get; }
     public IIoPageTable Table { get; }
     public IovaAllocator Iovad { get; }
-    public ManualTimeProvider Clock { get; }
+    public FakeTimeProvider Clock { get; }
 
     public IommuContext Context => IommuContext.Translated(DomainId, Table);
 
@@ -47,10 +48,10 @@ internal sealed class DmaRig : IDisposable
     public DmaApi Api(DmaMode mode, ulong mask = ulong.MaxValue, IReadOnlyList<IovaReservedRegion>? reserved = null,
         bool forceDac = false, int queueCount = 1)
     {
-        FlushQueue? fq = mode == DmaMode.Lazy ? new FlushQueue(Iommu, DomainId, Iovad, Clock, queueCount: queueCount) : null;
+        FlushQueue? fq = mode == DmaMode.Lazy ? new FlushQueue(Iommu.InvalidatorFor(DomainId), Iovad, Clock, queueCount: queueCount) : null;
         if (fq is not null)
             _owned.Add(fq);
-        var api = new DmaApi(Iommu, DomainId, Table, Iovad, mode, mask, reserved, fq, Memory, forceDac);
+        var api = new DmaApi(Iommu.InvalidatorFor(DomainId), Table, Iovad, mode, mask, reserved, fq, Memory, forceDac);
         _owned.Add(api);
         return api;
     }

@@ -103,3 +103,73 @@ public class SnapshotWriterTests
         finally { Directory.Delete(dir, recursive: true); }
     }
 }
+
+/// <summary>Issue 9: the snapshot carries the firmware's IOMMU tables and the host bridges' ACPI devices, and loads them back.</summary>
+public class SnapshotFirmwareTests
+{
+    private static string AcpiFixture(string file) => Path.Combine(Fixtures.Root, "acpi", file);
+
+    [Fact]
+    public void SnapshotCarriesTheDmarAndTheHostBridgeFirmwareNodeAndLoadsThemBack()
+    {
+        string dir = SourceTestKit.ExtractToTemp(Fixtures.OracleTarball("b_rootports"));
+        try
+        {
+            string tables = Path.Combine(dir, "sys/firmware/acpi/tables");
+            Directory.CreateDirectory(tables);
+            File.Copy(AcpiFixture("dell-xps-13-9380-e27420be3a8a-DMAR.dat"), Path.Combine(tables, "DMAR"));
+            string node = Path.Combine(dir, "sys/devices/LNXSYSTM:00/LNXSYBUS:00/PNP0A08:00");
+            Directory.CreateDirectory(node);
+            File.WriteAllText(Path.Combine(node, "path"), "\\_SB_.PCI0\n");
+            File.CreateSymbolicLink(Path.Combine(dir, "sys/devices/pci0000:00/firmware_node"), "../LNXSYSTM:00/LNXSYBUS:00/PNP0A08:00");
+
+            using var ms = new MemoryStream();
+            var result = SnapshotWriter.Capture(dir, ms);
+            Assert.Empty(result.Warnings);
+            ms.Position = 0;
+            var m = MachineSource.LoadTarball(ms, "snapshot.tar.gz");
+            var dmar = Assert.IsType<IommuKit.Pci.DmarTable>(m.Firmware.Dmar);
+            Assert.Equal(2, dmar.Units.Count);
+            Assert.True(dmar.Units[1].IncludePciAll);
+            Assert.Null(m.Firmware.Ivrs);
+            var hb = Assert.Single(m.HostBridges);
+            Assert.Equal((0, (byte)0, "PNP0A08:00", "\\_SB_.PCI0"), (hb.Domain, hb.Bus, hb.AcpiDevice, hb.AcpiPath));
+            Assert.Empty(m.Warnings);
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    [Fact]
+    public void TableReadableByRootOnlyIsLeftOutWithANoteNamingWhy()
+    {
+        string dir = SourceTestKit.ExtractToTemp(Fixtures.OracleTarball("a_rootcomplex"));
+        try
+        {
+            string tables = Path.Combine(dir, "sys/firmware/acpi/tables");
+            Directory.CreateDirectory(tables);
+            File.WriteAllBytes(Path.Combine(tables, "IVRS"), []); // what an unprivileged read of the 0400 file gives
+            using var ms = new MemoryStream();
+            var result = SnapshotWriter.Capture(dir, ms);
+            var note = Assert.Single(result.Warnings);
+            Assert.Contains("readable by root only", note, StringComparison.Ordinal);
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    [Fact]
+    public void TableThatDoesNotDecodeIsLeftOutOfTheMachineWithTheDecodersMessage()
+    {
+        string dir = SourceTestKit.ExtractToTemp(Fixtures.OracleTarball("a_rootcomplex"));
+        try
+        {
+            string tables = Path.Combine(dir, "sys/firmware/acpi/tables");
+            Directory.CreateDirectory(tables);
+            var bytes = File.ReadAllBytes(AcpiFixture("asrock-x300-itx-400bc68b0f41-IVRS.dat"));
+            File.WriteAllBytes(Path.Combine(tables, "IVRS"), bytes[..60]);
+            var m = MachineSource.Load(dir);
+            Assert.Null(m.Firmware.Ivrs);
+            Assert.Contains(m.Warnings, w => w.StartsWith("sys/firmware/acpi/tables/IVRS: offset 0x4: IVRS table length", StringComparison.Ordinal) && w.EndsWith("; table left out", StringComparison.Ordinal));
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+}
