@@ -1,4 +1,5 @@
 using IommuKit.Core;
+using IommuKit.Drivers;
 using IommuKit.Pci;
 
 namespace IommuKit.Host;

@@ -87,7 +87,7 @@ public static partial class HostAnalysis
         if (host is null || (host.AssumedUnits && !asIfOn)) return _ => (null, null);
         if (asIfOn && host.AssumedUnits)
         {
-            bool amd = host.Driver is Core.AmdViDriver;
+            bool amd = host.Driver is Drivers.AmdViDriver;
             notes.Add($"the predicted types and reserved regions assume an {(amd ? "AMD-Vi" : "Intel VT-d")} IOMMU managing every device " +
                       "(the source shows no IOMMU unit; register-dependent choices such as caching mode are taken as off)");
         }
