@@ -8,12 +8,17 @@ namespace IommuKit.Host.Picture;
 /// <summary>What a box in the picture stands for.</summary>
 public enum PictureNodeKind
 {
+    /// <summary>A root bus (a host bridge's bus): the start of a tree.</summary>
     RootBus,
+    /// <summary>A PCIe root port.</summary>
     RootPort,
+    /// <summary>A switch's upstream port.</summary>
     SwitchUpstream,
+    /// <summary>A switch's downstream port.</summary>
     SwitchDownstream,
     /// <summary>A PCIe-to-PCI bridge, a PCI-to-PCI bridge, a CardBus bridge: anything with a bus below that is not a PCIe port.</summary>
     Bridge,
+    /// <summary>Anything else: an endpoint or root-complex integrated endpoint.</summary>
     Endpoint,
 }
 
@@ -56,8 +61,11 @@ public static class PictureMetrics
     /// (DejaVu Sans Mono 0.602, Liberation Mono 0.600, Menlo 0.602); 0.64 em leaves room for a wider fallback.
     /// </summary>
     public const double CharWidth = FontSize * 0.64;
+    /// <summary>Distance between two text lines of a box, in CSS pixels.</summary>
     public const double LineHeight = 14;
+    /// <summary>Space between a box's left and right edges and its text.</summary>
     public const double PadX = 8;
+    /// <summary>Space between a box's top and bottom edges and its text.</summary>
     public const double PadY = 6;
     /// <summary>Longest line written in a box; longer text is cut with an ellipsis (the full text is in the details).</summary>
     public const int MaxLineChars = 48;
@@ -81,10 +89,15 @@ public static class PictureMetrics
 /// </summary>
 public sealed class MachinePicture
 {
+    /// <summary>The analysis the picture draws.</summary>
     public required HostReport Report { get; init; }
+    /// <summary>Every box: root buses and functions, parents before children.</summary>
     public required IReadOnlyList<PictureNode> Nodes { get; init; }
+    /// <summary>The shown groups, in the report's order.</summary>
     public required IReadOnlyList<PictureGroup> Groups { get; init; }
+    /// <summary>Width of the picture, in CSS pixels.</summary>
     public required double Width { get; init; }
+    /// <summary>Height of the picture, in CSS pixels.</summary>
     public required double Height { get; init; }
 
     /// <summary>The kernel command line whose split the picture proposes for groups holding several cards.</summary>
@@ -355,6 +368,7 @@ public sealed class MachinePicture
 /// <summary>Text from input made printable before it is measured: control characters become <c>\xNN</c> (or <c>\uNNNN</c>).</summary>
 public static class PictureText
 {
+    /// <summary>The text with every control character (and U+2028/U+2029) written as an escape; the same string when there is none.</summary>
     public static string Visible(string text)
     {
         ArgumentNullException.ThrowIfNull(text);

@@ -3,7 +3,9 @@ namespace IommuKit.Host.Picture;
 /// <summary>A rectangle in picture units (CSS pixels): left, top, width, height.</summary>
 public readonly record struct Box(double X, double Y, double Width, double Height)
 {
+    /// <summary>The right edge (exclusive).</summary>
     public double Right => X + Width;
+    /// <summary>The bottom edge (exclusive).</summary>
     public double Bottom => Y + Height;
 
     /// <summary>The two rectangles share interior area (touching edges do not count).</summary>
@@ -33,10 +35,15 @@ public static class TreeLayout
     /// <summary>One box to place: its size in, its position out (<see cref="Arrange"/> sets <see cref="Box"/>).</summary>
     public sealed class Node(double width, double height)
     {
+        /// <summary>Width of the box, in pixels.</summary>
         public double Width { get; } = width;
+        /// <summary>Height of the box, in pixels.</summary>
         public double Height { get; } = height;
+        /// <summary>The nodes drawn to its right, in order from top to bottom.</summary>
         public List<Node> Children { get; } = [];
+        /// <summary>Its column (0 for a root), set by <see cref="Arrange"/>.</summary>
         public int Depth { get; internal set; }
+        /// <summary>Where it was placed, set by <see cref="Arrange"/>.</summary>
         public Box Box { get; internal set; }
     }
 
