@@ -48,7 +48,11 @@ public class HostAnalysisParityTests
         Assert.Equal(explain.Steps.Select(s => s.Text), cliExplain.GetProperty("steps").EnumerateArray().Select(s => s.GetProperty("text").GetString()));
         var vfio = HostAnalysis.VfioCheck(report, device, null);
         var cliVfio = CliRunner.Run("vfio-check", device.ToString(), "--json", "--pci-ids", "none", "--source", path).Json;
-        string word = vfio.Outcome switch { VfioOutcome.Viable => "viable", VfioOutcome.NoIommu => "no-iommu", _ => "not-viable" };
+        string word = vfio.Class switch
+        {
+            VerdictClass.Ready => "ready", VerdictClass.NeedsBinding => "needs-binding", VerdictClass.SharesGroup => "shares-group",
+            VerdictClass.NotAssignable => "not-assignable", _ => "no-iommu",
+        };
         Assert.Equal(word, cliVfio.GetProperty("verdict").GetString());
         Assert.Equal(vfio.Problems, cliVfio.GetProperty("problems").EnumerateArray().Select(x => x.GetString()));
     }

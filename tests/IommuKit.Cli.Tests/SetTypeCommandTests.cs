@@ -120,7 +120,7 @@ public class SetTypeCommandTests
     {
         WithExtractedRoot("g_k612_intel_typetest", root =>
         {
-            var r = Run("set-type", "7", "identity", "--source", root, "--apply", "--json");
+            var r = Run("set-type", "7", "identity", "--source", root, "--apply", "--yes", "--json");
             Assert.True(r.Code == 0, r.Out + r.Err);
             Assert.True(r.Json.GetProperty("applied").GetBoolean());
             Assert.Equal("identity", r.Json.GetProperty("type_now").GetString());
@@ -144,7 +144,7 @@ public class SetTypeCommandTests
             string bind = Path.Combine(root, "sys/bus/pci/drivers/e1000e/bind");
             if (File.Exists(bind)) File.Delete(bind);
             Directory.CreateDirectory(bind);
-            var r = Run("set-type", "7", "identity", "--source", root, "--apply", "--json");
+            var r = Run("set-type", "7", "identity", "--source", root, "--apply", "--yes", "--json");
             Assert.Equal(1, r.Code);
             Assert.False(r.Json.GetProperty("applied").GetBoolean());
             Assert.Equal(old, r.Json.GetProperty("type_now").GetString());
@@ -152,6 +152,32 @@ public class SetTypeCommandTests
             var log = r.Json.GetProperty("apply_log").EnumerateArray().Select(e => e.GetString()!).ToArray();
             Assert.Contains(log, l => l.StartsWith("echo 0000:01:00.0 > /sys/bus/pci/drivers/e1000e/bind failed", StringComparison.Ordinal));
             Assert.Contains($"echo {old} > /sys/kernel/iommu_groups/7/type", log);
+        });
+    }
+
+    [Fact]
+    public void ApplyAsksBeforeUnbindingSaysTheLinkDropsAndHasNoFailureHeadline()
+    {
+        WithExtractedRoot("g_k612_intel_typetest", root =>
+        {
+            string? asked = null;
+            Cli.Commands.BindCommand.Confirm = q => { asked = q; return true; };
+            try
+            {
+                var r = Run("set-type", "7", "identity", "--source", root, "--apply");
+                Assert.True(r.Code == 0, r.Out + r.Err);
+                Assert.Contains("0000:01:00.0 from e1000e (its network link drops)", asked);
+                Assert.DoesNotContain(r.Lines, l => l.Contains("would fail", StringComparison.Ordinal));
+                Assert.Equal("group 7: type is now identity", r.Lines[^1]);
+                Cli.Commands.BindCommand.Confirm = _ => false;
+                var no = Run("set-type", "7", "DMA", "--source", root, "--apply");
+                Assert.Equal(1, no.Code);
+                Assert.Equal("identity", File.ReadAllText(Path.Combine(root, "sys/kernel/iommu_groups/7/type")).Trim());
+            }
+            finally
+            {
+                Cli.Commands.BindCommand.Confirm = null;
+            }
         });
     }
 

@@ -11,7 +11,7 @@ public class VfioCheckCommandTests
 
     [Theory]
     [MemberData(nameof(MachinesWithGroups), MemberType = typeof(CliRunner))]
-    public void EveryKernelGroupIsViableExactlyWhenNoMemberHasADmaApiDriver(string machine)
+    public void EveryKernelGroupIsViableExactlyWhenNoMemberHasADmaApiDriverAndExitsByItsVerdict(string machine)
     {
         using var exp = JsonDocument.Parse(File.ReadAllText(OracleExpected(machine)));
         var driverOf = exp.RootElement.GetProperty("devices").EnumerateArray().ToDictionary(
@@ -22,8 +22,12 @@ public class VfioCheckCommandTests
             int id = g.GetProperty("id").GetInt32();
             bool expected = g.GetProperty("devices").EnumerateArray().All(d => HarmlessOnModernKernels(driverOf[d.GetString()!]));
             var r = Run("vfio-check", "--group", id.ToString(), "--json", "--source", Oracle(machine), "--pci-ids", "none");
-            Assert.Equal(expected ? 0 : 1, r.Code);
             Assert.Equal(expected, r.Json.GetProperty("viable").GetBoolean());
+            string verdict = r.Json.GetProperty("verdict").GetString()!;
+            Assert.Equal(verdict is "ready" or "needs-binding" ? 0 : 1, r.Code);
+            // Ready is exactly "viable now, and nothing of the host's in the group".
+            if (verdict == "ready") Assert.True(expected);
+            if (verdict == "needs-binding") Assert.False(expected);
             Assert.Equal("dma-ownership", r.Json.GetProperty("rule").GetString());
             foreach (var d in r.Json.GetProperty("devices").EnumerateArray())
                 Assert.Equal(HarmlessOnModernKernels(driverOf[d.GetProperty("address").GetString()!]) ? "ok" : "blocking", d.GetProperty("status").GetString());
@@ -47,18 +51,21 @@ public class VfioCheckCommandTests
     }
 
     [Fact]
-    public void GroupOfDevicesBoundToPciStubAndPcieportIsViable()
+    public void GroupOfDevicesBoundToPciStubIsViableButSharesTheLpcBridgeAndSmbus()
     {
         var r = Run("vfio-check", "--group", "9", "--source", Oracle("g_k612_virtio_pt"), "--pci-ids", SampleIds);
-        Assert.Equal(0, r.Code);
+        Assert.Equal(1, r.Code);
+        Assert.Contains(r.Lines, l => l.StartsWith("Verdict: SHARES GROUP: group 9 also holds 00:1f.0, 00:1f.3", StringComparison.Ordinal));
         AssertGolden("vfio-check-g_k612_virtio_pt-group9.txt", r.Out);
     }
 
     [Fact]
-    public void DriverlessSataGroupWithARelaxableRegionIsViableInJson()
+    public void DriverlessSataGroupWithARelaxableRegionIsViableButSharesTheLpcBridgeInJson()
     {
         var r = Run("vfio-check", "00:1f.2", "--json", "--source", Oracle("g_k612_intel_mixed"), "--pci-ids", SampleIds);
-        Assert.Equal(0, r.Code);
+        Assert.Equal(1, r.Code);
+        Assert.True(r.Json.GetProperty("viable").GetBoolean());
+        Assert.Equal("shares-group", r.Json.GetProperty("verdict").GetString());
         AssertGolden("vfio-check-g_k612_intel_mixed-00_1f.2.json", r.Out);
     }
 
@@ -80,7 +87,7 @@ public class VfioCheckCommandTests
     {
         var r = Run("vfio-check", "00:1d.0", "--source", Oracle("g_k612_virtio_pt"), "--pci-ids", "none");
         Assert.Equal(1, r.Code);
-        Assert.Contains(r.Lines, l => l == "Verdict: NOT VIABLE: 0000:00:1d.0 is in no IOMMU group: no IOMMU unit manages it, so VFIO cannot take it.");
+        Assert.Contains(r.Lines, l => l == "Verdict: NOT ASSIGNABLE: 0000:00:1d.0 is in no IOMMU group: no IOMMU unit manages it, so VFIO cannot take it.");
     }
 
     [Fact]

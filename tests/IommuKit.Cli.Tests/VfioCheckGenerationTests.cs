@@ -47,8 +47,8 @@ public class VfioCheckGenerationTests
             var r = Run("vfio-check", "00:01.0", "--source", path, "--pci-ids", "none");
             Assert.Equal(1, r.Code);
             Assert.Contains("  - direct region 0x7a000000-0x7a1fffff (firmware RMRR): the kernel refuses a blocking or VM domain for the group (EINVAL)", r.Lines);
-            Assert.Contains(r.Lines, l => l.StartsWith("  OK        00:01.0"));
-            Assert.Contains(r.Lines, l => l.StartsWith("Verdict: NOT VIABLE: 00:01.0 (group 1)"));
+            Assert.Contains(r.Lines, l => l.StartsWith("  asked     00:01.0"));
+            Assert.Contains(r.Lines, l => l.StartsWith("Verdict: NOT ASSIGNABLE: 00:01.0 (group 1)"));
         }
         finally { File.Delete(path); }
     }

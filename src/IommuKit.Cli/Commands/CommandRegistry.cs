@@ -10,6 +10,8 @@ internal static class CommandRegistry
         yield return GroupsCommand.Create(console);
         yield return ExplainCommand.Create(console);
         yield return VfioCheckCommand.Create(console);
+        yield return BindCommand.Create(console, bind: true);
+        yield return BindCommand.Create(console, bind: false);
         yield return WhatIfCommand.Create(console);
         yield return DiffCommand.Create(console);
         yield return DevicesCommand.Create(console);

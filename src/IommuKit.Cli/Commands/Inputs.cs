@@ -21,6 +21,17 @@ internal static class Inputs
         return PciIds.TryLoad(option) ?? throw new CliException($"--pci-ids {option}: cannot read that file", ExitCode.InputError);
     }
 
+    /// <summary>
+    /// Refuses to <paramref name="verb"/> on the bundled example machine (shown only because this host has no PCI sysfs):
+    /// a verdict or an action about a machine that is not this one would mislead.
+    /// </summary>
+    public static void RefuseExample(Machine machine, string verb)
+    {
+        if (machine.Origin == SourceResolver.ExampleOrigin)
+            throw new CliException($"this host has no PCI sysfs: refusing to {verb} on the bundled example machine; give --source PATH (a snapshot, lspci dump or directory root)",
+                ExitCode.Unsupported);
+    }
+
     public static KernelCommandLine CommandLine(Machine machine, string? overrideText) =>
         KernelCommandLine.Parse(overrideText ?? machine.CommandLine);
 

@@ -26,29 +26,49 @@ internal static partial class SetTypeCommand
             Description = "Really change it (live host or a directory root, as root): unbind the drivers that block the change, " +
                           "write the type, bind them back, verify, and restore the previous state if any step fails.",
         };
+        var yes = new Option<bool>("--yes", "-y") { Description = "With --apply, do not ask before unbinding drivers (needed without a terminal)." };
         var command = new Command("set-type",
             "Change an IOMMU group's default domain type (sysfs 'type'): by default a dry run saying whether this kernel " +
             "would accept it, the errno and reason if not, and the steps that would make it succeed.\n" +
             "Exit codes: 0 would succeed/applied, 1 refused, 2 no IOMMU, 3 bad input, 5 --apply not possible here.")
         {
-            group, value, source, cmdline, json, apply,
+            group, value, source, cmdline, json, apply, yes,
         };
         command.SetAction(parse => Run(console, parse.GetValue(group), parse.GetValue(value)!, parse.GetValue(source),
-            parse.GetValue(cmdline), parse.GetValue(json), parse.GetValue(apply)));
+            parse.GetValue(cmdline), parse.GetValue(json), parse.GetValue(apply), parse.GetValue(yes)));
         return command;
     }
 
-    internal static int Run(CliConsole console, int groupNumber, string value, string? sourcePath, string? cmdlineText, bool json, bool apply)
+    internal static int Run(CliConsole console, int groupNumber, string value, string? sourcePath, string? cmdlineText, bool json, bool apply, bool yes = false)
     {
         var machine = Inputs.LoadMachine(sourcePath, console);
+        if (apply) Inputs.RefuseExample(machine, "change a type");
         var report = HostAnalysis.SetType(machine, cmdlineText, groupNumber, value);
         if (report.Plan is not { } plan)
             throw new CliException($"{machine.Origin}: no active IOMMU, so there are no groups and no type files", ExitCode.NoIommu);
+        if (apply && !yes && !plan.Result.IsOk && plan.StepsResult.IsOk && plan.Unbinds is { Count: > 0 } unbinds)
+        {
+            // Unbinding drops what the driver serves: say so, and ask (a NIC's link, a controller's disks).
+            var what = unbinds.Select(u => $"{u.Device} from {u.Driver}{LossOf(machine, u.Device)}");
+            if (!BindCommand.Ask(console, $"This unbinds {string.Join(", ", what)} for a moment, then binds it back. Continue? [y/N] "))
+                throw new CliException("not confirmed; nothing written", ExitCode.Negative);
+        }
         ApplyOutcome? applied = apply ? Apply(sourcePath, plan, report.Model) : null;
         if (json) WriteJson(console, plan, report, applied);
         else WriteText(console, plan, report, applied);
         if (applied is { } a) return a.Ok ? (int)ExitCode.Ok : (int)ExitCode.Negative;
         return plan.Result.IsOk ? (int)ExitCode.Ok : (int)ExitCode.Negative;
+    }
+
+    /// <summary>" (its network link drops)"-style words for what unbinding the device interrupts, or "".</summary>
+    private static string LossOf(Machine machine, string device)
+    {
+        if (!IommuKit.Pci.PciAddress.TryParse(device, out var a) || machine.Topology.Find(a) is not { } d) return "";
+        if (IommuKit.Passthrough.PciClasses.IsNetwork(d.ClassCode)) return " (its network link drops)";
+        if (IommuKit.Passthrough.PciClasses.IsStorage(d.ClassCode)) return " (its disks drop: do not do this to the disk the system runs from)";
+        if (IommuKit.Passthrough.PciClasses.IsGpu(d.ClassCode)) return " (its displays go dark)";
+        if (IommuKit.Passthrough.PciClasses.IsUsb(d.ClassCode)) return " (its USB devices, perhaps the keyboard, drop)";
+        return "";
     }
 
     private static string ResultName(IommuResult r) => r.IsOk ? "ok" : r.Errno.ToString();
@@ -57,6 +77,16 @@ internal static partial class SetTypeCommand
     {
         var o = console.Out;
         string kernel = $"Linux {model.Kernel} rules";
+        if (applied is { } done)
+        {
+            // The outcome is the headline: no "would fail" line for a change that was then made (by unbinding first).
+            if (!plan.Result.IsOk && plan.StepsResult.IsOk)
+                o.WriteLine($"group {plan.Group}: writing \"{plan.Value}\" directly fails with {plan.Result.Errno} ({kernel}), so its drivers are unbound first:");
+            foreach (var line in done.Log) o.WriteLine($"  applied: {line}");
+            o.WriteLine(done.Ok ? $"group {plan.Group}: type is now {done.TypeNow}" : $"group {plan.Group}: apply failed; previous state restored: {done.TypeNow}");
+            foreach (var n in model.Notes) console.Warn(n);
+            return;
+        }
         if (plan.Result.IsOk)
         {
             o.WriteLine(plan.TypeBefore == plan.TypeAfter

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using IommuKit.Host;
 using IommuKit.Sources;
 
@@ -6,66 +7,140 @@ namespace IommuKit.Cli.Rendering;
 /// <summary>Text and JSON of a <see cref="VfioReport"/> (docs/cli.md, docs/json.md).</summary>
 internal static class VfioCheckText
 {
-    private static string Word(VfioOutcome o) => o switch { VfioOutcome.Viable => "viable", VfioOutcome.NoIommu => "no-iommu", _ => "not-viable" };
+    /// <summary>The JSON <c>verdict</c> word of a class.</summary>
+    public static string Word(VerdictClass c) => c switch
+    {
+        VerdictClass.Ready => "ready",
+        VerdictClass.NeedsBinding => "needs-binding",
+        VerdictClass.SharesGroup => "shares-group",
+        VerdictClass.NotAssignable => "not-assignable",
+        _ => "no-iommu",
+    };
 
-    public static void WriteText(CliConsole console, VfioReport v, PciIds ids)
+    public static string RoleWord(DeviceRole r) => r switch
+    {
+        DeviceRole.Asked => "asked",
+        DeviceRole.SameCard => "same-card",
+        DeviceRole.Path => "path",
+        _ => "other",
+    };
+
+    public static string ActionWord(HostActionKind k) => k switch
+    {
+        HostActionKind.Unbind => "unbind",
+        HostActionKind.Override => "override",
+        HostActionKind.Probe => "probe",
+        HostActionKind.Bind => "bind",
+        _ => "write-type",
+    };
+
+    /// <summary>How the command names what was asked, for the undo and bind lines: <c>01:00.0</c> or <c>--group 8</c>.</summary>
+    public static string Subject(VfioReport v) => v.Target is { } t ? t.ToShortString() : $"--group {v.Group?.Id}";
+
+    public static void WriteText(CliConsole console, VfioReport v, PciIds ids, bool checkModel)
     {
         var s = Style.For(console);
         var o = console.Out;
         var report = v.Report;
         ReportText.WriteHeader(o, report);
         o.WriteLine();
+        string what = v.Target is { } tt ? (v.Group is { } g0 ? $"{tt.ToShortString()} (group {g0.Id})" : tt.ToShortString()) : $"group {v.Group?.Id}";
         if (v.Group is not { } view)
         {
-            o.WriteLine($"Verdict: {s.Bad("NOT VIABLE")}: {v.Problems[0]}.");
-            ReportText.WriteWarnings(console, report);
+            o.WriteLine($"Verdict: {s.Bad(Label(v.Class))}: {string.Join("; ", v.Reasons)}.");
+            WriteWarnings(console, v, checkModel);
             return;
         }
-        bool noIommu = v.Outcome == VfioOutcome.NoIommu;
-        if (noIommu)
+        if (v.Class == VerdictClass.NoIommu)
         {
             o.WriteLine(s.Bad($"No active IOMMU: {report.NoIommuReason}, so nothing can be passed through."));
-            o.WriteLine(report.EnableAdvice);
+            o.WriteLine(v.NoIommuCause);
             o.WriteLine("With the IOMMU enabled, the model predicts:");
             o.WriteLine();
         }
-        WriteVerdict(o, s, v, view, ids);
+        WriteMembers(o, s, v, view, ids);
         o.WriteLine();
-        string label = noIommu ? s.Bad("NO IOMMU") : v.Outcome == VfioOutcome.Viable ? s.Good("VIABLE") : s.Bad("NOT VIABLE");
-        string what = v.Target is { } tt ? $"{tt.ToShortString()} (group {view.Id})" : $"group {view.Id}";
-        string tail = noIommu ? $"{what} cannot be passed through until the IOMMU is on"
-            : v.Outcome == VfioOutcome.Viable ? $"{what} can be passed through as the source shows it"
-            : $"{what} cannot be passed through as the source shows it";
-        o.WriteLine($"Verdict: {label}: {tail}.");
-        if (v.Verdict!.Fixes.Count > 0)
+        string label = v.Class is VerdictClass.Ready or VerdictClass.NeedsBinding ? s.Good(Label(v.Class)) : s.Bad(Label(v.Class));
+        o.WriteLine($"Verdict: {label}: {Summary(v, what)}.");
+        WriteList(o, "Why:", v.Reasons);
+        WriteList(o, "Fix:", v.Verdict?.Fixes ?? []);
+        WriteList(o, "What would give the card a group of its own:", v.Splits);
+        if (v.Class is VerdictClass.Ready or VerdictClass.NeedsBinding && v.Steps.Count > 0)
         {
-            o.WriteLine("Fix:");
-            foreach (var f in v.Verdict.Fixes) o.WriteLine($"  - {f}");
+            o.WriteLine($"Steps (`iommu bind {Subject(v)}` shows them, `--apply` performs them; load the module first: modprobe vfio-pci):");
+            for (int i = 0; i < v.Steps.Count; i++) o.WriteLine($"  {i + 1}. {Wording.Action(v.Steps[i])}");
         }
-        ReportText.WriteWarnings(console, report);
+        WriteWarnings(console, v, checkModel);
     }
 
-    private static void WriteVerdict(TextWriter o, Style s, VfioReport r, GroupReport view, PciIds ids)
+    private static string Label(VerdictClass c) => c switch
+    {
+        VerdictClass.Ready => "READY",
+        VerdictClass.NeedsBinding => "NEEDS BINDING",
+        VerdictClass.SharesGroup => "SHARES GROUP",
+        VerdictClass.NotAssignable => "NOT ASSIGNABLE",
+        _ => "NO IOMMU",
+    };
+
+    private static string Summary(VfioReport v, string what) => v.Class switch
+    {
+        VerdictClass.Ready => $"{what} can be passed through now",
+        VerdictClass.NeedsBinding => $"{what} holds only this card{(v.Members.Any(m => m.Role == DeviceRole.Path) ? " and its path" : "")}; " +
+                                     $"bind {(v.Targets.Count == 1 ? "it" : $"its {v.Targets.Count} functions")} to vfio-pci and it can be passed through",
+        VerdictClass.SharesGroup => $"{what} also holds {string.Join(", ", v.Members.Where(m => m.Role == DeviceRole.Other).Select(m => m.Address.ToShortString()))}: " +
+                                    "they go to the VM with it, or nothing goes",
+        VerdictClass.NotAssignable => $"{what} cannot be given to a VM",
+        _ => $"{what} cannot be passed through until the IOMMU is on",
+    };
+
+    private static void WriteMembers(TextWriter o, Style s, VfioReport r, GroupReport view, PciIds ids)
     {
         var v = r.Verdict!;
         o.WriteLine(GroupsRenderer.Heading(s, view, r.Report.Predicted));
         string rule = v.Rule == "dma-ownership"
-            ? $"DMA ownership (kernel {(v.Kernel?.ToString() ?? "unknown")}, 5.19 and later): a bound driver that uses the DMA API blocks the group"
+            ? $"DMA ownership (kernel {(v.Kernel?.ToString() ?? "unknown")}, 5.19 and later): a bound driver that uses the DMA API must be unbound first"
             : $"viable group (kernel {v.Kernel}, before 5.19): every device driver-less, on vfio, on pci-stub, or a bridge";
         o.WriteLine($"Rule: {rule}");
-        foreach (var dv in v.Devices)
+        foreach (var m in r.Members)
         {
-            var dev = view.Devices.First(d => d.Address == dv.Address);
-            string status = dv.Ok ? s.Good("OK      ") : s.Bad("BLOCKING");
-            string mark = r.Target == dv.Address ? "  <- asked" : "";
-            o.WriteLine($"  {status}  {DeviceText.LspciNnsLine(dev, ids)}{mark}");
-            o.WriteLine($"            {dv.Reason}");
+            string role = RoleWord(m.Role).PadRight(9);
+            string driver = m.Driver is { } d ? $"  driver: {d}" : "";
+            o.WriteLine($"  {role} {DeviceText.LspciNnsLine(m.Device, ids)}{driver}");
+            string why = m.HostFunction is { } k && m.Role is DeviceRole.Other or DeviceRole.Asked
+                ? $"{Passthrough.HostFunctions.Describe(k)}; {m.Reason}" : m.Reason;
+            o.WriteLine($"            {(m.Ok ? why : s.Bad(why))}");
         }
         if (view.ReservedRegions is { } regions)
             foreach (var reg in regions) o.WriteLine($"  reserved {reg}");
+        WriteList(o, "Functions of this card in other groups (bound with it):",
+            r.Related.Select(f => $"{f.Address.ToShortString()} is part of this card and sits in {(f.Group is { } g ? $"group {g}" : "no group")}" +
+                                  (f.Device.Driver is { } d ? $" (driver {d})" : "")));
+        WriteList(o, "If the whole group goes to a VM, the host loses:",
+            r.Members.Where(m => m.Role == DeviceRole.Other).Select(m => $"{m.Address.ToShortString()} {m.Loss?.What ?? (m.HostFunction is { } k ? Passthrough.HostFunctions.Describe(k) : "another device the host keeps using")}")
+                .Concat(r.Members.Where(m => m.Role != DeviceRole.Other && m.Loss is not null).Select(m => $"{m.Address.ToShortString()} {m.Loss!.What}")));
         WriteList(o, "Problems:", v.Problems.Select(p => s.Bad(p)));
-        WriteList(o, "If the whole group goes to a VM, the host loses:", v.HostLosses.Select(l => $"{l.Address.ToShortString()} {l.What}"));
         WriteList(o, "Notes:", v.Notes);
+    }
+
+    /// <summary>
+    /// The report's notes, and the model's disagreements as one note about what was asked (the verdict is the kernel's
+    /// groups'); every disagreement only with <c>--check-model</c>.
+    /// </summary>
+    private static void WriteWarnings(CliConsole console, VfioReport v, bool checkModel)
+    {
+        if (checkModel) { ReportText.WriteWarnings(console, v.Report); return; }
+        ReportText.WriteWarnings(console, v.Report, []);
+        if (ScopedDisagreement(v) is { } note) console.Warn(note);
+    }
+
+    /// <summary>One line when the model disagrees with the kernel about the checked group; null otherwise.</summary>
+    public static string? ScopedDisagreement(VfioReport v)
+    {
+        if (v.Group is not { } g) return null;
+        var about = v.Report.Disagreements.Where(d => d.Devices.Any(g.Contains)).ToList();
+        if (about.Count == 0) return null;
+        return $"the model does not reproduce the kernel's group {g.Id} ({about.Count} difference{(about.Count == 1 ? "" : "s")}); " +
+               "the verdict uses the kernel's group (--check-model lists them and makes them an error)";
     }
 
     private static void WriteList(TextWriter o, string title, IEnumerable<string> items)
@@ -86,29 +161,45 @@ internal static class VfioCheckText
         w.WriteStartObject();
         ReportText.WriteMachineJson(w, r.Report);
         JsonOut.NullableString(w, "target", r.Target?.ToString());
+        w.WriteString("verdict", Word(r.Class));
         w.WritePropertyName("group");
         if (r.Group is null) w.WriteNullValue(); else GroupsRenderer.WriteGroupJson(w, r.Group, ids);
         JsonOut.NullableString(w, "rule", v?.Rule);
         w.WriteBoolean("viable", r.Outcome == VfioOutcome.Viable);
-        w.WriteString("verdict", Word(r.Outcome));
         w.WriteStartArray("devices");
-        foreach (var d in v?.Devices ?? [])
+        foreach (var m in r.Members)
         {
             w.WriteStartObject();
-            w.WriteString("address", d.Address.ToString());
-            JsonOut.NullableString(w, "driver", d.Driver);
-            w.WriteString("status", d.Ok ? "ok" : "blocking");
-            w.WriteString("reason", d.Reason);
+            w.WriteString("address", m.Address.ToString());
+            w.WriteString("role", RoleWord(m.Role));
+            JsonOut.NullableString(w, "driver", m.Driver);
+            w.WriteString("status", m.Ok ? "ok" : "blocking");
+            w.WriteString("reason", m.Reason);
+            JsonOut.NullableString(w, "host_function", m.HostFunction is { } k ? Passthrough.HostFunctions.Describe(k) : null);
             w.WriteEndObject();
         }
         w.WriteEndArray();
-        JsonOut.StringArray(w, "problems", r.Problems);
-        w.WriteStartArray("host_losses");
-        foreach (var l in v?.HostLosses ?? [])
+        w.WriteStartArray("related");
+        foreach (var f in r.Related)
         {
             w.WriteStartObject();
-            w.WriteString("address", l.Address.ToString());
-            w.WriteString("what", l.What);
+            w.WriteString("address", f.Address.ToString());
+            if (f.Group is { } g) w.WriteNumber("group", g); else w.WriteNull("group");
+            JsonOut.NullableString(w, "driver", f.Device.Driver);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        WriteSteps(w, "steps", r.Steps);
+        JsonOut.StringArray(w, "reasons", r.Reasons);
+        JsonOut.StringArray(w, "splits", r.Splits);
+        JsonOut.NullableString(w, "no_iommu_cause", r.NoIommuCause);
+        JsonOut.StringArray(w, "problems", r.Problems);
+        w.WriteStartArray("host_losses");
+        foreach (var m in r.Members.Where(m => m.Loss is not null || m.Role == DeviceRole.Other))
+        {
+            w.WriteStartObject();
+            w.WriteString("address", m.Address.ToString());
+            w.WriteString("what", m.Loss?.What ?? (m.HostFunction is { } k ? Passthrough.HostFunctions.Describe(k) : "another device the host keeps using"));
             w.WriteEndObject();
         }
         w.WriteEndArray();
@@ -118,4 +209,24 @@ internal static class VfioCheckText
         JsonOut.StringArray(w, "warnings", r.Report.Notes);
         w.WriteEndObject();
     });
+
+    /// <summary>Steps as data: <c>{action, device, driver, path, text}</c>.</summary>
+    public static void WriteSteps(Utf8JsonWriter w, string name, IEnumerable<HostAction> steps)
+    {
+        w.WriteStartArray(name);
+        foreach (var a in steps) WriteStep(w, a, null);
+        w.WriteEndArray();
+    }
+
+    public static void WriteStep(Utf8JsonWriter w, HostAction a, string? error)
+    {
+        w.WriteStartObject();
+        w.WriteString("action", ActionWord(a.Kind));
+        JsonOut.NullableString(w, "device", a.Device);
+        JsonOut.NullableString(w, "driver", a.Driver);
+        w.WriteString("path", a.Path);
+        w.WriteString("text", a.Text);
+        if (error is not null) w.WriteString("error", error);
+        w.WriteEndObject();
+    }
 }

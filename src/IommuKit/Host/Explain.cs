@@ -20,8 +20,29 @@ public sealed record ExplainReport(HostReport Report, PciDevice Device, IReadOnl
 /// <param name="Verdict">The per-device verdict; null when the device is in no group.</param>
 /// <param name="Outcome">The answer in one word.</param>
 /// <param name="Problems">What stands in the way (for a device in no group, why it has none).</param>
+/// <param name="Plan">The classified answer: class, roles, related functions, targets and steps.</param>
 public sealed record VfioReport(HostReport Report, PciAddress? Target, GroupReport? Group, VfioVerdict? Verdict, VfioOutcome Outcome,
-    IReadOnlyList<string> Problems);
+    IReadOnlyList<string> Problems, VfioPlan Plan)
+{
+    /// <summary>The verdict class: the one answer (docs/cli.md "vfio-check").</summary>
+    public VerdictClass Class => Plan.Class;
+    /// <summary>The device the roles are relative to (the target, or the group's first non-bridge function).</summary>
+    public PciAddress? Asked => Plan.Asked;
+    /// <summary>The group's members with their roles, in the group's order; empty when the device is in no group.</summary>
+    public IReadOnlyList<VerdictMember> Members => Plan.Members;
+    /// <summary>The card's functions in other groups.</summary>
+    public IReadOnlyList<RelatedFunction> Related => Plan.Related;
+    /// <summary>The devices a bind moves to vfio-pci (the card's functions not on a VFIO driver yet).</summary>
+    public IReadOnlyList<PciDevice> Targets => Plan.Targets;
+    /// <summary>The sysfs writes that bind the targets: unbind, driver_override, drivers_probe.</summary>
+    public IReadOnlyList<HostAction> Steps => Plan.Steps;
+    /// <summary>Why the device is not assignable (host function, direct region, interrupt remapping); empty otherwise.</summary>
+    public IReadOnlyList<string> Reasons => Plan.Reasons;
+    /// <summary>For shares-group: what would give the card a group of its own, with the risk stated.</summary>
+    public IReadOnlyList<string> Splits => Plan.Splits;
+    /// <summary>For no-iommu: the actual cause and how to turn it on.</summary>
+    public string? NoIommuCause => Plan.NoIommuCause;
+}
 
 /// <summary>The one-word answer of a VFIO check.</summary>
 public enum VfioOutcome
@@ -52,7 +73,8 @@ public static partial class HostAnalysis
     /// </summary>
     /// <exception cref="InputException">No such device or group.</exception>
     /// <exception cref="ArgumentException">Both or neither of <paramref name="target"/> and <paramref name="group"/> given.</exception>
-    public static VfioReport VfioCheck(HostReport report, PciAddress? target, int? group)
+    /// <param name="force">Treat a management engine (the one forceable host function) as assignable.</param>
+    public static VfioReport VfioCheck(HostReport report, PciAddress? target, int? group, bool force = false)
     {
         ArgumentNullException.ThrowIfNull(report);
         if ((target is null) == (group is null)) throw new ArgumentException("give either a device or a group");
@@ -65,12 +87,14 @@ public static partial class HostAnalysis
         {
             // An active IOMMU, but the device is in no group: no unit manages it (kernel-model spec 2, "no group").
             var msg = $"{target!.Value} is in no IOMMU group: no IOMMU unit manages it, so VFIO cannot take it";
-            return new VfioReport(report, target, null, null, noIommu ? VfioOutcome.NoIommu : VfioOutcome.NotViable, [msg]);
+            var none = Classify(report, null, null, target, force);
+            return new VfioReport(report, target, null, null, noIommu ? VfioOutcome.NoIommu : VfioOutcome.NotViable, [msg],
+                none with { Reasons = [.. none.Reasons, msg] });
         }
         var verdict = Passthrough.VfioCheck.Evaluate(report.Machine,
             new PassthroughGroup(view.Id, view.Devices.Select(d => d.Address).ToList(), view.ReservedRegions), target, report.CommandLine);
         var outcome = noIommu ? VfioOutcome.NoIommu : verdict.Viable ? VfioOutcome.Viable : VfioOutcome.NotViable;
-        return new VfioReport(report, target, view, verdict, outcome, verdict.Problems);
+        return new VfioReport(report, target, view, verdict, outcome, verdict.Problems, Classify(report, view, verdict, target, force));
     }
 
     /// <summary>The device at an address of the machine, or a bad-input error naming it.</summary>

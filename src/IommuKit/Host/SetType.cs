@@ -11,6 +11,10 @@ public enum HostActionKind
     WriteType,
     /// <summary>Bind a device to a driver (<c>/sys/bus/pci/drivers/D/bind</c>).</summary>
     Bind,
+    /// <summary>Set which driver may claim a device (<c>/sys/bus/pci/devices/A/driver_override</c>; empty text clears it).</summary>
+    Override,
+    /// <summary>Ask the PCI core to probe a device again (<c>/sys/bus/pci/drivers_probe</c>).</summary>
+    Probe,
 }
 
 /// <summary>
@@ -32,6 +36,14 @@ public sealed record HostAction(HostActionKind Kind, string Path, string Text, s
     /// <summary>Bind <paramref name="device"/> to <paramref name="driver"/>; <paramref name="predicted"/> is the model's result.</summary>
     public static HostAction Bind(string device, string driver, IommuResult predicted) =>
         new(HostActionKind.Bind, $"/sys/bus/pci/drivers/{driver}/bind", device, device, driver, predicted.IsOk ? null : predicted);
+
+    /// <summary>Let only <paramref name="driver"/> claim <paramref name="device"/> (empty: any driver, the kernel default).</summary>
+    public static HostAction Override(string device, string driver) =>
+        new(HostActionKind.Override, $"/sys/bus/pci/devices/{device}/driver_override", driver, device, driver.Length == 0 ? null : driver);
+
+    /// <summary>Probe <paramref name="device"/> again: the driver its <c>driver_override</c> names (or any matching one) claims it.</summary>
+    public static HostAction Probe(string device) =>
+        new(HostActionKind.Probe, "/sys/bus/pci/drivers_probe", device, device);
 
     /// <summary>Write <paramref name="type"/> to group <paramref name="group"/>'s <c>type</c> file.</summary>
     public static HostAction WriteType(int group, string type) =>
@@ -79,6 +91,9 @@ public static partial class Wording
     {
         HostActionKind.Unbind => $"unbind {a.Device} from {a.Driver}: echo {a.Text} > {a.Path}",
         HostActionKind.WriteType => $"write the type: echo {a.Text} > {a.Path}",
+        HostActionKind.Override when a.Text.Length == 0 => $"let any driver claim {a.Device} again: echo > {a.Path}",
+        HostActionKind.Override => $"let only {a.Text} claim {a.Device}: echo {a.Text} > {a.Path}",
+        HostActionKind.Probe => $"probe {a.Device} again: echo {a.Text} > {a.Path}",
         _ when a.Predicted is { } r => $"bind {a.Device} back to {a.Driver} (the model says it would fail: {r})",
         _ => $"bind {a.Device} back to {a.Driver}: echo {a.Text} > {a.Path}",
     };

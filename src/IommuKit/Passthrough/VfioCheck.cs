@@ -123,8 +123,7 @@ public static class VfioCheck
             }
         }
 
-        AddDriverFixes(members, devices, target, fixes);
-
+        // Driver steps are not fixes of the group: the Host layer's plan (HostAnalysis.VfioCheck) binds the card's functions.
         var losses = new List<HostLoss>();
         foreach (var d in members)
         {
@@ -179,35 +178,6 @@ public static class VfioCheck
         }
         return null;
     }
-
-    /// <summary>
-    /// Fixes for the blocking members. pci-stub is offered beside vfio-pci in both generations: it sets
-    /// <c>driver_managed_dma</c> (5.19+) and is the one entry of <c>vfio_driver_allowed</c> (before).
-    /// </summary>
-    private static void AddDriverFixes(List<PciDevice> members, List<DeviceVerdict> verdicts, PciAddress? target, List<string> fixes)
-    {
-        var blocking = new List<(PciDevice Dev, DeviceVerdict V)>();
-        for (int i = 0; i < members.Count; i++) if (!verdicts[i].Ok) blocking.Add((members[i], verdicts[i]));
-        if (blocking.Count == 0) return;
-
-        // The device(s) the user cares about: the target's slot, or, for a whole group, nothing in particular.
-        PciAddress? t = target;
-        bool sameSlotOnly = t is not null && blocking.TrueForAll(b => SameSlot(b.Dev.Address, t.Value));
-        foreach (var (dev, v) in blocking)
-        {
-            bool companion = t is not null && SameSlot(dev.Address, t.Value);
-            if (t is not null && dev.Address == t.Value)
-                fixes.Add($"bind {dev.Address} to vfio-pci (unbind {v.Driver} first)");
-            else if (companion)
-                fixes.Add($"bind {dev.Address} to vfio-pci too (another function of the same card, now {v.Driver})");
-            else
-                fixes.Add($"unbind {dev.Address} from {v.Driver} and bind it to vfio-pci or pci-stub: the host loses it");
-        }
-        if (t is not null && !sameSlotOnly)
-            fixes.Add("or move the card to a slot on a root port with ACS (usually a CPU root port) so it gets a group of its own");
-    }
-
-    private static bool SameSlot(PciAddress a, PciAddress b) => a.Domain == b.Domain && a.Bus == b.Bus && a.Device == b.Device;
 
     /// <summary>What the host stops using with this device, as far as the source shows it; null for nothing notable.</summary>
     public static HostLoss? HostLossOf(PciDevice d)
