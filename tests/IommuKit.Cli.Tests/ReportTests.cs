@@ -209,6 +209,21 @@ public class ReportTests
         }
     }
 
+    [Theory]
+    [InlineData("oracle/g_k612_intel_mixed.tar.gz")]
+    [InlineData("oracle/h_k612_mixed_more.tar.gz")]
+    [InlineData("lspci/amd-renoir-apu-asrock-x300m-stx-pve-noacs-iommugroups.txt")]
+    public void EachGroupsVerdictIsVfioCheckOfTheGroup(string source)
+    {
+        var (doc, _) = Report(Full(source));
+        foreach (var row in doc.QuerySelectorAll("tr.group"))
+        {
+            var id = row.GetAttribute("data-group")!;
+            var check = CliRunner.Run("vfio-check", "--group", id, "--json", "--pci-ids", "none", "--source", Full(source));
+            Assert.Equal(check.Json.GetProperty("verdict").GetString(), row.GetAttribute("data-verdict"));
+        }
+    }
+
     [Fact]
     public void SearchTextNamesAddressIdAndDriver()
     {

@@ -83,8 +83,8 @@ internal static class HtmlReport
         "<li><span class=\"key nogroup\">grey</span> devices are in no group (no IOMMU unit manages them).</li>\n" +
         "<li><span class=\"key noacs\">no ACS</span> marks a port, bridge or multifunction device without Access Control Services: devices below or beside it share a group.</li>\n" +
         "<li><span class=\"key disagree\">dashed red</span> outline: the kernel's group and the model's differ for this device.</li>\n" +
-        "<li>Verdicts: <b>ready</b> (passes through as is), <b>needs-binding</b> (bind to vfio-pci first), <b>shares-group</b> (another card comes along), " +
-        "<b>not-assignable</b> (VFIO refuses it), <b>no-iommu</b>.</li>\n</ul></section>\n");
+        "<li>Verdicts: <b>ready</b> (passes through as is), <b>needs-binding</b> (bind to vfio-pci first), <b>shares-group</b> (other cards or host functions come along), " +
+        "<b>not-assignable</b> (a host function, a direct/RMRR region, no interrupt remapping), <b>no-iommu</b>.</li>\n</ul></section>\n");
 
     private static void Svg(StringBuilder sb, MachinePicture p)
     {
@@ -134,9 +134,9 @@ internal static class HtmlReport
         sb.Append("<section id=\"groups\"><h2>Groups</h2>\n<table>\n<thead><tr><th>group</th><th>verdict</th><th>members</th><th>in the way</th><th>the host loses</th><th>what would split it</th></tr></thead>\n<tbody>\n");
         foreach (var g in p.Groups)
         {
-            sb.Append($"<tr class=\"group{Alt(g.Colour)}\" id=\"group-{g.Id}\" data-group=\"{g.Id}\" data-verdict=\"{g.Verdict.Word()}\" style=\"--h:{Hue(g.Colour)}\">");
+            sb.Append($"<tr class=\"group{Alt(g.Colour)}\" id=\"group-{g.Id}\" data-group=\"{g.Id}\" data-verdict=\"{VfioCheckText.Word(g.Verdict)}\" style=\"--h:{Hue(g.Colour)}\">");
             sb.Append($"<td><span class=\"swatch\"></span>{g.Id}{(g.Origin == GroupOrigin.Model ? " <small>(model)</small>" : "")}</td>");
-            sb.Append($"<td class=\"verdict {g.Verdict.Word()}\">{g.Verdict.Word()}</td><td>");
+            sb.Append($"<td class=\"verdict {VfioCheckText.Word(g.Verdict)}\">{VfioCheckText.Word(g.Verdict)}</td><td>");
             foreach (var a in g.Devices) sb.Append($"<a href=\"#{MachinePicture.DeviceId(a)}\" class=\"member\">{H(a.ToShortString())}</a> ");
             sb.Append("</td><td>");
             List(sb, g.Problems.Concat(g.Disagreements.Select(d => "disagreement: " + d)));

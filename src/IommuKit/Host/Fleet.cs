@@ -1,4 +1,3 @@
-using IommuKit.Host.Picture;
 using IommuKit.Pci;
 
 namespace IommuKit.Host;
@@ -60,7 +59,7 @@ public static class Fleet
         };
     }
 
-    /// <summary>One machine's counts: each counted device's own <see cref="HostAnalysis.VfioCheck"/>, classified.</summary>
+    /// <summary>One machine's counts: the <see cref="VfioReport.Class"/> of each counted device's own <see cref="HostAnalysis.VfioCheck"/>.</summary>
     public static FleetMachine Count(string path, Machine machine, IReadOnlySet<string>? baseline)
     {
         ArgumentNullException.ThrowIfNull(machine);
@@ -71,7 +70,7 @@ public static class Fleet
         {
             if (ClassOf(d) is not { } cls) continue;
             devices[(int)cls]++;
-            counts[(int)cls, (int)VerdictClasses.Of(HostAnalysis.VfioCheck(report, d.Address, null))]++;
+            counts[(int)cls, (int)HostAnalysis.VfioCheck(report, d.Address, null).Class]++;
         }
         var classes = new List<FleetClassCount>(3);
         foreach (var cls in Enum.GetValues<AssignableClass>())

@@ -41,10 +41,10 @@ public sealed record PictureNode(string Id, string? Parent, PictureNodeKind Kind
 
 /// <summary>One IOMMU group of the picture: its colour, its verdict, and the regions boxing its members.</summary>
 /// <param name="Colour">Index of the group in the picture (0, 1, …): the renderer turns it into a hue.</param>
-/// <param name="Verdict">The class of the VFIO check of the whole group.</param>
+/// <param name="Verdict">The class of <c>vfio-check --group</c> for the group (<see cref="VfioReport.Class"/>).</param>
 /// <param name="Problems">What stands in the way (group-wide blockers and blocking members), one line each.</param>
 /// <param name="HostLosses">What the host would lose when the group goes to a VM, one line each.</param>
-/// <param name="Split">The what-if that would split the group, as text; null when the group holds one card.</param>
+/// <param name="Split">The what-if that would split the group and vfio-check's own ways to split it, as text; null when there is none.</param>
 /// <param name="Disagreements">The model/kernel disagreements about its members.</param>
 /// <param name="Regions">Boxes around runs of members that sit next to each other in one column.</param>
 public sealed record PictureGroup(int Id, GroupOrigin Origin, int Colour, IReadOnlyList<PciAddress> Devices, VerdictClass Verdict,
@@ -185,9 +185,10 @@ public sealed class MachinePicture
         {
             var g = report.Groups[i];
             var vfio = HostAnalysis.VfioCheck(report, null, g.Id);
-            var cls = VerdictClasses.Of(vfio);
+            var cls = vfio.Class;
             var problems = new List<string>();
             foreach (var p in vfio.Problems) problems.Add(PictureText.Visible(p));
+            foreach (var p in vfio.Reasons) if (!vfio.Problems.Contains(p)) problems.Add(PictureText.Visible(p));
             foreach (var dv in vfio.Verdict?.Devices ?? [])
                 if (!dv.Ok) problems.Add(PictureText.Visible($"{dv.Address.ToShortString()}: {dv.Reason}"));
             var losses = (vfio.Verdict?.HostLosses ?? []).Select(l => PictureText.Visible($"{l.Address.ToShortString()}: {l.What}")).ToList();
@@ -201,6 +202,8 @@ public sealed class MachinePicture
                 }
                 splitText = SplitText(g, split);
             }
+            if (vfio.Splits.Count > 0)
+                splitText = string.Join(" ", (splitText is null ? [] : new[] { splitText }).Concat(vfio.Splits.Select(PictureText.Visible)));
             var dis = report.Disagreements.Where(d => g.Devices.Any(x => d.Devices.Contains(x.Address)))
                 .Select(d => PictureText.Visible(d.Text)).ToList();
             groups.Add(new PictureGroup(g.Id, g.Origin, i, g.Devices.Select(d => d.Address).ToList(), cls, problems, losses, splitText, dis,
