@@ -60,7 +60,7 @@ public class BusFromTopologyTests
         // pci_device_group gives each downstream port without ACS its own group (with its endpoint), yet the switch
         // routes 03:00.0's write to 04:00.0 directly: the request never reaches the IOMMU, and the bus catches it.
         var m = Switch(null);
-        var groups = GroupingEngine.Compute(m, new GroupingOptions());
+        var groups = IommuKit.Host.ModelGrouping.Compute(m, new GroupingOptions());
         Assert.False(groups.Together("03:00.0", "04:00.0"));
         var hw = new IommuHardware();
         var victim = new Registers();
