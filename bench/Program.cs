@@ -27,6 +27,22 @@ public static class Program
             File.WriteAllBytes(args[2], LargeMachineGenerator.TarGz(int.Parse(args[1], CultureInfo.InvariantCulture)));
             return 0;
         }
+        if (args.Length == 4 && args[0] == "--write-synthetic-fleet")
+        {
+            // COUNT synthetic JSON machines of about N..N+7 devices in DIR, for timing `iommu fleet DIR` (docs/PERFORMANCE.md).
+            int count = int.Parse(args[1], CultureInfo.InvariantCulture), n = int.Parse(args[2], CultureInfo.InvariantCulture);
+            Directory.CreateDirectory(args[3]);
+            var bytes = new byte[8][];
+            for (int k = 0; k < 8; k++)
+            {
+                using var ms = new MemoryStream();
+                IommuKit.Sources.MachineJson.Write(IommuKit.Grouping.SyntheticMachines.Build(n + k), ms);
+                bytes[k] = ms.ToArray();
+            }
+            for (int i = 0; i < count; i++)
+                File.WriteAllBytes(Path.Combine(args[3], string.Create(CultureInfo.InvariantCulture, $"machine-{i:d5}.json")), bytes[i % 8]);
+            return 0;
+        }
         if (args.Length > 0 && args[0] == "--paging-best")
         {
             PagingBestOfBatches.Run(Console.Out);

@@ -19,5 +19,7 @@ internal static class CommandRegistry
         yield return SnapshotCommand.Create(console);
         yield return SetTypeCommand.Create(console);
         yield return SysfsCommand.Create(console);
+        yield return ReportCommand.Create(console);
+        yield return FleetCommand.Create(console);
     }
 }
