@@ -1,3 +1,4 @@
+using IommuKit.Cli.Rendering;
 using IommuKit.Sources;
 
 namespace IommuKit.Cli;
@@ -18,7 +19,8 @@ public static class SourceResolver
     /// </summary>
     /// <exception cref="InputException">The source is bad input (exit code 3 at the command boundary).</exception>
     /// <param name="hostRoot">The root read when <paramref name="source"/> is omitted (tests point it at a directory).</param>
-    public static Machine Resolve(string? source, CliConsole console, string hostRoot = "/")
+    /// <param name="loud">Also say it as the first line of standard output (text output; JSON keeps stdout pure).</param>
+    public static Machine Resolve(string? source, CliConsole console, string hostRoot = "/", bool loud = false)
     {
         Machine machine;
         if (!string.IsNullOrEmpty(source))
@@ -31,6 +33,9 @@ public static class SourceResolver
         }
         else
         {
+            if (loud)
+                console.Out.WriteLine(Style.For(console).Bad("THIS HOST HAS NO PCI SYSFS: SHOWING AN EXAMPLE MACHINE (a QEMU guest), NOT THIS HOST.") +
+                                      " Use --source PATH to read a snapshot, an lspci dump or a directory root.");
             console.Error.WriteLine("note: this host has no PCI sysfs (/sys/bus/pci/devices); showing the bundled example machine " +
                                     "(a QEMU q35 guest with intel-iommu). Use --source PATH to read another machine.");
             machine = LoadExample();

@@ -212,6 +212,10 @@ public class SourcesCommandTests
             Assert.Equal(SourceResolver.ExampleOrigin, m.Origin);
             Assert.StartsWith("note: this host has no PCI sysfs", e.ToString());
             Assert.Equal("", o.ToString());
+            // Text output says it loudly as its first line on stdout; JSON output (above) keeps stdout pure.
+            var loud = new StringWriter();
+            SourceResolver.Resolve(null, new CliConsole(loud, new StringWriter(), color: false), hostRoot: dir, loud: true);
+            Assert.StartsWith("THIS HOST HAS NO PCI SYSFS: SHOWING AN EXAMPLE MACHINE", loud.ToString());
         }
         finally { Directory.Delete(dir, recursive: true); }
     }

@@ -59,7 +59,7 @@ internal static class BindCommand
         if ((addressText is null) == (groupId is null))
             throw new CliException("give either a device ADDRESS or --group N");
         PciAddress? target = addressText is null ? null : Inputs.Address(addressText);
-        var machine = Inputs.LoadMachine(sourcePath, console);
+        var machine = Inputs.LoadMachine(sourcePath, console, json);
         Inputs.RefuseExample(machine, bind ? "bind" : "unbind");
         var v = HostAnalysis.VfioCheck(HostAnalysis.Analyze(machine), target, groupId, force);
         if (v.Class == VerdictClass.NoIommu)

@@ -31,7 +31,7 @@ internal static class DevicesCommand
     internal static int Run(CliConsole console, string? source, bool json, string? pciIdsPath)
     {
         var ids = Inputs.LoadPciIds(pciIdsPath);
-        var machine = SourceResolver.Resolve(source, console);
+        var machine = SourceResolver.Resolve(source, console, loud: !json);
         if (json) WriteJson(console, machine, ids);
         else WriteTree(console, machine);
         return (int)ExitCode.Ok;

@@ -27,8 +27,8 @@ internal static class DiffCommand
 
     internal static int Run(CliConsole console, string pathA, string pathB, bool json)
     {
-        var ma = Inputs.LoadMachine(pathA, console);
-        var mb = Inputs.LoadMachine(pathB, console);
+        var ma = Inputs.LoadMachine(pathA, console, json);
+        var mb = Inputs.LoadMachine(pathB, console, json);
         var diff = HostAnalysis.Diff(ma, mb);
         if (json) DiffText.WriteJson(console, diff);
         else DiffText.WriteText(console, diff);

@@ -47,7 +47,7 @@ internal static class ExplainCommand
     {
         var ids = Inputs.LoadPciIds(pciIdsPath);
         var address = Inputs.Address(addressText);
-        var machine = Inputs.LoadMachine(sourcePath, console);
+        var machine = Inputs.LoadMachine(sourcePath, console, json);
         HostAnalysis.DeviceOf(machine, address);
         var e = HostAnalysis.Explain(HostAnalysis.Analyze(machine, cmdlineText), address);
         if (json) WriteJson(console, e, ids);

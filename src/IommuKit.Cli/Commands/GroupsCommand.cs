@@ -59,7 +59,7 @@ internal static class GroupsCommand
     {
         if (json && legacy) throw new CliException("--json and --legacy cannot be combined");
         var ids = Inputs.LoadPciIds(pciIdsPath);
-        var report = HostAnalysis.Analyze(Inputs.LoadMachine(sourcePath, console), cmdlineText);
+        var report = HostAnalysis.Analyze(Inputs.LoadMachine(sourcePath, console, json), cmdlineText);
         foreach (var n in filter.Groups)
             if (report.GroupById(n) is null)
                 throw new CliException($"group {n}: no such group in {report.Machine.Origin}", ExitCode.InputError);

@@ -11,7 +11,7 @@ internal static class Inputs
     /// The machine of <c>--source</c> (or this host, or the bundled example when this host has no PCI sysfs), through
     /// <see cref="SourceResolver.Resolve"/>, which also prints the machine's load warnings.
     /// </summary>
-    public static Machine LoadMachine(string? source, CliConsole console) => SourceResolver.Resolve(source, console);
+    public static Machine LoadMachine(string? source, CliConsole console, bool json = false) => SourceResolver.Resolve(source, console, loud: !json);
 
     /// <summary>The database of <see cref="CommonOptions.PciIds"/>: the installed one, none, or the file given (bad input when unreadable).</summary>
     public static PciIds LoadPciIds(string? option)

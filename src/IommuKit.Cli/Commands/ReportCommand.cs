@@ -39,7 +39,7 @@ internal static class ReportCommand
     {
         if (Directory.Exists(output)) throw new CliException($"{output}: is a directory; give a file name such as host.html");
         var ids = Inputs.LoadPciIds(pciIdsPath);
-        var machine = Inputs.LoadMachine(sourcePath, console);
+        var machine = Inputs.LoadMachine(sourcePath, console, json: false);
         var picture = MachinePicture.Draw(HostAnalysis.Analyze(machine, cmdlineText), d => DeviceText.Name(d, ids));
         var html = HtmlReport.Render(picture);
         try

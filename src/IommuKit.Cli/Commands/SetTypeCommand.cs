@@ -42,7 +42,7 @@ internal static partial class SetTypeCommand
 
     internal static int Run(CliConsole console, int groupNumber, string value, string? sourcePath, string? cmdlineText, bool json, bool apply, bool yes = false)
     {
-        var machine = Inputs.LoadMachine(sourcePath, console);
+        var machine = Inputs.LoadMachine(sourcePath, console, json);
         if (apply) Inputs.RefuseExample(machine, "change a type");
         var report = HostAnalysis.SetType(machine, cmdlineText, groupNumber, value);
         if (report.Plan is not { } plan)

@@ -31,7 +31,7 @@ internal static class SysfsCommand
 
     internal static int Run(CliConsole console, string? sourcePath, string? cmdlineText, bool json)
     {
-        var machine = Inputs.LoadMachine(sourcePath, console);
+        var machine = Inputs.LoadMachine(sourcePath, console, json);
         var model = HostModel.FromMachine(machine, Inputs.CommandLine(machine, cmdlineText));
         var core = model.Core;
         var groups = core.Groups.Where(g => g.Devices.Count > 0).ToList();

@@ -70,7 +70,7 @@ internal static class VfioCheckCommand
             throw new CliException("give either a device ADDRESS or --group N");
         var ids = Inputs.LoadPciIds(pciIdsPath);
         PciAddress? target = addressText is null ? null : Inputs.Address(addressText);
-        var machine = Inputs.LoadMachine(sourcePath, console);
+        var machine = Inputs.LoadMachine(sourcePath, console, json);
         Inputs.RefuseExample(machine, "check");
         if (target is { } t) HostAnalysis.DeviceOf(machine, t);
         var v = HostAnalysis.VfioCheck(HostAnalysis.Analyze(machine, cmdlineText), target, groupId, force);

@@ -46,7 +46,7 @@ internal static class WhatIfCommand
             card = Inputs.Address(moveText[..eq], "--move card");
             port = Inputs.Address(moveText[(eq + 1)..], "--move port");
         }
-        var report = HostAnalysis.WhatIf(Inputs.LoadMachine(sourcePath, console), new WhatIfRequest(cmdlineText, card, port));
+        var report = HostAnalysis.WhatIf(Inputs.LoadMachine(sourcePath, console, json), new WhatIfRequest(cmdlineText, card, port));
         if (json) WhatIfText.WriteJson(console, report, ids);
         else WhatIfText.WriteText(console, report);
         return report.Outcome switch
