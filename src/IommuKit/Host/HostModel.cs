@@ -69,9 +69,13 @@ public sealed class HostModel
 
     private readonly PciDevice[]?[] _unknownFacts;
 
+    /// <summary>The machine the core was booted on.</summary>
     public Machine Machine { get; }
+    /// <summary>The kernel command line the core models.</summary>
     public KernelCommandLine CommandLine { get; }
+    /// <summary>The options it was built with (kept for <see cref="Rebuild"/>).</summary>
     public HostModelOptions Options { get; }
+    /// <summary>The booted IOMMU core: groups, domains, ownership, reserved regions.</summary>
     public IommuCore Core { get; }
     /// <summary>The IOMMU driver registered, or null when the machine has no (supported) IOMMU unit.</summary>
     public IIommuDriver? Driver { get; }
@@ -250,8 +254,10 @@ public sealed class HostModel
     /// <summary>Builds a fresh model from the same inputs (dry runs never touch this one).</summary>
     public HostModel Rebuild() => FromMachine(Machine, CommandLine, Options);
 
+    /// <summary>The core device of a PCI function, or null.</summary>
     public IommuDevice? Device(PciAddress address) => Core.FindDevice(address);
 
+    /// <summary>The core group of a PCI function, or null (not probed, or no IOMMU manages it).</summary>
     public IommuGroup? GroupOf(PciAddress address) => Core.FindDevice(address)?.Group;
 
     /// <summary>

@@ -64,6 +64,7 @@ public sealed record GroupReport(
 /// <summary>One difference between the kernel's groups and the model's: its text and the devices it is about.</summary>
 public sealed record Disagreement(string Text, IReadOnlyList<PciAddress> Devices)
 {
+    /// <summary>The disagreement's text.</summary>
     public override string ToString() => Text;
 }
 
@@ -75,11 +76,13 @@ public sealed record Disagreement(string Text, IReadOnlyList<PciAddress> Devices
 /// </summary>
 public sealed class HostReport
 {
+    /// <summary>The machine analysed.</summary>
     public required Machine Machine { get; init; }
     /// <summary>The command line the analysis used: the source's, or the override.</summary>
     public required KernelCommandLine CommandLine { get; init; }
     /// <summary>The command line was given by the caller instead of the source's.</summary>
     public required bool CommandLineOverridden { get; init; }
+    /// <summary>Whether an IOMMU is active, off, or assumed.</summary>
     public required IommuState State { get; init; }
     /// <summary>Why the IOMMU is (not) active, one line.</summary>
     public required string StateReason { get; init; }

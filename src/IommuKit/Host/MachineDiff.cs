@@ -9,12 +9,15 @@ public sealed record MovedDevice(PciAddress Address, IReadOnlyList<ExplainStep> 
 /// <summary>How the groups changed between two machines (<see cref="HostAnalysis.Diff"/>).</summary>
 public sealed record DiffReport
 {
+    /// <summary>The analysis of the machine before.</summary>
     public required HostReport A { get; init; }
+    /// <summary>The analysis of the machine after.</summary>
     public required HostReport B { get; init; }
     /// <summary>Every group keeps its members.</summary>
     public required bool Same { get; init; }
     /// <summary>What changed in the machine: kernel, command line, IOMMU state, devices and their ACS, one line each.</summary>
     public required IReadOnlyList<string> MachineChanges { get; init; }
+    /// <summary>Every whole-group change between A's and B's shown groups (unchanged ones included).</summary>
     public required IReadOnlyList<GroupReportChange> Changes { get; init; }
     /// <summary>The first <see cref="HostAnalysis.MaxExplainedMoves"/> devices whose group changed, with reasons.</summary>
     public required IReadOnlyList<MovedDevice> Moved { get; init; }

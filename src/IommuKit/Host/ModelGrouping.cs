@@ -33,6 +33,7 @@ public sealed class ModelGroup
     /// <summary>Devices whose missing facts the grouping relied on.</summary>
     public IReadOnlyList<PciDevice> UnknownFactDevices { get; }
 
+    /// <summary><c>group N [members]</c>, for messages and tests.</summary>
     public override string ToString() => $"group {Id} [{string.Join(' ', Devices.Select(d => d.Address.ToShortString()))}]";
 }
 
@@ -52,9 +53,11 @@ public sealed class GroupingResult
         Messages = messages;
     }
 
+    /// <summary>The machine grouped.</summary>
     public Machine Machine { get; }
     /// <summary>Whether the IOMMU was modelled as active, and why.</summary>
     public IommuActivation Activation { get; }
+    /// <summary>An IOMMU was modelled as active (otherwise there are no groups).</summary>
     public bool IommuActive => Activation.Active;
     /// <summary>The booted core the groups come from; null when no IOMMU is active.</summary>
     public HostModel? Host { get; }
@@ -88,6 +91,7 @@ public sealed class GroupingResult
     public ModelGroup? GroupOf(PciAddress address) =>
         Machine.Topology.TryFind(address, out var d) ? _byIndex[d.ProbeIndex] : null;
 
+    /// <summary>The group numbered <paramref name="id"/>, or null.</summary>
     public ModelGroup? GroupById(int id)
     {
         foreach (var g in Groups) if (g.Id == id) return g;

@@ -38,6 +38,7 @@ public sealed record GroupChange(GroupChangeKind Kind, IReadOnlyList<ModelGroup>
 /// </summary>
 public sealed class PartitionDiff
 {
+    /// <summary>Every change, unchanged groups included, in the order of the groups before.</summary>
     public IReadOnlyList<GroupChange> Changes { get; }
 
     private PartitionDiff(List<GroupChange> changes) { Changes = changes; }
@@ -45,6 +46,7 @@ public sealed class PartitionDiff
     /// <summary>True when no group split, merged, changed, appeared or vanished.</summary>
     public bool NothingChanged => Changes.All(c => c.Kind == GroupChangeKind.Unchanged);
 
+    /// <summary>The changes of one kind.</summary>
     public IEnumerable<GroupChange> Of(GroupChangeKind kind) => Changes.Where(c => c.Kind == kind);
 
     /// <summary>

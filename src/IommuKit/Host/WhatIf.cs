@@ -37,27 +37,38 @@ public enum WhatIfOutcome
 /// <summary>The groups before and after a change, and their difference (<see cref="HostAnalysis.WhatIf"/>).</summary>
 public sealed record WhatIfReport
 {
+    /// <summary>The machine as it is today.</summary>
     public required Machine Machine { get; init; }
+    /// <summary>What was asked.</summary>
     public required WhatIfRequest Request { get; init; }
+    /// <summary>The source's command line.</summary>
     public required KernelCommandLine Today { get; init; }
+    /// <summary>The command line after the change (today's when it does not change it).</summary>
     public required KernelCommandLine Then { get; init; }
     /// <summary>Old address to new address of every moved device; null when nothing moves.</summary>
     public IReadOnlyDictionary<PciAddress, PciAddress>? AddressMap { get; init; }
     /// <summary>Neither side has an IOMMU: both were computed as if one were on.</summary>
     public required bool Forced { get; init; }
+    /// <summary>An IOMMU is active today (false when both sides are computed "as if on").</summary>
     public required bool ActiveBefore { get; init; }
+    /// <summary>An IOMMU would be active after the change (false when both sides are "as if on").</summary>
     public required bool ActiveAfter { get; init; }
     /// <summary>Why no IOMMU is active after the change, when none is.</summary>
     public required string ActivationAfter { get; init; }
+    /// <summary>The model's groups today.</summary>
     public required IReadOnlyList<GroupReport> GroupsBefore { get; init; }
+    /// <summary>The model's groups after the change.</summary>
     public required IReadOnlyList<GroupReport> GroupsAfter { get; init; }
+    /// <summary>The changes from before to after, matched by device identity (moved devices through the address map).</summary>
     public required IReadOnlyList<GroupReportChange> Changes { get; init; }
     /// <summary>
     /// For a <c>pcie_acs_override=</c> the kernel does not honour (no out-of-tree patch): the changes on a kernel that
     /// carries the patch; null otherwise.
     /// </summary>
     public IReadOnlyList<GroupReportChange>? WithAcsOverridePatch { get; init; }
+    /// <summary>Notes of the model and the change, one line each.</summary>
     public required IReadOnlyList<string> Notes { get; init; }
+    /// <summary>The answer in one word.</summary>
     public required WhatIfOutcome Outcome { get; init; }
     /// <summary>Every group keeps exactly its members (whatever the outcome: also when both sides are "as if on").</summary>
     public bool BuysNothing => Changes.All(e => e.Kind == GroupChangeKind.Unchanged);
