@@ -93,7 +93,7 @@ else
 			err=$( (echo "$old" > $tf) 2>&1 ); rc=$?
 			echo "LIVE_RESTORE $i rc=$rc type=$(cat $tf)"
 		fi
-		run "apply-$i" $IOMMU set-type "$grp" "$value" --apply --json
+		run "apply-$i" $IOMMU set-type "$grp" "$value" --apply --yes --json
 		state $i after $grp
 	done
 fi

@@ -132,10 +132,16 @@ public static partial class RegularFile
     private const int SIfMt = 0xf000, SIfSock = 0xc000, SIfReg = 0x8000, SIfBlk = 0x6000, SIfDir = 0x4000, SIfChr = 0x2000, SIfIfo = 0x1000;
     private const int EPERM = 1, ENOENT = 2, ENXIO = 6, EACCES = 13, ENOTDIR = 20, ELOOP = 40;
 
-    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    /// <summary>
+    /// glibc by its soname: "libc" would make the runtime probe for liblibc.so and libc.so (a linker script that only
+    /// libc6-dev installs), which the native binary must not depend on (issue 11: nothing but the C library).
+    /// </summary>
+    internal const string LibC = "libc.so.6";
+
+    [LibraryImport(LibC, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int open(string path, int flags);
 
-    [LibraryImport("libc", EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    [LibraryImport(LibC, EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int statx(int dirfd, string path, int flags, uint mask, [Out] byte[] buf);
 }
 

@@ -126,6 +126,9 @@ public sealed partial class SysfsWriter
     private const int OWrOnly = 1, OCreat = 0x40, OExcl = 0x80, OTrunc = 0x200, ONoCtty = 0x100, ONonBlock = 0x800, OCloExec = 0x80000;
     private static readonly int ONoFollow = RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? 0x8000 : 0x20000;
 
-    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    /// <summary>glibc by its soname (<see cref="RegularFile.LibC"/>).</summary>
+    private const string LibC = RegularFile.LibC;
+
+    [LibraryImport(LibC, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int open(string path, int flags, int mode);
 }
