@@ -121,7 +121,7 @@ public class BindCommandTests
     }
 
     /// <summary>Fails the write number <see cref="FailAt"/> (0-based) and passes every other to the real root.</summary>
-    private sealed class FailingSysfs(RootedSysfs inner, int failAt) : ISysfsAccess
+    private sealed class FailingSysfs(SysfsWriter inner, int failAt) : ISysfsAccess
     {
         private int _writes;
         public int FailAt => failAt;
@@ -149,7 +149,7 @@ public class BindCommandTests
             var machine = MachineSource.Load(root);
             var plan = HostAnalysis.VfioCheck(HostAnalysis.Analyze(machine), PciAddress.Parse("03:00.0"), null);
             Assert.Equal(6, plan.Steps.Count);
-            var outcome = HostAnalysis.ApplyBind(plan, new FailingSysfs(new RootedSysfs(root), failAt));
+            var outcome = HostAnalysis.ApplyBind(plan, new FailingSysfs(new SysfsWriter(root), failAt));
             Assert.False(outcome.Ok);
             Assert.Contains("injected failure", outcome.Failure);
             Assert.Equal(failAt + 1, outcome.Done.Count);
@@ -186,7 +186,7 @@ public class BindCommandTests
     {
         WithExtractedRoot("g_k612_intel_mixed", root =>
         {
-            var sysfs = new RootedSysfs(root);
+            var sysfs = new SysfsWriter(root);
             Assert.Throws<IOException>(() => sysfs.Write("/sys/../../../etc/passwd", "x"));
             string outside = Path.Combine(Path.GetTempPath(), "iommukit-outside-" + Guid.NewGuid().ToString("N"));
             Directory.CreateDirectory(outside);

@@ -84,7 +84,7 @@ internal static class BindCommand
                 throw new CliException("--apply must run as root (writing driver_override and unbind needs it)", ExitCode.Unsupported);
             if (!yes && !Ask(console, $"{(bind ? "Bind" : "Unbind")} {targets.Count} device(s) ({string.Join(", ", targets.Select(t => t.Address.ToShortString()))})? The host stops using them. [y/N] "))
                 throw new CliException("not confirmed; nothing written", ExitCode.Negative);
-            var io = new SysfsAccess(new RootedSysfs(root));
+            var io = new SysfsAccess(new SysfsWriter(root));
             outcome = bind ? HostAnalysis.ApplyBind(v, io) : HostAnalysis.ApplyUnbind(v, io);
         }
         if (json) WriteJson(console, bind, v, steps, persistent, outcome);
@@ -186,8 +186,8 @@ internal static class BindCommand
         w.WriteEndArray();
     }
 
-    /// <summary>The Host layer's view of a root-confined sysfs (<see cref="RootedSysfs"/>).</summary>
-    internal sealed class SysfsAccess(RootedSysfs sysfs) : ISysfsAccess
+    /// <summary>The Host layer's view of the root-confined sysfs writer (<see cref="SysfsWriter"/>, shared with set-type --apply).</summary>
+    internal sealed class SysfsAccess(SysfsWriter sysfs) : ISysfsAccess
     {
         public bool Live => sysfs.Live;
         public void Write(string path, string text) => sysfs.Write(path, text);

@@ -73,6 +73,40 @@ public sealed partial class SysfsWriter
     public string? ReadCapped(string relativePath, int maxBytes = SourceLimits.MaxAttributeBytes) =>
         Tree().ReadText(relativePath, maxBytes);
 
+    /// <summary>The root is the live host's <c>/</c> (writes take effect in the kernel; <c>driver</c> links follow binds).</summary>
+    public bool Live => _root == "/";
+
+    /// <summary>
+    /// The attribute's text (as <see cref="ReadCapped"/>), or null when it is missing or cannot be read: for callers that
+    /// verify a write and treat "cannot say" like "not as expected".
+    /// </summary>
+    public string? Read(string relativePath)
+    {
+        try { return ReadCapped(relativePath); }
+        catch (InputException) { return null; }
+    }
+
+    /// <summary>
+    /// The driver <paramref name="device"/> is bound to: the last component of its <c>driver</c> link, else the driver
+    /// directory under <c>sys/bus/pci/drivers</c> that lists it (how an extracted snapshot records binding); null for none.
+    /// Links are resolved inside the root, as for reads.
+    /// </summary>
+    public string? DriverOf(IommuKit.Pci.PciAddress device)
+    {
+        try
+        {
+            var tree = Tree();
+            if (tree.ReadLinkName($"sys/bus/pci/devices/{device}/driver") is { } name) return name;
+            foreach (var d in tree.List("sys/bus/pci/drivers") ?? [])
+                if (tree.ReadLink($"sys/bus/pci/drivers/{d}/{device}") is not null) return d;
+            return null;
+        }
+        catch (InputException)
+        {
+            return null;
+        }
+    }
+
     private DirectoryFileTree Tree() => new(_root);
 
     /// <summary>
