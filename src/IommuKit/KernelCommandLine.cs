@@ -19,6 +19,7 @@ public sealed class KernelCommandLine
         _params = parameters;
     }
 
+    /// <summary>An empty command line: no parameters.</summary>
     public static KernelCommandLine Empty { get; } = new("", new());
 
     /// <summary>The text as given (trimmed).</summary>
@@ -83,6 +84,7 @@ public sealed class KernelCommandLine
         return last;
     }
 
+    /// <summary>True when <paramref name="name"/> occurs at least once, bare or with a value.</summary>
     public bool Has(string name) => ValuesOf(name).Any();
 
     /// <summary>
@@ -135,5 +137,6 @@ public sealed class KernelCommandLine
         : p.Value.AsSpan().IndexOfAny(' ', '\t') >= 0 ? $"{p.Name}=\"{p.Value}\""
         : $"{p.Name}={p.Value}";
 
+    /// <summary>The text as given (<see cref="Text"/>).</summary>
     public override string ToString() => Text;
 }

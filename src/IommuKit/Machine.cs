@@ -5,6 +5,7 @@ namespace IommuKit;
 /// <summary>The kind of IOMMU hardware a unit is.</summary>
 public enum IommuKind
 {
+    /// <summary>Not known which IOMMU the unit is.</summary>
     Unknown,
     /// <summary>Intel VT-d (<c>intel-iommu</c>, units named <c>dmarN</c>).</summary>
     Intel,
@@ -77,6 +78,7 @@ public sealed record KernelGroup(int Id, string? Type, IReadOnlyList<ReservedReg
 /// </summary>
 public sealed record Machine
 {
+    /// <summary>The PCI functions, buses and bridges of the machine.</summary>
     public required PciTopology Topology { get; init; }
     /// <summary>Where the machine came from, for messages: a path, "live host", or "bundled example machine".</summary>
     public required string Origin { get; init; }
@@ -86,6 +88,7 @@ public sealed record Machine
     public string? KernelRelease { get; init; }
     /// <summary><c>/proc/cmdline</c> without the trailing newline; null when unknown.</summary>
     public string? CommandLine { get; init; }
+    /// <summary>The IOMMU units the source reported; empty when none or unknown.</summary>
     public IReadOnlyList<IommuUnit> IommuUnits { get; init; } = [];
     /// <summary>
     /// The kernel's groups, or null when the source does not say (an lspci dump without "IOMMU group" lines, a snapshot

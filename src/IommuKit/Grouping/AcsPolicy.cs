@@ -8,8 +8,11 @@ public sealed class AcsOverridePolicy
     /// <summary>The patch keeps 16 slots but reports "full" at 15.</summary>
     public const int MaxIds = 15;
 
+    /// <summary>The <c>downstream</c> token: every downstream port is treated as having ACS.</summary>
     public bool Downstream { get; private init; }
+    /// <summary>The <c>multifunction</c> token: every multifunction device is treated as having ACS.</summary>
     public bool Multifunction { get; private init; }
+    /// <summary>The <c>id:vvvv:dddd</c> tokens (vendor, device), at most <see cref="MaxIds"/>.</summary>
     public IReadOnlyList<(ushort Vendor, ushort Device)> Ids { get; private init; } = [];
     /// <summary>The parameter was given with at least one usable token.</summary>
     public bool Given => Downstream || Multifunction || Ids.Count > 0;
@@ -104,6 +107,7 @@ public sealed class AcsPolicy
     /// <summary>Per device, what the enabling step did, for explanations (null when nothing notable).</summary>
     internal readonly string?[] Notes;
 
+    /// <summary>The IOMMU is active, so the kernel calls <c>pci_request_acs()</c> and enables ACS (<c>pci_enable_acs</c>).</summary>
     public bool AcsRequested { get; }
     /// <summary>
     /// The kernel has <c>pci=config_acs=</c> and computes <c>disable_acs_redir</c> from the firmware value (Linux 6.11
@@ -111,8 +115,11 @@ public sealed class AcsPolicy
     /// know <c>config_acs</c>. True when the release is unknown.
     /// </summary>
     public bool ConfigAcsSemantics { get; }
+    /// <summary><c>pci=noats</c> was given: Translation Blocking is enabled too.</summary>
     public bool NoAts { get; }
+    /// <summary>The parsed <c>pcie_acs_override=</c> parameter.</summary>
     public AcsOverridePolicy Override { get; }
+    /// <summary>The kernel command line the policy was computed for.</summary>
     public KernelCommandLine CommandLine { get; }
     /// <summary>Messages from parsing the ACS options (invalid flags, parse errors), one line each.</summary>
     public IReadOnlyList<string> Messages => _messages;

@@ -50,6 +50,7 @@ public static class AcsQuirks
     /// <summary>The kernel's <c>PCI_ANY_ID</c> as stored in the 16-bit table fields.</summary>
     public const ushort Any = 0xffff;
 
+    /// <summary>PCI vendor IDs the quirk table and its hooks match on.</summary>
     public const ushort VendorAti = 0x1002, VendorAmd = 0x1022, VendorSolarflare = 0x1924, VendorIntel = 0x8086,
         VendorQcom = 0x17cb, VendorHxt = 0x1dbf, VendorCavium = 0x177d, VendorAmcc = 0x10e8, VendorAmpere = 0x1def,
         VendorBroadcom = 0x14e4, VendorLoongson = 0x0014, VendorAmazonAl = 0x1c36, VendorZhaoxin = 0x1d17,

@@ -10,6 +10,7 @@ namespace IommuKit.Grouping;
 /// <param name="FactsMissing">The quirk needs facts the source cannot give (Switchtec reads BAR0): aliases unknown.</param>
 public sealed record DmaAliasInfo(ulong[]? Mask, bool PcieBridgeAlias, bool XlateRoot, string? Quirk, bool FactsMissing = false)
 {
+    /// <summary>True when <paramref name="devfn"/> (0-255) is set in <see cref="Mask"/>; false when the mask is null.</summary>
     public bool HasAlias(int devfn) => Mask is not null && (Mask[devfn >> 6] & (1UL << (devfn & 63))) != 0;
 }
 

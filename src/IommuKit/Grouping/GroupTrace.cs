@@ -93,9 +93,12 @@ public sealed class GroupTrace
 {
     private readonly List<GroupStep> _steps = new();
 
+    /// <summary>The steps recorded so far, in order.</summary>
     public IReadOnlyList<GroupStep> Steps => _steps;
 
+    /// <summary>Records one step.</summary>
     public void Add(GroupStep step) => _steps.Add(step);
 
+    /// <summary>Forgets every recorded step.</summary>
     public void Clear() => _steps.Clear();
 }

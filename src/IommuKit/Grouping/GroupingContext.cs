@@ -10,7 +10,9 @@ namespace IommuKit.Grouping;
 /// </summary>
 public sealed class GroupingContext
 {
+    /// <summary>The topology being grouped.</summary>
     public PciTopology Topology { get; }
+    /// <summary>The effective ACS state of every device.</summary>
     public AcsPolicy Acs { get; }
     /// <summary>An ACPI IVRS table is present (AMD IOMMU firmware), which <c>pci_quirk_amd_sb_acs</c> requires.</summary>
     public bool HasIvrs { get; }
@@ -153,6 +155,7 @@ public sealed class GroupingContext
         return any ? found : null;
     }
 
+    /// <summary>What the DMA alias quirks did to <paramref name="d"/>, or null when none applied.</summary>
     public DmaAliasInfo? AliasInfo(PciDevice d) => Alias[d.ProbeIndex];
 
     /// <summary><c>pci_real_dma_dev</c>.</summary>

@@ -5,13 +5,21 @@ namespace IommuKit.Grouping;
 /// <summary>Why <see cref="PciGrouping.AcsEnabled"/> answered as it did.</summary>
 public enum AcsReason
 {
+    /// <summary>A device-specific ACS quirk (<c>pci_dev_specific_acs_enabled</c>) decided.</summary>
     Quirk,
+    /// <summary>Conventional PCI/PCI-X: not isolated.</summary>
     Conventional,
+    /// <summary>A PCIe-to-PCI, PCI-to-PCIe bridge or event collector: never isolates.</summary>
     BridgeNeverIsolates,
+    /// <summary>The ACS capability has every requested flag enabled.</summary>
     FlagsEnabled,
+    /// <summary>The ACS capability lacks some requested flags (see <see cref="AcsDecision.Missing"/>).</summary>
     FlagsMissing,
+    /// <summary>A root/downstream port or multifunction device has no ACS capability.</summary>
     NoAcsCapability,
+    /// <summary>A single-function endpoint, upstream port or RC integrated endpoint: isolated without ACS.</summary>
     SingleFunction,
+    /// <summary>Another single-function PCIe type: nothing applies, treated as isolated.</summary>
     OtherType,
 }
 

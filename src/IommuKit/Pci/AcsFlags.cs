@@ -6,6 +6,7 @@ namespace IommuKit.Pci;
 [Flags]
 public enum AcsFlags : ushort
 {
+    /// <summary>No ACS bit.</summary>
     None = 0,
     /// <summary>Source Validation.</summary>
     SV = 0x0001,
@@ -28,6 +29,7 @@ public enum AcsFlags : ushort
     All = SV | TB | RR | CR | UF | EC | DT,
 }
 
+/// <summary>Names for <see cref="AcsFlags"/> bits as lspci prints them.</summary>
 public static class AcsFlagsNames
 {
     private static readonly (AcsFlags Flag, string Name)[] s_names =

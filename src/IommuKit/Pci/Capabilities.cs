@@ -49,6 +49,8 @@ public sealed record PcieInfo(
 /// <param name="Offset">Offset of the extended capability (-1 when unknown, e.g. from lspci text without it).</param>
 public sealed record AcsInfo(int Offset, AcsFlags Capability, AcsFlags Control)
 {
+    /// <summary>Reads the ACS capability and control registers of the capability at <paramref name="offset"/>.</summary>
+    /// <returns>The decoded capability, or null when the registers lie beyond the bytes read.</returns>
     public static AcsInfo? Decode(ConfigSpace cfg, int offset)
     {
         if (!cfg.TryReadUInt16(offset + 4, out ushort cap) || !cfg.TryReadUInt16(offset + 6, out ushort ctl)) return null;
@@ -59,6 +61,8 @@ public sealed record AcsInfo(int Offset, AcsFlags Capability, AcsFlags Control)
 /// <summary>The ARI capability (PCIe r6.0 §7.8.7): the next function number of a device with up to 256 functions.</summary>
 public sealed record AriInfo(int Offset, byte NextFunction)
 {
+    /// <summary>Reads the ARI capability register of the capability at <paramref name="offset"/>.</summary>
+    /// <returns>The decoded capability, or null when the register lies beyond the bytes read.</returns>
     public static AriInfo? Decode(ConfigSpace cfg, int offset) =>
         cfg.TryReadUInt16(offset + 4, out ushort cap) ? new AriInfo(offset, (byte)(cap >> 8)) : null;
 }
@@ -69,6 +73,8 @@ public sealed record AriInfo(int Offset, byte NextFunction)
 /// </summary>
 public sealed record SriovInfo(int Offset, ushort TotalVfs, ushort NumVfs, ushort FirstVfOffset, ushort VfStride, ushort VfDeviceId)
 {
+    /// <summary>Reads TotalVFs, NumVFs, First VF Offset, VF Stride and VF Device ID of the capability at <paramref name="offset"/>.</summary>
+    /// <returns>The decoded capability, or null when any register lies beyond the bytes read.</returns>
     public static SriovInfo? Decode(ConfigSpace cfg, int offset)
     {
         if (!cfg.TryReadUInt16(offset + 0x0e, out ushort total) ||

@@ -42,6 +42,7 @@ public sealed class ConfigSpace
     /// <summary>How many bytes were read (64, 256, 4096 or anything in between for a partial dump).</summary>
     public int Length => _bytes.Length;
 
+    /// <summary>The config space bytes that were read (<see cref="Length"/> of them).</summary>
     public ReadOnlySpan<byte> Bytes => _bytes;
 
     /// <summary>True when only the header was readable (an unprivileged sysfs read or a non-root <c>lspci -x</c>).</summary>
@@ -50,10 +51,15 @@ public sealed class ConfigSpace
     /// <summary>True when the 4 KiB extended space was read.</summary>
     public bool HasExtendedSpace => _bytes.Length >= ExtendedSize;
 
+    /// <summary>The byte at <paramref name="offset"/>; throws when it is beyond <see cref="Length"/>.</summary>
     public byte ReadByte(int offset) => _bytes[offset];
+    /// <summary>The little-endian 16-bit value at <paramref name="offset"/>; throws when it is beyond <see cref="Length"/>.</summary>
     public ushort ReadUInt16(int offset) => BinaryPrimitives.ReadUInt16LittleEndian(_bytes.AsSpan(offset, 2));
+    /// <summary>The little-endian 32-bit value at <paramref name="offset"/>; throws when it is beyond <see cref="Length"/>.</summary>
     public uint ReadUInt32(int offset) => BinaryPrimitives.ReadUInt32LittleEndian(_bytes.AsSpan(offset, 4));
 
+    /// <summary>Reads the little-endian 16-bit value at <paramref name="offset"/> if all its bytes were read.</summary>
+    /// <returns>False (and <paramref name="value"/> 0) when the offset is negative or past the bytes read.</returns>
     public bool TryReadUInt16(int offset, out ushort value)
     {
         value = 0;
@@ -62,6 +68,8 @@ public sealed class ConfigSpace
         return true;
     }
 
+    /// <summary>Reads the little-endian 32-bit value at <paramref name="offset"/> if all its bytes were read.</summary>
+    /// <returns>False (and <paramref name="value"/> 0) when the offset is negative or past the bytes read.</returns>
     public bool TryReadUInt32(int offset, out uint value)
     {
         value = 0;
@@ -71,13 +79,19 @@ public sealed class ConfigSpace
     }
 
     // Header (PCI Local Bus Spec 3.0 §6.1; PCIe r6.0 §7.5.1).
+    /// <summary>Vendor ID (offset 0x00).</summary>
     public ushort VendorId => ReadUInt16(0x00);
+    /// <summary>Device ID (offset 0x02).</summary>
     public ushort DeviceId => ReadUInt16(0x02);
+    /// <summary>Command register (offset 0x04).</summary>
     public ushort Command => ReadUInt16(0x04);
+    /// <summary>Status register (offset 0x06).</summary>
     public ushort Status => ReadUInt16(0x06);
+    /// <summary>Revision ID (offset 0x08).</summary>
     public byte Revision => ReadByte(0x08);
     /// <summary>24-bit class code: base class, sub-class, programming interface (<c>0x060400</c>).</summary>
     public uint ClassCode => ReadUInt32(0x08) >> 8;
+    /// <summary>The raw header type byte (offset 0x0e): layout in bits 6:0, multifunction in bit 7.</summary>
     public byte HeaderTypeRaw => ReadByte(0x0e);
     /// <summary>Header layout: 0 normal, 1 PCI-to-PCI bridge, 2 CardBus bridge.</summary>
     public int HeaderLayout => HeaderTypeRaw & 0x7f;
@@ -92,6 +106,7 @@ public sealed class ConfigSpace
         _ => 0,
     };
 
+    /// <summary>Subsystem ID (type 0 at 0x2e; CardBus at 0x42 when visible; 0 for bridges).</summary>
     public ushort SubsystemDeviceId => HeaderLayout switch
     {
         0 => ReadUInt16(0x2e),
@@ -201,28 +216,49 @@ public sealed class ConfigSpace
 /// <summary>Capability IDs (PCI Code and ID Assignment Spec r1.11) and their names as lspci prints them.</summary>
 public static class PciCapabilityIds
 {
+    /// <summary>Power Management.</summary>
     public const ushort PowerManagement = 0x01;
+    /// <summary>MSI.</summary>
     public const ushort Msi = 0x05;
+    /// <summary>Vendor Specific.</summary>
     public const ushort Vendor = 0x09;
+    /// <summary>Slot Identification.</summary>
     public const ushort SlotId = 0x04;
+    /// <summary>PCI Express.</summary>
     public const ushort Pcie = 0x10;
+    /// <summary>MSI-X.</summary>
     public const ushort MsiX = 0x11;
+    /// <summary>Subsystem vendor ID (bridges).</summary>
     public const ushort SubsystemVendor = 0x0d;
+    /// <summary>SATA HBA.</summary>
     public const ushort Sata = 0x12;
+    /// <summary>PCI Advanced Features.</summary>
     public const ushort AdvancedFeatures = 0x13;
 
+    /// <summary>Extended: Advanced Error Reporting.</summary>
     public const ushort ExtAer = 0x0001;
+    /// <summary>Extended: Virtual Channel.</summary>
     public const ushort ExtVc = 0x0002;
+    /// <summary>Extended: Device Serial Number.</summary>
     public const ushort ExtDsn = 0x0003;
+    /// <summary>Extended: Access Control Services.</summary>
     public const ushort ExtAcs = 0x000d;
+    /// <summary>Extended: Alternative Routing-ID Interpretation.</summary>
     public const ushort ExtAri = 0x000e;
+    /// <summary>Extended: Address Translation Services.</summary>
     public const ushort ExtAts = 0x000f;
+    /// <summary>Extended: Single Root I/O Virtualization.</summary>
     public const ushort ExtSriov = 0x0010;
+    /// <summary>Extended: Process Address Space ID.</summary>
     public const ushort ExtPasid = 0x001b;
+    /// <summary>Extended: Latency Tolerance Reporting.</summary>
     public const ushort ExtLtr = 0x0018;
+    /// <summary>Extended: L1 PM Substates.</summary>
     public const ushort ExtL1ss = 0x001e;
+    /// <summary>Extended: Downstream Port Containment.</summary>
     public const ushort ExtDpc = 0x001d;
 
+    /// <summary>lspci's name for a standard capability ID; <c>#xx</c> for an unknown one.</summary>
     public static string StandardName(ushort id) => id switch
     {
         0x01 => "Power Management",
@@ -249,6 +285,7 @@ public static class PciCapabilityIds
         _ => $"#{id:x2}",
     };
 
+    /// <summary>lspci's name for an extended capability ID; <c>Extended Capability ID 0x....</c> for an unknown one.</summary>
     public static string ExtendedName(ushort id) => id switch
     {
         0x0001 => "Advanced Error Reporting",

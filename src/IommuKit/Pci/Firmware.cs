@@ -29,10 +29,13 @@ public sealed record AcpiTableHeader(string Signature, uint Length, byte Revisio
 /// <summary>A DMAR device scope's kind (VT-d spec §8.3.1, <c>ACPI_DMAR_SCOPE_TYPE_*</c>).</summary>
 public enum DmarScopeKind : byte
 {
+    /// <summary>A PCI endpoint.</summary>
     Endpoint = 1,
     /// <summary>A PCI-PCI bridge: the scope covers the bridge and everything below it.</summary>
     Bridge = 2,
+    /// <summary>An I/O APIC.</summary>
     IoApic = 3,
+    /// <summary>An HPET timer block.</summary>
     Hpet = 4,
     /// <summary>An ACPI namespace device (named by an ANDD structure with the same enumeration id).</summary>
     Namespace = 5,
@@ -138,7 +141,13 @@ public enum IvhdEntryKind : byte
 public readonly record struct IvhdDeviceRange(IvhdEntryKind Kind, ushort First, ushort Last, byte Setting, ushort? Alias = null, bool Extended = false);
 
 /// <summary>The variety of an IVHD special device entry (0x48): what the handle numbers.</summary>
-public enum IvhdSpecialVariety : byte { IoApic = 1, Hpet = 2 }
+public enum IvhdSpecialVariety : byte
+{
+    /// <summary>The handle is an I/O APIC ID.</summary>
+    IoApic = 1,
+    /// <summary>The handle is an HPET number.</summary>
+    Hpet = 2,
+}
 
 /// <summary>An IVHD special device (IOAPIC/HPET) with the requester ID it uses (entry 0x48, <c>IVHD_DEV_SPECIAL</c>).</summary>
 public readonly record struct IvhdSpecial(IvhdSpecialVariety Variety, byte Handle, ushort RequesterId);
@@ -230,13 +239,19 @@ public sealed record IvrsTable(AcpiTableHeader Header, uint IvInfo, IReadOnlyLis
 /// <summary>IORT node types (DEN 0049 table 4).</summary>
 public enum IortNodeKind : byte
 {
+    /// <summary>An ITS group (GIC interrupt translation services).</summary>
     ItsGroup = 0,
+    /// <summary>A named component (an ACPI namespace device).</summary>
     NamedComponent = 1,
+    /// <summary>A PCI root complex.</summary>
     RootComplex = 2,
     /// <summary>SMMUv1 or SMMUv2.</summary>
     Smmu = 3,
+    /// <summary>SMMUv3.</summary>
     SmmuV3 = 4,
+    /// <summary>PMCG (SMMUv3 performance monitor counter group).</summary>
     Pmcg = 5,
+    /// <summary>RMR (reserved memory range).</summary>
     ReservedMemoryRange = 6,
 }
 

@@ -16,6 +16,7 @@ public readonly record struct PciAddress(int Domain, byte Bus, byte Device, byte
     /// <summary>The 16-bit requester ID <c>(bus &lt;&lt; 8) | devfn</c> the IOMMU sees.</summary>
     public ushort RequesterId => (ushort)((Bus << 8) | Devfn);
 
+    /// <summary>The address of function <c>devfn &amp; 7</c> of device <c>devfn &gt;&gt; 3</c> on <paramref name="bus"/>.</summary>
     public static PciAddress FromDevfn(int domain, byte bus, byte devfn) => new(domain, bus, (byte)(devfn >> 3), (byte)(devfn & 7));
 
     /// <summary>The same slot (domain, bus, device) with another function number.</summary>
@@ -29,6 +30,7 @@ public readonly record struct PciAddress(int Domain, byte Bus, byte Device, byte
         ? string.Create(CultureInfo.InvariantCulture, $"{Bus:x2}:{Device:x2}.{Function:x}")
         : ToString();
 
+    /// <summary>Orders by domain, bus, then devfn.</summary>
     public int CompareTo(PciAddress other)
     {
         int c = Domain.CompareTo(other.Domain);
@@ -37,9 +39,13 @@ public readonly record struct PciAddress(int Domain, byte Bus, byte Device, byte
         return c != 0 ? c : Devfn.CompareTo(other.Devfn);
     }
 
+    /// <summary>Address order: domain, bus, devfn.</summary>
     public static bool operator <(PciAddress a, PciAddress b) => a.CompareTo(b) < 0;
+    /// <summary>Address order: domain, bus, devfn.</summary>
     public static bool operator >(PciAddress a, PciAddress b) => a.CompareTo(b) > 0;
+    /// <summary>Address order: domain, bus, devfn.</summary>
     public static bool operator <=(PciAddress a, PciAddress b) => a.CompareTo(b) <= 0;
+    /// <summary>Address order: domain, bus, devfn.</summary>
     public static bool operator >=(PciAddress a, PciAddress b) => a.CompareTo(b) >= 0;
 
     /// <summary>Parses <c>[domain:]bus:device.function</c> in hex (<c>00:1f.3</c>, <c>0000:00:1f.3</c>, <c>10000:e1:00.0</c>).</summary>
@@ -47,9 +53,12 @@ public readonly record struct PciAddress(int Domain, byte Bus, byte Device, byte
     public static PciAddress Parse(string text) =>
         TryParse(text, out var a) ? a : throw new FormatException($"'{text}' is not a PCI address (expected [dddd:]bb:dd.f in hex, e.g. 0000:00:1f.3)");
 
+    /// <summary>Like <see cref="Parse"/>, without throwing; false for null or malformed text.</summary>
     public static bool TryParse([NotNullWhen(true)] string? text, out PciAddress address) =>
         TryParse(text.AsSpan(), out address);
 
+    /// <summary>Parses <c>[domain:]bus:device.function</c> in hex, ignoring surrounding white space.</summary>
+    /// <returns>False (and <paramref name="address"/> default) when the text is not an address.</returns>
     public static bool TryParse(ReadOnlySpan<char> s, out PciAddress address)
     {
         address = default;

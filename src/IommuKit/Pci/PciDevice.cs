@@ -17,24 +17,37 @@ public enum ConfigVisibility
 /// </summary>
 public sealed record PciDeviceFacts
 {
+    /// <summary>The function's address.</summary>
     public required PciAddress Address { get; init; }
+    /// <summary>Vendor ID.</summary>
     public ushort VendorId { get; init; }
+    /// <summary>Device ID.</summary>
     public ushort DeviceId { get; init; }
+    /// <summary>Subsystem vendor ID (0 when none).</summary>
     public ushort SubsystemVendorId { get; init; }
+    /// <summary>Subsystem device ID (0 when none).</summary>
     public ushort SubsystemDeviceId { get; init; }
     /// <summary>24-bit class code, e.g. <c>0x060400</c>.</summary>
     public uint ClassCode { get; init; }
+    /// <summary>Revision ID.</summary>
     public byte Revision { get; init; }
     /// <summary>Header layout 0, 1 or 2.</summary>
     public int HeaderLayout { get; init; }
     /// <summary>Header type bit 7; null when the source does not show it (lspci text): then it is inferred from the slot's other functions.</summary>
     public bool? MultifunctionBit { get; init; }
+    /// <summary>Primary, secondary and subordinate bus numbers of a bridge; null for a non-bridge.</summary>
     public (byte Primary, byte Secondary, byte Subordinate)? BridgeBuses { get; init; }
+    /// <summary>The PCI Express capability; null when the function has none or it was not visible.</summary>
     public PcieInfo? Pcie { get; init; }
+    /// <summary>The ACS capability; null when the function has none or it was not visible.</summary>
     public AcsInfo? Acs { get; init; }
+    /// <summary>The ARI capability; null when none or not visible.</summary>
     public AriInfo? Ari { get; init; }
+    /// <summary>The SR-IOV capability; null when none or not visible.</summary>
     public SriovInfo? Sriov { get; init; }
+    /// <summary>Capabilities in list order, standard then extended.</summary>
     public IReadOnlyList<PciCapability> Capabilities { get; init; } = [];
+    /// <summary>How much config space the source saw.</summary>
     public ConfigVisibility Visibility { get; init; } = ConfigVisibility.Full;
     /// <summary>Raw config space when the source had it.</summary>
     public ConfigSpace? Config { get; init; }
@@ -113,18 +126,27 @@ public sealed class PciDevice
         ProbeIndex = probeIndex;
     }
 
+    /// <summary>The facts the source gave for this function.</summary>
     public PciDeviceFacts Facts { get; }
 
     /// <summary>The topology this function belongs to (set when the topology is built).</summary>
     public PciTopology Topology { get; internal set; } = null!;
 
+    /// <summary>The function's address.</summary>
     public PciAddress Address => Facts.Address;
+    /// <summary>Vendor ID.</summary>
     public ushort VendorId => Facts.VendorId;
+    /// <summary>Device ID.</summary>
     public ushort DeviceId => Facts.DeviceId;
+    /// <summary>24-bit class code, e.g. <c>0x060400</c>.</summary>
     public uint ClassCode => Facts.ClassCode;
+    /// <summary>PCIe Device/Port Type; <see cref="PcieType.None"/> without a (visible) PCIe capability.</summary>
     public PcieType PcieType => Facts.Pcie?.Type ?? PcieType.None;
+    /// <summary>True when a PCI Express capability is known (the kernel's <c>pci_is_pcie</c>).</summary>
     public bool IsPcie => Facts.Pcie is not null;
+    /// <summary>The ACS capability; null when none or not visible.</summary>
     public AcsInfo? Acs => Facts.Acs;
+    /// <summary>Bound driver name, or null.</summary>
     public string? Driver => Facts.Driver;
 
     /// <summary>A bridge (header type 1 or 2) with a bus below it.</summary>
@@ -147,6 +169,7 @@ public sealed class PciDevice
     /// <summary>The VF's index under its PF (0-based, the kernel's <c>pci_iov_virtfn_devfn(pf, n)</c> order); -1 for any other device.</summary>
     public int VfIndex { get; internal set; } = -1;
 
+    /// <summary>True for an SR-IOV virtual function (it has a <see cref="PhysicalFunction"/>).</summary>
     public bool IsVirtualFunction => PhysicalFunction is not null;
 
     /// <summary>Position in the kernel's probe order (devices of a bus before its child buses), from 0.</summary>
@@ -164,6 +187,7 @@ public sealed class PciDevice
     /// <summary>True when the device sits directly on a root bus (integrated into the root complex).</summary>
     public bool IsOnRootBus => Bus.IsRoot;
 
+    /// <summary>The address in full form, <c>0000:00:1f.3</c>.</summary>
     public override string ToString() => Address.ToString();
 }
 
@@ -178,12 +202,15 @@ public sealed class PciBus
         Parent = parent;
     }
 
+    /// <summary>PCI domain (segment).</summary>
     public int Domain { get; }
+    /// <summary>Bus number.</summary>
     public byte Number { get; }
     /// <summary>The bridge that leads to this bus; null for root and virtual buses.</summary>
     public PciDevice? Self { get; }
     /// <summary>The bus above; null for a root bus.</summary>
     public PciBus? Parent { get; }
+    /// <summary>True for a root bus (no parent bus).</summary>
     public bool IsRoot => Parent is null;
     /// <summary>Functions on this bus in devfn order.</summary>
     public IReadOnlyList<PciDevice> Devices => _devices;

@@ -20,12 +20,16 @@ public sealed class PciTopology
     /// functions in devfn order, then the buses below, depth first (pci_bus_add_devices).</summary>
     public IReadOnlyList<PciDevice> Devices { get; }
 
+    /// <summary>The root buses, ordered by (domain, number).</summary>
     public IReadOnlyList<PciBus> RootBuses { get; }
 
+    /// <summary>Number of functions.</summary>
     public int Count => Devices.Count;
 
+    /// <summary>The device at <paramref name="address"/>, or null when there is none.</summary>
     public PciDevice? Find(PciAddress address) => _byAddress.GetValueOrDefault(address);
 
+    /// <summary>Looks up the device at <paramref name="address"/>; false when there is none.</summary>
     public bool TryFind(PciAddress address, out PciDevice device) => _byAddress.TryGetValue(address, out device!);
 
     /// <summary>The device at <paramref name="address"/>.</summary>
@@ -84,6 +88,7 @@ public sealed class PciTopologyBuilder
     /// <summary>The input the facts come from (a file path), named by every error <see cref="Add"/> and <see cref="Build"/> throw.</summary>
     public string? Origin { get; init; }
 
+    /// <summary>Number of functions added so far.</summary>
     public int Count => _facts.Count;
 
     private InputException Error(string rule) => InputException.At(Origin, rule);
@@ -99,8 +104,11 @@ public sealed class PciTopologyBuilder
         return this;
     }
 
+    /// <summary>True when a function with this address was already added.</summary>
     public bool Contains(PciAddress address) => _facts.ContainsKey(address);
 
+    /// <summary>Builds the immutable topology: buses, bridges, probe order and SR-IOV VFs from the added facts.</summary>
+    /// <exception cref="InputException">Bridge bus numbers form a loop.</exception>
     public PciTopology Build()
     {
         var sorted = _facts.Values.OrderBy(f => f.Address).ToList();

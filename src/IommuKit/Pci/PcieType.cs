@@ -9,8 +9,11 @@ public enum PcieType
 {
     /// <summary>No PCI Express capability: conventional PCI.</summary>
     None = -1,
+    /// <summary>PCI Express endpoint.</summary>
     Endpoint = 0x0,
+    /// <summary>Legacy PCI Express endpoint.</summary>
     LegacyEndpoint = 0x1,
+    /// <summary>Root port of a root complex.</summary>
     RootPort = 0x4,
     /// <summary>Upstream port of a switch.</summary>
     Upstream = 0x5,
@@ -26,6 +29,7 @@ public enum PcieType
     RcEc = 0xa,
 }
 
+/// <summary>Display names for <see cref="PcieType"/>.</summary>
 public static class PcieTypeNames
 {
     /// <summary>The name lspci prints after "Express (vN)" and that our JSON uses.</summary>

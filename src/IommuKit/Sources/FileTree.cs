@@ -3,9 +3,13 @@ namespace IommuKit.Sources;
 /// <summary>What a name in a <see cref="FileTree"/> is, without following links (lstat).</summary>
 public enum FileNodeKind
 {
+    /// <summary>No such name.</summary>
     Missing,
+    /// <summary>A file (anything that is not a directory or symlink).</summary>
     File,
+    /// <summary>A directory.</summary>
     Directory,
+    /// <summary>A symbolic link.</summary>
     Symlink,
 }
 
@@ -31,6 +35,7 @@ public abstract class FileTree
     /// <summary>Where the tree came from, for messages: a path or "live host".</summary>
     public string Origin { get; }
 
+    /// <summary>Starts a tree named <paramref name="origin"/> in messages.</summary>
     protected FileTree(string origin) => Origin = origin;
 
     /// <summary>What <paramref name="canonicalPath"/> (no symlink in any component but maybe the last) is.</summary>
@@ -209,6 +214,7 @@ public sealed class DirectoryFileTree : FileTree
 
     // The root stands in for "/": an absolute link is read relative to it, which is what the kernel would do in a
     // chroot there, and can never reach outside it.
+    /// <summary>True: an absolute link target is read relative to the root directory, chroot-like.</summary>
     protected override bool AbsoluteLinksFromRoot => true;
 
     private string Full(string canonicalPath) => canonicalPath.Length == 0 ? _root : Path.Combine(_root, canonicalPath);
@@ -230,6 +236,7 @@ public sealed class DirectoryFileTree : FileTree
     // One lstat per name for the life of the tree: a load walks the same directories many times.
     private readonly Dictionary<string, FileNodeKind> _kinds = new(StringComparer.Ordinal);
 
+    /// <inheritdoc/>
     protected override FileNodeKind LstatCore(string canonicalPath)
     {
         if (_kinds.TryGetValue(canonicalPath, out var known)) return known;
@@ -250,6 +257,7 @@ public sealed class DirectoryFileTree : FileTree
         return kind;
     }
 
+    /// <inheritdoc/>
     protected override string ReadLinkCore(string canonicalPath)
     {
         try { return new FileInfo(Full(canonicalPath)).LinkTarget ?? ""; }
@@ -257,6 +265,7 @@ public sealed class DirectoryFileTree : FileTree
         catch (IOException ex) { throw new FileReadException(Display(canonicalPath), $"cannot read the link: {ex.Message}"); }
     }
 
+    /// <inheritdoc/>
     protected override IReadOnlyList<string> ListCore(string canonicalPath)
     {
         CheckFault(canonicalPath);
@@ -277,6 +286,7 @@ public sealed class DirectoryFileTree : FileTree
         catch (UnauthorizedAccessException) { throw new FileReadException(Display(canonicalPath), "permission denied"); }
     }
 
+    /// <inheritdoc/>
     protected override byte[] ReadCore(string canonicalPath, int maxBytes)
     {
         // Only a regular file is opened (a FIFO would block the open forever, /dev/zero never ends), and never more than

@@ -17,7 +17,9 @@ namespace IommuKit.Sources;
 /// </remarks>
 public static class MachineJson
 {
+    /// <summary>The value of the document's <c>format</c> field.</summary>
     public const string FormatName = "iommukit-machine";
+    /// <summary>The format version this code writes, and the only one it reads.</summary>
     public const int CurrentVersion = 1;
     /// <summary>Nesting depth accepted (the format needs 5).</summary>
     public const int MaxDepth = 16;

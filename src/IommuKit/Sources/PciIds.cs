@@ -31,7 +31,9 @@ public sealed class PciIds
     /// <summary>Where the database was read from, or null for <see cref="Empty"/> and parsed text.</summary>
     public string? Path { get; private init; }
 
+    /// <summary>Number of vendor names loaded.</summary>
     public int VendorCount => _vendors.Count;
+    /// <summary>Number of device names loaded.</summary>
     public int DeviceCount => _devices.Count;
 
     /// <summary>The first installed database of <see cref="DefaultPaths"/>, or null when none is installed or readable.</summary>
@@ -116,8 +118,10 @@ public sealed class PciIds
         return name.Length > 0;
     }
 
+    /// <summary>The vendor's name, or null when the database does not have it.</summary>
     public string? Vendor(ushort vendor) => _vendors.GetValueOrDefault(vendor);
 
+    /// <summary>The device's name under <paramref name="vendor"/>, or null when the database does not have it.</summary>
     public string? Device(ushort vendor, ushort device) => _devices.GetValueOrDefault(((uint)vendor << 16) | device);
 
     /// <summary>The subclass name of a 24-bit class code, else its base-class name (pciutils' lookup order), else null.</summary>

@@ -158,6 +158,7 @@ public sealed class FileReadException : InputException
     /// <summary>What went wrong, without the file: <c>permission denied</c>, <c>is a FIFO, not a regular file</c>.</summary>
     public string Reason { get; }
 
+    /// <summary>A failure to read <paramref name="file"/>; the message is <c>file: reason</c>.</summary>
     public FileReadException(string file, string reason) : base($"{file}: {reason}")
     {
         File = file;

@@ -22,11 +22,17 @@ namespace IommuKit.Sources;
 /// </remarks>
 public static class SysfsReader
 {
+    /// <summary>PCI devices directory, relative to the root (<c>/sys/bus/pci/devices</c>).</summary>
     public const string DevicesDir = "sys/bus/pci/devices";
+    /// <summary>IOMMU groups directory, relative to the root (<c>/sys/kernel/iommu_groups</c>).</summary>
     public const string GroupsDir = "sys/kernel/iommu_groups";
+    /// <summary>IOMMU units directory, relative to the root (<c>/sys/class/iommu</c>).</summary>
     public const string IommuClassDir = "sys/class/iommu";
+    /// <summary>PCI slots directory, relative to the root (<c>/sys/bus/pci/slots</c>).</summary>
     public const string SlotsDir = "sys/bus/pci/slots";
+    /// <summary>Kernel command line file, relative to the root (<c>/proc/cmdline</c>).</summary>
     public const string CmdlineFile = "proc/cmdline";
+    /// <summary>Kernel release file, relative to the root (<c>/proc/sys/kernel/osrelease</c>).</summary>
     public const string OsReleaseFile = "proc/sys/kernel/osrelease";
 
     /// <summary>Register files of an IOMMU unit, relative to its directory (drivers/iommu/intel/iommu.c, amd/init.c sysfs attributes).</summary>

@@ -333,14 +333,18 @@ public sealed class TarFileTree : FileTree
     }
 
     // A name in the map is canonical: a member under a symlinked directory is refused when the archive is read.
+    /// <summary>True for a name in the archive that is not a symlink (members under symlinked directories are refused on load).</summary>
     protected override bool IsCanonical(string path) =>
         _nodes.TryGetValue(path, out var n) && n.Kind != FileNodeKind.Symlink;
 
+    /// <inheritdoc/>
     protected override FileNodeKind LstatCore(string canonicalPath) =>
         _nodes.TryGetValue(canonicalPath, out var n) ? n.Kind : FileNodeKind.Missing;
 
+    /// <inheritdoc/>
     protected override string ReadLinkCore(string canonicalPath) => _nodes[canonicalPath].Link ?? "";
 
+    /// <inheritdoc/>
     protected override IReadOnlyList<string> ListCore(string canonicalPath)
     {
         if (_listCache.TryGetValue(canonicalPath, out var cached)) return cached;
@@ -351,6 +355,7 @@ public sealed class TarFileTree : FileTree
         return list;
     }
 
+    /// <inheritdoc/>
     protected override byte[] ReadCore(string canonicalPath, int maxBytes)
     {
         var data = _nodes[canonicalPath].Data ?? [];
