@@ -213,13 +213,16 @@ public class LiveKernelTests(LiveBoot boot, ITestOutputHelper output) : IClassFi
     public void VfioCheckGivesVerdictsOnTheLiveHost()
     {
         // The case the issue reported: the AOT binary aborted (exit 134, no libssl) on vfio-check in this guest.
+        // Issue 10's classes: the e1000e alone in its group but on its host driver needs binding (exit 0, with the steps);
+        // the driver-less rtl8139 is ready now (exit 0).
         var bound = Cmd("vfio-check-bound");
-        Assert.True(bound.Rc == 1, $"vfio-check of the e1000e exited {bound.Rc}:\n{bound.Out}\n{bound.Err}");
-        Assert.Contains("BLOCKING", bound.Out);
-        Assert.Contains("Verdict: NOT VIABLE", bound.Out);
+        Assert.True(bound.Rc == 0, $"vfio-check of the e1000e exited {bound.Rc}:\n{bound.Out}\n{bound.Err}");
+        Assert.Contains("driver e1000e uses the DMA API", bound.Out);
+        Assert.Contains("Verdict: NEEDS BINDING", bound.Out);
+        Assert.Contains("/sys/bus/pci/devices/0000:01:00.0/driver_override", bound.Out);
         var unbound = Cmd("vfio-check-unbound");
         Assert.True(unbound.Rc == 0, $"vfio-check of the driver-less rtl8139 exited {unbound.Rc}:\n{unbound.Out}\n{unbound.Err}");
-        Assert.Contains("Verdict: VIABLE", unbound.Out);
+        Assert.Contains("Verdict: READY", unbound.Out);
     }
 
     [LiveKernelFact]
