@@ -54,7 +54,7 @@ internal static partial class SetTypeCommand
             if (!BindCommand.Ask(console, $"This unbinds {string.Join(", ", what)} for a moment, then binds it back. Continue? [y/N] "))
                 throw new CliException("not confirmed; nothing written", ExitCode.Negative);
         }
-        ApplyOutcome? applied = apply ? Apply(sourcePath, plan, report.Model) : null;
+        SetTypeOutcome? applied = apply ? Apply(sourcePath, plan, report.Model) : null;
         if (json) WriteJson(console, plan, report, applied);
         else WriteText(console, plan, report, applied);
         if (applied is { } a) return a.Ok ? (int)ExitCode.Ok : a.Restored == false ? (int)ExitCode.HostLeftChanged : (int)ExitCode.Negative;
@@ -74,7 +74,7 @@ internal static partial class SetTypeCommand
 
     private static string ResultName(IommuResult r) => r.IsOk ? "ok" : r.Errno.ToString();
 
-    private static void WriteText(CliConsole console, SetTypePlan plan, SetTypeReport model, ApplyOutcome? applied)
+    private static void WriteText(CliConsole console, SetTypePlan plan, SetTypeReport model, SetTypeOutcome? applied)
     {
         var o = console.Out;
         string kernel = $"Linux {model.Kernel} rules";
@@ -115,7 +115,7 @@ internal static partial class SetTypeCommand
         foreach (var n in model.Notes) console.Warn(n);
     }
 
-    private static void WriteJson(CliConsole console, SetTypePlan plan, SetTypeReport model, ApplyOutcome? applied) =>
+    private static void WriteJson(CliConsole console, SetTypePlan plan, SetTypeReport model, SetTypeOutcome? applied) =>
         JsonOut.Write(console, w =>
         {
             w.WriteStartObject();
