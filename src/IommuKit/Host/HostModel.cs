@@ -221,10 +221,6 @@ public sealed class HostModel
         return (options ?? new GroupingOptions()) with { SourceRequestedAcs = src.Active && !src.Assumed };
     }
 
-    /// <summary>The grouping context of <paramref name="machine"/> under <paramref name="cmd"/>, with the source's facts filled in (<see cref="WithSourceFacts"/>).</summary>
-    public static GroupingContext GroupingContextFor(Machine machine, KernelCommandLine cmd, bool iommuActive = true, GroupingOptions? options = null) =>
-        GroupingContext.Create(machine, cmd, iommuActive, WithSourceFacts(machine, options));
-
     /// <summary>
     /// The drivers' <c>device_group</c> for PCI functions: the kernel's <c>pci_device_group</c> over the machine's
     /// grouping context (recording, per device, the unknown facts its placement consulted), or the recorded partition.
