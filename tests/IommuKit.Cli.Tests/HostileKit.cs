@@ -9,50 +9,11 @@ namespace IommuKit.Cli.Tests;
 /// <summary>Builds hostile inputs for the CLI tests: raw tar bytes, patched headers, FIFOs, temp roots.</summary>
 internal static class HostileKit
 {
-    /// <summary>One tar member: a file (Data), a symlink (Link) or a directory (neither).</summary>
-    public sealed record Member(string Name, byte[]? Data = null, string? Link = null)
-    {
-        public bool IsDirectory => Data is null && Link is null;
-    }
-
     /// <summary>The members of a fixture tarball, in archive order.</summary>
-    public static List<Member> ReadMembers(string tarGzPath)
-    {
-        var list = new List<Member>();
-        using var fs = File.OpenRead(tarGzPath);
-        using var gz = new GZipStream(fs, CompressionMode.Decompress);
-        using var tar = new TarReader(gz);
-        while (tar.GetNextEntry() is { } e)
-        {
-            if (e.EntryType == TarEntryType.SymbolicLink) list.Add(new Member(e.Name, Link: e.LinkName));
-            else if (e.EntryType == TarEntryType.Directory) list.Add(new Member(e.Name));
-            else
-            {
-                var data = new byte[e.Length];
-                e.DataStream?.ReadExactly(data);
-                list.Add(new Member(e.Name, data));
-            }
-        }
-        return list;
-    }
+    public static List<Member> ReadMembers(string tarGzPath) => TarMembers.Read(tarGzPath);
 
     /// <summary>A plain (not gzip'd) GNU tar of the members.</summary>
-    public static byte[] Tar(IEnumerable<Member> members)
-    {
-        using var ms = new MemoryStream();
-        using (var tar = new TarWriter(ms, TarEntryFormat.Gnu, leaveOpen: true))
-        {
-            foreach (var m in members)
-            {
-                var type = m.Link is not null ? TarEntryType.SymbolicLink : m.Data is not null ? TarEntryType.RegularFile : TarEntryType.Directory;
-                var e = new GnuTarEntry(type, m.Name);
-                if (m.Link is not null) e.LinkName = m.Link;
-                if (m.Data is not null) e.DataStream = new MemoryStream(m.Data);
-                tar.WriteEntry(e);
-            }
-        }
-        return ms.ToArray();
-    }
+    public static byte[] Tar(IEnumerable<Member> members) => TarMembers.Write(members, gzip: false);
 
     public static byte[] Gzip(byte[] data)
     {

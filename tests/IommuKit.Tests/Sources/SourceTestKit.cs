@@ -8,53 +8,16 @@ namespace IommuKit.Tests.Sources;
 /// <summary>Builds small in-memory tarballs and compares machines, for the Sources tests.</summary>
 internal static class SourceTestKit
 {
-    /// <summary>One tar member: a file (Data), a symlink (Link) or a directory (neither).</summary>
-    public sealed record Member(string Name, byte[]? Data = null, string? Link = null, TarEntryType? Type = null);
-
     public static Member File(string name, byte[] data) => new(name, data);
     public static Member Text(string name, string text) => new(name, System.Text.Encoding.UTF8.GetBytes(text));
     public static Member Link(string name, string target) => new(name, Link: target);
     public static Member Dir(string name) => new(name);
 
     /// <summary>A gzip'd tar of the members, in the order given.</summary>
-    public static byte[] TarGz(IEnumerable<Member> members)
-    {
-        using var ms = new MemoryStream();
-        using (var gz = new GZipStream(ms, CompressionLevel.Fastest, leaveOpen: true))
-        using (var tar = new TarWriter(gz, TarEntryFormat.Gnu, leaveOpen: true))
-        {
-            foreach (var m in members)
-            {
-                TarEntryType type = m.Type ?? (m.Link is not null ? TarEntryType.SymbolicLink : m.Data is not null ? TarEntryType.RegularFile : TarEntryType.Directory);
-                var e = new GnuTarEntry(type, m.Name);
-                if (m.Link is not null) e.LinkName = m.Link;
-                if (m.Data is not null && type == TarEntryType.RegularFile) e.DataStream = new MemoryStream(m.Data);
-                tar.WriteEntry(e);
-            }
-        }
-        return ms.ToArray();
-    }
+    public static byte[] TarGz(IEnumerable<Member> members) => TarMembers.Write(members, gzip: true);
 
     /// <summary>The members of a fixture tarball (files with data, links with targets, directories).</summary>
-    public static List<Member> ReadMembers(string tarGzPath)
-    {
-        var list = new List<Member>();
-        using var fs = System.IO.File.OpenRead(tarGzPath);
-        using var gz = new GZipStream(fs, CompressionMode.Decompress);
-        using var tar = new TarReader(gz);
-        while (tar.GetNextEntry() is { } e)
-        {
-            if (e.EntryType == TarEntryType.SymbolicLink) list.Add(new Member(e.Name, Link: e.LinkName));
-            else if (e.EntryType == TarEntryType.Directory) list.Add(new Member(e.Name));
-            else
-            {
-                var data = new byte[e.Length];
-                e.DataStream?.ReadExactly(data);
-                list.Add(new Member(e.Name, data));
-            }
-        }
-        return list;
-    }
+    public static List<Member> ReadMembers(string tarGzPath) => TarMembers.Read(tarGzPath);
 
     /// <summary>A config space: 256 or 4096 bytes with ids, class and header type set.</summary>
     public static byte[] Config(ushort vendor, ushort device, uint classCode, byte headerType = 0, int size = 4096)
