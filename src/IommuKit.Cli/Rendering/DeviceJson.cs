@@ -39,15 +39,7 @@ internal static class DeviceJson
         if (TypeUnknown(f)) w.WriteNull("pcie_type"); else w.WriteString("pcie_type", d.PcieType.ToJsonName());
         JsonOut.NullableString(w, "parent", d.Parent?.Address.ToString());
         w.WriteString("bus", d.Bus.ToString());
-        if (f.BridgeBuses is { } b)
-        {
-            w.WriteStartObject("bridge_buses");
-            w.WriteNumber("primary", b.Primary);
-            w.WriteNumber("secondary", b.Secondary);
-            w.WriteNumber("subordinate", b.Subordinate);
-            w.WriteEndObject();
-        }
-        else w.WriteNull("bridge_buses");
+        MachineJson.WriteBridgeBuses(w, f.BridgeBuses);
         w.WriteStartObject("acs");
         if (AcsUnknown(d)) w.WriteNull("present"); else w.WriteBoolean("present", d.Acs is not null);
         WriteNames(w, "capability", d.Acs?.Capability);

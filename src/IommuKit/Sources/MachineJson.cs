@@ -37,7 +37,8 @@ public static class MachineJson
     /// <exception cref="InputException">The JSON would be larger than <see cref="MaxBytes"/> (it could not be read back).</exception>
     public static void Write(Machine machine, Stream stream, bool includeConfig = true)
     {
-        using var capped = new CappedWriteStream(stream, MaxBytes, machine.Origin);
+        using var capped = new WriteLimitStream(stream, MaxBytes, () => InputException.At(machine.Origin,
+            $"the machine's JSON would be larger than the {SourceLimits.Mib(MaxBytes)} JSON machine cap, so it could not be read back; export it with --no-config, or a part of it"));
         using var w = new Utf8JsonWriter(capped, new JsonWriterOptions { Indented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
         w.WriteStartObject();
         w.WriteString("format", FormatName);
@@ -105,29 +106,6 @@ public static class MachineJson
         w.Flush();
     }
 
-    /// <summary>Passes writes through until more than a cap was written, then refuses (export must stay loadable).</summary>
-    private sealed class CappedWriteStream(Stream inner, long cap, string origin) : Stream
-    {
-        private long _written;
-        public override bool CanRead => false;
-        public override bool CanSeek => false;
-        public override bool CanWrite => true;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => _written; set => throw new NotSupportedException(); }
-        public override void Flush() => inner.Flush();
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-        public override long Seek(long offset, SeekOrigin o) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
-        public override void Write(ReadOnlySpan<byte> buffer)
-        {
-            _written += buffer.Length;
-            if (_written > cap)
-                throw InputException.At(origin, $"the machine's JSON would be larger than the {SourceLimits.Mib(cap)} JSON machine cap, so it could not be read back; export it with --no-config, or a part of it");
-            inner.Write(buffer);
-        }
-    }
-
     /// <summary>The JSON text of <paramref name="machine"/>.</summary>
     public static string ToJson(Machine machine, bool includeConfig = true)
     {
@@ -149,15 +127,7 @@ public static class MachineJson
         w.WriteNumber("header_type", f.HeaderLayout);
         if (f.MultifunctionBit is { } mf) w.WriteBoolean("multifunction", mf); else w.WriteNull("multifunction");
         w.WriteString("visibility", VisibilityName(f.Visibility));
-        if (f.BridgeBuses is { } b)
-        {
-            w.WriteStartObject("bridge_buses");
-            w.WriteNumber("primary", b.Primary);
-            w.WriteNumber("secondary", b.Secondary);
-            w.WriteNumber("subordinate", b.Subordinate);
-            w.WriteEndObject();
-        }
-        else w.WriteNull("bridge_buses");
+        WriteBridgeBuses(w, f.BridgeBuses);
         if (f.Visibility == ConfigVisibility.HeaderOnly && f.Pcie is null) w.WriteNull("pcie_type");
         else w.WriteString("pcie_type", (f.Pcie?.Type ?? PcieType.None).ToJsonName());
         if (f.Pcie is { } p)
@@ -260,6 +230,22 @@ public static class MachineJson
         IommuKind.ArmSmmu => "arm-smmu",
         _ => "unknown",
     };
+
+    /// <summary>
+    /// Writes a bridge's bus numbers as the <c>bridge_buses</c> object (<c>primary</c>, <c>secondary</c>,
+    /// <c>subordinate</c>), or null for a device that is not a bridge: the one writer of that key, for the machine format
+    /// and every device object of the CLI.
+    /// </summary>
+    public static void WriteBridgeBuses(Utf8JsonWriter w, (byte Primary, byte Secondary, byte Subordinate)? buses)
+    {
+        ArgumentNullException.ThrowIfNull(w);
+        if (buses is not { } b) { w.WriteNull("bridge_buses"); return; }
+        w.WriteStartObject("bridge_buses");
+        w.WriteNumber("primary", b.Primary);
+        w.WriteNumber("secondary", b.Secondary);
+        w.WriteNumber("subordinate", b.Subordinate);
+        w.WriteEndObject();
+    }
 
     /// <summary>The JSON name of a visibility: full, no_extended, header_only.</summary>
     public static string VisibilityName(ConfigVisibility v) => v switch

@@ -90,26 +90,6 @@ public class HostileSourceTests
 
     // ------------------------------------------------------------------ snapshot write under faults
 
-    private sealed class DiskFullStream(Stream inner, long room) : Stream
-    {
-        private long _written;
-        public override bool CanRead => false;
-        public override bool CanSeek => false;
-        public override bool CanWrite => true;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => _written; set => throw new NotSupportedException(); }
-        public override void Flush() => inner.Flush();
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count)
-        {
-            if (_written + count > room) throw new IOException("No space left on device");
-            inner.Write(buffer, offset, count);
-            _written += count;
-        }
-    }
-
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
@@ -123,7 +103,7 @@ public class HostileSourceTests
             {
                 string output = Path.Combine(dir, "host.tar.gz");
                 if (oldFileExists) File.WriteAllText(output, "the old snapshot");
-                Assert.Throws<IOException>(() => SnapshotWriter.WriteFile(root, output, overwrite: true, s => new DiskFullStream(s, 1000)));
+                Assert.Throws<IOException>(() => SnapshotWriter.WriteFile(root, output, overwrite: true, s => new WriteLimitStream(s, 1000, () => new IOException("No space left on device"))));
                 if (oldFileExists) Assert.Equal("the old snapshot", File.ReadAllText(output));
                 Assert.Equal(oldFileExists ? ["host.tar.gz"] : [], Directory.GetFileSystemEntries(dir).Select(Path.GetFileName));
             }
