@@ -29,6 +29,13 @@ public interface IGroupContext
 
     /// <summary><c>iommu_group_alloc</c>: a new, empty group with the lowest free id; <paramref name="name"/> becomes the sysfs <c>name</c> file.</summary>
     IommuGroup Allocate(string? name = null);
+
+    /// <summary>
+    /// <c>ida_alloc_range</c> for group ids: a new, empty group with the lowest free id in [<paramref name="min"/>,
+    /// <paramref name="max"/>] (clamped below <see cref="IommuCore.MaxGroupId"/>), or null when every id there is in
+    /// use. A replay of a recorded machine uses it to give each group the number the kernel gave it.
+    /// </summary>
+    IommuGroup? AllocateInRange(int min, int max, string? name = null);
 }
 
 /// <summary>

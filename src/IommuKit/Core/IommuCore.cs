@@ -215,17 +215,25 @@ public sealed partial class IommuCore
 
     // ---------------------------------------------------------------- group ids and references (registry lock)
 
-    private IommuGroup AllocateGroup(string? name)
+    /// <summary>Group ids are below this bound (far above any machine's group count; the ida's range here).</summary>
+    public const int MaxGroupId = 1 << 20;
+
+    private IommuGroup AllocateGroup(string? name) =>
+        AllocateGroupInRange(0, MaxGroupId - 1, name) ?? throw new InvalidOperationException($"all {MaxGroupId} IOMMU group ids are in use");
+
+    private IommuGroup? AllocateGroupInRange(int min, int max, string? name)
     {
         lock (_registryLock)
         {
-            // ida_alloc: the lowest free id; ids are reused after release (spec 1.1). The scan starts at the lowest id
-            // that can be free, so a boot that allocates G groups costs O(G), not O(G^2).
-            int id = _idsFreeFrom;
-            while (id < _idsInUse.Count && _idsInUse[id]) id++;
-            if (id == _idsInUse.Count) _idsInUse.Add(true);
-            else _idsInUse[id] = true;
-            _idsFreeFrom = id + 1;
+            // ida_alloc_range: the lowest free id in [min, max]; ids are reused after release (spec 1.1). The scan starts
+            // at the lowest id that can be free, so a boot that allocates G groups costs O(G), not O(G^2).
+            max = Math.Min(max, MaxGroupId - 1);
+            int id = Math.Max(_idsFreeFrom, Math.Max(min, 0));
+            while (id <= max && id < _idsInUse.Count && _idsInUse[id]) id++;
+            if (id > max) return null;
+            while (_idsInUse.Count <= id) _idsInUse.Add(false);
+            _idsInUse[id] = true;
+            if (min <= _idsFreeFrom) _idsFreeFrom = id + 1; // every id from _idsFreeFrom to id was in use
             var g = new IommuGroup(this, id, name);
             _groups[id] = g;
             return g;
@@ -276,6 +284,8 @@ public sealed partial class IommuCore
         }
 
         public IommuGroup Allocate(string? name = null) => core.AllocateGroup(name);
+
+        public IommuGroup? AllocateInRange(int min, int max, string? name = null) => core.AllocateGroupInRange(min, max, name);
     }
 
     // ---------------------------------------------------------------- registration and probe (spec 11.1, 11.2, 5.4)

@@ -41,4 +41,34 @@ public static class PciGroupResolvers
             return ctx.Allocate();
         };
     }
+
+    /// <summary>
+    /// A recorded partition with the kernel's numbers (<see cref="Machine.KernelGroups"/>): like
+    /// <see cref="Partition"/>, but a set's group gets the number the kernel gave it, and a device in no set gets a
+    /// group numbered above every recorded one, so that the replayed core's group ids are the kernel's. A number that
+    /// cannot be had (in use, or beyond <see cref="IommuCore.MaxGroupId"/>) falls back to the lowest free id.
+    /// </summary>
+    public static PciGroupResolver Numbered(IEnumerable<KernelGroup> groups, PciTopology topology)
+    {
+        ArgumentNullException.ThrowIfNull(groups);
+        ArgumentNullException.ThrowIfNull(topology);
+        var setOf = new Dictionary<PciAddress, KernelGroup>();
+        int above = 0;
+        foreach (var g in groups)
+        {
+            foreach (var a in g.Devices) setOf[a] = g;
+            above = Math.Max(above, g.Id + 1 > 0 ? g.Id + 1 : int.MaxValue);
+        }
+        return (pci, ctx) =>
+        {
+            if (!setOf.TryGetValue(pci.Address, out var set))
+                return ctx.AllocateInRange(above, IommuCore.MaxGroupId - 1) ?? ctx.Allocate();
+            foreach (var a in set.Devices)
+            {
+                if (a == pci.Address || topology.Find(a) is not { } other) continue;
+                if (ctx.GroupOf(other) is { } g) return g;
+            }
+            return ctx.AllocateInRange(set.Id, set.Id) ?? ctx.Allocate();
+        };
+    }
 }

@@ -231,9 +231,7 @@ public sealed class HostModel
         if (options.Groups == GroupSource.Recorded && machine.KernelGroups is { Count: > 0 } kg)
         {
             grouping = null;
-            var sets = new List<IReadOnlyList<PciAddress>>(kg.Count);
-            foreach (var g in kg) sets.Add(g.Devices);
-            return PciGroupResolvers.Partition(sets, machine.Topology);
+            return PciGroupResolvers.Numbered(kg, machine.Topology);
         }
         var ctx = GroupingContext.Create(machine, cmdline, iommuActive: true, options.Grouping);
         grouping = ctx;
@@ -287,13 +285,6 @@ public sealed class HostModel
         return group.Id;
     }
 
-    private IommuResult Renumber(IommuResult r, IommuGroup model, int user)
-    {
-        if (r.Reason is null || model.Id == user) return r;
-        // Whole numbers only: renaming group 1 must leave "group 12" alone.
-        return r with { Reason = System.Text.RegularExpressions.Regex.Replace(r.Reason, $@"\bgroup {model.Id}(?!\d)", $"group {user}") };
-    }
-
     /// <summary>
     /// Dry-runs writing <paramref name="value"/> to group <paramref name="groupNumber"/>'s <c>type</c> (numbered as
     /// <see cref="ResolveGroup"/>) on a fresh copy of the machine; on failure, tries again with the group's drivers
@@ -303,10 +294,14 @@ public sealed class HostModel
     /// <exception cref="ArgumentException">No group has that number.</exception>
     public SetTypePlan DryRunSetType(int groupNumber, string value)
     {
+        // On the kernel's groups when the source recorded them: the write goes to the kernel's group, and the replayed
+        // core numbers its groups as the kernel did, so every number in the core's reasons is the one the user typed.
+        var replay = Machine.KernelGroups is { Count: > 0 } ? Options with { Groups = GroupSource.Recorded } : Options;
+        HostModel Rebuild() => FromMachine(Machine, CommandLine, replay);
         var m1 = Rebuild();
         var g1 = m1.ResolveGroup(groupNumber) ?? throw new ArgumentException($"no IOMMU group {groupNumber}", nameof(groupNumber));
         string before = m1.Core.ReadType(g1);
-        var r = Renumber(m1.Core.StoreType(g1, value), g1, groupNumber);
+        var r = m1.Core.StoreType(g1, value);
         string after = m1.Core.ReadType(g1);
         var steps = new List<HostAction>();
         var unbinds = new List<(string Device, string Driver)>();
@@ -327,7 +322,7 @@ public sealed class HostModel
             }
             if (unbound.Count > 0)
             {
-                stepsResult = Renumber(m2.Core.StoreType(g2, value), g2, groupNumber);
+                stepsResult = m2.Core.StoreType(g2, value);
                 if (stepsResult.IsOk)
                 {
                     foreach (var (d, drv) in unbound)

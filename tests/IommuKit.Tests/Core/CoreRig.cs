@@ -14,6 +14,8 @@ internal sealed class TestDriver : IommuDriverBase
     public Dictionary<string, string> GroupKey { get; } = new();
     public Dictionary<string, IommuDomainType> Requires { get; } = new();
     public Dictionary<string, List<ReservedRegion>> Regions { get; } = new();
+    /// <summary>Group ids asked for by key (<see cref="IGroupContext.AllocateInRange"/> of one id), else the lowest free.</summary>
+    public Dictionary<string, int> WantId { get; } = new();
     private readonly Dictionary<string, IommuGroup> _groups = new();
     public bool MapOnlyAfterAttach { get; set; }
     public bool DeferredFlush { get; set; } = true;
@@ -38,7 +40,7 @@ internal sealed class TestDriver : IommuDriverBase
             string key;
             lock (GroupKey) key = GroupKey.GetValueOrDefault(device.Name, device.Name);
             if (_groups.TryGetValue(key, out var g) && g.Devices.Count > 0) return g;
-            g = context.Allocate();
+            g = WantId.TryGetValue(key, out int want) ? context.AllocateInRange(want, want) ?? context.Allocate() : context.Allocate();
             _groups[key] = g;
             return g;
         }

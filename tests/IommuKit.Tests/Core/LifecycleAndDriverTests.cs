@@ -29,6 +29,31 @@ public class LifecycleTests
     }
 
     [Fact]
+    public void AGroupCanBeAllocatedUnderAGivenIdAndTheLowestFreeIdsStayFree()
+    {
+        // ida_alloc_range(id, id): a replay of a recorded machine numbers its groups as the kernel did.
+        var core = NewCore();
+        var drv = new TestDriver();
+        drv.WantId["a"] = 5;
+        drv.WantId["c"] = 5;                           // taken by a: falls back to the lowest free id
+        drv.WantId["d"] = IommuCore.MaxGroupId;        // beyond the range: falls back too
+        var (a, b, c, d) = (Dev("a"), Dev("b"), Dev("c"), Dev("d"));
+        Boot(core, drv, a, b, c, d);
+        Assert.Equal([5, 0, 1, 2], new[] { a, b, c, d }.Select(x => x.Group!.Id));
+        var e = Dev("e");
+        Assert.True(core.HotplugAdd(e).IsOk);
+        Assert.Equal(3, e.Group!.Id);
+        core.RemoveDevice(a);
+        drv.WantId["f"] = 5;
+        var f = Dev("f");
+        Assert.True(core.HotplugAdd(f).IsOk);
+        Assert.Equal(5, f.Group!.Id);
+        var g = Dev("g");
+        Assert.True(core.HotplugAdd(g).IsOk);
+        Assert.Equal(4, g.Group!.Id);
+    }
+
+    [Fact]
     public void GroupIdsAreTheLowestFreeAndReusedAfterRemoval()
     {
         var core = NewCore();

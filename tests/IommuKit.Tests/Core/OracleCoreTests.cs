@@ -61,6 +61,29 @@ public class OracleCoreTests
 
     [Theory]
     [MemberData(nameof(Machines))]
+    public void ARecordedReplayNumbersEveryGroupAsTheKernelDid(string name)
+    {
+        var machine = MachineSource.Load(Fixtures.OracleTarball(name));
+        if (machine.KernelGroups is not { Count: > 0 } kg) return;
+        // Reverse the numbers, so agreement cannot come from the model happening to probe in the kernel's order.
+        int top = kg.Max(g => g.Id);
+        var reversed = machine with { KernelGroups = kg.Select(g => g with { Id = top - g.Id }).ToList() };
+        foreach (var m in new[] { machine, reversed })
+        {
+            var model = HostModel.FromMachine(m, options: new HostModelOptions(Groups: GroupSource.Recorded,
+                HotplugAfterBoot: HotplugAfterBoot.GetValueOrDefault(name)));
+            foreach (var g in m.KernelGroups!)
+            {
+                var group = model.GroupOf(g.Devices[0]);
+                Assert.True(group is not null, $"{name}: {g.Devices[0]} has no group");
+                Assert.Equal(g.Id, group!.Id);
+                Assert.Same(group, model.ResolveGroup(g.Id));
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Machines))]
     public void PredictedTypeAndReservedRegionsEqualTheKernelsForEveryGroup(string name) =>
         AssertGroupsMatch(name, Model(name, GroupSource.Recorded));
 
