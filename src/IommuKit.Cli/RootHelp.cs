@@ -4,9 +4,9 @@ using IommuKit.Sources;
 namespace IommuKit.Cli;
 
 /// <summary>
-/// <c>iommu</c> alone, <c>iommu --help</c>: what the tool is for, one line per command (its first line: the examples,
-/// exit codes and input caps of each command are in <c>iommu COMMAND --help</c>, so nothing is said twice), task-shaped
-/// examples, and the exit codes and input caps once.
+/// <c>iommu</c> alone, <c>iommu --help</c>: what the tool is for, task-shaped examples, the exit codes and input caps
+/// once, and one line per command (its first line: each command's examples, exit codes and caps are in
+/// <c>iommu COMMAND --help</c>, so nothing is said twice).
 /// </summary>
 internal static class RootHelp
 {
@@ -25,12 +25,29 @@ internal static class RootHelp
     /// <summary>True for the command lines that ask for the root help: none, or only a help option.</summary>
     public static bool Asked(string[] args) => args.Length == 0 || (args.Length == 1 && args[0] is "--help" or "-h" or "-?" or "help");
 
+    /// <summary>
+    /// Writes the root help in System.CommandLine's section layout (<c>Description:</c>, <c>Usage:</c>,
+    /// <c>Options:</c>, <c>Commands:</c> last), which tools/ship/manpage.sh turns into iommu(1).
+    /// </summary>
     public static int Write(CliConsole console, RootCommand root)
     {
         var o = console.Out;
-        o.WriteLine(root.Description!.Split('\n')[0]);
+        o.WriteLine("Description:");
+        o.WriteLine("  " + root.Description!.Split('\n')[0]);
+        o.WriteLine("  ");
+        o.WriteLine("  Examples:");
+        int ew = Examples.Max(e => e.Command.Length) + 2;
+        foreach (var (command, what) in Examples) o.WriteLine($"    {command.PadRight(ew)}{what}");
+        o.WriteLine("  ");
+        o.WriteLine("  " + ExitCodeHelp.All());
+        o.WriteLine("  " + SourceLimits.HelpText);
         o.WriteLine();
-        o.WriteLine("Usage: iommu COMMAND [options]    (iommu COMMAND --help: the command's options, examples and exit codes)");
+        o.WriteLine("Usage:");
+        o.WriteLine("  iommu [command] [options]");
+        o.WriteLine();
+        o.WriteLine("Options:");
+        o.WriteLine("  -?, -h, --help  Show help and usage information (iommu COMMAND --help: its options, examples and exit codes)");
+        o.WriteLine("  --version       Show version information");
         o.WriteLine();
         o.WriteLine("Commands:");
         var names = root.Subcommands.Select(c => c.Name + string.Concat(c.Arguments.Select(a => $" <{a.Name}>"))).ToList();
@@ -38,14 +55,6 @@ internal static class RootHelp
         int i = 0;
         foreach (var c in root.Subcommands)
             o.WriteLine($"  {names[i++].PadRight(width)}{c.Description?.Split('\n')[0]}");
-        o.WriteLine();
-        o.WriteLine("Examples:");
-        int ew = Examples.Max(e => e.Command.Length) + 2;
-        foreach (var (command, what) in Examples) o.WriteLine($"  {command.PadRight(ew)}{what}");
-        o.WriteLine();
-        o.WriteLine(ExitCodeHelp.All());
-        o.WriteLine(SourceLimits.HelpText);
-        o.WriteLine("Options: -h, --help (this text; with a command, that command's), --version. Docs: docs/cli.md, docs/json.md.");
         return (int)ExitCode.Ok;
     }
 }

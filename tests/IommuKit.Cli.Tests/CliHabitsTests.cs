@@ -302,9 +302,14 @@ public class CliHabitsTests
         foreach (var c in Program.BuildRoot(new CliConsole(TextWriter.Null, TextWriter.Null, false)).Subcommands)
             Assert.Single(alone.Lines, l => l.StartsWith($"  {c.Name} ", StringComparison.Ordinal));
         // Nothing said twice: no line of the root help repeats, and the input caps appear once.
-        var lines = alone.Lines.Where(l => l.Length > 0).ToList();
+        var lines = alone.Lines.Select(l => l.Trim()).Where(l => l.Length > 0).ToList();
         Assert.Equal(lines.Count, lines.Distinct().Count());
         Assert.Single(lines, l => l.StartsWith("Input caps", StringComparison.Ordinal));
+        // tools/ship/manpage.sh reads System.CommandLine's layout: the summary under Description:, commands last.
+        Assert.Equal("Description:", alone.Lines[0]);
+        int commands = Array.IndexOf(alone.Lines, "Commands:");
+        Assert.True(commands > 0);
+        Assert.All(alone.Lines[(commands + 1)..], l => Assert.Matches("^  [a-z-]+ ", l));
     }
 
     [Theory]
