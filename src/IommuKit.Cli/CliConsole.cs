@@ -14,11 +14,48 @@ namespace IommuKit.Cli;
 /// </remarks>
 public sealed class CliConsole
 {
-    public CliConsole(TextWriter output, TextWriter error, bool color)
+    public CliConsole(TextWriter output, TextWriter error, bool color, Func<Stream>? input = null, Stream? binaryOut = null)
     {
         Out = new EscapingWriter(output, color);
         Error = new EscapingWriter(error, color);
         Color = color;
+        _input = input;
+        _binaryOut = binaryOut;
+        _rawOut = output;
+    }
+
+    private readonly Func<Stream>? _input;
+    private readonly Stream? _binaryOut;
+    private readonly TextWriter _rawOut;
+    private bool _inputTaken;
+
+    /// <summary>Standard input is a terminal (nobody piped a machine in): <c>--source -</c> would wait on the keyboard.</summary>
+    public bool InputIsTerminal { get; init; }
+
+    /// <summary>Standard output is a terminal: <c>snapshot -o -</c> would print gzip bytes on the screen.</summary>
+    public bool OutputIsTerminal { get; init; }
+
+    /// <summary>
+    /// Standard input as bytes, for <c>--source -</c> (through <see cref="IommuKit.Sources.MachineSource.Load(string, Func{Stream})"/>).
+    /// It can be read once per command line: a second <c>-</c> (as in <c>diff - -</c>) is a usage error.
+    /// </summary>
+    public Stream OpenInput()
+    {
+        if (_inputTaken) throw new CliException("standard input can be read only once: give '-' as at most one source");
+        if (InputIsTerminal)
+            throw new CliException("--source -: standard input is a terminal; pipe a machine into it (e.g. lspci -vvnn | iommu groups --source -)");
+        _inputTaken = true;
+        return _input?.Invoke() ?? Stream.Null;
+    }
+
+    /// <summary>
+    /// Standard output as bytes, for <c>snapshot -o -</c>; the text writer is flushed first so the two never interleave.
+    /// Null when this console has no byte stream (then the command refuses <c>-</c>).
+    /// </summary>
+    public Stream? OpenBinaryOutput()
+    {
+        _rawOut.Flush();
+        return _binaryOut;
     }
 
     public TextWriter Out { get; }
@@ -30,7 +67,11 @@ public sealed class CliConsole
     {
         bool tty = !Console.IsOutputRedirected;
         bool noColor = !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("NO_COLOR"));
-        return new CliConsole(Console.Out, Console.Error, tty && !noColor);
+        return new CliConsole(Console.Out, Console.Error, tty && !noColor, Console.OpenStandardInput, Console.OpenStandardOutput())
+        {
+            InputIsTerminal = !Console.IsInputRedirected,
+            OutputIsTerminal = tty,
+        };
     }
 
     /// <summary>Writes a warning line to stderr: <c>warning: …</c>.</summary>

@@ -11,8 +11,9 @@ public static class Program
     public static int Run(string[] args, CliConsole console)
     {
         var root = BuildRoot(console);
-        // `iommu` alone is a request for help, not a usage error.
-        var parse = root.Parse(args.Length == 0 ? ["--help"] : args);
+        // `iommu` alone is a request for help, not a usage error: one line per command, examples, exit codes once.
+        if (RootHelp.Asked(args)) return RootHelp.Write(console, root);
+        var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {
             foreach (var e in parse.Errors) console.Error.WriteLine($"iommu: {e.Message}");

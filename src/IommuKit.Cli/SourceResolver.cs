@@ -13,7 +13,7 @@ public static class SourceResolver
     public const string ExampleOrigin = "bundled example machine";
 
     /// <summary>
-    /// <paramref name="source"/> given: <see cref="MachineSource.Load"/> it (kind auto-detected). Omitted: the live
+    /// <paramref name="source"/> given: <see cref="MachineSource.Load(string, Func{Stream})"/> it (kind auto-detected; <c>-</c> is standard input). Omitted: the live
     /// host at <c>/</c>; when the host has no PCI sysfs (a container, another OS) the bundled example machine, with a
     /// note on stderr saying so. The machine's load warnings are printed on stderr (<c>warning: …</c>).
     /// </summary>
@@ -25,7 +25,7 @@ public static class SourceResolver
         Machine machine;
         if (!string.IsNullOrEmpty(source))
         {
-            machine = MachineSource.Load(source);
+            machine = MachineSource.Load(source, console.OpenInput);
         }
         else if (MachineSource.LoadHost(hostRoot) is { } host)
         {

@@ -3,6 +3,7 @@ using System.Text;
 using IommuKit.Cli.Rendering;
 using IommuKit.Grouping;
 using IommuKit.Host;
+using IommuKit.Pci;
 using IommuKit.Sources;
 
 namespace IommuKit.Cli.Commands;
@@ -20,8 +21,9 @@ internal static class ExplainCommand
         var json = CommonOptions.Json();
         var cmdline = CommonOptions.Cmdline();
         var pciIds = CommonOptions.PciIds();
-        var address = new Argument<string>("ADDRESS") { Description = "The device (0000:01:00.0 or 01:00.0)." };
+        var address = new Argument<string>("ADDRESS") { Description = "The device: " + DeviceSelector.Forms + "; each device it names is explained." };
         var command = new Command("explain", "Why a device is in its IOMMU group: the chain of decisions, each naming the device and the rule.\n" +
+            "Examples: iommu explain 01:00.0    iommu explain 03:00 (every function)    iommu explain 10de:2484 --json\n" +
             ExitCodeHelp.Line((ExitCode.Ok, "ok"), (ExitCode.Negative, "the model disagrees with the kernel about this device"), (ExitCode.NoIommu, "no IOMMU (the prediction's chain)")))
         {
             address, source, cmdline, json, pciIds,
@@ -46,16 +48,24 @@ internal static class ExplainCommand
     internal static int Run(CliConsole console, string addressText, string? sourcePath, string? cmdlineText, bool json, string? pciIdsPath)
     {
         var ids = Inputs.LoadPciIds(pciIdsPath);
-        var address = Inputs.Address(addressText);
+        var selector = DeviceSelector.Parse(addressText, "ADDRESS");
         var machine = Inputs.LoadMachine(sourcePath, console, json);
-        HostAnalysis.DeviceOf(machine, address);
-        var e = HostAnalysis.Explain(HostAnalysis.Analyze(machine, cmdlineText), address);
-        if (json) WriteJson(console, e, ids);
-        else WriteText(console, e, ids);
-        return e.Report.State == IommuState.Off ? (int)ExitCode.NoIommu : e.Disagreements.Count > 0 ? (int)ExitCode.Negative : (int)ExitCode.Ok;
+        var devices = selector.Select(machine.Topology, machine.Origin);
+        var report = HostAnalysis.Analyze(machine, cmdlineText);
+        var all = devices.Select(d => HostAnalysis.Explain(report, d.Address)).ToList();
+        // One device: one object; several (a slot, an id): an array of them, in address order (docs/json.md).
+        if (json && all.Count == 1) JsonOut.Write(console, w => WriteJson(w, all[0], ids));
+        else if (json) JsonOut.Write(console, w => { w.WriteStartArray(); foreach (var e in all) WriteJson(w, e, ids); w.WriteEndArray(); });
+        else
+        {
+            ReportText.WriteHeader(console.Out, report);
+            foreach (var e in all) WriteText(console, e, ids);
+            ReportText.WriteWarnings(console, report, all.SelectMany(e => e.Disagreements).Distinct());
+        }
+        return all.Max(e => e.Report.State == IommuState.Off ? (int)ExitCode.NoIommu : e.Disagreements.Count > 0 ? (int)ExitCode.Negative : (int)ExitCode.Ok);
     }
 
-    private static void WriteJson(CliConsole console, ExplainReport e, PciIds ids) => JsonOut.Write(console, w =>
+    private static void WriteJson(System.Text.Json.Utf8JsonWriter w, ExplainReport e, PciIds ids)
     {
         w.WriteStartObject();
         ReportText.WriteMachineJson(w, e.Report);
@@ -88,14 +98,13 @@ internal static class ExplainCommand
         JsonOut.StringArray(w, "disagreements", e.Disagreements.Select(d => d.Text));
         JsonOut.StringArray(w, "warnings", e.Report.Notes);
         w.WriteEndObject();
-    });
+    }
 
     private static void WriteText(CliConsole console, ExplainReport e, PciIds ids)
     {
         var s = Style.For(console);
         var o = console.Out;
         var report = e.Report;
-        ReportText.WriteHeader(o, report);
         o.WriteLine();
         if (report.State == IommuState.Off)
         {
@@ -117,6 +126,5 @@ internal static class ExplainCommand
         }
         o.WriteLine("Why:");
         for (int i = 0; i < e.Steps.Count; i++) o.WriteLine($"  {i + 1}. {e.Steps[i].Text}");
-        ReportText.WriteWarnings(console, report, e.Disagreements);
     }
 }

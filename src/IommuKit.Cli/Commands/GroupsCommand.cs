@@ -20,42 +20,38 @@ internal static class GroupsCommand
         var cmdline = CommonOptions.Cmdline();
         var pciIds = CommonOptions.PciIds();
         var legacy = new Option<bool>("--legacy") { Description = "Print exactly the classic 'IOMMU Group N <lspci -nns line>' lines, for scripts and forum advice." };
-        var gpu = new Option<bool>("--gpu", "-g") { Description = "Only groups holding a display controller (VGA, 3D, other)." };
-        var usb = new Option<bool>("--usb", "-u") { Description = "Only groups holding a USB controller." };
-        var network = new Option<bool>("--network", "-n") { Description = "Only groups holding a network controller (Ethernet, Wi-Fi…)." };
-        var storage = new Option<bool>("--storage") { Description = "Only groups holding a storage controller (SATA, NVMe, SAS, RAID…)." };
         var group = new Option<int[]>("--group", "-i") { Description = "Only group N (repeatable).", HelpName = "N", AllowMultipleArgumentsPerToken = false };
         var command = new Command("groups", "List IOMMU groups with their devices, default domain type, reserved regions and fingerprint: the kernel's, checked against the model, or the model's prediction.\n" +
+            "Examples: iommu groups    iommu groups --gpu --audio -k    iommu groups --id 10de:2484 --pciaddr 03:00    lspci -vvnn | iommu groups --source -\n" +
             ExitCodeHelp.Line((ExitCode.Ok, "ok"), (ExitCode.Negative, "the model disagrees with the kernel"), (ExitCode.NoIommu, "no IOMMU (the prediction is shown)")))
         {
-            source, cmdline, json, legacy, gpu, usb, network, storage, group, pciIds,
+            source, cmdline, json, legacy, group, pciIds,
         };
+        var filters = new FilterOptions(command, "groups holding");
         command.SetAction(parse =>
         {
-            var filter = new Filter(parse.GetValue(gpu), parse.GetValue(usb), parse.GetValue(network), parse.GetValue(storage), parse.GetValue(group) ?? []);
-            return Run(console, parse.GetValue(source), parse.GetValue(cmdline), parse.GetValue(json), parse.GetValue(legacy), filter, parse.GetValue(pciIds));
+            var filter = new Filter(filters.Filter(parse), parse.GetValue(group) ?? []);
+            return Run(console, parse.GetValue(source), parse.GetValue(cmdline), parse.GetValue(json), parse.GetValue(legacy), filter, parse.GetValue(pciIds),
+                parse.GetValue(filters.Kernel));
         });
         return command;
     }
 
-    internal sealed record Filter(bool Gpu, bool Usb, bool Network, bool Storage, int[] Groups)
+    /// <summary>Group numbers and device filters combine with AND: a group is kept when one of its devices passes.</summary>
+    internal sealed record Filter(DeviceFilter Devices, int[] Groups)
     {
-        public bool Any => Gpu || Usb || Network || Storage || Groups.Length > 0;
+        public static Filter None { get; } = new(DeviceFilter.None, []);
 
-        /// <summary>Group numbers and classes combine with AND; classes among themselves with OR.</summary>
-        public bool Keeps(GroupReport g)
-        {
-            if (Groups.Length > 0 && Array.IndexOf(Groups, g.Id) < 0) return false;
-            if (!(Gpu || Usb || Network || Storage)) return true;
-            return g.Devices.Any(d => (Gpu && PciClasses.IsGpu(d.ClassCode)) || (Usb && PciClasses.IsUsb(d.ClassCode))
-                                      || (Network && PciClasses.IsNetwork(d.ClassCode)) || (Storage && PciClasses.IsStorage(d.ClassCode)));
-        }
+        public bool Any => Devices.Any || Groups.Length > 0;
 
-        public string Describe() => string.Join(" ", new[] { Gpu ? "--gpu" : null, Usb ? "--usb" : null, Network ? "--network" : null, Storage ? "--storage" : null }
-            .Where(x => x is not null).Concat(Groups.Select(g => $"--group {g}")));
+        public bool Keeps(GroupReport g) =>
+            (Groups.Length == 0 || Array.IndexOf(Groups, g.Id) >= 0) && (!Devices.Any || g.Devices.Any(Devices.Keeps));
+
+        public string Describe() => string.Join(" ", new[] { Devices.Describe() }.Where(x => x.Length > 0).Concat(Groups.Select(g => $"--group {g}")));
     }
 
-    internal static int Run(CliConsole console, string? sourcePath, string? cmdlineText, bool json, bool legacy, Filter filter, string? pciIdsPath)
+    internal static int Run(CliConsole console, string? sourcePath, string? cmdlineText, bool json, bool legacy, Filter filter, string? pciIdsPath,
+        bool kernel = false)
     {
         if (json && legacy) throw new CliException("--json and --legacy cannot be combined");
         var ids = Inputs.LoadPciIds(pciIdsPath);
@@ -68,7 +64,7 @@ internal static class GroupsCommand
             : report.Disagreements.Count > 0 ? (int)ExitCode.Negative : (int)ExitCode.Ok;
         if (legacy) WriteLegacy(console, report, groups, ids);
         else if (json) WriteJson(console, report, groups, ids);
-        else WriteText(console, report, groups, ids, filter);
+        else WriteText(console, report, groups, ids, filter, kernel);
         return exit;
     }
 
@@ -96,7 +92,7 @@ internal static class GroupsCommand
         w.WriteEndObject();
     });
 
-    private static void WriteText(CliConsole console, HostReport report, List<GroupReport> groups, PciIds ids, Filter filter)
+    private static void WriteText(CliConsole console, HostReport report, List<GroupReport> groups, PciIds ids, Filter filter, bool kernel)
     {
         var s = Style.For(console);
         var o = console.Out;
@@ -119,7 +115,7 @@ internal static class GroupsCommand
         }
         if (filter.Any) o.WriteLine($"Showing {groups.Count} of them ({filter.Describe()}).");
         o.WriteLine();
-        GroupsRenderer.WriteGroups(o, s, groups, ids, report.Predicted);
+        GroupsRenderer.WriteGroups(o, s, groups, ids, report.Predicted, kernel);
         ReportText.WriteWarnings(console, report);
     }
 }

@@ -17,6 +17,6 @@ internal static partial class SetTypeCommand
             throw new CliException($"--apply needs a live host (or a directory root with sysfs), not {sourcePath ?? "this host"}", ExitCode.Unsupported);
         if (root == "/" && !Environment.IsPrivilegedProcess)
             throw new CliException("--apply must run as root (writing the type file needs CAP_SYS_ADMIN and CAP_SYS_RAWIO)", ExitCode.Unsupported);
-        return HostAnalysis.ApplySetType(plan, model, new BindCommand.SysfsAccess(new SysfsWriter(root)));
+        return HostAnalysis.ApplySetType(plan, model, new SysfsAccess(new SysfsWriter(root)));
     }
 }

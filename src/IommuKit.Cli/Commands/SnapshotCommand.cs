@@ -14,7 +14,8 @@ internal static class SnapshotCommand
     {
         var output = new Option<string>("--output", "-o")
         {
-            Description = "The tarball to write (e.g. host.tar.gz). Nothing else is written.",
+            Description = "The tarball to write (e.g. host.tar.gz), or - for standard output (then nothing else goes to " +
+                          "standard output: the summary and warnings go to standard error). Nothing else is written.",
             HelpName = "FILE",
             Required = true,
         };
@@ -29,6 +30,7 @@ internal static class SnapshotCommand
             "Capture this host's PCI sysfs (devices with config space, drivers, IOMMU groups, IOMMU units and their " +
             "registers, slots, /proc/cmdline, kernel release) into a gzip'd tar mirroring the host paths, with relative " +
             "symlinks kept. Run as root: unprivileged reads see only 64 bytes of config space (no PCIe type, no ACS).\n" +
+            "Examples: iommu snapshot -o host.tar.gz    iommu snapshot -o - | ssh helper iommu groups --source -\n" +
             ExitCodeHelp.Line((ExitCode.Ok, "written"), (ExitCode.Unsupported, "the output cannot be written")) + "\n" +
             SourceLimits.HelpText)
         {
@@ -42,6 +44,7 @@ internal static class SnapshotCommand
     {
         if (string.IsNullOrEmpty(output)) throw new CliException("--output: an empty path names no file; give a file name such as host.tar.gz");
         if (!Directory.Exists(root)) throw new CliException($"--root {root}: no such directory");
+        if (output == MachineSource.StandardInputPath) return ToStandardOutput(console, root);
         if (Directory.Exists(output)) throw new CliException($"{output}: is a directory; give a file name such as host.tar.gz");
         if ((File.Exists(output) || new FileInfo(output).LinkTarget is not null) && !force)
             throw new CliException($"{output}: already exists; use --force to replace it");
@@ -64,6 +67,26 @@ internal static class SnapshotCommand
         }
         foreach (var w in result.Warnings) console.Warn(w);
         console.Out.WriteLine($"{output}: {result.Devices} PCI functions, {result.Members} members");
+        return (int)ExitCode.Ok;
+    }
+
+    /// <summary><c>-o -</c>: the tarball alone on standard output (refused on a terminal); the summary on standard error.</summary>
+    private static int ToStandardOutput(CliConsole console, string root)
+    {
+        if (console.OutputIsTerminal)
+            throw new CliException("-o -: standard output is a terminal; redirect it (iommu snapshot -o - > host.tar.gz) or give a file name");
+        var stdout = console.OpenBinaryOutput() ?? throw new CliException("-o -: this console has no byte stream for standard output", ExitCode.Unsupported);
+        SnapshotWriter.Result result;
+        try
+        {
+            result = SnapshotWriter.WriteStream(root, stdout);
+        }
+        catch (IOException ex)
+        {
+            throw new CliException($"standard output: cannot write: {ex.Message}", ExitCode.Unsupported);
+        }
+        foreach (var w in result.Warnings) console.Warn(w);
+        console.Error.WriteLine($"standard output: {result.Devices} PCI functions, {result.Members} members");
         return (int)ExitCode.Ok;
     }
 }

@@ -21,7 +21,7 @@ internal static class VfioCheckCommand
         var pciIds = CommonOptions.PciIds();
         var address = new Argument<string?>("ADDRESS")
         {
-            Description = "The device to pass through (0000:01:00.0 or 01:00.0); its whole group is checked.",
+            Description = "The device to pass through: " + DeviceSelector.Forms + " naming one card; its whole group is checked.",
             Arity = ArgumentArity.ZeroOrOne,
         };
         var group = new Option<int?>("--group", "-i") { Description = "Check group N instead of a device's group.", HelpName = "N" };
@@ -31,7 +31,7 @@ internal static class VfioCheckCommand
             "Can I give this card to a VM, and what must I do? One verdict: ready, needs-binding (with the exact sysfs steps), " +
             "shares-group (what the host would lose, what would split the group), not-assignable (a host function, a direct " +
             "(RMRR) region, no interrupt remapping) or no-iommu (and why). The card's functions in other groups are listed and bound with it.\n" +
-            "Examples: iommu vfio-check 01:00.0    iommu vfio-check --group 8 --json\n" +
+            "Examples: iommu vfio-check 01:00.0    iommu vfio-check 10de:2484    iommu vfio-check --group 8 --json\n" +
             ExitCodeHelp.Line((ExitCode.Ok, "ready or needs-binding"), (ExitCode.Negative, "shares-group or not-assignable"),
                 (ExitCode.NoIommu, "no IOMMU (the prediction's verdict is shown)")))
         {
@@ -69,10 +69,10 @@ internal static class VfioCheckCommand
         if ((addressText is null) == (groupId is null))
             throw new CliException("give either a device ADDRESS or --group N");
         var ids = Inputs.LoadPciIds(pciIdsPath);
-        PciAddress? target = addressText is null ? null : Inputs.Address(addressText);
+        var selector = addressText is null ? null : DeviceSelector.Parse(addressText, "ADDRESS");
         var machine = Inputs.LoadMachine(sourcePath, console, json);
         Inputs.RefuseExample(machine, "check");
-        if (target is { } t) HostAnalysis.DeviceOf(machine, t);
+        PciAddress? target = selector?.SelectOne(machine.Topology, machine.Origin).Address;
         var v = HostAnalysis.VfioCheck(HostAnalysis.Analyze(machine, cmdlineText), target, groupId, force);
         if (json) VfioCheckText.WriteJson(console, v, ids);
         else VfioCheckText.WriteText(console, v, ids, checkModel);

@@ -25,8 +25,9 @@ internal static class DeviceJson
         w.WriteString("class", DeviceText.Hex6(d.ClassCode));
         w.WriteString("revision", $"0x{d.Facts.Revision:x2}");
         JsonOut.NullableString(w, "driver", d.Driver);
+        JsonOut.StringArray(w, "kernel_modules", d.Facts.KernelModules);
         JsonOut.NullableString(w, "name", DeviceText.Name(d, ids));
-        JsonOut.NullableString(w, "class_name", ids.Class(d.ClassCode));
+        JsonOut.NullableString(w, "class_name", DeviceNames.ClassName(d, ids));
         if (topology) WriteTopology(w, d);
         w.WriteEndObject();
     }

@@ -11,19 +11,15 @@ internal static class DeviceText
     /// <summary>
     /// The body of an <c>lspci -nns ADDR</c> line after the address, as pciutils' <c>show_terse</c> prints it with
     /// <c>PCI_LOOKUP_MIXED</c> names: <c>PCI bridge [0604]: Intel Corporation Device [8086:1901] (rev 07)</c>. Unknown names
-    /// fall back like lib/names.c: <c>Class [cccc]</c>, <c>Device [vvvv:dddd]</c>, <c>Vendor Device [vvvv:dddd]</c>.
+    /// fall back like lib/names.c; an lspci dump's own names come first (<see cref="DeviceNames"/>): <c>Class [cccc]</c>, <c>Device [vvvv:dddd]</c>, <c>Vendor Device [vvvv:dddd]</c>.
     /// The revision is printed only when non-zero; the prog-if only with -v, so never here.
     /// </summary>
     public static string LspciNns(PciDevice d, PciIds ids)
     {
         var cls = (ushort)(d.ClassCode >> 8);
-        var className = ids.Class(d.ClassCode);
-        var vendor = ids.Vendor(d.VendorId);
-        var device = ids.Device(d.VendorId, d.DeviceId);
+        var className = DeviceNames.ClassName(d, ids);
         string idPair = string.Create(CultureInfo.InvariantCulture, $"{d.VendorId:x4}:{d.DeviceId:x4}");
-        string name = vendor is not null && device is not null ? $"{vendor} {device} [{idPair}]"
-            : vendor is not null ? $"{vendor} Device [{idPair}]"
-            : $"Device [{idPair}]";
+        string name = DeviceNames.Name(d, ids) is { } n ? $"{n} [{idPair}]" : $"Device [{idPair}]";
         string text = string.Create(CultureInfo.InvariantCulture, $"{className ?? "Class"} [{cls:x4}]: {name}");
         byte rev = d.Facts.Revision;
         return rev != 0 ? string.Create(CultureInfo.InvariantCulture, $"{text} (rev {rev:x2})") : text;
@@ -38,12 +34,16 @@ internal static class DeviceText
     /// <summary><c>0x030000</c>: the sysfs <c>class</c> file's text.</summary>
     public static string Hex6(uint v) => string.Create(CultureInfo.InvariantCulture, $"0x{v:x6}");
 
-    /// <summary>"Vendor Device" from pci.ids, or the source's own description, or null.</summary>
-    public static string? Name(PciDevice d, PciIds ids)
+    /// <summary>"Vendor Device": the lspci dump's own name, else pci.ids' (<see cref="DeviceNames.Name"/>), or null.</summary>
+    public static string? Name(PciDevice d, PciIds ids) => DeviceNames.Name(d, ids);
+
+    /// <summary>
+    /// The lines <c>lspci -k</c> prints below a device: <c>Kernel driver in use: X</c> (when bound) and
+    /// <c>Kernel modules: a, b</c> (when the source lists them).
+    /// </summary>
+    public static void WriteKernelLines(TextWriter w, Style s, PciDevice d, string indent)
     {
-        var v = ids.Vendor(d.VendorId);
-        var n = ids.Device(d.VendorId, d.DeviceId);
-        if (v is not null && n is not null) return $"{v} {n}";
-        return d.Facts.Description ?? (v is not null ? $"{v} Device" : null);
+        if (d.Driver is not null) w.WriteLine($"{indent}Kernel driver in use: {s.Good(d.Driver)}");
+        if (d.Facts.KernelModules.Count > 0) w.WriteLine($"{indent}Kernel modules: {string.Join(", ", d.Facts.KernelModules)}");
     }
 }

@@ -24,7 +24,8 @@ internal static class GroupsRenderer
     /// One group as a block: its <see cref="Heading"/>, its reserved regions, then one lspci-style line per device with
     /// the bound driver.
     /// </summary>
-    public static void WriteGroup(TextWriter w, Style s, GroupReport g, PciIds ids, bool predicted)
+    /// <param name="kernel">Below each device, its driver and kernel modules as <c>lspci -k</c> prints them.</param>
+    public static void WriteGroup(TextWriter w, Style s, GroupReport g, PciIds ids, bool predicted, bool kernel = false)
     {
         w.WriteLine(Heading(s, g, predicted));
         if (g.ReservedRegions is { } regions)
@@ -32,18 +33,19 @@ internal static class GroupsRenderer
         foreach (var d in g.Devices)
         {
             var line = $"  {DeviceText.LspciNnsLine(d, ids)}";
-            if (d.Driver is not null) line += $"  driver: {s.Good(d.Driver)}";
+            if (d.Driver is not null && !kernel) line += $"  driver: {s.Good(d.Driver)}";
             w.WriteLine(line);
+            if (kernel) DeviceText.WriteKernelLines(w, s, d, "      ");
         }
     }
 
     /// <summary>Blocks separated by one blank line.</summary>
-    public static void WriteGroups(TextWriter w, Style s, IReadOnlyList<GroupReport> groups, PciIds ids, bool predicted)
+    public static void WriteGroups(TextWriter w, Style s, IReadOnlyList<GroupReport> groups, PciIds ids, bool predicted, bool kernel = false)
     {
         for (int i = 0; i < groups.Count; i++)
         {
             if (i > 0) w.WriteLine();
-            WriteGroup(w, s, groups[i], ids, predicted);
+            WriteGroup(w, s, groups[i], ids, predicted, kernel);
         }
     }
 

@@ -30,4 +30,34 @@ public static class PciClasses
 
     /// <summary>Mass-storage controllers (01xx: SATA/AHCI, NVMe, SAS, RAID…).</summary>
     public static bool IsStorage(uint classCode) => Base(classCode) == MassStorage;
+
+    /// <summary>SATA controllers (0106: AHCI and vendor-specific).</summary>
+    public static bool IsSata(uint classCode) => (classCode >> 8) == 0x0106;
+
+    /// <summary>Non-volatile memory controllers (0108: NVMe, NVMHCI).</summary>
+    public static bool IsNvme(uint classCode) => (classCode >> 8) == 0x0108;
+
+    /// <summary>Audio functions (0401 multimedia audio, 0403 HD Audio, as a GPU's HDMI audio function is).</summary>
+    public static bool IsAudio(uint classCode) => (classCode >> 8) is 0x0401 or 0x0403;
+
+    /// <summary>
+    /// The one table of class filters (<c>groups --gpu</c>, <c>devices --nvme</c>, …): each with its option name
+    /// (without <c>--</c>), what it keeps, and the test on a 24-bit class code.
+    /// </summary>
+    public static IReadOnlyList<PciClassFilter> Filters { get; } =
+    [
+        new("gpu", "display controllers (VGA 0300, 3D 0302, other 0380)", IsGpu),
+        new("network", "network controllers (02xx: Ethernet, Wi-Fi, InfiniBand)", IsNetwork),
+        new("usb", "USB controllers (0c03)", IsUsb),
+        new("storage", "mass-storage controllers (01xx: SATA, NVMe, SAS, RAID)", IsStorage),
+        new("sata", "SATA controllers (0106)", IsSata),
+        new("nvme", "NVMe controllers (0108)", IsNvme),
+        new("audio", "audio functions (0401, 0403 HD Audio, a GPU's HDMI audio too)", IsAudio),
+    ];
 }
+
+/// <summary>One class filter of <see cref="PciClasses.Filters"/>.</summary>
+/// <param name="Name">The option name without dashes (<c>nvme</c>).</param>
+/// <param name="Description">What it keeps, with the class codes, for help texts.</param>
+/// <param name="Matches">The test on a 24-bit class code.</param>
+public sealed record PciClassFilter(string Name, string Description, Func<uint, bool> Matches);

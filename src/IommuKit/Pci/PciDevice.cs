@@ -54,6 +54,11 @@ public sealed record PciDeviceFacts
 
     /// <summary>Bound driver name, or null.</summary>
     public string? Driver { get; init; }
+    /// <summary>
+    /// Kernel modules that can drive the function (lspci -k "Kernel modules:", from the kernel's modules.alias), when
+    /// the source lists them; empty otherwise (sysfs names only the driver in use).
+    /// </summary>
+    public IReadOnlyList<string> KernelModules { get; init; } = [];
     /// <summary>The IOMMU group number the kernel reported, or null when unknown or in none.</summary>
     public int? KernelGroup { get; init; }
     /// <summary>The IOMMU unit that manages the device (<c>dmar0</c>, <c>0000:00:1d.0</c> for virtio-iommu…), or null.</summary>

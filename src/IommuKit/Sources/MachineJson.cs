@@ -184,6 +184,12 @@ public static class MachineJson
             w.WriteEndArray();
         }
         WriteStringOrNull(w, "driver", f.Driver);
+        if (f.KernelModules.Count > 0)
+        {
+            w.WriteStartArray("kernel_modules");
+            foreach (var m in f.KernelModules) w.WriteStringValue(m);
+            w.WriteEndArray();
+        }
         if (f.KernelGroup is { } g) w.WriteNumber("kernel_group", g); else w.WriteNull("kernel_group");
         WriteStringOrNull(w, "iommu_unit", f.IommuUnit);
         WriteStringOrNull(w, "parent", f.ParentHint?.ToString());
@@ -502,9 +508,24 @@ public static class MachineJson
             string? driver = Str(d, dp, "driver");
             if (driver is not null && SourceText.DriverNameProblem(driver) is { } bad)
                 throw Error($"{dp}.driver", bad);
+            var modules = new List<string>();
+            if (Arr(d, dp, "kernel_modules", required: false) is { } ma)
+            {
+                int k = 0;
+                foreach (var m in ma.EnumerateArray())
+                {
+                    string mp = $"{dp}.kernel_modules[{k++}]";
+                    if (m.ValueKind != JsonValueKind.String) throw Error(mp, "must be a string");
+                    if (k > Lspci.LspciReader.MaxKernelModules) throw Error($"{dp}.kernel_modules", $"more than {Lspci.LspciReader.MaxKernelModules} modules");
+                    string name = Text(m, mp);
+                    if (SourceText.DriverNameProblem(name) is { } mbad) throw Error(mp, mbad.Replace("driver", "module", StringComparison.Ordinal));
+                    modules.Add(name);
+                }
+            }
             return facts with
             {
                 Driver = driver,
+                KernelModules = modules,
                 KernelGroup = group,
                 IommuUnit = TextSafety.EscapeOrNull(Str(d, dp, "iommu_unit")),
                 ParentHint = parent,

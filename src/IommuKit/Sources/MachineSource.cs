@@ -17,7 +17,7 @@ public enum MachineSourceKind
 }
 
 /// <summary>
-/// Entry point for every way a user hands us a machine. <see cref="Load"/> auto-detects the kind of a path;
+/// Entry point for every way a user hands us a machine. <see cref="Load(string)"/> auto-detects the kind of a path;
 /// <see cref="LoadHost"/> reads a live sysfs root.
 /// </summary>
 public static class MachineSource
@@ -25,14 +25,32 @@ public static class MachineSource
     /// <summary>Origin used for the live host at <c>/</c>.</summary>
     public const string LiveHostOrigin = "live host";
 
+    /// <summary>The path that names standard input (<c>--source -</c>), as in most Unix tools; <c>./-</c> names a file called <c>-</c>.</summary>
+    public const string StandardInputPath = "-";
+
+    /// <summary>Origin of a machine read from standard input, as messages show it.</summary>
+    public const string StandardInputOrigin = "standard input";
+
     /// <summary>
     /// Loads a machine from a directory root, a (gzip'd) snapshot tarball, a JSON machine file, or an lspci dump,
     /// detected from the content (gzip magic, tar magic, a leading '{', lspci's shape), not from the file name.
     /// </summary>
     /// <exception cref="InputException">The path does not exist, is not a regular file or directory (a FIFO, a device), is of no known kind, or breaks a rule of its kind.</exception>
-    public static Machine Load(string path)
+    public static Machine Load(string path) => Load(path, null);
+
+    /// <summary>
+    /// As <see cref="Load(string)"/>; <see cref="StandardInputPath"/> (<c>-</c>) reads the machine from
+    /// <paramref name="standardInput"/> (the process's standard input when null) with <see cref="LoadStream"/>.
+    /// </summary>
+    /// <exception cref="InputException">As <see cref="Load(string)"/>; for standard input, also when it is empty.</exception>
+    public static Machine Load(string path, Func<Stream>? standardInput)
     {
         ArgumentNullException.ThrowIfNull(path);
+        if (path == StandardInputPath)
+        {
+            using var stream = standardInput is null ? Console.OpenStandardInput() : standardInput();
+            return LoadStream(stream, StandardInputOrigin);
+        }
         if (Directory.Exists(path))
         {
             var tree = new DirectoryFileTree(path);
@@ -51,6 +69,28 @@ public static class MachineSource
             throw InputException.At(path, "no such file or directory");
         }
         return LoadBytes(bytes, path);
+    }
+
+    /// <summary>
+    /// Loads a machine from a stream (standard input, a pipe) of any kind <see cref="Detect"/> knows, reading at most
+    /// <see cref="SourceLimits.MaxInputFileBytes"/> (refused as soon as more arrive, so an endless stream cannot hang us).
+    /// </summary>
+    /// <exception cref="InputException">The stream is empty, over the cap, of no known kind, or breaks a rule of its kind; messages name <paramref name="origin"/>.</exception>
+    public static Machine LoadStream(Stream stream, string origin)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        byte[] bytes;
+        try
+        {
+            bytes = SourceLimits.ReadAllCapped(stream, SourceLimits.MaxInputFileBytes, origin, "input");
+        }
+        catch (IOException ex)
+        {
+            throw InputException.At(origin, $"read failed: {ex.Message}");
+        }
+        if (bytes.Length == 0)
+            throw InputException.At(origin, "nothing was given; expected a .tar.gz snapshot, an IommuKit JSON machine or lspci output");
+        return LoadBytes(bytes, origin);
     }
 
     /// <summary>Loads a machine from bytes already in memory (an embedded resource, a test fixture), detecting the kind.</summary>

@@ -75,6 +75,23 @@ public static class SnapshotWriter
         return result;
     }
 
+    /// <summary>
+    /// Writes the snapshot of <paramref name="root"/> to a stream that cannot be rolled back (standard output, a pipe):
+    /// captured in memory first, so a capture that fails writes nothing at all, then copied and flushed.
+    /// </summary>
+    /// <exception cref="InputException">The root has no PCI sysfs, or a link in it escapes the root.</exception>
+    /// <exception cref="IOException">The stream cannot be written (a closed pipe).</exception>
+    public static Result WriteStream(string root, Stream output)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        using var ms = new MemoryStream();
+        var result = Capture(root, ms);
+        ms.Position = 0;
+        ms.CopyTo(output);
+        output.Flush();
+        return result;
+    }
+
     /// <summary>Captures <paramref name="root"/> into <paramref name="output"/> (gzip'd tar).</summary>
     public static Result Capture(string root, Stream output)
     {

@@ -42,6 +42,7 @@ internal sealed class LspciDevice
     public ushort? SubsystemVendorId, SubsystemDeviceId;
     public (byte Primary, byte Secondary, byte Subordinate)? BridgeBuses;
     public string? Driver;
+    public List<string>? KernelModules;
     public int? KernelGroup;
     public string? PhysicalSlot;
 
@@ -108,6 +109,7 @@ internal sealed class LspciDevice
         return facts with
         {
             Driver = Driver,
+            KernelModules = KernelModules is null ? [] : KernelModules,
             KernelGroup = KernelGroup,
             // One-line fields, escaped as every source escapes them (a tab inside a name would not survive an export).
             PhysicalSlot = TextSafety.EscapeOrNull(PhysicalSlot),

@@ -138,6 +138,9 @@ public static partial class LspciReader
     };
 
     // A line that starts like a hex line but is not one.
+    /// <summary>Module names on one "Kernel modules:" line (a real line lists one to four).</summary>
+    public const int MaxKernelModules = 64;
+
     [GeneratedRegex(@"^[0-9a-fA-F]{2,3}:(?: |$)", RegexOptions.CultureInvariant)]
     private static partial Regex HexishRegex();
 
@@ -577,6 +580,19 @@ public static partial class LspciReader
                 var v = s["Kernel driver in use:".Length..].Trim();
                 if (v.IsEmpty || v.ContainsAny(' ', '\t') || SourceText.DriverNameProblem(v.ToString()) is not null) { Malformed(dev, lineNo, "Kernel driver in use:"); return; }
                 dev.Driver = v.ToString();
+                return;
+            }
+            if (s.StartsWith("Kernel modules:", StringComparison.Ordinal))
+            {
+                // pciutils ls-kernel.c show_kernel: the modules whose aliases match, joined by ", ".
+                _lastLineWasFact = true;
+                var names = s["Kernel modules:".Length..].ToString().Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+                if (names.Length == 0 || names.Length > MaxKernelModules || names.Any(n => n.Contains(' ') || SourceText.DriverNameProblem(n) is not null))
+                {
+                    Malformed(dev, lineNo, "Kernel modules:");
+                    return;
+                }
+                dev.KernelModules = [.. names];
                 return;
             }
             if (s.StartsWith("IOMMU group:", StringComparison.Ordinal))
