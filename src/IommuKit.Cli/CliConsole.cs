@@ -25,12 +25,14 @@ public sealed class CliConsole
     public TextWriter Error { get; }
     /// <summary>Colour only on a terminal, and never when <c>NO_COLOR</c> is set (https://no-color.org).</summary>
     public bool Color { get; }
+    /// <summary>Whether these are the process's own standard streams (<see cref="FromProcess"/>), not writers a test handed in.</summary>
+    public bool IsProcessConsole { get; private init; }
     /// <summary>The process console, with colour decided from the terminal and <c>NO_COLOR</c>.</summary>
     public static CliConsole FromProcess()
     {
         bool tty = !Console.IsOutputRedirected;
         bool noColor = !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("NO_COLOR"));
-        return new CliConsole(Console.Out, Console.Error, tty && !noColor);
+        return new CliConsole(Console.Out, Console.Error, tty && !noColor) { IsProcessConsole = true };
     }
 
     /// <summary>Writes a warning line to stderr: <c>warning: …</c>.</summary>

@@ -10,7 +10,7 @@ internal static class FleetProgress
 {
     /// <summary>Whether a bar would be drawn for <paramref name="total"/> items on this console.</summary>
     public static bool Wanted(CliConsole console, int total) =>
-        total > 1 && ReferenceEquals(console.Error, Console.Error) && !Console.IsErrorRedirected;
+        total > 1 && console.IsProcessConsole && !Console.IsErrorRedirected;
 
     /// <summary>
     /// Runs <paramref name="work"/>, handing it a callback that takes the number of items done (from any thread), under
@@ -22,7 +22,10 @@ internal static class FleetProgress
         var terminal = AnsiConsole.Create(new AnsiConsoleSettings
         {
             Out = new AnsiConsoleOutput(Console.Error),
-            Ansi = AnsiSupport.Detect,
+            // Wanted() has already found stderr to be a terminal; Spectre's own detection looks at stdout, which may be
+            // a pipe (`iommu fleet DIR > table.txt` still wants the bar).
+            Ansi = AnsiSupport.Yes,
+            Interactive = InteractionSupport.Yes,
             ColorSystem = console.Color ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
         });
         return terminal.Progress()
