@@ -100,6 +100,45 @@ return JSON.stringify({devices:devs.map(function(g){return g.id}),
 })()
 """;
 
+    /// <summary>
+    /// The harness itself can fail: a page with two overlapping boxes, text wider than its box, a search that finds
+    /// nothing, a script error, a console error and a request to the network is reported on every count.
+    /// </summary>
+    [ChromiumFact]
+    public void TheMeasurementsCatchOverlapOverflowABrokenSearchAndPageErrors()
+    {
+        const string page = """
+<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>
+<input id="search"><div id="panel-body"></div>
+<svg width="600" height="200" xmlns="http://www.w3.org/2000/svg"><g class="nodes">
+<g class="node dev" id="dev-0000-00-01-0" data-group="1"><rect x="10" y="10" width="100" height="40"/><text x="14" y="30">short</text></g>
+<g class="node dev" id="dev-0000-00-02-0" data-group="2"><rect x="60" y="20" width="100" height="40"/><text x="64" y="40">a line far too long for the box it sits in</text></g>
+</g></svg>
+<img src="http://127.0.0.1:9/never.png" alt="">
+<script>console.error('something broke'); undefinedFunction();</script>
+</body></html>
+""";
+        var file = Path.Combine(Path.GetTempPath(), $"iommu-report-broken-{Guid.NewGuid():n}.html");
+        try
+        {
+            File.WriteAllText(file, page);
+            fixture.Browser.Load(file);
+            using var m = JsonDocument.Parse(fixture.Browser.Evaluate(Measure));
+            var problems = m.RootElement.GetProperty("problems").EnumerateArray().Select(p => p.GetString()!).ToList();
+            Assert.Contains("boxes overlap: dev-0000-00-01-0 dev-0000-00-02-0", problems);
+            Assert.Contains(problems, p => p.StartsWith("text leaves its box: dev-0000-00-02-0: a line far too long", StringComparison.Ordinal));
+            Assert.Contains("searching 0000:00:01.0 does not find dev-0000-00-01-0", problems);
+            var errors = fixture.Browser.Problems;
+            Assert.Contains(errors, p => p.StartsWith("console.error: something broke", StringComparison.Ordinal));
+            Assert.Contains(errors, p => p.StartsWith("uncaught: ReferenceError: undefinedFunction is not defined", StringComparison.Ordinal));
+            Assert.Contains(errors, p => p == "fetched: http://127.0.0.1:9/never.png");
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
     [ChromiumTheory]
     [MemberData(nameof(ReportTests.Sources), MemberType = typeof(ReportTests))]
     public void TheReportRendersInTheBrowserWithoutOverlapAndSearchFindsEveryDevice(string source)
