@@ -62,6 +62,8 @@ public sealed class CliConsole
     public TextWriter Error { get; }
     /// <summary>Colour only on a terminal, and never when <c>NO_COLOR</c> is set (https://no-color.org).</summary>
     public bool Color { get; }
+    /// <summary>Whether these are the process's own standard streams (<see cref="FromProcess"/>), not writers a test handed in.</summary>
+    public bool IsProcessConsole { get; private init; }
     /// <summary>The process console, with colour decided from the terminal and <c>NO_COLOR</c>.</summary>
     public static CliConsole FromProcess()
     {
@@ -71,6 +73,7 @@ public sealed class CliConsole
         {
             InputIsTerminal = !Console.IsInputRedirected,
             OutputIsTerminal = tty,
+            IsProcessConsole = true,
         };
     }
 

@@ -46,12 +46,11 @@ internal static class FleetCommand
     internal static int Run(CliConsole console, string[] args, bool json, bool csv, string? baselinePath)
     {
         if (json && csv) throw new CliException("give --json or --csv, not both");
-        var files = Files(args);
+        var files = MachineFiles.Find(args, Fleet.MaxMachines);
         if (files.Count == 0) throw new CliException("no snapshot, dump or JSON machine found in " + string.Join(" ", args), ExitCode.InputError);
         var baseline = baselinePath is null ? null : ReadBaseline(baselinePath);
-        using var bar = ProgressLine.Start(console, files.Count);
-        var report = Fleet.Survey(files, MachineSource.Load, baseline, bar is null ? null : bar.Report);
-        bar?.Dispose();
+        var report = FleetProgress.Run(console, files.Count, "reading machines",
+            progress => Fleet.Survey(files, MachineSource.Load, baseline, progress));
         foreach (var f in report.Failures) console.Error.WriteLine($"warning: skipped {f.Error}");
         if (json) FleetText.WriteJson(console, report);
         else if (csv) FleetText.WriteCsv(console, report);
@@ -60,101 +59,17 @@ internal static class FleetCommand
         return report.DriftedMachines.Any() ? (int)ExitCode.Negative : (int)ExitCode.Ok;
     }
 
-    /// <summary>The files to read: each FILE as given, and each DIR's files (sorted) whose first bytes look like a machine.</summary>
-    private static List<string> Files(string[] args)
-    {
-        var files = new List<string>();
-        foreach (var a in args)
-        {
-            if (Directory.Exists(a))
-            {
-                foreach (var f in Directory.GetFiles(a).Order(StringComparer.Ordinal))
-                    if (LooksLikeMachine(f)) files.Add(f);
-            }
-            else if (File.Exists(a)) files.Add(a);
-            else throw new CliException($"{a}: no such file or directory", ExitCode.InputError);
-            if (files.Count > Fleet.MaxMachines) throw new CliException($"more than {Fleet.MaxMachines} machines: survey them in parts", ExitCode.InputError);
-        }
-        return files;
-    }
-
-    private static bool LooksLikeMachine(string path)
-    {
-        try
-        {
-            using var s = File.OpenRead(path);
-            var head = new byte[8192];
-            int n = s.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
-            return MachineSource.Detect(head.AsSpan(0, n)) is not null;
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            return true; // let the survey report why it cannot be read
-        }
-    }
-
     private static HashSet<string> ReadBaseline(string path)
     {
-        string text;
+        var origin = "--baseline " + path;
         try
         {
-            if (new FileInfo(path).Length > MaxBaselineBytes) throw new CliException($"--baseline {path}: larger than {MaxBaselineBytes >> 20} MiB", ExitCode.InputError);
-            text = File.ReadAllText(path);
+            var bytes = RegularFile.ReadAllCapped(path, origin, MaxBaselineBytes);
+            return Fleet.ParseBaseline(System.Text.Encoding.UTF8.GetString(bytes), origin);
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        catch (FileNotFoundException)
         {
-            throw new CliException($"--baseline {path}: cannot read: {ex.Message}", ExitCode.InputError);
-        }
-        var set = new HashSet<string>(StringComparer.Ordinal);
-        int lineNo = 0;
-        foreach (var raw in text.Split('\n'))
-        {
-            lineNo++;
-            var line = raw.Split('#')[0].Trim();
-            if (line.Length == 0) continue;
-            var token = line.Split((char[])[' ', '\t'], 2)[0];
-            if (token.Length != 12 || !token.All(char.IsAsciiHexDigitLower))
-                throw new CliException($"--baseline {path}:{lineNo}: '{token}' is not a group fingerprint (12 lower-case hex digits)", ExitCode.InputError);
-            set.Add(token);
-        }
-        return set;
-    }
-}
-
-/// <summary>A one-line progress bar on standard error, only when it is a terminal; redrawn at most ten times a second.</summary>
-internal sealed class ProgressLine : IDisposable
-{
-    private readonly TextWriter _err;
-    private readonly int _total;
-    private readonly object _sync = new();
-    private long _lastTicks;
-    private bool _drawn;
-
-    private ProgressLine(TextWriter err, int total) { _err = err; _total = total; }
-
-    /// <summary>A bar when standard error is the process's and a terminal; null otherwise (tests, pipes, files).</summary>
-    public static ProgressLine? Start(CliConsole console, int total) =>
-        ReferenceEquals(console.Error, Console.Error) && !Console.IsErrorRedirected && total > 1 ? new ProgressLine(console.Error, total) : null;
-
-    public void Report(int done)
-    {
-        lock (_sync)
-        {
-            long now = Environment.TickCount64;
-            if (done < _total && now - _lastTicks < 100) return;
-            _lastTicks = now;
-            int width = 30, filled = (int)((long)done * width / _total);
-            _err.Write($"\r[{new string('#', filled)}{new string(' ', width - filled)}] {done}/{_total}");
-            _drawn = true;
-        }
-    }
-
-    public void Dispose()
-    {
-        lock (_sync)
-        {
-            if (_drawn) _err.Write("\r" + new string(' ', 50) + "\r");
-            _drawn = false;
+            throw new CliException($"{origin}: no such file", ExitCode.InputError);
         }
     }
 }

@@ -45,6 +45,29 @@ public static class Fleet
     /// <summary>Most machines one survey takes: a fleet beyond this is split by the caller.</summary>
     public const int MaxMachines = 1_000_000;
 
+    /// <summary>
+    /// Reads a baseline: group fingerprints (<see cref="GroupReport.Fingerprint"/>), one per line, each line's first
+    /// token; <c>#</c> starts a comment, blank lines are skipped.
+    /// </summary>
+    /// <exception cref="InputException">A token that is not 12 lower-case hex digits, naming <paramref name="origin"/> and the line.</exception>
+    public static HashSet<string> ParseBaseline(string text, string origin)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var set = new HashSet<string>(StringComparer.Ordinal);
+        int lineNo = 0;
+        foreach (var raw in text.Split('\n'))
+        {
+            lineNo++;
+            var line = raw.Split('#')[0].Trim();
+            if (line.Length == 0) continue;
+            var token = line.Split((char[])[' ', '\t'], 2)[0];
+            if (token.Length != 12 || !token.All(char.IsAsciiHexDigitLower))
+                throw InputException.At(origin, $"'{token}' is not a group fingerprint (12 lower-case hex digits)", lineNo);
+            set.Add(token);
+        }
+        return set;
+    }
+
     /// <summary>The class of a device, or null when it is none of the counted ones.</summary>
     public static AssignableClass? ClassOf(PciDevice device)
     {
