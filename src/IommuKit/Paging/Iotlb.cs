@@ -10,7 +10,9 @@ namespace IommuKit.Paging;
 /// <remarks>
 /// <para>Layout: 4 KiB translations live in a direct-mapped array of <see cref="Sets"/> entries indexed by the page
 /// number (mixed with the domain id); translations of large pages live in a second, smaller array in 2 MiB slices
-/// (a 1 GiB page is cached one 2 MiB slice at a time). A lookup probes the 4 KiB array, then the large array.</para>
+/// (a 1 GiB page is cached one 2 MiB slice at a time). A lookup probes the 4 KiB array, then the large array. A third
+/// array (sets/16 entries) caches 64 KiB blocks mapped contiguously, for range translations only (one probe per
+/// block, like ARM's contiguous hint); range invalidations clear it like the others.</para>
 /// <para>Thread safety: lookups never lock or write shared state except the striped hit/miss counters. Each entry is
 /// a seqlock (odd sequence = being written); a reader that sees the sequence change retries as a miss, so a torn
 /// entry is never returned. Writers (fills, invalidations) take the entry's sequence with one CAS. A fill that loses
@@ -43,6 +45,8 @@ public sealed class Iotlb
 
     private const int SmallShift = 12;
     private const int LargeShift = 21;
+    private const int BlockShift = 16;
+    private const int KindSmall = 0, KindLarge = 1, KindBlock = 2;
     private const ulong Valid = 1;
     private const int ProtShift = 1;
     private const ulong ProtMask = 0x3F;
@@ -55,6 +59,12 @@ public sealed class Iotlb
     private readonly nint _smallOff;
     private readonly byte[] _largeMem;
     private readonly nint _largeOff;
+    // 64 KiB blocks whose 16 pages are mapped physically contiguous with one permission (the "contiguous hint" of
+    // ARM and the PTE coalescing of AMD), cached for range translations: one probe per 64 KiB.
+    private readonly byte[] _blockMem;
+    private readonly nint _blockOff;
+    private readonly int _blockSets;
+    private readonly int _blockMask;
     private readonly int _smallSets;
     private readonly int _largeSets;
     private readonly int _smallMask;
@@ -81,6 +91,9 @@ public sealed class Iotlb
         _largeSets = Math.Max(16, sets / 8);
         (_smallMem, _smallOff) = AllocateEntries(_smallSets);
         (_largeMem, _largeOff) = AllocateEntries(_largeSets);
+        _blockSets = Math.Max(16, sets / 16);
+        (_blockMem, _blockOff) = AllocateEntries(_blockSets);
+        _blockMask = _blockSets - 1;
         _smallMask = _smallSets - 1;
         _largeMask = _largeSets - 1;
         for (int i = 0; i < _tags.Length; i++)
@@ -191,6 +204,30 @@ public sealed class Iotlb
         return false;
     }
 
+    /// <summary>Size of a block entry (<see cref="TryLookupBlock"/>): 64 KiB.</summary>
+    internal const ulong BlockSize = 1UL << BlockShift;
+
+    /// <summary>Looks up the cached 64 KiB block containing <paramref name="iova"/> (filled by <see cref="FillBlock"/>
+    /// only when all 16 pages are contiguous with one permission): one probe for the whole block. Hits and misses are
+    /// not counted (the page lookups that follow a miss are).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal bool TryLookupBlock(int domainId, ulong iova, out ulong phys, out IommuProt prot)
+    {
+        uint epoch = Volatile.Read(ref _epoch);
+        ulong vpn = iova >> BlockShift;
+        int set = SetOf(vpn, domainId, _blockMask);
+        return TryProbe(ref EntryAt(_blockMem, _blockOff, set), vpn, OwnerOf(TagUnchecked(domainId), epoch), BlockShift, iova, out phys, out prot);
+    }
+
+    /// <summary>Caches a whole 64 KiB block that a walk found contiguous (<paramref name="phys"/> translates
+    /// <paramref name="iova"/>); dropped like <see cref="Fill"/> when an invalidation ran since
+    /// <paramref name="generation"/> was read.</summary>
+    internal void FillBlock(int domainId, ulong iova, ulong phys, IommuProt prot, long generation)
+    {
+        PendingFill f = BeginFillOf(KindBlock, domainId, iova, phys, prot, generation);
+        if (f.Claimed) EndFill(f);
+    }
+
     /// <summary>The seqlock read of one entry: a hit when it is stable (even sequence, unchanged across the reads),
     /// valid, and tagged (<paramref name="vpn"/>, <paramref name="owner"/>); <paramref name="shift"/> is the entry's
     /// page size (12 or 21).</summary>
@@ -227,24 +264,28 @@ public sealed class Iotlb
     }
 
     /// <summary>The state of a fill between claiming its entry and publishing it (<see cref="BeginFill"/>).</summary>
-    internal readonly record struct PendingFill(bool Claimed, bool Large, int Set, uint Seq, ulong Vpn, ulong Owner, ulong Data);
+    internal readonly record struct PendingFill(bool Claimed, int Kind, int Set, uint Seq, ulong Vpn, ulong Owner, ulong Data);
 
     /// <summary>First half of <see cref="Fill"/>: claims the entry (odd sequence) and checks the generation. Unless
     /// the result is <see cref="PendingFill.Claimed"/>, the fill was dropped; otherwise <see cref="EndFill"/> must
     /// follow. Split only so tests can hold a fill in flight while an invalidation runs.</summary>
     internal PendingFill BeginFill(int domainId, ulong iova, ulong pageSize, ulong phys, IommuProt prot, long generation)
     {
-        CheckDomainId(domainId);
         if (pageSize < (1UL << SmallShift) || !BitOperations.IsPow2(pageSize))
             throw new ArgumentException($"IOTLB fill with page size 0x{pageSize:x}: not a power of two >= 4 KiB", nameof(pageSize));
-        bool large = pageSize >= (1UL << LargeShift);
-        int shift = large ? LargeShift : SmallShift;
+        return BeginFillOf(pageSize >= (1UL << LargeShift) ? KindLarge : KindSmall, domainId, iova, phys, prot, generation);
+    }
+
+    private PendingFill BeginFillOf(int kind, int domainId, ulong iova, ulong phys, IommuProt prot, long generation)
+    {
+        CheckDomainId(domainId);
+        int shift = kind switch { KindLarge => LargeShift, KindBlock => BlockShift, _ => SmallShift };
         ulong vpn = iova >> shift;
         ulong pageMask = (1UL << shift) - 1;
         // The slice of the page that contains iova: translate the slice base.
         ulong data = ((phys - (iova & pageMask)) & ~pageMask) | (((ulong)prot & ProtMask) << ProtShift) | Valid;
-        int set = SetOf(vpn, domainId, large ? _largeMask : _smallMask);
-        ref Entry e = ref EntryOf(large, set);
+        int set = SetOf(vpn, domainId, kind switch { KindLarge => _largeMask, KindBlock => _blockMask, _ => _smallMask });
+        ref Entry e = ref EntryOf(kind, set);
 
         uint s = Volatile.Read(ref e.Seq);
         if ((s & 1) != 0 || Interlocked.CompareExchange(ref e.Seq, s + 1, s) != s) return default; // busy: drop the fill
@@ -258,13 +299,13 @@ public sealed class Iotlb
             Volatile.Write(ref e.Seq, s + 2);
             return default;
         }
-        return new PendingFill(true, large, set, s, vpn, OwnerOf(tag, epoch), data);
+        return new PendingFill(true, kind, set, s, vpn, OwnerOf(tag, epoch), data);
     }
 
     /// <summary>Second half of <see cref="Fill"/>: writes the claimed entry and releases it.</summary>
     internal void EndFill(in PendingFill f)
     {
-        ref Entry e = ref EntryOf(f.Large, f.Set);
+        ref Entry e = ref EntryOf(f.Kind, f.Set);
         e.Vpn = f.Vpn;
         e.Owner = f.Owner;
         e.Data = f.Data;
@@ -272,8 +313,12 @@ public sealed class Iotlb
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private ref Entry EntryOf(bool large, int set) =>
-        ref large ? ref EntryAt(_largeMem, _largeOff, set) : ref EntryAt(_smallMem, _smallOff, set);
+    private ref Entry EntryOf(int kind, int set)
+    {
+        if (kind == KindLarge) return ref EntryAt(_largeMem, _largeOff, set);
+        if (kind == KindBlock) return ref EntryAt(_blockMem, _blockOff, set);
+        return ref EntryAt(_smallMem, _smallOff, set);
+    }
 
     /// <summary>Drops every cached translation of <paramref name="domainId"/> that overlaps [iova, iova+size) (bytes;
     /// a size that runs past the end of the address space is clipped). Like a VT-d page-selective-within-domain
@@ -291,6 +336,7 @@ public sealed class Iotlb
         int tag = TagUnchecked(domainId);
         InvalidateRangeIn(_smallMem, _smallOff, _smallSets, SmallShift, domainId, tag, iova, last);
         InvalidateRangeIn(_largeMem, _largeOff, _largeSets, LargeShift, domainId, tag, iova, last);
+        InvalidateRangeIn(_blockMem, _blockOff, _blockSets, BlockShift, domainId, tag, iova, last);
     }
 
     private static void InvalidateRangeIn(byte[] mem, nint off, int count, int shift, int domainId, int tag, ulong iova, ulong last)
@@ -342,6 +388,8 @@ public sealed class Iotlb
                 ClearIf(ref EntryAt(_smallMem, _smallOff, i), int.MinValue, 0, ulong.MaxValue, any: true);
             for (int i = 0; i < _largeSets; i++)
                 ClearIf(ref EntryAt(_largeMem, _largeOff, i), int.MinValue, 0, ulong.MaxValue, any: true);
+            for (int i = 0; i < _blockSets; i++)
+                ClearIf(ref EntryAt(_blockMem, _blockOff, i), int.MinValue, 0, ulong.MaxValue, any: true);
             Interlocked.Increment(ref _epoch);
         }
     }

@@ -203,7 +203,9 @@ public sealed class IommuHardware
     /// reported as by <see cref="Translate"/>), <see cref="DmaRangeLease.Count"/> the runs filled and
     /// <see cref="DmaRangeLease.Bytes"/> the bytes they cover (less than <paramref name="length"/> after a fault, or when
     /// <paramref name="runs"/> is full). The MSI window is not memory: a range reaching it stops there.</returns>
-    /// <remarks>Hold leases briefly and never unmap on the thread that holds one: the unmap would wait for itself.</remarks>
+    /// <remarks><para>A 64 KiB-aligned block whose 16 pages map to one 64 KiB-aligned physical block is cached whole in
+    /// the IOTLB the first time it is translated, so later ranges over it cost one probe per 64 KiB.</para>
+    /// <para>Hold leases briefly and never unmap on the thread that holds one: the unmap would wait for itself.</para></remarks>
     public DmaRangeLease TranslateRange(ushort requesterId, ulong iova, int length, bool write, Span<DmaRun> runs)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(length);
@@ -218,23 +220,64 @@ public sealed class IommuHardware
         }
         int count = 0, done = 0;
         DmaFaultReason fault = DmaFaultReason.None;
+        IommuContext? ctx = Volatile.Read(ref ContextSlot(requesterId));
+        bool blocks = ctx is not null && ctx.Kind == IommuContextKind.Translated;
+        IommuProt need = write ? IommuProt.Write : IommuProt.Read;
+        const int Block = (int)Iotlb.BlockSize;
         while (done < length && count < runs.Length)
         {
             ulong a = iova + (ulong)done;
-            if (a - MsiWindowStart < MsiWindowSize) break;
-            DmaTranslation t = TranslateRun(requesterId, a, length - done, write, out int run);
+            if (a - MsiWindowStart < MsiWindowSize) break; // the window is 1 MiB aligned: a block is wholly in or out
+            int rest = length - done;
+            bool wholeBlock = blocks && (a & (Iotlb.BlockSize - 1)) == 0 && rest >= Block && (a >> ctx!.ApertureShift) == 0;
+            // A 64 KiB block cached whole: one probe (SAFETY of the unchecked id as in Translate).
+            if (wholeBlock && _iotlb.TryLookupBlock(ctx!.DomainId, a, out ulong bphys, out IommuProt bprot) && (bprot & need) == need)
+            {
+                Append(runs, ref count, bphys, Block);
+                done += Block;
+                continue;
+            }
+            long generation = _iotlb.Generation;
+            // Page by page up to the next block boundary (so the following block can take the fast path).
+            int limit = blocks ? (int)Math.Min((ulong)rest, Iotlb.BlockSize - (a & (Iotlb.BlockSize - 1))) : rest;
+            DmaTranslation t = TranslateRun(requesterId, a, limit, write, out int run);
             if (t.Kind != DmaTranslationKind.Memory)
             {
                 fault = t.Fault;
                 break;
             }
-            if (count > 0 && runs[count - 1].Phys + (ulong)runs[count - 1].Length == t.Phys)
-                runs[count - 1] = runs[count - 1] with { Length = runs[count - 1].Length + run };
-            else
-                runs[count++] = new DmaRun(t.Phys, run);
+            if (wholeBlock && run == Block && (t.Phys & (Iotlb.BlockSize - 1)) == 0)
+                TryFillBlock(ctx!, a, t.Phys, generation); // contiguous: cache the block for the next range
+            Append(runs, ref count, t.Phys, run);
             done += run;
         }
         return new DmaRangeLease(this, slot, fault, count, done);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Append(Span<DmaRun> runs, ref int count, ulong phys, int length)
+    {
+        if (count > 0 && runs[count - 1].Phys + (ulong)runs[count - 1].Length == phys)
+            runs[count - 1] = runs[count - 1] with { Length = runs[count - 1].Length + length };
+        else
+            runs[count++] = new DmaRun(phys, length);
+    }
+
+    /// <summary>Caches the 64 KiB block at <paramref name="iova"/> (block aligned, <paramref name="phys"/> 64 KiB
+    /// aligned) as one IOTLB entry when the table maps its 16 pages contiguously; the permission cached is what every
+    /// page allows. <paramref name="generation"/> was read before the pages were translated, so an invalidation since
+    /// drops the fill.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void TryFillBlock(IommuContext ctx, ulong iova, ulong phys, long generation)
+    {
+        IommuProt all = IommuProt.Read | IommuProt.Write | IommuProt.Cache | IommuProt.NoExec | IommuProt.Mmio | IommuProt.Priv;
+        for (ulong off = 0; off < Iotlb.BlockSize; off += GranuleMask + 1)
+        {
+            if (!ctx.Table!.TryIovaToPhys(iova + off, out ulong p, out IommuProt prot) || p != phys + off) return;
+            all &= prot;
+        }
+        if ((all & (IommuProt.Read | IommuProt.Write)) != 0)
+            _iotlb.FillBlock(ctx.DomainId, iova, phys, all, generation);
     }
 
     internal void ReleaseLease(int slot) => Interlocked.Decrement(ref _leaseCounts[slot]);
