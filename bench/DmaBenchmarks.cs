@@ -26,7 +26,7 @@ internal sealed class DmaBenchRig : IDisposable
         Api = new DmaApi(Iommu.InvalidatorFor(domainId), Table, Iovad, mode, ulong.MaxValue, memory: Memory);
         // A live mapping next to the benchmarked ones keeps their page tables allocated, as in a domain with rings
         // mapped ("tables present", anchors T1); otherwise every map allocates and every unmap frees 3 table pages.
-        Api.MapSingle(0x0ff0_0000, 4096, DmaDirection.ToDevice);
+        Api.MapSingle(0x0ff0_0000, 4096, DmaDirection.ToDevice, out _);
     }
 
     public PhysicalMemory Memory { get; }
@@ -46,7 +46,7 @@ internal sealed class DmaBenchRig : IDisposable
         for (int i = 0; i < count; i++)
         {
             ulong phys = 0x1000_0000UL + ((ulong)(i & 255) << 12);
-            ulong dma = api.MapSingle(phys, 4096, DmaDirection.ToDevice);
+            api.MapSingle(phys, 4096, DmaDirection.ToDevice, out ulong dma);
             api.UnmapSingle(dma, 4096, DmaDirection.ToDevice);
             sum += dma;
         }
@@ -91,7 +91,8 @@ public class DmaMapBenchmarks
         {
             for (int i = 0; i < sg.Length; i++)
                 sg[i] = new ScatterEntry(0x2000_0000UL + ((ulong)i << 13), 4096);
-            n += _lazy.Api.MapSg(sg, DmaDirection.ToDevice);
+            _lazy.Api.MapSg(sg, DmaDirection.ToDevice, out int segments);
+            n += segments;
             _lazy.Api.UnmapSg(sg, DmaDirection.ToDevice);
         }
         return n;
@@ -136,7 +137,7 @@ public class TranslateBenchmarks
     public void Setup()
     {
         _rig = new DmaBenchRig(DmaMode.Strict);
-        _base = _rig.Api.MapSingle(0x3000_0000, 64 * 4096, DmaDirection.Bidirectional);
+        _rig.Api.MapSingle(0x3000_0000, 64 * 4096, DmaDirection.Bidirectional, out _base);
         // Misses with cached tables (as --quick): 16 K pages, ~290 KiB of tables, behind a 16-entry IOTLB.
         _missIommu = new IommuHardware(iotlbSets: 16);
         IIoPageTable table = IoPageTables.Create(IoPageTableFormat.X86_64Level4);
@@ -172,7 +173,7 @@ public class DmaCopyBenchmarks
     public void Setup()
     {
         _rig = new DmaBenchRig(DmaMode.Strict);
-        _dma = _rig.Api.MapSingle(Phys, QuickRun.CopyWorkingSet, DmaDirection.FromDevice);
+        _rig.Api.MapSingle(Phys, QuickRun.CopyWorkingSet, DmaDirection.FromDevice, out _dma);
         _rig.Iommu.SetContext(0x0700, IommuContext.Identity);
         _identity = _rig.Bus.AddDevice("identity", 0x0700);
         _src = new byte[Size];

@@ -43,6 +43,15 @@ public static class Program
                 File.WriteAllBytes(Path.Combine(args[3], string.Create(CultureInfo.InvariantCulture, $"machine-{i:d5}.json")), bytes[i % 8]);
             return 0;
         }
+        if (args.Length >= 2 && args[0] == "--boot")
+        {
+            // Boot the core (HostModel.FromMachine: probe order, pci_device_group per device, default domains,
+            // driver binds) on a synthetic machine of N devices, best of R runs (docs/PERFORMANCE.md, "Boot scaling").
+            int n = int.Parse(args[1], CultureInfo.InvariantCulture);
+            int runs = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 3;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"boot {n} devices: best {QuickRun.BootSeconds(n, runs, Console.Error):F3} s"));
+            return 0;
+        }
         if (args.Length > 0 && args[0] == "--paging-best")
         {
             PagingBestOfBatches.Run(Console.Out);
@@ -85,8 +94,16 @@ internal static class QuickRun
 
         using (var rig = new DmaBenchRig(DmaMode.Strict))
         {
-            ulong hot = rig.Api.MapSingle(0x3000_0000, 64 * 4096, DmaDirection.Bidirectional);
-            Emit(stdout, "translate_hit", BestNsPerOp("translate_hit", n => TranslateHitLoop(rig.Iommu, hot, n), 500_000), "ns");
+            rig.Api.MapSingle(0x3000_0000, 64 * 4096, DmaDirection.Bidirectional, out ulong hot);
+            double hit = BestNsPerOp("translate_hit", n => TranslateHitLoop(rig.Iommu, hot, n), 500_000);
+            Emit(stdout, "translate_hit", hit, "ns");
+
+            // Range translation (IommuHardware.TranslateRange, with its lease) of 64 KiB of mapped, IOTLB-resident
+            // IOVA, against one 4 KiB hit measured in the same process just above.
+            var runs = new DmaRun[16];
+            double range = BestNsPerOp("translate_range_64k", n => TranslateRangeLoop(rig.Iommu, hot, runs, n), 200_000);
+            Emit(stdout, "translate_range_64k", range, "ns");
+            Emit(stdout, "translate_range_64k_vs_hit", range / hit, "ratio");
 
             // IOTLB miss with cached tables (anchors T5): 16 K pages (64 MiB of IOVA, ~290 KiB of tables, L2-resident)
             // behind a 16-entry IOTLB, so nearly every translation walks the table and fills the IOTLB.
@@ -113,6 +130,7 @@ internal static class QuickRun
         Emit(stdout, "alloc_fill90_vs_fill10", MeasureAllocatorFill(stderr), "ratio");
         Emit(stdout, "two_thread_scaling", MeasureTwoThreads(stderr), "ratio");
         Emit(stdout, "alloc_bytes_per_op", MeasureAllocatedBytes(stderr), "bytes");
+        Emit(stdout, "core_boot_131072", BootSeconds(131_072, 3, stderr), "s");
 
         stderr.WriteLine($"quick run took {total.Elapsed.TotalSeconds:F1} s");
         return 0;
@@ -166,6 +184,20 @@ internal static class QuickRun
         return sum;
     }
 
+    /// <summary>Range translations of 64 KiB (16 pages) at alternating offsets of a 256 KiB hot mapping, each lease
+    /// released at once.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static ulong TranslateRangeLoop(IommuHardware iommu, ulong baseIova, DmaRun[] runs, int count)
+    {
+        ulong sum = 0;
+        for (int i = 0; i < count; i++)
+        {
+            using var lease = iommu.TranslateRange(HitRid, baseIova + ((ulong)(i & 3) << 16), 65536, write: false, runs);
+            sum += (ulong)lease.Bytes + runs[0].Phys;
+        }
+        return sum;
+    }
+
     /// <summary>Independent translations of pseudo-random pages among <paramref name="pages"/> (mostly IOTLB misses:
     /// a walk of cached tables plus a fill).</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -204,6 +236,34 @@ internal static class QuickRun
     }
 
     // ---- individual measurements ----
+
+    /// <summary>Best wall time in seconds of <see cref="IommuKit.Host.HostModel.FromMachine"/> on a synthetic machine of
+    /// <paramref name="devices"/> devices (built once, outside the timing), over <paramref name="runs"/> runs.</summary>
+    public static double BootSeconds(int devices, int runs, TextWriter stderr)
+    {
+        var machine = IommuKit.Grouping.SyntheticMachines.Build(devices);
+        double best = double.MaxValue;
+        var all = new List<double>();
+        for (int r = 0; r < runs; r++)
+        {
+            GC.Collect();
+            long bytes0 = GC.GetTotalAllocatedBytes(), gc0 = GC.CollectionCount(0), gc2 = GC.CollectionCount(2);
+            var cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
+            long t0 = Stopwatch.GetTimestamp();
+            var host = IommuKit.Host.HostModel.FromMachine(machine);
+            double s = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+            double cpu = (Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalSeconds;
+            stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"    run {r}: {s:F3} s wall, {cpu:F3} s process CPU (GC threads included), {(GC.GetTotalAllocatedBytes() - bytes0) / 1048576.0:F0} MiB allocated, {GC.CollectionCount(0) - gc0} gen0 / {GC.CollectionCount(2) - gc2} gen2 GCs, {host.Core.Groups.Count} groups"));
+            GC.KeepAlive(host);
+            all.Add(s);
+            best = Math.Min(best, s);
+        }
+        all.Sort();
+        stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"  core_boot {devices} devices ({machine.Topology.Count} functions): best {best:F3} s, median {all[all.Count / 2]:F3} s over {runs} runs"));
+        return best;
+    }
 
     private static (double Map, double Unmap) Measure256x4k()
     {
@@ -248,7 +308,7 @@ internal static class QuickRun
     {
         using var rig = new DmaBenchRig(DmaMode.Strict);
         const ulong Phys = 0x3000_0000;
-        ulong dma = rig.Api.MapSingle(Phys, CopyWorkingSet, DmaDirection.FromDevice);
+        rig.Api.MapSingle(Phys, CopyWorkingSet, DmaDirection.FromDevice, out ulong dma);
         rig.Iommu.SetContext(0x0700, IommuContext.Identity);
         SimulatedDevice identity = rig.Bus.AddDevice("identity", 0x0700);
         rig.Memory.Write(Phys, new byte[CopyWorkingSet]);
@@ -406,7 +466,7 @@ internal static class QuickRun
     {
         using var lazy = new DmaBenchRig(DmaMode.Lazy);
         using var strict = new DmaBenchRig(DmaMode.Strict);
-        ulong hot = strict.Api.MapSingle(0x3000_0000, CopyWorkingSet, DmaDirection.Bidirectional);
+        strict.Api.MapSingle(0x3000_0000, CopyWorkingSet, DmaDirection.Bidirectional, out ulong hot);
         var src = new byte[4096];
         var sg = new ScatterEntry[16];
         const int N = 200_000;
@@ -424,6 +484,8 @@ internal static class QuickRun
         Path("map+unmap lazy", N, n => lazy.MapUnmap4k(n));
         Path("map+unmap strict", N, n => strict.MapUnmap4k(n));
         Path("translate hit", N, n => TranslateHitLoop(strict.Iommu, hot, n));
+        var runs = new DmaRun[16];
+        Path("translate range 64 KiB", N / 4, n => TranslateRangeLoop(strict.Iommu, hot, runs, n));
         Path("DMA copy 4 KiB", N, n => DmaCopyLoop(strict.Device, hot, src, n));
         Path("map_sg+unmap_sg 16x4k lazy", N / 16, n =>
         {
@@ -431,7 +493,7 @@ internal static class QuickRun
             {
                 for (int j = 0; j < sg.Length; j++)
                     sg[j] = new ScatterEntry(0x2000_0000UL + ((ulong)j << 13), 4096);
-                lazy.Api.MapSg(sg, DmaDirection.ToDevice);
+                lazy.Api.MapSg(sg, DmaDirection.ToDevice, out _);
                 lazy.Api.UnmapSg(sg, DmaDirection.ToDevice);
             }
         });

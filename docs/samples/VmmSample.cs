@@ -92,7 +92,8 @@ public static class VmmSample
         var nic = core.FindDevice(nicAddress)!;
         using var dma = core.DmaApiFor(nic, ram);
         const ulong RxBuffer = 0x20_0000;
-        ulong handle = dma.MapSingle(RxBuffer, 64, DmaDirection.FromDevice);
+        var mapped = dma.MapSingle(RxBuffer, 64, DmaDirection.FromDevice, out ulong handle);
+        if (!mapped.IsOk) throw new InvalidOperationException(mapped.ToString());
         bus.CpuWrite(NicBar + 0x08, BitConverter.GetBytes(handle)); // program the receive address
         bus.CpuWrite(NicBar + 0x00, [1]);                           // ring the doorbell
         string received = ReadAscii(ram, RxBuffer, 12);
@@ -102,10 +103,10 @@ public static class VmmSample
         if (!changed.IsOk) throw new InvalidOperationException(changed.ToString());
         bus.CpuWrite(NicBar + 0x00, [1]);                           // the NIC still uses the old address: refused
         DmaFaultReason old = nicModel.LastDma;
-        Errno unmapOld = dma.UnmapSingle(handle, 64, DmaDirection.FromDevice);
+        Errno unmapOld = dma.UnmapSingle(handle, 64, DmaDirection.FromDevice).Errno;
 
         const ulong RxBuffer2 = 0x30_0000;
-        ulong handle2 = dma.MapSingle(RxBuffer2, 64, DmaDirection.FromDevice); // the new domain works
+        dma.MapSingle(RxBuffer2, 64, DmaDirection.FromDevice, out ulong handle2); // the new domain works
         bus.CpuWrite(NicBar + 0x08, BitConverter.GetBytes(handle2));
         bus.CpuWrite(NicBar + 0x00, [1]);
         string after = ReadAscii(ram, RxBuffer2, 12);

@@ -51,6 +51,10 @@ public sealed class IommuDomain : IIotlbInvalidator
     public ulong ApertureStart { get; internal set; }
     /// <summary>Last IOVA of the aperture (inclusive), <c>geometry.aperture_end</c>.</summary>
     public ulong ApertureEnd { get; internal set; }
+
+    /// <summary>The IOVA width the VT-d driver settled the domain at on its first attach (0 before); guarded by that
+    /// driver's lock. A field, not a side table: a weak table entry per domain made every GC of a large boot slow.</summary>
+    internal int SettledIovaBits;
     /// <summary><c>geometry.force_aperture</c>: the aperture is enforced by the hardware.</summary>
     public bool ForceAperture { get; internal set; }
     /// <summary>A driver's static singleton (identity, blocked or platform); never freed.</summary>

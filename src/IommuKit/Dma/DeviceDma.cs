@@ -39,6 +39,9 @@ public static class IommuCoreDmaExtensions
 /// and <see cref="UnmapSingle"/> refuses them with <see cref="Errno.ENOENT"/>. While the group's current domain is not
 /// its default one (a VFIO owner attached its blocking or user domain) maps fail and unmaps return
 /// <see cref="Errno.EBUSY"/>; after the device left the core, or after <see cref="Dispose"/>, <see cref="Errno.ENODEV"/>.</para>
+/// <para><b>Errors:</b> every call returns an <see cref="IommuResult"/> (the errno and a one-line reason), as
+/// <see cref="DmaApi"/> does; exceptions are for programming errors only (a direction of None, a coherent allocation
+/// without a page allocator).</para>
 /// <para><b>Sharing:</b> the IOVA allocator and flush queue belong to the domain (the kernel's <c>iommu_dma_cookie</c>)
 /// and are shared by every device of the group. Invalidations go to the domain, which fans out to every IOMMU unit it
 /// is attached to (<see cref="IommuDomain.InvalidateRange"/>).</para>
@@ -79,97 +82,108 @@ public sealed class DeviceDma : IDisposable
     /// <summary>The flush queue of a lazy binding (shared by the domain's devices), else null.</summary>
     public FlushQueue? FlushQueue => _binding?.Api?.FlushQueue;
 
-    /// <summary>Why the last refused call was refused: ENODEV (device gone or API disposed), EBUSY (the group is owned
-    /// by a user domain), or the DMA layer's errno; Ok when the last call succeeded.</summary>
-    public Errno LastError { get; private set; }
-
     /// <summary>
     /// <c>dma_map_single</c>: maps [phys, phys + size) for DMA in <paramref name="dir"/> into the group's current default
-    /// domain and returns the DMA address, or <see cref="DmaApi.MappingError"/> (see <see cref="LastError"/>).
+    /// domain and sets <paramref name="dmaAddress"/> (<see cref="DmaApi.MappingError"/> on failure). Fails with ENODEV
+    /// (device gone or API disposed), EBUSY (a user domain owns the group), or <see cref="DmaApi.MapSingle"/>'s errno.
     /// </summary>
-    public ulong MapSingle(ulong phys, ulong size, DmaDirection dir)
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="dir"/> is <see cref="DmaDirection.None"/>.</exception>
+    public IommuResult MapSingle(ulong phys, ulong size, DmaDirection dir, out ulong dmaAddress)
     {
-        var b = Bind();
-        if (b is null) return DmaApi.MappingError;
-        if (b.Api is null) return MapDirect(phys, size);
-        ulong dma = b.Api.MapSingle(phys, size, dir);
-        LastError = dma == DmaApi.MappingError ? Errno.ENOMEM : Errno.Ok;
-        return dma;
+        var b = Bind(out IommuResult refused);
+        if (b is null)
+        {
+            dmaAddress = DmaApi.MappingError;
+            return refused;
+        }
+        if (b.Api is null) return MapDirect(phys, size, dir, out dmaAddress);
+        return b.Api.MapSingle(phys, size, dir, out dmaAddress);
     }
 
     /// <summary>
-    /// <c>dma_unmap_single</c> of what <see cref="MapSingle"/> returned: Ok, or ENOENT when the address is not mapped in
-    /// the current default domain (it was mapped into a domain a type change has freed since), EBUSY or ENODEV as
-    /// <see cref="LastError"/> explains. Strict: invalidates every unit the domain is attached to before the IOVA is
-    /// reused; lazy: queues the IOVA.
+    /// <c>dma_unmap_single</c> of what <see cref="MapSingle"/> returned. Fails with ENOENT when the address is not
+    /// mapped in the current default domain (it was mapped into a domain a type change has freed since), EBUSY or
+    /// ENODEV as for <see cref="MapSingle"/>. Strict: invalidates every unit the domain is attached to before the IOVA
+    /// is reused; lazy: queues the IOVA.
     /// </summary>
-    public Errno UnmapSingle(ulong dmaAddress, ulong size, DmaDirection dir)
+    public IommuResult UnmapSingle(ulong dmaAddress, ulong size, DmaDirection dir)
     {
-        var b = Bind();
-        if (b is null) return LastError;
-        if (b.Api is null) return LastError = Errno.Ok;
-        return LastError = b.Api.TryUnmapSingle(dmaAddress, size, dir);
+        var b = Bind(out IommuResult refused);
+        if (b is null) return refused;
+        if (b.Api is null) return IommuResult.Ok;
+        return b.Api.UnmapSingle(dmaAddress, size, dir);
     }
 
-    /// <summary><c>dma_alloc_coherent</c> in the current default domain (see <see cref="DmaApi.AllocCoherent"/>);
-    /// 0 with <paramref name="dmaHandle"/> = <see cref="DmaApi.MappingError"/> when refused or out of space.</summary>
-    /// <exception cref="InvalidOperationException">No page allocator was given.</exception>
-    public ulong AllocCoherent(ulong size, out ulong dmaHandle)
+    /// <summary><c>dma_alloc_coherent</c> in the current default domain (see <see cref="DmaApi.AllocCoherent"/>):
+    /// <paramref name="phys"/> is the buffer's CPU address and <paramref name="dmaHandle"/> its DMA address (0 and
+    /// <see cref="DmaApi.MappingError"/> on failure).</summary>
+    /// <exception cref="InvalidOperationException">No page allocator was given (a setup error).</exception>
+    public IommuResult AllocCoherent(ulong size, out ulong phys, out ulong dmaHandle)
     {
         dmaHandle = DmaApi.MappingError;
+        phys = 0;
         if (_memory is null) throw new InvalidOperationException($"{_device.Name}: coherent allocations need a page allocator");
-        var b = Bind();
-        if (b is null) return 0;
-        if (b.Api is not null) return b.Api.AllocCoherent(size, out dmaHandle);
-        ulong phys = _memory.AllocatePages((size + 4095) & ~4095UL);
-        if (phys != 0) dmaHandle = phys;
-        return phys;
+        var b = Bind(out IommuResult refused);
+        if (b is null) return refused;
+        if (b.Api is not null) return b.Api.AllocCoherent(size, out phys, out dmaHandle);
+        ulong pages = size == 0 ? 0 : _memory.AllocatePages((size + 4095) & ~4095UL);
+        if (pages == 0)
+            return IommuResult.Fail(size == 0 ? Errno.EINVAL : Errno.ENOMEM, $"{_device.Name}: coherent allocation of 0x{size:x} bytes: {(size == 0 ? "empty" : "no pages left")}");
+        phys = dmaHandle = pages;
+        return IommuResult.Ok;
     }
 
     /// <summary>Stops the API: every later call is refused with ENODEV. The domain's shared state stays with the domain.</summary>
     public void Dispose() => _disposed = true;
 
-    private ulong MapDirect(ulong phys, ulong size)
+    private IommuResult MapDirect(ulong phys, ulong size, DmaDirection dir, out ulong dmaAddress)
     {
+        _ = DmaApi.DirectionToProt(dir); // a bad direction is the same programming error in every mode
         // dma-direct (identity domain): the address must be reachable with the mask; no bounce buffering.
         if (size == 0 || size - 1 > _dmaMask || phys > _dmaMask - (size - 1))
         {
-            LastError = Errno.EIO;
-            return DmaApi.MappingError;
+            dmaAddress = DmaApi.MappingError;
+            return IommuResult.Fail(size == 0 ? Errno.EINVAL : Errno.EIO,
+                $"{_device.Name}: DMA map of 0x{size:x} bytes at 0x{phys:x}: {(size == 0 ? "empty buffer" : $"not reachable with DMA mask 0x{_dmaMask:x} (no bounce buffering)")}");
         }
-        LastError = Errno.Ok;
-        return phys;
+        dmaAddress = phys;
+        return IommuResult.Ok;
     }
 
-    /// <summary>The binding for the device's current domain, rebinding when it changed; null (and
-    /// <see cref="LastError"/>) when refused.</summary>
+    /// <summary>The binding for the device's current domain, rebinding when it changed; null (and the reason in
+    /// <paramref name="refused"/>) when refused.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private Binding? Bind()
+    private Binding? Bind(out IommuResult refused)
     {
+        refused = default;
         var b = _binding;
         var attached = _device.AttachedDomain;
         if (b is not null && ReferenceEquals(attached, b.Domain) && attached.Type == b.Type && !_disposed && !attached.Freed &&
             _device.Group is not null)
             return b;
-        return Rebind();
+        return Rebind(out refused);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private Binding? Rebind()
+    private Binding? Rebind(out IommuResult refused)
     {
+        refused = default;
         lock (_bindLock)
         {
             if (_disposed || _device.Group is not { } group || _device.IommuDriver is null)
             {
                 _binding = null;
-                LastError = Errno.ENODEV;
+                refused = IommuResult.Fail(Errno.ENODEV, _disposed
+                    ? $"{_device.Name}: this DMA API was disposed"
+                    : $"{_device.Name}: the device is not behind an IOMMU of this core any more");
                 return null;
             }
             var state = group.Snapshot();
             if (state.Domain is null || state.Domain != state.DefaultDomain || _device.AttachedDomain != state.DefaultDomain)
             {
                 _binding = null;
-                LastError = Errno.EBUSY; // a user (VFIO) owns the group: the kernel unbinds the DMA-API driver first
+                // A user (VFIO) owns the group: the kernel unbinds the DMA-API driver first.
+                refused = IommuResult.Fail(Errno.EBUSY, $"{_device.Name}: group {group.Id} is attached to a domain other than its default one (owned by a user such as VFIO)");
                 return null;
             }
             var dom = state.DefaultDomain;
@@ -193,7 +207,7 @@ public sealed class DeviceDma : IDisposable
                 }
                 default:
                     _binding = null;
-                    LastError = Errno.EINVAL;
+                    refused = IommuResult.Fail(Errno.EINVAL, $"{_device.Name}: the default domain {dom} has no DMA API (type {dom.Type.SysfsName()})");
                     return null;
             }
             var b = new Binding(dom, dom.Type, mode, api);

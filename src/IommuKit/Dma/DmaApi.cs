@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using IommuKit.Core;
 using IommuKit.Paging;
 
 namespace IommuKit.Dma;
@@ -19,9 +20,14 @@ namespace IommuKit.Dma;
 /// the caches and, on the first failure, stop doing so for good (pci_32bit_workaround, spec 10.3); reserved regions are
 /// reserved in the allocator at construction (spec 8.4); strict unmap invalidates the IOTLB range before the IOVA is
 /// freed, lazy unmap queues it (spec 10.4).</para>
-/// <para><b>Errors:</b> a failed map returns <see cref="MappingError"/> (DMA_MAPPING_ERROR) or a negative errno for
-/// scatter lists, as the kernel does; unmapping something this API did not map is a driver bug and throws
-/// <see cref="InvalidOperationException"/>.</para>
+/// <para><b>Errors:</b> every map, unmap, alloc and free returns an <see cref="IommuResult"/>, like the rest of the
+/// core: <see cref="Errno.Ok"/>, or the errno and one line naming the device and the reason (EINVAL for an impossible
+/// buffer or an empty list, ENOMEM when the IOVA space below the mask is exhausted or no pages are left, EIO when the
+/// table refuses or, without translation, the mask cannot reach the buffer, ENOENT when unmapping what this API did not
+/// map; nothing is changed then). A failed map leaves its out address at <see cref="MappingError"/>
+/// (DMA_MAPPING_ERROR). Exceptions are for programming errors only: null arguments, a direction of
+/// <see cref="DmaDirection.None"/>, a coherent allocation without an <see cref="IDmaPageAllocator"/>. Success
+/// allocates nothing.</para>
 /// <para><b>Threading:</b> the map and unmap methods may be called from many threads at once: the table, allocator,
 /// IOTLB and flush queue are thread-safe, and the only state the DmaApi changes while mapping is the 32-bit-first flag
 /// (a benign race, as in the kernel). Its settings (<see cref="DmaMask"/>, <see cref="CoherentDmaMask"/>,
@@ -31,7 +37,7 @@ namespace IommuKit.Dma;
 /// </remarks>
 public sealed class DmaApi : IDisposable
 {
-    /// <summary>DMA_MAPPING_ERROR.</summary>
+    /// <summary>DMA_MAPPING_ERROR: the DMA address a failed map leaves in its out parameter.</summary>
     public const ulong MappingError = ulong.MaxValue;
 
     /// <summary>The default maximum DMA segment size of a PCI device (pci_device_add: dma_set_max_seg_size 64 KiB).</summary>
@@ -169,54 +175,76 @@ public sealed class DmaApi : IDisposable
     }
 
     /// <summary>
-    /// Maps [phys, phys + size) for DMA in <paramref name="dir"/> (dma_map_page / iommu_dma_map_page). Returns the DMA
-    /// address (same offset inside the granule as <paramref name="phys"/>) or <see cref="MappingError"/> when the IOVA
-    /// space below the mask is exhausted or the table refuses.
+    /// Maps [phys, phys + size) for DMA in <paramref name="dir"/> (dma_map_page / iommu_dma_map_page) and sets
+    /// <paramref name="dmaAddress"/> to the DMA address (same offset inside the granule as <paramref name="phys"/>).
+    /// Fails with EINVAL (empty or impossible buffer), ENOMEM (no IOVA space below the mask) or EIO (the table refuses;
+    /// without translation, the mask cannot reach the buffer); <paramref name="dmaAddress"/> is then
+    /// <see cref="MappingError"/>.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="dir"/> is <see cref="DmaDirection.None"/>.</exception>
-    public ulong MapSingle(ulong phys, ulong size, DmaDirection dir) => MapCore(phys, size, DirectionToProt(dir), _dmaMask, _dmaLimit);
+    public IommuResult MapSingle(ulong phys, ulong size, DmaDirection dir, out ulong dmaAddress)
+    {
+        Errno e = MapCore(phys, size, DirectionToProt(dir), _dmaMask, _dmaLimit, out dmaAddress);
+        return e == Errno.Ok ? default : MapFailed(e, phys, size, _dmaMask);
+    }
 
     /// <summary>
     /// Unmaps what <see cref="MapSingle"/> returned (same address and size). Strict: clears the PTEs, invalidates the
-    /// IOTLB range, then frees the IOVA. Lazy: clears the PTEs and queues the IOVA in the flush queue.
+    /// IOTLB range, then frees the IOVA. Lazy: clears the PTEs and queues the IOVA in the flush queue. Fails with
+    /// ENOENT when [dmaAddress, dmaAddress + size) is not mapped as a whole by this API's table (a driver bug: the
+    /// kernel WARNs), or EINVAL for an impossible size or a range that would split a larger mapping; nothing is changed
+    /// then.
     /// </summary>
-    /// <exception cref="InvalidOperationException">The range is not mapped (a driver bug; the kernel WARNs).</exception>
-    public void UnmapSingle(ulong dmaAddress, ulong size, DmaDirection dir)
+    public IommuResult UnmapSingle(ulong dmaAddress, ulong size, DmaDirection dir)
     {
         _ = dir; // the kernel uses it for cache maintenance and swiotlb only
-        UnmapCore(dmaAddress, size);
+        Errno e = UnmapCore(dmaAddress, size);
+        return e == Errno.Ok ? default : UnmapFailed(e, dmaAddress, size);
     }
 
-    /// <summary>
-    /// <see cref="UnmapSingle"/> that reports instead of throwing: Ok, or ENOENT when [dmaAddress, dmaAddress + size) is
-    /// not mapped as a whole by this API's table (nothing is changed then).
-    /// </summary>
-    public Errno TryUnmapSingle(ulong dmaAddress, ulong size, DmaDirection dir)
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private IommuResult MapFailed(Errno e, ulong phys, ulong size, ulong mask) => IommuResult.Fail(e, e switch
     {
-        _ = dir;
-        if (_mode is DmaMode.Identity or DmaMode.Blocked)
-            return Errno.Ok;
-        ulong off = dmaAddress & _granuleMask;
-        ulong iova = dmaAddress - off;
-        if (size == 0 || size > ulong.MaxValue - off - _granuleMask)
-            return Errno.EINVAL;
-        ulong alignedSize = AlignUp(size + off);
-        Errno err = _table.Unmap(iova, alignedSize);
-        if (err != Errno.Ok)
-            return err == Errno.EINVAL ? Errno.EINVAL : Errno.ENOENT;
-        ReleaseIova(iova, alignedSize);
-        return Errno.Ok;
-    }
+        Errno.EINVAL => $"{DeviceName}: DMA map of 0x{size:x} bytes at 0x{phys:x}: empty or impossible buffer",
+        Errno.ENOMEM => $"{DeviceName}: DMA map of 0x{size:x} bytes: no IOVA space left below the DMA limit (mask 0x{mask:x})",
+        _ when _mode is DmaMode.Identity or DmaMode.Blocked =>
+            $"{DeviceName}: DMA map of 0x{size:x} bytes at 0x{phys:x}: not reachable with DMA mask 0x{mask:x} (no bounce buffering)",
+        _ => $"{DeviceName}: DMA map of 0x{size:x} bytes at 0x{phys:x}: the page table refused ({e})",
+    });
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private IommuResult UnmapFailed(Errno e, ulong dmaAddress, ulong size) => IommuResult.Fail(e, e == Errno.ENOENT
+        ? $"{DeviceName}: DMA unmap of 0x{size:x} bytes at 0x{dmaAddress:x}: not mapped by this DMA API (driver bug; the kernel WARNs)"
+        : $"{DeviceName}: DMA unmap of 0x{size:x} bytes at 0x{dmaAddress:x}: impossible size, or it would split a larger mapping");
 
     /// <summary>
     /// Maps a scatter list into one contiguous IOVA range (iommu_dma_map_sg): each entry keeps its offset inside the
     /// granule and is laid out after the previous one's granule-aligned end, padded so no segment crosses
     /// <see cref="SegmentBoundaryMask"/>; then entries that continue exactly where the previous DMA segment ends are
-    /// merged up to <see cref="MaxSegmentSize"/> (__finalise_sg). Returns the number of DMA segments (written to the first
-    /// entries' DmaAddress/DmaLength) or a negative errno: -EINVAL (empty list or entry), -ENOMEM (no IOVA space),
-    /// -EIO (the table refused; in Identity and Blocked modes, an entry the DMA mask cannot reach).
+    /// merged up to <see cref="MaxSegmentSize"/> (__finalise_sg). <paramref name="segments"/> is the number of DMA
+    /// segments (written to the first entries' DmaAddress/DmaLength), 0 on failure: EINVAL (empty list or entry),
+    /// ENOMEM (no IOVA space), EIO (the table refused; in Identity and Blocked modes, an entry the DMA mask cannot reach).
     /// </summary>
-    public int MapSg(Span<ScatterEntry> sg, DmaDirection dir)
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="dir"/> is <see cref="DmaDirection.None"/>.</exception>
+    public IommuResult MapSg(Span<ScatterEntry> sg, DmaDirection dir, out int segments)
+    {
+        int n = MapSgCore(sg, dir);
+        segments = Math.Max(n, 0);
+        return n > 0 ? default : SgFailed((Errno)(-n), sg.Length);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private IommuResult SgFailed(Errno e, int entries) => IommuResult.Fail(e, e switch
+    {
+        Errno.EINVAL => $"{DeviceName}: DMA map of a scatter list of {entries} entries: the list or an entry is empty",
+        Errno.ENOMEM => $"{DeviceName}: DMA map of a scatter list of {entries} entries: no IOVA space left below the DMA limit",
+        _ when _mode is DmaMode.Identity or DmaMode.Blocked =>
+            $"{DeviceName}: DMA map of a scatter list of {entries} entries: an entry is not reachable with DMA mask 0x{_dmaMask:x}",
+        _ => $"{DeviceName}: DMA map of a scatter list of {entries} entries: the page table refused ({e})",
+    });
+
+    /// <summary>The kernel's iommu_dma_map_sg: the segment count, or a negative errno.</summary>
+    private int MapSgCore(Span<ScatterEntry> sg, DmaDirection dir)
     {
         IommuProt prot = DirectionToProt(dir);
         if (sg.IsEmpty)
@@ -265,60 +293,79 @@ public sealed class DmaApi : IDisposable
     }
 
     /// <summary>Unmaps a list mapped by <see cref="MapSg"/> (pass the same entries, all of them): one IOTLB invalidation
-    /// (strict) or one queue entry (lazy) for the whole IOVA range.</summary>
-    /// <exception cref="InvalidOperationException">The list was not mapped by this API.</exception>
-    public void UnmapSg(Span<ScatterEntry> sg, DmaDirection dir)
+    /// (strict) or one queue entry (lazy) for the whole IOVA range. Fails with ENOENT when the list was not mapped by
+    /// this API (a driver bug): an entry whose first or last byte is not mapped is found before anything is unmapped,
+    /// and nothing is changed then.</summary>
+    public IommuResult UnmapSg(Span<ScatterEntry> sg, DmaDirection dir)
     {
         _ = dir;
         if (sg.IsEmpty || _mode is DmaMode.Identity or DmaMode.Blocked)
-            return;
+            return default;
         ulong iova = sg[0].DmaAddress & ~_granuleMask; // entry 0 always starts DMA segment 0 at IOVA offset 0
         ref ScatterEntry last = ref sg[^1];
         ulong iovaLen = last.IovaOffset + last.MappedLength;
         for (int i = 0; i < sg.Length; i++)
         {
+            // Check first (the table's own lookup): a list this API did not map must change nothing.
+            ulong a = iova + sg[i].IovaOffset;
+            if (sg[i].MappedLength == 0 || !_table.TryIovaToPhys(a, out _, out _) ||
+                !_table.TryIovaToPhys(a + sg[i].MappedLength - 1, out _, out _))
+                return UnmapFailed(Errno.ENOENT, a, sg[i].MappedLength);
+        }
+        for (int i = 0; i < sg.Length; i++)
+        {
             Errno err = _table.Unmap(iova + sg[i].IovaOffset, sg[i].MappedLength);
             if (err != Errno.Ok)
-                ThrowHelper.ThrowUnmapFailed(DeviceName, iova + sg[i].IovaOffset, sg[i].MappedLength, err);
+                return UnmapFailed(err == Errno.EINVAL ? Errno.EINVAL : Errno.ENOENT, iova + sg[i].IovaOffset, sg[i].MappedLength);
         }
         ReleaseIova(iova, iovaLen);
+        return default;
     }
 
     /// <summary>
     /// Allocates a zeroed, page-aligned coherent buffer of <paramref name="size"/> bytes (rounded up to the granule) and
-    /// maps it bidirectionally below <see cref="CoherentDmaMask"/> (iommu_dma_alloc). Returns its physical (CPU) address
-    /// and the DMA handle, or 0 with <paramref name="dmaHandle"/> = <see cref="MappingError"/> on failure.
+    /// maps it bidirectionally below <see cref="CoherentDmaMask"/> (iommu_dma_alloc): <paramref name="phys"/> is its
+    /// physical (CPU) address and <paramref name="dmaHandle"/> its DMA address. Fails with EINVAL (size 0 or beyond the
+    /// aperture), ENOMEM (no pages, or no IOVA space) or EIO (the table refused); then <paramref name="phys"/> is 0 and
+    /// <paramref name="dmaHandle"/> is <see cref="MappingError"/>.
     /// </summary>
-    /// <exception cref="InvalidOperationException">No <see cref="IDmaPageAllocator"/> was given.</exception>
-    public ulong AllocCoherent(ulong size, out ulong dmaHandle)
+    /// <exception cref="InvalidOperationException">No <see cref="IDmaPageAllocator"/> was given (a setup error).</exception>
+    public IommuResult AllocCoherent(ulong size, out ulong phys, out ulong dmaHandle)
     {
         if (_memory is null)
             ThrowHelper.ThrowNoMemory(DeviceName);
         dmaHandle = MappingError;
+        phys = 0;
         if (size == 0 || size > _apertureEnd)
-            return 0;
+            return IommuResult.Fail(Errno.EINVAL, $"{DeviceName}: coherent allocation of 0x{size:x} bytes: empty or beyond the aperture");
         size = AlignUp(size);
-        ulong phys = _memory.AllocatePages(size);
-        if (phys == 0)
-            return 0;
-        ulong dma = MapCore(phys, size, IommuProt.Read | IommuProt.Write, _coherentDmaMask, DmaLimitFor(_coherentDmaMask));
-        if (dma == MappingError)
+        ulong pages = _memory.AllocatePages(size);
+        if (pages == 0)
+            return IommuResult.Fail(Errno.ENOMEM, $"{DeviceName}: coherent allocation of 0x{size:x} bytes: no pages left");
+        Errno e = MapCore(pages, size, IommuProt.Read | IommuProt.Write, _coherentDmaMask, DmaLimitFor(_coherentDmaMask), out ulong dma);
+        if (e != Errno.Ok)
         {
-            _memory.FreePages(phys, size);
-            return 0;
+            _memory.FreePages(pages, size);
+            return MapFailed(e, pages, size, _coherentDmaMask);
         }
         dmaHandle = dma;
-        return phys;
+        phys = pages;
+        return default;
     }
 
-    /// <summary>Frees a buffer from <see cref="AllocCoherent"/> (dma_free_coherent): unmaps, then returns the pages.</summary>
-    public void FreeCoherent(ulong size, ulong phys, ulong dmaHandle)
+    /// <summary>Frees a buffer from <see cref="AllocCoherent"/> (dma_free_coherent): unmaps, then returns the pages.
+    /// Fails like <see cref="UnmapSingle"/> (the pages are then kept).</summary>
+    /// <exception cref="InvalidOperationException">No <see cref="IDmaPageAllocator"/> was given (a setup error).</exception>
+    public IommuResult FreeCoherent(ulong size, ulong phys, ulong dmaHandle)
     {
         if (_memory is null)
             ThrowHelper.ThrowNoMemory(DeviceName);
         size = AlignUp(size);
-        UnmapCore(dmaHandle, size);
+        Errno e = UnmapCore(dmaHandle, size);
+        if (e != Errno.Ok)
+            return UnmapFailed(e, dmaHandle, size);
         _memory.FreePages(phys, size);
+        return default;
     }
 
     /// <summary>Disposes the flush queue if this API created it (flushing everything it holds).</summary>
@@ -344,39 +391,49 @@ public sealed class DmaApi : IDisposable
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private ulong MapCore(ulong phys, ulong size, IommuProt prot, ulong mask, ulong limit)
+    private Errno MapCore(ulong phys, ulong size, IommuProt prot, ulong mask, ulong limit, out ulong dma)
     {
+        dma = MappingError;
         if (_mode is DmaMode.Identity or DmaMode.Blocked)
-            return MapDirect(phys, size, mask);
+        {
+            dma = MapDirect(phys, size, mask);
+            return dma == MappingError ? (size == 0 ? Errno.EINVAL : Errno.EIO) : Errno.Ok;
+        }
         // __iommu_dma_map: map whole granules, keep the buffer's offset inside the first one.
         ulong off = phys & _granuleMask;
         // Overflow case: size + off or the rounding passing 2^64 means an impossible buffer.
         if (size == 0 || size > ulong.MaxValue - off - _granuleMask)
-            return MappingError;
+            return Errno.EINVAL;
         ulong alignedSize = AlignUp(size + off);
         ulong iova = AllocIova(alignedSize, limit);
         if (iova == 0)
-            return MappingError;
+            return Errno.ENOMEM;
         if (_table.Map(iova, phys - off, alignedSize, prot) != Errno.Ok)
         {
             _iovad.Free(iova >> _shift, alignedSize >> _shift); // never visible to the device: no flush needed
-            return MappingError;
+            return Errno.EIO;
         }
-        return iova + off;
+        dma = iova + off;
+        return Errno.Ok;
     }
 
+    /// <summary>Ok, ENOENT (not mapped as a whole by this API's table: nothing changed) or EINVAL (impossible size, or
+    /// a range that would split a larger page).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void UnmapCore(ulong dmaAddress, ulong size)
+    private Errno UnmapCore(ulong dmaAddress, ulong size)
     {
         if (_mode is DmaMode.Identity or DmaMode.Blocked)
-            return;
+            return Errno.Ok;
         ulong off = dmaAddress & _granuleMask;
         ulong iova = dmaAddress - off;
+        if (size == 0 || size > ulong.MaxValue - off - _granuleMask)
+            return Errno.EINVAL;
         ulong alignedSize = AlignUp(size + off);
         Errno err = _table.Unmap(iova, alignedSize);
         if (err != Errno.Ok)
-            ThrowHelper.ThrowUnmapFailed(DeviceName, dmaAddress, size, err);
+            return err == Errno.EINVAL ? Errno.EINVAL : Errno.ENOENT;
         ReleaseIova(iova, alignedSize);
+        return Errno.Ok;
     }
 
     /// <summary>After the PTEs are cleared: strict = invalidate then free; lazy = queue (spec 10.4).</summary>

@@ -13,12 +13,6 @@ internal static class ThrowHelper
         throw new ArgumentOutOfRangeException(nameof(dir), $"DMA direction {dir} is not valid for a mapping");
 
     [DoesNotReturn]
-    public static void ThrowUnmapFailed(string device, ulong dmaAddress, ulong size, Errno err) =>
-        throw new InvalidOperationException(
-            $"{device}: unmapping DMA address 0x{dmaAddress:x} size 0x{size:x} failed: {err} ({err.Describe()}); " +
-            "the range was not mapped by this DMA API (__iommu_dma_unmap WARN)");
-
-    [DoesNotReturn]
     public static void ThrowNoMemory(string device) =>
         throw new InvalidOperationException($"{device}: coherent allocations need a page allocator (IDmaPageAllocator)");
 }

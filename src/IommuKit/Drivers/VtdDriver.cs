@@ -33,8 +33,7 @@ public sealed class VtdDriver : IommuDriverBase
     private readonly IReadOnlyList<VtdUnit> _units;
     private readonly IReadOnlyList<VtdRmrr> _rmrrs;
     private readonly PciGroupResolver _group;
-    private readonly object _widthLock = new(); // leaf: guards _widths
-    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<IommuDomain, StrongBox<int>> _widths = new();
+    private readonly object _widthLock = new(); // leaf: guards IommuDomain.SettledIovaBits of this driver's domains
 
     /// <param name="pageTables">Creates the IO page table of a paging domain.</param>
     /// <param name="groups">The PCI grouping (the grouping engine's <c>pci_device_group</c>, or a recorded partition).</param>
@@ -160,14 +159,15 @@ public sealed class VtdDriver : IommuDriverBase
             int unitBits = unit.FiveLevel ? 57 : 48;
             lock (_widthLock)
             {
-                if (!_widths.TryGetValue(domain, out var w))
+                int settled = domain.SettledIovaBits;
+                if (settled == 0)
                 {
                     int bits = domain.PageTable is { } t ? Math.Min(t.IovaBits, unitBits) : unitBits;
-                    _widths.Add(domain, new StrongBox<int>(bits));
+                    domain.SettledIovaBits = bits;
                     domain.ApertureEnd = bits >= 64 ? ulong.MaxValue : (1UL << bits) - 1;
                 }
-                else if (unitBits < w.Value)
-                    return IommuResult.Fail(Errno.EINVAL, $"{device.Name}: {unit.Name} handles {unitBits}-bit IOVAs but {domain} was settled at {w.Value} bits");
+                else if (unitBits < settled)
+                    return IommuResult.Fail(Errno.EINVAL, $"{device.Name}: {unit.Name} handles {unitBits}-bit IOVAs but {domain} was settled at {settled} bits");
             }
         }
         return IommuResult.Ok;
@@ -176,7 +176,8 @@ public sealed class VtdDriver : IommuDriverBase
     /// <summary>The address width a domain settled at on its first attach, or null before any attach.</summary>
     public int? SettledWidth(IommuDomain domain)
     {
-        lock (_widthLock) return _widths.TryGetValue(domain, out var w) ? w.Value : null;
+        ArgumentNullException.ThrowIfNull(domain);
+        lock (_widthLock) return domain.SettledIovaBits != 0 ? domain.SettledIovaBits : null;
     }
 
     private bool IsRmrrLocked(IommuDevice device)
@@ -215,10 +216,5 @@ public sealed class VtdDriver : IommuDriverBase
                 regions.Add(new ReservedRegion(0, 1UL << 24, IommuProt.Read | IommuProt.Write, ReservedRegionType.DirectRelaxable));
         }
         regions.Add(X86MsiRegion);
-    }
-
-    private sealed class StrongBox<T>(T value) where T : struct
-    {
-        public T Value = value;
     }
 }

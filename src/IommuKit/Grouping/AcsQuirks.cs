@@ -38,14 +38,14 @@ public enum AcsQuirkHook
 }
 
 /// <summary>One entry of <c>pci_dev_acs_enabled[]</c>: vendor, device (<see cref="AcsQuirks.Any"/> = any) and hook.</summary>
-public readonly record struct AcsQuirkEntry(ushort Vendor, ushort Device, AcsQuirkHook Hook);
+internal readonly record struct AcsQuirkEntry(ushort Vendor, ushort Device, AcsQuirkHook Hook);
 
 /// <summary>
 /// The kernel's ACS quirk table <c>pci_dev_acs_enabled[]</c> in kernel order (spec 2.7, drivers/pci/quirks.c) and the
 /// ID lists its hooks consult. The hooks themselves run in <see cref="PciGrouping.AcsEnabled"/> because some need the
 /// effective ACS state of the device.
 /// </summary>
-public static class AcsQuirks
+internal static class AcsQuirks
 {
     /// <summary>The kernel's <c>PCI_ANY_ID</c> as stored in the 16-bit table fields.</summary>
     public const ushort Any = 0xffff;

@@ -8,14 +8,14 @@ namespace IommuKit.Grouping;
 /// <param name="XlateRoot"><c>PCI_DEV_FLAGS_BRIDGE_XLATE_ROOT</c>: the IOMMU sits at this bridge; the alias walk stops here.</param>
 /// <param name="Quirk">Name of the quirk for explanations, or null.</param>
 /// <param name="FactsMissing">The quirk needs facts the source cannot give (Switchtec reads BAR0): aliases unknown.</param>
-public sealed record DmaAliasInfo(ulong[]? Mask, bool PcieBridgeAlias, bool XlateRoot, string? Quirk, bool FactsMissing = false)
+internal sealed record DmaAliasInfo(ulong[]? Mask, bool PcieBridgeAlias, bool XlateRoot, string? Quirk, bool FactsMissing = false)
 {
     /// <summary>True when <paramref name="devfn"/> (0-255) is set in <see cref="Mask"/>; false when the mask is null.</summary>
     public bool HasAlias(int devfn) => Mask is not null && (Mask[devfn >> 6] & (1UL << (devfn & 63))) != 0;
 }
 
 /// <summary>The kernel's DMA alias quirks (spec 2.8), applied from vendor/device/subsystem IDs and topology.</summary>
-public static class DmaAliasQuirks
+internal static class DmaAliasQuirks
 {
     private static readonly HashSet<uint> s_func0 = Ids(
         (0x1180, 0xe832), (0x1180, 0xe476), // Ricoh (quirk_dma_func0_alias)

@@ -156,7 +156,7 @@ public sealed class GroupingContext
     }
 
     /// <summary>What the DMA alias quirks did to <paramref name="d"/>, or null when none applied.</summary>
-    public DmaAliasInfo? AliasInfo(PciDevice d) => Alias[d.ProbeIndex];
+    internal DmaAliasInfo? AliasInfo(PciDevice d) => Alias[d.ProbeIndex];
 
     /// <summary><c>pci_real_dma_dev</c>.</summary>
     public PciDevice RealDmaDevice(PciDevice d) => RealDma[d.ProbeIndex] is int r and >= 0 ? Topology.Devices[r] : d;

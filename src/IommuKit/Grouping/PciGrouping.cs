@@ -97,7 +97,7 @@ public static class PciGrouping
     /// <c>pci_dev_specific_acs_enabled</c>: walks <see cref="AcsQuirks.Table"/> in order (plus the override catch-all when
     /// active). Returns -1 when no hook claims the device (-ENOTTY), else 0 or 1.
     /// </summary>
-    public static int QuirkAcsEnabled(PciDevice dev, AcsFlags flags, GroupingContext ctx, out AcsQuirkHook? hook)
+    internal static int QuirkAcsEnabled(PciDevice dev, AcsFlags flags, GroupingContext ctx, out AcsQuirkHook? hook)
     {
         var table = AcsQuirks.Table;
         foreach (int idx in AcsQuirks.EntriesFor(dev.VendorId))

@@ -376,20 +376,24 @@ public sealed class FirmwarePlatform
             foreach (var u in machine.IommuUnits) foreach (var a in u.Devices) listed.Add(a);
         }
         bool qemu = topo.TryFind(new PciAddress(0, 0, 0, 0), out var hb) && hb.Facts.SubsystemVendorId == 0x1af4;
+        bool noUnitLists = machine.IommuUnits.All(u => u.Devices.Count == 0);
+        // One pass over the devices (not one per root bus: a machine of many PCI domains made this quadratic): the
+        // root buses with at least one device behind the IOMMU.
+        var roots = new HashSet<PciBus>(topo.RootBuses, ReferenceEqualityComparer.Instance);
+        var managedRoots = new HashSet<PciBus>(ReferenceEqualityComparer.Instance);
         int managedBuses = 0;
-        foreach (var rb in topo.RootBuses)
+        foreach (var d in topo.Devices)
         {
-            if (qemu && rb.Domain == 0 && rb.Number == 0) continue;
-            foreach (var d in topo.Devices)
-            {
-                var root = d.Bus;
-                while (root.Parent is { } up) root = up;
-                if (root != rb) continue;
-                bool managed = unitsKnown
-                    ? listed!.Contains(d.Address) || d.Facts.IommuUnit is not null || machine.IommuUnits.All(u => u.Devices.Count == 0)
-                    : p.UnitOf(d) >= 0;
-                if (managed) { managedBuses++; break; }
-            }
+            var root = d.Bus;
+            while (root.Parent is { } up) root = up;
+            if (!roots.Contains(root) || (qemu && root.Domain == 0 && root.Number == 0)) continue;
+            if (managedRoots.Contains(root)) continue;
+            bool managed = unitsKnown
+                ? listed!.Contains(d.Address) || d.Facts.IommuUnit is not null || noUnitLists
+                : p.UnitOf(d) >= 0;
+            if (!managed) continue;
+            managedRoots.Add(root);
+            if (++managedBuses > 1) break;
         }
         return managedBuses > 1;
     }

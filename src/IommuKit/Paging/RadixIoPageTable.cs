@@ -104,7 +104,11 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
 
     private static long s_nextTablePfn = 0x10_0000; // model addresses of table pages; only for realistic PTE bits
 
-    private readonly IoTable _root;
+    // The root table: until the first map, the shared empty root (never written: every walk, unmap and check finds
+    // nothing present in it), so an unused domain costs no 8 KiB table page (a boot of 100,000 groups allocated
+    // ~200 MB of roots, most never mapped). Map swaps in the real root once; it is never replaced after that.
+    private static readonly IoTable s_emptyRoot = new(0, KeyOf(Top, 0), dead: false);
+    private IoTable _root;
     private readonly int _maxTablePages;
     private int _tablePages; // includes the root; Interlocked
     private readonly IoTable?[] _pool = new IoTable?[TablePoolSize]; // guarded by _poolLock
@@ -115,8 +119,8 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
     {
         if (maxTablePages < 1) throw new ArgumentOutOfRangeException(nameof(maxTablePages));
         _maxTablePages = maxTablePages;
-        _root = new IoTable(NextTablePhys(), KeyOf(Top, 0), dead: false);
-        _tablePages = 1;
+        _root = s_emptyRoot;
+        _tablePages = 1; // the root counts from the start, whether or not its page exists yet
     }
 
     public IoPageTableFormat Format => TF.Format;
@@ -140,6 +144,14 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ref IoTable? ChildAt(IoTable t, int i) =>
         ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(t.Child), (nint)(uint)i);
+
+    /// <summary>The first map's real root (one wins a race; the loser's page is garbage).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private IoTable MaterializeRoot()
+    {
+        var root = new IoTable(NextTablePhys(), KeyOf(Top, 0), dead: false);
+        return Interlocked.CompareExchange(ref _root, root, s_emptyRoot) is { } prev && !ReferenceEquals(prev, s_emptyRoot) ? prev : root;
+    }
 
     private static ulong NextTablePhys() => (ulong)Interlocked.Increment(ref s_nextTablePfn) << PageShift;
 
@@ -218,7 +230,8 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
             int lp = LeafLevelFor(cur, pa, rem);
 
             // Descend to the table at level lp, creating missing tables (a table page is taken only when absent).
-            IoTable t = _root;
+            IoTable t = Volatile.Read(ref _root);
+            if (ReferenceEquals(t, s_emptyRoot)) t = MaterializeRoot();
             int tv = 0; // the root is never reused
             bool retry = false;
             for (int l = Top; l > lp; l--)
@@ -422,7 +435,7 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
         while (done < size)
         {
             ulong cur = iova + done, rem = size - done;
-            IoTable t = _root;
+            IoTable t = Volatile.Read(ref _root);
             int l = Top;
             ulong pte;
             while (true)
@@ -466,7 +479,7 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
         while (done < size)
         {
             ulong cur = iova + done, rem = size - done;
-            IoTable t = _root;
+            IoTable t = Volatile.Read(ref _root);
             int l = Top;
             path[l] = t;
             versions[l] = 0;
@@ -585,7 +598,7 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
     internal string DescribeWalk(ulong iova)
     {
         var sb = new System.Text.StringBuilder();
-        IoTable? t = _root;
+        IoTable? t = Volatile.Read(ref _root);
         for (int l = Top; l >= 0 && t is not null; l--)
         {
             int idx = Index(iova, l);
@@ -606,7 +619,7 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
     public string? Validate()
     {
         int tables = 0;
-        string? r = ValidateTable(_root, Top, 0, ref tables);
+        string? r = ValidateTable(Volatile.Read(ref _root), Top, 0, ref tables);
         if (r is null && tables != TablePageCount) r = $"{tables} tables reachable, count says {TablePageCount}";
         return r;
     }
@@ -663,7 +676,7 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int TryWalk(ulong iova, out ulong phys, out IommuProt prot, out ulong pageSize)
     {
-        IoTable t = _root; // never reused: no version check
+        IoTable t = Volatile.Read(ref _root); // never reused: no version check
         int l = Top, v = 0;
         phys = 0;
         prot = IommuProt.None;

@@ -21,11 +21,10 @@ namespace IommuKit.Simulation;
 /// <para>Changing a context does not flush the IOTLB: entries are tagged by domain id, so a device moved to another
 /// domain cannot hit the old domain's entries; flush a domain before reusing its id for a different table.</para>
 /// <para><b>Domain-selective flush in O(1):</b> IOTLB entries carry the domain's current <i>tag</i>
-/// (<see cref="IotlbTagOf"/>), initially the domain id. <see cref="FlushDomain"/> gives the domain a fresh tag, which
-/// makes every entry it had unreachable at once, the way hardware retires an ASID/DID; the dead entries are simply
-/// overwritten later. Real units do a domain-selective invalidation in constant time, while clearing matching entries
-/// of a software IOTLB costs a pass over every set (3-4 µs for 4096 sets), which the flush queue would pay every 255
-/// unmaps. A walk that raced the flush fills under the old tag, so it can never be hit afterwards.</para>
+/// (<see cref="IotlbTagOf"/>, kept by the <see cref="Iotlb"/>), initially the domain id. <see cref="FlushDomain"/>
+/// gives the domain a fresh tag, which makes every entry it had unreachable at once, the way hardware retires an
+/// ASID/DID. The IOTLB set is chosen by the stable domain id, so an IOTLB hit is one probe whose address does not wait
+/// for the tag.</para>
 /// </remarks>
 public sealed class IommuHardware
 {
@@ -45,9 +44,6 @@ public sealed class IommuHardware
 
     private readonly IommuContext?[] _contexts = new IommuContext?[1 << 16];
     private readonly Iotlb _iotlb;
-    // Current IOTLB tag of each domain id (see remarks); _nextTag hands out fresh tags above every domain id.
-    private readonly int[] _domainTags = new int[MaxDomainId + 1];
-    private int _nextTag = MaxDomainId;
 
     // _faultLock guards _faults, _interrupts (bounded logs).
     private readonly Lock _faultLock = new();
@@ -69,8 +65,6 @@ public sealed class IommuHardware
         _iotlb = new Iotlb(iotlbSets);
         Name = name;
         DomainIdCount = domainIds;
-        for (int i = 0; i < _domainTags.Length; i++)
-            _domainTags[i] = i;
     }
 
     /// <summary>The unit's name, for messages (<c>dmar0</c>).</summary>
@@ -135,7 +129,9 @@ public sealed class IommuHardware
         IommuContext? ctx = Volatile.Read(ref ContextSlot(requesterId));
         if (ctx is not null && ctx.Kind == IommuContextKind.Translated)
         {
-            if (_iotlb.TryLookup(TagOf(ctx), iova, out ulong phys, out IommuProt prot))
+            // SAFETY of the unchecked lookup: a Translated context's DomainId was checked to be 0..MaxDomainId when
+            // the context was made (IommuContext.Translated).
+            if (_iotlb.TryLookupChecked(ctx.DomainId, iova, out ulong phys, out IommuProt prot))
             {
                 IommuProt need = write ? IommuProt.Write : IommuProt.Read;
                 if ((prot & need) == need)
@@ -166,7 +162,7 @@ public sealed class IommuHardware
         if (ctx is null || ctx.Kind == IommuContextKind.Blocked)
             return first; // the context changed under the request: let the next page fault on its own
         bool translated = ctx.Kind == IommuContextKind.Translated;
-        int tag = translated ? TagOf(ctx) : 0;
+        int domainId = translated ? ctx.DomainId : 0;
         IommuProt need = write ? IommuProt.Write : IommuProt.Read;
         ulong expect = first.Phys + (ulong)run;
         while (run < length)
@@ -176,7 +172,7 @@ public sealed class IommuHardware
                 break; // interrupt window: not memory
             if (translated)
             {
-                if (!_iotlb.TryLookup(tag, a, out ulong phys, out IommuProt prot) && !TryWalkAndFillQuiet(ctx, a, out phys, out prot))
+                if (!_iotlb.TryLookupChecked(domainId, a, out ulong phys, out IommuProt prot) && !TryWalkAndFillQuiet(ctx, a, out phys, out prot))
                     break;
                 if ((prot & need) != need || phys != expect)
                     break;
@@ -207,7 +203,9 @@ public sealed class IommuHardware
     /// reported as by <see cref="Translate"/>), <see cref="DmaRangeLease.Count"/> the runs filled and
     /// <see cref="DmaRangeLease.Bytes"/> the bytes they cover (less than <paramref name="length"/> after a fault, or when
     /// <paramref name="runs"/> is full). The MSI window is not memory: a range reaching it stops there.</returns>
-    /// <remarks>Hold leases briefly and never unmap on the thread that holds one: the unmap would wait for itself.</remarks>
+    /// <remarks><para>A 64 KiB-aligned block whose 16 pages map to one 64 KiB-aligned physical block is cached whole in
+    /// the IOTLB the first time it is translated, so later ranges over it cost one probe per 64 KiB.</para>
+    /// <para>Hold leases briefly and never unmap on the thread that holds one: the unmap would wait for itself.</para></remarks>
     public DmaRangeLease TranslateRange(ushort requesterId, ulong iova, int length, bool write, Span<DmaRun> runs)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(length);
@@ -222,23 +220,64 @@ public sealed class IommuHardware
         }
         int count = 0, done = 0;
         DmaFaultReason fault = DmaFaultReason.None;
+        IommuContext? ctx = Volatile.Read(ref ContextSlot(requesterId));
+        bool blocks = ctx is not null && ctx.Kind == IommuContextKind.Translated;
+        IommuProt need = write ? IommuProt.Write : IommuProt.Read;
+        const int Block = (int)Iotlb.BlockSize;
         while (done < length && count < runs.Length)
         {
             ulong a = iova + (ulong)done;
-            if (a - MsiWindowStart < MsiWindowSize) break;
-            DmaTranslation t = TranslateRun(requesterId, a, length - done, write, out int run);
+            if (a - MsiWindowStart < MsiWindowSize) break; // the window is 1 MiB aligned: a block is wholly in or out
+            int rest = length - done;
+            bool wholeBlock = blocks && (a & (Iotlb.BlockSize - 1)) == 0 && rest >= Block && (a >> ctx!.ApertureShift) == 0;
+            // A 64 KiB block cached whole: one probe (SAFETY of the unchecked id as in Translate).
+            if (wholeBlock && _iotlb.TryLookupBlock(ctx!.DomainId, a, out ulong bphys, out IommuProt bprot) && (bprot & need) == need)
+            {
+                Append(runs, ref count, bphys, Block);
+                done += Block;
+                continue;
+            }
+            long generation = _iotlb.Generation;
+            // Page by page up to the next block boundary (so the following block can take the fast path).
+            int limit = blocks ? (int)Math.Min((ulong)rest, Iotlb.BlockSize - (a & (Iotlb.BlockSize - 1))) : rest;
+            DmaTranslation t = TranslateRun(requesterId, a, limit, write, out int run);
             if (t.Kind != DmaTranslationKind.Memory)
             {
                 fault = t.Fault;
                 break;
             }
-            if (count > 0 && runs[count - 1].Phys + (ulong)runs[count - 1].Length == t.Phys)
-                runs[count - 1] = runs[count - 1] with { Length = runs[count - 1].Length + run };
-            else
-                runs[count++] = new DmaRun(t.Phys, run);
+            if (wholeBlock && run == Block && (t.Phys & (Iotlb.BlockSize - 1)) == 0)
+                TryFillBlock(ctx!, a, t.Phys, generation); // contiguous: cache the block for the next range
+            Append(runs, ref count, t.Phys, run);
             done += run;
         }
         return new DmaRangeLease(this, slot, fault, count, done);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Append(Span<DmaRun> runs, ref int count, ulong phys, int length)
+    {
+        if (count > 0 && runs[count - 1].Phys + (ulong)runs[count - 1].Length == phys)
+            runs[count - 1] = runs[count - 1] with { Length = runs[count - 1].Length + length };
+        else
+            runs[count++] = new DmaRun(phys, length);
+    }
+
+    /// <summary>Caches the 64 KiB block at <paramref name="iova"/> (block aligned, <paramref name="phys"/> 64 KiB
+    /// aligned) as one IOTLB entry when the table maps its 16 pages contiguously; the permission cached is what every
+    /// page allows. <paramref name="generation"/> was read before the pages were translated, so an invalidation since
+    /// drops the fill.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void TryFillBlock(IommuContext ctx, ulong iova, ulong phys, long generation)
+    {
+        IommuProt all = IommuProt.Read | IommuProt.Write | IommuProt.Cache | IommuProt.NoExec | IommuProt.Mmio | IommuProt.Priv;
+        for (ulong off = 0; off < Iotlb.BlockSize; off += GranuleMask + 1)
+        {
+            if (!ctx.Table!.TryIovaToPhys(iova + off, out ulong p, out IommuProt prot) || p != phys + off) return;
+            all &= prot;
+        }
+        if ((all & (IommuProt.Read | IommuProt.Write)) != 0)
+            _iotlb.FillBlock(ctx.DomainId, iova, phys, all, generation);
     }
 
     internal void ReleaseLease(int slot) => Interlocked.Decrement(ref _leaseCounts[slot]);
@@ -276,13 +315,11 @@ public sealed class IommuHardware
             return DmaFaultReason.OutsideAperture;
         }
         // Read the invalidation generation before walking: if an unmap's flush lands between the walk and the fill,
-        // the fill is dropped instead of caching a translation that was just invalidated. The tag is read before the
-        // walk too, so a domain flush that lands meanwhile leaves the fill under a retired tag.
+        // the fill is dropped instead of caching a translation that was just invalidated (domain flushes included).
         long generation = _iotlb.Generation;
-        int tag = TagOf(ctx);
         if (!ctx.Table!.TryIovaToPhys(iova, out phys, out prot, out ulong pageSize))
             return DmaFaultReason.NotPresent;
-        _iotlb.Fill(tag, iova, pageSize, phys, prot, generation);
+        _iotlb.Fill(ctx.DomainId, iova, pageSize, phys, prot, generation);
         return DmaFaultReason.None;
     }
 
@@ -305,7 +342,7 @@ public sealed class IommuHardware
     /// (page-selective invalidation, the kernel's iotlb_sync for a gathered range).</summary>
     public void FlushRange(int domainId, ulong iova, ulong size)
     {
-        _iotlb.InvalidateRange(IotlbTagOf(domainId), iova, size);
+        _iotlb.InvalidateRange(domainId, iova, size);
         WaitForLeases();
     }
 
@@ -314,16 +351,7 @@ public sealed class IommuHardware
     public void FlushDomain(int domainId)
     {
         CheckDomainId(domainId);
-        int tag = Interlocked.Increment(ref _nextTag);
-        if (tag <= MaxDomainId)
-        {
-            // 2^31 domain flushes wrapped the tag counter: old tags could come back, so clear the IOTLB for real
-            // and restart above the domain ids.
-            _iotlb.InvalidateAll();
-            Interlocked.CompareExchange(ref _nextTag, MaxDomainId + 1, tag);
-            tag = Interlocked.Increment(ref _nextTag);
-        }
-        Volatile.Write(ref _domainTags[domainId], tag);
+        _iotlb.InvalidateDomain(domainId);
         WaitForLeases();
     }
 
@@ -349,22 +377,12 @@ public sealed class IommuHardware
 
     /// <summary>The tag the IOTLB currently files <paramref name="domainId"/>'s entries under (the domain id until its
     /// first <see cref="FlushDomain"/>).</summary>
-    public int IotlbTagOf(int domainId)
-    {
-        CheckDomainId(domainId);
-        return Volatile.Read(ref _domainTags[domainId]);
-    }
+    public int IotlbTagOf(int domainId) => _iotlb.TagOf(domainId);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ref IommuContext? ContextSlot(ushort requesterId) =>
         // SAFETY: _contexts has exactly 2^16 entries and a ushort index is below 2^16 (skips the bounds check).
         ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_contexts), requesterId);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private int TagOf(IommuContext translated) =>
-        // SAFETY: only called for Translated contexts, whose DomainId IommuContext.Translated checked to be in
-        // 0..MaxDomainId, and _domainTags has MaxDomainId + 1 entries.
-        Volatile.Read(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_domainTags), translated.DomainId));
 
     /// <summary>The one domain-id check (contexts, DMA APIs, flush queues, flushes): 0..<see cref="MaxDomainId"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException">Outside that range.</exception>

@@ -1,7 +1,7 @@
 namespace IommuKit.Sources;
 
 /// <summary>What a name in a <see cref="FileTree"/> is, without following links (lstat).</summary>
-public enum FileNodeKind
+internal enum FileNodeKind
 {
     /// <summary>No such name.</summary>
     Missing,
@@ -24,7 +24,7 @@ public enum FileNodeKind
 /// per lookup (the kernel's <c>MAXSYMLINKS</c> is 40). A <c>..</c> that would climb above the root is an error, not a
 /// clamp, so a hostile tree can never name a file outside itself.
 /// </remarks>
-public abstract class FileTree
+internal abstract class FileTree
 {
     /// <summary>Symlinks followed in one lookup before it is called a loop (the kernel's <c>MAXSYMLINKS</c>).</summary>
     public const int MaxLinkHops = 40;
@@ -201,7 +201,7 @@ public abstract class FileTree
 }
 
 /// <summary>A directory on disk as a <see cref="FileTree"/> (the live host at <c>/</c>, or an extracted snapshot).</summary>
-public sealed class DirectoryFileTree : FileTree
+internal sealed class DirectoryFileTree : FileTree
 {
     private readonly string _root;
 

@@ -15,7 +15,7 @@ namespace IommuKit.Sources;
 /// unlike <c>struct stat</c>. Elsewhere (tests and tools only; the CLI reads Linux hosts) the name is checked with
 /// <see cref="FileInfo"/> before a plain open.
 /// </remarks>
-public static partial class RegularFile
+internal static partial class RegularFile
 {
     /// <summary>What a name is when it is not a regular file, for messages ("a FIFO").</summary>
     public static string? NonRegularKind(string path)

@@ -20,7 +20,7 @@ namespace IommuKit.Sources;
 /// attributes; an unreadable <c>iommu_groups</c>: the kernel's groups are unknown, not "none"). Text that must be one
 /// line (kernel release, command line, names) is escaped with <see cref="TextSafety.Escape"/> as it is read.
 /// </remarks>
-public static class SysfsReader
+internal static class SysfsReader
 {
     /// <summary>PCI devices directory, relative to the root (<c>/sys/bus/pci/devices</c>).</summary>
     public const string DevicesDir = "sys/bus/pci/devices";

@@ -10,7 +10,7 @@ namespace IommuKit.Sources;
 /// counted as it is inflated, and a member whose header declares more than <see cref="SourceLimits.MaxFileBytes"/> is
 /// refused before its data is read, so a gzip bomb or a 2 GB member fails fast.
 /// </summary>
-public sealed class TarFileTree : FileTree
+internal sealed class TarFileTree : FileTree
 {
     private sealed class Node
     {

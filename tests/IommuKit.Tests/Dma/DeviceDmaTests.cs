@@ -37,7 +37,7 @@ public class DeviceDmaTests
     {
         var r = Boot("iommu.strict=1");
         using var dma = r.Core.DmaApiFor(r.Nic, r.Memory, r.Clock);
-        ulong handle = dma.MapSingle(Buffer + 0x10, 64, DmaDirection.FromDevice);
+        ulong handle = dma.MapAddress(Buffer + 0x10, 64, DmaDirection.FromDevice);
         Assert.NotEqual(DmaApi.MappingError, handle);
         Assert.Same(r.Nic.Group!.DefaultDomain, dma.Domain);
         Assert.Equal(DmaMode.Strict, dma.Mode);
@@ -54,13 +54,13 @@ public class DeviceDmaTests
     {
         var r = Boot("iommu.strict=1");
         using var dma = r.Core.DmaApiFor(r.Nic, r.Memory, r.Clock);
-        ulong old = dma.MapSingle(Buffer, 4096, DmaDirection.Bidirectional);
+        ulong old = dma.MapAddress(Buffer, 4096, DmaDirection.Bidirectional);
         var oldDomain = dma.Domain;
 
         // DMA -> DMA-FQ upgrades the domain in place (iommu_group_store_type): the mapping stays, unmaps turn lazy.
         Assert.True(r.Core.StoreType(r.Nic.Group!, "DMA-FQ").IsOk);
         Assert.Equal(DmaFaultReason.None, r.Bus.Write(old, [1]));
-        ulong lazy = dma.MapSingle(Buffer + 0x1000, 4096, DmaDirection.Bidirectional);
+        ulong lazy = dma.MapAddress(Buffer + 0x1000, 4096, DmaDirection.Bidirectional);
         Assert.Same(oldDomain, dma.Domain);
         Assert.Equal(DmaMode.Lazy, dma.Mode);
         Assert.Equal(Errno.Ok, dma.UnmapSingle(lazy, 4096, DmaDirection.Bidirectional));
@@ -72,12 +72,12 @@ public class DeviceDmaTests
         Assert.NotSame(oldDomain, dma.Domain);
         Assert.True(oldDomain!.Freed);
         Assert.Equal(DmaMode.Strict, dma.Mode);
-        ulong fresh = dma.MapSingle(Buffer, 4096, DmaDirection.Bidirectional);
+        ulong fresh = dma.MapAddress(Buffer, 4096, DmaDirection.Bidirectional);
         Assert.Equal(DmaFaultReason.None, r.Bus.Write(fresh, [7]));
         Assert.Equal(7u, r.Memory.ReadUInt32(Buffer) & 0xff);
 
         Assert.True(r.Core.StoreType(r.Nic.Group!, "identity").IsOk);
-        Assert.Equal(Buffer, dma.MapSingle(Buffer, 4096, DmaDirection.Bidirectional)); // pass-through
+        Assert.Equal(Buffer, dma.MapAddress(Buffer, 4096, DmaDirection.Bidirectional)); // pass-through
         Assert.Equal(DmaMode.Identity, dma.Mode);
     }
 
@@ -86,16 +86,19 @@ public class DeviceDmaTests
     {
         var r = Boot("iommu.strict=1");
         using var dma = r.Core.DmaApiFor(r.Nic, r.Memory, r.Clock);
-        Assert.NotEqual(DmaApi.MappingError, dma.MapSingle(Buffer, 4096, DmaDirection.ToDevice));
+        Assert.NotEqual(DmaApi.MappingError, dma.MapAddress(Buffer, 4096, DmaDirection.ToDevice));
         Assert.True(r.Core.GroupClaimDmaOwner(r.Nic.Group!, new object()).IsOk);
-        Assert.Equal(DmaApi.MappingError, dma.MapSingle(Buffer, 4096, DmaDirection.ToDevice));
-        Assert.Equal(Errno.EBUSY, dma.LastError);
+        var busy = dma.MapSingle(Buffer, 4096, DmaDirection.ToDevice, out ulong refused);
+        Assert.Equal((Errno.EBUSY, DmaApi.MappingError), (busy.Errno, refused));
+        Assert.Contains(r.Nic.Name, busy.Reason);
+        Assert.Equal(Errno.EBUSY, dma.UnmapSingle(0x1000, 4096, DmaDirection.ToDevice).Errno);
         r.Core.GroupReleaseDmaOwner(r.Nic.Group!);
-        Assert.NotEqual(DmaApi.MappingError, dma.MapSingle(Buffer, 4096, DmaDirection.ToDevice));
+        Assert.NotEqual(DmaApi.MappingError, dma.MapAddress(Buffer, 4096, DmaDirection.ToDevice));
 
         r.Core.RemoveDevice(r.Nic);
-        Assert.Equal(DmaApi.MappingError, dma.MapSingle(Buffer, 4096, DmaDirection.ToDevice));
-        Assert.Equal(Errno.ENODEV, dma.LastError);
+        var gone = dma.MapSingle(Buffer, 4096, DmaDirection.ToDevice, out refused);
+        Assert.Equal((Errno.ENODEV, DmaApi.MappingError), (gone.Errno, refused));
+        Assert.Contains(r.Nic.Name, gone.Reason);
     }
 
     [Fact]
@@ -103,7 +106,7 @@ public class DeviceDmaTests
     {
         var r = Boot("iommu.strict=0");
         using var dma = r.Core.DmaApiFor(r.Nic, r.Memory, r.Clock);
-        ulong handle = dma.MapSingle(Buffer, 4096, DmaDirection.Bidirectional);
+        ulong handle = dma.MapAddress(Buffer, 4096, DmaDirection.Bidirectional);
         Assert.Equal(DmaMode.Lazy, dma.Mode);
         Span<byte> b = stackalloc byte[4];
         Assert.Equal(DmaFaultReason.None, r.Bus.Read(handle, b)); // cached in the IOTLB now

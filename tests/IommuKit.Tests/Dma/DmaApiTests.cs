@@ -21,8 +21,8 @@ public class DmaApiTests
         var tx = DmaRig.Pattern(10_000, 1);
         rig.Memory.Write(txPhys, tx);
 
-        ulong txDma = api.MapSingle(txPhys, (ulong)tx.Length, DmaDirection.ToDevice);
-        ulong rxDma = api.MapSingle(rxPhys, 10_000, DmaDirection.FromDevice);
+        ulong txDma = api.MapAddress(txPhys, (ulong)tx.Length, DmaDirection.ToDevice);
+        ulong rxDma = api.MapAddress(rxPhys, 10_000, DmaDirection.FromDevice);
         Assert.NotEqual(DmaApi.MappingError, txDma);
         Assert.NotEqual(DmaApi.MappingError, rxDma);
         Assert.Equal(txPhys & 0xfff, txDma & 0xfff); // iova_offset is preserved
@@ -51,7 +51,7 @@ public class DmaApiTests
         using var rig = new DmaRig();
         var dev = rig.AddDevice(Rid);
         var api = rig.Api(DmaMode.Strict);
-        ulong dma = api.MapSingle(0x40_0000, 4096, dir);
+        ulong dma = api.MapAddress(0x40_0000, 4096, dir);
         Assert.True(rig.Table.TryIovaToPhys(dma, out _, out var prot));
         Assert.Equal(expected, prot & (IommuProt.Read | IommuProt.Write));
         var buf = new byte[16];
@@ -63,7 +63,7 @@ public class DmaApiTests
     public void DirectionNoneIsRefused()
     {
         using var rig = new DmaRig();
-        Assert.Throws<ArgumentOutOfRangeException>(() => rig.Api(DmaMode.Strict).MapSingle(0x1000, 1, DmaDirection.None));
+        Assert.Throws<ArgumentOutOfRangeException>(() => rig.Api(DmaMode.Strict).MapAddress(0x1000, 1, DmaDirection.None));
     }
 
     [Fact]
@@ -72,7 +72,7 @@ public class DmaApiTests
         using var rig = new DmaRig();
         var dev = rig.AddDevice(Rid);
         var api = rig.Api(DmaMode.Strict);
-        ulong dma = api.MapSingle(0x50_0000, 4096, DmaDirection.Bidirectional);
+        ulong dma = api.MapAddress(0x50_0000, 4096, DmaDirection.Bidirectional);
         var buf = new byte[64];
         Assert.Equal(DmaFaultReason.None, dev.Read(dma, buf)); // the IOTLB now caches the page
         api.UnmapSingle(dma, 4096, DmaDirection.Bidirectional);
@@ -86,7 +86,7 @@ public class DmaApiTests
         var dev = rig.AddDevice(Rid);
         var api = rig.Api(DmaMode.Lazy);
         rig.Memory.Write(0x50_0000, [0x5a]);
-        ulong dma = api.MapSingle(0x50_0000, 4096, DmaDirection.Bidirectional);
+        ulong dma = api.MapAddress(0x50_0000, 4096, DmaDirection.Bidirectional);
         var buf = new byte[1];
         Assert.Equal(DmaFaultReason.None, dev.Read(dma, buf)); // cached in the IOTLB
 
@@ -113,17 +113,17 @@ public class DmaApiTests
         var dev = rig.AddDevice(Rid);
         var api = rig.Api(DmaMode.Lazy);
         var fq = api.FlushQueue!;
-        ulong first = api.MapSingle(0x50_0000, 4096, DmaDirection.ToDevice);
+        ulong first = api.MapAddress(0x50_0000, 4096, DmaDirection.ToDevice);
         var buf = new byte[1];
         dev.Read(first, buf);
         api.UnmapSingle(first, 4096, DmaDirection.ToDevice);
         // A ring of 256 holds 255 entries; the 256th unmap finds it full and flushes without any time passing.
         for (int i = 1; i < FlushQueue.DefaultEntries - 1; i++)
-            api.UnmapSingle(api.MapSingle(0x60_0000, 4096, DmaDirection.ToDevice), 4096, DmaDirection.ToDevice);
+            api.UnmapSingle(api.MapAddress(0x60_0000, 4096, DmaDirection.ToDevice), 4096, DmaDirection.ToDevice);
         Assert.Equal(0, fq.FlushFinishCount);
         Assert.Equal(FlushQueue.DefaultEntries - 1, fq.PendingCount);
         Assert.Equal(DmaFaultReason.None, dev.Read(first, buf)); // still stale
-        api.UnmapSingle(api.MapSingle(0x60_0000, 4096, DmaDirection.ToDevice), 4096, DmaDirection.ToDevice);
+        api.UnmapSingle(api.MapAddress(0x60_0000, 4096, DmaDirection.ToDevice), 4096, DmaDirection.ToDevice);
         Assert.Equal(1, fq.FlushFinishCount);
         Assert.Equal(1, fq.PendingCount); // everything covered by the flush was freed; the new entry waits
         Assert.Equal(DmaFaultReason.NotPresent, dev.Read(first, buf));
@@ -138,7 +138,7 @@ public class DmaApiTests
         var queued = new List<ulong>();
         for (int i = 0; i < 100; i++)
         {
-            ulong dma = api.MapSingle(0x70_0000, 4096, DmaDirection.ToDevice);
+            ulong dma = api.MapAddress(0x70_0000, 4096, DmaDirection.ToDevice);
             Assert.DoesNotContain(dma, queued); // a queued IOVA may still be in someone's IOTLB
             Assert.True(live.Add(dma));
             api.UnmapSingle(dma, 4096, DmaDirection.ToDevice);
@@ -146,7 +146,7 @@ public class DmaApiTests
             queued.Add(dma);
         }
         rig.Clock.Advance(FlushQueue.DefaultTimeout);
-        ulong again = api.MapSingle(0x70_0000, 4096, DmaDirection.ToDevice);
+        ulong again = api.MapAddress(0x70_0000, 4096, DmaDirection.ToDevice);
         Assert.Contains(again, queued); // after the flush the IOVAs are reusable
     }
 
@@ -157,7 +157,7 @@ public class DmaApiTests
         var dev = rig.AddDevice(Rid, IommuContext.Identity);
         var api = rig.Api(DmaMode.Identity);
         rig.Memory.Write(0x123_4567, [7]);
-        ulong dma = api.MapSingle(0x123_4567, 1, DmaDirection.ToDevice);
+        ulong dma = api.MapAddress(0x123_4567, 1, DmaDirection.ToDevice);
         Assert.Equal(0x123_4567UL, dma);
         var buf = new byte[1];
         Assert.Equal(DmaFaultReason.None, dev.Read(dma, buf));
@@ -171,8 +171,8 @@ public class DmaApiTests
     {
         using var rig = new DmaRig();
         var api = rig.Api(DmaMode.Identity, mask: 0xffff_ffff);
-        Assert.Equal(DmaApi.MappingError, api.MapSingle(0xffff_f000, 0x2000, DmaDirection.ToDevice));
-        Assert.Equal(0xffff_f000UL, api.MapSingle(0xffff_f000, 0x1000, DmaDirection.ToDevice));
+        Assert.Equal(DmaApi.MappingError, api.MapAddress(0xffff_f000, 0x2000, DmaDirection.ToDevice));
+        Assert.Equal(0xffff_f000UL, api.MapAddress(0xffff_f000, 0x1000, DmaDirection.ToDevice));
     }
 
     [Fact]
@@ -181,18 +181,46 @@ public class DmaApiTests
         using var rig = new DmaRig();
         var dev = rig.AddDevice(Rid, IommuContext.Blocked);
         var api = rig.Api(DmaMode.Blocked);
-        ulong dma = api.MapSingle(0x10_0000, 4096, DmaDirection.Bidirectional);
+        ulong dma = api.MapAddress(0x10_0000, 4096, DmaDirection.Bidirectional);
         Assert.Equal(DmaFaultReason.Blocked, dev.Write(dma, [1]));
         Assert.Equal(DmaFaultReason.Blocked, Assert.Single(rig.Iommu.Faults).Reason);
         Assert.Equal(0, rig.Memory.AllocatedBytes);
     }
 
     [Fact]
-    public void UnmappingSomethingNeverMappedIsADriverBug()
+    public void UnmappingSomethingNotMappedIsENOENTAndChangesNothing()
     {
         using var rig = new DmaRig();
         var api = rig.Api(DmaMode.Strict);
-        Assert.Throws<InvalidOperationException>(() => api.UnmapSingle(0x1000_0000, 4096, DmaDirection.ToDevice));
+        var r = api.UnmapSingle(0x1000_0000, 4096, DmaDirection.ToDevice);
+        Assert.Equal(Errno.ENOENT, r.Errno);
+        Assert.Contains("not mapped by this DMA API", r.Reason);
+        // Half of a mapped range plus an unmapped page: refused as a whole, the mapped half stays.
+        var dev = rig.AddDevice(Rid);
+        ulong dma = api.MapAddress(0x50_0000, 4096, DmaDirection.ToDevice);
+        Assert.Equal(Errno.ENOENT, api.UnmapSingle(dma, 8192, DmaDirection.ToDevice).Errno);
+        Assert.Equal(DmaFaultReason.None, dev.Read(dma, new byte[16]));
+        Assert.True(api.UnmapSingle(dma, 4096, DmaDirection.ToDevice).IsOk);
+        Assert.Equal(Errno.ENOENT, api.UnmapSingle(dma, 4096, DmaDirection.ToDevice).Errno); // twice: the second is a bug
+    }
+
+    [Fact]
+    public void MapFailuresCarryTheirErrnoAndNameTheDevice()
+    {
+        using var rig = new DmaRig();
+        var api = rig.Api(DmaMode.Strict, mask: 0xffff_ffff);
+        var empty = api.MapSingle(0x1000, 0, DmaDirection.ToDevice, out ulong dma);
+        Assert.Equal((Errno.EINVAL, DmaApi.MappingError), (empty.Errno, dma));
+        Assert.Contains(api.DeviceName, empty.Reason);
+        // A 32-bit device asking for more than 4 GiB of IOVA: ENOMEM, not an exception.
+        var tooBig = api.MapSingle(0x1000, 1UL << 33, DmaDirection.ToDevice, out dma);
+        Assert.Equal((Errno.ENOMEM, DmaApi.MappingError), (tooBig.Errno, dma));
+        var sg = api.MapSg([], DmaDirection.ToDevice, out int segments);
+        Assert.Equal((Errno.EINVAL, 0), (sg.Errno, segments));
+        // Without translation the mask decides: a buffer above a 32-bit mask cannot be reached.
+        var identity = rig.Api(DmaMode.Identity, mask: 0xffff_ffff);
+        Assert.Equal(Errno.EIO, identity.MapSingle(1UL << 32, 4096, DmaDirection.ToDevice, out _).Errno);
+        Assert.True(api.AllocCoherent(0, out ulong phys, out ulong handle).Errno == Errno.EINVAL && phys == 0 && handle == DmaApi.MappingError);
     }
 
     [Theory]
@@ -206,7 +234,7 @@ public class DmaApiTests
         for (int i = 0; i < 200; i++)
         {
             ulong size = (ulong)(i % 7 + 1) * 3000;
-            ulong dma = api.MapSingle(0x100_0000 + (ulong)i * 0x10_0000, size, DmaDirection.ToDevice);
+            ulong dma = api.MapAddress(0x100_0000 + (ulong)i * 0x10_0000, size, DmaDirection.ToDevice);
             Assert.NotEqual(DmaApi.MappingError, dma);
             Assert.True(dma + size - 1 <= mask, $"0x{dma:x}+0x{size:x} above mask 0x{mask:x}");
         }
@@ -218,7 +246,7 @@ public class DmaApiTests
         using var rig = new DmaRig();
         var api = rig.Api(DmaMode.Strict, mask: 0xf_ffff); // 1 MiB of IOVA, page 0 never used
         int mapped = 0;
-        while (api.MapSingle(0x100_0000, 0x1_0000, DmaDirection.ToDevice) != DmaApi.MappingError)
+        while (api.MapAddress(0x100_0000, 0x1_0000, DmaDirection.ToDevice) != DmaApi.MappingError)
             mapped++;
         Assert.Equal(15, mapped); // 16 x 64 KiB slots minus the one containing IOVA page 0
     }
@@ -228,7 +256,7 @@ public class DmaApiTests
     {
         using var rig = new DmaRig();
         var api = rig.Api(DmaMode.Strict);
-        ulong dma = api.MapSingle(0x100_0000, 4096, DmaDirection.ToDevice);
+        ulong dma = api.MapAddress(0x100_0000, 4096, DmaDirection.ToDevice);
         Assert.True(dma < 1UL << 32);
         Assert.True(api.TriesBelow4GFirst);
     }
@@ -243,15 +271,15 @@ public class DmaApiTests
         var log = new List<string>();
         api.Log = log.Add;
 
-        ulong low = api.MapSingle(0x100_0000, 8192, DmaDirection.ToDevice); // size-aligned: pages 2-3
+        ulong low = api.MapAddress(0x100_0000, 8192, DmaDirection.ToDevice); // size-aligned: pages 2-3
         Assert.Equal(0x2000UL, low);
-        ulong high = api.MapSingle(0x200_0000, 8192, DmaDirection.ToDevice); // nothing 2-aligned left below 4 GiB
+        ulong high = api.MapAddress(0x200_0000, 8192, DmaDirection.ToDevice); // nothing 2-aligned left below 4 GiB
         Assert.True(high >= 1UL << 32);
         Assert.False(api.TriesBelow4GFirst);
         Assert.Equal("device: Using 48-bit DMA addresses", Assert.Single(log));
 
         // Page 1 is still free below 4 GiB, but the device no longer looks there: it gets the top of its limit.
-        ulong next = api.MapSingle(0x300_0000, 4096, DmaDirection.ToDevice);
+        ulong next = api.MapAddress(0x300_0000, 4096, DmaDirection.ToDevice);
         Assert.True(next >= 1UL << 32);
         Assert.Single(log);
     }
@@ -261,7 +289,7 @@ public class DmaApiTests
     {
         using var rig = new DmaRig();
         var api = rig.Api(DmaMode.Strict, forceDac: true);
-        Assert.True(api.MapSingle(0x100_0000, 4096, DmaDirection.ToDevice) >= 1UL << 32);
+        Assert.True(api.MapAddress(0x100_0000, 4096, DmaDirection.ToDevice) >= 1UL << 32);
     }
 
     [Fact]
@@ -274,7 +302,7 @@ public class DmaApiTests
         bool sawSwMsi = false;
         for (int i = 0; i < 64; i++)
         {
-            ulong dma = api.MapSingle(0x100_0000, 0x10_0000, DmaDirection.ToDevice); // 1 MiB, top-down from 4 GiB
+            ulong dma = api.MapAddress(0x100_0000, 0x10_0000, DmaDirection.ToDevice); // 1 MiB, top-down from 4 GiB
             Assert.False(dma < msi.Start + msi.Length && msi.Start < dma + 0x10_0000, $"0x{dma:x} overlaps the MSI window");
             sawSwMsi |= dma == swMsi.Start;
         }
@@ -288,7 +316,7 @@ public class DmaApiTests
         var dev = rig.AddDevice(Rid);
         var api = rig.Api(DmaMode.Strict, mask: ulong.MaxValue);
         api.CoherentDmaMask = 0xffff_ffff;
-        ulong phys = api.AllocCoherent(6000, out ulong handle);
+        Assert.True(api.AllocCoherent(6000, out ulong phys, out ulong handle).IsOk);
         Assert.NotEqual(0UL, phys);
         Assert.True(handle + 8191 <= 0xffff_ffff);
         var buf = new byte[8192];
@@ -296,7 +324,7 @@ public class DmaApiTests
         Assert.All(buf, b => Assert.Equal(0, b));
         Assert.Equal(DmaFaultReason.None, dev.Write(handle + 100, [1, 2]));
         Assert.Equal(0x0201u, rig.Memory.ReadUInt32(phys + 100));
-        api.FreeCoherent(6000, phys, handle);
+        Assert.True(api.FreeCoherent(6000, phys, handle).IsOk);
         Assert.Equal(DmaFaultReason.NotPresent, dev.Read(handle, buf));
     }
 

@@ -34,7 +34,7 @@ public class DmaConcurrencyTests
                     ulong size = (ulong)rnd.Next(8, 5 * 4096);
                     BitConverter.TryWriteBytes(tag, ((long)t << 32) | (long)i);
                     rig.Memory.Write(phys, tag);
-                    ulong dma = api.MapSingle(phys, size, DmaDirection.Bidirectional);
+                    ulong dma = api.MapAddress(phys, size, DmaDirection.Bidirectional);
                     if (dma == DmaApi.MappingError)
                     {
                         errors.Enqueue($"thread {t}: map failed");
@@ -99,7 +99,7 @@ public class DmaApiPropertyTests
                     {
                         ulong phys = (ulong)rnd.NextInt64(1, 1L << 40);
                         ulong size = (ulong)rnd.Next(1, 70_000);
-                        ulong dma = api.MapSingle(phys, size, (DmaDirection)rnd.Next(3));
+                        ulong dma = api.MapAddress(phys, size, (DmaDirection)rnd.Next(3));
                         if (dma == DmaApi.MappingError || dma + size - 1 > api.DmaMask)
                             return false;
                         foreach (var (d, s, _) in live)

@@ -21,7 +21,7 @@ public class ScatterGatherTests
         ulong[] phys = [0x90_0000, 0x10_3000, 0x77_1000, 0x20_0000];
         var sg = phys.Select(p => new ScatterEntry(p, 4096)).ToArray();
 
-        Assert.Equal(1, api.MapSg(sg, DmaDirection.FromDevice));
+        Assert.Equal(1, api.MapSgCount(sg, DmaDirection.FromDevice));
         Assert.Equal(4u * 4096, sg[0].DmaLength);
         var data = DmaRig.Pattern(4 * 4096, 9);
         Assert.Equal(DmaFaultReason.None, dev.Write(sg[0].DmaAddress, data)); // one linear DMA
@@ -49,7 +49,7 @@ public class ScatterGatherTests
         [
             new(0x10_0100, 0x100), new(0x20_0000, 0x1000), new(0x30_0000, 0x800), new(0x40_0010, 0x10),
         ];
-        Assert.Equal(3, api.MapSg(sg, DmaDirection.ToDevice));
+        Assert.Equal(3, api.MapSgCount(sg, DmaDirection.ToDevice));
         ulong b = sg[0].DmaAddress - 0x100;
         Assert.Equal(0UL, b & 0xfff);
         Assert.Equal((b + 0x100, 0x100u), (sg[0].DmaAddress, sg[0].DmaLength));
@@ -68,7 +68,7 @@ public class ScatterGatherTests
         using var rig = new DmaRig();
         var api = rig.Api(DmaMode.Strict);
         var sg = Enumerable.Range(0, 32).Select(i => new ScatterEntry(0x100_0000 + (ulong)i * 0x2000, 4096)).ToArray();
-        Assert.Equal(2, api.MapSg(sg, DmaDirection.ToDevice));
+        Assert.Equal(2, api.MapSgCount(sg, DmaDirection.ToDevice));
         Assert.Equal(DmaApi.DefaultMaxSegmentSize, sg[0].DmaLength);
         Assert.Equal(sg[0].DmaAddress + DmaApi.DefaultMaxSegmentSize, sg[1].DmaAddress);
         api.UnmapSg(sg, DmaDirection.ToDevice);
@@ -82,7 +82,7 @@ public class ScatterGatherTests
         var api = rig.Api(DmaMode.Strict);
         api.SegmentBoundaryMask = 0x3fff; // 16 KiB boundaries
         ScatterEntry[] sg = [new(0x10_0000, 0x3000), new(0x20_0000, 0x2000)];
-        Assert.Equal(2, api.MapSg(sg, DmaDirection.ToDevice));
+        Assert.Equal(2, api.MapSgCount(sg, DmaDirection.ToDevice));
         Assert.Equal(0UL, sg[1].DmaAddress & 0x3fff);
         Assert.Equal(sg[0].DmaAddress + 0x4000, sg[1].DmaAddress);
         var buf = new byte[1];
@@ -100,8 +100,8 @@ public class ScatterGatherTests
     {
         using var rig = new DmaRig();
         var api = rig.Api(mode);
-        Assert.Equal(-(int)Errno.EINVAL, api.MapSg([], DmaDirection.ToDevice));
-        Assert.Equal(-(int)Errno.EINVAL, api.MapSg(new[] { new ScatterEntry(0x1000, 0) }, DmaDirection.ToDevice));
+        Assert.Equal(-(int)Errno.EINVAL, api.MapSgCount([], DmaDirection.ToDevice));
+        Assert.Equal(-(int)Errno.EINVAL, api.MapSgCount(new[] { new ScatterEntry(0x1000, 0) }, DmaDirection.ToDevice));
     }
 
     [Fact]
@@ -126,7 +126,7 @@ public class ScatterGatherTests
                 expected.AddRange(bytes);
                 sg[i] = new ScatterEntry(phys, len);
             }
-            int count = api.MapSg(sg, DmaDirection.ToDevice);
+            int count = api.MapSgCount(sg, DmaDirection.ToDevice);
             if (count < 1 || count > n)
                 return false;
             var got = new List<byte>();

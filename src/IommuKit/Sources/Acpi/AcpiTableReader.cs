@@ -13,7 +13,7 @@ namespace IommuKit.Sources.Acpi;
 /// and the table is still installed. (IVRS is the exception the warning names: AMD-Vi's own
 /// <c>check_ivrs_checksum</c>, called from <c>early_amd_iommu_init</c>, refuses the table and leaves the IOMMU off.)
 /// </summary>
-public static class AcpiTableReader
+internal static class AcpiTableReader
 {
     /// <summary>Largest table accepted: real DMAR/IVRS/IORT tables are a few KiB (the largest in linuxhw/ACPI is under 8 KiB).</summary>
     public const int MaxTableBytes = 1024 * 1024;

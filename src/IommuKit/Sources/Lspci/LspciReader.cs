@@ -16,7 +16,7 @@ namespace IommuKit.Sources.Lspci;
 /// the cut one; a malformed line inside a device record is skipped with a warning; text that is not lspci output is an
 /// <see cref="InputException"/> naming the file and line.
 /// </remarks>
-public static partial class LspciReader
+internal static partial class LspciReader
 {
     /// <summary>
     /// Largest dump accepted, in characters (and in bytes by <see cref="MachineSource.LoadBytes"/>): a 4,096-device
