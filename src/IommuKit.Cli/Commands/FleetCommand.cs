@@ -64,8 +64,7 @@ internal static class FleetCommand
         var origin = "--baseline " + path;
         try
         {
-            var bytes = RegularFile.ReadAllCapped(path, origin, MaxBaselineBytes);
-            return Fleet.ParseBaseline(System.Text.Encoding.UTF8.GetString(bytes), origin);
+            return Fleet.ParseBaseline(MachineFiles.ReadText(path, origin, MaxBaselineBytes), origin);
         }
         catch (FileNotFoundException)
         {

@@ -47,4 +47,13 @@ public static class MachineFiles
             return true;
         }
     }
+
+    /// <summary>
+    /// The UTF-8 text of a small side file a many-machine command takes (a baseline of fingerprints): a regular file
+    /// only, refused past <paramref name="cap"/> bytes, errors naming <paramref name="origin"/>.
+    /// </summary>
+    /// <exception cref="InputException">Not a regular file, unreadable, or larger than the cap.</exception>
+    /// <exception cref="FileNotFoundException">No such file.</exception>
+    public static string ReadText(string path, string origin, long cap) =>
+        System.Text.Encoding.UTF8.GetString(RegularFile.ReadAllCapped(path, origin, cap));
 }
