@@ -71,6 +71,12 @@ internal static class BindCommand
             throw new CliException($"refusing to bind {VfioCheckText.Subject(v)}: {VfioCheckText.Word(v.Class)}: {why} (iommu vfio-check {VfioCheckText.Subject(v)} says more)",
                 ExitCode.Negative);
         }
+        // Devices the running host is using (root disk, default route, console, keyboard): --apply refuses them unless --force.
+        if (bind && HostAnalysis.BindRefusal(v) is { } held)
+        {
+            if (apply) throw new CliException($"refusing to bind {VfioCheckText.Subject(v)}: {held}", ExitCode.Negative);
+            console.Warn($"--apply will refuse: {held}");
+        }
         var targets = bind ? v.Targets : HostAnalysis.GiveBackTargets(v);
         var steps = bind ? v.Steps : HostAnalysis.UnbindSteps(targets);
         var persistent = HostAnalysis.Persistent(machine, bind ? targets.Concat(v.Members.Where(m => m.Role is DeviceRole.Asked or DeviceRole.SameCard).Select(m => m.Device)).Distinct().ToList() : []);
