@@ -28,7 +28,7 @@ public static partial class Wording
             HostUseKind.RootFs => $"holds {u.Detail}{via}, your root filesystem",
             HostUseKind.BootFs => $"holds {u.Detail}{via}, your boot filesystem",
             HostUseKind.Swap => $"holds {u.Detail}{via}, your swap",
-            HostUseKind.DefaultRoute => $"is the network interface of your default route ({u.Detail}{(u.Via is { } w ? ": " + w : "")})",
+            HostUseKind.DefaultRoute => $"is the network interface of your default route ({u.Via ?? u.Detail})",
             HostUseKind.BootVga => "is the boot VGA device (the firmware's and the console's display)",
             HostUseKind.ConsoleFb => $"drives {u.Detail}, the console's framebuffer",
             _ => $"holds the keyboard \"{u.Detail}\"",
