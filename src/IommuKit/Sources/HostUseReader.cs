@@ -100,8 +100,9 @@ public static class HostUseReader
         foreach (var line in text.Split('\n'))
         {
             var f = line.Split(' ');
+            if (f.Length < 10) continue;
             int dash = Array.IndexOf(f, "-", 6);
-            if (f.Length < 7 || dash < 0 || dash + 2 >= f.Length) continue;
+            if (dash < 0 || dash + 2 >= f.Length) continue;
             var mm = f[2].Split(':');
             if (mm.Length != 2 || !int.TryParse(mm[0], NumberStyles.None, CultureInfo.InvariantCulture, out int major)
                 || !int.TryParse(mm[1], NumberStyles.None, CultureInfo.InvariantCulture, out int minor)) continue;
