@@ -123,6 +123,30 @@ public class HostUseTests
     }
 
     [Fact]
+    public void ASwapFileIsTracedThroughItsFileSystemAndAnIpv6DefaultRouteCounts()
+    {
+        WithHostRoot(root =>
+        {
+            File.WriteAllText(Path.Combine(root, "proc/swaps"), "Filename\tType\tSize\tUsed\tPriority\n/var/swap\\040file                          file\t1048572\t0\t-2\n");
+            // No IPv4 default route; IPv6's ::/0 on enp1s0 (flags RTF_UP|RTF_GATEWAY) and the kernel's unreachable one on lo.
+            File.WriteAllText(Path.Combine(root, "proc/4242/net/route"), "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n" +
+                "vmbr0\t0002A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n");
+            string zero = new('0', 32);
+            File.WriteAllText(Path.Combine(root, "proc/4242/net/ipv6_route"),
+                $"{zero} 00 {zero} 00 fe800000000000000000000000000001 00000400 00000001 00000000 00000003   enp1s0\n" +
+                $"{zero} 00 {zero} 00 {zero} ffffffff 00000001 00000000 00200200       lo\n");
+            // A line too short to be a mount and one without the separator are skipped, not fatal.
+            File.AppendAllText(Path.Combine(root, "proc/4242/mountinfo"), "garbage\n26 22 8:3 / /x rw no separator here at all\n");
+            var m = MachineSource.LoadHost(root)!;
+            var uses = Uses(m).Split('\n');
+            Assert.Contains("0000:09:00.0 Swap /var/swap file dm-0 -> vda2", uses);
+            Assert.Contains("0000:01:00.0 DefaultRoute enp1s0", uses);
+            Assert.DoesNotContain(uses, u => u.Contains("vmbr0", StringComparison.Ordinal));
+            Assert.Contains("0000:09:00.0 RootFs /dev/mapper/cryptroot dm-0 -> vda2", uses);
+        });
+    }
+
+    [Fact]
     public void ASnapshotRecordsTheHostUsesAndReadsBackTheSameWithoutTheRestOfTheTables()
     {
         WithHostRoot(root =>
