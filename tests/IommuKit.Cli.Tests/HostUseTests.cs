@@ -190,6 +190,7 @@ public class HostUseTests
         {
             var r = Run("vfio-check", "01:00.0", "--source", root);
             Assert.Contains("01:00.0 is the network interface of your default route (vmbr0 -> enp1s0) (as the snapshot recorded it)", r.Out);
+            Assert.Contains("The host is using it, so `iommu bind --apply` refuses: 01:00.0 is the network interface of your default route", r.Out);
             var j = Run("vfio-check", "01:00.0", "--source", root, "--json");
             var use = j.Json.GetProperty("devices")[0].GetProperty("host_use")[0];
             Assert.Equal("default-route", use.GetProperty("kind").GetString());

@@ -69,6 +69,8 @@ internal static class VfioCheckText
         {
             o.WriteLine($"Steps (`iommu bind {Subject(v)}` shows them, `--apply` performs them; load the module first: modprobe vfio-pci):");
             for (int i = 0; i < v.Steps.Count; i++) o.WriteLine($"  {i + 1}. {Wording.Action(v.Steps[i])}");
+            // The host is using a target (its root disk, default route, console, keyboard): say so where the steps are.
+            if (HostAnalysis.BindRefusal(v) is { } held) o.WriteLine(s.Warn($"The host is using it, so `iommu bind --apply` refuses: {held}"));
         }
         WriteWarnings(console, v, checkModel);
     }
