@@ -207,8 +207,9 @@ public static class SnapshotWriter
         if (HostUseReader.Read(rec, _ => true, live: false, warnings) is null) return;
         string? swaps = rec.Seen.FirstOrDefault(kv => kv.Key.EndsWith("/swaps", StringComparison.Ordinal) && kv.Value is not null).Value is { } sw
             ? System.Text.Encoding.UTF8.GetString(sw) : null;
-        foreach (var (path, data) in rec.Seen)
+        foreach (var (seen, data) in rec.Seen)
         {
+            string path = SelfNotPid(seen);
             if (data is null) { AddDirectory(members, path); continue; }
             byte[] kept = data;
             string text() => System.Text.Encoding.UTF8.GetString(data);
@@ -218,7 +219,28 @@ public static class SnapshotWriter
             AddParent(members, path);
             members[path] = new Member(Kind.File, kept);
         }
-        foreach (var link in rec.Links) AddLink(tree, members, link, warnings);
+        foreach (var link in rec.Links)
+        {
+            // proc/self is stored as the directory it leads to (below), so two snapshots of one host do not differ by a pid.
+            if (link == "proc/self") continue;
+            string name = SelfNotPid(link);
+            if (name == link) AddLink(tree, members, link, warnings);
+            else if (tree.ReadLink(link) is { } t && !t.StartsWith('/') && !t.Contains("..", StringComparison.Ordinal))
+            {
+                AddParent(members, name);
+                members[name] = new Member(Kind.Symlink, Link: t);
+            }
+        }
+    }
+
+    /// <summary><c>proc/PID/...</c> (where <c>proc/self</c> led the reader) as <c>proc/self/...</c>.</summary>
+    private static string SelfNotPid(string path)
+    {
+        if (!path.StartsWith("proc/", StringComparison.Ordinal)) return path;
+        int end = path.IndexOf('/', 5);
+        string pid = end < 0 ? path[5..] : path[5..end];
+        if (pid.Length == 0 || !pid.All(char.IsAsciiDigit)) return path;
+        return "proc/self" + (end < 0 ? "" : path[end..]);
     }
 
     private static void AddDirectory(SortedDictionary<string, Member> members, string path)
