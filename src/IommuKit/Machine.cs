@@ -104,6 +104,12 @@ public sealed record Machine
     public FirmwareTables Firmware { get; init; } = FirmwareTables.None;
     /// <summary>The PCI host bridges' ACPI devices in ACPI namespace order (<see cref="HostBridgeFirmware.NamespaceOrder"/>); empty when the source does not say.</summary>
     public IReadOnlyList<HostBridgeFirmware> HostBridges { get; init; } = [];
+    /// <summary>
+    /// What the host uses its functions for (root, <c>/boot</c> and swap devices, the default route's NIC, the boot VGA
+    /// device, the console framebuffer, keyboards' controllers), or null when the source does not say (an lspci dump, a
+    /// JSON machine, a snapshot taken before these were captured).
+    /// </summary>
+    public HostUseFacts? HostUses { get; init; }
     /// <summary>Problems that did not stop the load (a device skipped, a fact that could not be read), one line each.</summary>
     public IReadOnlyList<string> Warnings { get; init; } = [];
 

@@ -57,7 +57,13 @@ public sealed class LiveBoot
         IReadOnlyList<string> Libraries,
         int SnapshotRc,
         IReadOnlyDictionary<string, (int Rc, string Out, string Err)> Commands,
-        IReadOnlyList<SetTypeCase> Cases);
+        IReadOnlyList<SetTypeCase> Cases)
+    {
+        /// <summary>LIVE_SETUP lines: what the guest was given to use (swap, default route, keyboard), by name.</summary>
+        public IReadOnlyDictionary<string, string> Setup { get; init; } = new Dictionary<string, string>();
+        /// <summary>LIVE_DRIVERS and LIVE_OVERRIDE lines: tag to "BDF=driver,..." at that moment.</summary>
+        public IReadOnlyDictionary<string, string> Drivers { get; init; } = new Dictionary<string, string>();
+    }
 
     public sealed record SetTypeCase(int Index, string Device, int Group, string Value, string Before, string After, int RawRc, string RawAfter, string RawResult)
     {
@@ -90,10 +96,15 @@ public sealed class LiveBoot
         var cmds = new Dictionary<string, (int, StringBuilder, StringBuilder)>();
         var cases = new List<SetTypeCase>();
         var partial = new Dictionary<int, Dictionary<string, string>>();
+        var setup = new Dictionary<string, string>();
+        var drivers = new Dictionary<string, string>();
         foreach (var line in lines)
         {
             Match m;
             if (line.StartsWith("LIVE_VERSION ", StringComparison.Ordinal)) version = line[13..];
+            else if ((m = Regex.Match(line, @"^LIVE_SETUP (\S+) (.*)$")).Success) setup[m.Groups[1].Value] = m.Groups[2].Value;
+            else if ((m = Regex.Match(line, @"^LIVE_DRIVERS (\S+) (.*)$")).Success) drivers[m.Groups[1].Value] = m.Groups[2].Value;
+            else if ((m = Regex.Match(line, @"^LIVE_OVERRIDE (\S+) (.*)$")).Success) drivers["override-" + m.Groups[1].Value] = m.Groups[2].Value;
             else if (line.StartsWith("LIVE_LIB ", StringComparison.Ordinal)) libs.Add(line[9..]);
             else if ((m = Regex.Match(line, @"^LIVE_SNAPSHOT rc=(\d+)")).Success) snapshotRc = int.Parse(m.Groups[1].Value);
             else if ((m = Regex.Match(line, @"^LIVE_CMD (\S+) rc=(\d+)$")).Success)
@@ -116,7 +127,11 @@ public sealed class LiveBoot
             cases.Add(new SetTypeCase(i, p["bdf"], int.Parse(p["group"]), p["value"], p["before"], p["after"], int.Parse(p["raw_rc"]), p["raw_after"], p["raw_result"]));
         }
         return new Results(outDir, log, version, libs, snapshotRc,
-            cmds.ToDictionary(kv => kv.Key, kv => (kv.Value.Item1, kv.Value.Item2.ToString(), kv.Value.Item3.ToString())), cases);
+            cmds.ToDictionary(kv => kv.Key, kv => (kv.Value.Item1, kv.Value.Item2.ToString(), kv.Value.Item3.ToString())), cases)
+        {
+            Setup = setup,
+            Drivers = drivers,
+        };
     }
 
     private static string Tail(string s, int lines) => string.Join('\n', s.Split('\n').TakeLast(lines));
@@ -254,6 +269,78 @@ public class LiveKernelTests(LiveBoot boot, ITestOutputHelper output) : IClassFi
         using var doc = JsonDocument.Parse(apply.Out);
         Assert.False(doc.RootElement.GetProperty("applied").GetBoolean());
         Assert.Equal(c.StateBefore, c.StateAfter);
+    }
+
+    [LiveKernelFact]
+    public void TheVerdictNamesWhatTheLiveHostUsesAndTheSnapshotRecordsIt()
+    {
+        // live.sh made the virtio-blk disk at 00:0a.0 the swap, put the default route on the virtio-net at 02:00.0, and
+        // QEMU's USB keyboard sits on the xhci at 00:0b.0.
+        Assert.True(R.Setup.TryGetValue("swap", out var swap) && swap.EndsWith("rc=0", StringComparison.Ordinal), $"swap setup: {swap}");
+        Assert.True(R.Setup.TryGetValue("route", out var route) && route.EndsWith("rc=0", StringComparison.Ordinal), $"route setup: {route}");
+        string dev = Regex.Match(swap!, @"dev=(\S+)").Groups[1].Value;
+        string ifc = Regex.Match(route!, @"dev=(\S+)").Groups[1].Value;
+        Assert.Contains($"00:0a.0 holds {dev}, your swap", Cmd("vfio-check-swap").Out);
+        Assert.Contains($"02:00.0 is the network interface of your default route ({ifc})", Cmd("vfio-check-route").Out);
+        Assert.Contains("00:0b.0 holds the keyboard \"QEMU QEMU USB Keyboard\"", Cmd("vfio-check-keyboard").Out);
+        Assert.DoesNotContain("as the snapshot recorded", Cmd("vfio-check-route").Out);
+
+        var snap = IommuKit.Sources.MachineSource.Load(Path.Combine(R.OutDir, "iommu-snapshot.tar.gz"));
+        Assert.NotNull(snap.HostUses);
+        var uses = snap.HostUses!.Uses.Select(u => $"{u.Device} {u.Kind} {u.Detail}").ToList();
+        Assert.Contains($"0000:00:0a.0 Swap {dev}", uses);
+        Assert.Contains($"0000:02:00.0 DefaultRoute {ifc}", uses);
+        Assert.Contains("0000:00:0b.0 Keyboard QEMU QEMU USB Keyboard", uses);
+    }
+
+    [LiveKernelFact]
+    public void BindApplyRefusesTheDefaultRoutesNicAndLeavesItBound()
+    {
+        var held = Cmd("bind-held");
+        Assert.True(held.Rc == 1, $"expected a refusal (exit 1), got {held.Rc}:\n{held.Out}\n{held.Err}");
+        Assert.Contains("refusing to bind 02:00.0: 02:00.0 is the network interface of your default route", held.Err);
+        Assert.Equal("0000:02:00.0=virtio-pci", R.Drivers["held-before"]);
+        Assert.Equal(R.Drivers["held-before"], R.Drivers["held-after"]);
+    }
+
+    [LiveKernelFact]
+    public void BindApplyPutsTheGroupOnVfioPciAndUnbindGivesItBack()
+    {
+        Assert.Equal("0000:01:00.0=e1000e", R.Drivers["bind-before"]);
+        var bind = Cmd("bind-apply");
+        Assert.True(bind.Rc == 0, $"bind --apply exited {bind.Rc}:\n{bind.Out}\n{bind.Err}");
+        using (var doc = JsonDocument.Parse(bind.Out))
+        {
+            Assert.True(doc.RootElement.GetProperty("applied").GetBoolean());
+            Assert.Equal(0, doc.RootElement.GetProperty("restore").GetArrayLength());
+        }
+        Assert.Equal("0000:01:00.0=vfio-pci", R.Drivers["bind-after"]);
+        var unbind = Cmd("unbind-apply");
+        Assert.True(unbind.Rc == 0, $"unbind --apply exited {unbind.Rc}:\n{unbind.Out}\n{unbind.Err}");
+        Assert.Equal("0000:01:00.0=e1000e", R.Drivers["unbind-after"]);
+    }
+
+    [LiveKernelFact]
+    public void ABindThatTheKernelRefusesMidWayIsRolledBack()
+    {
+        // The nvme PF 04:00.0 has SR-IOV on (VFs 04:00.1-2, driver-less); binding VF 04:00.1 takes the card's PF and
+        // other VF along. The VF goes to vfio-pci first; vfio-pci then refuses the PF ("Cannot bind to PF with SR-IOV
+        // enabled", EBUSY), and every touched device must be back as it was.
+        Assert.Equal("0000:04:00.0=nvme,0000:04:00.1=-,0000:04:00.2=-", R.Drivers["fail-before"]);
+        var fail = Cmd("bind-fail");
+        Assert.True(fail.Rc == 1, $"expected a failure (exit 1), got {fail.Rc}:\n{fail.Out}\n{fail.Err}");
+        using var doc = JsonDocument.Parse(fail.Out);
+        var root = doc.RootElement;
+        Assert.False(root.GetProperty("applied").GetBoolean());
+        Assert.Contains("0000:04:00.0", root.GetProperty("failure").GetString());
+        // Mid-way: the VF had been bound (its probe written) before the PF failed.
+        var done = root.GetProperty("done").EnumerateArray().Select(e => e.ToString()).ToList();
+        Assert.Contains(done, d => d.Contains("drivers_probe", StringComparison.Ordinal) && d.Contains("0000:04:00.1", StringComparison.Ordinal));
+        var restore = root.GetProperty("restore").EnumerateArray().ToList();
+        Assert.NotEmpty(restore);
+        Assert.All(restore, e => Assert.False(e.TryGetProperty("error", out _), $"a restore step failed: {e}"));
+        Assert.Equal(R.Drivers["fail-before"], R.Drivers["fail-after"]);
+        Assert.Equal("0000:04:00.0=(null),0000:04:00.1=(null),0000:04:00.2=(null),", R.Drivers["override-fail-after"]);
     }
 
     private LiveBoot.SetTypeCase CaseOf(string device)

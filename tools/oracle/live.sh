@@ -17,6 +17,9 @@
 #   LIVE_STATE <i> before|after type=<t> drivers=<BDF>=<drv|->,...
 #   LIVE_RAW <i> rc=<rc> after=<t> result="<OK|shell message>"   a plain `echo TYPE > type`: the kernel's answer
 #   LIVE_RESTORE <i> rc=<rc> type=<t>        the raw write succeeded: the old type was written back before --apply
+#   LIVE_SETUP <what> <key=value...>         what the host was given to use before the snapshot (swap, default route,
+#                                            the USB keyboard), so that the binary has host uses to find (issue 10)
+#   LIVE_DRIVERS <tag> <BDF>=<drv|->,...     drivers of the bind cases' devices at a moment (tag: before/after a command)
 export PATH=/bin:/sbin
 IOMMU=/bin/iommu
 
@@ -35,6 +38,17 @@ run() {
 	echo "LIVE_CMD $name rc=$rc"
 	sed "s/^/LIVE_OUT $name /" /tmp/out.txt
 	sed "s/^/LIVE_ERR $name /" /tmp/err.txt
+}
+
+# drivers TAG BDF...: the driver of each device now.
+drivers() {
+	tag=$1; shift
+	out=
+	for d in "$@"; do
+		drv=-; [ -e /sys/bus/pci/devices/$d/driver ] && drv=$(basename "$(readlink /sys/bus/pci/devices/$d/driver)")
+		out="$out${out:+,}$d=$drv"
+	done
+	echo "LIVE_DRIVERS $tag $out"
 }
 
 group_of() { basename "$(readlink /sys/bus/pci/devices/$1/iommu_group)"; }
@@ -56,6 +70,24 @@ if [ ! -x $IOMMU ]; then
 else
 	echo "LIVE_VERSION $($IOMMU --version 2>&1)"
 	find / -xdev -name '*.so*' \( -type f -o -type l \) | sort | sed 's/^/LIVE_LIB /'
+
+	# 0. Host uses (issue 10): swap on the virtio-blk disk at 00:0a.0, a default route on the virtio-net at 02:00.0, and
+	# wait for the USB keyboard on the xhci at 00:0b.0 (USB enumerates after the modules are loaded).
+	blk=$(ls /sys/bus/pci/devices/0000:00:0a.0/virtio*/block 2>/dev/null | head -n1)
+	if [ -n "$blk" ]; then
+		mkswap /dev/$blk > /dev/null 2>&1; swapon /dev/$blk; echo "LIVE_SETUP swap dev=/dev/$blk rc=$?"
+	fi
+	ifc=$(ls /sys/bus/pci/devices/0000:02:00.0/virtio*/net 2>/dev/null | head -n1)
+	if [ -n "$ifc" ]; then
+		ip link set "$ifc" up && ip route add default dev "$ifc"; echo "LIVE_SETUP route dev=$ifc rc=$?"
+	fi
+	i=0
+	while [ $i -lt 60 ]; do
+		kbd=$(for n in /sys/class/input/input*; do case "$(realpath $n)" in */usb*) cat $n/name ;; esac; done 2>/dev/null | head -n1)
+		[ -n "$kbd" ] && break
+		sleep 0.25; i=$((i + 1))
+	done
+	echo "LIVE_SETUP keyboard name=\"$kbd\""
 
 	# 1. snapshot of the live host, sent back as base64.
 	$IOMMU snapshot -o /tmp/live.tar.gz > /tmp/out.txt 2> /tmp/err.txt
@@ -96,5 +128,28 @@ else
 		run "apply-$i" $IOMMU set-type "$grp" "$value" --apply --yes --json
 		state $i after $grp
 	done
+	# 4. bind --apply / unbind --apply of the e1000e's group (issue 10/11): to vfio-pci and back to e1000e.
+	# Host uses: vfio-check names them; bind --apply refuses the default route's NIC (nothing written).
+	run vfio-check-swap $IOMMU vfio-check 0000:00:0a.0
+	run vfio-check-route $IOMMU vfio-check 0000:02:00.0
+	run vfio-check-keyboard $IOMMU vfio-check 0000:00:0b.0
+	drivers held-before 0000:02:00.0
+	run bind-held $IOMMU bind 0000:02:00.0 --apply --yes
+	drivers held-after 0000:02:00.0
+	grp=$(group_of 0000:01:00.0)
+	echo "LIVE_BIND_GROUP $grp"
+	drivers bind-before 0000:01:00.0
+	run bind-apply $IOMMU bind --group "$grp" --apply --yes --json
+	drivers bind-after 0000:01:00.0
+	run unbind-apply $IOMMU unbind --group "$grp" --apply --yes --json
+	drivers unbind-after 0000:01:00.0
+
+	# 5. A failure mid-way, restored: bind the nvme's VF 04:00.1 takes the card's PF 04:00.0 and other VF with it;
+	# the VF binds, then vfio-pci refuses the PF because SR-IOV is enabled on it (vfio_pci_core_register_device:
+	# "Cannot bind to PF with SR-IOV enabled", -EBUSY), and everything touched must be put back.
+	drivers fail-before 0000:04:00.0 0000:04:00.1 0000:04:00.2
+	run bind-fail $IOMMU bind 0000:04:00.1 --apply --yes --json
+	drivers fail-after 0000:04:00.0 0000:04:00.1 0000:04:00.2
+	echo "LIVE_OVERRIDE fail-after $(for d in 0000:04:00.0 0000:04:00.1 0000:04:00.2; do printf '%s=%s,' $d "$(cat /sys/bus/pci/devices/$d/driver_override)"; done)"
 fi
 echo "=====LIVE END====="

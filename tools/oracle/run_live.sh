@@ -48,22 +48,30 @@ KERNEL=$(ls "$KERNEL_ROOT"/boot/vmlinuz-"$KVER")
 [ -s "$KERNEL_ROOT/lib/modules/$KVER/modules.dep" ] || depmod -b "$KERNEL_ROOT" "$KVER"
 
 # e1000e and virtio-net get drivers; the rtl8139 stays driver-less (8139too is not bundled); vfio-pci is there for
-# binding tests.
-MODS="virtio_pci virtio_net e1000e pci-stub vfio-pci" SUFFIX=-live IOMMU_BIN=$IOMMU_BIN \
+# binding tests; virtio_blk (the swap disk), nvme (the SR-IOV card whose PF vfio-pci refuses) and the USB keyboard's
+# xhci_pci, usbhid and hid_generic give the guest host uses and a bind that fails mid-way.
+MODS="virtio_pci virtio_net virtio_blk e1000e nvme xhci_pci usbhid hid_generic pci-stub vfio-pci" SUFFIX=-live IOMMU_BIN=$IOMMU_BIN \
 	"$HERE/build_initramfs.sh" "$KVER" "$KERNEL_ROOT" "$ORACLE_OUT" >&2
 
 # Topology "E" of the capture suite (topologies.sh): three ACS root ports with e1000e / virtio-net / rtl8139 and a
 # multifunction virtio-net pair on pcie.0. 01:00.0 is a bound singleton, 03:00.0 a driver-less singleton, 00:04.0 a
-# two-device group with both drivers bound.
+# two-device group with both drivers bound. Added for the bind tests and host uses (issue 10): a fourth root port with
+# QEMU's nvme and two SR-IOV VFs enabled at boot (04:00.0, VFs 04:00.1-2, driver-less), a virtio-blk disk at 00:0a.0
+# (live.sh makes it the swap), a USB keyboard on an xhci at 00:0b.0; live.sh puts the default route on 02:00.0.
+rm -f "$OUTDIR/swap.img"; truncate -s 8M "$OUTDIR/swap.img"
 SETTYPE=${SETTYPE:-01:00.0/identity,03:00.0/DMA,00:04.0/identity}
 # no_timer_check: on a loaded host TCG is too slow for the kernel's IO-APIC timer check, which then panics ("timer
 # doesn't work through Interrupt-remapped IO-APIC") and run_topo.sh boots again; the check is irrelevant here.
 LOGDIR=$OUTDIR KERNEL=$KERNEL INITRD=$ORACLE_OUT/initramfs-$KVER-live.cpio.gz KVER=$KVER TIMEOUT=${TIMEOUT:-180} \
-	"$HERE/run_topo.sh" live "oracle.live=1 oracle.settype=$SETTYPE oracle.dmesg=none no_timer_check" \
+	"$HERE/run_topo.sh" live "oracle.live=1 oracle.settype=$SETTYPE oracle.sriov=0000:04:00.0/2 oracle.dmesg=none no_timer_check" \
 	-device pcie-root-port,id=rp1,addr=06.0,chassis=1,port=1 -device e1000e,bus=rp1 \
 	-device pcie-root-port,id=rp2,addr=07.0,chassis=2,port=2 -device virtio-net-pci,bus=rp2 \
 	-device pcie-root-port,id=rp3,addr=08.0,chassis=3,port=3 -device rtl8139,bus=rp3 \
-	-device virtio-net-pci,addr=04.0,multifunction=on -device virtio-net-pci,addr=04.1 >&2
+	-device virtio-net-pci,addr=04.0,multifunction=on -device virtio-net-pci,addr=04.1 \
+	-device pcie-root-port,id=rp4,addr=09.0,chassis=4,port=4 -device nvme-subsys,id=subsys0 \
+	-device nvme,serial=deadbeef,subsys=subsys0,sriov_max_vfs=2,sriov_vq_flexible=4,sriov_vi_flexible=2,bus=rp4 \
+	-drive if=none,id=swap,file="$OUTDIR/swap.img",format=raw -device virtio-blk-pci,drive=swap,addr=0a.0 \
+	-device qemu-xhci,addr=0b.0 -device usb-kbd >&2
 
 LOG=$OUTDIR/live.log
 grep -q '=====LIVE END=====' "$LOG" || { echo "run_live.sh: no =====LIVE END===== in $LOG" >&2; exit 1; }

@@ -68,6 +68,12 @@ internal static class BindCommand
         if (plan.Refusal is { } why)
             throw new CliException($"refusing to bind {VfioCheckText.Subject(v)}: {VfioCheckText.Word(v.Class)}: {why} (iommu vfio-check {VfioCheckText.Subject(v)} says more)",
                 ExitCode.Negative);
+        // Devices the running host is using (root disk, default route, console, keyboard): --apply refuses them unless --force.
+        if (plan.Held is { } held)
+        {
+            if (apply) throw new CliException($"refusing to bind {VfioCheckText.Subject(v)}: {held}", ExitCode.Negative);
+            console.Warn($"--apply will refuse: {held}");
+        }
         BindOutcome? outcome = null;
         if (apply && plan.Steps.Count > 0)
         {

@@ -45,7 +45,8 @@ internal static class VfioCheckCommand
     /// <summary><c>--force</c>: the one host function a user may insist on, the management engine.</summary>
     public static Option<bool> Force() => new("--force")
     {
-        Description = "Treat the platform's management engine (Intel MEI, AMD PSP) as assignable. Other host functions never are.",
+        Description = "Treat the platform's management engine (Intel MEI, AMD PSP) as assignable, and let bind take a device the " +
+                      "running host is using (its root, /boot or swap disk, default route, boot VGA, console, keyboard). Other host functions never are.",
     };
 
     /// <summary><c>--check-model</c>: every model/kernel disagreement printed, and an error (exit 1).</summary>

@@ -69,6 +69,8 @@ internal static class VfioCheckText
         {
             o.WriteLine($"Steps (`iommu bind {Subject(v)}` shows them, `--apply` performs them; load the module first: modprobe vfio-pci):");
             for (int i = 0; i < v.Steps.Count; i++) o.WriteLine($"  {i + 1}. {Wording.Action(v.Steps[i])}");
+            // The host is using a target (its root disk, default route, console, keyboard): say so where the steps are.
+            if (HostAnalysis.BindRefusal(v) is { } held) o.WriteLine(s.Warn($"The host is using it, so `iommu bind --apply` refuses: {held}"));
         }
         WriteWarnings(console, v, checkModel);
     }
@@ -154,6 +156,33 @@ internal static class VfioCheckText
     }
 
     /// <summary>
+    /// <c>"host_use"</c>: what the running host uses a device for (written only when it uses it for something):
+    /// <c>kind</c> (root-fs, boot-fs, swap, default-route, boot-vga, console-fb, keyboard), <c>detail</c>, <c>via</c>.
+    /// </summary>
+    private static void WriteHostUses(Utf8JsonWriter w, IReadOnlyList<HostUse> uses)
+    {
+        w.WriteStartArray("host_use");
+        foreach (var u in uses)
+        {
+            w.WriteStartObject();
+            w.WriteString("kind", u.Kind switch
+            {
+                HostUseKind.RootFs => "root-fs",
+                HostUseKind.BootFs => "boot-fs",
+                HostUseKind.Swap => "swap",
+                HostUseKind.DefaultRoute => "default-route",
+                HostUseKind.BootVga => "boot-vga",
+                HostUseKind.ConsoleFb => "console-fb",
+                _ => "keyboard",
+            });
+            w.WriteString("detail", u.Detail);
+            JsonOut.NullableString(w, "via", u.Via);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+    }
+
+    /// <summary>
     /// The one JSON shape of docs/json.md, with or without a group: a device in no group has <c>group</c> and
     /// <c>rule</c> null, empty per-device lists and its reason in <c>problems</c>.
     /// </summary>
@@ -178,6 +207,7 @@ internal static class VfioCheckText
             w.WriteString("status", m.Ok ? "ok" : "blocking");
             w.WriteString("reason", m.Reason);
             JsonOut.NullableString(w, "host_function", m.HostFunction is { } k ? Passthrough.HostFunctions.Describe(k) : null);
+            if (m.Uses.Count > 0) WriteHostUses(w, m.Uses);
             w.WriteEndObject();
         }
         w.WriteEndArray();

@@ -42,11 +42,13 @@ public static partial class HostAnalysis
     /// Performs a bind plan on <paramref name="io"/>: records every target's driver and <c>driver_override</c>, runs the
     /// steps in order, verifies each target is on vfio-pci (on a live kernel its <c>driver</c> link; on a directory root
     /// its <c>driver_override</c>), and on any failure puts every touched device back: unbind from vfio-pci, restore the
-    /// old <c>driver_override</c>, bind the old driver, each restore step reported.
+    /// old <c>driver_override</c>, bind the old driver, each restore step reported. A plan whose targets the host is
+    /// using (<see cref="BindRefusal"/>: its root disk, default route, console, keyboard) is refused before any write.
     /// </summary>
     public static BindOutcome ApplyBind(VfioReport plan, ISysfsAccess io)
     {
         ArgumentNullException.ThrowIfNull(plan);
+        if (BindRefusal(plan) is { } why) return new BindOutcome(false, [], [], "refusing to bind: " + why, []);
         return Apply(plan.Targets, plan.Steps, toVfio: true, io);
     }
 

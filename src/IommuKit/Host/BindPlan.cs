@@ -14,8 +14,12 @@ namespace IommuKit.Host;
 /// <param name="Persistent">The vfio-pci.ids= / modprobe setup for bind (the card's functions); empty for unbind.</param>
 /// <param name="Refusal">Why bind refuses (the group is shared, or a host function / forbidding region is in it); null when it does not.</param>
 /// <param name="Losses">The card's functions among the targets the host uses for something it would lose.</param>
+/// <param name="Held">
+/// Why <c>bind --apply</c> refuses without <c>--force</c>: a target the running host is using (root disk, default route,
+/// console, keyboard; <see cref="HostAnalysis.BindRefusal"/>); null when none is, and always for unbind.
+/// </param>
 public sealed record BindPlan(bool Bind, VfioReport Verdict, IReadOnlyList<PciDevice> Targets, IReadOnlyList<HostAction> Steps,
-    PersistentBinding Persistent, string? Refusal, IReadOnlyList<VerdictMember> Losses);
+    PersistentBinding Persistent, string? Refusal, IReadOnlyList<VerdictMember> Losses, string? Held);
 
 public static partial class HostAnalysis
 {
@@ -44,6 +48,7 @@ public static partial class HostAnalysis
         var losses = bind
             ? verdict.Members.Where(m => m.Role != DeviceRole.Other && m.Loss is not null && moved.Contains(m.Address)).ToList()
             : [];
-        return new BindPlan(bind, verdict, targets, steps, Persistent(verdict.Report.Machine, card), refusal, losses);
+        return new BindPlan(bind, verdict, targets, steps, Persistent(verdict.Report.Machine, card), refusal, losses,
+            bind ? BindRefusal(verdict) : null);
     }
 }

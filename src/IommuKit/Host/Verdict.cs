@@ -39,7 +39,9 @@ public enum DeviceRole
 /// <param name="Reason">Why it is accepted or why a step is needed, in the kernel's terms.</param>
 /// <param name="HostFunction">The host-function kind, when the device is one (<see cref="HostFunctions"/>).</param>
 /// <param name="Loss">What the host stops using with it, when notable.</param>
-public sealed record VerdictMember(PciDevice Device, DeviceRole Role, bool Ok, string Reason, HostFunctionKind? HostFunction, HostLoss? Loss)
+/// <param name="Uses">What the running host uses it for (<see cref="Machine.HostUses"/>): its root disk, default route, console; empty when nothing or unknown.</param>
+public sealed record VerdictMember(PciDevice Device, DeviceRole Role, bool Ok, string Reason, HostFunctionKind? HostFunction, HostLoss? Loss,
+    IReadOnlyList<HostUse> Uses)
 {
     /// <summary>The member's address.</summary>
     public PciAddress Address => Device.Address;
@@ -94,7 +96,8 @@ public static partial class HostAnalysis
                 : kind == HostFunctionKind.Bridge ? DeviceRole.Path
                 : SameCard(d.Address) && kind is null ? DeviceRole.SameCard
                 : DeviceRole.Other;
-            members.Add(new VerdictMember(d, role, dv.Ok, dv.Reason, kind, Passthrough.VfioCheck.HostLossOf(d)));
+            var uses = machine.HostUses?.Of(d.Address).ToList() ?? [];
+            members.Add(new VerdictMember(d, role, dv.Ok, dv.Reason, kind, LossOf(machine, d, uses), uses));
         }
 
         var reasons = new List<string>();
@@ -125,10 +128,39 @@ public static partial class HostAnalysis
             .Where(m => m.HostFunction is not { } hk || (force && HostFunctions.Forceable(hk))).Select(m => m.Device)
             .Concat(related.Select(r => r.Device)).Where(d => d.Driver is null || !Passthrough.VfioCheck.IsVfioDriver(d.Driver)).ToList();
         var steps = BindSteps(targets);
+        // Targets the running host is using (its root disk, default route, console, keyboard): bind refuses them unless forced.
+        var held = force || machine.HostUses is not { } facts ? []
+            : targets.Where(t => facts.Holds(t.Address)).Select(t => (t.Address, Wording.HostUses(facts.Of(t.Address), facts.Live)!)).ToList();
 
         var splits = new List<string>();
         if (cls == VerdictClass.SharesGroup) splits.AddRange(SplitAdvice(askedDevice));
-        return new VfioPlan(cls, asked, members, related, targets, steps, reasons, splits, NoIommuCause(report));
+        return new VfioPlan(cls, asked, members, related, targets, steps, reasons, splits, NoIommuCause(report)) { Held = held };
+    }
+
+    /// <summary>
+    /// What the host loses with <paramref name="d"/>: what the source says the host uses it for, when it says
+    /// (<see cref="Machine.HostUses"/>), else what its class and driver suggest (<see cref="Passthrough.VfioCheck.HostLossOf"/>).
+    /// When the source says and the host uses nothing on it, the hedge about the boot disk or the host's connection is dropped.
+    /// </summary>
+    private static HostLoss? LossOf(Machine machine, PciDevice d, IReadOnlyList<HostUse> uses)
+    {
+        if (machine.HostUses is not { } facts) return Passthrough.VfioCheck.HostLossOf(d);
+        if (Wording.HostUses(uses, facts.Live) is { } what) return new HostLoss(d.Address, what);
+        var generic = Passthrough.VfioCheck.HostLossOf(d);
+        if (generic is null) return null;
+        string? none = Wording.NoHostUse(d, facts.Live);
+        return none is null ? generic : new HostLoss(d.Address, none);
+    }
+
+    /// <summary>
+    /// Why <see cref="ApplyBind"/> refuses <paramref name="plan"/> before writing anything, or null: a target the running
+    /// host is using (its root, /boot or swap disk, the default route's NIC, the boot VGA device or console framebuffer,
+    /// a keyboard's controller), unless the plan was made with <c>force</c>.
+    /// </summary>
+    public static string? BindRefusal(VfioReport plan)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        return plan.Plan.Held.Count == 0 ? null : Wording.HeldRefusal(plan.Plan.Held);
     }
 
     /// <summary>
@@ -242,4 +274,8 @@ public sealed record VfioPlan(
     IReadOnlyList<HostAction> Steps,
     IReadOnlyList<string> Reasons,
     IReadOnlyList<string> Splits,
-    string? NoIommuCause);
+    string? NoIommuCause)
+{
+    /// <summary>Targets the running host is using, with what for (empty when forced or unknown): <see cref="HostAnalysis.BindRefusal"/>.</summary>
+    public IReadOnlyList<(PciAddress Device, string What)> Held { get; init; } = [];
+}

@@ -167,6 +167,7 @@ public static class SnapshotWriter
             AddFile(tree, members, $"{SysfsReader.SlotsDir}/{s}/address", SourceLimits.MaxAttributeBytes, warnings);
 
         AddFirmware(tree, members, deviceDirs, warnings);
+        AddHostUses(tree, members, warnings);
         WriteTarGz(members, output);
         return new Result(devices, members.Count, warnings.ToList());
     }
@@ -208,6 +209,55 @@ public static class SnapshotWriter
                 AddFile(tree, members, $"{node}/path", SourceLimits.MaxAttributeBytes, warnings);
             }
         }
+    }
+
+    /// <summary>
+    /// The files <see cref="HostUseReader"/> reads (issue 10: mount and swap tables, default routes, the block, network
+    /// and input devices they lead to, <c>boot_vga</c>, <c>fb0</c>): the reader runs over a <see cref="RecordingFileTree"/>
+    /// and everything it looked at is stored, so the snapshot answers exactly as the host did. Of the mount table only
+    /// the lines of <c>/</c>, <c>/boot</c>, <c>/boot/efi</c> and swap files' file systems are kept, of the route tables
+    /// only the default routes: the rest says nothing about the devices and much about the host.
+    /// </summary>
+    private static void AddHostUses(DirectoryFileTree tree, SortedDictionary<string, Member> members, LoadWarnings warnings)
+    {
+        var rec = new RecordingFileTree(tree, absoluteLinksFromRoot: true);
+        if (HostUseReader.Read(rec, _ => true, live: false, warnings) is null) return;
+        string? swaps = rec.Seen.FirstOrDefault(kv => kv.Key.EndsWith("/swaps", StringComparison.Ordinal) && kv.Value is not null).Value is { } sw
+            ? System.Text.Encoding.UTF8.GetString(sw) : null;
+        foreach (var (seen, data) in rec.Seen)
+        {
+            string path = SelfNotPid(seen);
+            if (data is null) { AddDirectory(members, path); continue; }
+            byte[] kept = data;
+            string text() => System.Text.Encoding.UTF8.GetString(data);
+            if (path.EndsWith("/mountinfo", StringComparison.Ordinal)) kept = System.Text.Encoding.UTF8.GetBytes(HostUseReader.KeepMountLines(text(), swaps));
+            else if (path.EndsWith("/net/route", StringComparison.Ordinal)) kept = System.Text.Encoding.UTF8.GetBytes(HostUseReader.KeepRouteLines(text(), v6: false));
+            else if (path.EndsWith("/net/ipv6_route", StringComparison.Ordinal)) kept = System.Text.Encoding.UTF8.GetBytes(HostUseReader.KeepRouteLines(text(), v6: true));
+            AddParent(members, path);
+            members[path] = new Member(Kind.File, kept);
+        }
+        foreach (var link in rec.Links)
+        {
+            // proc/self is stored as the directory it leads to (below), so two snapshots of one host do not differ by a pid.
+            if (link == "proc/self") continue;
+            string name = SelfNotPid(link);
+            if (name == link) AddLink(tree, members, link, warnings);
+            else if (tree.ReadLink(link) is { } t && !t.StartsWith('/') && !t.Contains("..", StringComparison.Ordinal))
+            {
+                AddParent(members, name);
+                members[name] = new Member(Kind.Symlink, Link: t);
+            }
+        }
+    }
+
+    /// <summary><c>proc/PID/...</c> (where <c>proc/self</c> led the reader) as <c>proc/self/...</c>.</summary>
+    private static string SelfNotPid(string path)
+    {
+        if (!path.StartsWith("proc/", StringComparison.Ordinal)) return path;
+        int end = path.IndexOf('/', 5);
+        string pid = end < 0 ? path[5..] : path[5..end];
+        if (pid.Length == 0 || !pid.All(char.IsAsciiDigit)) return path;
+        return "proc/self" + (end < 0 ? "" : path[end..]);
     }
 
     private static void AddDirectory(SortedDictionary<string, Member> members, string path)

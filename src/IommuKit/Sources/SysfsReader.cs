@@ -106,6 +106,7 @@ internal static class SysfsReader
         var groups = ReadGroups(tree, warnings, topology);
         var units = ReadUnits(tree, warnings);
         var (firmware, hostBridges) = Acpi.FirmwareSysfs.Read(tree, deviceDirs, warnings);
+        var hostUses = HostUseReader.Read(tree, a => topology.TryFind(a, out _), origin == MachineSource.LiveHostOrigin, warnings);
         return new Machine
         {
             Provenance = MachineProvenance.Sysfs,
@@ -118,6 +119,7 @@ internal static class SysfsReader
             Slots = slots,
             Firmware = firmware,
             HostBridges = hostBridges,
+            HostUses = hostUses,
             Warnings = warnings.ToList(),
         };
 
