@@ -192,9 +192,10 @@ public sealed class PciIds
     private string? ChildName(Section section, int digits, ushort id)
     {
         if (!ChildrenOf(section, digits).TryGetValue(id, out int pos)) return null;
-        ReadOnlySpan<byte> text = _utf8;
-        char[] chars = new char[256];
-        return ChildName(Decode(text[pos..LineAt(text, pos).End], ref chars), digits, out _, out var name) ? name.ToString() : null;
+        ReadOnlySpan<byte> line = _utf8.AsSpan(pos, LineAt(_utf8, pos).End - pos);
+        Span<char> chars = line.Length <= 256 ? stackalloc char[256] : new char[line.Length];
+        int n = Encoding.UTF8.GetChars(line, chars);
+        return ChildName(chars[..n], digits, out _, out var name) ? name.ToString() : null;
     }
 
     /// <summary>A line one tab in (<c>\tdddd  Name</c>) as pciutils reads it: trailing blanks dropped, then id and name.</summary>

@@ -256,8 +256,9 @@ public static partial class RegularFile
     private const int ScratchBytes = 16 * 1024;
 
     /// <summary>
-    /// Reads the open regular file to its end with <c>read(2)</c>, at most <paramref name="cap"/> + 1 bytes (the size
-    /// <paramref name="size"/> from statx only sizes the first buffer: sysfs says 4096 for every attribute, proc 0).
+    /// Reads the open regular file with <c>read(2)</c> to its end or to its stated <paramref name="size"/> (from statx),
+    /// whichever comes first, at most <paramref name="cap"/> + 1 bytes; the size is never trusted to be the end (sysfs
+    /// says 4096 for every attribute, proc 0), only to be enough.
     /// </summary>
     private static unsafe byte[] ReadOpen(int fd, string display, long size, long cap, bool allowOver)
     {
@@ -290,6 +291,9 @@ public static partial class RegularFile
             fixed (byte* p = &buf[total]) n = ReadSome(fd, p, limit - total, display);
             if (n == 0) break;
             total += n;
+            // A file that said its size and gave exactly that much is read (an extracted snapshot's files): no read
+            // for the end. Sysfs attributes say 4096 whatever they hold, and proc files 0, so those read to the end.
+            if (total == size) break;
         }
         if (total > cap && !allowOver) throw InputException.At(display, $"file is larger than the {SourceLimits.Mib(cap)} cap");
         if (!scratch && total == buf.Length) return buf;
