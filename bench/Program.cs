@@ -27,6 +27,8 @@ public static class Program
             File.WriteAllBytes(args[2], LargeMachineGenerator.TarGz(int.Parse(args[1], CultureInfo.InvariantCulture)));
             return 0;
         }
+        if (args.Length is 2 or 3 && args[0] == "--profile-groups")
+            return GroupsProfile.Run(args[1], args.Length == 3 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 20, Console.Out);
         if (args.Length == 4 && args[0] == "--write-synthetic-fleet")
         {
             // COUNT synthetic JSON machines of about N..N+7 devices in DIR, for timing `iommu fleet DIR` (docs/PERFORMANCE.md).

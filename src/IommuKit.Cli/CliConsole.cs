@@ -17,7 +17,8 @@ public sealed class CliConsole
     public CliConsole(TextWriter output, TextWriter error, bool color, Func<Stream>? input = null, Stream? binaryOut = null)
     {
         Out = new EscapingWriter(output, color);
-        Error = new EscapingWriter(error, color);
+        // Whatever went to Out before a message reaches stderr goes first, so a terminal shows both in program order.
+        Error = new EscapingWriter(error, color, before: output);
         Color = color;
         _input = input;
         _binaryOut = binaryOut;
@@ -69,7 +70,12 @@ public sealed class CliConsole
     {
         bool tty = !Console.IsOutputRedirected;
         bool noColor = !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("NO_COLOR"));
-        return new CliConsole(Console.Out, Console.Error, tty && !noColor, Console.OpenStandardInput, Console.OpenStandardOutput())
+        // Console.Out flushes every write: a report of 100 devices was ~470 write(2) calls. Standard output is
+        // buffered instead and flushed before anything goes to stderr, before a question (bind's Ask), before the
+        // byte stream of `snapshot -o -` and at exit (Program.Main); the console's encoding has no preamble.
+        var stdout = Console.OpenStandardOutput();
+        var output = new StreamWriter(stdout, Console.OutputEncoding, 16 * 1024) { AutoFlush = false };
+        return new CliConsole(output, Console.Error, tty && !noColor, Console.OpenStandardInput, stdout)
         {
             InputIsTerminal = !Console.IsInputRedirected,
             OutputIsTerminal = tty,
@@ -82,7 +88,7 @@ public sealed class CliConsole
 }
 
 /// <summary>A <see cref="TextWriter"/> that escapes control characters (newline and tab kept) in what passes through it.</summary>
-internal sealed class EscapingWriter(TextWriter inner, bool allowSgr) : TextWriter
+internal sealed class EscapingWriter(TextWriter inner, bool allowSgr, TextWriter? before = null) : TextWriter
 {
     public override System.Text.Encoding Encoding => inner.Encoding;
     public override IFormatProvider FormatProvider => inner.FormatProvider;
@@ -91,6 +97,7 @@ internal sealed class EscapingWriter(TextWriter inner, bool allowSgr) : TextWrit
 
     public override void Write(char value)
     {
+        before?.Flush();
         if (TextSafety.IsUnsafe(value) && value is not ('\n' or '\t' or '\r')) inner.Write(TextSafety.Escape(value.ToString()));
         else inner.Write(value);
     }
@@ -100,10 +107,15 @@ internal sealed class EscapingWriter(TextWriter inner, bool allowSgr) : TextWrit
     public override void Write(string? value)
     {
         if (value is null) return;
+        before?.Flush();
         inner.Write(Clean(value));
     }
 
-    public override void WriteLine(string? value) => inner.WriteLine(value is null ? null : Clean(value));
+    public override void WriteLine(string? value)
+    {
+        before?.Flush();
+        inner.WriteLine(value is null ? null : Clean(value));
+    }
 
     public override void Flush() => inner.Flush();
 

@@ -5,7 +5,18 @@ namespace IommuKit.Cli;
 
 public static class Program
 {
-    public static int Main(string[] args) => Run(args, CliConsole.FromProcess());
+    public static int Main(string[] args)
+    {
+        var console = CliConsole.FromProcess();
+        int code = Run(args, console);
+        try { console.Out.Flush(); }
+        catch (IOException ex)
+        {
+            // Standard output went away (a closed pipe): say so, as a failed write during the command would have.
+            return InternalError(console, ex);
+        }
+        return code;
+    }
 
     /// <summary>Runs the command line against a console; the single place user errors become exit codes.</summary>
     public static int Run(string[] args, CliConsole console)

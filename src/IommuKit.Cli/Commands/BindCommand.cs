@@ -99,6 +99,7 @@ internal static class BindCommand
         if (Console.IsInputRedirected)
             throw new CliException("--apply without a terminal needs --yes (nothing written)", ExitCode.Unsupported);
         console.Out.Write(question);
+        console.Out.Flush();
         var answer = Console.ReadLine()?.Trim();
         return answer is "y" or "Y" or "yes";
     }

@@ -159,10 +159,54 @@ internal abstract class FileTree
     /// <exception cref="FileReadException">It exists but cannot be read (a FIFO, a socket, a device, permission denied, EIO): never read as empty.</exception>
     public byte[]? ReadBytes(string path, int maxBytes)
     {
+        // Fast path: resolve the directory (remembered per tree), then let the tree read the last name without
+        // following it, in one step where it can (a directory on disk: one open with O_NOFOLLOW instead of an lstat,
+        // then the open). Only a last name that is a symlink takes the full walk below, which resolves it in the tree.
+        int slash = path.LastIndexOf('/');
+        if (path.Length <= MaxPathLength && slash < path.Length - 1 && !IsDotName(path.AsSpan(slash + 1)))
+        {
+            string? dir;
+            // A hostile link on the way is reported by the full walk below, naming the whole path as before.
+            try { dir = slash < 0 ? "" : Resolve(path[..slash]); }
+            catch (InputException) { dir = "\0"; }
+            if (dir is null) return null;
+            if (dir != "\0")
+            {
+                switch (ReadNoFollowCore(Join(dir, path[(slash + 1)..]), maxBytes, out var bytes))
+                {
+                    case FileNodeKind.File: return bytes;
+                    case FileNodeKind.Missing or FileNodeKind.Directory: return null;
+                }
+            }
+        }
         string? p = Resolve(path);
         if (p is null || LstatCore(p) != FileNodeKind.File) return null;
         return ReadCore(p, maxBytes);
     }
+
+    private static bool IsDotName(ReadOnlySpan<char> name) => name is "." or "..";
+
+    /// <summary>
+    /// Reads <paramref name="dirCanonicalPath"/> (its directory canonical, its last name not followed) when it is a
+    /// file: returns <see cref="FileNodeKind.File"/> with the bytes (as <see cref="ReadCore"/>), or what the name is
+    /// otherwise (<see cref="FileNodeKind.Symlink"/>: not read; the caller resolves the link). The default is
+    /// <see cref="LstatCore"/> then <see cref="ReadCore"/>.
+    /// </summary>
+    /// <exception cref="FileReadException">A file that cannot be read.</exception>
+    protected virtual FileNodeKind ReadNoFollowCore(string dirCanonicalPath, int maxBytes, out byte[]? bytes)
+    {
+        bytes = null;
+        var kind = LstatCore(dirCanonicalPath);
+        if (kind == FileNodeKind.File) bytes = ReadCore(dirCanonicalPath, maxBytes);
+        return kind;
+    }
+
+    /// <summary>
+    /// The raw target of <paramref name="dirCanonicalPath"/> (its directory canonical) when it is a symlink, else
+    /// null. The default is <see cref="LstatCore"/> then <see cref="ReadLinkCore"/>.
+    /// </summary>
+    protected virtual string? ReadLinkOrNullCore(string dirCanonicalPath) =>
+        LstatCore(dirCanonicalPath) == FileNodeKind.Symlink ? ReadLinkCore(dirCanonicalPath) : null;
 
     /// <summary>A small text attribute (sysfs <c>vendor</c>, <c>type</c>…), trailing newline trimmed; null when absent.</summary>
     /// <exception cref="InputException">Longer than <paramref name="maxBytes"/>.</exception>
@@ -181,8 +225,7 @@ internal abstract class FileTree
         int slash = path.LastIndexOf('/');
         string? dir = slash < 0 ? "" : Resolve(path[..slash]);
         if (dir is null) return null;
-        string p = Join(dir, path[(slash + 1)..]);
-        return LstatCore(p) == FileNodeKind.Symlink ? ReadLinkCore(p) : null;
+        return ReadLinkOrNullCore(Join(dir, path[(slash + 1)..]));
     }
 
     /// <summary>The last path component of a link's target (<c>driver -> ../../bus/pci/drivers/e1000e</c> gives <c>e1000e</c>).</summary>
@@ -241,7 +284,8 @@ internal sealed class DirectoryFileTree : FileTree
     {
         if (_kinds.TryGetValue(canonicalPath, out var known)) return known;
         FileNodeKind kind;
-        try
+        if (OperatingSystem.IsLinux()) kind = RegularFile.LstatKind(Full(canonicalPath));
+        else try
         {
             // FileSystemInfo.Attributes is an lstat on Unix: a symlink shows ReparsePoint, a missing name -1. A FIFO,
             // socket or device shows as a file here; reading it is refused by RegularFile.
@@ -260,15 +304,49 @@ internal sealed class DirectoryFileTree : FileTree
     /// <inheritdoc/>
     protected override string ReadLinkCore(string canonicalPath)
     {
+        if (OperatingSystem.IsLinux()) return RegularFile.ReadLinkOrNull(Full(canonicalPath), Display(canonicalPath)) ?? "";
         try { return new FileInfo(Full(canonicalPath)).LinkTarget ?? ""; }
         catch (UnauthorizedAccessException) { throw new FileReadException(Display(canonicalPath), "permission denied"); }
         catch (IOException ex) { throw new FileReadException(Display(canonicalPath), $"cannot read the link: {ex.Message}"); }
     }
 
     /// <inheritdoc/>
+    protected override string? ReadLinkOrNullCore(string dirCanonicalPath)
+    {
+        // One readlink: EINVAL says "not a link" as well as an lstat would.
+        if (!OperatingSystem.IsLinux() || _kinds.ContainsKey(dirCanonicalPath)) return base.ReadLinkOrNullCore(dirCanonicalPath);
+        return RegularFile.ReadLinkOrNull(Full(dirCanonicalPath), Display(dirCanonicalPath));
+    }
+
+    /// <inheritdoc/>
+    protected override FileNodeKind ReadNoFollowCore(string dirCanonicalPath, int maxBytes, out byte[]? bytes)
+    {
+        if (!OperatingSystem.IsLinux() || _kinds.ContainsKey(dirCanonicalPath))
+            return base.ReadNoFollowCore(dirCanonicalPath, maxBytes, out bytes);
+        // One open with O_NOFOLLOW: a FIFO, socket or device is refused on the descriptor (never read as empty).
+        return RegularFile.TryReadNoFollow(Full(dirCanonicalPath), Display(dirCanonicalPath), maxBytes,
+                Faults is null ? null : () => CheckFault(dirCanonicalPath), out bytes) switch
+        {
+            RegularFile.NoFollowOutcome.Read => FileNodeKind.File,
+            RegularFile.NoFollowOutcome.Directory => FileNodeKind.Directory,
+            RegularFile.NoFollowOutcome.Symlink => FileNodeKind.Symlink,
+            _ => FileNodeKind.Missing,
+        };
+    }
+
+    /// <inheritdoc/>
     protected override IReadOnlyList<string> ListCore(string canonicalPath)
     {
         CheckFault(canonicalPath);
+        if (OperatingSystem.IsLinux())
+        {
+            var list = RegularFile.ListDirectory(Full(canonicalPath), Display(canonicalPath), SourceLimits.MaxEntries);
+            if (list is null) return []; // removed since the lstat (a device unplugged meanwhile)
+            if (list.Count > SourceLimits.MaxEntries)
+                throw InputException.At(Origin, $"more than {SourceLimits.MaxEntries} entries in one directory", device: canonicalPath);
+            list.Sort(StringComparer.Ordinal);
+            return list;
+        }
         try
         {
             var names = new List<string>();

@@ -1,4 +1,6 @@
+using System.Buffers;
 using System.Globalization;
+using System.Text;
 
 namespace IommuKit.Sources;
 
@@ -20,21 +22,28 @@ public sealed class PciIds
     /// <summary>Largest file accepted (the real database is about 1.5 MB).</summary>
     public const long MaxBytes = 64L * 1024 * 1024;
 
-    private readonly Dictionary<ushort, string> _vendors = new();
-    private readonly Dictionary<uint, string> _devices = new();      // vendor << 16 | device
-    private readonly Dictionary<byte, string> _classes = new();
-    private readonly Dictionary<ushort, string> _subclasses = new(); // class << 8 | subclass
-
     /// <summary>An empty database: every lookup returns null.</summary>
     public static PciIds Empty { get; } = new();
 
     /// <summary>Where the database was read from, or null for <see cref="Empty"/> and parsed text.</summary>
     public string? Path { get; private init; }
 
-    /// <summary>Number of vendor names loaded.</summary>
-    public int VendorCount => _vendors.Count;
-    /// <summary>Number of device names loaded.</summary>
-    public int DeviceCount => _devices.Count;
+    /// <summary>Number of vendor names in the database.</summary>
+    public int VendorCount { get { lock (_sync) return Index().Vendors.Count; } }
+
+    /// <summary>Number of device names in the database (parses every vendor's section: for tests and tools).</summary>
+    public int DeviceCount
+    {
+        get
+        {
+            lock (_sync)
+            {
+                int n = 0;
+                foreach (var section in Index().Vendors.Values) n += ChildrenOf(section, 4).Count;
+                return n;
+            }
+        }
+    }
 
     /// <summary>The first installed database of <see cref="DefaultPaths"/>, or null when none is installed or readable.</summary>
     public static PciIds? LoadInstalled()
@@ -59,76 +68,181 @@ public sealed class PciIds
         problem = null;
         try
         {
-            var bytes = RegularFile.ReadAllCapped(path, path, MaxBytes);
-            var ids = Parse(new System.Text.UTF8Encoding(false, false).GetString(bytes));
-            return new PciIds(ids) { Path = path };
+            return new PciIds(RegularFile.ReadAllCapped(path, path, MaxBytes)) { Path = path };
         }
         catch (FileNotFoundException) { return null; }
         catch (FileReadException ex) { problem = ex.Reason; return null; }
     }
 
-    private PciIds() { }
+    private PciIds() : this([]) { }
 
-    private PciIds(PciIds parsed)
-    {
-        _vendors = parsed._vendors; _devices = parsed._devices; _classes = parsed._classes; _subclasses = parsed._subclasses;
-    }
+    private PciIds(byte[] utf8) => _utf8 = utf8;
 
     /// <summary>Parses database text. Malformed lines are skipped, as pciutils does for unknown sections.</summary>
-    public static PciIds Parse(string text)
+    public static PciIds Parse(string text) => new(Encoding.UTF8.GetBytes(text));
+
+    // The database stays as the file's bytes. The first lookup indexes it in one pass over its top-level lines
+    // (vendors and classes, a few thousand of ~40,000 lines); a vendor's or class's own lines (its devices or
+    // subclasses) are parsed the first time one of them is asked for. A command names a few dozen devices, so
+    // it parses a few sections instead of the whole 1.4 MB (issue 11: that was 6-8 ms of a 20 ms budget).
+    // The result is the same as parsing every line in order (pciutils lib/names-parse.c): lines are split where
+    // string.EnumerateLines splits them, each line is decoded on its own (a separator is never part of a UTF-8
+    // sequence), and a name given twice is the later one.
+    private readonly byte[] _utf8;
+    private readonly Lock _sync = new(); // guards _index and every Section.Children
+    private IndexData? _index;
+
+    /// <summary>One top-level line and the lines under it, up to the next top-level line.</summary>
+    private sealed class Section(string name, int bodyStart, Section? earlier)
     {
-        var ids = new PciIds();
-        int? vendor = null;   // current vendor section
-        int? cls = null;      // current class section
-        foreach (var raw in text.AsSpan().EnumerateLines())
-        {
-            var line = raw.TrimEnd();
-            if (line.IsEmpty || line[0] == '#') continue;
-            int tabs = 0;
-            while (tabs < line.Length && line[tabs] == '\t') tabs++;
-            var body = line[tabs..];
-            if (tabs == 0)
-            {
-                vendor = null; cls = null;
-                if (body.StartsWith("C ") && TryIdName(body[2..], 2, out int c, out var cname))
-                {
-                    cls = c; ids._classes[(byte)c] = cname;
-                }
-                else if (TryIdName(body, 4, out int v, out var vname))
-                {
-                    vendor = v; ids._vendors[(ushort)v] = vname;
-                }
-            }
-            else if (tabs == 1)
-            {
-                if (vendor is int v && TryIdName(body, 4, out int d, out var dname)) ids._devices[((uint)v << 16) | (uint)d] = dname;
-                else if (cls is int c && TryIdName(body, 2, out int s, out var sname)) ids._subclasses[(ushort)((c << 8) | s)] = sname;
-            }
-            // tabs == 2: subsystems and prog-ifs, not kept.
-        }
-        return ids;
+        public string Name { get; } = name;
+        public int BodyStart { get; } = bodyStart;
+        public int BodyEnd { get; set; } = -1;
+        /// <summary>The same id's previous section (a database that names a vendor twice): its lines come first.</summary>
+        public Section? Earlier { get; } = earlier;
+        /// <summary>Where each child's line starts (its name is decoded when asked for), once parsed.</summary>
+        public Dictionary<ushort, int>? Children { get; set; }
     }
 
-    private static bool TryIdName(ReadOnlySpan<char> s, int digits, out int id, out string name)
+    private sealed record IndexData(Dictionary<ushort, Section> Vendors, Dictionary<byte, Section> Classes);
+
+    // Where string.EnumerateLines ends a line: CR, LF, FF, and NEL/LS/PS (UTF-8 C2 85, E2 80 A8, E2 80 A9).
+    private static readonly SearchValues<byte> LineBreakStarts = SearchValues.Create([(byte)'\n', (byte)'\r', (byte)'\f', 0xc2, 0xe2]);
+
+    /// <summary>The end of the line starting at <paramref name="pos"/> and where the next one starts.</summary>
+    private static (int End, int Next) LineAt(ReadOnlySpan<byte> text, int pos)
     {
-        id = 0; name = "";
+        int i = pos;
+        while (true)
+        {
+            int k = text[i..].IndexOfAny(LineBreakStarts);
+            if (k < 0) return (text.Length, text.Length);
+            i += k;
+            byte b = text[i];
+            if (b is (byte)'\n' or (byte)'\f') return (i, i + 1);
+            if (b == (byte)'\r') return (i, i + 1 < text.Length && text[i + 1] == (byte)'\n' ? i + 2 : i + 1);
+            if (b == 0xc2 && i + 1 < text.Length && text[i + 1] == 0x85) return (i, i + 2);
+            if (b == 0xe2 && i + 2 < text.Length && text[i + 1] == 0x80 && text[i + 2] is 0xa8 or 0xa9) return (i, i + 3);
+            i++;
+        }
+    }
+
+    /// <summary>Builds the index of top-level lines on first use. Caller holds <see cref="_sync"/>.</summary>
+    private IndexData Index()
+    {
+        if (_index is not null) return _index;
+        var vendors = new Dictionary<ushort, Section>();
+        var classes = new Dictionary<byte, Section>();
+        ReadOnlySpan<byte> text = _utf8;
+        char[] chars = new char[256];
+        Section? open = null;
+        int pos = 0;
+        while (pos < text.Length)
+        {
+            var (end, next) = LineAt(text, pos);
+            // Lines under a section (a tab first) and comments never end a section.
+            if (end > pos && text[pos] is not ((byte)'\t' or (byte)'#'))
+            {
+                var line = Decode(text[pos..end], ref chars).TrimEnd();
+                if (!line.IsEmpty)
+                {
+                    if (open is not null) open.BodyEnd = pos;
+                    open = null;
+                    if (line.StartsWith("C ") && TryIdName(line[2..], 2, out int c, out var cname))
+                        open = classes[(byte)c] = new Section(cname.ToString(), next, classes.GetValueOrDefault((byte)c));
+                    else if (TryIdName(line, 4, out int v, out var vname))
+                        open = vendors[(ushort)v] = new Section(vname.ToString(), next, vendors.GetValueOrDefault((ushort)v));
+                }
+            }
+            pos = next;
+        }
+        if (open is not null) open.BodyEnd = text.Length;
+        return _index = new IndexData(vendors, classes);
+    }
+
+    /// <summary>
+    /// Where each line one tab under a section starts (devices of a vendor, subclasses of a class), found once per
+    /// section; a later line with the same id wins. Caller holds <see cref="_sync"/>.
+    /// </summary>
+    private Dictionary<ushort, int> ChildrenOf(Section section, int digits)
+    {
+        if (section.Children is { } known) return known;
+        var chain = new List<Section>();
+        for (var s = section; s is not null; s = s.Earlier) chain.Add(s);
+        var children = new Dictionary<ushort, int>();
+        ReadOnlySpan<byte> text = _utf8;
+        char[] chars = new char[256];
+        for (int k = chain.Count - 1; k >= 0; k--)
+        {
+            int pos = chain[k].BodyStart, stop = chain[k].BodyEnd;
+            while (pos < stop)
+            {
+                var (end, next) = LineAt(text, pos);
+                // Exactly one tab: a device (or subclass); two are subsystems and prog-ifs, not kept.
+                if (end - pos > 1 && text[pos] == (byte)'\t' && text[pos + 1] != (byte)'\t'
+                    && ChildName(Decode(text[pos..end], ref chars), digits, out int id, out _))
+                    children[(ushort)id] = pos;
+                pos = next;
+            }
+        }
+        return section.Children = children;
+    }
+
+    /// <summary>The name of the child <paramref name="id"/> of a section, or null. Caller holds <see cref="_sync"/>.</summary>
+    private string? ChildName(Section section, int digits, ushort id)
+    {
+        if (!ChildrenOf(section, digits).TryGetValue(id, out int pos)) return null;
+        ReadOnlySpan<byte> line = _utf8.AsSpan(pos, LineAt(_utf8, pos).End - pos);
+        Span<char> chars = line.Length <= 256 ? stackalloc char[256] : new char[line.Length];
+        int n = Encoding.UTF8.GetChars(line, chars);
+        return ChildName(chars[..n], digits, out _, out var name) ? name.ToString() : null;
+    }
+
+    /// <summary>A line one tab in (<c>\tdddd  Name</c>) as pciutils reads it: trailing blanks dropped, then id and name.</summary>
+    private static bool ChildName(ReadOnlySpan<char> line, int digits, out int id, out ReadOnlySpan<char> name)
+    {
+        line = line.TrimEnd();
+        id = 0; name = default;
+        return line.Length > 1 && TryIdName(line[1..], digits, out id, out name);
+    }
+
+    /// <summary>One line decoded from UTF-8 (invalid bytes become U+FFFD, as decoding the whole file did).</summary>
+    private static ReadOnlySpan<char> Decode(ReadOnlySpan<byte> line, ref char[] chars)
+    {
+        if (chars.Length < line.Length) chars = new char[line.Length];
+        return chars.AsSpan(0, Encoding.UTF8.GetChars(line, chars));
+    }
+
+    private static bool TryIdName(ReadOnlySpan<char> s, int digits, out int id, out ReadOnlySpan<char> name)
+    {
+        id = 0; name = default;
         if (s.Length < digits + 2 || s[digits] != ' ') return false;
         if (!int.TryParse(s[..digits], NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out id)) return false;
-        name = s[(digits + 1)..].Trim().ToString();
+        name = s[(digits + 1)..].Trim();
         return name.Length > 0;
     }
 
     /// <summary>The vendor's name, or null when the database does not have it.</summary>
-    public string? Vendor(ushort vendor) => _vendors.GetValueOrDefault(vendor);
+    public string? Vendor(ushort vendor)
+    {
+        lock (_sync) return Index().Vendors.GetValueOrDefault(vendor)?.Name;
+    }
 
     /// <summary>The device's name under <paramref name="vendor"/>, or null when the database does not have it.</summary>
-    public string? Device(ushort vendor, ushort device) => _devices.GetValueOrDefault(((uint)vendor << 16) | device);
+    public string? Device(ushort vendor, ushort device)
+    {
+        lock (_sync)
+            return Index().Vendors.GetValueOrDefault(vendor) is { } section ? ChildName(section, 4, device) : null;
+    }
 
     /// <summary>The subclass name of a 24-bit class code, else its base-class name (pciutils' lookup order), else null.</summary>
     public string? Class(uint classCode)
     {
-        var sub = (ushort)((classCode >> 8) & 0xffff);
-        return _subclasses.GetValueOrDefault(sub) ?? _classes.GetValueOrDefault((byte)(classCode >> 16));
+        lock (_sync)
+        {
+            if (Index().Classes.GetValueOrDefault((byte)(classCode >> 16)) is not { } section) return null;
+            return ChildName(section, 2, (byte)(classCode >> 8)) ?? section.Name;
+        }
     }
 
     /// <summary>"Vendor Device" when both are known, else what is known, else null.</summary>

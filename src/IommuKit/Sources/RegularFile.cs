@@ -44,18 +44,7 @@ internal static partial class RegularFile
             catch (IOException ex) { throw new FileReadException(display, ex.Message); }
         }
         int fd = open(path, ORdOnly | ONonBlock | ONoCtty | OCloExec);
-        if (fd < 0)
-        {
-            int errno = Marshal.GetLastPInvokeError();
-            if (errno is ENOENT or ENOTDIR) throw new FileNotFoundException($"{display}: no such file", path);
-            throw new FileReadException(display, errno switch
-            {
-                EACCES or EPERM => "permission denied",
-                ENXIO => "is a socket, not a regular file",
-                ELOOP => "is a symlink loop",
-                _ => $"cannot open (errno {errno})",
-            });
-        }
+        if (fd < 0) throw OpenError(Marshal.GetLastPInvokeError(), path, display);
         var handle = new SafeFileHandle(fd, ownsHandle: true);
         try
         {
@@ -82,6 +71,17 @@ internal static partial class RegularFile
     /// <exception cref="InputException">Over the cap (without <paramref name="allowOver"/>).</exception>
     public static byte[] ReadAllCapped(string path, string display, long cap, bool allowOver = false)
     {
+        if (OperatingSystem.IsLinux())
+        {
+            int fd = open(path, ORdOnly | ONonBlock | ONoCtty | OCloExec);
+            if (fd < 0) throw OpenError(Marshal.GetLastPInvokeError(), path, display);
+            try
+            {
+                long size = StatRegular(fd, display);
+                return ReadOpen(fd, display, size, cap, allowOver);
+            }
+            finally { close(fd); }
+        }
         using var fs = OpenRead(path, display);
         try
         {
@@ -109,6 +109,223 @@ internal static partial class RegularFile
         }
     }
 
+
+    /// <summary>
+    /// Linux only: what the name is, without following a final symlink (one <c>statx</c> with
+    /// <c>AT_SYMLINK_NOFOLLOW</c>; <c>FileSystemInfo.Attributes</c> costs an lstat, a stat of a link's target and a
+    /// geteuid). Any failure (missing, permission denied on a parent) reads as <see cref="FileNodeKind.Missing"/>.
+    /// A FIFO, socket or device is a <see cref="FileNodeKind.File"/> here: reading it is refused.
+    /// </summary>
+    internal static FileNodeKind LstatKind(string path)
+    {
+        Span<byte> stx = stackalloc byte[StatxSize];
+        if (statx(AtFdCwd, path, AtSymlinkNoFollow, StatxType, stx) != 0) return FileNodeKind.Missing;
+        return (BitConverter.ToUInt16(stx[StatxModeOffset..]) & SIfMt) switch
+        {
+            SIfLnk => FileNodeKind.Symlink,
+            SIfDir => FileNodeKind.Directory,
+            _ => FileNodeKind.File,
+        };
+    }
+
+    /// <summary>
+    /// Linux only: the raw target of the symlink at <paramref name="path"/> (one <c>readlink</c>), or null when the
+    /// name is missing or not a symlink.
+    /// </summary>
+    /// <exception cref="FileReadException">Permission denied or an I/O error.</exception>
+    internal static unsafe string? ReadLinkOrNull(string path, string display)
+    {
+        const int max = 4096; // PATH_MAX: readlink never returns more for a link the kernel made
+        byte* buf = stackalloc byte[max];
+        nint n = readlink(path, buf, max);
+        if (n < 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno is ENOENT or ENOTDIR or EINVAL) return null;
+            if (errno is EACCES or EPERM) throw new FileReadException(display, "permission denied");
+            throw new FileReadException(display, $"cannot read the link: {Marshal.GetPInvokeErrorMessage(errno)}");
+        }
+        return System.Text.Encoding.UTF8.GetString(buf, (int)n);
+    }
+
+    /// <summary>
+    /// Linux only: the names in a directory (not "." and ".."), unsorted, at most <paramref name="max"/> + 1 of them;
+    /// null when it does not exist. One <c>opendir</c> and <c>getdents64</c> calls: no stat of any entry
+    /// (<see cref="Directory.EnumerateFileSystemEntries(string)"/> stats every symlink to see whether it leads to a
+    /// directory, two calls per device in <c>sys/bus/pci/devices</c>).
+    /// </summary>
+    /// <exception cref="FileReadException">Permission denied or an I/O error: never read as empty.</exception>
+    internal static unsafe List<string>? ListDirectory(string path, string display, int max)
+    {
+        nint dir = opendir(path);
+        if (dir == 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno is ENOENT or ENOTDIR) return null;
+            if (errno is EACCES or EPERM) throw new FileReadException(display, "permission denied");
+            throw new FileReadException(display, $"cannot list: {Marshal.GetPInvokeErrorMessage(errno)}");
+        }
+        try
+        {
+            var names = new List<string>();
+            while (names.Count <= max)
+            {
+                byte* entry = readdir(dir);
+                if (entry == null)
+                {
+                    int errno = Marshal.GetLastPInvokeError();
+                    if (errno != 0) throw new FileReadException(display, $"cannot list: {Marshal.GetPInvokeErrorMessage(errno)}");
+                    break;
+                }
+                // glibc's struct dirent on 64-bit Linux: d_ino (8), d_off (8), d_reclen (2), d_type (1), d_name.
+                var name = MemoryMarshal.CreateReadOnlySpanFromNullTerminated(entry + DirentNameOffset);
+                if (name.SequenceEqual("."u8) || name.SequenceEqual(".."u8)) continue;
+                names.Add(System.Text.Encoding.UTF8.GetString(name));
+            }
+            return names;
+        }
+        finally { closedir(dir); }
+    }
+
+    private const int DirentNameOffset = 19;
+
+    /// <summary>What <see cref="TryReadNoFollow"/> found at the name.</summary>
+    internal enum NoFollowOutcome
+    {
+        /// <summary>A regular file, read.</summary>
+        Read,
+        /// <summary>No such name (or a parent is not a directory).</summary>
+        Missing,
+        /// <summary>A directory: not read.</summary>
+        Directory,
+        /// <summary>A symbolic link: not followed, not read (the caller resolves it).</summary>
+        Symlink,
+    }
+
+    /// <summary>
+    /// Linux only: reads the regular file at <paramref name="path"/> whose last component is not followed if it is a
+    /// symlink (<c>O_NOFOLLOW</c>), with one <c>open</c>, one <c>statx</c> on the descriptor, the reads and a
+    /// <c>close</c>: no <c>lstat</c> first, and no window between a type check by name and the open. The parents of
+    /// the last component must already be resolved by the caller.
+    /// </summary>
+    /// <param name="beforeRead">Called once the name is known to exist and not to be a directory or link (a test seam for faults).</param>
+    /// <exception cref="FileReadException">A FIFO, socket or device, permission denied, EIO: never read as empty.</exception>
+    internal static NoFollowOutcome TryReadNoFollow(string path, string display, int cap, Action? beforeRead, out byte[]? bytes)
+    {
+        bytes = null;
+        int fd = open(path, ORdOnly | ONonBlock | ONoCtty | OCloExec | ONoFollow);
+        if (fd < 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno is ENOENT or ENOTDIR) return NoFollowOutcome.Missing;
+            if (errno == ELOOP) return NoFollowOutcome.Symlink; // O_NOFOLLOW on a link
+            beforeRead?.Invoke();
+            throw OpenError(errno, path, display);
+        }
+        try
+        {
+            Span<byte> stx = stackalloc byte[StatxSize];
+            if (statx(fd, "", AtEmptyPath, StatxType | StatxSize_, stx) != 0)
+                throw new FileReadException(display, $"cannot stat (errno {Marshal.GetLastPInvokeError()})");
+            int mode = BitConverter.ToUInt16(stx[StatxModeOffset..]);
+            if ((mode & SIfMt) == SIfDir) return NoFollowOutcome.Directory;
+            beforeRead?.Invoke();
+            if (KindOf(mode) is { } kind) throw new FileReadException(display, $"is {kind}, not a regular file");
+            bytes = ReadOpen(fd, display, (long)BitConverter.ToUInt64(stx[StatxSizeOffset..]), cap, allowOver: true);
+            return NoFollowOutcome.Read;
+        }
+        finally { close(fd); }
+    }
+
+    /// <summary>The size of the open file when it is a regular file; else why not, as bad input.</summary>
+    private static long StatRegular(int fd, string display)
+    {
+        Span<byte> stx = stackalloc byte[StatxSize];
+        if (statx(fd, "", AtEmptyPath, StatxType | StatxSize_, stx) != 0)
+            throw new FileReadException(display, $"cannot stat (errno {Marshal.GetLastPInvokeError()})");
+        if (KindOf(BitConverter.ToUInt16(stx[StatxModeOffset..])) is { } kind) throw new FileReadException(display, $"is {kind}, not a regular file");
+        return (long)BitConverter.ToUInt64(stx[StatxSizeOffset..]);
+    }
+
+    /// <summary>
+    /// Scratch for small files (sysfs attributes, a 4 KiB config space): a load reads thousands of them, and a fresh
+    /// 4 KiB buffer for each is most of its allocation (and of its page faults). One per thread; the bytes handed
+    /// back are always a copy of exactly what was read.
+    /// </summary>
+    [ThreadStatic] private static byte[]? t_scratch;
+    private const int ScratchBytes = 16 * 1024;
+
+    /// <summary>
+    /// Reads the open regular file with <c>read(2)</c> to its end or to its stated <paramref name="size"/> (from statx),
+    /// whichever comes first, at most <paramref name="cap"/> + 1 bytes; the size is never trusted to be the end (sysfs
+    /// says 4096 for every attribute, proc 0), only to be enough.
+    /// </summary>
+    private static unsafe byte[] ReadOpen(int fd, string display, long size, long cap, bool allowOver)
+    {
+        if (size > cap && !allowOver) throw InputException.At(display, $"file of {size} bytes is larger than the {SourceLimits.Mib(cap)} cap");
+        int capPlus = (int)Math.Min(cap + 1, Array.MaxLength);
+        // A small file goes through the scratch buffer; a larger one into an array of exactly its stated size, which
+        // is returned as it is when the size was right (pci.ids: no second 1.4 MB copy).
+        bool scratch = Math.Max(size, 0) < ScratchBytes;
+        byte[] buf = scratch ? t_scratch ??= new byte[ScratchBytes] : GC.AllocateUninitializedArray<byte>((int)Math.Min(size, capPlus));
+        int limit = scratch ? Math.Min(capPlus, ScratchBytes) : buf.Length;
+        int total = 0;
+        while (true)
+        {
+            if (total == limit)
+            {
+                if (limit >= capPlus) break; // cap + 1 bytes: the caller reports the excess
+                // Full: one more byte tells the end of the file from a file larger than it said.
+                byte probe;
+                if (ReadSome(fd, &probe, 1, display) == 0) break;
+                int grown = (int)Math.Min(Math.Max((long)limit * 2, 4096 + 1), capPlus);
+                var bigger = GC.AllocateUninitializedArray<byte>(grown);
+                buf.AsSpan(0, total).CopyTo(bigger);
+                bigger[total++] = probe;
+                buf = bigger;
+                limit = grown;
+                scratch = false;
+                continue;
+            }
+            int n;
+            fixed (byte* p = &buf[total]) n = ReadSome(fd, p, limit - total, display);
+            if (n == 0) break;
+            total += n;
+            // A file that said its size and gave exactly that much is read (an extracted snapshot's files): no read
+            // for the end. Sysfs attributes say 4096 whatever they hold, and proc files 0, so those read to the end.
+            if (total == size) break;
+        }
+        if (total > cap && !allowOver) throw InputException.At(display, $"file is larger than the {SourceLimits.Mib(cap)} cap");
+        if (!scratch && total == buf.Length) return buf;
+        var result = GC.AllocateUninitializedArray<byte>(total);
+        buf.AsSpan(0, total).CopyTo(result);
+        return result;
+    }
+
+    /// <summary>One <c>read(2)</c> (again on EINTR): the bytes read, 0 at the end of the file.</summary>
+    private static unsafe int ReadSome(int fd, byte* p, int count, string display)
+    {
+        while (true)
+        {
+            nint n = read(fd, p, count);
+            if (n >= 0) return (int)n;
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno != EINTR) throw new FileReadException(display, $"read error: {Marshal.GetPInvokeErrorMessage(errno)}");
+        }
+    }
+
+    private static Exception OpenError(int errno, string path, string display)
+    {
+        if (errno is ENOENT or ENOTDIR) return new FileNotFoundException($"{display}: no such file", path);
+        return new FileReadException(display, errno switch
+        {
+            EACCES or EPERM => "permission denied",
+            ENXIO => "is a socket, not a regular file",
+            ELOOP => "is a symlink loop",
+            _ => $"cannot open (errno {errno})",
+        });
+    }
+
     private static string? KindOf(int mode) => (mode & SIfMt) switch
     {
         SIfReg => null,
@@ -125,12 +342,15 @@ internal static partial class RegularFile
     // <linux/stat.h>: struct statx is 256 bytes on every architecture; stx_mode (__u16) sits at offset 28.
     private const int StatxSize = 256;
     private const int StatxModeOffset = 28;
-    private const uint StatxType = 0x1; // STATX_TYPE
+    private const uint StatxType = 0x1, StatxSize_ = 0x200; // STATX_TYPE, STATX_SIZE
+    private const int StatxSizeOffset = 40; // stx_size (__u64)
     private const int AtFdCwd = -100;
-    private const int AtEmptyPath = 0x1000;
+    private const int AtEmptyPath = 0x1000, AtSymlinkNoFollow = 0x100;
     private const int ORdOnly = 0, ONoCtty = 0x100, ONonBlock = 0x800, OCloExec = 0x80000; // asm-generic/fcntl.h (x86-64, arm64)
-    private const int SIfMt = 0xf000, SIfSock = 0xc000, SIfReg = 0x8000, SIfBlk = 0x6000, SIfDir = 0x4000, SIfChr = 0x2000, SIfIfo = 0x1000;
-    private const int EPERM = 1, ENOENT = 2, ENXIO = 6, EACCES = 13, ENOTDIR = 20, ELOOP = 40;
+    // O_NOFOLLOW is 0x20000 on x86-64 (asm-generic) but 0x8000 on arm64 (arch/arm64/include/uapi/asm/fcntl.h).
+    private static int ONoFollow => RuntimeInformation.ProcessArchitecture is Architecture.Arm64 or Architecture.Arm ? 0x8000 : 0x20000;
+    private const int SIfMt = 0xf000, SIfLnk = 0xa000, SIfSock = 0xc000, SIfReg = 0x8000, SIfBlk = 0x6000, SIfDir = 0x4000, SIfChr = 0x2000, SIfIfo = 0x1000;
+    private const int EPERM = 1, ENOENT = 2, EINTR = 4, ENXIO = 6, EACCES = 13, ENOTDIR = 20, EINVAL = 22, ELOOP = 40;
 
     /// <summary>
     /// glibc by its soname: "libc" would make the runtime probe for liblibc.so and libc.so (a linker script that only
@@ -143,6 +363,27 @@ internal static partial class RegularFile
 
     [LibraryImport(LibC, EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int statx(int dirfd, string path, int flags, uint mask, [Out] byte[] buf);
+
+    [LibraryImport(LibC, EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int statx(int dirfd, string path, int flags, uint mask, Span<byte> buf);
+
+    [LibraryImport(LibC, EntryPoint = "read", SetLastError = true)]
+    private static unsafe partial nint read(int fd, byte* buf, nint count);
+
+    [LibraryImport(LibC, EntryPoint = "readlink", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static unsafe partial nint readlink(string path, byte* buf, nint size);
+
+    [LibraryImport(LibC, EntryPoint = "opendir", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial nint opendir(string path);
+
+    [LibraryImport(LibC, EntryPoint = "readdir", SetLastError = true)]
+    private static unsafe partial byte* readdir(nint dir);
+
+    [LibraryImport(LibC, EntryPoint = "closedir")]
+    private static partial int closedir(nint dir);
+
+    [LibraryImport(LibC, EntryPoint = "close")]
+    private static partial int close(int fd);
 }
 
 /// <summary>
