@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text;
 using IommuKit.Cli.Rendering;
+using IommuKit.Host;
 using IommuKit.Pci;
 using IommuKit.Sources;
 
@@ -49,11 +50,11 @@ internal static class DevicesCommand
         foreach (var root in topo.RootBuses)
         {
             o.WriteLine($"pci{root.Domain:x4}:{root.Number:x2}");
-            WriteBus(console, root, "");
+            WriteBus(console, machine, root, "");
         }
     }
 
-    private static void WriteBus(CliConsole console, PciBus bus, string indent)
+    private static void WriteBus(CliConsole console, Machine machine, PciBus bus, string indent)
     {
         // A bus's children: its functions in devfn order, then buses below it that no bridge leads to (SR-IOV VFs).
         var virtualBuses = bus.Children.Where(c => c.Self is null).ToList();
@@ -62,19 +63,22 @@ internal static class DevicesCommand
         foreach (var d in bus.Devices)
         {
             bool last = ++i == count;
-            console.Out.WriteLine(indent + (last ? "└── " : "├── ") + DeviceLine(console, d));
-            if (d.Subordinate is { } sub) WriteBus(console, sub, indent + (last ? "    " : "│   "));
+            console.Out.WriteLine(indent + (last ? "└── " : "├── ") + DeviceLine(console, machine, d));
+            if (d.Subordinate is { } sub) WriteBus(console, machine, sub, indent + (last ? "    " : "│   "));
         }
         foreach (var vb in virtualBuses)
         {
             bool last = ++i == count;
             console.Out.WriteLine(indent + (last ? "└── " : "├── ") + $"bus {vb} (virtual, no bridge)");
-            WriteBus(console, vb, indent + (last ? "    " : "│   "));
+            WriteBus(console, machine, vb, indent + (last ? "    " : "│   "));
         }
     }
 
-    /// <summary>One device line: <c>0000:00:06.0 [1b36:000c] 0604 Root Port, ACS cap SV|RR ctl none, driver pcieport</c>.</summary>
-    internal static string DeviceLine(CliConsole console, PciDevice d)
+    /// <summary>
+    /// One device line: <c>0000:00:06.0 [1b36:000c] 0604 Root Port, ACS cap SV|RR ctl none, driver pcieport, slot 2</c>
+    /// (the slot a card is in or a port leads to, <see cref="PciSlots.NameOf"/>).
+    /// </summary>
+    internal static string DeviceLine(CliConsole console, Machine machine, PciDevice d)
     {
         var sb = new StringBuilder();
         sb.Append(Paint(console, "1", d.Address.ToString()));
@@ -83,6 +87,7 @@ internal static class DevicesCommand
         sb.Append(", ").Append(AcsText(console, d));
         sb.Append(", ").Append(d.Driver is { } drv ? $"driver {drv}" : "no driver");
         if (d.Facts.KernelGroup is { } g) sb.Append($", group {g}");
+        if (PciSlots.NameOf(machine, d) is { } slot) sb.Append($", slot {slot}");
         if (d.Facts.Untrusted) sb.Append(", untrusted");
         return sb.ToString();
     }
@@ -123,7 +128,7 @@ internal static class DevicesCommand
         w.WriteString("source", machine.Origin);
         JsonOut.NullableString(w, "kernel", machine.KernelRelease);
         w.WriteStartArray("devices");
-        foreach (var d in machine.Topology.Devices) DeviceJson.Write(w, d, ids, topology: true);
+        foreach (var d in machine.Topology.Devices) DeviceJson.Write(w, d, ids, topology: true, PciSlots.NameOf(machine, d));
         w.WriteEndArray();
         w.WriteEndObject();
     });

@@ -24,16 +24,17 @@ internal static class GroupsCommand
         var usb = new Option<bool>("--usb", "-u") { Description = "Only groups holding a USB controller." };
         var network = new Option<bool>("--network", "-n") { Description = "Only groups holding a network controller (Ethernet, Wi-Fi…)." };
         var storage = new Option<bool>("--storage") { Description = "Only groups holding a storage controller (SATA, NVMe, SAS, RAID…)." };
+        var related = new Option<bool>("--related", "-r") { Description = "Also list, under each group, the functions of its cards that sit in other groups (a GPU's HDMI audio, USB-C), as ls-iommu -r does." };
         var group = new Option<int[]>("--group", "-i") { Description = "Only group N (repeatable).", HelpName = "N", AllowMultipleArgumentsPerToken = false };
         var command = new Command("groups", "List IOMMU groups with their devices, default domain type, reserved regions and fingerprint: the kernel's, checked against the model, or the model's prediction.\n" +
             ExitCodeHelp.Line((ExitCode.Ok, "ok"), (ExitCode.Negative, "the model disagrees with the kernel"), (ExitCode.NoIommu, "no IOMMU (the prediction is shown)")))
         {
-            source, cmdline, json, legacy, gpu, usb, network, storage, group, pciIds,
+            source, cmdline, json, legacy, gpu, usb, network, storage, group, related, pciIds,
         };
         command.SetAction(parse =>
         {
             var filter = new Filter(parse.GetValue(gpu), parse.GetValue(usb), parse.GetValue(network), parse.GetValue(storage), parse.GetValue(group) ?? []);
-            return Run(console, parse.GetValue(source), parse.GetValue(cmdline), parse.GetValue(json), parse.GetValue(legacy), filter, parse.GetValue(pciIds));
+            return Run(console, parse.GetValue(source), parse.GetValue(cmdline), parse.GetValue(json), parse.GetValue(legacy), filter, parse.GetValue(pciIds), parse.GetValue(related));
         });
         return command;
     }
@@ -55,9 +56,10 @@ internal static class GroupsCommand
             .Where(x => x is not null).Concat(Groups.Select(g => $"--group {g}")));
     }
 
-    internal static int Run(CliConsole console, string? sourcePath, string? cmdlineText, bool json, bool legacy, Filter filter, string? pciIdsPath)
+    internal static int Run(CliConsole console, string? sourcePath, string? cmdlineText, bool json, bool legacy, Filter filter, string? pciIdsPath, bool related = false)
     {
         if (json && legacy) throw new CliException("--json and --legacy cannot be combined");
+        if (legacy && related) throw new CliException("--legacy and --related cannot be combined: the classic lines have no place for them");
         var ids = Inputs.LoadPciIds(pciIdsPath);
         var report = HostAnalysis.Analyze(Inputs.LoadMachine(sourcePath, console, json), cmdlineText);
         foreach (var n in filter.Groups)
@@ -67,8 +69,8 @@ internal static class GroupsCommand
         int exit = report.State == IommuState.Off ? (int)ExitCode.NoIommu
             : report.Disagreements.Count > 0 ? (int)ExitCode.Negative : (int)ExitCode.Ok;
         if (legacy) WriteLegacy(console, report, groups, ids);
-        else if (json) WriteJson(console, report, groups, ids);
-        else WriteText(console, report, groups, ids, filter);
+        else if (json) WriteJson(console, report, groups, ids, related);
+        else WriteText(console, report, groups, ids, filter, related);
         return exit;
     }
 
@@ -84,19 +86,19 @@ internal static class GroupsCommand
         GroupsRenderer.WriteLegacy(console.Out, groups, ids);
     }
 
-    private static void WriteJson(CliConsole console, HostReport report, List<GroupReport> groups, PciIds ids) => JsonOut.Write(console, w =>
+    private static void WriteJson(CliConsole console, HostReport report, List<GroupReport> groups, PciIds ids, bool related) => JsonOut.Write(console, w =>
     {
         w.WriteStartObject();
         ReportText.WriteMachineJson(w, report);
         w.WriteStartArray("groups");
-        foreach (var g in groups) GroupsRenderer.WriteGroupJson(w, g, ids);
+        foreach (var g in groups) GroupsRenderer.WriteGroupJson(w, g, ids, report.Machine, related ? HostAnalysis.RelatedFunctions(report, g) : null);
         w.WriteEndArray();
         JsonOut.StringArray(w, "disagreements", report.Disagreements.Select(d => d.Text));
         JsonOut.StringArray(w, "warnings", report.Notes);
         w.WriteEndObject();
     });
 
-    private static void WriteText(CliConsole console, HostReport report, List<GroupReport> groups, PciIds ids, Filter filter)
+    private static void WriteText(CliConsole console, HostReport report, List<GroupReport> groups, PciIds ids, Filter filter, bool related)
     {
         var s = Style.For(console);
         var o = console.Out;
@@ -119,7 +121,7 @@ internal static class GroupsCommand
         }
         if (filter.Any) o.WriteLine($"Showing {groups.Count} of them ({filter.Describe()}).");
         o.WriteLine();
-        GroupsRenderer.WriteGroups(o, s, groups, ids, report.Predicted);
+        GroupsRenderer.WriteGroups(o, s, groups, ids, report.Predicted, report.Machine, related ? g => HostAnalysis.RelatedFunctions(report, g) : null);
         ReportText.WriteWarnings(console, report);
     }
 }
