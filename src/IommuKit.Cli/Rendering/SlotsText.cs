@@ -36,7 +36,7 @@ internal static class SlotsText
         }
         else
         {
-            o.WriteLine($"Slots for {card.ToShortString()}, best first (the model's group for the card in each, as `iommu whatif --move {card.ToShortString()}=PORT` predicts):");
+            o.WriteLine($"Slots for {card.ToShortString()}, best first (the model's group for the card in each, as `iommu whatif --move {r.Moves!.Value.ToShortString()}=PORT` predicts):");
             for (int i = 0; i < r.Slots.Count; i++)
             {
                 var slot = r.Slots[i];
@@ -72,6 +72,7 @@ internal static class SlotsText
         w.WriteStartObject();
         ReportText.WriteMachineJson(w, r.Report);
         JsonOut.NullableString(w, "card", r.Card?.ToString());
+        JsonOut.NullableString(w, "moves", r.Moves?.ToString());
         if (r.Card is null) w.WriteNull("isolatable"); else w.WriteBoolean("isolatable", r.Isolatable);
         w.WriteStartArray("slots");
         foreach (var slot in r.Slots)

@@ -46,6 +46,11 @@ public sealed record SlotsReport
     /// <summary>The card asked about, or null for the plain list.</summary>
     public PciAddress? Card { get; init; }
     /// <summary>
+    /// The device that moves: the asked one, or the upstream port of the switch on its card (a GPU behind its own
+    /// switch moves with the switch); the <c>whatif --move</c> card of every ranked slot. Null without a card.
+    /// </summary>
+    public PciAddress? Moves { get; init; }
+    /// <summary>
     /// The slots: in port address order without a card; with one, best first (<see cref="SlotFit"/>, then fewer other
     /// devices, then the slot it is in today, then a free slot before an occupied one, then port address).
     /// </summary>
@@ -78,15 +83,17 @@ public static partial class HostAnalysis
         if (card is not { } c) return new SlotsReport { Report = report, Slots = plain, Notes = notes };
 
         var device = CardOf(machine, c);
+        if (device.Address != c)
+            notes.Add($"{c.ToShortString()} sits behind a switch on the card at {device.Address.ToShortString()}: the whole card moves");
         var moved = new HashSet<PciAddress>();
-        foreach (var f in device.Bus.Devices.Where(d => HostFunctions.SameSlot(d.Address, c)))
+        foreach (var f in device.Bus.Devices.Where(d => HostFunctions.SameSlot(d.Address, device.Address)))
         {
             moved.Add(f.Address);
             foreach (var b in PciTopology.Below(f)) moved.Add(b.Address);
         }
         var parent = device.Parent!;
         if (!IsSlotPort(machine, parent))
-            notes.Add($"the port above {c.ToShortString()} ({parent.Address.ToShortString()}) implements no slot: the card is probably soldered to the board");
+            notes.Add($"the port above {device.Address.ToShortString()} ({parent.Address.ToShortString()}) implements no slot: the card is probably soldered to the board");
 
         var ranked = new List<SlotCandidate>();
         bool forced = false;
@@ -100,7 +107,7 @@ public static partial class HostAnalysis
                 continue;
             }
             WhatIfReport w;
-            try { w = WhatIf(machine, new WhatIfRequest(MoveCard: c, MovePort: slot.Port.Address)); }
+            try { w = WhatIf(machine, new WhatIfRequest(MoveCard: device.Address, MovePort: slot.Port.Address)); }
             catch (InputException ex)
             {
                 ranked.Add(slot with { Fit = SlotFit.Unknown, Problem = ex.Message });
@@ -122,7 +129,7 @@ public static partial class HostAnalysis
         if (forced || report.State == IommuState.Off)
             notes.Add("no IOMMU is active: the groups are the ones the kernel would make with one");
         ranked.Sort(CompareFit);
-        return new SlotsReport { Report = report, Card = c, Slots = ranked, Notes = notes };
+        return new SlotsReport { Report = report, Card = c, Moves = device.Address, Slots = ranked, Notes = notes };
     }
 
     /// <summary>A slot: a root or downstream port with a slot (<see cref="PciSlots.SlotPort"/>), or a bridge with a named slot below it.</summary>
@@ -134,7 +141,11 @@ public static partial class HostAnalysis
         machine.Slots.Values.Any(t => PciSlots.TryParseAddress(t, out int dom, out int bus, out int? dev)
                                       && dom == d.Address.Domain && bus == d.Address.Bus && (dev is null || dev == d.Address.Device));
 
-    /// <summary>The card at <paramref name="address"/>: a function behind a port, not built in, not a VF, not a switch's own port.</summary>
+    /// <summary>
+    /// The card that holds <paramref name="address"/>: the device itself when it sits behind a port, or, for a device
+    /// behind a switch on a card (a GPU behind its own switch), that switch's upstream port. Not built in, not a VF, not
+    /// a switch's own downstream port.
+    /// </summary>
     private static PciDevice CardOf(Machine machine, PciAddress address)
     {
         var d = DeviceOf(machine, address);
@@ -144,7 +155,11 @@ public static partial class HostAnalysis
             throw new InputException($"{address}: built into the chipset or CPU (on root bus {d.Bus}), not a card in a slot");
         if (d.Parent is { PcieType: PcieType.Upstream } up)
             throw new InputException($"{address}: a port inside the switch at {up.Address.ToShortString()}, not a card: ask about the switch's upstream port {up.Address.ToShortString()}");
-        return d;
+        var card = d;
+        while (card.Parent is { PcieType: PcieType.Downstream } down && !IsSlotPort(machine, down)
+               && down.Parent is { PcieType: PcieType.Upstream } sw && !sw.IsOnRootBus)
+            card = sw;
+        return card;
     }
 
     /// <summary>The slot with the card's group there: its fit and the other members.</summary>
