@@ -14,8 +14,9 @@ public static class PciSlots
 {
     /// <summary>
     /// The slot name of <paramref name="device"/>: the slot it sits in (a slot's address names its bus and device number,
-    /// drivers/pci/slot.c <c>address_read_file</c>), else, for a bridge or port, the slot on its secondary bus; null
-    /// when neither is known.
+    /// drivers/pci/slot.c <c>address_read_file</c>), else, for a bridge or port, the slot on its secondary bus; without a
+    /// recorded name, <c>#N</c> from the Physical Slot Number of the slot port above it, else of itself; null when none
+    /// of these is known.
     /// </summary>
     public static string? NameOf(Machine machine, PciDevice device)
     {
@@ -31,10 +32,14 @@ public static class PciSlots
             if (below is null && secondary == bus) below = name;
         }
         if (below is not null) return below;
-        return SlotPort(device) && device.Facts.Pcie!.PhysicalSlot != 0
-            ? "#" + device.Facts.Pcie.PhysicalSlot.ToString(CultureInfo.InvariantCulture)
-            : null;
+        // No recorded name: the Physical Slot Number of the port above a card in its slot, else of the port itself.
+        if (device.Parent is { } parent && parent.Subordinate == device.Bus && Psn(parent) is { } up) return up;
+        return Psn(device);
     }
+
+    /// <summary><c>#N</c> for a slot port with a non-zero Physical Slot Number, else null.</summary>
+    private static string? Psn(PciDevice port) =>
+        SlotPort(port) && port.Facts.Pcie!.PhysicalSlot != 0 ? "#" + port.Facts.Pcie.PhysicalSlot.ToString(CultureInfo.InvariantCulture) : null;
 
     /// <summary>
     /// A PCIe root or downstream port whose Slot Implemented bit is set (its link leads to a slot, not to a device

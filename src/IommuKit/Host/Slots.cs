@@ -51,8 +51,8 @@ public sealed record SlotsReport
     /// </summary>
     public PciAddress? Moves { get; init; }
     /// <summary>
-    /// The slots: in port address order without a card; with one, best first (<see cref="SlotFit"/>, then fewer other
-    /// devices, then the slot it is in today, then a free slot before an occupied one, then port address).
+    /// The slots: in port address order without a card; with one, best first: a group of its own (alone or with its path
+    /// only), then fewer other devices, then the slot it is in today, then a free slot, then fewer bridges, then port address.
     /// </summary>
     public required IReadOnlyList<SlotCandidate> Slots { get; init; }
     /// <summary>Things worth saying (the card's port has no slot, the model compares "as if on"), one line each.</summary>
@@ -173,12 +173,19 @@ public static partial class HostAnalysis
         return slot with { Fit = fit, CardGroup = group, With = with };
     }
 
+    /// <summary>
+    /// Best first: a group of its own (alone and with-path tie: both can be passed through), then fewer other devices,
+    /// then where the card is today (moving buys nothing), then a free slot, then fewer path bridges, then port address.
+    /// </summary>
     private static int CompareFit(SlotCandidate a, SlotCandidate b)
     {
-        int c = a.Fit!.Value.CompareTo(b.Fit!.Value);
-        if (c == 0) c = a.With.Count.CompareTo(b.With.Count);
+        static int Tier(SlotFit f) => f is SlotFit.Alone or SlotFit.WithPath ? 0 : f == SlotFit.Shares ? 1 : 2;
+        static int Others(SlotCandidate s) => s.With.Count(d => HostFunctions.Classify(d) != HostFunctionKind.Bridge);
+        int c = Tier(a.Fit!.Value).CompareTo(Tier(b.Fit!.Value));
+        if (c == 0) c = Others(a).CompareTo(Others(b));
         if (c == 0) c = b.Current.CompareTo(a.Current);
         if (c == 0) c = a.Occupied.CompareTo(b.Occupied);
+        if (c == 0) c = a.With.Count.CompareTo(b.With.Count);
         if (c == 0) c = a.Port.Address.CompareTo(b.Port.Address);
         return c;
     }
