@@ -26,8 +26,8 @@ internal static class SlotsCommand
             "Which slot should this card go in? Lists the root and downstream ports that implement a slot (and bridges with a named slot), " +
             "what is in each and the port's group; with --for, ranks them by the group the card would get there: alone, with its path, or with which devices.\n" +
             "Examples: iommu slots    iommu slots --for 01:00.0 --json\n" +
-            ExitCodeHelp.Line((ExitCode.Ok, "ok; with --for, some slot gives the card a group of its own"),
-                (ExitCode.Negative, "with --for, no slot does"), (ExitCode.NoIommu, "no IOMMU (the prediction is shown)")))
+            ExitCodeHelp.Line((ExitCode.Ok, "ok (with --for: some slot gives the card a group of its own)"),
+                (ExitCode.Negative, "with --for: no slot does"), (ExitCode.NoIommu, "no IOMMU (the prediction is shown)")))
         {
             card, source, json, pciIds,
         };
