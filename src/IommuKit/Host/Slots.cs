@@ -97,9 +97,15 @@ public static partial class HostAnalysis
 
         var ranked = new List<SlotCandidate>();
         bool forced = false;
+        int tried = 0;
         foreach (var slot in plain)
         {
             if (moved.Contains(slot.Port.Address)) continue; // a port of the card itself
+            if (slot.Port != parent && ++tried > MaxRankedSlots)
+            {
+                notes.Add($"only the first {MaxRankedSlots} slots (by port address) are ranked: each costs one what-if");
+                break;
+            }
             if (slot.Port == parent)
             {
                 var today = report.ModelGroupOf(c);
@@ -131,6 +137,12 @@ public static partial class HostAnalysis
         ranked.Sort(CompareFit);
         return new SlotsReport { Report = report, Card = c, Moves = device.Address, Slots = ranked, Notes = notes };
     }
+
+    /// <summary>
+    /// At most this many slots are ranked for a card (each is one what-if, two boots of the core): a machine with more
+    /// slot ports (a hostile dump) is cut off with a note.
+    /// </summary>
+    public const int MaxRankedSlots = 64;
 
     /// <summary>A slot: a root or downstream port with a slot (<see cref="PciSlots.SlotPort"/>), or a bridge with a named slot below it.</summary>
     private static bool IsSlotPort(Machine machine, PciDevice d) =>
