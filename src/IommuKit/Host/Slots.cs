@@ -167,6 +167,8 @@ public static partial class HostAnalysis
             throw new InputException($"{address}: built into the chipset or CPU (on root bus {d.Bus}), not a card in a slot");
         if (d.Parent is { PcieType: PcieType.Upstream } up)
             throw new InputException($"{address}: a port inside the switch at {up.Address.ToShortString()}, not a card: ask about the switch's upstream port {up.Address.ToShortString()}");
+        if (d.Parent is null)
+            throw new InputException($"{address}: no bridge or port leads to its bus {d.Bus}, so it sits in no slot");
         var card = d;
         while (card.Parent is { PcieType: PcieType.Downstream } down && !IsSlotPort(machine, down)
                && down.Parent is { PcieType: PcieType.Upstream } sw && !sw.IsOnRootBus)
