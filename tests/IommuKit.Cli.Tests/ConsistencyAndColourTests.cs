@@ -93,6 +93,7 @@ public class ConsistencyAndColourTests
     [InlineData("vfio-check")]
     [InlineData("whatif")]
     [InlineData("diff")]
+    [InlineData("slots")]
     public void HelpStatesTheExitCodesDocsCliMdStatesForTheCommand(string name)
     {
         var command = Program.BuildRoot(new CliConsole(TextWriter.Null, TextWriter.Null, false)).Subcommands.Single(c => c.Name == name);

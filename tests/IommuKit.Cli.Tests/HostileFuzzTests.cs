@@ -38,6 +38,7 @@ internal static class Fuzz
         ["vfio-check", "--group", "@group", "--json"],
         ["set-type", "@group", "identity", "--json"],
         ["devices"],
+        ["slots", "--for", "@dev", "--json"],
     ];
 
     private static readonly string[] HostileTexts =

@@ -24,7 +24,7 @@ public class SourcesCommandTests
         Assert.Equal("pci0000:00", lines[1]);
         Assert.Contains("├── 0000:00:06.0 [1b36:000c] 0604 Root Port (buses 01-05), ACS cap SV|TB|RR|CR|UF|DT ctl SV|RR|CR|UF, driver pcieport, group 2", lines);
         Assert.Contains("│   └── 0000:01:00.0 [104c:8232] 0604 Upstream Port (buses 02-05), no ACS, driver pcieport, group 5", lines);
-        Assert.Contains("│       │   └── 0000:03:00.0 [8086:10d3] 0200 Endpoint, no ACS, driver e1000e, group 6", lines);
+        Assert.Contains("│       │   └── 0000:03:00.0 [8086:10d3] 0200 Endpoint, no ACS, driver e1000e, group 6, slot #1", lines);
     }
 
     [Fact]

@@ -13,6 +13,7 @@ internal static class CommandRegistry
         yield return BindCommand.Create(console, bind: true);
         yield return BindCommand.Create(console, bind: false);
         yield return WhatIfCommand.Create(console);
+        yield return SlotsCommand.Create(console);
         yield return DiffCommand.Create(console);
         yield return DevicesCommand.Create(console);
         yield return ExportCommand.Create(console);

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using IommuKit.Cli.Rendering;
+using IommuKit.Host;
 using IommuKit.Passthrough;
 using IommuKit.Sources;
 
@@ -53,7 +54,7 @@ internal static class DevicesCommand
         w.WriteString("source", machine.Origin);
         JsonOut.NullableString(w, "kernel", machine.KernelRelease);
         w.WriteStartArray("devices");
-        foreach (var d in machine.Topology.Devices.Where(filter.Keeps)) DeviceJson.Write(w, d, ids, topology: true);
+        foreach (var d in machine.Topology.Devices.Where(filter.Keeps)) DeviceJson.Write(w, d, ids, topology: true, PciSlots.NameOf(machine, d));
         w.WriteEndArray();
         w.WriteEndObject();
     });

@@ -70,11 +70,11 @@ internal static class ExplainCommand
         w.WriteStartObject();
         ReportText.WriteMachineJson(w, e.Report);
         w.WritePropertyName("device");
-        GroupsRenderer.WriteDeviceJson(w, e.Device, ids);
+        GroupsRenderer.WriteDeviceJson(w, e.Device, ids, e.Report.Machine);
         w.WritePropertyName("group");
-        if (e.Group is null) w.WriteNullValue(); else GroupsRenderer.WriteGroupJson(w, e.Group, ids);
+        if (e.Group is null) w.WriteNullValue(); else GroupsRenderer.WriteGroupJson(w, e.Group, ids, e.Report.Machine);
         w.WritePropertyName("model_group");
-        if (e.ModelGroup is null) w.WriteNullValue(); else GroupsRenderer.WriteGroupJson(w, e.ModelGroup, ids);
+        if (e.ModelGroup is null) w.WriteNullValue(); else GroupsRenderer.WriteGroupJson(w, e.ModelGroup, ids, e.Report.Machine);
         w.WriteStartArray("steps");
         foreach (var st in e.Steps)
         {

@@ -20,19 +20,20 @@ internal static class GroupsCommand
         var cmdline = CommonOptions.Cmdline();
         var pciIds = CommonOptions.PciIds();
         var legacy = new Option<bool>("--legacy") { Description = "Print exactly the classic 'IOMMU Group N <lspci -nns line>' lines, for scripts and forum advice." };
+        var related = new Option<bool>("--related", "-r") { Description = "Also list, under each group, the functions of its cards that sit in other groups (a GPU's HDMI audio, USB-C), as ls-iommu -r does." };
         var group = new Option<int[]>("--group", "-i") { Description = "Only group N (repeatable).", HelpName = "N", AllowMultipleArgumentsPerToken = false };
         var command = new Command("groups", "List IOMMU groups with their devices, default domain type, reserved regions and fingerprint: the kernel's, checked against the model, or the model's prediction.\n" +
             "Examples: iommu groups    iommu groups --gpu --audio -k    iommu groups --id 10de:2484 --pciaddr 03:00    lspci -vvnn | iommu groups --source -\n" +
             ExitCodeHelp.Line((ExitCode.Ok, "ok"), (ExitCode.Negative, "the model disagrees with the kernel"), (ExitCode.NoIommu, "no IOMMU (the prediction is shown)")))
         {
-            source, cmdline, json, legacy, group, pciIds,
+            source, cmdline, json, legacy, group, related, pciIds,
         };
         var filters = new FilterOptions(command, "groups holding");
         command.SetAction(parse =>
         {
             var filter = new Filter(filters.Filter(parse), parse.GetValue(group) ?? []);
             return Run(console, parse.GetValue(source), parse.GetValue(cmdline), parse.GetValue(json), parse.GetValue(legacy), filter, parse.GetValue(pciIds),
-                parse.GetValue(filters.Kernel));
+                parse.GetValue(filters.Kernel), parse.GetValue(related));
         });
         return command;
     }
@@ -51,9 +52,10 @@ internal static class GroupsCommand
     }
 
     internal static int Run(CliConsole console, string? sourcePath, string? cmdlineText, bool json, bool legacy, Filter filter, string? pciIdsPath,
-        bool kernel = false)
+        bool kernel = false, bool related = false)
     {
         if (json && legacy) throw new CliException("--json and --legacy cannot be combined");
+        if (legacy && related) throw new CliException("--legacy and --related cannot be combined: the classic lines have no place for them");
         var ids = Inputs.LoadPciIds(pciIdsPath);
         var report = HostAnalysis.Analyze(Inputs.LoadMachine(sourcePath, console, json), cmdlineText);
         foreach (var n in filter.Groups)
@@ -63,8 +65,8 @@ internal static class GroupsCommand
         int exit = report.State == IommuState.Off ? (int)ExitCode.NoIommu
             : report.Disagreements.Count > 0 ? (int)ExitCode.Negative : (int)ExitCode.Ok;
         if (legacy) WriteLegacy(console, report, groups, ids);
-        else if (json) WriteJson(console, report, groups, ids);
-        else WriteText(console, report, groups, ids, filter, kernel);
+        else if (json) WriteJson(console, report, groups, ids, related);
+        else WriteText(console, report, groups, ids, filter, kernel, related);
         return exit;
     }
 
@@ -80,19 +82,19 @@ internal static class GroupsCommand
         GroupsRenderer.WriteLegacy(console.Out, groups, ids);
     }
 
-    private static void WriteJson(CliConsole console, HostReport report, List<GroupReport> groups, PciIds ids) => JsonOut.Write(console, w =>
+    private static void WriteJson(CliConsole console, HostReport report, List<GroupReport> groups, PciIds ids, bool related) => JsonOut.Write(console, w =>
     {
         w.WriteStartObject();
         ReportText.WriteMachineJson(w, report);
         w.WriteStartArray("groups");
-        foreach (var g in groups) GroupsRenderer.WriteGroupJson(w, g, ids);
+        foreach (var g in groups) GroupsRenderer.WriteGroupJson(w, g, ids, report.Machine, related ? HostAnalysis.RelatedFunctions(report, g) : null);
         w.WriteEndArray();
         JsonOut.StringArray(w, "disagreements", report.Disagreements.Select(d => d.Text));
         JsonOut.StringArray(w, "warnings", report.Notes);
         w.WriteEndObject();
     });
 
-    private static void WriteText(CliConsole console, HostReport report, List<GroupReport> groups, PciIds ids, Filter filter, bool kernel)
+    private static void WriteText(CliConsole console, HostReport report, List<GroupReport> groups, PciIds ids, Filter filter, bool kernel, bool related)
     {
         var s = Style.For(console);
         var o = console.Out;
@@ -115,7 +117,7 @@ internal static class GroupsCommand
         }
         if (filter.Any) o.WriteLine($"Showing {groups.Count} of them ({filter.Describe()}).");
         o.WriteLine();
-        GroupsRenderer.WriteGroups(o, s, groups, ids, report.Predicted, kernel);
+        GroupsRenderer.WriteGroups(o, s, groups, ids, report.Predicted, report.Machine, related ? g => HostAnalysis.RelatedFunctions(report, g) : null, kernel);
         ReportText.WriteWarnings(console, report);
     }
 }

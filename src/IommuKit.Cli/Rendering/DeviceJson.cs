@@ -12,11 +12,12 @@ namespace IommuKit.Cli.Rendering;
 internal static class DeviceJson
 {
     /// <summary>
-    /// Writes one device: address, ids, class, revision, driver, names (null when unknown); with
+    /// Writes one device: address, ids, class, revision, driver, names, physical slot (<paramref name="slot"/>, from
+    /// <see cref="Host.PciSlots.NameOf"/>; null when unknown); with
     /// <paramref name="topology"/> also header type, multifunction, PCIe type, parent, bus, bridge buses, ACS,
     /// the kernel's group, IOMMU unit, untrusted and config-space visibility.
     /// </summary>
-    public static void Write(Utf8JsonWriter w, PciDevice d, PciIds ids, bool topology)
+    public static void Write(Utf8JsonWriter w, PciDevice d, PciIds ids, bool topology, string? slot)
     {
         w.WriteStartObject();
         w.WriteString("address", d.Address.ToString());
@@ -28,6 +29,7 @@ internal static class DeviceJson
         JsonOut.StringArray(w, "kernel_modules", d.Facts.KernelModules);
         JsonOut.NullableString(w, "name", DeviceText.Name(d, ids));
         JsonOut.NullableString(w, "class_name", DeviceNames.ClassName(d, ids));
+        JsonOut.NullableString(w, "slot", slot);
         if (topology) WriteTopology(w, d);
         w.WriteEndObject();
     }

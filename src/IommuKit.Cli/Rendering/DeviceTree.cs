@@ -1,4 +1,5 @@
 using System.Text;
+using IommuKit.Host;
 using IommuKit.Passthrough;
 using IommuKit.Pci;
 using IommuKit.Sources;
@@ -18,7 +19,7 @@ internal static class DeviceTree
         var kept = filter.Any
             ? topo.Devices.Where(filter.Keeps).SelectMany(d => PciTopology.Ancestors(d).Prepend(d)).Select(d => d.Address).ToHashSet()
             : null;
-        var view = new View(console, kept, kernel);
+        var view = new View(console, machine, kept, kernel);
         var o = console.Out;
         o.WriteLine($"{machine.Origin}: {topo.Count} PCI functions" +
                     (machine.KernelRelease is { } k ? $", kernel {k}" : "") +
@@ -32,7 +33,7 @@ internal static class DeviceTree
         if (kept is not null) o.WriteLine($"Showing {topo.Devices.Count(filter.Keeps)} of them ({filter.Describe()}) and the bridges above them.");
     }
 
-    private sealed record View(CliConsole Console, HashSet<PciAddress>? Kept, bool Kernel)
+    private sealed record View(CliConsole Console, Machine Machine, HashSet<PciAddress>? Kept, bool Kernel)
     {
         public bool Shows(PciDevice d) => Kept is null || Kept.Contains(d.Address);
         public bool Shows(PciBus b) => Kept is null || Below(b).Any(Kept.Contains);
@@ -53,7 +54,7 @@ internal static class DeviceTree
         {
             bool last = ++i == count;
             string below = indent + (last ? "    " : "│   ");
-            console.Out.WriteLine(indent + (last ? "└── " : "├── ") + DeviceLine(console, d));
+            console.Out.WriteLine(indent + (last ? "└── " : "├── ") + DeviceLine(console, view.Machine, d));
             if (view.Kernel) DeviceText.WriteKernelLines(console.Out, Style.For(console), d, below + (d.Subordinate is not null ? "│   " : "    "));
             if (d.Subordinate is { } sub) WriteBus(view, sub, below);
         }
@@ -65,8 +66,11 @@ internal static class DeviceTree
         }
     }
 
-    /// <summary>One device line: <c>0000:00:06.0 [1b36:000c] 0604 Root Port, ACS cap SV|RR ctl none, driver pcieport</c>.</summary>
-    internal static string DeviceLine(CliConsole console, PciDevice d)
+    /// <summary>
+    /// One device line: <c>0000:00:06.0 [1b36:000c] 0604 Root Port, ACS cap SV|RR ctl none, driver pcieport, slot 2</c>
+    /// (the slot a card is in or a port leads to, <see cref="PciSlots.NameOf"/>).
+    /// </summary>
+    internal static string DeviceLine(CliConsole console, Machine machine, PciDevice d)
     {
         var sb = new StringBuilder();
         sb.Append(Paint(console, "1", d.Address.ToString()));
@@ -75,6 +79,7 @@ internal static class DeviceTree
         sb.Append(", ").Append(AcsText(console, d));
         sb.Append(", ").Append(d.Driver is { } drv ? $"driver {drv}" : "no driver");
         if (d.Facts.KernelGroup is { } g) sb.Append($", group {g}");
+        if (PciSlots.NameOf(machine, d) is { } slot) sb.Append($", slot {slot}");
         if (d.Facts.Untrusted) sb.Append(", untrusted");
         return sb.ToString();
     }

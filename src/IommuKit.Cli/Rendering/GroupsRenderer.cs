@@ -22,10 +22,12 @@ internal static class GroupsRenderer
 
     /// <summary>
     /// One group as a block: its <see cref="Heading"/>, its reserved regions, then one lspci-style line per device with
-    /// the bound driver.
+    /// the bound driver and the physical slot (<see cref="PciSlots.NameOf"/>: the slot a card is in, the slot a port
+    /// leads to), then with <paramref name="related"/> the cards' functions in other groups (<c>-r</c>).
     /// </summary>
     /// <param name="kernel">Below each device, its driver and kernel modules as <c>lspci -k</c> prints them.</param>
-    public static void WriteGroup(TextWriter w, Style s, GroupReport g, PciIds ids, bool predicted, bool kernel = false)
+    public static void WriteGroup(TextWriter w, Style s, GroupReport g, PciIds ids, bool predicted, Machine machine,
+        IReadOnlyList<RelatedFunction>? related = null, bool kernel = false)
     {
         w.WriteLine(Heading(s, g, predicted));
         if (g.ReservedRegions is { } regions)
@@ -34,18 +36,27 @@ internal static class GroupsRenderer
         {
             var line = $"  {DeviceText.LspciNnsLine(d, ids)}";
             if (d.Driver is not null && !kernel) line += $"  driver: {s.Good(d.Driver)}";
+            if (PciSlots.NameOf(machine, d) is { } slot) line += $"  slot: {slot}";
             w.WriteLine(line);
             if (kernel) DeviceText.WriteKernelLines(w, s, d, "      ");
         }
+        foreach (var r in related ?? [])
+            w.WriteLine($"  related: {RelatedText(r)}");
     }
 
-    /// <summary>Blocks separated by one blank line.</summary>
-    public static void WriteGroups(TextWriter w, Style s, IReadOnlyList<GroupReport> groups, PciIds ids, bool predicted, bool kernel = false)
+    /// <summary><c>03:00.1 is part of this card and sits in group 16 (driver snd_hda_intel)</c>: the words of <c>groups -r</c> and <c>vfio-check</c>.</summary>
+    public static string RelatedText(RelatedFunction f) =>
+        $"{f.Address.ToShortString()} is part of this card and sits in {(f.Group is { } g ? $"group {g}" : "no group")}" +
+        (f.Device.Driver is { } d ? $" (driver {d})" : "");
+
+    /// <summary>Blocks separated by one blank line; <paramref name="related"/> gives each group's related functions (<c>-r</c>), or is null.</summary>
+    public static void WriteGroups(TextWriter w, Style s, IReadOnlyList<GroupReport> groups, PciIds ids, bool predicted, Machine machine,
+        Func<GroupReport, IReadOnlyList<RelatedFunction>>? related = null, bool kernel = false)
     {
         for (int i = 0; i < groups.Count; i++)
         {
             if (i > 0) w.WriteLine();
-            WriteGroup(w, s, groups[i], ids, predicted, kernel);
+            WriteGroup(w, s, groups[i], ids, predicted, machine, related?.Invoke(groups[i]), kernel);
         }
     }
 
@@ -60,8 +71,11 @@ internal static class GroupsRenderer
                 w.WriteLine($"IOMMU Group {g.Id} {DeviceText.LspciNnsLine(d, ids)}");
     }
 
-    /// <summary>One group object of the JSON schema (docs/json.md, "group object").</summary>
-    public static void WriteGroupJson(Utf8JsonWriter w, GroupReport g, PciIds ids)
+    /// <summary>
+    /// One group object of the JSON schema (docs/json.md, "group object"); with <paramref name="related"/> (<c>groups -r</c>)
+    /// also its <c>related</c> array.
+    /// </summary>
+    public static void WriteGroupJson(Utf8JsonWriter w, GroupReport g, PciIds ids, Machine machine, IReadOnlyList<RelatedFunction>? related = null)
     {
         w.WriteStartObject();
         w.WriteNumber("id", g.Id);
@@ -72,9 +86,10 @@ internal static class GroupsRenderer
         w.WriteString("fingerprint", g.Fingerprint);
         JsonOut.StringArray(w, "unknown_facts", g.UnknownFacts.Select(d => d.Address.ToString()));
         w.WriteStartArray("devices");
-        foreach (var d in g.Devices) WriteDeviceJson(w, d, ids);
+        foreach (var d in g.Devices) WriteDeviceJson(w, d, ids, machine);
         w.WriteEndArray();
         WriteUnitsJson(w, g.Units);
+        if (related is not null) WriteRelatedJson(w, related);
         w.WriteEndObject();
     }
 
@@ -111,5 +126,21 @@ internal static class GroupsRenderer
     }
 
     /// <summary>One device object (<see cref="DeviceJson.Write"/> without topology facts).</summary>
-    public static void WriteDeviceJson(Utf8JsonWriter w, PciDevice d, PciIds ids) => DeviceJson.Write(w, d, ids, topology: false);
+    public static void WriteDeviceJson(Utf8JsonWriter w, PciDevice d, PciIds ids, Machine machine) =>
+        DeviceJson.Write(w, d, ids, topology: false, PciSlots.NameOf(machine, d));
+
+    /// <summary>The <c>related</c> array: <c>{address, group, driver}</c> per function of a card in another group.</summary>
+    public static void WriteRelatedJson(Utf8JsonWriter w, IReadOnlyList<RelatedFunction> related)
+    {
+        w.WriteStartArray("related");
+        foreach (var f in related)
+        {
+            w.WriteStartObject();
+            w.WriteString("address", f.Address.ToString());
+            if (f.Group is { } g) w.WriteNumber("group", g); else w.WriteNull("group");
+            JsonOut.NullableString(w, "driver", f.Device.Driver);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+    }
 }

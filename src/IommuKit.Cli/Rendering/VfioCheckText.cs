@@ -107,7 +107,8 @@ internal static class VfioCheckText
         {
             string role = RoleWord(m.Role).PadRight(9);
             string driver = m.Driver is { } d ? $"  driver: {d}" : "";
-            o.WriteLine($"  {role} {DeviceText.LspciNnsLine(m.Device, ids)}{driver}");
+            string slot = PciSlots.NameOf(r.Report.Machine, m.Device) is { } sl ? $"  slot: {sl}" : "";
+            o.WriteLine($"  {role} {DeviceText.LspciNnsLine(m.Device, ids)}{driver}{slot}");
             string why = m.HostFunction is { } k && m.Role is DeviceRole.Other or DeviceRole.Asked
                 ? $"{Passthrough.HostFunctions.Describe(k)}; {m.Reason}" : m.Reason;
             o.WriteLine($"            {(m.Ok ? why : s.Bad(why))}");
@@ -115,8 +116,7 @@ internal static class VfioCheckText
         if (view.ReservedRegions is { } regions)
             foreach (var reg in regions) o.WriteLine($"  reserved {reg}");
         WriteList(o, "Functions of this card in other groups (bound with it):",
-            r.Related.Select(f => $"{f.Address.ToShortString()} is part of this card and sits in {(f.Group is { } g ? $"group {g}" : "no group")}" +
-                                  (f.Device.Driver is { } d ? $" (driver {d})" : "")));
+            r.Related.Select(GroupsRenderer.RelatedText));
         WriteList(o, "If the whole group goes to a VM, the host loses:",
             r.Members.Where(m => m.Role == DeviceRole.Other).Select(m => $"{m.Address.ToShortString()} {m.Loss?.What ?? (m.HostFunction is { } k ? Passthrough.HostFunctions.Describe(k) : "another device the host keeps using")}")
                 .Concat(r.Members.Where(m => m.Role != DeviceRole.Other && m.Loss is not null).Select(m => $"{m.Address.ToShortString()} {m.Loss!.What}")));
@@ -194,7 +194,7 @@ internal static class VfioCheckText
         JsonOut.NullableString(w, "target", r.Target?.ToString());
         w.WriteString("verdict", Word(r.Class));
         w.WritePropertyName("group");
-        if (r.Group is null) w.WriteNullValue(); else GroupsRenderer.WriteGroupJson(w, r.Group, ids);
+        if (r.Group is null) w.WriteNullValue(); else GroupsRenderer.WriteGroupJson(w, r.Group, ids, r.Report.Machine);
         JsonOut.NullableString(w, "rule", v?.Rule);
         w.WriteBoolean("viable", r.Outcome == VfioOutcome.Viable);
         w.WriteStartArray("devices");
@@ -204,6 +204,7 @@ internal static class VfioCheckText
             w.WriteString("address", m.Address.ToString());
             w.WriteString("role", RoleWord(m.Role));
             JsonOut.NullableString(w, "driver", m.Driver);
+            JsonOut.NullableString(w, "slot", PciSlots.NameOf(r.Report.Machine, m.Device));
             w.WriteString("status", m.Ok ? "ok" : "blocking");
             w.WriteString("reason", m.Reason);
             JsonOut.NullableString(w, "host_function", m.HostFunction is { } k ? Passthrough.HostFunctions.Describe(k) : null);
@@ -211,16 +212,7 @@ internal static class VfioCheckText
             w.WriteEndObject();
         }
         w.WriteEndArray();
-        w.WriteStartArray("related");
-        foreach (var f in r.Related)
-        {
-            w.WriteStartObject();
-            w.WriteString("address", f.Address.ToString());
-            if (f.Group is { } g) w.WriteNumber("group", g); else w.WriteNull("group");
-            JsonOut.NullableString(w, "driver", f.Device.Driver);
-            w.WriteEndObject();
-        }
-        w.WriteEndArray();
+        GroupsRenderer.WriteRelatedJson(w, r.Related);
         WriteSteps(w, "steps", r.Steps);
         JsonOut.StringArray(w, "reasons", r.Reasons);
         JsonOut.StringArray(w, "splits", r.Splits);

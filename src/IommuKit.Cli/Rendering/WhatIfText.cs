@@ -39,7 +39,7 @@ internal static class WhatIfText
             w.WriteEndObject();
         }
         w.WriteStartArray("groups_after");
-        foreach (var g in r.GroupsAfter) GroupsRenderer.WriteGroupJson(w, g, ids);
+        foreach (var g in r.GroupsAfter) GroupsRenderer.WriteGroupJson(w, g, ids, r.Machine);
         w.WriteEndArray();
         JsonOut.StringArray(w, "warnings", r.Notes);
         w.WriteEndObject();

@@ -17,6 +17,17 @@ public static class MachineRewrite
     public static Machine WithCommandLine(Machine machine, string commandLine) => machine with { CommandLine = commandLine };
 
     /// <summary>
+    /// The number of the bus below <paramref name="bridge"/>: its subordinate bus, or for a bridge with nothing below it
+    /// (an empty slot) the secondary bus number its bus registers name; null when neither is known.
+    /// </summary>
+    public static byte? SecondaryBus(PciDevice bridge)
+    {
+        ArgumentNullException.ThrowIfNull(bridge);
+        if (bridge.Subordinate is { } sub) return sub.Number;
+        return bridge.IsBridge && bridge.Facts.BridgeBuses is { } b && b.Secondary > bridge.Address.Bus ? b.Secondary : null;
+    }
+
+    /// <summary>
     /// Moves the card in <paramref name="slot"/> (every function of that bus:device, and everything below its bridges)
     /// to device number <paramref name="newDevice"/> on the bus below <paramref name="targetBridge"/>. Buses below the
     /// moved functions are renumbered above every bus in use. The result has no kernel groups (they would be stale).
@@ -28,7 +39,7 @@ public static class MachineRewrite
     {
         var topo = machine.Topology;
         if (!topo.TryFind(slot, out var card)) throw new InputException($"{slot}: no such device to move");
-        if (!topo.TryFind(targetBridge, out var bridge) || !bridge.IsBridge || bridge.Subordinate is null)
+        if (!topo.TryFind(targetBridge, out var bridge) || !bridge.IsBridge || SecondaryBus(bridge) is not { } targetBus)
             throw new InputException($"{targetBridge}: not a bridge with a bus below it; cannot move a card there");
         if (newDevice is < 0 or > 31) throw new InputException($"device number {newDevice} is outside 0..31");
 
@@ -41,8 +52,7 @@ public static class MachineRewrite
         }
         if (moved.Contains(bridge)) throw new InputException($"{targetBridge} is inside the card being moved");
         int domain = bridge.Address.Domain;
-        byte targetBus = bridge.Subordinate.Number;
-        foreach (var d in targetBus == card.Address.Bus && domain == card.Address.Domain ? [] : bridge.Subordinate.Devices)
+        foreach (var d in targetBus == card.Address.Bus && domain == card.Address.Domain ? [] : bridge.Subordinate?.Devices ?? [])
         {
             if (d.Address.Device == newDevice) throw new InputException($"{d.Address}: slot {newDevice:x2} on bus {targetBus:x2} is taken");
         }

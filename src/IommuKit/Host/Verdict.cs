@@ -107,13 +107,7 @@ public static partial class HostAnalysis
         reasons.AddRange(verdict.Problems);
 
         // The card's functions in other groups (ls-iommu -r): part of the plan, with the group they sit in.
-        var related = new List<RelatedFunction>();
-        foreach (var d in machine.Topology.Devices)
-        {
-            if (!SameCard(d.Address) || view.Contains(d.Address) || HostFunctions.Classify(d) is not null) continue;
-            related.Add(new RelatedFunction(d, report.GroupOf(d.Address)?.Id));
-        }
-        related.Sort((a, b) => a.Address.CompareTo(b.Address));
+        var related = RelatedOf(report, askedDevice, view);
 
         var others = members.Where(m => m.Role == DeviceRole.Other).ToList();
         VerdictClass cls;
@@ -161,6 +155,43 @@ public static partial class HostAnalysis
     {
         ArgumentNullException.ThrowIfNull(plan);
         return plan.Plan.Held.Count == 0 ? null : Wording.HeldRefusal(plan.Plan.Held);
+    }
+
+    /// <summary>
+    /// The functions of the cards in <paramref name="group"/> that sit in other groups (ls-iommu <c>-r</c>): for every
+    /// member that is a card's function (behind a port, not a host function), the other functions of its slot that are
+    /// not members, with the group they sit in; in address order, each once. The same rule as a verdict's related functions.
+    /// </summary>
+    public static IReadOnlyList<RelatedFunction> RelatedFunctions(HostReport report, GroupReport group)
+    {
+        ArgumentNullException.ThrowIfNull(report);
+        ArgumentNullException.ThrowIfNull(group);
+        var seen = new HashSet<PciAddress>();
+        var all = new List<RelatedFunction>();
+        foreach (var d in group.Devices)
+            if (HostFunctions.Classify(d) is null)
+                foreach (var r in RelatedOf(report, d, group))
+                    if (seen.Add(r.Address)) all.Add(r);
+        all.Sort((a, b) => a.Address.CompareTo(b.Address));
+        return all;
+    }
+
+    /// <summary>
+    /// The functions of <paramref name="card"/>'s slot outside <paramref name="view"/> that a VM would take with it (not
+    /// host functions), with their groups. A card is what sits in a slot: on a root bus the functions of one device
+    /// number are the chipset's separate integrated devices, so a device there has none.
+    /// </summary>
+    private static List<RelatedFunction> RelatedOf(HostReport report, PciDevice card, GroupReport view)
+    {
+        var related = new List<RelatedFunction>();
+        if (card.IsOnRootBus) return related;
+        foreach (var d in card.Bus.Devices)
+        {
+            if (!HostFunctions.SameSlot(d.Address, card.Address) || view.Contains(d.Address) || HostFunctions.Classify(d) is not null) continue;
+            related.Add(new RelatedFunction(d, report.GroupOf(d.Address)?.Id));
+        }
+        related.Sort((a, b) => a.Address.CompareTo(b.Address));
+        return related;
     }
 
     /// <summary>

@@ -152,12 +152,14 @@ public static partial class HostAnalysis
         note = null;
         var card = DeviceOf(machine, cardAddress);
         var port = DeviceOf(machine, portAddress);
-        if (port.Subordinate is null)
+        if (MachineRewrite.SecondaryBus(port) is null)
             throw new InputException($"--move: {portAddress} is not a bridge or port with a bus below it");
-        if (card.Bus == port.Subordinate)
+        if (port.Subordinate is not null && card.Bus == port.Subordinate)
             throw new InputException($"--move: {cardAddress} is already on the bus below {portAddress}");
-        // The first free device number on the port's bus (a root or downstream port has only device 0).
-        int slot = Enumerable.Range(0, 32).FirstOrDefault(n => port.Subordinate.Devices.All(d => d.Address.Device != n), -1);
+        // The first free device number on the port's bus (a root or downstream port has only device 0; an empty slot's
+        // bus has no devices yet).
+        var onBus = port.Subordinate?.Devices ?? [];
+        int slot = Enumerable.Range(0, 32).FirstOrDefault(n => onBus.All(d => d.Address.Device != n), -1);
         if (slot < 0) throw new InputException($"--move: the bus below {portAddress} has no free slot");
         var moved = MachineRewrite.MoveSlot(machine, cardAddress, portAddress, slot, out map);
         if (slot > 0 && port.PcieType is PcieType.RootPort or PcieType.Downstream)

@@ -116,9 +116,7 @@ public sealed class MachinePicture
         foreach (var g in report.Groups) foreach (var d in g.Devices) groupOf[d.Address] = g;
         var modelOf = new Dictionary<PciAddress, GroupReport>();
         foreach (var g in report.ModelGroups) foreach (var d in g.Devices) modelOf[d.Address] = g;
-        var slotOf = new Dictionary<(int, int, int), string>();
-        foreach (var (slot, addr) in machine.Slots.OrderBy(kv => kv.Key, StringComparer.Ordinal))
-            if (TrySlotAddress(addr, out var key)) slotOf.TryAdd(key, slot);
+        string? SlotOf(PciDevice d) => PciSlots.NameOf(machine, d);
 
         // The tree: root buses, then each function's subordinate bus. Functions no walk reaches hang from a last box.
         var items = new List<(string Id, string? Parent, PictureNodeKind Kind, PciDevice? Device, List<string> Lines, TreeLayout.Node Node)>();
@@ -139,7 +137,7 @@ public sealed class MachinePicture
             {
                 if (!placed.Add(d.Address)) continue;
                 var id = DeviceId(d.Address);
-                var node = Add(id, parentId, KindOf(d), d, DeviceLines(d, groupOf, modelOf, slotOf, name, report), parentNode);
+                var node = Add(id, parentId, KindOf(d), d, DeviceLines(d, groupOf, modelOf, SlotOf, name, report), parentNode);
                 if (d.Subordinate is { } sub) AddBus(sub, id, node);
             }
         }
@@ -155,7 +153,7 @@ public sealed class MachinePicture
             var node = Add("bus-unplaced", null, PictureNodeKind.RootBus, null, ["not on a known bus", "(the source shows no path)"], null);
             foreach (var d in stray)
                 if (placed.Add(d.Address))
-                    Add(DeviceId(d.Address), "bus-unplaced", KindOf(d), d, DeviceLines(d, groupOf, modelOf, slotOf, name, report), node);
+                    Add(DeviceId(d.Address), "bus-unplaced", KindOf(d), d, DeviceLines(d, groupOf, modelOf, SlotOf, name, report), node);
         }
         var (width, height) = TreeLayout.Arrange(roots);
 
@@ -175,7 +173,7 @@ public sealed class MachinePicture
             foreach (var s in report.Model.Explain(a)) explain.Add(PictureText.Visible(s.Text));
             foreach (var dis in about) explain.Add(PictureText.Visible("disagreement: " + dis.Text));
             nodes.Add(new PictureNode(id, parent, kind, device, lines, g?.Id, m?.Id, about.Count > 0, AcsMark(device),
-                SlotName(device, slotOf), explain, SearchText(device, name, SlotName(device, slotOf)), node.Box));
+                SlotOf(device), explain, SearchText(device, name, SlotOf(device)), node.Box));
         }
 
         var groups = new List<PictureGroup>(report.Groups.Count);
@@ -235,7 +233,7 @@ public sealed class MachinePicture
     };
 
     private static List<string> DeviceLines(PciDevice d, Dictionary<PciAddress, GroupReport> groupOf, Dictionary<PciAddress, GroupReport> modelOf,
-        Dictionary<(int, int, int), string> slotOf, Func<PciDevice, string?> name, HostReport report)
+        Func<PciDevice, string?> slotOf, Func<PciDevice, string?> name, HostReport report)
     {
         var a = d.Address;
         var kind = KindWord(KindOf(d));
@@ -246,7 +244,7 @@ public sealed class MachinePicture
             Cap(PictureText.Visible(name(d) ?? ClassWord(d))),
             Cap(PictureText.Visible(string.Create(CultureInfo.InvariantCulture, $"[{d.VendorId:x4}:{d.DeviceId:x4}] {d.Driver ?? "no driver"}"))),
         };
-        if (SlotName(d, slotOf) is { } slot) lines.Add(Cap(PictureText.Visible("slot " + slot)));
+        if (slotOf(d) is { } slot) lines.Add(Cap(PictureText.Visible("slot " + slot)));
         if (AcsMark(d) is { } acs) lines.Add(Cap(acs));
         if (report.DisagreementsAbout(a).Count > 0)
         {
@@ -270,24 +268,6 @@ public sealed class MachinePicture
         if (!asked) return null;
         if (d.Acs is { } acs) return $"ACS cap {acs.Capability.ToShortString()} ctl {acs.Control.ToShortString()}";
         return d.Facts.Visibility == ConfigVisibility.Full ? "no ACS" : "ACS unknown (config not visible)";
-    }
-
-    private static string? SlotName(PciDevice d, Dictionary<(int, int, int), string> slotOf)
-    {
-        if (slotOf.TryGetValue((d.Address.Domain, d.Address.Bus, d.Address.Device), out var s)) return s;
-        return string.IsNullOrEmpty(d.Facts.PhysicalSlot) ? null : d.Facts.PhysicalSlot;
-    }
-
-    private static bool TrySlotAddress(string text, out (int, int, int) key)
-    {
-        key = default;
-        var parts = text.Trim().Split(':');
-        if (parts.Length != 3) return false;
-        if (!int.TryParse(parts[0], NumberStyles.HexNumber, CultureInfo.InvariantCulture, out int dom)
-            || !int.TryParse(parts[1], NumberStyles.HexNumber, CultureInfo.InvariantCulture, out int bus)
-            || !int.TryParse(parts[2], NumberStyles.HexNumber, CultureInfo.InvariantCulture, out int dev)) return false;
-        key = (dom, bus, dev);
-        return true;
     }
 
     private static string SearchText(PciDevice d, Func<PciDevice, string?> name, string? slot)
