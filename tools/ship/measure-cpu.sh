@@ -21,30 +21,7 @@ CT="python3 tools/ship/cputime.py"
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 
 dotnet build bench -c Release --nologo -v q >/dev/null
-dotnet run -c Release --no-build --project bench -- --write-machine "$N" "$W/m.tar.gz"
-mkdir -p "$W/m" && tar xzf "$W/m.tar.gz" -C "$W/m"
-# The generator writes config and vendor only; lspci also reads the id files sysfs derives from config space.
-python3 - "$W/m/sys/bus/pci/devices" <<'PY'
-import os, sys
-for bdf in os.listdir(sys.argv[1]):
-    d = os.path.join(sys.argv[1], bdf)
-    c = open(os.path.join(d, "config"), "rb").read()
-    u16 = lambda o: c[o] | c[o + 1] << 8
-    for name, text in (("vendor", "0x%04x" % u16(0)), ("device", "0x%04x" % u16(2)), ("revision", "0x%02x" % c[8]),
-                       ("class", "0x%06x" % (c[9] | c[10] << 8 | c[11] << 16)),
-                       ("subsystem_vendor", "0x%04x" % u16(0x2c)), ("subsystem_device", "0x%04x" % u16(0x2e))):
-        if not os.path.exists(os.path.join(d, name)):
-            open(os.path.join(d, name), "w").write(text + "\n")
-PY
-cat > "$W/classic.sh" <<'SH'
-root=$1
-for g in $(ls "$root/sys/kernel/iommu_groups" | sort -n); do
-	echo "IOMMU Group $g:"
-	for d in "$root/sys/kernel/iommu_groups/$g/devices"/*; do
-		echo -e "\t$(lspci -A linux-sysfs -O sysfs.path="$root/sys/bus/pci" -nns "${d##*/}")"
-	done
-done
-SH
+tools/ship/synth-tree.sh "$N" "$W/m"
 
 echo "machine: nproc $(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -r)"
 echo "generated machine: $(ls "$W/m/sys/bus/pci/devices" | wc -l) PCI functions, $(ls "$W/m/sys/kernel/iommu_groups" | wc -l) groups"

@@ -17,16 +17,6 @@ FD=$W/fd/iommu
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "native binary: $(stat -c %s "$NATIVE") bytes ($(du -h "$NATIVE" | cut -f1)); $("$NATIVE" --version)"
 
-# The forum loop, as people paste it, with lspci reading the extracted tree instead of /sys.
-cat > "$W/classic.sh" <<'SH'
-root=$1
-for g in $(ls "$root/sys/kernel/iommu_groups" | sort -n); do
-	echo "IOMMU Group $g:"
-	for d in "$root/sys/kernel/iommu_groups/$g/devices"/*; do
-		echo -e "\t$(lspci -A linux-sysfs -O sysfs.path="$root/sys/bus/pci" -nns "${d##*/}")"
-	done
-done
-SH
 
 measure() {  # NAME ROOT
 	local name=$1 root=$2 n
@@ -61,21 +51,7 @@ PY
 }
 
 for n in "${@:-100}"; do
-	dotnet run -c Release --no-build --project bench -- --write-machine "$n" "$W/m$n.tar.gz"
-	mkdir -p "$W/m$n" && tar xzf "$W/m$n.tar.gz" -C "$W/m$n"
-	# The generator writes config and vendor only; lspci also reads the id files sysfs derives from config space.
-	python3 - "$W/m$n/sys/bus/pci/devices" <<'PY'
-import os, sys
-for bdf in os.listdir(sys.argv[1]):
-    d = os.path.join(sys.argv[1], bdf)
-    c = open(os.path.join(d, "config"), "rb").read()
-    u16 = lambda o: c[o] | c[o + 1] << 8
-    for name, text in (("vendor", "0x%04x" % u16(0)), ("device", "0x%04x" % u16(2)), ("revision", "0x%02x" % c[8]),
-                       ("class", "0x%06x" % (c[9] | c[10] << 8 | c[11] << 16)),
-                       ("subsystem_vendor", "0x%04x" % u16(0x2c)), ("subsystem_device", "0x%04x" % u16(0x2e))):
-        if not os.path.exists(os.path.join(d, name)):
-            open(os.path.join(d, name), "w").write(text + "\n")
-PY
+	tools/ship/synth-tree.sh "$n" "$W/m$n"
 	measure "generated-$n" "$W/m$n"
 done
 mkdir -p "$W/real" && tar xzf tests/fixtures/oracle/g_k612_intel_mixed.tar.gz -C "$W/real"
