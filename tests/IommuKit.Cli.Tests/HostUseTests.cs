@@ -228,6 +228,30 @@ public class HostUseTests
     }
 
     [Fact]
+    public void SetTypeApplyAsksNamingWhatTheHostUsesTheDeviceForInsteadOfItsClass()
+    {
+        WithHostRoot(root =>
+        {
+            // 01:00.0 (e1000e, group 13) carries the default route: unbinding it for the type write drops that route.
+            string? asked = null;
+            Cli.Commands.BindCommand.Confirm = q => { asked = q; return false; };
+            try
+            {
+                var r = Run("set-type", "13", "identity", "--source", root, "--apply");
+                Assert.True(asked is not null, r.Out + r.Err);
+                Assert.True(asked!.Contains("0000:01:00.0 from e1000e (it is the network interface of your default route (vmbr0 -> enp1s0)", StringComparison.Ordinal), asked);
+                Assert.DoesNotContain("its network link drops", asked);
+                Assert.Equal(1, r.Code);
+                Assert.Contains("nothing written", r.Err);
+            }
+            finally
+            {
+                Cli.Commands.BindCommand.Confirm = null;
+            }
+        });
+    }
+
+    [Fact]
     public void ApplyBindItselfRefusesAHeldPlanBeforeAnyWrite()
     {
         WithHostRoot(root =>

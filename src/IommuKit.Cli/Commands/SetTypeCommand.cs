@@ -50,7 +50,8 @@ internal static partial class SetTypeCommand
         if (apply && !yes && !plan.Result.IsOk && plan.StepsResult.IsOk && plan.Unbinds is { Count: > 0 } unbinds)
         {
             // Unbinding drops what the driver serves: say so, and ask (a NIC's link, a controller's disks).
-            var what = unbinds.Select(u => $"{u.Device} from {u.Driver}{LossOf(machine, u.Device)}");
+            var what = unbinds.Select(u => $"{u.Device} from {u.Driver}" +
+                (IommuKit.Pci.PciAddress.TryParse(u.Device, out var a) && machine.Topology.Find(a) is { } d ? Wording.UnbindLoss(machine, d) : ""));
             if (!BindCommand.Ask(console, $"This unbinds {string.Join(", ", what)} for a moment, then binds it back. Continue? [y/N] "))
                 throw new CliException("not confirmed; nothing written", ExitCode.Negative);
         }
@@ -59,17 +60,6 @@ internal static partial class SetTypeCommand
         else WriteText(console, plan, report, applied);
         if (applied is { } a) return a.Ok ? (int)ExitCode.Ok : a.Restored == false ? (int)ExitCode.HostLeftChanged : (int)ExitCode.Negative;
         return plan.Result.IsOk ? (int)ExitCode.Ok : (int)ExitCode.Negative;
-    }
-
-    /// <summary>" (its network link drops)"-style words for what unbinding the device interrupts, or "".</summary>
-    private static string LossOf(Machine machine, string device)
-    {
-        if (!IommuKit.Pci.PciAddress.TryParse(device, out var a) || machine.Topology.Find(a) is not { } d) return "";
-        if (IommuKit.Passthrough.PciClasses.IsNetwork(d.ClassCode)) return " (its network link drops)";
-        if (IommuKit.Passthrough.PciClasses.IsStorage(d.ClassCode)) return " (its disks drop: do not do this to the disk the system runs from)";
-        if (IommuKit.Passthrough.PciClasses.IsGpu(d.ClassCode)) return " (its displays go dark)";
-        if (IommuKit.Passthrough.PciClasses.IsUsb(d.ClassCode)) return " (its USB devices, perhaps the keyboard, drop)";
-        return "";
     }
 
     private static string ResultName(IommuResult r) => r.IsOk ? "ok" : r.Errno.ToString();

@@ -60,4 +60,24 @@ public static partial class Wording
         };
         return what is null ? null : live ? what : what + " (as the snapshot recorded it)";
     }
+
+    /// <summary>
+    /// What unbinding <paramref name="d"/>'s driver for a moment interrupts, as words after "from DRIVER" in
+    /// <c>set-type --apply</c>'s question: what the source shows the host using it for when it carries host uses
+    /// (" (it holds /dev/vda, your root filesystem: that drops while it is unbound)"), else what its class serves
+    /// (" (its network link drops)"); "" when neither says anything.
+    /// </summary>
+    public static string UnbindLoss(Machine machine, PciDevice d)
+    {
+        ArgumentNullException.ThrowIfNull(machine);
+        ArgumentNullException.ThrowIfNull(d);
+        if (machine.HostUses is { } facts && HostUses(facts.Of(d.Address), facts.Live) is { } held)
+            return $" (it {held}: that drops while it is unbound)";
+        if (Passthrough.PciClasses.IsNetwork(d.ClassCode)) return " (its network link drops)";
+        if (Passthrough.PciClasses.IsStorage(d.ClassCode))
+            return machine.HostUses is null ? " (its disks drop: do not do this to the disk the system runs from)" : " (its disks drop)";
+        if (Passthrough.PciClasses.IsGpu(d.ClassCode)) return " (its displays go dark)";
+        if (Passthrough.PciClasses.IsUsb(d.ClassCode)) return machine.HostUses is null ? " (its USB devices, perhaps the keyboard, drop)" : " (its USB devices drop)";
+        return "";
+    }
 }
