@@ -2,6 +2,7 @@ using System.Formats.Tar;
 using System.IO.Compression;
 using System.Text;
 using BenchmarkDotNet.Attributes;
+using IommuKit.Host;
 using IommuKit.Sources;
 
 namespace IommuKit.Bench;
@@ -78,7 +79,8 @@ public static class LargeMachineGenerator
         Link("sys/class/iommu/dmar0", "../../devices/virtual/iommu/dmar0");
         Text("sys/devices/virtual/iommu/dmar0/intel-iommu/cap", "d2008c22260206\n");
 
-        int made = 0, group = 0, domain = 0, bus = 1, rpDev = 1;
+        int made = 0, domain = 0, bus = 1, rpDev = 1;
+        var paths = new Dictionary<string, (string Path, string Up)>(StringComparer.Ordinal);
         void Device(string pathFromDomain, int dom, int b, int dev, int fn, byte[] config, string driver)
         {
             string bdf = $"{dom:x4}:{b:x2}:{dev:x2}.{fn:x}";
@@ -90,11 +92,7 @@ public static class LargeMachineGenerator
             Text($"{path}/vendor", $"0x{config[1]:x2}{config[0]:x2}\n");
             Link($"{path}/driver", up + "bus/pci/drivers/" + driver);
             Link($"{path}/iommu", up + "devices/virtual/iommu/dmar0");
-            Link($"{path}/iommu_group", up + $"kernel/iommu_groups/{group}");
-            Link($"sys/kernel/iommu_groups/{group}/devices/{bdf}", "../../../../" + path[4..]);
-            Text($"sys/kernel/iommu_groups/{group}/type", "DMA-FQ\n");
-            Text($"sys/kernel/iommu_groups/{group}/reserved_regions", "0x00000000fee00000 0x00000000feefffff msi\n");
-            group++;
+            paths[bdf] = (path, up);
             made++;
         }
 
@@ -121,6 +119,26 @@ public static class LargeMachineGenerator
             rpDev++;
         }
 
+        // The kernel's groups, as a real host's snapshot has them: the grouping of this topology (numbered in probe
+        // order), so that the model agrees with the "kernel" as it does on real machines and timings measure that path.
+        var grouping = ModelGrouping.Compute(MachineSource.LoadBytes(Pack(members), "generated.tar.gz"));
+        foreach (var g in grouping.Groups)
+        {
+            foreach (var d in g.Devices)
+            {
+                string bdf = d.Address.ToString();
+                var (path, up) = paths[bdf];
+                Link($"{path}/iommu_group", up + $"kernel/iommu_groups/{g.Id}");
+                Link($"sys/kernel/iommu_groups/{g.Id}/devices/{bdf}", "../../../../" + path[4..]);
+            }
+            Text($"sys/kernel/iommu_groups/{g.Id}/type", "DMA-FQ\n");
+            Text($"sys/kernel/iommu_groups/{g.Id}/reserved_regions", "0x00000000fee00000 0x00000000feefffff msi\n");
+        }
+        return Pack(members);
+    }
+
+    private static byte[] Pack(SortedDictionary<string, (byte[]? Data, string? Link)> members)
+    {
         using var ms = new MemoryStream();
         using (var gz = new GZipStream(ms, CompressionLevel.Fastest, leaveOpen: true))
         using (var tar = new TarWriter(gz, TarEntryFormat.Gnu, leaveOpen: true))

@@ -40,6 +40,30 @@ public class ConsistencyAndColourTests
     }
 
     [Fact]
+    public void ManyDisagreementsAreAFewLinesAndACountWhileJsonListsThemAll()
+    {
+        // The kernel's groups merged in pairs (0+1, 2+3, ...): the model disagrees once per merged pair.
+        var m = MachineSource.Load(Oracle("g_k612_intel_mixed"));
+        var kg = m.KernelGroups!.OrderBy(g => g.Id).ToList();
+        var pairs = kg.Chunk(2).Select(p => p[0] with { Devices = p.SelectMany(g => g.Devices).ToList() }).ToList();
+        var merged = m with { KernelGroups = pairs };
+        var path = Path.Combine(Path.GetTempPath(), $"iommukit-cli-merged-{Environment.ProcessId}.json");
+        File.WriteAllText(path, MachineJson.ToJson(merged));
+        try
+        {
+            var j = Run("groups", "--json", "--source", path, "--pci-ids", "none");
+            int total = j.Json.GetProperty("disagreements").GetArrayLength();
+            Assert.True(total > Rendering.ReportText.MaxDisagreementLines, $"only {total} disagreements");
+            var r = Run("groups", "--source", path, "--pci-ids", "none");
+            Assert.Equal(1, r.Code);
+            var lines = r.Err.Split('\n').Where(l => l.StartsWith("warning: model disagrees with the kernel", StringComparison.Ordinal)).ToList();
+            Assert.Equal(Rendering.ReportText.MaxDisagreementLines + 1, lines.Count);
+            Assert.Equal($"warning: model disagrees with the kernel in {total - Rendering.ReportText.MaxDisagreementLines} more place(s): --json lists every one (\"disagreements\")", lines[^1]);
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Fact]
     public void ExplainReportsOnlyTheDisagreementsAboutItsDevice()
     {
         var path = MachineWithATamperedKernelGroup();

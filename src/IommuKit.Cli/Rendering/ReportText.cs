@@ -37,6 +37,13 @@ internal static class ReportText
     public static void WriteWarnings(CliConsole console, HostReport r, IEnumerable<Disagreement>? disagreements = null)
     {
         foreach (var n in r.Notes) console.Warn(n);
-        foreach (var d in disagreements ?? r.Disagreements) console.Warn($"model disagrees with the kernel: {d}");
+        // A note, not a screen of warnings: the first few disagreements, then how many more and where they all are.
+        var all = (disagreements ?? r.Disagreements).ToList();
+        foreach (var d in all.Take(MaxDisagreementLines)) console.Warn($"model disagrees with the kernel: {d}");
+        if (all.Count > MaxDisagreementLines)
+            console.Warn($"model disagrees with the kernel in {all.Count - MaxDisagreementLines} more place(s): --json lists every one (\"disagreements\")");
     }
+
+    /// <summary>Disagreement lines shown on stderr before the rest are counted.</summary>
+    public const int MaxDisagreementLines = 8;
 }
