@@ -17,6 +17,7 @@ public class PublicSurfaceTests
     [InlineData(typeof(TarFileTree))]
     [InlineData(typeof(FileNodeKind))]
     [InlineData(typeof(SysfsReader))]
+    [InlineData(typeof(HostUseReader))]
     [InlineData(typeof(IommuKit.Sources.Lspci.LspciReader))]
     [InlineData(typeof(IommuKit.Sources.Acpi.AcpiTableReader))]
     [InlineData(typeof(RegularFile))]

@@ -18,7 +18,7 @@ namespace IommuKit.Sources;
 /// (bridges, bonds, VLANs) in <c>lower_*</c> links (net/core/dev.c <c>netdev_adjacent_sysfs_add</c>). Both walks are
 /// capped at <see cref="MaxDepth"/> levels and <see cref="MaxFanOut"/> entries per level.
 /// </remarks>
-public static class HostUseReader
+internal static class HostUseReader
 {
     /// <summary>The mount table of the reading process (<c>proc/self/mountinfo</c>, proc(5)); its presence says the source carries host uses.</summary>
     public const string MountInfoFile = "proc/self/mountinfo";
