@@ -228,6 +228,24 @@ public class HostUseTests
     }
 
     [Fact]
+    public void TheReportShowsTheSameHostUsesAsVfioCheck()
+    {
+        WithHostRoot(root =>
+        {
+            string html = Path.Combine(root, "report.html");
+            var r = Run("report", "--source", root, "-o", html);
+            Assert.True(r.Code == 0, r.Out + r.Err);
+            string page = System.Net.WebUtility.HtmlDecode(File.ReadAllText(html));
+            // The default route's NIC: the picture says what the host uses it for, as vfio-check does, not a class guess.
+            var check = Run("vfio-check", "01:00.0", "--source", root, "--json");
+            var what = check.Json.GetProperty("host_losses").EnumerateArray()
+                .Single(l => l.GetProperty("address").GetString() == "0000:01:00.0").GetProperty("what").GetString()!;
+            Assert.Contains("default route", what);
+            Assert.Contains("01:00.0: " + what, page);
+        });
+    }
+
+    [Fact]
     public void SetTypeApplyAsksNamingWhatTheHostUsesTheDeviceForInsteadOfItsClass()
     {
         WithHostRoot(root =>

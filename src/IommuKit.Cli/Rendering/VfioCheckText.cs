@@ -117,9 +117,7 @@ internal static class VfioCheckText
             foreach (var reg in regions) o.WriteLine($"  reserved {reg}");
         WriteList(o, "Functions of this card in other groups (bound with it):",
             r.Related.Select(GroupsRenderer.RelatedText));
-        WriteList(o, "If the whole group goes to a VM, the host loses:",
-            r.Members.Where(m => m.Role == DeviceRole.Other).Select(m => $"{m.Address.ToShortString()} {m.Loss?.What ?? (m.HostFunction is { } k ? Passthrough.HostFunctions.Describe(k) : "another device the host keeps using")}")
-                .Concat(r.Members.Where(m => m.Role != DeviceRole.Other && m.Loss is not null).Select(m => $"{m.Address.ToShortString()} {m.Loss!.What}")));
+        WriteList(o, "If the whole group goes to a VM, the host loses:", r.HostLosses.Select(l => $"{l.Address.ToShortString()} {l.What}"));
         WriteList(o, "Problems:", v.Problems.Select(p => s.Bad(p)));
         WriteList(o, "Notes:", v.Notes);
         WriteList(o, "With a virtual IOMMU in the VM (all of these go to the same VM):",
@@ -219,11 +217,11 @@ internal static class VfioCheckText
         JsonOut.NullableString(w, "no_iommu_cause", r.NoIommuCause);
         JsonOut.StringArray(w, "problems", r.Problems);
         w.WriteStartArray("host_losses");
-        foreach (var m in r.Members.Where(m => m.Loss is not null || m.Role == DeviceRole.Other))
+        foreach (var l in r.HostLosses)
         {
             w.WriteStartObject();
-            w.WriteString("address", m.Address.ToString());
-            w.WriteString("what", m.Loss?.What ?? (m.HostFunction is { } k ? Passthrough.HostFunctions.Describe(k) : "another device the host keeps using"));
+            w.WriteString("address", l.Address.ToString());
+            w.WriteString("what", l.What);
             w.WriteEndObject();
         }
         w.WriteEndArray();

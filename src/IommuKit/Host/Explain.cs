@@ -51,6 +51,18 @@ public sealed record VfioReport(HostReport Report, PciAddress? Target, GroupRepo
     public IReadOnlyList<string> Splits => Plan.Splits;
     /// <summary>For no-iommu: the actual cause and how to turn it on.</summary>
     public string? NoIommuCause => Plan.NoIommuCause;
+
+    /// <summary>
+    /// What the host would lose if the whole group went to a VM: first each other device (what the host uses it for,
+    /// else what kind of host function it is), then each of the card's own functions the host uses
+    /// (<see cref="VerdictMember.Loss"/>: from the source's host uses when it carries them), each in the group's order.
+    /// The one list <c>vfio-check</c>'s text and JSON and the report's picture show.
+    /// </summary>
+    public IReadOnlyList<HostLoss> HostLosses => Members
+        .Where(m => m.Role == DeviceRole.Other)
+        .Select(m => m.Loss ?? new HostLoss(m.Address, m.HostFunction is { } k ? HostFunctions.Describe(k) : "another device the host keeps using"))
+        .Concat(Members.Where(m => m.Role != DeviceRole.Other && m.Loss is not null).Select(m => m.Loss!))
+        .ToList();
 }
 
 /// <summary>The one-word answer of a VFIO check.</summary>

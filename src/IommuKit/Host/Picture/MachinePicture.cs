@@ -189,7 +189,7 @@ public sealed class MachinePicture
             foreach (var p in vfio.Reasons) if (!vfio.Problems.Contains(p)) problems.Add(PictureText.Visible(p));
             foreach (var dv in vfio.Verdict?.Devices ?? [])
                 if (!dv.Ok) problems.Add(PictureText.Visible($"{dv.Address.ToShortString()}: {dv.Reason}"));
-            var losses = (vfio.Verdict?.HostLosses ?? []).Select(l => PictureText.Visible($"{l.Address.ToShortString()}: {l.What}")).ToList();
+            var losses = vfio.HostLosses.Select(l => PictureText.Visible($"{l.Address.ToShortString()}: {l.What}")).ToList();
             string? splitText = null;
             if (Cards(g) > 1)
             {
