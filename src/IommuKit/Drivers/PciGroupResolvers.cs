@@ -26,20 +26,8 @@ public static class PciGroupResolvers
     /// </summary>
     public static PciGroupResolver Partition(IEnumerable<IReadOnlyList<PciAddress>> sets, PciTopology topology)
     {
-        var setOf = new Dictionary<PciAddress, IReadOnlyList<PciAddress>>();
-        foreach (var s in sets) foreach (var a in s) setOf[a] = s;
-        return (pci, ctx) =>
-        {
-            if (setOf.TryGetValue(pci.Address, out var set))
-            {
-                foreach (var a in set)
-                {
-                    if (a == pci.Address || topology.Find(a) is not { } other) continue;
-                    if (ctx.GroupOf(other) is { } g) return g;
-                }
-            }
-            return ctx.Allocate();
-        };
+        ArgumentNullException.ThrowIfNull(sets);
+        return FromSets(sets.Select(s => (Number: (int?)null, Devices: s)), topology);
     }
 
     /// <summary>
@@ -51,24 +39,34 @@ public static class PciGroupResolvers
     public static PciGroupResolver Numbered(IEnumerable<KernelGroup> groups, PciTopology topology)
     {
         ArgumentNullException.ThrowIfNull(groups);
+        return FromSets(groups.Select(g => (Number: (int?)g.Id, g.Devices)), topology);
+    }
+
+    /// <summary>
+    /// The one partition replay: a device joins the group of any probed device of its set; else a new group, under the
+    /// set's number when it has one (<see cref="IGroupContext.AllocateInRange"/>, the kernel's <c>ida_alloc_range</c>),
+    /// and for a device in no set above every recorded number (the lowest free id when there are none).
+    /// </summary>
+    private static PciGroupResolver FromSets(IEnumerable<(int? Number, IReadOnlyList<PciAddress> Devices)> sets, PciTopology topology)
+    {
         ArgumentNullException.ThrowIfNull(topology);
-        var setOf = new Dictionary<PciAddress, KernelGroup>();
+        var setOf = new Dictionary<PciAddress, (int? Number, IReadOnlyList<PciAddress> Devices)>();
         int above = 0;
-        foreach (var g in groups)
+        foreach (var s in sets)
         {
-            foreach (var a in g.Devices) setOf[a] = g;
-            above = Math.Max(above, g.Id + 1 > 0 ? g.Id + 1 : int.MaxValue);
+            foreach (var a in s.Devices) setOf[a] = s;
+            if (s.Number is { } n) above = Math.Max(above, n < int.MaxValue ? n + 1 : int.MaxValue);
         }
         return (pci, ctx) =>
         {
             if (!setOf.TryGetValue(pci.Address, out var set))
-                return ctx.AllocateInRange(above, IommuCore.MaxGroupId - 1) ?? ctx.Allocate();
+                return (above > 0 ? ctx.AllocateInRange(above, IommuCore.MaxGroupId - 1) : null) ?? ctx.Allocate();
             foreach (var a in set.Devices)
             {
                 if (a == pci.Address || topology.Find(a) is not { } other) continue;
                 if (ctx.GroupOf(other) is { } g) return g;
             }
-            return ctx.AllocateInRange(set.Id, set.Id) ?? ctx.Allocate();
+            return (set.Number is { } id ? ctx.AllocateInRange(id, id) : null) ?? ctx.Allocate();
         };
     }
 }
