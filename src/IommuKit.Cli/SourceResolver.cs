@@ -20,14 +20,18 @@ public static class SourceResolver
     /// <exception cref="InputException">The source is bad input (exit code 3 at the command boundary).</exception>
     /// <param name="hostRoot">The root read when <paramref name="source"/> is omitted (tests point it at a directory).</param>
     /// <param name="loud">Also say it as the first line of standard output (text output; JSON keeps stdout pure).</param>
-    public static Machine Resolve(string? source, CliConsole console, string hostRoot = "/", bool loud = false)
+    /// <param name="config">
+    /// How much of a live host's config files to read: the registers the model decodes (the default) or, for commands
+    /// that write the raw bytes (<c>export</c>), the whole files.
+    /// </param>
+    public static Machine Resolve(string? source, CliConsole console, string hostRoot = "/", bool loud = false, ConfigRead config = ConfigRead.Needed)
     {
         Machine machine;
         if (!string.IsNullOrEmpty(source))
         {
-            machine = MachineSource.Load(source, console.OpenInput);
+            machine = MachineSource.Load(source, console.OpenInput, config);
         }
-        else if (MachineSource.LoadHost(hostRoot) is { } host)
+        else if (MachineSource.LoadHost(hostRoot, config) is { } host)
         {
             machine = host;
         }

@@ -27,7 +27,9 @@ internal static class ExportCommand
 
     internal static int Run(CliConsole console, string? source, bool noConfig)
     {
-        var machine = SourceResolver.Resolve(source, console);
+        // The raw config bytes are written: a live host's config files are read whole (the default read takes only
+        // the registers the model decodes); without them, the model's read is enough.
+        var machine = SourceResolver.Resolve(source, console, config: noConfig ? ConfigRead.Needed : ConfigRead.Whole);
         console.Out.WriteLine(MachineJson.ToJson(machine, includeConfig: !noConfig));
         return (int)ExitCode.Ok;
     }

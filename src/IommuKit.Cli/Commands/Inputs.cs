@@ -11,7 +11,9 @@ internal static class Inputs
     /// The machine of <c>--source</c> (or this host, or the bundled example when this host has no PCI sysfs), through
     /// <see cref="SourceResolver.Resolve"/>, which also prints the machine's load warnings.
     /// </summary>
-    public static Machine LoadMachine(string? source, CliConsole console, bool json = false) => SourceResolver.Resolve(source, console, loud: !json);
+    /// <remarks>A live host's config files are read only as far as the model needs (<see cref="ConfigRead.Needed"/>) unless <paramref name="config"/> asks for them whole.</remarks>
+    public static Machine LoadMachine(string? source, CliConsole console, bool json = false, ConfigRead config = ConfigRead.Needed) =>
+        SourceResolver.Resolve(source, console, loud: !json, config: config);
 
     /// <summary>The database of <see cref="CommonOptions.PciIds"/>: the installed one, none, or the file given (bad input when unreadable).</summary>
     public static PciIds LoadPciIds(string? option)

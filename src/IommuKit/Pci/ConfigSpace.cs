@@ -15,6 +15,14 @@ public readonly record struct PciCapability(ushort Id, int Offset, bool Extended
 /// stop after <see cref="MaxStandardCapabilities"/> steps and track visited offsets, so a looping or truncated list is
 /// reported as an error, never a hang.
 /// </summary>
+/// <remarks>
+/// A config space read from a live host holds only the registers the model decodes (<see cref="IsComplete"/> false):
+/// reading a device's sysfs <c>config</c> makes the kernel read the device dword by dword (drivers/pci/pci-sysfs.c
+/// <c>pci_read_config</c> -> <c>pci_user_read_config_dword</c>), each access a trap to the hypervisor in a guest, so
+/// the source reads the header, the capability headers and the bodies the model uses, and nothing else. Such a
+/// config space knows which dwords it holds: <c>TryRead*</c> of a dword that was not read returns false,
+/// <see cref="ReadUInt32"/> and the other plain reads throw, and <see cref="Bytes"/> is refused (never a made-up 0).
+/// </remarks>
 public sealed class ConfigSpace
 {
     /// <summary>Conventional config space size.</summary>
@@ -30,6 +38,22 @@ public sealed class ConfigSpace
 
     private readonly byte[] _bytes;
 
+    /// <summary>
+    /// For a sparse config space, one bit per dword (bit <c>offset / 4</c>) that was read; null when every byte up to
+    /// <see cref="Length"/> was read.
+    /// </summary>
+    private readonly ulong[]? _known;
+
+    /// <summary>
+    /// While a sparse config space is being decoded by its source: reads the dword at an offset (a multiple of 4)
+    /// from the device, false when the file ended there. Null once <see cref="Seal"/> ran (or for a complete one).
+    /// </summary>
+    private DwordFetch? _fetch;
+
+    /// <summary>Reads the dword at <paramref name="offset"/> (a multiple of 4) of a function's config space from its source.</summary>
+    /// <returns>False when the source has no such dword (the file ended before it).</returns>
+    internal delegate bool DwordFetch(int offset, out uint value);
+
     /// <summary>Wraps a copy of <paramref name="bytes"/> (at most 4096 bytes are kept).</summary>
     /// <exception cref="ArgumentException">Fewer than 64 bytes: even the header is not there.</exception>
     public ConfigSpace(ReadOnlySpan<byte> bytes)
@@ -39,11 +63,95 @@ public sealed class ConfigSpace
         _bytes = bytes[..Math.Min(bytes.Length, ExtendedSize)].ToArray();
     }
 
+    private ConfigSpace(byte[] bytes, ulong[] known, DwordFetch fetch)
+    {
+        _bytes = bytes;
+        _known = known;
+        _fetch = fetch;
+    }
+
+    /// <summary>
+    /// A sparse config space of <paramref name="length"/> bytes (a multiple of 4, 256 to 4096) of which
+    /// <paramref name="header"/> (a whole number of dwords from offset 0) is read; any other dword is read through
+    /// <paramref name="fetch"/> the first time it is asked for, until <see cref="Seal"/>. The source decodes it
+    /// (<see cref="PciDeviceFacts.FromConfig"/>, plus whatever registers the model reads later) and then seals it.
+    /// </summary>
+    internal static ConfigSpace Sparse(ReadOnlySpan<byte> header, int length, DwordFetch fetch)
+    {
+        if (length < ConventionalSize || length > ExtendedSize || length % 4 != 0)
+            throw new ArgumentOutOfRangeException(nameof(length), length, "a sparse config space is 256 to 4096 bytes, whole dwords");
+        if (header.Length < UnprivilegedSize || header.Length > length || header.Length % 4 != 0)
+            throw new ArgumentException($"a sparse config space starts with at least the 64-byte header in whole dwords, not {header.Length} bytes", nameof(header));
+        var bytes = new byte[length];
+        header.CopyTo(bytes);
+        var known = new ulong[ExtendedSize / 4 / 64];
+        for (int d = 0; d < header.Length / 4; d++) known[d >> 6] |= 1UL << (d & 63);
+        return new ConfigSpace(bytes, known, fetch);
+    }
+
+    /// <summary>Stops reading through the source: from now on a dword that was not read stays not read.</summary>
+    internal void Seal() => _fetch = null;
+
+    /// <summary>True when every byte up to <see cref="Length"/> was read; false for a live host's sparse read (see remarks).</summary>
+    public bool IsComplete => _known is null;
+
+    /// <summary>How many dwords were read (<see cref="Length"/> / 4 when <see cref="IsComplete"/>).</summary>
+    public int DwordsRead
+    {
+        get
+        {
+            if (_known is null) return (_bytes.Length + 3) / 4;
+            int n = 0;
+            foreach (var w in _known) n += System.Numerics.BitOperations.PopCount(w);
+            return n;
+        }
+    }
+
+    /// <summary>True when the <paramref name="count"/> bytes at <paramref name="offset"/> lie within <see cref="Length"/> and were read.</summary>
+    public bool IsRead(int offset, int count)
+    {
+        if (offset < 0 || count < 0 || offset + count > _bytes.Length) return false;
+        if (_known is null) return true;
+        for (int d = offset >> 2; d <= (offset + count - 1) >> 2; d++)
+        {
+            if ((_known[d >> 6] & (1UL << (d & 63))) == 0) return false;
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// Makes sure the bytes at <paramref name="offset"/> (within <see cref="Length"/>) were read, reading them through
+    /// the source while it is still open. False when they were not read and cannot be.
+    /// </summary>
+    private bool Ensure(int offset, int count)
+    {
+        if (_known is null) return true;
+        for (int d = offset >> 2; d <= (offset + count - 1) >> 2; d++)
+        {
+            if ((_known[d >> 6] & (1UL << (d & 63))) != 0) continue;
+            if (_fetch is null || !_fetch(d * 4, out uint v)) return false;
+            BinaryPrimitives.WriteUInt32LittleEndian(_bytes.AsSpan(d * 4, 4), v);
+            _known[d >> 6] |= 1UL << (d & 63);
+        }
+        return true;
+    }
+
+    private void Require(int offset, int count)
+    {
+        if (offset < 0 || offset + count > _bytes.Length)
+            throw new ArgumentOutOfRangeException(nameof(offset), offset, $"config offset 0x{offset:x} is beyond the {_bytes.Length} bytes read");
+        if (!Ensure(offset, count))
+            throw new InvalidOperationException($"config offset 0x{offset:x} was not read (a live host's config is read sparsely: only the registers the model decodes)");
+    }
+
     /// <summary>How many bytes were read (64, 256, 4096 or anything in between for a partial dump).</summary>
+    /// <remarks>For a sparse config space (<see cref="IsComplete"/> false), the size of the space, of which some dwords were read.</remarks>
     public int Length => _bytes.Length;
 
     /// <summary>The config space bytes that were read (<see cref="Length"/> of them).</summary>
-    public ReadOnlySpan<byte> Bytes => _bytes;
+    /// <exception cref="InvalidOperationException">The config space is sparse (<see cref="IsComplete"/> false): load the machine with a whole read.</exception>
+    public ReadOnlySpan<byte> Bytes => _known is null ? _bytes
+        : throw new InvalidOperationException("this config space holds only the registers the model decodes (a live host's sparse read); load the machine with a whole config read for the raw bytes");
 
     /// <summary>True when only the header was readable (an unprivileged sysfs read or a non-root <c>lspci -x</c>).</summary>
     public bool HeaderOnly => _bytes.Length < ConventionalSize;
@@ -51,30 +159,44 @@ public sealed class ConfigSpace
     /// <summary>True when the 4 KiB extended space was read.</summary>
     public bool HasExtendedSpace => _bytes.Length >= ExtendedSize;
 
-    /// <summary>The byte at <paramref name="offset"/>; throws when it is beyond <see cref="Length"/>.</summary>
-    public byte ReadByte(int offset) => _bytes[offset];
-    /// <summary>The little-endian 16-bit value at <paramref name="offset"/>; throws when it is beyond <see cref="Length"/>.</summary>
-    public ushort ReadUInt16(int offset) => BinaryPrimitives.ReadUInt16LittleEndian(_bytes.AsSpan(offset, 2));
-    /// <summary>The little-endian 32-bit value at <paramref name="offset"/>; throws when it is beyond <see cref="Length"/>.</summary>
-    public uint ReadUInt32(int offset) => BinaryPrimitives.ReadUInt32LittleEndian(_bytes.AsSpan(offset, 4));
+    /// <summary>The byte at <paramref name="offset"/>; throws when it is beyond <see cref="Length"/> or was not read.</summary>
+    public byte ReadByte(int offset)
+    {
+        if (_known is not null) Require(offset, 1);
+        return _bytes[offset];
+    }
+
+    /// <summary>The little-endian 16-bit value at <paramref name="offset"/>; throws when it is beyond <see cref="Length"/> or was not read.</summary>
+    public ushort ReadUInt16(int offset)
+    {
+        if (_known is not null) Require(offset, 2);
+        return BinaryPrimitives.ReadUInt16LittleEndian(_bytes.AsSpan(offset, 2));
+    }
+
+    /// <summary>The little-endian 32-bit value at <paramref name="offset"/>; throws when it is beyond <see cref="Length"/> or was not read.</summary>
+    public uint ReadUInt32(int offset)
+    {
+        if (_known is not null) Require(offset, 4);
+        return BinaryPrimitives.ReadUInt32LittleEndian(_bytes.AsSpan(offset, 4));
+    }
 
     /// <summary>Reads the little-endian 16-bit value at <paramref name="offset"/> if all its bytes were read.</summary>
-    /// <returns>False (and <paramref name="value"/> 0) when the offset is negative or past the bytes read.</returns>
+    /// <returns>False (and <paramref name="value"/> 0) when the offset is negative, past the bytes read, or was not read.</returns>
     public bool TryReadUInt16(int offset, out ushort value)
     {
         value = 0;
-        if (offset < 0 || offset + 2 > _bytes.Length) return false;
-        value = ReadUInt16(offset);
+        if (offset < 0 || offset + 2 > _bytes.Length || !Ensure(offset, 2)) return false;
+        value = BinaryPrimitives.ReadUInt16LittleEndian(_bytes.AsSpan(offset, 2));
         return true;
     }
 
     /// <summary>Reads the little-endian 32-bit value at <paramref name="offset"/> if all its bytes were read.</summary>
-    /// <returns>False (and <paramref name="value"/> 0) when the offset is negative or past the bytes read.</returns>
+    /// <returns>False (and <paramref name="value"/> 0) when the offset is negative, past the bytes read, or was not read.</returns>
     public bool TryReadUInt32(int offset, out uint value)
     {
         value = 0;
-        if (offset < 0 || offset + 4 > _bytes.Length) return false;
-        value = ReadUInt32(offset);
+        if (offset < 0 || offset + 4 > _bytes.Length || !Ensure(offset, 4)) return false;
+        value = BinaryPrimitives.ReadUInt32LittleEndian(_bytes.AsSpan(offset, 4));
         return true;
     }
 
@@ -175,7 +297,12 @@ public sealed class ConfigSpace
         int eat = -1;
         while (true)
         {
-            uint header = ReadUInt32(epos);
+            if (!TryReadUInt32(epos, out uint header))
+            {
+                // Only a sparse config space can lack a dword inside its length: its source ended early.
+                error = $"extended capability header at 0x{epos:x3} was not read";
+                return false;
+            }
             if (header == 0 || header == 0xffffffff) break;
             if (!evisited.Add(epos))
             {

@@ -238,6 +238,21 @@ internal abstract class FileTree
         return s < 0 ? t : t[(s + 1)..];
     }
 
+    /// <summary>
+    /// Opens a file (links followed) for reads at offsets; null when it does not exist (or is a directory). The default
+    /// reads it whole through <see cref="ReadBytes"/> (at most <paramref name="maxBytes"/> + 1 bytes) and serves the
+    /// offsets from memory; a directory on disk reads only what is asked (<see cref="DirectoryFileTree"/>).
+    /// </summary>
+    /// <exception cref="FileReadException">It exists but cannot be read, as for <see cref="ReadBytes"/>.</exception>
+    public virtual RandomAccessFile? OpenRandomAccess(string path, int maxBytes) =>
+        ReadBytes(path, maxBytes) is { } bytes ? new MemoryRandomAccessFile(bytes) : null;
+
+    /// <summary>
+    /// True when <paramref name="path"/> is a directory of a live sysfs (the kernel makes its files as they are read,
+    /// so reading less of them costs less); false for a tarball, an extracted snapshot, or when unknown.
+    /// </summary>
+    public virtual bool IsLiveSysfs(string path) => false;
+
     internal static string Join(string dir, string name) => dir.Length == 0 ? name : dir + "/" + name;
 
     private static string Trunc(string s) => s.Length <= 120 ? s : s[..117] + "...";
@@ -378,5 +393,42 @@ internal sealed class DirectoryFileTree : FileTree
         {
             throw new FileReadException(Display(canonicalPath), "disappeared while being read");
         }
+    }
+    /// <inheritdoc/>
+    public override bool IsLiveSysfs(string path) =>
+        OperatingSystem.IsLinux() && Resolve(path) is { } p && RegularFile.IsOnSysfs(Full(p));
+
+    /// <inheritdoc/>
+    /// <remarks>
+    /// Linux: the directory is resolved inside the tree and the last name opened with <c>O_NOFOLLOW</c> (a link there
+    /// is resolved inside the tree and its canonical path opened), so the same root confinement holds as for
+    /// <see cref="FileTree.ReadBytes"/>; a FIFO, socket or device is refused on the descriptor.
+    /// </remarks>
+    public override RandomAccessFile? OpenRandomAccess(string path, int maxBytes)
+    {
+        int slash = path.LastIndexOf('/');
+        string name = path[(slash + 1)..];
+        if (!OperatingSystem.IsLinux() || path.Length > MaxPathLength || name.Length == 0 || name is "." or "..")
+            return base.OpenRandomAccess(path, maxBytes);
+        string? dir = slash < 0 ? "" : Resolve(path[..slash]);
+        if (dir is null) return null;
+        string canonical = Join(dir, name);
+        for (int attempt = 0; attempt < 2; attempt++)
+        {
+            if (_kinds.TryGetValue(canonical, out var kind) && kind != FileNodeKind.File && kind != FileNodeKind.Symlink) return null;
+            switch (RegularFile.TryOpenNoFollow(Full(canonical), Display(canonical), Faults is null ? null : () => CheckFault(canonical), out int fd, out long size))
+            {
+                case RegularFile.NoFollowOutcome.Read:
+                    return new DescriptorRandomAccessFile(fd, size, Display(canonical));
+                case RegularFile.NoFollowOutcome.Symlink when attempt == 0:
+                    // The last name is a link: resolve it inside the tree, then open what it leads to (no link left).
+                    if (Resolve(path) is not { } target) return null;
+                    canonical = target;
+                    continue;
+                default:
+                    return null;
+            }
+        }
+        return null;
     }
 }

@@ -33,7 +33,11 @@ public static class MachineJson
     // ---------------------------------------------------------------- writing
 
     /// <summary>Writes <paramref name="machine"/> to <paramref name="stream"/> as indented UTF-8 JSON.</summary>
-    /// <param name="includeConfig">Write each device's raw config space as hex when known.</param>
+    /// <param name="includeConfig">
+    /// Write each device's raw config space as hex when known: a sparse one (a live host loaded with
+    /// <see cref="ConfigRead.Needed"/>, <see cref="ConfigSpace.IsComplete"/> false) has no raw bytes and is left out;
+    /// load with <see cref="ConfigRead.Whole"/> to write them (<c>iommu export</c> does).
+    /// </param>
     /// <exception cref="InputException">The JSON would be larger than <see cref="MaxBytes"/> (it could not be read back).</exception>
     public static void Write(Machine machine, Stream stream, bool includeConfig = true)
     {
@@ -197,7 +201,8 @@ public static class MachineJson
         w.WriteBoolean("untrusted", f.Untrusted);
         if (f.PhysicalSlot is not null) w.WriteString("physical_slot", f.PhysicalSlot);
         if (f.Description is not null) w.WriteString("description", f.Description);
-        if (includeConfig && f.Config is { } cfg && ConfigCarriesFacts(f, cfg)) w.WriteString("config", Convert.ToHexStringLower(cfg.Bytes));
+        // A sparse config (a live host read for the model only) has no raw bytes to write: the facts carry the device.
+        if (includeConfig && f.Config is { IsComplete: true } cfg && ConfigCarriesFacts(f, cfg)) w.WriteString("config", Convert.ToHexStringLower(cfg.Bytes));
         w.WriteEndObject();
     }
 
@@ -212,7 +217,7 @@ public static class MachineJson
         var d = PciDeviceFacts.FromConfig(f.Address, cfg, out var error);
         return error is null && d.HeaderLayout == f.HeaderLayout && d.BridgeBuses == f.BridgeBuses && d.MultifunctionBit == f.MultifunctionBit
             && d.Pcie == f.Pcie && d.Acs == f.Acs && d.Ari == f.Ari && d.Sriov == f.Sriov && d.Capabilities.SequenceEqual(f.Capabilities)
-            && (f.Visibility == ConfigVisibility.HeaderOnly || cfg.Bytes.Length >= ConfigSpace.ConventionalSize);
+            && (f.Visibility == ConfigVisibility.HeaderOnly || cfg.Length >= ConfigSpace.ConventionalSize);
     }
 
     private static void WriteNames(Utf8JsonWriter w, string name, AcsFlags flags)

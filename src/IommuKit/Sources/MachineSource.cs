@@ -43,7 +43,15 @@ public static class MachineSource
     /// <paramref name="standardInput"/> (the process's standard input when null) with <see cref="LoadStream"/>.
     /// </summary>
     /// <exception cref="InputException">As <see cref="Load(string)"/>; for standard input, also when it is empty.</exception>
-    public static Machine Load(string path, Func<Stream>? standardInput)
+    public static Machine Load(string path, Func<Stream>? standardInput) => Load(path, standardInput, ConfigRead.Needed);
+
+    /// <summary>
+    /// As <see cref="Load(string, Func{Stream})"/>, saying how much of each <c>config</c> file a directory that is a
+    /// live sysfs is read: <see cref="ConfigRead.Needed"/> (the registers the model decodes) or
+    /// <see cref="ConfigRead.Whole"/> (for writing the raw bytes out). Other sources hold the whole config anyway.
+    /// </summary>
+    /// <exception cref="InputException">As <see cref="Load(string)"/>.</exception>
+    public static Machine Load(string path, Func<Stream>? standardInput, ConfigRead config)
     {
         ArgumentNullException.ThrowIfNull(path);
         if (path == StandardInputPath)
@@ -54,7 +62,7 @@ public static class MachineSource
         if (Directory.Exists(path))
         {
             var tree = new DirectoryFileTree(path);
-            return SysfsReader.Read(tree, path);
+            return SysfsReader.Read(tree, path, config);
         }
         if (path.Length == 0) throw InputException.At("--source", "an empty path names no file");
         byte[] bytes;
@@ -124,13 +132,19 @@ public static class MachineSource
     /// Reads the live host (or a directory standing in for <c>/</c>). Null when it has no <c>sys/bus/pci/devices</c>
     /// or that directory is empty (a container, another OS).
     /// </summary>
+    /// <param name="root">The directory that plays <c>/</c>.</param>
+    /// <param name="config">
+    /// How much of each <c>config</c> file is read when the root is a live sysfs: <see cref="ConfigRead.Needed"/> (the
+    /// default: only the registers the model decodes, so <see cref="IommuKit.Pci.ConfigSpace.IsComplete"/> is false)
+    /// or <see cref="ConfigRead.Whole"/> (the raw bytes, e.g. to export them).
+    /// </param>
     /// <exception cref="InputException">The sysfs is there but no device could be read.</exception>
-    public static Machine? LoadHost(string root = "/")
+    public static Machine? LoadHost(string root = "/", ConfigRead config = ConfigRead.Needed)
     {
         var tree = new DirectoryFileTree(root, root == "/" ? LiveHostOrigin : root);
         var list = tree.List(SysfsReader.DevicesDir);
         if (list is null || list.Count == 0) return null;
-        return SysfsReader.Read(tree, tree.Origin);
+        return SysfsReader.Read(tree, tree.Origin, config);
     }
 
     /// <summary>The kind of input these bytes are, or null when none fits.</summary>

@@ -237,6 +237,88 @@ internal static partial class RegularFile
         finally { close(fd); }
     }
 
+    /// <summary>
+    /// Linux only: opens the regular file at <paramref name="path"/> for positional reads, its last component not
+    /// followed (<c>O_NOFOLLOW</c>) and its type checked on the descriptor, as <see cref="TryReadNoFollow"/> does; the
+    /// caller reads it with <see cref="ReadAt"/> and closes it with <see cref="Close"/>.
+    /// </summary>
+    /// <param name="fd">The open descriptor when the outcome is <see cref="NoFollowOutcome.Read"/>, else -1.</param>
+    /// <param name="size">The size the file states (sysfs: the attribute's size, <c>config</c> 256 or 4096).</param>
+    /// <exception cref="FileReadException">A FIFO, socket or device, permission denied, EIO: never read as empty.</exception>
+    internal static NoFollowOutcome TryOpenNoFollow(string path, string display, Action? beforeRead, out int fd, out long size)
+    {
+        size = 0;
+        fd = open(path, ORdOnly | ONonBlock | ONoCtty | OCloExec | ONoFollow);
+        if (fd < 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            fd = -1;
+            if (errno is ENOENT or ENOTDIR) return NoFollowOutcome.Missing;
+            if (errno == ELOOP) return NoFollowOutcome.Symlink;
+            beforeRead?.Invoke();
+            throw OpenError(errno, path, display);
+        }
+        bool keep = false;
+        try
+        {
+            Span<byte> stx = stackalloc byte[StatxSize];
+            if (statx(fd, "", AtEmptyPath, StatxType | StatxSize_, stx) != 0)
+                throw new FileReadException(display, $"cannot stat (errno {Marshal.GetLastPInvokeError()})");
+            int mode = BitConverter.ToUInt16(stx[StatxModeOffset..]);
+            if ((mode & SIfMt) == SIfDir) return NoFollowOutcome.Directory;
+            beforeRead?.Invoke();
+            if (KindOf(mode) is { } kind) throw new FileReadException(display, $"is {kind}, not a regular file");
+            size = (long)BitConverter.ToUInt64(stx[StatxSizeOffset..]);
+            keep = true;
+            return NoFollowOutcome.Read;
+        }
+        finally
+        {
+            if (!keep)
+            {
+                close(fd);
+                fd = -1;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Linux only: one <c>pread(2)</c> of the open file at <paramref name="offset"/> (again on EINTR): the bytes read,
+    /// fewer than asked at the end of the file, 0 past it.
+    /// </summary>
+    /// <exception cref="FileReadException">An I/O error.</exception>
+    internal static unsafe int ReadAt(int fd, long offset, Span<byte> buffer, string display)
+    {
+        fixed (byte* p = buffer)
+        {
+            while (true)
+            {
+                nint n = pread64(fd, p, buffer.Length, offset);
+                if (n >= 0) return (int)n;
+                int errno = Marshal.GetLastPInvokeError();
+                if (errno != EINTR) throw new FileReadException(display, $"read error at offset 0x{offset:x}: {Marshal.GetPInvokeErrorMessage(errno)}");
+            }
+        }
+    }
+
+    /// <summary>Closes a descriptor from <see cref="TryOpenNoFollow"/>.</summary>
+    internal static void Close(int fd) => close(fd);
+
+    /// <summary>
+    /// Linux only: true when <paramref name="path"/> lies on a sysfs mount (<c>statfs</c> f_type <c>SYSFS_MAGIC</c>,
+    /// include/uapi/linux/magic.h): its files are made by the kernel as they are read (a live host), not stored.
+    /// </summary>
+    internal static bool IsOnSysfs(string path)
+    {
+        // struct statfs: f_type is the first field (a long on 64-bit, an int on 32-bit; little-endian either way for
+        // the low 32 bits, which hold the magic). 120 bytes on x86-64 and arm64: 256 is room enough.
+        Span<byte> buf = stackalloc byte[256];
+        if (statfs(path, buf) != 0) return false;
+        return BitConverter.ToUInt32(buf) == SysfsMagic;
+    }
+
+    private const uint SysfsMagic = 0x62656572; // SYSFS_MAGIC
+
     /// <summary>The size of the open file when it is a regular file; else why not, as bad input.</summary>
     private static long StatRegular(int fd, string display)
     {
@@ -381,6 +463,12 @@ internal static partial class RegularFile
 
     [LibraryImport(LibC, EntryPoint = "closedir")]
     private static partial int closedir(nint dir);
+
+    [LibraryImport(LibC, EntryPoint = "pread64", SetLastError = true)]
+    private static unsafe partial nint pread64(int fd, byte* buf, nint count, long offset);
+
+    [LibraryImport(LibC, EntryPoint = "statfs", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int statfs(string path, Span<byte> buf);
 
     [LibraryImport(LibC, EntryPoint = "close")]
     private static partial int close(int fd);

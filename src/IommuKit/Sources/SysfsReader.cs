@@ -43,11 +43,18 @@ internal static class SysfsReader
     ];
 
     /// <summary>Reads the machine.</summary>
+    /// <param name="config">
+    /// <see cref="ConfigRead.Needed"/>: on a live sysfs (<see cref="FileTree.IsLiveSysfs"/>) each <c>config</c> is read
+    /// sparsely (<see cref="ConfigReader"/>), elsewhere whole; <see cref="ConfigRead.Whole"/>: whole everywhere.
+    /// </param>
+    /// <param name="hooks">Test seams: force the sparse read, see each read.</param>
     /// <exception cref="InputException">No PCI sysfs, or no device could be read at all, or a hostile tree (link escaping the root…).</exception>
-    public static Machine Read(FileTree tree, string origin)
+    public static Machine Read(FileTree tree, string origin, ConfigRead config = ConfigRead.Needed, ConfigReadHooks? hooks = null)
     {
         var names = tree.List(DevicesDir)
             ?? throw InputException.At(origin, $"not a machine root: there is no {DevicesDir} directory");
+        bool sparse = config == ConfigRead.Needed && (hooks?.ForceSparse == true || tree.IsLiveSysfs(DevicesDir));
+        var onRead = hooks?.OnRead;
         var warnings = new LoadWarnings();
         var slots = ReadSlots(tree, warnings);
         var slotByAddress = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -75,7 +82,7 @@ internal static class SysfsReader
             string? problem;
             try
             {
-                facts = ReadDevice(tree, address, dir, warnings, out problem);
+                facts = ReadDevice(tree, address, dir, sparse, onRead, warnings, out problem);
             }
             catch (FileReadException ex)
             {
@@ -145,32 +152,47 @@ internal static class SysfsReader
         }
     }
 
-    private static PciDeviceFacts? ReadDevice(FileTree tree, PciAddress address, string dir, LoadWarnings warnings, out string? problem)
+    private static PciDeviceFacts? ReadDevice(FileTree tree, PciAddress address, string dir, bool sparse, Action<string, long, int>? onRead,
+        LoadWarnings warnings, out string? problem)
     {
         problem = null;
         string configPath = dir + "/config";
         PciDeviceFacts facts;
-        byte[]? config;
+        ConfigSpace? cfg = null;
         try
         {
-            config = tree.ReadBytes(configPath, ConfigSpace.ExtendedSize);
+            byte[]? config;
+            if (sparse)
+            {
+                // A live host: only the registers the model decodes (ConfigReader; drivers/pci/pci-sysfs.c
+                // pci_read_config costs a config access per dword). A file the sparse read does not fit comes back whole.
+                var r = ConfigReader.ReadSparse(tree, configPath, address, onRead);
+                cfg = r?.Space;
+                config = r?.Whole;
+            }
+            else
+            {
+                config = tree.ReadBytes(configPath, ConfigSpace.ExtendedSize);
+            }
+            if (config is not null)
+            {
+                if (config.Length < ConfigSpace.UnprivilegedSize)
+                {
+                    problem = $"{configPath}: offset 0x{config.Length:x}: {address}: config space of {config.Length} bytes is shorter " +
+                              $"than the {ConfigSpace.UnprivilegedSize}-byte header; device skipped";
+                    return null;
+                }
+                cfg = new ConfigSpace(config.Length > ConfigSpace.ExtendedSize ? config.AsSpan(0, ConfigSpace.ExtendedSize) : config);
+            }
         }
         catch (FileReadException ex)
         {
             // Not "no capabilities": the device is read from its id attributes, as a header-only view.
             warnings.Add($"{ex.Message}: {address}: its config space is unknown, so it is read from its id attributes (PCIe type and ACS unknown)");
-            config = null;
+            cfg = null;
         }
-        if (config is not null)
+        if (cfg is not null)
         {
-            if (config.Length < ConfigSpace.UnprivilegedSize)
-            {
-                problem = $"{configPath}: offset 0x{config.Length:x}: {address}: config space of {config.Length} bytes is shorter " +
-                          $"than the {ConfigSpace.UnprivilegedSize}-byte header; device skipped";
-                return null;
-            }
-            if (config.Length > ConfigSpace.ExtendedSize) config = config[..ConfigSpace.ExtendedSize];
-            var cfg = new ConfigSpace(config);
             facts = PciDeviceFacts.FromConfig(address, cfg, out var error);
             if (error is not null)
             {
@@ -181,7 +203,7 @@ internal static class SysfsReader
             // 64 bytes (128 for CardBus). A 256-byte file read as root is therefore the device's entire config space:
             // the kernel found no extended space (pci_cfg_space_size(), e.g. a PCIe function behind a conventional
             // bridge, PCI_BUS_FLAGS_NO_EXTCFG), so there is no ACS to find, not an ACS we could not see.
-            if (config.Length >= ConfigSpace.ConventionalSize) facts = facts with { Visibility = ConfigVisibility.Full };
+            if (cfg.Length >= ConfigSpace.ConventionalSize) facts = facts with { Visibility = ConfigVisibility.Full };
             // The id attributes are the kernel's view and win over the raw bytes: an SR-IOV VF's config reads 0xffff
             // for vendor and device, and the kernel fills in the PF's vendor and the SR-IOV VF Device ID
             // (drivers/pci/iov.c pci_iov_add_virtfn / pci_read_vf_config_common); class quirks can rewrite the class.
