@@ -52,12 +52,13 @@ internal static class GroupsCommand
     }
 
     internal static int Run(CliConsole console, string? sourcePath, string? cmdlineText, bool json, bool legacy, Filter filter, string? pciIdsPath,
-        bool kernel = false, bool related = false)
+        bool kernel = false, bool related = false, Machine? machine = null)
     {
         if (json && legacy) throw new CliException("--json and --legacy cannot be combined");
         if (legacy && related) throw new CliException("--legacy and --related cannot be combined: the classic lines have no place for them");
         var ids = Inputs.LoadPciIds(pciIdsPath);
-        var report = HostAnalysis.Analyze(Inputs.LoadMachine(sourcePath, console, json), cmdlineText);
+        // machine: a test seam (a machine loaded another way, e.g. with the sparse config read forced).
+        var report = HostAnalysis.Analyze(machine ?? Inputs.LoadMachine(sourcePath, console, json), cmdlineText);
         foreach (var n in filter.Groups)
             if (report.GroupById(n) is null)
                 throw new CliException($"group {n}: no such group in {report.Machine.Origin}", ExitCode.InputError);

@@ -65,13 +65,14 @@ internal static class VfioCheckCommand
     };
 
     internal static int Run(CliConsole console, string? addressText, int? groupId, string? sourcePath, string? cmdlineText, bool json, string? pciIdsPath,
-        bool force = false, bool checkModel = false)
+        bool force = false, bool checkModel = false, Machine? machine = null)
     {
         if ((addressText is null) == (groupId is null))
             throw new CliException("give either a device ADDRESS or --group N");
         var ids = Inputs.LoadPciIds(pciIdsPath);
         var selector = addressText is null ? null : DeviceSelector.Parse(addressText, "ADDRESS");
-        var machine = Inputs.LoadMachine(sourcePath, console, json);
+        // machine: a test seam (a machine loaded another way, e.g. with the sparse config read forced).
+        machine ??= Inputs.LoadMachine(sourcePath, console, json);
         Inputs.RefuseExample(machine, "check");
         PciAddress? target = selector?.SelectOne(machine.Topology, machine.Origin).Address;
         var v = HostAnalysis.VfioCheck(HostAnalysis.Analyze(machine, cmdlineText), target, groupId, force);
