@@ -114,51 +114,6 @@ public class SparseConfigTests
         return set;
     }
 
-    public static TheoryData<string> LspciDumps()
-    {
-        var data = new TheoryData<string>();
-        foreach (var f in Fixtures.LspciDumps()) data.Add(Path.GetFileName(f));
-        return data;
-    }
-
-    [Theory]
-    [MemberData(nameof(LspciDumps))]
-    public void EveryConfigSpaceOfTheRealLspciDumpsDecodesTheSameFromTheSparseRead(string file)
-    {
-        // The dumps' -xxx/-xxxx hex, served as a config file: the same facts and the same quirk registers.
-        var machine = MachineSource.Load(Path.Combine(Fixtures.Lspci, file));
-        int compared = 0;
-        foreach (var d in machine.Topology.Devices)
-        {
-            if (d.Facts.Config is not { Length: >= ConfigSpace.ConventionalSize } whole || whole.Length % 4 != 0) continue;
-            var bytes = whole.Bytes.ToArray();
-            var sparse = ReadSparse(bytes, d.Address, out var reads);
-            Assert.NotNull(sparse);
-            var fw = PciDeviceFacts.FromConfig(d.Address, whole, out var ew);
-            var fs = PciDeviceFacts.FromConfig(d.Address, sparse!, out var es);
-            Assert.Equal(ew, es);
-            SourceTestKit.AssertSameFacts(fw, fs, compareConfig: false);
-            if (fw.Acs is { } acs)
-            {
-                Assert.Equal(whole.TryReadUInt32(acs.Offset + 4, out uint c1), sparse!.TryReadUInt32(acs.Offset + 4, out uint c2));
-                Assert.Equal(c1, c2);
-                Assert.Equal(whole.TryReadUInt32(acs.Offset + 8, out uint v1), sparse.TryReadUInt32(acs.Offset + 8, out uint v2));
-                Assert.Equal(v1, v2);
-            }
-            if (d.VendorId == 0x8086 && fw.Pcie?.Type == PcieType.RootPort)
-                Assert.True(sparse!.TryReadUInt32(IommuKit.Grouping.AcsPolicy.IntelMpcReg, out uint mpc) && mpc == whole.ReadUInt32(IommuKit.Grouping.AcsPolicy.IntelMpcReg));
-            if (d.VendorId == 0x8086 && d.Address.Device == 31 && d.Address.Function == 0)
-                Assert.True(sparse!.TryReadUInt32(IommuKit.Grouping.AcsPolicy.IntelLpcRcbaReg, out uint rcba) && rcba == whole.ReadUInt32(IommuKit.Grouping.AcsPolicy.IntelLpcRcbaReg));
-            var needed = NeededDwords(whole, d.Address);
-            foreach (var (offset, count) in reads)
-                for (long at = offset & ~3L; at < offset + count; at += 4)
-                    Assert.True(needed.Contains((int)at), $"{file}: {d.Address}: read config offset 0x{at:x}, which the model does not use");
-            compared++;
-        }
-        Assert.True(compared > 0 || machine.Topology.Devices.All(d => d.Facts.Config is not { Length: >= ConfigSpace.ConventionalSize }),
-            $"{file}: no config space compared");
-    }
-
     [Fact]
     public void TheReaderReadsTheIntelQuirkRegistersTheGroupingRulesRead()
     {
