@@ -91,7 +91,7 @@ public sealed class AcsOverridePolicy
 public sealed class AcsPolicy
 {
     /// <summary>Offset of the Intel LPC RCBA register and the root-port MPC register (quirks.c).</summary>
-    public const int IntelLpcRcbaReg = 0xF0, IntelMpcReg = 0xD8;
+    public const int IntelLpcRcbaReg = IntelPchRegisters.LpcRcba, IntelMpcReg = IntelPchRegisters.Mpc;
     /// <summary>MPC bit 26, IRBNCE, set by <c>pci_quirk_enable_intel_rp_mpc_acs</c>.</summary>
     public const uint IntelMpcIrbnce = 1u << 26;
 

@@ -340,6 +340,19 @@ public sealed class ConfigSpace
     }
 }
 
+/// <summary>
+/// Vendor registers in the conventional config space that the kernel's ACS quirks read (drivers/pci/quirks.c
+/// <c>pci_quirk_enable_intel_pch_acs</c>): named once here for the grouping rule that decodes them and for the live
+/// sparse read that must fetch them.
+/// </summary>
+public static class IntelPchRegisters
+{
+    /// <summary>The root port's MPC register (bit 26, IRBNCE, is the ACS enable).</summary>
+    public const int Mpc = 0xD8;
+    /// <summary>The RCBA register of the LPC bridge at 1f.0 (the root complex base address).</summary>
+    public const int LpcRcba = 0xF0;
+}
+
 /// <summary>Capability IDs (PCI Code and ID Assignment Spec r1.11) and their names as lspci prints them.</summary>
 public static class PciCapabilityIds
 {

@@ -29,10 +29,6 @@ internal sealed record ConfigReadHooks(bool ForceSparse = false, Action<string, 
 /// </summary>
 internal static class ConfigReader
 {
-    /// <summary>Intel root-port MPC register (the PCH ACS quirk; Grouping's <c>AcsPolicy.IntelMpcReg</c>).</summary>
-    internal const int IntelMpcReg = 0xD8;
-    /// <summary>Intel LPC RCBA register of function 1f.0 (the PCH ACS quirk; Grouping's <c>AcsPolicy.IntelLpcRcbaReg</c>).</summary>
-    internal const int IntelLpcRcbaReg = 0xF0;
     private const ushort VendorIntel = 0x8086;
 
     /// <summary>What <see cref="ReadSparse"/> got: a sparse config space, or (a file the sparse read does not fit) the whole file's bytes.</summary>
@@ -114,11 +110,11 @@ internal static class ConfigReader
             {
                 if (!c.Extended && c.Id == PciCapabilityIds.Pcie && PcieInfo.Decode(cfg, c.Offset)?.Type == PcieType.RootPort)
                 {
-                    cfg.TryReadUInt32(IntelMpcReg, out _);
+                    cfg.TryReadUInt32(IntelPchRegisters.Mpc, out _);
                     break;
                 }
             }
-            if (address.Device == 31 && address.Function == 0) cfg.TryReadUInt32(IntelLpcRcbaReg, out _);
+            if (address.Device == 31 && address.Function == 0) cfg.TryReadUInt32(IntelPchRegisters.LpcRcba, out _);
         }
     }
 

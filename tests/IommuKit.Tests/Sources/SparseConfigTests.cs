@@ -115,13 +115,6 @@ public class SparseConfigTests
     }
 
     [Fact]
-    public void TheReaderReadsTheIntelQuirkRegistersTheGroupingRulesRead()
-    {
-        Assert.Equal(IommuKit.Grouping.AcsPolicy.IntelMpcReg, ConfigReader.IntelMpcReg);
-        Assert.Equal(IommuKit.Grouping.AcsPolicy.IntelLpcRcbaReg, ConfigReader.IntelLpcRcbaReg);
-    }
-
-    [Fact]
     public void AnIntelRootPortsAcsControlMpcAndTheLpcRcbaAreReadAndNothingElseOfTheirBodies()
     {
         // An Intel PCH root port (00:1c.0) with a PCIe capability at 0x40 and ACS at 0x140, and an LPC at 00:1f.0.
