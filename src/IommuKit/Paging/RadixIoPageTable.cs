@@ -203,7 +203,15 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
     }
 
     /// <inheritdoc/>
-    public Errno Map(ulong iova, ulong phys, ulong size, IommuProt prot)
+    public Errno Map(ulong iova, ulong phys, ulong size, IommuProt prot) =>
+        MapChecked(iova, phys, size, prot, singlePageFastPath: true);
+
+    /// <summary><see cref="Map"/> without the single-page fast path (tests compare the two).</summary>
+    internal Errno MapWithoutFastPath(ulong iova, ulong phys, ulong size, IommuProt prot) =>
+        MapChecked(iova, phys, size, prot, singlePageFastPath: false);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private Errno MapChecked(ulong iova, ulong phys, ulong size, IommuProt prot, bool singlePageFastPath)
     {
         // iommufd/io-pgtable argument checks: granule-aligned iova/paddr/size, no wrap, inside the input and output
         // address sizes (io-pgtable-arm arm_lpae_map_pages: "Out of range" -> -ERANGE there; we say EINVAL).
@@ -211,7 +219,7 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
         ulong pend = phys + size;
         if (pend < phys || pend > 1UL << TF.OutputBits) return Errno.EINVAL;
         if ((prot & (IommuProt.Read | IommuProt.Write)) == 0) return Errno.EINVAL;
-        if (size == PageSize && TryMapPage(iova, phys, prot)) return Errno.Ok;
+        if (singlePageFastPath && size == PageSize && TryMapPage(iova, phys, prot)) return Errno.Ok;
 
         ulong done = 0;
         Errno e = MapCore(iova, phys, size, prot, ref done);
@@ -456,10 +464,16 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
     }
 
     /// <inheritdoc/>
-    public Errno Unmap(ulong iova, ulong size)
+    public Errno Unmap(ulong iova, ulong size) => UnmapChecked(iova, size, singlePageFastPath: true);
+
+    /// <summary><see cref="Unmap"/> without the single-page fast path (tests compare the two).</summary>
+    internal Errno UnmapWithoutFastPath(ulong iova, ulong size) => UnmapChecked(iova, size, singlePageFastPath: false);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private Errno UnmapChecked(ulong iova, ulong size, bool singlePageFastPath)
     {
         if (!RangeOk(iova, size)) return Errno.EINVAL;
-        if (size == PageSize && TryUnmapPage(iova)) return Errno.Ok;
+        if (singlePageFastPath && size == PageSize && TryUnmapPage(iova)) return Errno.Ok;
         // A range inside one 2 MiB region is handled by one locked batch (check, then clear). Longer ranges are
         // checked first without locks so a failure changes nothing.
         bool single = (iova >> Shift(1)) == ((iova + size - 1) >> Shift(1));
