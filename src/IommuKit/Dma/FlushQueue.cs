@@ -20,9 +20,9 @@ namespace IommuKit.Dma;
 /// translation and the device can still use it. It is bounded by 255 entries per CPU and by the timeout (plus timer
 /// latency); <see cref="PendingCount"/> shows it.</para>
 /// <para><b>Threading:</b> each ring has its own spin lock (the kernel's <c>fq-&gt;lock</c>); a thread uses the ring of
-/// the CPU it runs on (<see cref="Thread.GetCurrentProcessorId"/>, cached per thread: <c>PerCpu</c>). Counters are
-/// atomics. No lock is held while the IOTLB is flushed except the enqueuing ring's (as in the kernel). The clock is a
-/// <see cref="TimeProvider"/>, so tests can fire the timeout deterministically.</para>
+/// the CPU it runs on (<see cref="Thread.GetCurrentProcessorId"/>). Counters are atomics. No lock is held while the
+/// IOTLB is flushed except the enqueuing ring's (as in the kernel). The clock is a <see cref="TimeProvider"/>, so tests
+/// can fire the timeout deterministically.</para>
 /// </remarks>
 public sealed class FlushQueue : IDisposable
 {
