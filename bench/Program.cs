@@ -12,8 +12,10 @@ public static class Program
 {
     public static int Main(string[] args)
     {
-        if (args.Length > 0 && args[0] == "--quick")
-            return QuickRun.Run(Console.Out, Console.Error);
+        if (args.Length is 1 or 2 && args[0] == "--quick")
+            return QuickRun.Run(Console.Out, Console.Error, args.Length == 2 ? args[1] : null);
+        if (args.Length > 0 && args[0] == "--map-unmap-parts")
+            return MapUnmapParts.Run(Console.Out);
         if (args.Length == 3 && args[0] == "--write-synthetic")
         {
             // A synthetic machine of about N devices as a JSON machine, for timing the CLI on it (docs/PERFORMANCE.md).
@@ -79,21 +81,29 @@ internal static class QuickRun
     private static TextWriter s_stderr = TextWriter.Null;
     private const ushort HitRid = DmaBenchRig.Rid + 1;
 
-    public static int Run(TextWriter stdout, TextWriter stderr)
+    /// <param name="filter">Only the figures whose name contains this text (e.g. <c>map_unmap</c>); null = all.</param>
+    public static int Run(TextWriter stdout, TextWriter stderr, string? filter = null)
     {
         var total = Stopwatch.StartNew();
         s_stderr = stderr;
         stderr.WriteLine($"quick DMA benchmarks: {Environment.ProcessorCount} CPUs, .NET {Environment.Version}, {RuntimeInformationText()}");
+        bool Want(params string[] names) => filter is null || names.Any(n => n.Contains(filter, StringComparison.Ordinal));
 
+        if (Want("map_unmap_4k_lazy"))
         using (var lazy = new DmaBenchRig(DmaMode.Lazy))
             Emit(stdout, "map_unmap_4k_lazy", BestNsPerOp("map_unmap_4k_lazy", n => lazy.MapUnmap4k(n), 50_000), "ns");
+        if (Want("map_unmap_4k_strict"))
         using (var strict = new DmaBenchRig(DmaMode.Strict))
             Emit(stdout, "map_unmap_4k_strict", BestNsPerOp("map_unmap_4k_strict", n => strict.MapUnmap4k(n), 50_000), "ns");
 
-        var (map256, unmap256) = Measure256x4k();
-        Emit(stdout, "map_256x4k", map256, "ns");
-        Emit(stdout, "unmap_256x4k", unmap256, "ns");
+        if (Want("map_256x4k", "unmap_256x4k"))
+        {
+            var (map256, unmap256) = Measure256x4k();
+            Emit(stdout, "map_256x4k", map256, "ns");
+            Emit(stdout, "unmap_256x4k", unmap256, "ns");
+        }
 
+        if (Want("translate_hit", "translate_range_64k", "translate_range_64k_vs_hit", "translate_miss"))
         using (var rig = new DmaBenchRig(DmaMode.Strict))
         {
             rig.Api.MapSingle(0x3000_0000, 64 * 4096, DmaDirection.Bidirectional, out ulong hot);
@@ -128,11 +138,16 @@ internal static class QuickRun
             BestNsPerOp("translate_miss_1M_pages (not emitted)", n => TranslateMissLoop(rig.Iommu, 0x10_0000_0000, BigPages, n, 7), 50_000);
         }
 
-        Emit(stdout, "dma_copy_vs_memcpy", MeasureCopyRatio(stderr), "ratio");
-        Emit(stdout, "alloc_fill90_vs_fill10", MeasureAllocatorFill(stderr), "ratio");
-        Emit(stdout, "two_thread_scaling", MeasureTwoThreads(stderr), "ratio");
-        Emit(stdout, "alloc_bytes_per_op", MeasureAllocatedBytes(stderr), "bytes");
-        Emit(stdout, "core_boot_131072", BootSeconds(131_072, 3, stderr), "s");
+        if (Want("dma_copy_vs_memcpy"))
+            Emit(stdout, "dma_copy_vs_memcpy", MeasureCopyRatio(stderr), "ratio");
+        if (Want("alloc_fill90_vs_fill10"))
+            Emit(stdout, "alloc_fill90_vs_fill10", MeasureAllocatorFill(stderr), "ratio");
+        if (Want("two_thread_scaling"))
+            Emit(stdout, "two_thread_scaling", MeasureTwoThreads(stderr), "ratio");
+        if (Want("alloc_bytes_per_op"))
+            Emit(stdout, "alloc_bytes_per_op", MeasureAllocatedBytes(stderr), "bytes");
+        if (Want("core_boot_131072"))
+            Emit(stdout, "core_boot_131072", BootSeconds(131_072, 3, stderr), "s");
 
         stderr.WriteLine($"quick run took {total.Elapsed.TotalSeconds:F1} s");
         return 0;

@@ -195,6 +195,7 @@ public sealed class FlushQueue : IDisposable
     }
 
     /// <summary>fq_ring_free_locked: frees entries, oldest first, whose counter is below the finish count.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void FreeLocked(Ring ring)
     {
         Debug.Assert(ring.Lock.IsHeld, "FreeLocked needs the ring lock");
@@ -202,10 +203,18 @@ public sealed class FlushQueue : IDisposable
         // and Interlocked.Read is a locked compare-exchange (two of them cost ~10 ns per enqueue).
         long finish = Volatile.Read(ref _flushFinishCount);
         int head = ring.Head;
+        if (head != ring.Tail && ring.Entries[head].Counter < finish)
+            FreeFlushedLocked(ring, finish);
+        // else the common case: nothing flushed since the last enqueue (checked inline, no call)
+    }
+
+    /// <summary>The body of <see cref="FreeLocked"/> once something is to be freed.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void FreeFlushedLocked(Ring ring, long finish)
+    {
+        int head = ring.Head;
         int tail = ring.Tail;
         Entry[] entries = ring.Entries;
-        if (head == tail || entries[head].Counter >= finish)
-            return; // the common case: nothing flushed since the last enqueue
         // Up to 255 ranges after a flush: one rcache lock for the run, not one per range.
         IovaAllocator.FreeBatch batch = _iovad.BeginFreeBatch();
         try

@@ -334,6 +334,15 @@ public sealed class Iotlb
         // Entries of the current tag only: older tags are already unreachable. A domain flush racing this one leaves
         // nothing behind either way (its new tag has no entries older than it).
         int tag = TagUnchecked(domainId);
+        if ((iova >> SmallShift) == (last >> SmallShift))
+        {
+            // One page (a strict unmap of a 4 KiB buffer): the one entry it can have in each array, without the loops.
+            ulong v = iova >> SmallShift, lv = iova >> LargeShift, bv = iova >> BlockShift;
+            ClearIf(ref EntryAt(_smallMem, _smallOff, SetOf(v, domainId, _smallMask)), tag, v, v);
+            ClearIf(ref EntryAt(_largeMem, _largeOff, SetOf(lv, domainId, _largeMask)), tag, lv, lv);
+            ClearIf(ref EntryAt(_blockMem, _blockOff, SetOf(bv, domainId, _blockMask)), tag, bv, bv);
+            return;
+        }
         InvalidateRangeIn(_smallMem, _smallOff, _smallSets, SmallShift, domainId, tag, iova, last);
         InvalidateRangeIn(_largeMem, _largeOff, _largeSets, LargeShift, domainId, tag, iova, last);
         InvalidateRangeIn(_blockMem, _blockOff, _blockSets, BlockShift, domainId, tag, iova, last);
@@ -394,6 +403,7 @@ public sealed class Iotlb
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void ClearIf(ref Entry e, int tag, ulong firstVpn, ulong lastVpn, bool any = false)
     {
         // Cheap unlocked pre-check: stable entries that cannot match are left alone. An entry being written (odd
@@ -405,6 +415,13 @@ public sealed class Iotlb
             if ((Volatile.Read(ref e.Data) & Valid) == 0) return;
             if (!any && (int)(uint)Volatile.Read(ref e.Owner) != tag) return;
         }
+        ClearIfSlow(ref e, tag, firstVpn, lastVpn, any);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ClearIfSlow(ref Entry e, int tag, ulong firstVpn, ulong lastVpn, bool any)
+    {
+        // The entry may match, or is being written: take its sequence, then check again.
         var spin = new SpinWait();
         while (true)
         {

@@ -155,7 +155,14 @@ public sealed class IovaAllocator
                 _cpu = rc.EnterThisCpu();
                 _rc = rc;
             }
-            IovaMagazine? trim = rc.InsertLocked(_cpu!, pfn);
+            // The common case inline: room in the loaded magazine (the rest, swaps and the depot, in InsertLocked).
+            IovaMagazine loaded = _cpu!.Loaded;
+            if (!loaded.IsFull)
+            {
+                loaded.Pfns[loaded.Size++] = pfn;
+                return;
+            }
+            IovaMagazine? trim = rc.InsertLocked(_cpu, pfn);
             if (trim is not null) rc.ReturnToTree(trim);
         }
 

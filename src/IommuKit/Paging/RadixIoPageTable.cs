@@ -98,6 +98,7 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
     private const int LevelBits = 9;
     /// <summary>Largest leaf level: 1 GiB pages (x86 PDPE 1G pages, ARM level-1 blocks); no 512 GiB pages exist.</summary>
     private const int MaxLeafLevel = 2;
+    private const ulong PageSize = 1UL << PageShift;
 
     /// <summary>Free table pages kept for reuse, so map/unmap churn allocates nothing (8 KiB of managed memory each).</summary>
     public const int TablePoolSize = 64;
@@ -202,7 +203,15 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
     }
 
     /// <inheritdoc/>
-    public Errno Map(ulong iova, ulong phys, ulong size, IommuProt prot)
+    public Errno Map(ulong iova, ulong phys, ulong size, IommuProt prot) =>
+        MapChecked(iova, phys, size, prot, singlePageFastPath: true);
+
+    /// <summary><see cref="Map"/> without the single-page fast path (tests compare the two).</summary>
+    internal Errno MapWithoutFastPath(ulong iova, ulong phys, ulong size, IommuProt prot) =>
+        MapChecked(iova, phys, size, prot, singlePageFastPath: false);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private Errno MapChecked(ulong iova, ulong phys, ulong size, IommuProt prot, bool singlePageFastPath)
     {
         // iommufd/io-pgtable argument checks: granule-aligned iova/paddr/size, no wrap, inside the input and output
         // address sizes (io-pgtable-arm arm_lpae_map_pages: "Out of range" -> -ERANGE there; we say EINVAL).
@@ -210,6 +219,7 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
         ulong pend = phys + size;
         if (pend < phys || pend > 1UL << TF.OutputBits) return Errno.EINVAL;
         if ((prot & (IommuProt.Read | IommuProt.Write)) == 0) return Errno.EINVAL;
+        if (singlePageFastPath && size == PageSize && TryMapPage(iova, phys, prot)) return Errno.Ok;
 
         ulong done = 0;
         Errno e = MapCore(iova, phys, size, prot, ref done);
@@ -220,6 +230,45 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
             Debug.Assert(u == Errno.Ok, "rollback of our own mapping cannot fail");
         }
         return e;
+    }
+
+    /// <summary>
+    /// The DMA API's common case, one 4 KiB page into tables that exist: the walk of <see cref="MapCore"/> without its
+    /// batching, table creation and retries. True when mapped; false when anything is unusual (a table missing, dead or
+    /// being reused, a large page on the way, the slot taken): nothing was changed and the caller takes the general
+    /// path, which gives the same result it always did. Same checks as <see cref="MapCore"/>: each child's version and
+    /// key on the way, the leaf table's version and liveness again under its lock.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool TryMapPage(ulong iova, ulong phys, IommuProt prot)
+    {
+        IoTable t = Volatile.Read(ref _root); // the shared empty root has no present entry: false at once
+        int tv = 0;
+        for (int l = Top; l > 0; l--)
+        {
+            int idx = Index(iova, l);
+            // PTE before child, as in MapCore: a child whose PTE is not written yet is not used.
+            ulong pte = Volatile.Read(ref PteAt(t, idx));
+            if (!TF.IsPresent(pte) || TF.IsLeaf(pte, l)) return false;
+            IoTable? c = Volatile.Read(ref ChildAt(t, idx));
+            if (c is null) return false;
+            int cv = Volatile.Read(ref c.Version);
+            if (c.Dead || (cv & 1) != 0 || c.Key != KeyOf(l - 1, iova)) return false;
+            t = c;
+            tv = cv;
+        }
+        ref ulong slot = ref PteAt(t, Index(iova, 0));
+        t.Lock();
+        if (t.Dead || t.Version != tv || slot != 0)
+        {
+            t.Unlock();
+            return false;
+        }
+        slot = TF.MakeLeaf(0, prot, 0) | phys; // one 8-byte store: walkers see 0 or the whole entry
+        t.Used++;
+        CheckLocked(t, "map page");
+        t.Unlock();
+        return true;
     }
 
     private Errno MapCore(ulong iova, ulong phys, ulong size, IommuProt prot, ref ulong done)
@@ -415,9 +464,16 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
     }
 
     /// <inheritdoc/>
-    public Errno Unmap(ulong iova, ulong size)
+    public Errno Unmap(ulong iova, ulong size) => UnmapChecked(iova, size, singlePageFastPath: true);
+
+    /// <summary><see cref="Unmap"/> without the single-page fast path (tests compare the two).</summary>
+    internal Errno UnmapWithoutFastPath(ulong iova, ulong size) => UnmapChecked(iova, size, singlePageFastPath: false);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private Errno UnmapChecked(ulong iova, ulong size, bool singlePageFastPath)
     {
         if (!RangeOk(iova, size)) return Errno.EINVAL;
+        if (singlePageFastPath && size == PageSize && TryUnmapPage(iova)) return Errno.Ok;
         // A range inside one 2 MiB region is handled by one locked batch (check, then clear). Longer ranges are
         // checked first without locks so a failure changes nothing.
         bool single = (iova >> Shift(1)) == ((iova + size - 1) >> Shift(1));
@@ -427,6 +483,71 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
             if (c != Errno.Ok) return c;
         }
         return UnmapCore(iova, size);
+    }
+
+    /// <summary>
+    /// The DMA API's common case, one mapped 4 KiB page: the walk of <see cref="UnmapCore"/> without its batching and
+    /// without recording the path (it is walked again in the rare case the leaf table empties). True when unmapped;
+    /// false when anything is unusual (not mapped, a large page, a table being freed or reused): nothing was changed
+    /// and the caller takes the general path, which gives the same result (ENOENT, EINVAL) it always did.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool TryUnmapPage(ulong iova)
+    {
+        IoTable t = Volatile.Read(ref _root);
+        int tv = 0;
+        for (int l = Top; l > 0; l--)
+        {
+            int idx = Index(iova, l);
+            ulong pte = Volatile.Read(ref PteAt(t, idx));
+            if (!TF.IsPresent(pte) || TF.IsLeaf(pte, l)) return false;
+            IoTable? c = Volatile.Read(ref ChildAt(t, idx));
+            if (c is null) return false;
+            t = c;
+            tv = Volatile.Read(ref c.Version);
+        }
+        ref ulong slot = ref PteAt(t, Index(iova, 0));
+        t.Lock();
+        if (t.Dead || t.Version != tv || t.Key != KeyOf(0, iova) || !TF.IsPresent(slot))
+        {
+            t.Unlock();
+            return false;
+        }
+        slot = 0;
+        bool empty = --t.Used == 0; // a leaf table is never the root
+        if (empty) t.Dead = true;
+        CheckLocked(t, "unmap page");
+        t.Unlock();
+        if (empty) FreeEmptyLeaf(t, tv, iova);
+        return true;
+    }
+
+    /// <summary>
+    /// After <see cref="TryUnmapPage"/> emptied (and marked dead) the leaf table <paramref name="leaf"/> of
+    /// <paramref name="iova"/>: walks to its parent again and hands over to <see cref="FreeUpwards"/>. While the dead
+    /// leaf is linked, every table above it stays linked (each counts it or its ancestor in <see cref="IoTable.Used"/>),
+    /// so this walk finds its parents; if a map replaced the leaf meanwhile, <see cref="FreeUpwards"/> sees the slot
+    /// changed and leaves it, as after <see cref="UnmapCore"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void FreeEmptyLeaf(IoTable leaf, int leafVersion, ulong iova)
+    {
+        TablePath path = default;
+        VersionPath versions = default;
+        IoTable t = Volatile.Read(ref _root);
+        path[Top] = t;
+        for (int l = Top; l > 1; l--)
+        {
+            int idx = Index(iova, l);
+            IoTable? c = TF.IsPresent(Volatile.Read(ref PteAt(t, idx))) ? Volatile.Read(ref ChildAt(t, idx)) : null;
+            if (c is null) return; // unlinked already: a map replaced the leaf and its parents were freed since
+            t = c;
+            path[l - 1] = t;
+            versions[l - 1] = Volatile.Read(ref t.Version);
+        }
+        path[0] = leaf;
+        versions[0] = leafVersion;
+        FreeUpwards(ref path, ref versions, 0, iova);
     }
 
     private Errno CheckUnmap(ulong iova, ulong size)

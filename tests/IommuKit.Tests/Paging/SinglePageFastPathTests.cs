@@ -1,0 +1,113 @@
+using FsCheck;
+using FsCheck.Fluent;
+using IommuKit.Paging;
+using Xunit;
+
+namespace IommuKit.Tests.Paging;
+
+/// <summary>
+/// The radix table's single 4 KiB page map/unmap fast path (the DMA API's common case) against the general path it
+/// short-cuts: on random sequences of 4 KiB, multi-page and 2 MiB maps and unmaps over a few 2 MiB regions (so tables
+/// are created, emptied and freed, large pages sit next to small ones, and maps collide), every call returns the same
+/// errno and both tables end identical, page by page.
+/// </summary>
+public class SinglePageFastPathTests
+{
+    private const ulong K4 = 4096, M2 = 2UL << 20;
+    private const int Regions = 4;
+    private const ulong Pages = Regions * 512;
+    private static readonly IommuProt[] Prots = [IommuProt.Read, IommuProt.Write, IommuProt.Read | IommuProt.Write];
+
+    [Fact]
+    public void X86Level4FastPathGivesTheGeneralPathsResults() =>
+        Check(() => new RadixIoPageTable<X86Level4Format>(IoPageTables.DefaultMaxTablePages),
+            () => new RadixIoPageTable<X86Level4Format>(IoPageTables.DefaultMaxTablePages),
+            (t, a, b, c, d) => t.MapWithoutFastPath(a, b, c, d), (t, a, b) => t.UnmapWithoutFastPath(a, b));
+
+    [Fact]
+    public void X86Level5FastPathGivesTheGeneralPathsResults() =>
+        Check(() => new RadixIoPageTable<X86Level5Format>(IoPageTables.DefaultMaxTablePages),
+            () => new RadixIoPageTable<X86Level5Format>(IoPageTables.DefaultMaxTablePages),
+            (t, a, b, c, d) => t.MapWithoutFastPath(a, b, c, d), (t, a, b) => t.UnmapWithoutFastPath(a, b));
+
+    [Fact]
+    public void ArmLpaeFastPathGivesTheGeneralPathsResults() =>
+        Check(() => new RadixIoPageTable<ArmLpae4KFormat>(IoPageTables.DefaultMaxTablePages),
+            () => new RadixIoPageTable<ArmLpae4KFormat>(IoPageTables.DefaultMaxTablePages),
+            (t, a, b, c, d) => t.MapWithoutFastPath(a, b, c, d), (t, a, b) => t.UnmapWithoutFastPath(a, b));
+
+    [Fact]
+    public void AnUnmapThatEmptiesALeafTableFreesItAndItsParentsOnTheFastPath()
+    {
+        var t = new RadixIoPageTable<X86Level4Format>(IoPageTables.DefaultMaxTablePages);
+        Assert.Equal(Errno.Ok, t.Map(0x4000_0000, 0x1000, K4, IommuProt.Read));   // creates levels 2, 1 and 0
+        Assert.Equal(Errno.Ok, t.Map(0x4000_1000, 0x2000, K4, IommuProt.Read));   // fast path: tables exist
+        Assert.Equal(4, t.TablePageCount);
+        Assert.Equal(Errno.Ok, t.Unmap(0x4000_0000, K4));                          // fast path, table not empty
+        Assert.Equal(4, t.TablePageCount);
+        Assert.Equal(Errno.Ok, t.Unmap(0x4000_1000, K4));                          // fast path empties the leaf table
+        Assert.Equal(1, t.TablePageCount);
+        Assert.Null(t.Validate());
+        Assert.Equal(Errno.ENOENT, t.Unmap(0x4000_1000, K4));
+        Assert.Equal(Errno.Ok, t.Map(0x4000_1000, 0x3000, K4, IommuProt.Write));  // tables come back from the pool
+        Assert.True(t.TryIovaToPhys(0x4000_1234, out ulong pa, out IommuProt prot));
+        Assert.Equal(0x3234UL, pa);
+        Assert.Equal(IommuProt.Write, prot);
+        Assert.Null(t.Validate());
+    }
+
+    private static void Check<T>(Func<T> fast, Func<T> general, Func<T, ulong, ulong, ulong, IommuProt, Errno> mapGeneral,
+        Func<T, ulong, ulong, Errno> unmapGeneral) where T : IIoPageTable, IValidatable
+    {
+        Prop.ForAll<int[]>(ops =>
+        {
+            T a = fast(), b = general();
+            for (int i = 0; i < ops.Length; i++)
+            {
+                // FsCheck's ints are small: spread them (the sequence still shrinks element by element).
+                uint x = (uint)ops[i] * 0x9E3779B1u + (uint)i * 0x85EBCA77u;
+                x = (x ^ (x >> 15)) * 0x2C1B3C6Du;
+                x ^= x >> 12;
+                uint kind = x % 16, arg = x / 16;
+                // Few pages per region (48), so maps collide and unmaps find them; some starts near a region's end,
+                // so ranges cross into the next leaf table.
+                ulong region = arg % Regions, page = region * 512 + ((arg & 8) != 0 ? 500 + arg / 16 % 12 : arg / 16 % 48);
+                ulong iova = page * K4;
+                ulong phys = (ulong)(arg / 1024 % 64 + 1) << 21 | (page % 512 * K4);
+                IommuProt prot = Prots[arg / 4 % 3];
+                Errno ea, eb;
+                if (kind < 6)
+                {
+                    ea = a.Map(iova, phys, K4, prot);
+                    eb = mapGeneral(b, iova, phys, K4, prot);
+                }
+                else if (kind < 12)
+                {
+                    ea = a.Unmap(iova, K4);
+                    eb = unmapGeneral(b, iova, K4);
+                }
+                else if (kind == 12 || kind == 13)
+                {
+                    ulong n = Math.Min(arg / 8 % 40 + 2, Pages - page);
+                    ea = kind == 12 ? a.Map(iova, phys, n * K4, prot) : a.Unmap(iova, n * K4);
+                    eb = kind == 12 ? mapGeneral(b, iova, phys, n * K4, prot) : unmapGeneral(b, iova, n * K4);
+                }
+                else
+                {
+                    ulong at = region * M2;
+                    ea = kind == 14 ? a.Map(at, phys & ~(M2 - 1), M2, prot) : a.Unmap(at, M2);
+                    eb = kind == 14 ? mapGeneral(b, at, phys & ~(M2 - 1), M2, prot) : unmapGeneral(b, at, M2);
+                }
+                if (ea != eb) return false;
+            }
+            if (a.Validate() is not null || b.Validate() is not null || a.TablePageCount != b.TablePageCount) return false;
+            for (ulong p = 0; p < Regions * 512; p++)
+            {
+                bool ha = a.TryIovaToPhys(p * K4, out ulong pa, out IommuProt ra, out ulong sa);
+                bool hb = b.TryIovaToPhys(p * K4, out ulong pb, out IommuProt rb, out ulong sb);
+                if (ha != hb || pa != pb || ra != rb || sa != sb) return false;
+            }
+            return true;
+        }).QuickCheckThrowOnFailure();
+    }
+}
