@@ -38,7 +38,7 @@ public sealed class Iotlb
     {
         public uint Seq;     // even = stable, odd = being written
         public uint Pad;
-        public ulong Owner;  // (epoch << 32) | (uint)tag: one compare checks both; epoch must equal _epoch
+        public ulong Owner;  // (epoch << 32) | (uint)tag: one compare checks both; epoch must equal _epochHigh's
         public ulong Vpn;    // iova >> 12 (small) or iova >> 21 (large)
         public ulong Data;   // page-aligned phys | (prot << 1) | valid bit 0
     }
@@ -73,15 +73,20 @@ public sealed class Iotlb
     private readonly int _largeSets;
     private readonly int _smallMask;
     private readonly int _largeMask;
-    private uint _epoch = 1;
+    // The global epoch, kept shifted into the high half (epoch << 32) so an owner is one OR with the tag.
+    private ulong _epochHigh = 1UL << 32;
     private long _generation;
     // Current tag of each domain id (see remarks); _nextTag hands out fresh tags above every domain id.
-    private readonly int[] _tags = new int[MaxDomainId + 1];
+    // In pinned memory addressed from _tagBase (like the entries), so a lookup reaches a tag with one load.
+    private readonly int[] _tags = GC.AllocateArray<int>(MaxDomainId + 1, pinned: true);
+    private readonly nint _tagBase;
     private int _nextTag = MaxDomainId;
 
     /// <summary>Largest domain id (ids are 16-bit, like a VT-d DID or an SMMU ASID/VMID).</summary>
     public const int MaxDomainId = 0xffff;
-    private readonly StripedCounter _hits = StripedCounter.Create();
+    // Lookups (every ProbeSmall, hit or not) and misses (both arrays missed); Hits = lookups - misses, so the hot path
+    // bumps one stripe without a branch.
+    private readonly StripedCounter _lookups = StripedCounter.Create();
     private readonly StripedCounter _misses = StripedCounter.Create();
 
     /// <summary>An IOTLB with <paramref name="sets"/> entries for 4 KiB pages (a power of two, 16..1,048,576) and
@@ -102,6 +107,7 @@ public sealed class Iotlb
         _largeMask = _largeSets - 1;
         for (int i = 0; i < _tags.Length; i++)
             _tags[i] = i;
+        _tagBase = TagBaseOf(_tags);
     }
 
     /// <summary>The tag the IOTLB currently files <paramref name="domainId"/>'s entries under (the domain id until its
@@ -125,8 +131,12 @@ public sealed class Iotlb
 
     /// <summary>The current tag of a domain id already checked to be in range (no bounds check).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private int TagUnchecked(int domainId) =>
-        Volatile.Read(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_tags), (nint)(uint)domainId));
+    private unsafe int TagUnchecked(int domainId) =>
+        // SAFETY: _tags is pinned and referenced by this object; domainId was checked to be 0..MaxDomainId.
+        Volatile.Read(ref *(int*)(_tagBase + (nint)(uint)domainId * sizeof(int)));
+
+    private static unsafe nint TagBaseOf(int[] pinnedTags) =>
+        (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(pinnedTags));
 
     /// <summary>Entries for 4 KiB translations.</summary>
     public int Sets => _smallSets;
@@ -150,9 +160,10 @@ public sealed class Iotlb
         // SAFETY: see AllocateEntries (pinned, kept alive, i below the entry count).
         ref Unsafe.AsRef<Entry>((void*)(bas + (nint)(i * EntryBytes)));
 
-    /// <summary>Lookups that hit. A striped statistic without atomics (an atomic increment would double the cost of
-    /// a hit): exact when single-threaded, may undercount slightly when threads hit the same stripe at once.</summary>
-    public long Hits => _hits.Sum();
+    /// <summary>Lookups that hit (counted as lookups minus <see cref="Misses"/>). A striped statistic without atomics
+    /// (an atomic increment would double the cost of a hit): exact when single-threaded, may be off slightly when
+    /// threads bump the same stripe at once.</summary>
+    public long Hits => _lookups.Sum() - _misses.Sum();
 
     /// <summary>Lookups that missed (same counting caveat as <see cref="Hits"/>).</summary>
     public long Misses => _misses.Sum();
@@ -165,7 +176,7 @@ public sealed class Iotlb
     public long Generation => Volatile.Read(ref _generation);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ulong OwnerOf(int tag, uint epoch) => ((ulong)epoch << 32) | (uint)tag;
+    private static ulong OwnerOf(int tag, ulong epochHigh) => epochHigh | (uint)tag;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static nuint SetOf(ulong vpn, int domainId, int mask) =>
@@ -219,8 +230,9 @@ public sealed class Iotlb
 
     /// <summary>
     /// The hit path of the emulated unit: the data word (page-aligned physical address | permissions &lt;&lt; 1 | 1) of
-    /// the 4 KiB entry for <paramref name="iova"/> in <paramref name="domainId"/> (checked by the caller), counted as a
-    /// hit; 0 (not counted) when there is none, and the caller goes on with <see cref="ProbeLarge"/>.
+    /// the 4 KiB entry for <paramref name="iova"/> in <paramref name="domainId"/> (checked by the caller), or 0 when
+    /// there is none, and the caller must go on with <see cref="ProbeLarge"/> (counted as one lookup either way; the
+    /// lookup is a hit unless ProbeLarge counts it a miss).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal ulong ProbeSmall(int domainId, ulong iova)
@@ -228,24 +240,20 @@ public sealed class Iotlb
         // The set comes from the stable id; the tag and the epoch load in parallel with the entry.
         ulong vpn = iova >> SmallShift;
         nuint set = SetOf(vpn, domainId, _smallMask);
-        ulong owner = OwnerOf(TagUnchecked(domainId), Volatile.Read(ref _epoch));
-        ulong data = Probe(ref EntryAt(_smallBase, set), vpn, owner);
-        if (data != 0)
-            _hits.Increment(set);
-        return data;
+        ulong owner = OwnerOf(TagUnchecked(domainId), Volatile.Read(ref _epochHigh));
+        _lookups.Increment(set);
+        return Probe(ref EntryAt(_smallBase, set), vpn, owner);
     }
 
     /// <summary>The second half of a lookup after <see cref="ProbeSmall"/> found nothing: the 2 MiB slice entry's data
-    /// word, counted as a hit, or 0 counted as a miss.</summary>
+    /// word, or 0 counted as a miss.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     internal ulong ProbeLarge(int domainId, ulong iova)
     {
         ulong vpn = iova >> LargeShift;
         nuint set = SetOf(vpn, domainId, _largeMask);
-        ulong data = Probe(ref EntryAt(_largeBase, set), vpn, OwnerOf(TagUnchecked(domainId), Volatile.Read(ref _epoch)));
-        if (data != 0)
-            _hits.Increment(set);
-        else
+        ulong data = Probe(ref EntryAt(_largeBase, set), vpn, OwnerOf(TagUnchecked(domainId), Volatile.Read(ref _epochHigh)));
+        if (data == 0)
             _misses.Increment(set);
         return data;
     }
@@ -264,7 +272,7 @@ public sealed class Iotlb
     {
         ulong vpn = iova >> BlockShift;
         nuint set = SetOf(vpn, domainId, _blockMask);
-        return Probe(ref EntryAt(_blockBase, set), vpn, OwnerOf(TagUnchecked(domainId), Volatile.Read(ref _epoch)));
+        return Probe(ref EntryAt(_blockBase, set), vpn, OwnerOf(TagUnchecked(domainId), Volatile.Read(ref _epochHigh)));
     }
 
     /// <summary>Caches a whole 64 KiB block that a walk found contiguous (<paramref name="phys"/> translates
@@ -332,7 +340,7 @@ public sealed class Iotlb
         // Epoch and tag before generation: InvalidateAll and InvalidateDomain bump the generation, then the epoch or
         // the tag, so if the generation is still ours the epoch and tag we read predate any invalidation that follows
         // (the entry then dies with them), and a new tag or epoch read here implies the generation moved.
-        uint epoch = Volatile.Read(ref _epoch);
+        ulong epoch = Volatile.Read(ref _epochHigh);
         int tag = TagUnchecked(domainId);
         if (generation >= 0 && Volatile.Read(ref _generation) != generation)
         {
@@ -413,14 +421,14 @@ public sealed class Iotlb
             Interlocked.CompareExchange(ref _nextTag, MaxDomainId + 1, tag);
             tag = Interlocked.Increment(ref _nextTag);
         }
-        Volatile.Write(ref _tags[domainId], tag);
+        Volatile.Write(ref _tags[domainId], tag); // the same pinned int TagUnchecked reads
     }
 
     /// <summary>Drops every cached translation (global invalidation). O(1): bumps the epoch.</summary>
     public void InvalidateAll()
     {
         Interlocked.Increment(ref _generation);
-        uint next = Interlocked.Increment(ref _epoch);
+        ulong next = Interlocked.Add(ref _epochHigh, 1UL << 32);
         if (next == 0)
         {
             // Epoch wrapped after 2^32 global flushes: an old entry could match again, so clear for real.
@@ -430,7 +438,7 @@ public sealed class Iotlb
                 ClearIf(ref EntryAt(_largeBase, i), int.MinValue, 0, ulong.MaxValue, any: true);
             for (nuint i = 0; i < (nuint)_blockSets; i++)
                 ClearIf(ref EntryAt(_blockBase, i), int.MinValue, 0, ulong.MaxValue, any: true);
-            Interlocked.Increment(ref _epoch);
+            Interlocked.Add(ref _epochHigh, 1UL << 32);
         }
     }
 
@@ -474,18 +482,23 @@ internal readonly struct StripedCounter
 {
     public const int Stripes = 32;
     private const int Stride = 16; // longs: 128 bytes between stripes (the adjacent-line prefetcher pairs lines)
-    // A struct around the array, so the owner reaches the stripes with one load instead of two.
+    // Pinned and addressed from _base, so the owner reaches a stripe with one load and no null check.
     private readonly long[] _c;
+    private readonly nint _base;
 
-    private StripedCounter(long[] c) => _c = c;
+    private unsafe StripedCounter(long[] pinned)
+    {
+        _c = pinned;
+        _base = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(pinned));
+    }
 
-    public static StripedCounter Create() => new(new long[Stripes * Stride]);
+    public static StripedCounter Create() => new(GC.AllocateArray<long>(Stripes * Stride, pinned: true));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Increment(nuint hint)
+    public unsafe void Increment(nuint hint)
     {
-        // SAFETY: the index is below Stripes * Stride, the array's length.
-        Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_c), (hint & (Stripes - 1)) * Stride)++;
+        // SAFETY: the array is pinned and referenced by this struct; the index is below Stripes * Stride.
+        (*(long*)(_base + (nint)((hint & (Stripes - 1)) * Stride * sizeof(long))))++;
     }
 
     public long Sum()

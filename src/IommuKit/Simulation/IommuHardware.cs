@@ -42,7 +42,15 @@ public sealed class IommuHardware
     /// <summary>Domain ids are 16-bit, like a VT-d DID or an SMMU ASID/VMID.</summary>
     public const int MaxDomainId = 0xffff;
 
-    private readonly IommuContext?[] _contexts = new IommuContext?[1 << 16];
+    // The context table, inline in this object (reached without a load of its own or a null check) and never null:
+    // an empty slot holds IommuContext.Absent, which GetContext shows as null.
+    private ContextTable _contexts;
+
+    [InlineArray(1 << 16)]
+    private struct ContextTable
+    {
+        private IommuContext _first;
+    }
     private readonly Iotlb _iotlb;
 
     // _faultLock guards _faults, _interrupts (bounded logs).
@@ -63,6 +71,8 @@ public sealed class IommuHardware
         ArgumentOutOfRangeException.ThrowIfLessThan(domainIds, 2);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(domainIds, MaxDomainId + 1);
         _iotlb = new Iotlb(iotlbSets);
+        for (int rid = 0; rid < 1 << 16; rid++)
+            ContextSlot((ushort)rid) = IommuContext.Absent;
         Name = name;
         DomainIdCount = domainIds;
     }
@@ -106,14 +116,18 @@ public sealed class IommuHardware
     public void SetContext(ushort requesterId, IommuContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        Volatile.Write(ref _contexts[requesterId], context);
+        Volatile.Write(ref ContextSlot(requesterId), context);
     }
 
     /// <summary>Removes the context entry: the requester then faults with <see cref="DmaFaultReason.NoContext"/>.</summary>
-    public void ClearContext(ushort requesterId) => Volatile.Write(ref _contexts[requesterId], null);
+    public void ClearContext(ushort requesterId) => Volatile.Write(ref ContextSlot(requesterId), IommuContext.Absent);
 
     /// <summary>The current context entry, or null.</summary>
-    public IommuContext? GetContext(ushort requesterId) => Volatile.Read(ref _contexts[requesterId]);
+    public IommuContext? GetContext(ushort requesterId)
+    {
+        IommuContext ctx = Volatile.Read(ref ContextSlot(requesterId));
+        return ReferenceEquals(ctx, IommuContext.Absent) ? null : ctx;
+    }
 
     /// <summary>
     /// Translates one DMA request of <paramref name="requesterId"/> at <paramref name="iova"/>. The result is valid up to
@@ -126,8 +140,8 @@ public sealed class IommuHardware
         // VT-d 3.14: requests to 0xFEEx_xxxx are interrupt requests, never DMA-remapped (wrap-around makes this one compare).
         if (iova - MsiWindowStart < MsiWindowSize)
             return TranslateMsiWindow(requesterId, iova, write);
-        IommuContext? ctx = Volatile.Read(ref ContextSlot(requesterId));
-        if (ctx is not null && ctx.Kind == IommuContextKind.Translated)
+        IommuContext ctx = Volatile.Read(ref ContextSlot(requesterId));
+        if (ctx.Kind == IommuContextKind.Translated)
         {
             // The hit: one probe of the 4 KiB entry, whose data word carries the permission bits, so the check is one
             // test and no out-parameter leaves registers. Anything else (large page, miss, permission fault) is
@@ -172,12 +186,12 @@ public sealed class IommuHardware
     internal DmaTranslation TranslateRun(ushort requesterId, ulong iova, int length, bool write, out int run)
     {
         const int Block = (int)Iotlb.BlockSize;
-        IommuContext? ctx = Volatile.Read(ref ContextSlot(requesterId));
+        IommuContext ctx = Volatile.Read(ref ContextSlot(requesterId));
         ulong need = Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read);
         ulong first;
         long generation = 0;
         ulong blockAt = 1; // iova of the block being translated page by page (1 = none: never block aligned)
-        if (ctx is not null && ctx.Kind == IommuContextKind.Translated && length >= Block && IsBlockStart(ctx, iova))
+        if (ctx.Kind == IommuContextKind.Translated && length >= Block && IsBlockStart(ctx, iova))
         {
             ulong bd = _iotlb.ProbeBlock(ctx.DomainId, iova); // SAFETY of the unchecked id as in Translate
             if ((bd & need) != 0)
@@ -194,7 +208,7 @@ public sealed class IommuHardware
         if (t.Kind != DmaTranslationKind.Memory || run >= length)
             return t;
         ctx = Volatile.Read(ref ContextSlot(requesterId));
-        if (ctx is null || ctx.Kind == IommuContextKind.Blocked)
+        if (ctx.Kind != IommuContextKind.Translated && ctx.Kind != IommuContextKind.Identity)
             return t; // the context changed under the request: let the next page fault on its own
         if (ctx.Kind == IommuContextKind.Identity)
         {
@@ -447,9 +461,9 @@ public sealed class IommuHardware
     public int IotlbTagOf(int domainId) => _iotlb.TagOf(domainId);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private ref IommuContext? ContextSlot(ushort requesterId) =>
+    private ref IommuContext ContextSlot(ushort requesterId) =>
         // SAFETY: _contexts has exactly 2^16 entries and a ushort index is below 2^16 (skips the bounds check).
-        ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_contexts), requesterId);
+        ref Unsafe.Add(ref Unsafe.As<ContextTable, IommuContext>(ref _contexts), requesterId);
 
     /// <summary>The one domain-id check (contexts, DMA APIs, flush queues, flushes): 0..<see cref="MaxDomainId"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException">Outside that range.</exception>
@@ -489,9 +503,9 @@ public sealed class IommuHardware
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private DmaTranslation TranslateUntranslated(IommuContext? ctx, ushort requesterId, ulong iova, bool write)
+    private DmaTranslation TranslateUntranslated(IommuContext ctx, ushort requesterId, ulong iova, bool write)
     {
-        if (ctx is null)
+        if (ReferenceEquals(ctx, IommuContext.Absent))
             return RaiseFault(requesterId, iova, write, DmaFaultReason.NoContext, -1);
         if (ctx.Kind == IommuContextKind.Identity)
             return new DmaTranslation(iova, DmaTranslationKind.Memory, DmaFaultReason.None);
