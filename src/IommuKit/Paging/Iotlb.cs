@@ -497,8 +497,8 @@ internal readonly struct StripedCounter
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public unsafe void Increment(nuint hint)
     {
-        // SAFETY: the array is pinned and referenced by this struct; the index is below Stripes * Stride.
-        (*(long*)(_base + (nint)((hint & (Stripes - 1)) * Stride * sizeof(long))))++;
+        // SAFETY: the array is pinned and referenced by this struct; the offset is below Stripes * Stride * 8 bytes.
+        (*(long*)(_base + (nint)((hint * (Stride * sizeof(long))) & ((Stripes - 1) * Stride * sizeof(long)))))++;
     }
 
     public long Sum()
