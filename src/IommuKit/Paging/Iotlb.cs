@@ -13,7 +13,7 @@ namespace IommuKit.Paging;
 /// (a 1 GiB page is cached one 2 MiB slice at a time). A lookup probes the 4 KiB array, then the large array. A third
 /// array (sets/16 entries) caches 64 KiB blocks mapped contiguously, for range translations only (one probe per
 /// block, like ARM's contiguous hint); range invalidations clear it like the others.</para>
-/// <para>Thread safety: lookups never lock or write shared state except the striped hit/miss counters. Each entry is
+/// <para>Thread safety: lookups never lock or write shared state except the striped lookup/miss counters. Each entry is
 /// a seqlock (odd sequence = being written); a reader that sees the sequence change retries as a miss, so a torn
 /// entry is never returned. Writers (fills, invalidations) take the entry's sequence with one CAS. A fill that loses
 /// the race for an entry is dropped (a cache may always forget); invalidations wait.</para>
