@@ -46,6 +46,11 @@ public sealed class IommuHardware
     // an empty slot holds IommuContext.Absent, which GetContext shows as null.
     private ContextTable _contexts;
 
+    // The domain id of each slot's context (0 when it is not Translated), pinned and addressed from _slotDomainBase:
+    // the hit path loads it in parallel with the context (see Translate). Written before the context slot.
+    private readonly int[] _slotDomains = GC.AllocateArray<int>(1 << 16, pinned: true);
+    private readonly nint _slotDomainBase;
+
     [InlineArray(1 << 16)]
     private struct ContextTable
     {
@@ -73,6 +78,7 @@ public sealed class IommuHardware
         _iotlb = new Iotlb(iotlbSets);
         for (int rid = 0; rid < 1 << 16; rid++)
             ContextSlot((ushort)rid) = IommuContext.Absent;
+        _slotDomainBase = BaseOf(_slotDomains);
         Name = name;
         DomainIdCount = domainIds;
     }
@@ -116,6 +122,7 @@ public sealed class IommuHardware
     public void SetContext(ushort requesterId, IommuContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
+        Volatile.Write(ref _slotDomains[requesterId], Math.Max(context.DomainId, 0));
         Volatile.Write(ref ContextSlot(requesterId), context);
     }
 
@@ -141,25 +148,32 @@ public sealed class IommuHardware
         if (iova - MsiWindowStart < MsiWindowSize)
             return TranslateMsiWindow(requesterId, iova, write);
         IommuContext ctx = Volatile.Read(ref ContextSlot(requesterId));
+        // The slot's domain id, loaded in parallel with the context: the probe's address does not wait for the
+        // context object (often out of L1 after a bulk copy). It is checked against the context below.
+        int domainId = SlotDomain(requesterId);
         if (ctx.Kind == IommuContextKind.Translated)
         {
             // The hit: one probe of the 4 KiB entry, whose data word carries the permission bits, so the check is one
-            // test and no out-parameter leaves registers. Anything else (large page, miss, permission fault) is
-            // TranslateSlow. SAFETY of the unchecked probe: a Translated context's DomainId was checked to be
-            // 0..MaxDomainId when the context was made (IommuContext.Translated).
-            ulong data = _iotlb.ProbeSmall(ctx.DomainId, iova);
-            if ((data & Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read)) != 0)
+            // test and no out-parameter leaves registers. Anything else (large page, miss, permission fault, a slot
+            // being rewritten) is TranslateSlow. SAFETY of the unchecked probe: slot domain ids are 0..MaxDomainId.
+            ulong data = _iotlb.ProbeSmall(domainId, iova);
+            if ((data & Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read)) != 0 && domainId == ctx.DomainId)
                 return new DmaTranslation(Iotlb.PhysOf(data, iova, 12), DmaTranslationKind.Memory, DmaFaultReason.None);
-            return TranslateSlow(ctx, requesterId, iova, write, data);
+            return TranslateSlow(ctx, requesterId, iova, write, data, probed: domainId == ctx.DomainId);
         }
         return TranslateUntranslated(ctx, requesterId, iova, write);
     }
 
     /// <summary>Translate after the 4 KiB probe: a 4 KiB hit without the permission (<paramref name="data"/> not 0)
-    /// faults; otherwise the 2 MiB slice array, then the walk.</summary>
+    /// faults; otherwise the 2 MiB slice array, then the walk. Unless <paramref name="probed"/>, the probe was made
+    /// under a slot domain id that did not match the context (a SetContext in flight) and is redone.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private DmaTranslation TranslateSlow(IommuContext ctx, ushort requesterId, ulong iova, bool write, ulong data)
+    private DmaTranslation TranslateSlow(IommuContext ctx, ushort requesterId, ulong iova, bool write, ulong data, bool probed)
     {
+        if (!probed)
+            data = _iotlb.ProbeSmall(ctx.DomainId, iova);
+        if (data != 0 && (data & Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read)) != 0)
+            return new DmaTranslation(Iotlb.PhysOf(data, iova, 12), DmaTranslationKind.Memory, DmaFaultReason.None);
         if (data == 0)
         {
             data = _iotlb.ProbeLarge(ctx.DomainId, iova);
@@ -459,6 +473,13 @@ public sealed class IommuHardware
     /// <summary>The tag the IOTLB currently files <paramref name="domainId"/>'s entries under (the domain id until its
     /// first <see cref="FlushDomain"/>).</summary>
     public int IotlbTagOf(int domainId) => _iotlb.TagOf(domainId);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private unsafe int SlotDomain(ushort requesterId) =>
+        // SAFETY: _slotDomains is pinned, referenced by this object, and has 2^16 entries.
+        *(int*)(_slotDomainBase + requesterId * sizeof(int));
+
+    private static unsafe nint BaseOf(int[] pinned) => (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(pinned));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ref IommuContext ContextSlot(ushort requesterId) =>
