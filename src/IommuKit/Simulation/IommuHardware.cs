@@ -212,6 +212,8 @@ public sealed class IommuHardware
             {
                 first = Iotlb.PhysOf(bd, iova, Iotlb.BlockSizeShift);
                 run = Block;
+                if (length == Block)
+                    return new DmaTranslation(first, DmaTranslationKind.Memory, DmaFaultReason.None);
                 return ExtendRun(ctx, iova, length, need, first, ref run);
             }
             generation = _iotlb.Generation;
