@@ -12,8 +12,8 @@ public static class Program
 {
     public static int Main(string[] args)
     {
-        if (args.Length is 1 or 2 && args[0] == "--quick")
-            return QuickRun.Run(Console.Out, Console.Error, args.Length == 2 ? args[1] : null);
+        if (args.Length > 0 && args[0] == "--quick")
+            return QuickRun.Run(Console.Out, Console.Error, args[1..]);
         if (args.Length > 0 && args[0] == "--map-unmap-parts")
             return MapUnmapParts.Run(Console.Out);
         if (args.Length == 3 && args[0] == "--write-synthetic")
@@ -71,7 +71,8 @@ public static class Program
 /// minute), one JSON object per line on stdout
 /// (<c>{"name":..., "value":..., "unit":...}</c>); details on stderr. Each figure is the best of 41 short runs (the
 /// median and p90 are on stderr; see <see cref="BestNsPerOp"/> for why); each ratio is measured against its baseline
-/// in the same process, interleaved.
+/// in the same process, interleaved. Names after <c>--quick</c> select the figures whose name contains one of them
+/// (<c>--quick translate_hit dma_copy</c>); none = all.
 /// </summary>
 internal static class QuickRun
 {
@@ -81,20 +82,29 @@ internal static class QuickRun
     private static TextWriter s_stderr = TextWriter.Null;
     private const ushort HitRid = DmaBenchRig.Rid + 1;
 
-    /// <param name="filter">Only the figures whose name contains this text (e.g. <c>map_unmap</c>); null = all.</param>
-    public static int Run(TextWriter stdout, TextWriter stderr, string? filter = null)
+    private static string[] s_only = [];
+
+    /// <summary>Whether any of <paramref name="names"/> was asked for (no filter: all).</summary>
+    private static bool Want(params string[] names) =>
+        s_only.Length == 0 || names.Any(n => s_only.Any(f => n.Contains(f, StringComparison.Ordinal)));
+
+    public static int Run(TextWriter stdout, TextWriter stderr, string[] only)
     {
         var total = Stopwatch.StartNew();
         s_stderr = stderr;
+        s_only = only;
         stderr.WriteLine($"quick DMA benchmarks: {Environment.ProcessorCount} CPUs, .NET {Environment.Version}, {RuntimeInformationText()}");
-        bool Want(params string[] names) => filter is null || names.Any(n => n.Contains(filter, StringComparison.Ordinal));
 
         if (Want("map_unmap_4k_lazy"))
-        using (var lazy = new DmaBenchRig(DmaMode.Lazy))
+        {
+            using var lazy = new DmaBenchRig(DmaMode.Lazy);
             Emit(stdout, "map_unmap_4k_lazy", BestNsPerOp("map_unmap_4k_lazy", n => lazy.MapUnmap4k(n), 50_000), "ns");
+        }
         if (Want("map_unmap_4k_strict"))
-        using (var strict = new DmaBenchRig(DmaMode.Strict))
+        {
+            using var strict = new DmaBenchRig(DmaMode.Strict);
             Emit(stdout, "map_unmap_4k_strict", BestNsPerOp("map_unmap_4k_strict", n => strict.MapUnmap4k(n), 50_000), "ns");
+        }
 
         if (Want("map_256x4k", "unmap_256x4k"))
         {
@@ -104,38 +114,27 @@ internal static class QuickRun
         }
 
         if (Want("translate_hit", "translate_range_64k", "translate_range_64k_vs_hit", "translate_miss"))
-        using (var rig = new DmaBenchRig(DmaMode.Strict))
         {
+            using var rig = new DmaBenchRig(DmaMode.Strict);
             rig.Api.MapSingle(0x3000_0000, 64 * 4096, DmaDirection.Bidirectional, out ulong hot);
-            double hit = BestNsPerOp("translate_hit", n => TranslateHitLoop(rig.Iommu, hot, n), 500_000);
-            Emit(stdout, "translate_hit", hit, "ns");
+            double hit = double.NaN;
+            if (Want("translate_hit", "translate_range_64k", "translate_range_64k_vs_hit"))
+            {
+                hit = BestNsPerOp("translate_hit", n => TranslateHitLoop(rig.Iommu, hot, n), 500_000);
+                Emit(stdout, "translate_hit", hit, "ns");
+            }
 
             // Range translation (IommuHardware.TranslateRange, with its lease) of 64 KiB of mapped, IOTLB-resident
             // IOVA, against one 4 KiB hit measured in the same process just above.
-            var runs = new DmaRun[16];
-            double range = BestNsPerOp("translate_range_64k", n => TranslateRangeLoop(rig.Iommu, hot, runs, n), 200_000);
-            Emit(stdout, "translate_range_64k", range, "ns");
-            Emit(stdout, "translate_range_64k_vs_hit", range / hit, "ratio");
-
-            // IOTLB miss with cached tables (anchors T5): 16 K pages (64 MiB of IOVA, ~290 KiB of tables, L2-resident)
-            // behind a 16-entry IOTLB, so nearly every translation walks the table and fills the IOTLB.
-            const int MissPages = 1 << 14;
-            const ulong MissIova = 0x1_0000_0000;
-            var missIommu = new IommuHardware(iotlbSets: 16);
-            IIoPageTable missTable = IoPageTables.Create(IoPageTableFormat.X86_64Level4);
-            missTable.Map(MissIova, 0x2_0000_1000, (ulong)MissPages * 4096, IommuProt.Read | IommuProt.Write);
-            missIommu.SetContext(HitRid, IommuContext.Translated(1, missTable));
-            long missesBefore = missIommu.Iotlb.Misses, hitsBefore = missIommu.Iotlb.Hits;
-            Emit(stdout, "translate_miss", BestNsPerOp("translate_miss", n => TranslateMissLoop(missIommu, MissIova, MissPages, n, 7), 100_000), "ns");
-            long misses = missIommu.Iotlb.Misses - missesBefore, hits = missIommu.Iotlb.Hits - hitsBefore;
-            stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"  translate_miss: IOTLB miss rate {100.0 * misses / Math.Max(1, misses + hits):F1} % over 16 K random 4 KiB pages, {missTable.TablePageCount} table pages"));
-
-            // The same with 1 M pages (4 GiB of IOVA, ~2300 table pages of 8 KiB each in this table layout): the walk
-            // leaves the caches (anchors T6), reported on stderr only.
-            const int BigPages = 1 << 20;
-            rig.Table.Map(0x10_0000_0000, 0x2_0000_1000, (ulong)BigPages * 4096, IommuProt.Read | IommuProt.Write);
-            BestNsPerOp("translate_miss_1M_pages (not emitted)", n => TranslateMissLoop(rig.Iommu, 0x10_0000_0000, BigPages, n, 7), 50_000);
+            if (Want("translate_range_64k", "translate_range_64k_vs_hit"))
+            {
+                var runs = new DmaRun[16];
+                double range = BestNsPerOp("translate_range_64k", n => TranslateRangeLoop(rig.Iommu, hot, runs, n), 200_000);
+                Emit(stdout, "translate_range_64k", range, "ns");
+                Emit(stdout, "translate_range_64k_vs_hit", range / hit, "ratio");
+            }
+            if (Want("translate_miss"))
+                MeasureMiss(stdout, stderr, rig);
         }
 
         if (Want("dma_copy_vs_memcpy"))
@@ -151,6 +150,30 @@ internal static class QuickRun
 
         stderr.WriteLine($"quick run took {total.Elapsed.TotalSeconds:F1} s");
         return 0;
+    }
+
+    /// <summary>IOTLB misses: a walk of cached tables plus a fill (translate_miss), and out of cache on stderr.</summary>
+    private static void MeasureMiss(TextWriter stdout, TextWriter stderr, DmaBenchRig rig)
+    {
+        // IOTLB miss with cached tables (anchors T5): 16 K pages (64 MiB of IOVA, ~290 KiB of tables, L2-resident)
+        // behind a 16-entry IOTLB, so nearly every translation walks the table and fills the IOTLB.
+        const int MissPages = 1 << 14;
+        const ulong MissIova = 0x1_0000_0000;
+        var missIommu = new IommuHardware(iotlbSets: 16);
+        IIoPageTable missTable = IoPageTables.Create(IoPageTableFormat.X86_64Level4);
+        missTable.Map(MissIova, 0x2_0000_1000, (ulong)MissPages * 4096, IommuProt.Read | IommuProt.Write);
+        missIommu.SetContext(HitRid, IommuContext.Translated(1, missTable));
+        long missesBefore = missIommu.Iotlb.Misses, hitsBefore = missIommu.Iotlb.Hits;
+        Emit(stdout, "translate_miss", BestNsPerOp("translate_miss", n => TranslateMissLoop(missIommu, MissIova, MissPages, n, 7), 100_000), "ns");
+        long misses = missIommu.Iotlb.Misses - missesBefore, hits = missIommu.Iotlb.Hits - hitsBefore;
+        stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"  translate_miss: IOTLB miss rate {100.0 * misses / Math.Max(1, misses + hits):F1} % over 16 K random 4 KiB pages, {missTable.TablePageCount} table pages"));
+
+        // The same with 1 M pages (4 GiB of IOVA, ~2300 table pages of 8 KiB each in this table layout): the walk
+        // leaves the caches (anchors T6), reported on stderr only.
+        const int BigPages = 1 << 20;
+        rig.Table.Map(0x10_0000_0000, 0x2_0000_1000, (ulong)BigPages * 4096, IommuProt.Read | IommuProt.Write);
+        BestNsPerOp("translate_miss_1M_pages (not emitted)", n => TranslateMissLoop(rig.Iommu, 0x10_0000_0000, BigPages, n, 7), 50_000);
     }
 
     private static string RuntimeInformationText() =>

@@ -13,7 +13,7 @@ namespace IommuKit.Paging;
 /// (a 1 GiB page is cached one 2 MiB slice at a time). A lookup probes the 4 KiB array, then the large array. A third
 /// array (sets/16 entries) caches 64 KiB blocks mapped contiguously, for range translations only (one probe per
 /// block, like ARM's contiguous hint); range invalidations clear it like the others.</para>
-/// <para>Thread safety: lookups never lock or write shared state except the striped hit/miss counters. Each entry is
+/// <para>Thread safety: lookups never lock or write shared state except the striped lookup/miss counters. Each entry is
 /// a seqlock (odd sequence = being written); a reader that sees the sequence change retries as a miss, so a torn
 /// entry is never returned. Writers (fills, invalidations) take the entry's sequence with one CAS. A fill that loses
 /// the race for an entry is dropped (a cache may always forget); invalidations wait.</para>
@@ -38,7 +38,7 @@ public sealed class Iotlb
     {
         public uint Seq;     // even = stable, odd = being written
         public uint Pad;
-        public ulong Owner;  // (epoch << 32) | (uint)tag: one compare checks both; epoch must equal _epoch
+        public ulong Owner;  // (epoch << 32) | (uint)tag: one compare checks both; epoch must equal _epochHigh's
         public ulong Vpn;    // iova >> 12 (small) or iova >> 21 (large)
         public ulong Data;   // page-aligned phys | (prot << 1) | valid bit 0
     }
@@ -50,35 +50,44 @@ public sealed class Iotlb
     private const ulong Valid = 1;
     private const int ProtShift = 1;
     private const ulong ProtMask = 0x3F;
+    // The Vpn of an empty or invalidated entry: iova >> 12 never has its top bits set, so no lookup matches it.
+    private const ulong InvalidVpn = ulong.MaxValue;
 
     private const int EntryBytes = 32;
 
     // Entries live in pinned byte arrays, starting at a 64-byte boundary, so no 32-byte entry straddles two cache
     // lines (with a plain Entry[] that depends on where the GC put the array: hits measured 3 or 7.6 ns run to run).
+    // The arrays are kept referenced here; entries are addressed through the base address of their first entry
+    // (_smallBase etc.), which stays valid because pinned-heap arrays never move.
     private readonly byte[] _smallMem;
-    private readonly nint _smallOff;
+    private readonly nint _smallBase;
     private readonly byte[] _largeMem;
-    private readonly nint _largeOff;
+    private readonly nint _largeBase;
     // 64 KiB blocks whose 16 pages are mapped physically contiguous with one permission (the "contiguous hint" of
     // ARM and the PTE coalescing of AMD), cached for range translations: one probe per 64 KiB.
     private readonly byte[] _blockMem;
-    private readonly nint _blockOff;
+    private readonly nint _blockBase;
     private readonly int _blockSets;
     private readonly int _blockMask;
     private readonly int _smallSets;
     private readonly int _largeSets;
     private readonly int _smallMask;
     private readonly int _largeMask;
-    private uint _epoch = 1;
+    // The global epoch, kept shifted into the high half (epoch << 32) so an owner is one OR with the tag.
+    private ulong _epochHigh = 1UL << 32;
     private long _generation;
     // Current tag of each domain id (see remarks); _nextTag hands out fresh tags above every domain id.
-    private readonly int[] _tags = new int[MaxDomainId + 1];
+    // In pinned memory addressed from _tagBase (like the entries), so a lookup reaches a tag with one load.
+    private readonly int[] _tags = GC.AllocateArray<int>(MaxDomainId + 1, pinned: true);
+    private readonly nint _tagBase;
     private int _nextTag = MaxDomainId;
 
     /// <summary>Largest domain id (ids are 16-bit, like a VT-d DID or an SMMU ASID/VMID).</summary>
     public const int MaxDomainId = 0xffff;
-    private readonly StripedCounter _hits = new();
-    private readonly StripedCounter _misses = new();
+    // Lookups (every ProbeSmall, hit or not) and misses (both arrays missed); Hits = lookups - misses, so the hot path
+    // bumps one stripe without a branch.
+    private readonly StripedCounter _lookups = StripedCounter.Create();
+    private readonly StripedCounter _misses = StripedCounter.Create();
 
     /// <summary>An IOTLB with <paramref name="sets"/> entries for 4 KiB pages (a power of two, 16..1,048,576) and
     /// sets/8 (at least 16) entries for 2 MiB slices of large pages.</summary>
@@ -89,15 +98,16 @@ public sealed class Iotlb
             throw new ArgumentOutOfRangeException(nameof(sets), sets, "IOTLB sets must be a power of two in 16..1048576");
         _smallSets = sets;
         _largeSets = Math.Max(16, sets / 8);
-        (_smallMem, _smallOff) = AllocateEntries(_smallSets);
-        (_largeMem, _largeOff) = AllocateEntries(_largeSets);
+        (_smallMem, _smallBase) = AllocateEntries(_smallSets);
+        (_largeMem, _largeBase) = AllocateEntries(_largeSets);
         _blockSets = Math.Max(16, sets / 16);
-        (_blockMem, _blockOff) = AllocateEntries(_blockSets);
+        (_blockMem, _blockBase) = AllocateEntries(_blockSets);
         _blockMask = _blockSets - 1;
         _smallMask = _smallSets - 1;
         _largeMask = _largeSets - 1;
         for (int i = 0; i < _tags.Length; i++)
             _tags[i] = i;
+        _tagBase = TagBaseOf(_tags);
     }
 
     /// <summary>The tag the IOTLB currently files <paramref name="domainId"/>'s entries under (the domain id until its
@@ -121,28 +131,39 @@ public sealed class Iotlb
 
     /// <summary>The current tag of a domain id already checked to be in range (no bounds check).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private int TagUnchecked(int domainId) =>
-        Volatile.Read(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_tags), (nint)(uint)domainId));
+    private unsafe int TagUnchecked(int domainId) =>
+        // SAFETY: _tags is pinned and referenced by this object; domainId was checked to be 0..MaxDomainId.
+        Volatile.Read(ref *(int*)(_tagBase + (nint)(uint)domainId * sizeof(int)));
+
+    private static unsafe nint TagBaseOf(int[] pinnedTags) =>
+        (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(pinnedTags));
 
     /// <summary>Entries for 4 KiB translations.</summary>
     public int Sets => _smallSets;
 
-    private static unsafe (byte[] Mem, nint Offset) AllocateEntries(int count)
+    private static unsafe (byte[] Mem, nint Base) AllocateEntries(int count)
     {
         var mem = GC.AllocateArray<byte>(count * EntryBytes + 64, pinned: true);
-        // SAFETY: the array is pinned (pinned object heap), so its address never changes; it is only used to pick
-        // the offset of the first 64-byte boundary, and every later access goes through a bounds-proven ref.
+        // SAFETY: the array is on the pinned object heap, so its address never changes, and the Iotlb keeps it
+        // referenced for as long as it uses the address. The base is the array's first 64-byte boundary; every
+        // index later added to it is masked to below count (EntryAt's callers), inside the count * 32 + 64 bytes.
         nint addr = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(mem));
-        return (mem, (64 - (addr & 63)) & 63);
+        nint bas = addr + ((64 - (addr & 63)) & 63);
+        for (nuint i = 0; i < (nuint)count; i++)
+            EntryAt(bas, i).Vpn = InvalidVpn;
+        return (mem, bas);
     }
 
+    /// <summary>Entry <paramref name="i"/> (below the array's entry count) of the array at <paramref name="bas"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ref Entry EntryAt(byte[] mem, nint off, int i) =>
-        ref Unsafe.As<byte, Entry>(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(mem), off + (nint)i * EntryBytes));
+    private static unsafe ref Entry EntryAt(nint bas, nuint i) =>
+        // SAFETY: see AllocateEntries (pinned, kept alive, i below the entry count).
+        ref Unsafe.AsRef<Entry>((void*)(bas + (nint)(i * EntryBytes)));
 
-    /// <summary>Lookups that hit. A striped statistic without atomics (an atomic increment would double the cost of
-    /// a hit): exact when single-threaded, may undercount slightly when threads hit the same stripe at once.</summary>
-    public long Hits => _hits.Sum();
+    /// <summary>Lookups that hit (counted as lookups minus <see cref="Misses"/>). A striped statistic without atomics
+    /// (an atomic increment would double the cost of a hit): exact when single-threaded, may be off slightly when
+    /// threads bump the same stripe at once.</summary>
+    public long Hits => _lookups.Sum() - _misses.Sum();
 
     /// <summary>Lookups that missed (same counting caveat as <see cref="Hits"/>).</summary>
     public long Misses => _misses.Sum();
@@ -155,11 +176,28 @@ public sealed class Iotlb
     public long Generation => Volatile.Read(ref _generation);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ulong OwnerOf(int tag, uint epoch) => ((ulong)epoch << 32) | (uint)tag;
+    private static ulong OwnerOf(int tag, ulong epochHigh) => epochHigh | (uint)tag;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int SetOf(ulong vpn, int domainId, int mask) =>
-        (int)(vpn ^ ((ulong)(uint)domainId * 0x9E37UL)) & mask;
+    private static nuint SetOf(ulong vpn, int domainId, int mask) =>
+        (nuint)((vpn ^ ((ulong)(uint)domainId * 0x9E37UL)) & (ulong)(uint)mask);
+
+    /// <summary>The bit of an entry's data word (<see cref="ProbeSmall"/>) that grants <paramref name="prot"/>
+    /// (Read or Write).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static ulong DataBit(IommuProt prot) => (ulong)prot << ProtShift;
+
+    /// <summary>The physical address of <paramref name="iova"/> in an entry's data word of page size 2^<paramref name="shift"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static ulong PhysOf(ulong data, ulong iova, int shift)
+    {
+        ulong offsetMask = (1UL << shift) - 1;
+        return (data & ~offsetMask) | (iova & offsetMask);
+    }
+
+    /// <summary>The permissions in an entry's data word.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static IommuProt ProtOf(ulong data) => (IommuProt)((data >> ProtShift) & ProtMask);
 
     /// <summary>
     /// Looks <paramref name="iova"/> up for <paramref name="domainId"/>. On a hit returns the translated physical
@@ -174,49 +212,67 @@ public sealed class Iotlb
     }
 
     /// <summary><see cref="TryLookup"/> for a domain id the caller has checked (an <c>IommuContext</c> checks its id
-    /// when it is made): the hit path of the emulated unit.</summary>
+    /// when it is made).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal bool TryLookupChecked(int domainId, ulong iova, out ulong phys, out IommuProt prot)
     {
-        // The set comes from the stable id; the tag and the epoch load in parallel with the entry.
-        uint epoch = Volatile.Read(ref _epoch);
-        ulong vpn = iova >> SmallShift;
-        int set = SetOf(vpn, domainId, _smallMask);
-        ulong owner = OwnerOf(TagUnchecked(domainId), epoch);
-        if (TryProbe(ref EntryAt(_smallMem, _smallOff, set), vpn, owner, SmallShift, iova, out phys, out prot))
+        ulong data = ProbeSmall(domainId, iova);
+        int shift = SmallShift;
+        if (data == 0)
         {
-            _hits.Increment(set);
-            return true;
+            data = ProbeLarge(domainId, iova);
+            shift = LargeShift;
         }
-        return TryLookupLarge(domainId, iova, owner, out phys, out prot);
+        phys = data == 0 ? 0 : PhysOf(data, iova, shift);
+        prot = ProtOf(data);
+        return data != 0;
     }
 
-    private bool TryLookupLarge(int domainId, ulong iova, ulong owner, out ulong phys, out IommuProt prot)
+    /// <summary>
+    /// The hit path of the emulated unit: the data word (page-aligned physical address | permissions &lt;&lt; 1 | 1) of
+    /// the 4 KiB entry for <paramref name="iova"/> in <paramref name="domainId"/> (checked by the caller), or 0 when
+    /// there is none, and the caller must go on with <see cref="ProbeLarge"/> (counted as one lookup either way; the
+    /// lookup is a hit unless ProbeLarge counts it a miss).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ulong ProbeSmall(int domainId, ulong iova)
+    {
+        // The set comes from the stable id; the tag and the epoch load in parallel with the entry.
+        ulong vpn = iova >> SmallShift;
+        nuint set = SetOf(vpn, domainId, _smallMask);
+        ulong owner = OwnerOf(TagUnchecked(domainId), Volatile.Read(ref _epochHigh));
+        _lookups.Increment(set);
+        return Probe(ref EntryAt(_smallBase, set), vpn, owner);
+    }
+
+    /// <summary>The second half of a lookup after <see cref="ProbeSmall"/> found nothing: the 2 MiB slice entry's data
+    /// word, or 0 counted as a miss.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal ulong ProbeLarge(int domainId, ulong iova)
     {
         ulong vpn = iova >> LargeShift;
-        int set = SetOf(vpn, domainId, _largeMask);
-        if (TryProbe(ref EntryAt(_largeMem, _largeOff, set), vpn, owner, LargeShift, iova, out phys, out prot))
-        {
-            _hits.Increment(set);
-            return true;
-        }
-        _misses.Increment(set);
-        return false;
+        nuint set = SetOf(vpn, domainId, _largeMask);
+        ulong data = Probe(ref EntryAt(_largeBase, set), vpn, OwnerOf(TagUnchecked(domainId), Volatile.Read(ref _epochHigh)));
+        if (data == 0)
+            _misses.Increment(set);
+        return data;
     }
 
-    /// <summary>Size of a block entry (<see cref="TryLookupBlock"/>): 64 KiB.</summary>
+    /// <summary>Size of a block entry (<see cref="ProbeBlock"/>): 64 KiB.</summary>
     internal const ulong BlockSize = 1UL << BlockShift;
 
-    /// <summary>Looks up the cached 64 KiB block containing <paramref name="iova"/> (filled by <see cref="FillBlock"/>
-    /// only when all 16 pages are contiguous with one permission): one probe for the whole block. Hits and misses are
-    /// not counted (the page lookups that follow a miss are).</summary>
+    /// <summary>Shift of a block entry's size (<see cref="PhysOf"/>).</summary>
+    internal const int BlockSizeShift = BlockShift;
+
+    /// <summary>The data word of the cached 64 KiB block containing <paramref name="iova"/> (filled by
+    /// <see cref="FillBlock"/> only when all 16 pages are contiguous with one permission), or 0: one probe for the whole
+    /// block. Not counted in <see cref="Hits"/>/<see cref="Misses"/> (the page lookups that follow a miss are).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal bool TryLookupBlock(int domainId, ulong iova, out ulong phys, out IommuProt prot)
+    internal ulong ProbeBlock(int domainId, ulong iova)
     {
-        uint epoch = Volatile.Read(ref _epoch);
         ulong vpn = iova >> BlockShift;
-        int set = SetOf(vpn, domainId, _blockMask);
-        return TryProbe(ref EntryAt(_blockMem, _blockOff, set), vpn, OwnerOf(TagUnchecked(domainId), epoch), BlockShift, iova, out phys, out prot);
+        nuint set = SetOf(vpn, domainId, _blockMask);
+        return Probe(ref EntryAt(_blockBase, set), vpn, OwnerOf(TagUnchecked(domainId), Volatile.Read(ref _epochHigh)));
     }
 
     /// <summary>Caches a whole 64 KiB block that a walk found contiguous (<paramref name="phys"/> translates
@@ -228,25 +284,17 @@ public sealed class Iotlb
         if (f.Claimed) EndFill(f);
     }
 
-    /// <summary>The seqlock read of one entry: a hit when it is stable (even sequence, unchanged across the reads),
-    /// valid, and tagged (<paramref name="vpn"/>, <paramref name="owner"/>); <paramref name="shift"/> is the entry's
-    /// page size (12 or 21).</summary>
+    /// <summary>The seqlock read of one entry: its data word when it is stable (even sequence, unchanged across the
+    /// reads) and tagged (<paramref name="vpn"/>, <paramref name="owner"/>), else 0. An invalidated entry's Vpn is
+    /// <see cref="InvalidVpn"/>, which no lookup asks for, so the data word needs no check of its own.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool TryProbe(ref Entry e, ulong vpn, ulong owner, int shift, ulong iova, out ulong phys, out IommuProt prot)
+    private static ulong Probe(ref Entry e, ulong vpn, ulong owner)
     {
         uint s1 = Volatile.Read(ref e.Seq);
         ulong data = Volatile.Read(ref e.Data);
-        if (Volatile.Read(ref e.Vpn) == vpn && Volatile.Read(ref e.Owner) == owner &&
-            (data & Valid) != 0 && (s1 & 1) == 0 && Volatile.Read(ref e.Seq) == s1)
-        {
-            ulong offsetMask = (1UL << shift) - 1;
-            phys = (data & ~offsetMask) | (iova & offsetMask);
-            prot = (IommuProt)((data >> ProtShift) & ProtMask);
-            return true;
-        }
-        phys = 0;
-        prot = IommuProt.None;
-        return false;
+        if (Volatile.Read(ref e.Vpn) == vpn && Volatile.Read(ref e.Owner) == owner && (s1 & 1) == 0 && Volatile.Read(ref e.Seq) == s1)
+            return data;
+        return 0;
     }
 
     /// <summary>
@@ -264,7 +312,7 @@ public sealed class Iotlb
     }
 
     /// <summary>The state of a fill between claiming its entry and publishing it (<see cref="BeginFill"/>).</summary>
-    internal readonly record struct PendingFill(bool Claimed, int Kind, int Set, uint Seq, ulong Vpn, ulong Owner, ulong Data);
+    internal readonly record struct PendingFill(bool Claimed, int Kind, nuint Set, uint Seq, ulong Vpn, ulong Owner, ulong Data);
 
     /// <summary>First half of <see cref="Fill"/>: claims the entry (odd sequence) and checks the generation. Unless
     /// the result is <see cref="PendingFill.Claimed"/>, the fill was dropped; otherwise <see cref="EndFill"/> must
@@ -284,7 +332,7 @@ public sealed class Iotlb
         ulong pageMask = (1UL << shift) - 1;
         // The slice of the page that contains iova: translate the slice base.
         ulong data = ((phys - (iova & pageMask)) & ~pageMask) | (((ulong)prot & ProtMask) << ProtShift) | Valid;
-        int set = SetOf(vpn, domainId, kind switch { KindLarge => _largeMask, KindBlock => _blockMask, _ => _smallMask });
+        nuint set = SetOf(vpn, domainId, kind switch { KindLarge => _largeMask, KindBlock => _blockMask, _ => _smallMask });
         ref Entry e = ref EntryOf(kind, set);
 
         uint s = Volatile.Read(ref e.Seq);
@@ -292,7 +340,7 @@ public sealed class Iotlb
         // Epoch and tag before generation: InvalidateAll and InvalidateDomain bump the generation, then the epoch or
         // the tag, so if the generation is still ours the epoch and tag we read predate any invalidation that follows
         // (the entry then dies with them), and a new tag or epoch read here implies the generation moved.
-        uint epoch = Volatile.Read(ref _epoch);
+        ulong epoch = Volatile.Read(ref _epochHigh);
         int tag = TagUnchecked(domainId);
         if (generation >= 0 && Volatile.Read(ref _generation) != generation)
         {
@@ -313,11 +361,11 @@ public sealed class Iotlb
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private ref Entry EntryOf(int kind, int set)
+    private ref Entry EntryOf(int kind, nuint set)
     {
-        if (kind == KindLarge) return ref EntryAt(_largeMem, _largeOff, set);
-        if (kind == KindBlock) return ref EntryAt(_blockMem, _blockOff, set);
-        return ref EntryAt(_smallMem, _smallOff, set);
+        if (kind == KindLarge) return ref EntryAt(_largeBase, set);
+        if (kind == KindBlock) return ref EntryAt(_blockBase, set);
+        return ref EntryAt(_smallBase, set);
     }
 
     /// <summary>Drops every cached translation of <paramref name="domainId"/> that overlaps [iova, iova+size) (bytes;
@@ -338,30 +386,30 @@ public sealed class Iotlb
         {
             // One page (a strict unmap of a 4 KiB buffer): the one entry it can have in each array, without the loops.
             ulong v = iova >> SmallShift, lv = iova >> LargeShift, bv = iova >> BlockShift;
-            ClearIf(ref EntryAt(_smallMem, _smallOff, SetOf(v, domainId, _smallMask)), tag, v, v);
-            ClearIf(ref EntryAt(_largeMem, _largeOff, SetOf(lv, domainId, _largeMask)), tag, lv, lv);
-            ClearIf(ref EntryAt(_blockMem, _blockOff, SetOf(bv, domainId, _blockMask)), tag, bv, bv);
+            ClearIf(ref EntryAt(_smallBase, SetOf(v, domainId, _smallMask)), tag, v, v);
+            ClearIf(ref EntryAt(_largeBase, SetOf(lv, domainId, _largeMask)), tag, lv, lv);
+            ClearIf(ref EntryAt(_blockBase, SetOf(bv, domainId, _blockMask)), tag, bv, bv);
             return;
         }
-        InvalidateRangeIn(_smallMem, _smallOff, _smallSets, SmallShift, domainId, tag, iova, last);
-        InvalidateRangeIn(_largeMem, _largeOff, _largeSets, LargeShift, domainId, tag, iova, last);
-        InvalidateRangeIn(_blockMem, _blockOff, _blockSets, BlockShift, domainId, tag, iova, last);
+        InvalidateRangeIn(_smallBase, _smallSets, SmallShift, domainId, tag, iova, last);
+        InvalidateRangeIn(_largeBase, _largeSets, LargeShift, domainId, tag, iova, last);
+        InvalidateRangeIn(_blockBase, _blockSets, BlockShift, domainId, tag, iova, last);
     }
 
-    private static void InvalidateRangeIn(byte[] mem, nint off, int count, int shift, int domainId, int tag, ulong iova, ulong last)
+    private static void InvalidateRangeIn(nint bas, int count, int shift, int domainId, int tag, ulong iova, ulong last)
     {
         ulong first = iova >> shift, lastVpn = last >> shift;
         if (lastVpn - first < (ulong)count)
         {
             for (ulong v = first; ; v++)
             {
-                ClearIf(ref EntryAt(mem, off, SetOf(v, domainId, count - 1)), tag, v, v);
+                ClearIf(ref EntryAt(bas, SetOf(v, domainId, count - 1)), tag, v, v);
                 if (v == lastVpn) break;
             }
         }
         else
         {
-            for (int i = 0; i < count; i++) ClearIf(ref EntryAt(mem, off, i), tag, first, lastVpn);
+            for (nuint i = 0; i < (nuint)count; i++) ClearIf(ref EntryAt(bas, i), tag, first, lastVpn);
         }
     }
 
@@ -382,24 +430,24 @@ public sealed class Iotlb
             Interlocked.CompareExchange(ref _nextTag, MaxDomainId + 1, tag);
             tag = Interlocked.Increment(ref _nextTag);
         }
-        Volatile.Write(ref _tags[domainId], tag);
+        Volatile.Write(ref _tags[domainId], tag); // the same pinned int TagUnchecked reads
     }
 
     /// <summary>Drops every cached translation (global invalidation). O(1): bumps the epoch.</summary>
     public void InvalidateAll()
     {
         Interlocked.Increment(ref _generation);
-        uint next = Interlocked.Increment(ref _epoch);
+        ulong next = Interlocked.Add(ref _epochHigh, 1UL << 32);
         if (next == 0)
         {
             // Epoch wrapped after 2^32 global flushes: an old entry could match again, so clear for real.
-            for (int i = 0; i < _smallSets; i++)
-                ClearIf(ref EntryAt(_smallMem, _smallOff, i), int.MinValue, 0, ulong.MaxValue, any: true);
-            for (int i = 0; i < _largeSets; i++)
-                ClearIf(ref EntryAt(_largeMem, _largeOff, i), int.MinValue, 0, ulong.MaxValue, any: true);
-            for (int i = 0; i < _blockSets; i++)
-                ClearIf(ref EntryAt(_blockMem, _blockOff, i), int.MinValue, 0, ulong.MaxValue, any: true);
-            Interlocked.Increment(ref _epoch);
+            for (nuint i = 0; i < (nuint)_smallSets; i++)
+                ClearIf(ref EntryAt(_smallBase, i), int.MinValue, 0, ulong.MaxValue, any: true);
+            for (nuint i = 0; i < (nuint)_largeSets; i++)
+                ClearIf(ref EntryAt(_largeBase, i), int.MinValue, 0, ulong.MaxValue, any: true);
+            for (nuint i = 0; i < (nuint)_blockSets; i++)
+                ClearIf(ref EntryAt(_blockBase, i), int.MinValue, 0, ulong.MaxValue, any: true);
+            Interlocked.Add(ref _epochHigh, 1UL << 32);
         }
     }
 
@@ -428,7 +476,11 @@ public sealed class Iotlb
             uint s = Volatile.Read(ref e.Seq);
             if ((s & 1) == 0 && Interlocked.CompareExchange(ref e.Seq, s + 1, s) == s)
             {
-                if ((any || (int)(uint)e.Owner == tag) && e.Vpn >= firstVpn && e.Vpn <= lastVpn) e.Data = 0;
+                if ((any || (int)(uint)e.Owner == tag) && e.Vpn >= firstVpn && e.Vpn <= lastVpn)
+                {
+                    e.Vpn = InvalidVpn;
+                    e.Data = 0;
+                }
                 Volatile.Write(ref e.Seq, s + 2);
                 return;
             }
@@ -443,16 +495,27 @@ public sealed class Iotlb
 /// Exact with one thread; two threads that bump one stripe at the same instant may lose an increment (it is a
 /// statistic, not state).
 /// </summary>
-internal sealed class StripedCounter
+internal readonly struct StripedCounter
 {
     public const int Stripes = 32;
     private const int Stride = 16; // longs: 128 bytes between stripes (the adjacent-line prefetcher pairs lines)
-    private readonly long[] _c = new long[Stripes * Stride];
+    // Pinned and addressed from _base, so the owner reaches a stripe with one load and no null check.
+    private readonly long[] _c;
+    private readonly nint _base;
+
+    private unsafe StripedCounter(long[] pinned)
+    {
+        _c = pinned;
+        _base = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(pinned));
+    }
+
+    public static StripedCounter Create() => new(GC.AllocateArray<long>(Stripes * Stride, pinned: true));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Increment(int hint)
+    public unsafe void Increment(nuint hint)
     {
-        Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_c), (hint & (Stripes - 1)) * Stride)++;
+        // SAFETY: the array is pinned and referenced by this struct; the offset is below Stripes * Stride * 8 bytes.
+        (*(long*)(_base + (nint)((hint * (Stride * sizeof(long))) & ((Stripes - 1) * Stride * sizeof(long)))))++;
     }
 
     public long Sum()

@@ -31,6 +31,11 @@ public sealed class IommuContext
     /// <summary>The shared Blocked entry.</summary>
     public static IommuContext Blocked { get; } = new(IommuContextKind.Blocked, -1, null);
 
+    /// <summary>What an empty slot of the unit's context table holds (no context entry: the requester faults
+    /// NoContext); never handed out (<see cref="IommuHardware.GetContext"/> shows it as null). Its kind is none of the
+    /// public ones, so the hit path needs no null check.</summary>
+    internal static IommuContext Absent { get; } = new((IommuContextKind)(-1), -1, null);
+
     /// <summary>The shared Identity (pass-through) entry.</summary>
     public static IommuContext Identity { get; } = new(IommuContextKind.Identity, -1, null);
 

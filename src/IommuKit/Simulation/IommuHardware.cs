@@ -42,7 +42,20 @@ public sealed class IommuHardware
     /// <summary>Domain ids are 16-bit, like a VT-d DID or an SMMU ASID/VMID.</summary>
     public const int MaxDomainId = 0xffff;
 
-    private readonly IommuContext?[] _contexts = new IommuContext?[1 << 16];
+    // The context table, inline in this object (reached without a load of its own or a null check) and never null:
+    // an empty slot holds IommuContext.Absent, which GetContext shows as null.
+    private ContextTable _contexts;
+
+    // The domain id of each slot's context (0 when it is not Translated), pinned and addressed from _slotDomainBase:
+    // the hit path loads it in parallel with the context (see Translate). Written before the context slot.
+    private readonly int[] _slotDomains = GC.AllocateArray<int>(1 << 16, pinned: true);
+    private readonly nint _slotDomainBase;
+
+    [InlineArray(1 << 16)]
+    private struct ContextTable
+    {
+        private IommuContext _first;
+    }
     private readonly Iotlb _iotlb;
 
     // _faultLock guards _faults, _interrupts (bounded logs).
@@ -63,6 +76,9 @@ public sealed class IommuHardware
         ArgumentOutOfRangeException.ThrowIfLessThan(domainIds, 2);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(domainIds, MaxDomainId + 1);
         _iotlb = new Iotlb(iotlbSets);
+        for (int rid = 0; rid < 1 << 16; rid++)
+            ContextSlot((ushort)rid) = IommuContext.Absent;
+        _slotDomainBase = BaseOf(_slotDomains);
         Name = name;
         DomainIdCount = domainIds;
     }
@@ -106,14 +122,19 @@ public sealed class IommuHardware
     public void SetContext(ushort requesterId, IommuContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        Volatile.Write(ref _contexts[requesterId], context);
+        Volatile.Write(ref _slotDomains[requesterId], Math.Max(context.DomainId, 0));
+        Volatile.Write(ref ContextSlot(requesterId), context);
     }
 
     /// <summary>Removes the context entry: the requester then faults with <see cref="DmaFaultReason.NoContext"/>.</summary>
-    public void ClearContext(ushort requesterId) => Volatile.Write(ref _contexts[requesterId], null);
+    public void ClearContext(ushort requesterId) => Volatile.Write(ref ContextSlot(requesterId), IommuContext.Absent);
 
     /// <summary>The current context entry, or null.</summary>
-    public IommuContext? GetContext(ushort requesterId) => Volatile.Read(ref _contexts[requesterId]);
+    public IommuContext? GetContext(ushort requesterId)
+    {
+        IommuContext ctx = Volatile.Read(ref ContextSlot(requesterId));
+        return ReferenceEquals(ctx, IommuContext.Absent) ? null : ctx;
+    }
 
     /// <summary>
     /// Translates one DMA request of <paramref name="requesterId"/> at <paramref name="iova"/>. The result is valid up to
@@ -126,21 +147,42 @@ public sealed class IommuHardware
         // VT-d 3.14: requests to 0xFEEx_xxxx are interrupt requests, never DMA-remapped (wrap-around makes this one compare).
         if (iova - MsiWindowStart < MsiWindowSize)
             return TranslateMsiWindow(requesterId, iova, write);
-        IommuContext? ctx = Volatile.Read(ref ContextSlot(requesterId));
-        if (ctx is not null && ctx.Kind == IommuContextKind.Translated)
+        IommuContext ctx = Volatile.Read(ref ContextSlot(requesterId));
+        // The slot's domain id, loaded in parallel with the context: the probe's address does not wait for the
+        // context object (often out of L1 after a bulk copy). It is checked against the context below.
+        int domainId = SlotDomain(requesterId);
+        if (ctx.Kind == IommuContextKind.Translated)
         {
-            // SAFETY of the unchecked lookup: a Translated context's DomainId was checked to be 0..MaxDomainId when
-            // the context was made (IommuContext.Translated).
-            if (_iotlb.TryLookupChecked(ctx.DomainId, iova, out ulong phys, out IommuProt prot))
-            {
-                IommuProt need = write ? IommuProt.Write : IommuProt.Read;
-                if ((prot & need) == need)
-                    return new DmaTranslation(phys, DmaTranslationKind.Memory, DmaFaultReason.None);
-                return RaiseFault(requesterId, iova, write, DmaFaultReason.Permission, ctx.DomainId);
-            }
-            return WalkAndFill(ctx, requesterId, iova, write);
+            // The hit: one probe of the 4 KiB entry, whose data word carries the permission bits, so the check is one
+            // test and no out-parameter leaves registers. Anything else (large page, miss, permission fault, a slot
+            // being rewritten) is TranslateSlow. SAFETY of the unchecked probe: slot domain ids are 0..MaxDomainId.
+            ulong data = _iotlb.ProbeSmall(domainId, iova);
+            if ((data & Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read)) != 0 && domainId == ctx.DomainId)
+                return new DmaTranslation(Iotlb.PhysOf(data, iova, 12), DmaTranslationKind.Memory, DmaFaultReason.None);
+            return TranslateSlow(ctx, requesterId, iova, write, data, probed: domainId == ctx.DomainId);
         }
         return TranslateUntranslated(ctx, requesterId, iova, write);
+    }
+
+    /// <summary>Translate after the 4 KiB probe: a 4 KiB hit without the permission (<paramref name="data"/> not 0)
+    /// faults; otherwise the 2 MiB slice array, then the walk. Unless <paramref name="probed"/>, the probe was made
+    /// under a slot domain id that did not match the context (a SetContext in flight) and is redone.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private DmaTranslation TranslateSlow(IommuContext ctx, ushort requesterId, ulong iova, bool write, ulong data, bool probed)
+    {
+        if (!probed)
+            data = _iotlb.ProbeSmall(ctx.DomainId, iova);
+        if (data != 0 && (data & Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read)) != 0)
+            return new DmaTranslation(Iotlb.PhysOf(data, iova, 12), DmaTranslationKind.Memory, DmaFaultReason.None);
+        if (data == 0)
+        {
+            data = _iotlb.ProbeLarge(ctx.DomainId, iova);
+            if (data == 0)
+                return WalkAndFill(ctx, requesterId, iova, write);
+            if ((data & Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read)) != 0)
+                return new DmaTranslation(Iotlb.PhysOf(data, iova, 21), DmaTranslationKind.Memory, DmaFaultReason.None);
+        }
+        return RaiseFault(requesterId, iova, write, DmaFaultReason.Permission, ctx.DomainId);
     }
 
     /// <summary>
@@ -150,38 +192,110 @@ public sealed class IommuHardware
     /// does not; that page's fault, if any, is raised only when the caller translates it next. The bus copies a run with
     /// one bulk copy, and looks the context and IOTLB tag up once per run instead of once per page.
     /// </summary>
+    /// <remarks>A 64 KiB-aligned piece of at least 64 KiB is first looked up as one block entry (one probe for 16
+    /// pages); a block translated page by page that turns out contiguous (16 pages to one 64 KiB-aligned physical
+    /// block) is cached as one, as <see cref="TranslateRange"/> does.</remarks>
     /// <param name="run">Bytes from <paramref name="iova"/> covered by the result (at least up to the first page end, or
     /// <paramref name="length"/>).</param>
     internal DmaTranslation TranslateRun(ushort requesterId, ulong iova, int length, bool write, out int run)
     {
-        DmaTranslation first = Translate(requesterId, iova, write);
+        const int Block = (int)Iotlb.BlockSize;
+        IommuContext ctx = Volatile.Read(ref ContextSlot(requesterId));
+        ulong need = Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read);
+        ulong first;
+        long generation = 0;
+        ulong blockAt = 1; // iova of the block being translated page by page (1 = none: never block aligned)
+        if (ctx.Kind == IommuContextKind.Translated && length >= Block && IsBlockStart(ctx, iova))
+        {
+            ulong bd = _iotlb.ProbeBlock(ctx.DomainId, iova); // SAFETY of the unchecked id as in Translate
+            if ((bd & need) != 0)
+            {
+                first = Iotlb.PhysOf(bd, iova, Iotlb.BlockSizeShift);
+                run = Block;
+                if (length == Block)
+                    return new DmaTranslation(first, DmaTranslationKind.Memory, DmaFaultReason.None);
+                return ExtendRun(ctx, iova, length, need, first, ref run);
+            }
+            generation = _iotlb.Generation;
+            blockAt = iova;
+        }
+        DmaTranslation t = Translate(requesterId, iova, write);
         run = (int)Math.Min((ulong)length, GranuleMask + 1 - (iova & GranuleMask));
-        if (first.Kind != DmaTranslationKind.Memory || run >= length)
-            return first;
-        IommuContext? ctx = Volatile.Read(ref ContextSlot(requesterId));
-        if (ctx is null || ctx.Kind == IommuContextKind.Blocked)
-            return first; // the context changed under the request: let the next page fault on its own
-        bool translated = ctx.Kind == IommuContextKind.Translated;
-        int domainId = translated ? ctx.DomainId : 0;
-        IommuProt need = write ? IommuProt.Write : IommuProt.Read;
-        ulong expect = first.Phys + (ulong)run;
+        if (t.Kind != DmaTranslationKind.Memory || run >= length)
+            return t;
+        ctx = Volatile.Read(ref ContextSlot(requesterId));
+        if (ctx.Kind != IommuContextKind.Translated && ctx.Kind != IommuContextKind.Identity)
+            return t; // the context changed under the request: let the next page fault on its own
+        if (ctx.Kind == IommuContextKind.Identity)
+        {
+            ExtendIdentity(iova, length, ref run);
+            return t;
+        }
+        ExtendRun(ctx, iova, length, need, t.Phys, ref run, blockAt, generation);
+        return t;
+    }
+
+    /// <summary>Whether <paramref name="iova"/> starts a 64 KiB block that can be cached whole: block aligned, inside
+    /// the aperture, outside the MSI window (1 MiB aligned, so a block is wholly in or out).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool IsBlockStart(IommuContext ctx, ulong iova) =>
+        (iova & (Iotlb.BlockSize - 1)) == 0 && (iova >> ctx.ApertureShift) == 0 && iova - MsiWindowStart >= MsiWindowSize;
+
+    /// <summary>An identity context: the run goes on up to the MSI window.</summary>
+    private static void ExtendIdentity(ulong iova, int length, ref int run)
+    {
         while (run < length)
         {
             ulong a = iova + (ulong)run;
             if (a - MsiWindowStart < MsiWindowSize)
                 break; // interrupt window: not memory
-            if (translated)
+            run += Math.Min(length - run, (int)GranuleMask + 1);
+        }
+    }
+
+    /// <summary>Extends a translated run that covers [iova, iova + run) and translated to <paramref name="first"/>:
+    /// whole 64 KiB blocks by one probe, else page by page (a walk on a miss, quietly); stops at the first piece that
+    /// is not contiguous or lacks the permission (<paramref name="need"/>, a data-word bit).
+    /// <paramref name="blockAt"/>/<paramref name="generation"/>: a block whose pages are being translated one by one
+    /// since <paramref name="generation"/> was read, cached whole if they turn out contiguous.</summary>
+    private DmaTranslation ExtendRun(IommuContext ctx, ulong iova, int length, ulong need, ulong first, ref int run,
+        ulong blockAt = 1, long generation = 0)
+    {
+        const int Block = (int)Iotlb.BlockSize;
+        int domainId = ctx.DomainId;
+        ulong expect = first + (ulong)run;
+        while (run < length)
+        {
+            ulong a = iova + (ulong)run;
+            if (a - MsiWindowStart < MsiWindowSize)
+                break; // interrupt window: not memory
+            if (length - run >= Block && IsBlockStart(ctx, a))
             {
-                if (!_iotlb.TryLookupChecked(domainId, a, out ulong phys, out IommuProt prot) && !TryWalkAndFillQuiet(ctx, a, out phys, out prot))
-                    break;
-                if ((prot & need) != need || phys != expect)
-                    break;
+                ulong bd = _iotlb.ProbeBlock(domainId, a);
+                if ((bd & need) != 0)
+                {
+                    if (Iotlb.PhysOf(bd, a, Iotlb.BlockSizeShift) != expect)
+                        break;
+                    run += Block;
+                    expect += Block;
+                    continue;
+                }
+                generation = _iotlb.Generation;
+                blockAt = a;
             }
+            if (!_iotlb.TryLookupChecked(domainId, a, out ulong phys, out IommuProt prot) && !TryWalkAndFillQuiet(ctx, a, out phys, out prot))
+                break;
+            if ((Iotlb.DataBit(prot) & need) == 0 || phys != expect)
+                break;
             int n = Math.Min(length - run, (int)GranuleMask + 1);
             run += n;
             expect += (ulong)n;
+            // The last page of a block translated page by page, all contiguous (the run would have stopped otherwise):
+            // cache the block when its physical start is 64 KiB aligned.
+            if (a == blockAt + Iotlb.BlockSize - (GranuleMask + 1) && ((expect - Iotlb.BlockSize) & (Iotlb.BlockSize - 1)) == 0)
+                TryFillBlock(ctx, blockAt, expect - Iotlb.BlockSize, generation);
         }
-        return first;
+        return new DmaTranslation(first, DmaTranslationKind.Memory, DmaFaultReason.None);
     }
 
     // Range leases (see TranslateRange): two reader counts, SRCU style. A lease counts itself in the current slot; an
@@ -220,34 +334,17 @@ public sealed class IommuHardware
         }
         int count = 0, done = 0;
         DmaFaultReason fault = DmaFaultReason.None;
-        IommuContext? ctx = Volatile.Read(ref ContextSlot(requesterId));
-        bool blocks = ctx is not null && ctx.Kind == IommuContextKind.Translated;
-        IommuProt need = write ? IommuProt.Write : IommuProt.Read;
-        const int Block = (int)Iotlb.BlockSize;
         while (done < length && count < runs.Length)
         {
             ulong a = iova + (ulong)done;
-            if (a - MsiWindowStart < MsiWindowSize) break; // the window is 1 MiB aligned: a block is wholly in or out
-            int rest = length - done;
-            bool wholeBlock = blocks && (a & (Iotlb.BlockSize - 1)) == 0 && rest >= Block && (a >> ctx!.ApertureShift) == 0;
-            // A 64 KiB block cached whole: one probe (SAFETY of the unchecked id as in Translate).
-            if (wholeBlock && _iotlb.TryLookupBlock(ctx!.DomainId, a, out ulong bphys, out IommuProt bprot) && (bprot & need) == need)
-            {
-                Append(runs, ref count, bphys, Block);
-                done += Block;
-                continue;
-            }
-            long generation = _iotlb.Generation;
-            // Page by page up to the next block boundary (so the following block can take the fast path).
-            int limit = blocks ? (int)Math.Min((ulong)rest, Iotlb.BlockSize - (a & (Iotlb.BlockSize - 1))) : rest;
-            DmaTranslation t = TranslateRun(requesterId, a, limit, write, out int run);
+            if (a - MsiWindowStart < MsiWindowSize) break; // the interrupt window is not memory
+            // One run per physically contiguous piece; cached 64 KiB blocks cost one probe each (TranslateRun).
+            DmaTranslation t = TranslateRun(requesterId, a, length - done, write, out int run);
             if (t.Kind != DmaTranslationKind.Memory)
             {
                 fault = t.Fault;
                 break;
             }
-            if (wholeBlock && run == Block && (t.Phys & (Iotlb.BlockSize - 1)) == 0)
-                TryFillBlock(ctx!, a, t.Phys, generation); // contiguous: cache the block for the next range
             Append(runs, ref count, t.Phys, run);
             done += run;
         }
@@ -380,9 +477,16 @@ public sealed class IommuHardware
     public int IotlbTagOf(int domainId) => _iotlb.TagOf(domainId);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private ref IommuContext? ContextSlot(ushort requesterId) =>
+    private unsafe int SlotDomain(ushort requesterId) =>
+        // SAFETY: _slotDomains is pinned, referenced by this object, and has 2^16 entries.
+        *(int*)(_slotDomainBase + requesterId * sizeof(int));
+
+    private static unsafe nint BaseOf(int[] pinned) => (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(pinned));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ref IommuContext ContextSlot(ushort requesterId) =>
         // SAFETY: _contexts has exactly 2^16 entries and a ushort index is below 2^16 (skips the bounds check).
-        ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_contexts), requesterId);
+        ref Unsafe.Add(ref Unsafe.As<ContextTable, IommuContext>(ref _contexts), requesterId);
 
     /// <summary>The one domain-id check (contexts, DMA APIs, flush queues, flushes): 0..<see cref="MaxDomainId"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException">Outside that range.</exception>
@@ -422,9 +526,9 @@ public sealed class IommuHardware
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private DmaTranslation TranslateUntranslated(IommuContext? ctx, ushort requesterId, ulong iova, bool write)
+    private DmaTranslation TranslateUntranslated(IommuContext ctx, ushort requesterId, ulong iova, bool write)
     {
-        if (ctx is null)
+        if (ReferenceEquals(ctx, IommuContext.Absent))
             return RaiseFault(requesterId, iova, write, DmaFaultReason.NoContext, -1);
         if (ctx.Kind == IommuContextKind.Identity)
             return new DmaTranslation(iova, DmaTranslationKind.Memory, DmaFaultReason.None);

@@ -20,6 +20,23 @@ public class IommuHardwareTests
     }
 
     [Fact]
+    public void AClearedContextIsNoContextAgainForTranslationsRangesAndGetContext()
+    {
+        var hw = new IommuHardware();
+        Assert.Null(hw.GetContext(Rid));
+        var table = IoPageTables.Create(IoPageTableFormat.X86_64Level4);
+        table.Map(0x1_0000, 0x9_0000, 0x1_0000, IommuProt.Read);
+        hw.SetContext(Rid, IommuContext.Translated(1, table));
+        Assert.Equal(0x9_0010UL, hw.Translate(Rid, 0x1_0010, write: false).Phys);
+        hw.ClearContext(Rid);
+        Assert.Null(hw.GetContext(Rid));
+        Assert.Equal(DmaFaultReason.NoContext, hw.Translate(Rid, 0x1_0010, write: false).Fault);
+        var runs = new DmaRun[2];
+        using var lease = hw.TranslateRange(Rid, 0x1_0000, 0x1_0000, write: false, runs);
+        Assert.Equal((DmaFaultReason.NoContext, 0), (lease.Fault, lease.Bytes));
+    }
+
+    [Fact]
     public void BlockedContextFaultsEveryAccessWithBlocked()
     {
         var hw = new IommuHardware();
