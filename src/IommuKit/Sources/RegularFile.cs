@@ -237,6 +237,99 @@ internal static partial class RegularFile
         finally { close(fd); }
     }
 
+    /// <summary>
+    /// Linux only: a descriptor for the directory at <paramref name="path"/> to read names relative to
+    /// (<c>O_PATH | O_DIRECTORY | O_NOFOLLOW</c>: nothing is read, a last component that is a symlink or not a directory
+    /// is refused), or -1 when it cannot be opened that way (the caller then reads by path, as before).
+    /// </summary>
+    internal static int OpenDirectoryPath(string path)
+    {
+        int fd = open(path, OPath | ODirectory | ONoFollow | OCloExec);
+        return fd < 0 ? -1 : fd;
+    }
+
+    /// <summary>Closes a descriptor from <see cref="OpenDirectoryPath"/>.</summary>
+    internal static void CloseDescriptor(int fd) => close(fd);
+
+    /// <summary>
+    /// <see cref="TryReadNoFollow"/> for the name <paramref name="name"/> (one component) in the directory open as
+    /// <paramref name="dirFd"/>: <c>openat</c> walks one component instead of the whole path, and the bytes go into
+    /// <paramref name="dest"/> (at most its length; a file at least that long fills it, and the caller takes the
+    /// general path). Nothing is allocated unless an error is reported.
+    /// </summary>
+    /// <param name="dirDisplay">How messages name the directory; the file is <c>dirDisplay/name</c>.</param>
+    /// <param name="beforeRead">As for <see cref="TryReadNoFollow"/>: a test seam for faults, null in use.</param>
+    /// <exception cref="FileReadException">A FIFO, socket or device, permission denied, EIO: never read as empty.</exception>
+    internal static NoFollowOutcome TryReadNoFollowAt(int dirFd, string name, string dirDisplay, Span<byte> dest, Action? beforeRead, out int length)
+    {
+        length = 0;
+        int fd = openat(dirFd, name, ORdOnly | ONonBlock | ONoCtty | OCloExec | ONoFollow);
+        if (fd < 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno is ENOENT or ENOTDIR) return NoFollowOutcome.Missing;
+            if (errno == ELOOP) return NoFollowOutcome.Symlink; // O_NOFOLLOW on a link
+            beforeRead?.Invoke();
+            string display = Path.Combine(dirDisplay, name);
+            throw OpenError(errno, display, display);
+        }
+        try
+        {
+            Span<byte> stx = stackalloc byte[StatxSize];
+            if (statx(fd, "", AtEmptyPath, StatxType | StatxSize_, stx) != 0)
+                throw new FileReadException(Path.Combine(dirDisplay, name), $"cannot stat (errno {Marshal.GetLastPInvokeError()})");
+            int mode = BitConverter.ToUInt16(stx[StatxModeOffset..]);
+            if ((mode & SIfMt) == SIfDir) return NoFollowOutcome.Directory;
+            beforeRead?.Invoke();
+            if (KindOf(mode) is { } kind) throw new FileReadException(Path.Combine(dirDisplay, name), $"is {kind}, not a regular file");
+            long size = (long)BitConverter.ToUInt64(stx[StatxSizeOffset..]);
+            // As ReadOpen: to the end or to the stated size, whichever comes first; here also to the end of dest.
+            int total = 0;
+            while (total < dest.Length)
+            {
+                int n;
+                unsafe
+                {
+                    fixed (byte* p = &dest[total]) n = ReadSomeAt(fd, p, dest.Length - total, dirDisplay, name);
+                }
+                if (n == 0) break;
+                total += n;
+                if (total == size) break;
+            }
+            length = total;
+            return NoFollowOutcome.Read;
+        }
+        finally { close(fd); }
+    }
+
+    private static unsafe int ReadSomeAt(int fd, byte* p, int count, string dirDisplay, string name)
+    {
+        while (true)
+        {
+            nint n = read(fd, p, count);
+            if (n >= 0) return (int)n;
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno != EINTR) throw new FileReadException(Path.Combine(dirDisplay, name), $"read error: {Marshal.GetPInvokeErrorMessage(errno)}");
+        }
+    }
+
+    /// <summary>
+    /// Linux only: the raw target of the symlink <paramref name="name"/> in the directory open as
+    /// <paramref name="dirFd"/> (one <c>readlinkat</c>) into <paramref name="dest"/>: its length in bytes, or -1 when
+    /// the name is missing or not a symlink. <paramref name="dest"/> holds PATH_MAX (4096) bytes.
+    /// </summary>
+    /// <exception cref="FileReadException">Permission denied or an I/O error.</exception>
+    internal static unsafe int ReadLinkAt(int dirFd, string name, string dirDisplay, Span<byte> dest)
+    {
+        nint n;
+        fixed (byte* p = dest) n = readlinkat(dirFd, name, p, dest.Length);
+        if (n >= 0) return (int)n;
+        int errno = Marshal.GetLastPInvokeError();
+        if (errno is ENOENT or ENOTDIR or EINVAL) return -1;
+        if (errno is EACCES or EPERM) throw new FileReadException(Path.Combine(dirDisplay, name), "permission denied");
+        throw new FileReadException(Path.Combine(dirDisplay, name), $"cannot read the link: {Marshal.GetPInvokeErrorMessage(errno)}");
+    }
+
     /// <summary>The size of the open file when it is a regular file; else why not, as bad input.</summary>
     private static long StatRegular(int fd, string display)
     {
@@ -347,6 +440,9 @@ internal static partial class RegularFile
     private const int AtFdCwd = -100;
     private const int AtEmptyPath = 0x1000, AtSymlinkNoFollow = 0x100;
     private const int ORdOnly = 0, ONoCtty = 0x100, ONonBlock = 0x800, OCloExec = 0x80000; // asm-generic/fcntl.h (x86-64, arm64)
+    // O_PATH is 0x200000 on both; O_DIRECTORY is 0x10000 on x86-64 but 0x4000 on arm64 (arch/arm64/include/uapi/asm/fcntl.h).
+    private const int OPath = 0x200000;
+    private static int ODirectory => RuntimeInformation.ProcessArchitecture is Architecture.Arm64 or Architecture.Arm ? 0x4000 : 0x10000;
     // O_NOFOLLOW is 0x20000 on x86-64 (asm-generic) but 0x8000 on arm64 (arch/arm64/include/uapi/asm/fcntl.h).
     private static int ONoFollow => RuntimeInformation.ProcessArchitecture is Architecture.Arm64 or Architecture.Arm ? 0x8000 : 0x20000;
     private const int SIfMt = 0xf000, SIfLnk = 0xa000, SIfSock = 0xc000, SIfReg = 0x8000, SIfBlk = 0x6000, SIfDir = 0x4000, SIfChr = 0x2000, SIfIfo = 0x1000;
@@ -372,6 +468,12 @@ internal static partial class RegularFile
 
     [LibraryImport(LibC, EntryPoint = "readlink", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static unsafe partial nint readlink(string path, byte* buf, nint size);
+
+    [LibraryImport(LibC, EntryPoint = "openat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int openat(int dirfd, string path, int flags);
+
+    [LibraryImport(LibC, EntryPoint = "readlinkat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static unsafe partial nint readlinkat(int dirfd, string path, byte* buf, nint size);
 
     [LibraryImport(LibC, EntryPoint = "opendir", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial nint opendir(string path);
