@@ -330,6 +330,57 @@ internal static partial class RegularFile
         throw new FileReadException(Path.Combine(dirDisplay, name), $"cannot read the link: {Marshal.GetPInvokeErrorMessage(errno)}");
     }
 
+    /// <summary>
+    /// Linux only: the regular file at <paramref name="path"/> mapped read-only (<c>mmap</c>, <c>MAP_PRIVATE</c>):
+    /// its pages come from the page cache as they are touched, with no copy and no zeroed managed array. Null when it
+    /// is not worth or not possible to map (empty, a size the file system does not state, over the cap, mmap refused):
+    /// the caller then reads it with <see cref="ReadAllCapped"/>, which gives the answer and the messages. Only for
+    /// files the system installs and replaces whole (a package's pci.ids): a file truncated while mapped would fault.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">It does not exist.</exception>
+    /// <exception cref="FileReadException">Not a regular file, or unreadable.</exception>
+    internal static unsafe MappedFile? MapReadOnly(string path, string display, long cap)
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        int fd = open(path, ORdOnly | ONonBlock | ONoCtty | OCloExec);
+        if (fd < 0) throw OpenError(Marshal.GetLastPInvokeError(), path, display);
+        try
+        {
+            long size = StatRegular(fd, display);
+            if (size <= 0 || size > cap || size > int.MaxValue) return null;
+            void* p = mmap(null, (nuint)size, ProtRead, MapPrivate, fd, 0);
+            return p == (void*)-1 ? null : new MappedFile((byte*)p, (int)size);
+        }
+        finally { close(fd); }
+    }
+
+    /// <summary>
+    /// A file mapped by <see cref="MapReadOnly"/>. Its owner unmaps it (<see cref="Unmap"/>) when no span of it can be
+    /// in use any more (<see cref="PciIds"/>: from its finalizer, each lookup keeping the owner alive to its end).
+    /// </summary>
+    internal sealed unsafe class MappedFile
+    {
+        private byte* _pointer;
+        private readonly int _length;
+
+        internal MappedFile(byte* pointer, int length)
+        {
+            _pointer = pointer;
+            _length = length;
+        }
+
+        /// <summary>The file's bytes.</summary>
+        public ReadOnlySpan<byte> Span => _pointer is null ? throw new ObjectDisposedException(nameof(MappedFile)) : new(_pointer, _length);
+
+        /// <summary>Unmaps the file (once).</summary>
+        public void Unmap()
+        {
+            if (_pointer is null) return;
+            munmap(_pointer, (nuint)_length);
+            _pointer = null;
+        }
+    }
+
     /// <summary>The size of the open file when it is a regular file; else why not, as bad input.</summary>
     private static long StatRegular(int fd, string display)
     {
@@ -442,6 +493,7 @@ internal static partial class RegularFile
     private const int ORdOnly = 0, ONoCtty = 0x100, ONonBlock = 0x800, OCloExec = 0x80000; // asm-generic/fcntl.h (x86-64, arm64)
     // O_PATH is 0x200000 on both; O_DIRECTORY is 0x10000 on x86-64 but 0x4000 on arm64 (arch/arm64/include/uapi/asm/fcntl.h).
     private const int OPath = 0x200000;
+    private const int ProtRead = 0x1, MapPrivate = 0x2; // asm-generic/mman-common.h, the same on x86-64 and arm64
     private static int ODirectory => RuntimeInformation.ProcessArchitecture is Architecture.Arm64 or Architecture.Arm ? 0x4000 : 0x10000;
     // O_NOFOLLOW is 0x20000 on x86-64 (asm-generic) but 0x8000 on arm64 (arch/arm64/include/uapi/asm/fcntl.h).
     private static int ONoFollow => RuntimeInformation.ProcessArchitecture is Architecture.Arm64 or Architecture.Arm ? 0x8000 : 0x20000;
@@ -474,6 +526,12 @@ internal static partial class RegularFile
 
     [LibraryImport(LibC, EntryPoint = "readlinkat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static unsafe partial nint readlinkat(int dirfd, string path, byte* buf, nint size);
+
+    [LibraryImport(LibC, EntryPoint = "mmap", SetLastError = true)]
+    private static unsafe partial void* mmap(void* addr, nuint length, int prot, int flags, int fd, long offset);
+
+    [LibraryImport(LibC, EntryPoint = "munmap")]
+    private static unsafe partial int munmap(void* addr, nuint length);
 
     [LibraryImport(LibC, EntryPoint = "opendir", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial nint opendir(string path);
