@@ -253,6 +253,66 @@ internal abstract class FileTree
     /// </summary>
     public virtual bool IsLiveSysfs(string path) => false;
 
+    /// <summary>
+    /// Opens the directory <paramref name="path"/> (links followed, as <see cref="Resolve"/>) to read several names in
+    /// it (<see cref="TreeDirectory"/>: a device's attributes and links); null when it does not exist or is not a
+    /// directory. Dispose it when done.
+    /// </summary>
+    /// <exception cref="InputException">A link on the way escapes the root, or loops.</exception>
+    public TreeDirectory? OpenDirectory(string path)
+    {
+        string? canonical = Resolve(path);
+        if (canonical is null || LstatCore(canonical) != FileNodeKind.Directory) return null;
+        int handle = OpenDirectoryCore(canonical, out string? location);
+        return new TreeDirectory(this, path, canonical, handle, location);
+    }
+
+    /// <summary>
+    /// A handle on the directory at <paramref name="canonicalPath"/> that the <c>…AtCore</c> methods read names
+    /// relative to, and how messages name it (<paramref name="location"/>); -1 (the default) when this tree reads by
+    /// path: the <c>…AtCore</c> defaults then go through <see cref="ReadNoFollowCore"/> and
+    /// <see cref="ReadLinkOrNullCore"/>.
+    /// </summary>
+    protected internal virtual int OpenDirectoryCore(string canonicalPath, out string? location)
+    {
+        location = null;
+        return -1;
+    }
+
+    /// <summary>Releases a handle from <see cref="OpenDirectoryCore"/>.</summary>
+    protected internal virtual void CloseDirectoryCore(int handle) { }
+
+    /// <summary>
+    /// <see cref="ReadNoFollowCore"/> of the name <paramref name="name"/> in an open directory, into
+    /// <paramref name="dest"/>: a file of at least <c>dest.Length</c> bytes fills it (the caller then reads it by
+    /// path), so nothing is allocated for a short attribute.
+    /// </summary>
+    /// <exception cref="FileReadException">A file that cannot be read.</exception>
+    protected internal virtual FileNodeKind ReadSmallAtCore(TreeDirectory dir, string name, Span<byte> dest, out int length)
+    {
+        length = 0;
+        var kind = ReadNoFollowCore(Join(dir.Path, name), dest.Length - 1, out var bytes);
+        if (kind == FileNodeKind.File)
+        {
+            length = Math.Min(bytes!.Length, dest.Length);
+            bytes.AsSpan(0, length).CopyTo(dest);
+        }
+        return kind;
+    }
+
+    /// <summary>
+    /// <see cref="ReadLinkOrNullCore"/> of the name <paramref name="name"/> in an open directory, as UTF-8 into
+    /// <paramref name="dest"/> (4096 bytes, PATH_MAX): its length, or -1 when it is not a link.
+    /// </summary>
+    protected internal virtual int ReadLinkAtCore(TreeDirectory dir, string name, Span<byte> dest)
+    {
+        string? target = ReadLinkOrNullCore(Join(dir.Path, name));
+        if (target is null) return -1;
+        int n = System.Text.Encoding.UTF8.GetByteCount(target);
+        if (n > dest.Length) throw new FileReadException(Join(dir.Path, name), $"link target of {n} bytes is longer than {dest.Length}");
+        return System.Text.Encoding.UTF8.GetBytes(target, dest);
+    }
+
     internal static string Join(string dir, string name) => dir.Length == 0 ? name : dir + "/" + name;
 
     private static string Trunc(string s) => s.Length <= 120 ? s : s[..117] + "...";
@@ -348,6 +408,36 @@ internal sealed class DirectoryFileTree : FileTree
             _ => FileNodeKind.Missing,
         };
     }
+
+    /// <inheritdoc/>
+    protected internal override int OpenDirectoryCore(string canonicalPath, out string? location)
+    {
+        location = Full(canonicalPath);
+        // After the confinement walk resolved it, the directory is opened once (O_PATH, its last name not followed)
+        // and its names are opened relative to it: a one-component walk in the kernel instead of the whole path.
+        return OperatingSystem.IsLinux() ? RegularFile.OpenDirectoryPath(location) : -1;
+    }
+
+    /// <inheritdoc/>
+    protected internal override void CloseDirectoryCore(int handle) => RegularFile.CloseDescriptor(handle);
+
+    /// <inheritdoc/>
+    protected internal override FileNodeKind ReadSmallAtCore(TreeDirectory dir, string name, Span<byte> dest, out int length)
+    {
+        if (dir.Handle < 0) return base.ReadSmallAtCore(dir, name, dest, out length);
+        return RegularFile.TryReadNoFollowAt(dir.Handle, name, dir.Location!, dest,
+                Faults is null ? null : () => CheckFault(Join(dir.Path, name)), out length) switch
+        {
+            RegularFile.NoFollowOutcome.Read => FileNodeKind.File,
+            RegularFile.NoFollowOutcome.Directory => FileNodeKind.Directory,
+            RegularFile.NoFollowOutcome.Symlink => FileNodeKind.Symlink,
+            _ => FileNodeKind.Missing,
+        };
+    }
+
+    /// <inheritdoc/>
+    protected internal override int ReadLinkAtCore(TreeDirectory dir, string name, Span<byte> dest) =>
+        dir.Handle < 0 ? base.ReadLinkAtCore(dir, name, dest) : RegularFile.ReadLinkAt(dir.Handle, name, dir.Location!, dest);
 
     /// <inheritdoc/>
     protected override IReadOnlyList<string> ListCore(string canonicalPath)

@@ -29,7 +29,7 @@ public sealed class PciIds
     public string? Path { get; private init; }
 
     /// <summary>Number of vendor names in the database.</summary>
-    public int VendorCount { get { lock (_sync) return Index().Vendors.Count; } }
+    public int VendorCount { get { try { lock (_sync) return Index().Vendors.Count; } finally { GC.KeepAlive(this); } } }
 
     /// <summary>Number of device names in the database (parses every vendor's section: for tests and tools).</summary>
     public int DeviceCount
@@ -40,6 +40,7 @@ public sealed class PciIds
             {
                 int n = 0;
                 foreach (var section in Index().Vendors.Values) n += ChildrenOf(section, 4).Count;
+                GC.KeepAlive(this);
                 return n;
             }
         }
@@ -50,7 +51,8 @@ public sealed class PciIds
     {
         foreach (var p in DefaultPaths)
         {
-            var ids = TryLoad(p);
+            // The installed database is mapped, not read: a package replaces it whole, never in place.
+            var ids = TryLoad(p, out _, map: true);
             if (ids is not null) return ids;
         }
         return null;
@@ -63,11 +65,14 @@ public sealed class PciIds
     public static PciIds? TryLoad(string path) => TryLoad(path, out _);
 
     /// <summary>As <see cref="TryLoad(string)"/>, with why it could not be read (null when it does not exist).</summary>
-    public static PciIds? TryLoad(string path, out string? problem)
+    public static PciIds? TryLoad(string path, out string? problem) => TryLoad(path, out problem, map: false);
+
+    private static PciIds? TryLoad(string path, out string? problem, bool map)
     {
         problem = null;
         try
         {
+            if (map && RegularFile.MapReadOnly(path, path, MaxBytes) is { } mapped) return new PciIds(mapped) { Path = path };
             return new PciIds(RegularFile.ReadAllCapped(path, path, MaxBytes)) { Path = path };
         }
         catch (FileNotFoundException) { return null; }
@@ -76,7 +81,12 @@ public sealed class PciIds
 
     private PciIds() : this([]) { }
 
-    private PciIds(byte[] utf8) => _utf8 = utf8;
+    private PciIds(byte[] utf8) => _array = utf8;
+
+    private PciIds(RegularFile.MappedFile mapped) => _mapped = mapped;
+
+    /// <summary>Unmaps a mapped database: every lookup keeps this object alive (GC.KeepAlive) while it reads the bytes.</summary>
+    ~PciIds() => _mapped?.Unmap();
 
     /// <summary>Parses database text. Malformed lines are skipped, as pciutils does for unknown sections.</summary>
     public static PciIds Parse(string text) => new(Encoding.UTF8.GetBytes(text));
@@ -88,14 +98,20 @@ public sealed class PciIds
     // The result is the same as parsing every line in order (pciutils lib/names-parse.c): lines are split where
     // string.EnumerateLines splits them, each line is decoded on its own (a separator is never part of a UTF-8
     // sequence), and a name given twice is the later one.
-    private readonly byte[] _utf8;
+    private readonly byte[]? _array;
+    private readonly RegularFile.MappedFile? _mapped; // the installed file, mapped read-only
+
+    /// <summary>The file's bytes: the array read, or the mapped file.</summary>
+    private ReadOnlySpan<byte> Utf8 => _mapped is { } m ? m.Span : _array;
     private readonly Lock _sync = new(); // guards _index and every Section.Children
     private IndexData? _index;
 
     /// <summary>One top-level line and the lines under it, up to the next top-level line.</summary>
-    private sealed class Section(string name, int bodyStart, Section? earlier)
+    private sealed class Section(int lineStart, int bodyStart, Section? earlier)
     {
-        public string Name { get; } = name;
+        /// <summary>Where the section's own line starts: its name is decoded the first time it is asked for.</summary>
+        public int LineStart { get; } = lineStart;
+        public string? Name { get; set; }
         public int BodyStart { get; } = bodyStart;
         public int BodyEnd { get; set; } = -1;
         /// <summary>The same id's previous section (a database that names a vendor twice): its lines come first.</summary>
@@ -133,7 +149,7 @@ public sealed class PciIds
         if (_index is not null) return _index;
         var vendors = new Dictionary<ushort, Section>();
         var classes = new Dictionary<byte, Section>();
-        ReadOnlySpan<byte> text = _utf8;
+        ReadOnlySpan<byte> text = Utf8;
         char[] chars = new char[256];
         Section? open = null;
         int pos = 0;
@@ -148,10 +164,12 @@ public sealed class PciIds
                 {
                     if (open is not null) open.BodyEnd = pos;
                     open = null;
-                    if (line.StartsWith("C ") && TryIdName(line[2..], 2, out int c, out var cname))
-                        open = classes[(byte)c] = new Section(cname.ToString(), next, classes.GetValueOrDefault((byte)c));
-                    else if (TryIdName(line, 4, out int v, out var vname))
-                        open = vendors[(ushort)v] = new Section(vname.ToString(), next, vendors.GetValueOrDefault((ushort)v));
+                    if (TopLevel(line, out bool isClass, out int id, out _))
+                    {
+                        open = isClass
+                            ? classes[(byte)id] = new Section(pos, next, classes.GetValueOrDefault((byte)id))
+                            : vendors[(ushort)id] = new Section(pos, next, vendors.GetValueOrDefault((ushort)id));
+                    }
                 }
             }
             pos = next;
@@ -159,6 +177,58 @@ public sealed class PciIds
         if (open is not null) open.BodyEnd = text.Length;
         return _index = new IndexData(vendors, classes);
     }
+
+    /// <summary>A top-level line (trimmed at its end): a class (<c>C cc  Name</c>) or a vendor (<c>vvvv  Name</c>).</summary>
+    private static bool TopLevel(ReadOnlySpan<char> line, out bool isClass, out int id, out ReadOnlySpan<char> name)
+    {
+        id = 0; name = default;
+        isClass = line.StartsWith("C ") && TryIdName(line[2..], 2, out id, out name);
+        return isClass || TryIdName(line, 4, out id, out name);
+    }
+
+    /// <summary>The section's name, decoded from its line on first use. Caller holds <see cref="_sync"/>.</summary>
+    private string NameOf(Section section)
+    {
+        if (section.Name is { } known) return known;
+        ReadOnlySpan<byte> text = Utf8;
+        ReadOnlySpan<byte> line = text[section.LineStart..LineAt(text, section.LineStart).End];
+        Span<char> chars = line.Length <= 256 ? stackalloc char[256] : new char[line.Length];
+        int n = Encoding.UTF8.GetChars(line, chars);
+        TopLevel(((ReadOnlySpan<char>)chars[..n]).TrimEnd(), out _, out _, out var name);
+        return section.Name = name.ToString();
+    }
+
+    /// <summary>
+    /// The id of a line one tab in (<c>\tdddd  Name</c>) read from its bytes, as <see cref="ChildName(ReadOnlySpan{char}, int, out int, out ReadOnlySpan{char})"/>
+    /// reads the decoded line: true or false when the bytes decide it, null when only decoding can (no printable
+    /// ASCII after the id, so whether the name is blank depends on how the rest decodes).
+    /// </summary>
+    private static bool? ChildIdFromBytes(ReadOnlySpan<byte> line, int digits, out int id)
+    {
+        id = 0;
+        // A non-ASCII byte among the first digits + 2 decodes to a char that is neither a hex digit nor a space, and
+        // the decoded line is never longer than its bytes: so a prefix that is not "\t" + hex digits + ' ' fails either way.
+        if (line.Length < digits + 2) return false;
+        for (int i = 1; i <= digits; i++)
+        {
+            int h = HexValue(line[i]);
+            if (h < 0) return false;
+            id = id << 4 | h;
+        }
+        if (line[digits + 1] != (byte)' ') return false;
+        // The name is what follows, trimmed: a printable ASCII byte (never white space) makes it non-empty.
+        foreach (byte b in line[(digits + 2)..])
+            if (b is > 0x20 and < 0x7f) return true;
+        return null;
+    }
+
+    private static int HexValue(byte b) => b switch
+    {
+        >= (byte)'0' and <= (byte)'9' => b - '0',
+        >= (byte)'a' and <= (byte)'f' => b - 'a' + 10,
+        >= (byte)'A' and <= (byte)'F' => b - 'A' + 10,
+        _ => -1,
+    };
 
     /// <summary>
     /// Where each line one tab under a section starts (devices of a vendor, subclasses of a class), found once per
@@ -169,8 +239,12 @@ public sealed class PciIds
         if (section.Children is { } known) return known;
         var chain = new List<Section>();
         for (var s = section; s is not null; s = s.Earlier) chain.Add(s);
-        var children = new Dictionary<ushort, int>();
-        ReadOnlySpan<byte> text = _utf8;
+        // Sized for the section (a device line is ~40 bytes, and most of a big vendor's lines are subsystems): Intel's
+        // 4,000 devices would otherwise grow it through a dozen copies.
+        int bytes = 0;
+        foreach (var s in chain) bytes += s.BodyEnd - s.BodyStart;
+        var children = new Dictionary<ushort, int>(Math.Min(bytes / 80, 1 << 16));
+        ReadOnlySpan<byte> text = Utf8;
         char[] chars = new char[256];
         for (int k = chain.Count - 1; k >= 0; k--)
         {
@@ -180,7 +254,7 @@ public sealed class PciIds
                 var (end, next) = LineAt(text, pos);
                 // Exactly one tab: a device (or subclass); two are subsystems and prog-ifs, not kept.
                 if (end - pos > 1 && text[pos] == (byte)'\t' && text[pos + 1] != (byte)'\t'
-                    && ChildName(Decode(text[pos..end], ref chars), digits, out int id, out _))
+                    && (ChildIdFromBytes(text[pos..end], digits, out int id) ?? ChildName(Decode(text[pos..end], ref chars), digits, out id, out _)))
                     children[(ushort)id] = pos;
                 pos = next;
             }
@@ -192,7 +266,8 @@ public sealed class PciIds
     private string? ChildName(Section section, int digits, ushort id)
     {
         if (!ChildrenOf(section, digits).TryGetValue(id, out int pos)) return null;
-        ReadOnlySpan<byte> line = _utf8.AsSpan(pos, LineAt(_utf8, pos).End - pos);
+        ReadOnlySpan<byte> text = Utf8;
+        ReadOnlySpan<byte> line = text[pos..LineAt(text, pos).End];
         Span<char> chars = line.Length <= 256 ? stackalloc char[256] : new char[line.Length];
         int n = Encoding.UTF8.GetChars(line, chars);
         return ChildName(chars[..n], digits, out _, out var name) ? name.ToString() : null;
@@ -225,24 +300,33 @@ public sealed class PciIds
     /// <summary>The vendor's name, or null when the database does not have it.</summary>
     public string? Vendor(ushort vendor)
     {
-        lock (_sync) return Index().Vendors.GetValueOrDefault(vendor)?.Name;
+        try { lock (_sync) return Index().Vendors.GetValueOrDefault(vendor) is { } section ? NameOf(section) : null; }
+        finally { GC.KeepAlive(this); } // a mapped file lives as long as this object: not unmapped mid-lookup
     }
 
     /// <summary>The device's name under <paramref name="vendor"/>, or null when the database does not have it.</summary>
     public string? Device(ushort vendor, ushort device)
     {
-        lock (_sync)
-            return Index().Vendors.GetValueOrDefault(vendor) is { } section ? ChildName(section, 4, device) : null;
+        try
+        {
+            lock (_sync)
+                return Index().Vendors.GetValueOrDefault(vendor) is { } section ? ChildName(section, 4, device) : null;
+        }
+        finally { GC.KeepAlive(this); }
     }
 
     /// <summary>The subclass name of a 24-bit class code, else its base-class name (pciutils' lookup order), else null.</summary>
     public string? Class(uint classCode)
     {
-        lock (_sync)
+        try
         {
-            if (Index().Classes.GetValueOrDefault((byte)(classCode >> 16)) is not { } section) return null;
-            return ChildName(section, 2, (byte)(classCode >> 8)) ?? section.Name;
+            lock (_sync)
+            {
+                if (Index().Classes.GetValueOrDefault((byte)(classCode >> 16)) is not { } section) return null;
+                return ChildName(section, 2, (byte)(classCode >> 8)) ?? NameOf(section);
+            }
         }
+        finally { GC.KeepAlive(this); }
     }
 
     /// <summary>"Vendor Device" when both are known, else what is known, else null.</summary>

@@ -319,6 +319,150 @@ internal static partial class RegularFile
 
     private const uint SysfsMagic = 0x62656572; // SYSFS_MAGIC
 
+    /// <summary>
+    /// Linux only: a descriptor for the directory at <paramref name="path"/> to read names relative to
+    /// (<c>O_PATH | O_DIRECTORY | O_NOFOLLOW</c>: nothing is read, a last component that is a symlink or not a directory
+    /// is refused), or -1 when it cannot be opened that way (the caller then reads by path, as before).
+    /// </summary>
+    internal static int OpenDirectoryPath(string path)
+    {
+        int fd = open(path, OPath | ODirectory | ONoFollow | OCloExec);
+        return fd < 0 ? -1 : fd;
+    }
+
+    /// <summary>Closes a descriptor from <see cref="OpenDirectoryPath"/>.</summary>
+    internal static void CloseDescriptor(int fd) => close(fd);
+
+    /// <summary>
+    /// <see cref="TryReadNoFollow"/> for the name <paramref name="name"/> (one component) in the directory open as
+    /// <paramref name="dirFd"/>: <c>openat</c> walks one component instead of the whole path, and the bytes go into
+    /// <paramref name="dest"/> (at most its length; a file at least that long fills it, and the caller takes the
+    /// general path). Nothing is allocated unless an error is reported.
+    /// </summary>
+    /// <param name="dirDisplay">How messages name the directory; the file is <c>dirDisplay/name</c>.</param>
+    /// <param name="beforeRead">As for <see cref="TryReadNoFollow"/>: a test seam for faults, null in use.</param>
+    /// <exception cref="FileReadException">A FIFO, socket or device, permission denied, EIO: never read as empty.</exception>
+    internal static NoFollowOutcome TryReadNoFollowAt(int dirFd, string name, string dirDisplay, Span<byte> dest, Action? beforeRead, out int length)
+    {
+        length = 0;
+        int fd = openat(dirFd, name, ORdOnly | ONonBlock | ONoCtty | OCloExec | ONoFollow);
+        if (fd < 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno is ENOENT or ENOTDIR) return NoFollowOutcome.Missing;
+            if (errno == ELOOP) return NoFollowOutcome.Symlink; // O_NOFOLLOW on a link
+            beforeRead?.Invoke();
+            string display = Path.Combine(dirDisplay, name);
+            throw OpenError(errno, display, display);
+        }
+        try
+        {
+            Span<byte> stx = stackalloc byte[StatxSize];
+            if (statx(fd, "", AtEmptyPath, StatxType | StatxSize_, stx) != 0)
+                throw new FileReadException(Path.Combine(dirDisplay, name), $"cannot stat (errno {Marshal.GetLastPInvokeError()})");
+            int mode = BitConverter.ToUInt16(stx[StatxModeOffset..]);
+            if ((mode & SIfMt) == SIfDir) return NoFollowOutcome.Directory;
+            beforeRead?.Invoke();
+            if (KindOf(mode) is { } kind) throw new FileReadException(Path.Combine(dirDisplay, name), $"is {kind}, not a regular file");
+            long size = (long)BitConverter.ToUInt64(stx[StatxSizeOffset..]);
+            // As ReadOpen: to the end or to the stated size, whichever comes first; here also to the end of dest.
+            int total = 0;
+            while (total < dest.Length)
+            {
+                int n;
+                unsafe
+                {
+                    fixed (byte* p = &dest[total]) n = ReadSomeAt(fd, p, dest.Length - total, dirDisplay, name);
+                }
+                if (n == 0) break;
+                total += n;
+                if (total == size) break;
+            }
+            length = total;
+            return NoFollowOutcome.Read;
+        }
+        finally { close(fd); }
+    }
+
+    private static unsafe int ReadSomeAt(int fd, byte* p, int count, string dirDisplay, string name)
+    {
+        while (true)
+        {
+            nint n = read(fd, p, count);
+            if (n >= 0) return (int)n;
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno != EINTR) throw new FileReadException(Path.Combine(dirDisplay, name), $"read error: {Marshal.GetPInvokeErrorMessage(errno)}");
+        }
+    }
+
+    /// <summary>
+    /// Linux only: the raw target of the symlink <paramref name="name"/> in the directory open as
+    /// <paramref name="dirFd"/> (one <c>readlinkat</c>) into <paramref name="dest"/>: its length in bytes, or -1 when
+    /// the name is missing or not a symlink. <paramref name="dest"/> holds PATH_MAX (4096) bytes.
+    /// </summary>
+    /// <exception cref="FileReadException">Permission denied or an I/O error.</exception>
+    internal static unsafe int ReadLinkAt(int dirFd, string name, string dirDisplay, Span<byte> dest)
+    {
+        nint n;
+        fixed (byte* p = dest) n = readlinkat(dirFd, name, p, dest.Length);
+        if (n >= 0) return (int)n;
+        int errno = Marshal.GetLastPInvokeError();
+        if (errno is ENOENT or ENOTDIR or EINVAL) return -1;
+        if (errno is EACCES or EPERM) throw new FileReadException(Path.Combine(dirDisplay, name), "permission denied");
+        throw new FileReadException(Path.Combine(dirDisplay, name), $"cannot read the link: {Marshal.GetPInvokeErrorMessage(errno)}");
+    }
+
+    /// <summary>
+    /// Linux only: the regular file at <paramref name="path"/> mapped read-only (<c>mmap</c>, <c>MAP_PRIVATE</c>):
+    /// its pages come from the page cache as they are touched, with no copy and no zeroed managed array. Null when it
+    /// is not worth or not possible to map (empty, a size the file system does not state, over the cap, mmap refused):
+    /// the caller then reads it with <see cref="ReadAllCapped"/>, which gives the answer and the messages. Only for
+    /// files the system installs and replaces whole (a package's pci.ids): a file truncated while mapped would fault.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">It does not exist.</exception>
+    /// <exception cref="FileReadException">Not a regular file, or unreadable.</exception>
+    internal static unsafe MappedFile? MapReadOnly(string path, string display, long cap)
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        int fd = open(path, ORdOnly | ONonBlock | ONoCtty | OCloExec);
+        if (fd < 0) throw OpenError(Marshal.GetLastPInvokeError(), path, display);
+        try
+        {
+            long size = StatRegular(fd, display);
+            if (size <= 0 || size > cap || size > int.MaxValue) return null;
+            void* p = mmap(null, (nuint)size, ProtRead, MapPrivate, fd, 0);
+            return p == (void*)-1 ? null : new MappedFile((byte*)p, (int)size);
+        }
+        finally { close(fd); }
+    }
+
+    /// <summary>
+    /// A file mapped by <see cref="MapReadOnly"/>. Its owner unmaps it (<see cref="Unmap"/>) when no span of it can be
+    /// in use any more (<see cref="PciIds"/>: from its finalizer, each lookup keeping the owner alive to its end).
+    /// </summary>
+    internal sealed unsafe class MappedFile
+    {
+        private byte* _pointer;
+        private readonly int _length;
+
+        internal MappedFile(byte* pointer, int length)
+        {
+            _pointer = pointer;
+            _length = length;
+        }
+
+        /// <summary>The file's bytes.</summary>
+        public ReadOnlySpan<byte> Span => _pointer is null ? throw new ObjectDisposedException(nameof(MappedFile)) : new(_pointer, _length);
+
+        /// <summary>Unmaps the file (once).</summary>
+        public void Unmap()
+        {
+            if (_pointer is null) return;
+            munmap(_pointer, (nuint)_length);
+            _pointer = null;
+        }
+    }
+
     /// <summary>The size of the open file when it is a regular file; else why not, as bad input.</summary>
     private static long StatRegular(int fd, string display)
     {
@@ -429,6 +573,10 @@ internal static partial class RegularFile
     private const int AtFdCwd = -100;
     private const int AtEmptyPath = 0x1000, AtSymlinkNoFollow = 0x100;
     private const int ORdOnly = 0, ONoCtty = 0x100, ONonBlock = 0x800, OCloExec = 0x80000; // asm-generic/fcntl.h (x86-64, arm64)
+    // O_PATH is 0x200000 on both; O_DIRECTORY is 0x10000 on x86-64 but 0x4000 on arm64 (arch/arm64/include/uapi/asm/fcntl.h).
+    private const int OPath = 0x200000;
+    private const int ProtRead = 0x1, MapPrivate = 0x2; // asm-generic/mman-common.h, the same on x86-64 and arm64
+    private static int ODirectory => RuntimeInformation.ProcessArchitecture is Architecture.Arm64 or Architecture.Arm ? 0x4000 : 0x10000;
     // O_NOFOLLOW is 0x20000 on x86-64 (asm-generic) but 0x8000 on arm64 (arch/arm64/include/uapi/asm/fcntl.h).
     private static int ONoFollow => RuntimeInformation.ProcessArchitecture is Architecture.Arm64 or Architecture.Arm ? 0x8000 : 0x20000;
     private const int SIfMt = 0xf000, SIfLnk = 0xa000, SIfSock = 0xc000, SIfReg = 0x8000, SIfBlk = 0x6000, SIfDir = 0x4000, SIfChr = 0x2000, SIfIfo = 0x1000;
@@ -454,6 +602,18 @@ internal static partial class RegularFile
 
     [LibraryImport(LibC, EntryPoint = "readlink", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static unsafe partial nint readlink(string path, byte* buf, nint size);
+
+    [LibraryImport(LibC, EntryPoint = "openat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int openat(int dirfd, string path, int flags);
+
+    [LibraryImport(LibC, EntryPoint = "readlinkat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static unsafe partial nint readlinkat(int dirfd, string path, byte* buf, nint size);
+
+    [LibraryImport(LibC, EntryPoint = "mmap", SetLastError = true)]
+    private static unsafe partial void* mmap(void* addr, nuint length, int prot, int flags, int fd, long offset);
+
+    [LibraryImport(LibC, EntryPoint = "munmap")]
+    private static unsafe partial int munmap(void* addr, nuint length);
 
     [LibraryImport(LibC, EntryPoint = "opendir", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial nint opendir(string path);

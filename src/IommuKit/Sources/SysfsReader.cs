@@ -152,10 +152,28 @@ internal static class SysfsReader
         }
     }
 
+    /// <summary><see cref="ReadTextTolerant(FileTree, string, LoadWarnings, string)"/> of a name in an open directory.</summary>
+    private static string? ReadTextTolerant(TreeDirectory dir, string name, LoadWarnings warnings, string consequence)
+    {
+        try { return dir.ReadText(name); }
+        catch (FileReadException ex)
+        {
+            warnings.Add($"{ex.Message}: {consequence}");
+            return null;
+        }
+    }
+
     private static PciDeviceFacts? ReadDevice(FileTree tree, PciAddress address, string dir, bool sparse, Action<string, long, int>? onRead,
         LoadWarnings warnings, out string? problem)
     {
         problem = null;
+        // The attributes and links below are read relative to the directory, opened once (the config file too may be).
+        using var d = tree.OpenDirectory(dir);
+        if (d is null)
+        {
+            problem = $"{DevicesDir}/{address}: the link does not lead to a device directory; device skipped";
+            return null;
+        }
         string configPath = dir + "/config";
         PciDeviceFacts facts;
         ConfigSpace? cfg = null;
@@ -209,20 +227,20 @@ internal static class SysfsReader
             // (drivers/pci/iov.c pci_iov_add_virtfn / pci_read_vf_config_common); class quirks can rewrite the class.
             facts = facts with
             {
-                VendorId = (ushort)(ReadHex(tree, dir + "/vendor") ?? facts.VendorId),
-                DeviceId = (ushort)(ReadHex(tree, dir + "/device") ?? facts.DeviceId),
-                SubsystemVendorId = (ushort)(ReadHex(tree, dir + "/subsystem_vendor") ?? facts.SubsystemVendorId),
-                SubsystemDeviceId = (ushort)(ReadHex(tree, dir + "/subsystem_device") ?? facts.SubsystemDeviceId),
-                ClassCode = (uint)((ReadHex(tree, dir + "/class") ?? facts.ClassCode) & 0xffffff),
-                Revision = (byte)(ReadHex(tree, dir + "/revision") ?? facts.Revision),
+                VendorId = (ushort)(d.ReadHex("vendor") ?? facts.VendorId),
+                DeviceId = (ushort)(d.ReadHex("device") ?? facts.DeviceId),
+                SubsystemVendorId = (ushort)(d.ReadHex("subsystem_vendor") ?? facts.SubsystemVendorId),
+                SubsystemDeviceId = (ushort)(d.ReadHex("subsystem_device") ?? facts.SubsystemDeviceId),
+                ClassCode = (uint)((d.ReadHex("class") ?? facts.ClassCode) & 0xffffff),
+                Revision = (byte)(d.ReadHex("revision") ?? facts.Revision),
             };
         }
         else
         {
             // No config file: only the id attributes are known, nothing about capabilities.
-            var vendor = ReadHex(tree, dir + "/vendor");
-            var device = ReadHex(tree, dir + "/device");
-            var cls = ReadHex(tree, dir + "/class");
+            var vendor = d.ReadHex("vendor");
+            var device = d.ReadHex("device");
+            var cls = d.ReadHex("class");
             if (vendor is null || device is null || cls is null)
             {
                 problem = $"{dir}: {address}: neither config nor the vendor/device/class attributes are readable; device skipped";
@@ -234,9 +252,9 @@ internal static class SysfsReader
                 VendorId = (ushort)vendor.Value,
                 DeviceId = (ushort)device.Value,
                 ClassCode = (uint)(cls.Value & 0xffffff),
-                Revision = (byte)(ReadHex(tree, dir + "/revision") ?? 0),
-                SubsystemVendorId = (ushort)(ReadHex(tree, dir + "/subsystem_vendor") ?? 0),
-                SubsystemDeviceId = (ushort)(ReadHex(tree, dir + "/subsystem_device") ?? 0),
+                Revision = (byte)(d.ReadHex("revision") ?? 0),
+                SubsystemVendorId = (ushort)(d.ReadHex("subsystem_vendor") ?? 0),
+                SubsystemDeviceId = (ushort)(d.ReadHex("subsystem_device") ?? 0),
                 // Bridges are told by their class (0x0604 PCI-to-PCI, 0x0607 CardBus) when no header byte is visible.
                 HeaderLayout = (cls.Value >> 8) == 0x0604 ? 1 : (cls.Value >> 8) == 0x0607 ? 2 : 0,
                 Visibility = ConfigVisibility.HeaderOnly,
@@ -253,18 +271,16 @@ internal static class SysfsReader
             if (PciAddress.TryParse(upName, out var p)) parent = p;
         }
 
-        int? group = null;
-        if (tree.ReadLinkName(dir + "/iommu_group") is { } g && int.TryParse(g, NumberStyles.None, CultureInfo.InvariantCulture, out int gi))
-            group = gi;
-        string? unit = TextSafety.EscapeOrNull(tree.ReadLinkName(dir + "/iommu"));
-        string? driver = tree.ReadLinkName(dir + "/driver");
+        int? group = d.ReadLinkNumber("iommu_group");
+        string? unit = TextSafety.EscapeOrNull(d.ReadLinkName("iommu"));
+        string? driver = d.ReadLinkName("driver");
         // A driver is one directory name under sys/bus/pci/drivers; a link that names none (one resolving to "/", "..")
         // is bad input here, not a crash in the model's bind.
         if (driver is not null && SourceText.DriverNameProblem(driver) is { } bad)
             throw InputException.At(tree.Origin, $"the driver link does not name a driver: {bad}", device: dir + "/driver");
         // drivers/pci/probe.c pci_set_removable(): "removable" exactly when the parent is untrusted or external-facing,
         // the same condition as pci_set_untrusted(), so the attribute carries pdev->untrusted.
-        bool untrusted = ReadTextTolerant(tree, dir + "/removable", warnings, $"{address}: whether it is untrusted is unknown (read as trusted)") == "removable";
+        bool untrusted = ReadTextTolerant(d, "removable", warnings, $"{address}: whether it is untrusted is unknown (read as trusted)") == "removable";
         return facts with
         {
             Driver = driver,
@@ -282,13 +298,8 @@ internal static class SysfsReader
     internal static string SlotAddress(PciAddress a) =>
         string.Create(CultureInfo.InvariantCulture, $"{a.Domain:x4}:{a.Bus:x2}:{a.Device:x2}");
 
-    private static ulong? ReadHex(FileTree tree, string path)
-    {
-        // An unreadable id attribute escapes as FileReadException: the device is then skipped with the file named.
-        string? t = tree.ReadText(path);
-        if (t is null) return null;
-        return HexText.TryParse(t.AsSpan().Trim(), out var v) ? v : null;
-    }
+    // An unreadable id attribute (TreeDirectory.ReadHex) escapes as FileReadException: the device is then skipped with
+    // the file named.
 
     private static Dictionary<string, string> ReadSlots(FileTree tree, LoadWarnings warnings)
     {
@@ -334,8 +345,17 @@ internal static class SysfsReader
                 continue;
             }
             string dir = $"{GroupsDir}/{name}";
+            // Its files are read relative to the directory, opened once; a hostile link or a group that is not a
+            // directory takes the path-by-path reads, which name the file as before.
+            TreeDirectory? open;
+            try { open = tree.OpenDirectory(dir); }
+            catch (InputException) { open = null; }
+            using var gd = open;
+            string? GroupText(string file, string consequence) => gd is not null
+                ? ReadTextTolerant(gd, file, warnings, consequence)
+                : ReadTextTolerant(tree, dir + "/" + file, warnings, consequence);
             var regions = new List<ReservedRegionText>();
-            if (ReadTextTolerant(tree, dir + "/reserved_regions", warnings, $"group {id}'s reserved regions are unknown") is { } text)
+            if (GroupText("reserved_regions", $"group {id}'s reserved regions are unknown") is { } text)
             {
                 int lineNo = 0;
                 foreach (var line in text.Split('\n'))
@@ -366,8 +386,8 @@ internal static class SysfsReader
                 devices.Add(a);
             }
             devices.Sort();
-            string? type = ReadTextTolerant(tree, dir + "/type", warnings, $"group {id}'s default domain type is unknown");
-            string? groupName = ReadTextTolerant(tree, dir + "/name", warnings, $"group {id}'s name is unknown");
+            string? type = GroupText("type", $"group {id}'s default domain type is unknown");
+            string? groupName = GroupText("name", $"group {id}'s name is unknown");
             groups.Add(new KernelGroup(id, TextSafety.EscapeOrNull(type), regions, devices, TextSafety.EscapeOrNull(groupName)));
         }
         groups.Sort((a, b) => a.Id.CompareTo(b.Id));

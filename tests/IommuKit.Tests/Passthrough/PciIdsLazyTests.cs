@@ -45,14 +45,21 @@ public class PciIdsLazyTests
     }
 
     [Fact]
-    public void GeneratedDatabasesAnswerAsReadingEveryLineInOrderDoes()
+    public void GeneratedDatabasesAnswerAsReadingEveryLineInOrderDoes() =>
+        Generated(new Random(11), ["\n", "\r\n", "\r", "\f", "\u0085", "\u2028", "\u2029", "\n\n"]);
+
+    [Fact]
+    public void GeneratedDatabasesWithOnlyLineFeedsAnswerAsReadingEveryLineInOrderDoes() =>
+        // The distributed file's case: lines are split at LF alone, and ids are read from the bytes where they decide.
+        Generated(new Random(12), ["\n", "\n\n"]);
+
+    private static void Generated(Random rng, string[] breaks)
     {
-        var rng = new Random(11);
         string[] tops = ["8086  Intel", "8086  Intel again", "10de  NVIDIA", "1af4  Red Hat", "zzzz  bad", "80  short", "C 02  Network",
             "C 02  Network again", "C 06  Bridge", "C zz  bad class", "X  other", "# comment", "", "   ", "1b36 \u00a0 QEMU", "\u00a0"];
         string[] subs = ["\t0001  one", "\t0002  two", "\t0002  two again", "\t00  sub zero", "\t04  PCI bridge", "\t\t0001 0002  subsystem",
-            "\t\t00  prog-if", "\tXYZW  bad", "\t0003  ", "\t0003 \u3000", "\t0004  n\u00e4me", "\t 0005  spaced", "# inner comment", "\t"];
-        string[] breaks = ["\n", "\r\n", "\r", "\f", "\u0085", "\u2028", "\u2029", "\n\n"];
+            "\t\t00  prog-if", "\tXYZW  bad", "\t0003  ", "\t0003 \u3000", "\t0004  n\u00e4me", "\t 0005  spaced", "# inner comment", "\t",
+            "\t0006 \u00a0\u00e4", "\t00\u00e47  odd", "\t0007\u00a0 nbsp", "\t0001 \t", "\tABCD  upper", "\t0x12  prefixed"];
         for (int round = 0; round < 300; round++)
         {
             var sb = new StringBuilder();
@@ -71,8 +78,9 @@ public class PciIdsLazyTests
     public void TheInstalledDatabaseAnswersAsReadingEveryLineInOrderDoes()
     {
         // Debian's pciutils/hwdata; a machine without one still runs every generated case above.
-        if (PciIds.LoadInstalled() is not { Path: { } path }) return;
-        AssertSameAnswers(Encoding.UTF8.GetString(File.ReadAllBytes(path)));
+        // LoadInstalled maps the file instead of reading it: the same answers either way.
+        if (PciIds.LoadInstalled() is not { Path: { } path } installed) return;
+        AssertSameAnswers(Encoding.UTF8.GetString(File.ReadAllBytes(path)), installed);
     }
 
     private static PciIds Load(byte[] bytes)
@@ -86,10 +94,10 @@ public class PciIdsLazyTests
         finally { File.Delete(file); }
     }
 
-    private static void AssertSameAnswers(string text)
+    private static void AssertSameAnswers(string text, PciIds? also = null)
     {
         var reference = Eager.Parse(text);
-        foreach (var ids in new[] { PciIds.Parse(text), Load(new UTF8Encoding(false).GetBytes(text)) })
+        foreach (var ids in new[] { PciIds.Parse(text), Load(new UTF8Encoding(false).GetBytes(text)), also ?? PciIds.Parse(text) })
         {
             foreach (var v in reference.Vendors.Keys.Append((ushort)0x8086).Append((ushort)0x1234))
                 Assert.Equal(reference.Vendors.GetValueOrDefault(v), ids.Vendor(v));
