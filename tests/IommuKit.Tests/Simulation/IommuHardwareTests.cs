@@ -37,6 +37,28 @@ public class IommuHardwareTests
     }
 
     [Fact]
+    public void ReplacingATranslatedContextWithBlockedOrIdentityStopsItsCachedTranslationsAtOnce()
+    {
+        // The hit path reads only the slot's domain id: a context replaced by one that is not Translated must not
+        // reach the IOTLB entries its translated predecessor left behind (domain 0: an untranslated slot must not read
+        // as domain 0 either).
+        var hw = new IommuHardware();
+        var table = IoPageTables.Create(IoPageTableFormat.X86_64Level4);
+        table.Map(0x1_0000, 0x9_0000, 0x1_0000, IommuProt.Read);
+        hw.SetContext(Rid, IommuContext.Translated(0, table));
+        Assert.Equal(0x9_0010UL, hw.Translate(Rid, 0x1_0010, write: false).Phys);
+        long hits = hw.Iotlb.Hits;
+        Assert.Equal(0x9_0010UL, hw.Translate(Rid, 0x1_0010, write: false).Phys);
+        Assert.Equal(hits + 1, hw.Iotlb.Hits); // cached
+        hw.SetContext(Rid, IommuContext.Blocked);
+        Assert.Equal(DmaFaultReason.Blocked, hw.Translate(Rid, 0x1_0010, write: false).Fault);
+        hw.SetContext(Rid, IommuContext.Identity);
+        Assert.Equal(0x1_0010UL, hw.Translate(Rid, 0x1_0010, write: false).Phys);
+        hw.SetContext(Rid, IommuContext.Translated(0, table));
+        Assert.Equal(0x9_0010UL, hw.Translate(Rid, 0x1_0010, write: false).Phys);
+    }
+
+    [Fact]
     public void BlockedContextFaultsEveryAccessWithBlocked()
     {
         var hw = new IommuHardware();
