@@ -214,28 +214,54 @@ internal static partial class RegularFile
     {
         bytes = null;
         int fd = open(path, ORdOnly | ONonBlock | ONoCtty | OCloExec | ONoFollow);
-        if (fd < 0)
-        {
-            int errno = Marshal.GetLastPInvokeError();
-            if (errno is ENOENT or ENOTDIR) return NoFollowOutcome.Missing;
-            if (errno == ELOOP) return NoFollowOutcome.Symlink; // O_NOFOLLOW on a link
-            beforeRead?.Invoke();
-            throw OpenError(errno, path, display);
-        }
+        if (fd < 0) return OpenFailure(Marshal.GetLastPInvokeError(), path, display, null, beforeRead);
         try
         {
-            Span<byte> stx = stackalloc byte[StatxSize];
-            if (statx(fd, "", AtEmptyPath, StatxType | StatxSize_, stx) != 0)
-                throw new FileReadException(display, $"cannot stat (errno {Marshal.GetLastPInvokeError()})");
-            int mode = BitConverter.ToUInt16(stx[StatxModeOffset..]);
-            if ((mode & SIfMt) == SIfDir) return NoFollowOutcome.Directory;
-            beforeRead?.Invoke();
-            if (KindOf(mode) is { } kind) throw new FileReadException(display, $"is {kind}, not a regular file");
-            bytes = ReadOpen(fd, display, (long)BitConverter.ToUInt64(stx[StatxSizeOffset..]), cap, allowOver: true);
-            return NoFollowOutcome.Read;
+            var outcome = CheckOpened(fd, display, null, beforeRead, out long size);
+            if (outcome == NoFollowOutcome.Read) bytes = ReadOpen(fd, display, size, cap, allowOver: true);
+            return outcome;
         }
         finally { close(fd); }
     }
+
+    /// <summary>
+    /// What a failed <c>O_NOFOLLOW</c> open means: <see cref="NoFollowOutcome.Missing"/>,
+    /// <see cref="NoFollowOutcome.Symlink"/> (the last component is a link), or bad input naming the file (permission
+    /// denied, EIO…). The file is <paramref name="display"/>, or <paramref name="name"/> in it when given (built only
+    /// for the message, so a read relative to a directory allocates nothing).
+    /// </summary>
+    /// <exception cref="FileReadException">Any other error.</exception>
+    private static NoFollowOutcome OpenFailure(int errno, string path, string display, string? name, Action? beforeRead)
+    {
+        if (errno is ENOENT or ENOTDIR) return NoFollowOutcome.Missing;
+        if (errno == ELOOP) return NoFollowOutcome.Symlink; // O_NOFOLLOW on a link
+        beforeRead?.Invoke();
+        if (name is not null) path = display = Path.Combine(display, name);
+        throw OpenError(errno, path, display);
+    }
+
+    /// <summary>
+    /// The type check of a descriptor opened with <c>O_NOFOLLOW</c>, made on the descriptor itself (no race with the
+    /// name): <see cref="NoFollowOutcome.Read"/> for a regular file (<paramref name="size"/> is the size it states),
+    /// <see cref="NoFollowOutcome.Directory"/>; a FIFO, socket or device is refused, never read as empty. Messages
+    /// name the file as <see cref="OpenFailure"/> does.
+    /// </summary>
+    /// <exception cref="FileReadException">Not a regular file or directory, or the stat failed.</exception>
+    private static NoFollowOutcome CheckOpened(int fd, string display, string? name, Action? beforeRead, out long size)
+    {
+        size = 0;
+        Span<byte> stx = stackalloc byte[StatxSize];
+        if (statx(fd, "", AtEmptyPath, StatxType | StatxSize_, stx) != 0)
+            throw new FileReadException(Named(display, name), $"cannot stat (errno {Marshal.GetLastPInvokeError()})");
+        int mode = BitConverter.ToUInt16(stx[StatxModeOffset..]);
+        if ((mode & SIfMt) == SIfDir) return NoFollowOutcome.Directory;
+        beforeRead?.Invoke();
+        if (KindOf(mode) is { } kind) throw new FileReadException(Named(display, name), $"is {kind}, not a regular file");
+        size = (long)BitConverter.ToUInt64(stx[StatxSizeOffset..]);
+        return NoFollowOutcome.Read;
+    }
+
+    private static string Named(string display, string? name) => name is null ? display : Path.Combine(display, name);
 
     /// <summary>
     /// Linux only: opens the regular file at <paramref name="path"/> for positional reads, its last component not
@@ -253,24 +279,14 @@ internal static partial class RegularFile
         {
             int errno = Marshal.GetLastPInvokeError();
             fd = -1;
-            if (errno is ENOENT or ENOTDIR) return NoFollowOutcome.Missing;
-            if (errno == ELOOP) return NoFollowOutcome.Symlink;
-            beforeRead?.Invoke();
-            throw OpenError(errno, path, display);
+            return OpenFailure(errno, path, display, null, beforeRead);
         }
         bool keep = false;
         try
         {
-            Span<byte> stx = stackalloc byte[StatxSize];
-            if (statx(fd, "", AtEmptyPath, StatxType | StatxSize_, stx) != 0)
-                throw new FileReadException(display, $"cannot stat (errno {Marshal.GetLastPInvokeError()})");
-            int mode = BitConverter.ToUInt16(stx[StatxModeOffset..]);
-            if ((mode & SIfMt) == SIfDir) return NoFollowOutcome.Directory;
-            beforeRead?.Invoke();
-            if (KindOf(mode) is { } kind) throw new FileReadException(display, $"is {kind}, not a regular file");
-            size = (long)BitConverter.ToUInt64(stx[StatxSizeOffset..]);
-            keep = true;
-            return NoFollowOutcome.Read;
+            var outcome = CheckOpened(fd, display, null, beforeRead, out size);
+            keep = outcome == NoFollowOutcome.Read;
+            return outcome;
         }
         finally
         {
@@ -346,25 +362,11 @@ internal static partial class RegularFile
     {
         length = 0;
         int fd = openat(dirFd, name, ORdOnly | ONonBlock | ONoCtty | OCloExec | ONoFollow);
-        if (fd < 0)
-        {
-            int errno = Marshal.GetLastPInvokeError();
-            if (errno is ENOENT or ENOTDIR) return NoFollowOutcome.Missing;
-            if (errno == ELOOP) return NoFollowOutcome.Symlink; // O_NOFOLLOW on a link
-            beforeRead?.Invoke();
-            string display = Path.Combine(dirDisplay, name);
-            throw OpenError(errno, display, display);
-        }
+        if (fd < 0) return OpenFailure(Marshal.GetLastPInvokeError(), dirDisplay, dirDisplay, name, beforeRead);
         try
         {
-            Span<byte> stx = stackalloc byte[StatxSize];
-            if (statx(fd, "", AtEmptyPath, StatxType | StatxSize_, stx) != 0)
-                throw new FileReadException(Path.Combine(dirDisplay, name), $"cannot stat (errno {Marshal.GetLastPInvokeError()})");
-            int mode = BitConverter.ToUInt16(stx[StatxModeOffset..]);
-            if ((mode & SIfMt) == SIfDir) return NoFollowOutcome.Directory;
-            beforeRead?.Invoke();
-            if (KindOf(mode) is { } kind) throw new FileReadException(Path.Combine(dirDisplay, name), $"is {kind}, not a regular file");
-            long size = (long)BitConverter.ToUInt64(stx[StatxSizeOffset..]);
+            var outcome = CheckOpened(fd, dirDisplay, name, beforeRead, out long size);
+            if (outcome != NoFollowOutcome.Read) return outcome;
             // As ReadOpen: to the end or to the stated size, whichever comes first; here also to the end of dest.
             int total = 0;
             while (total < dest.Length)
