@@ -233,21 +233,22 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
     }
 
     /// <summary>
-    /// The DMA API's common case, one 4 KiB page into tables that exist: the walk of <see cref="MapCore"/> without its
-    /// batching, table creation and retries. True when mapped; false when anything is unusual (a table missing, dead or
-    /// being reused, a large page on the way, the slot taken): nothing was changed and the caller takes the general
-    /// path, which gives the same result it always did. Same checks as <see cref="MapCore"/>: each child's version and
-    /// key on the way, the leaf table's version and liveness again under its lock.
+    /// The lock-free descent of the single-page paths (<see cref="TryMapPage"/>, <see cref="TryUnmapPage"/>) to the
+    /// leaf table of <paramref name="iova"/> and the version it had when reached: false when anything is unusual on
+    /// the way (a PTE not present or a large page, a child not linked yet, dead, being changed or reused for another
+    /// range), and the caller takes the general path. The PTE is read before the child, as in <see cref="MapCore"/>: a
+    /// child whose PTE is not written yet is not used. The caller checks the version again under the leaf's lock.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool TryMapPage(ulong iova, ulong phys, IommuProt prot)
+    private bool TryLeafTable(ulong iova, out IoTable leaf, out int version)
     {
         IoTable t = Volatile.Read(ref _root); // the shared empty root has no present entry: false at once
         int tv = 0;
+        leaf = t;
+        version = 0;
         for (int l = Top; l > 0; l--)
         {
             int idx = Index(iova, l);
-            // PTE before child, as in MapCore: a child whose PTE is not written yet is not used.
             ulong pte = Volatile.Read(ref PteAt(t, idx));
             if (!TF.IsPresent(pte) || TF.IsLeaf(pte, l)) return false;
             IoTable? c = Volatile.Read(ref ChildAt(t, idx));
@@ -257,6 +258,22 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
             t = c;
             tv = cv;
         }
+        leaf = t;
+        version = tv;
+        return true;
+    }
+
+    /// <summary>
+    /// The DMA API's common case, one 4 KiB page into tables that exist: the walk of <see cref="MapCore"/> without its
+    /// batching, table creation and retries. True when mapped; false when anything is unusual (a table missing, dead or
+    /// being reused, a large page on the way, the slot taken): nothing was changed and the caller takes the general
+    /// path, which gives the same result it always did. Same checks as <see cref="MapCore"/>: each child's version and
+    /// key on the way, the leaf table's version and liveness again under its lock.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool TryMapPage(ulong iova, ulong phys, IommuProt prot)
+    {
+        if (!TryLeafTable(iova, out IoTable t, out int tv)) return false;
         ref ulong slot = ref PteAt(t, Index(iova, 0));
         t.Lock();
         if (t.Dead || t.Version != tv || slot != 0)
@@ -494,18 +511,7 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool TryUnmapPage(ulong iova)
     {
-        IoTable t = Volatile.Read(ref _root);
-        int tv = 0;
-        for (int l = Top; l > 0; l--)
-        {
-            int idx = Index(iova, l);
-            ulong pte = Volatile.Read(ref PteAt(t, idx));
-            if (!TF.IsPresent(pte) || TF.IsLeaf(pte, l)) return false;
-            IoTable? c = Volatile.Read(ref ChildAt(t, idx));
-            if (c is null) return false;
-            t = c;
-            tv = Volatile.Read(ref c.Version);
-        }
+        if (!TryLeafTable(iova, out IoTable t, out int tv)) return false;
         ref ulong slot = ref PteAt(t, Index(iova, 0));
         t.Lock();
         if (t.Dead || t.Version != tv || t.Key != KeyOf(0, iova) || !TF.IsPresent(slot))
