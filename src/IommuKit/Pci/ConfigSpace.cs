@@ -63,6 +63,16 @@ public sealed class ConfigSpace
         _bytes = bytes[..Math.Min(bytes.Length, ExtendedSize)].ToArray();
     }
 
+    private ConfigSpace(byte[] bytes) => _bytes = bytes;
+
+    /// <summary>
+    /// As the public constructor, but keeps <paramref name="bytes"/> itself instead of a copy when it fits (64 to 4096
+    /// bytes): for a source that has just read or decoded the array and hands it over, so config is not copied twice.
+    /// </summary>
+    /// <exception cref="ArgumentException">Fewer than 64 bytes.</exception>
+    internal static ConfigSpace FromOwned(byte[] bytes) =>
+        bytes.Length is >= UnprivilegedSize and <= ExtendedSize ? new ConfigSpace(bytes) : new ConfigSpace(bytes.AsSpan());
+
     private ConfigSpace(byte[] bytes, ulong[] known, DwordFetch fetch)
     {
         _bytes = bytes;

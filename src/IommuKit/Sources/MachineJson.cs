@@ -462,7 +462,7 @@ public static class MachineJson
                 catch (FormatException) { throw Error($"{dp}.config", "is not an even-length hex string"); }
                 if (bytes.Length < ConfigSpace.UnprivilegedSize || bytes.Length > ConfigSpace.ExtendedSize)
                     throw Error($"{dp}.config", $"holds {bytes.Length} bytes; config space is 64 to 4096 bytes");
-                facts = PciDeviceFacts.FromConfig(address, new ConfigSpace(bytes), out var err);
+                facts = PciDeviceFacts.FromConfig(address, ConfigSpace.FromOwned(bytes), out var err);
                 if (err is not null) throw Error($"{dp}.config", err);
                 // The source knew whether the bytes were all there was (a sysfs read as root) or a cut (lspci -xxx of a
                 // PCIe function): keep what it said, as long as the bytes can carry it.

@@ -200,7 +200,7 @@ internal static class SysfsReader
                               $"than the {ConfigSpace.UnprivilegedSize}-byte header; device skipped";
                     return null;
                 }
-                cfg = new ConfigSpace(config.Length > ConfigSpace.ExtendedSize ? config.AsSpan(0, ConfigSpace.ExtendedSize) : config);
+                cfg = ConfigSpace.FromOwned(config); // the array just read: kept, not copied (at most 4096 bytes are)
             }
         }
         catch (FileReadException ex)
