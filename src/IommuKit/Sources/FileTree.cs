@@ -41,8 +41,11 @@ internal abstract class FileTree
     /// <summary>What <paramref name="canonicalPath"/> (no symlink in any component but maybe the last) is.</summary>
     protected abstract FileNodeKind LstatCore(string canonicalPath);
 
-    /// <summary>The raw target text of the symlink at <paramref name="canonicalPath"/>.</summary>
-    protected abstract string ReadLinkCore(string canonicalPath);
+    /// <summary>
+    /// The raw target text of the symlink at <paramref name="canonicalPath"/>; null when it is no longer a link (it went
+    /// away after <see cref="LstatCore"/> said it was one): the walk then reads the name as missing.
+    /// </summary>
+    protected abstract string? ReadLinkCore(string canonicalPath);
 
     /// <summary>The names in the directory at <paramref name="canonicalPath"/>, sorted ordinally.</summary>
     /// <exception cref="FileReadException">The directory exists but cannot be listed (permission denied, I/O error).</exception>
@@ -117,7 +120,7 @@ internal abstract class FileTree
                 case FileNodeKind.Symlink:
                     if (++hops > MaxLinkHops)
                         throw InputException.At(Origin, $"more than {MaxLinkHops} symlinks followed resolving '{Trunc(original)}' (a link loop)");
-                    string target = ReadLinkCore(next);
+                    if (ReadLinkCore(next) is not { } target) return null;
                     if (target.Length == 0)
                         throw InputException.At(Origin, $"symlink '{next}' has an empty target");
                     if (target[0] == '/')
@@ -184,7 +187,7 @@ internal abstract class FileTree
         return ReadCore(p, maxBytes);
     }
 
-    private static bool IsDotName(ReadOnlySpan<char> name) => name is "." or "..";
+    internal static bool IsDotName(ReadOnlySpan<char> name) => name is "." or "..";
 
     /// <summary>
     /// Reads <paramref name="dirCanonicalPath"/> (its directory canonical, its last name not followed) when it is a
@@ -313,6 +316,12 @@ internal abstract class FileTree
         return System.Text.Encoding.UTF8.GetBytes(target, dest);
     }
 
+    /// <summary>
+    /// <see cref="List"/> of the name <paramref name="name"/> in an open directory. The default lists it by path.
+    /// </summary>
+    /// <exception cref="FileReadException">It exists but cannot be listed.</exception>
+    protected internal virtual IReadOnlyList<string>? ListAtCore(TreeDirectory dir, string name) => List(Join(dir.Path, name));
+
     internal static string Join(string dir, string name) => dir.Length == 0 ? name : dir + "/" + name;
 
     private static string Trunc(string s) => s.Length <= 120 ? s : s[..117] + "...";
@@ -377,9 +386,10 @@ internal sealed class DirectoryFileTree : FileTree
     }
 
     /// <inheritdoc/>
-    protected override string ReadLinkCore(string canonicalPath)
+    protected override string? ReadLinkCore(string canonicalPath)
     {
-        if (OperatingSystem.IsLinux()) return RegularFile.ReadLinkOrNull(Full(canonicalPath), Display(canonicalPath)) ?? "";
+        // Null: no longer a link (removed since its kind was learned, a device unplugged meanwhile): read as missing.
+        if (OperatingSystem.IsLinux()) return RegularFile.ReadLinkOrNull(Full(canonicalPath), Display(canonicalPath));
         try { return new FileInfo(Full(canonicalPath)).LinkTarget ?? ""; }
         catch (UnauthorizedAccessException) { throw new FileReadException(Display(canonicalPath), "permission denied"); }
         catch (IOException ex) { throw new FileReadException(Display(canonicalPath), $"cannot read the link: {ex.Message}"); }
@@ -445,12 +455,9 @@ internal sealed class DirectoryFileTree : FileTree
         CheckFault(canonicalPath);
         if (OperatingSystem.IsLinux())
         {
-            var list = RegularFile.ListDirectory(Full(canonicalPath), Display(canonicalPath), SourceLimits.MaxEntries);
-            if (list is null) return []; // removed since the lstat (a device unplugged meanwhile)
-            if (list.Count > SourceLimits.MaxEntries)
-                throw InputException.At(Origin, $"more than {SourceLimits.MaxEntries} entries in one directory", device: canonicalPath);
-            list.Sort(StringComparer.Ordinal);
-            return list;
+            var kinds = new List<FileNodeKind?>();
+            var list = RegularFile.ListDirectory(Full(canonicalPath), Display(canonicalPath), SourceLimits.MaxEntries, kinds);
+            return Listed(canonicalPath, list ?? [], kinds); // none: removed since the lstat (a device unplugged meanwhile)
         }
         try
         {
@@ -467,6 +474,34 @@ internal sealed class DirectoryFileTree : FileTree
         catch (DirectoryNotFoundException) { return []; } // removed since the lstat (a device unplugged meanwhile)
         catch (IOException ex) { throw new FileReadException(Display(canonicalPath), $"cannot list: {ex.Message}"); }
         catch (UnauthorizedAccessException) { throw new FileReadException(Display(canonicalPath), "permission denied"); }
+    }
+
+    /// <summary>
+    /// A listing as <see cref="FileTree.List"/> gives it (capped, sorted), each name's kind by its <c>d_type</c>
+    /// remembered as an lstat of it would be: walking through the names (every device link in
+    /// <c>sys/bus/pci/devices</c>, every group) then costs no statx each.
+    /// </summary>
+    private List<string> Listed(string canonicalPath, List<string> list, List<FileNodeKind?> kinds)
+    {
+        if (list.Count > SourceLimits.MaxEntries)
+            throw InputException.At(Origin, $"more than {SourceLimits.MaxEntries} entries in one directory", device: canonicalPath);
+        for (int i = 0; i < list.Count && i < kinds.Count && _kinds.Count < 1 << 20; i++)
+            if (kinds[i] is { } kind) _kinds.TryAdd(Join(canonicalPath, list[i]), kind);
+        list.Sort(StringComparer.Ordinal);
+        return list;
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>Linux: opened relative to the directory's descriptor with <c>O_NOFOLLOW</c> (a link takes the tree's walk).</remarks>
+    protected internal override IReadOnlyList<string>? ListAtCore(TreeDirectory dir, string name)
+    {
+        if (dir.Handle < 0 || IsDotName(name) || name.Contains('/')) return base.ListAtCore(dir, name);
+        string canonical = Join(dir.Path, name);
+        CheckFault(canonical);
+        var kinds = new List<FileNodeKind?>();
+        var list = RegularFile.ListDirectoryAt(dir.Handle, dir.Location!, name, SourceLimits.MaxEntries, kinds, out bool symlink);
+        if (symlink) return base.ListAtCore(dir, name);
+        return list is null ? null : Listed(canonical, list, kinds);
     }
 
     /// <inheritdoc/>

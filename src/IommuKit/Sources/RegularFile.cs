@@ -150,44 +150,141 @@ internal static partial class RegularFile
 
     /// <summary>
     /// Linux only: the names in a directory (not "." and ".."), unsorted, at most <paramref name="max"/> + 1 of them;
-    /// null when it does not exist. One <c>opendir</c> and <c>getdents64</c> calls: no stat of any entry
-    /// (<see cref="Directory.EnumerateFileSystemEntries(string)"/> stats every symlink to see whether it leads to a
-    /// directory, two calls per device in <c>sys/bus/pci/devices</c>).
+    /// null when it does not exist. One <c>open</c>, <c>getdents64</c> calls and a <c>close</c>: no stat of the
+    /// directory (glibc's <c>opendir</c> makes one) nor of any entry (<see cref="Directory.EnumerateFileSystemEntries(string)"/>
+    /// stats every symlink to see whether it leads to a directory, two calls per device in <c>sys/bus/pci/devices</c>).
     /// </summary>
+    /// <param name="kinds">When given, what each name is by its entry's <c>d_type</c> (<see cref="KindOfDirent"/>), in the order of the names.</param>
     /// <exception cref="FileReadException">Permission denied or an I/O error: never read as empty.</exception>
-    internal static unsafe List<string>? ListDirectory(string path, string display, int max)
+    internal static List<string>? ListDirectory(string path, string display, int max, List<FileNodeKind?>? kinds = null)
     {
-        nint dir = opendir(path);
-        if (dir == 0)
+        int fd = open(path, ORdOnly | ODirectory | OCloExec);
+        if (fd < 0)
         {
             int errno = Marshal.GetLastPInvokeError();
             if (errno is ENOENT or ENOTDIR) return null;
-            if (errno is EACCES or EPERM) throw new FileReadException(display, "permission denied");
-            throw new FileReadException(display, $"cannot list: {Marshal.GetPInvokeErrorMessage(errno)}");
+            throw ListError(errno, display);
         }
+        try { return ReadEntries(fd, path, display, max, kinds); }
+        finally { close(fd); }
+    }
+
+    /// <summary>
+    /// <see cref="ListDirectory"/> of the name <paramref name="name"/> (one component, not followed: <c>O_NOFOLLOW</c>)
+    /// in the directory open as <paramref name="dirFd"/> at <paramref name="dirPath"/>: null when it is missing, and
+    /// with <paramref name="symlink"/> set when it is a link or not a directory (the caller resolves it in its tree).
+    /// </summary>
+    /// <exception cref="FileReadException">Permission denied or an I/O error: never read as empty.</exception>
+    internal static List<string>? ListDirectoryAt(int dirFd, string dirPath, string name, int max, List<FileNodeKind?>? kinds, out bool symlink)
+    {
+        symlink = false;
+        int fd = openat(dirFd, name, ORdOnly | ODirectory | ONoFollow | OCloExec);
+        if (fd < 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno == ENOENT) return null;
+            // O_DIRECTORY is checked before O_NOFOLLOW (fs/namei.c do_open, then may_open's ELOOP): a link fails with
+            // ENOTDIR like a file does, so either is left to the caller's walk.
+            symlink = errno is ENOTDIR or ELOOP;
+            if (symlink) return null;
+            throw ListError(errno, Path.Combine(dirPath, name));
+        }
+        try { return ReadEntries(fd, Path.Combine(dirPath, name), Path.Combine(dirPath, name), max, kinds); }
+        finally { close(fd); }
+    }
+
+    private static FileReadException ListError(int errno, string display) => errno is EACCES or EPERM
+        ? new FileReadException(display, "permission denied")
+        : new FileReadException(display, $"cannot list: {Marshal.GetPInvokeErrorMessage(errno)}");
+
+    // Set once getdents64 is known to be missing (glibc before 2.30 has no wrapper): listings then use opendir/readdir.
+    private static bool s_noGetdents;
+
+    /// <summary>Test seam: list through opendir/readdir, as on a C library without <c>getdents64</c>.</summary>
+    internal static bool ForceReaddir { get; set; }
+
+    /// <summary>The entries of the directory open as <paramref name="fd"/> (at <paramref name="path"/>), as <see cref="ListDirectory"/> gives them.</summary>
+    private static unsafe List<string> ReadEntries(int fd, string path, string display, int max, List<FileNodeKind?>? kinds)
+    {
+        var names = new List<string>();
+        if (!s_noGetdents && !ForceReaddir)
+        {
+            const int BufferBytes = 8192;
+            byte* buf = stackalloc byte[BufferBytes];
+            try
+            {
+                while (names.Count <= max)
+                {
+                    nint n = getdents64(fd, buf, BufferBytes);
+                    if (n < 0)
+                    {
+                        int errno = Marshal.GetLastPInvokeError();
+                        if (errno == EINTR) continue;
+                        throw ListError(errno, display);
+                    }
+                    if (n == 0) break;
+                    // struct linux_dirent64: d_ino (8), d_off (8), d_reclen (2), d_type (1), d_name: the layout glibc's
+                    // struct dirent has on 64-bit Linux, so one set of offsets serves both paths.
+                    for (nint off = 0; off < n && names.Count <= max;)
+                    {
+                        byte* entry = buf + off;
+                        Add(entry);
+                        off += *(ushort*)(entry + DirentReclenOffset);
+                    }
+                }
+                return names;
+            }
+            catch (EntryPointNotFoundException)
+            {
+                s_noGetdents = true;
+                names.Clear();
+                kinds?.Clear();
+            }
+        }
+        nint dir = opendir(path);
+        if (dir == 0) throw ListError(Marshal.GetLastPInvokeError(), display);
         try
         {
-            var names = new List<string>();
             while (names.Count <= max)
             {
                 byte* entry = readdir(dir);
                 if (entry == null)
                 {
                     int errno = Marshal.GetLastPInvokeError();
-                    if (errno != 0) throw new FileReadException(display, $"cannot list: {Marshal.GetPInvokeErrorMessage(errno)}");
+                    if (errno != 0) throw ListError(errno, display);
                     break;
                 }
-                // glibc's struct dirent on 64-bit Linux: d_ino (8), d_off (8), d_reclen (2), d_type (1), d_name.
-                var name = MemoryMarshal.CreateReadOnlySpanFromNullTerminated(entry + DirentNameOffset);
-                if (name.SequenceEqual("."u8) || name.SequenceEqual(".."u8)) continue;
-                names.Add(System.Text.Encoding.UTF8.GetString(name));
+                Add(entry);
             }
             return names;
         }
         finally { closedir(dir); }
+
+        void Add(byte* entry)
+        {
+            var name = MemoryMarshal.CreateReadOnlySpanFromNullTerminated(entry + DirentNameOffset);
+            if (name.SequenceEqual("."u8) || name.SequenceEqual(".."u8)) return;
+            names.Add(System.Text.Encoding.UTF8.GetString(name));
+            kinds?.Add(KindOfDirent(entry[DirentTypeOffset]));
+        }
     }
 
+    private const int DirentReclenOffset = 16;
+    private const int DirentTypeOffset = 18;
     private const int DirentNameOffset = 19;
+
+    /// <summary>
+    /// What a directory entry's <c>d_type</c> says the name is, as <see cref="LstatKind"/> would (a FIFO, socket or
+    /// device is a <see cref="FileNodeKind.File"/>): null for <c>DT_UNKNOWN</c>, which file systems without types in
+    /// their directories give (the caller then asks the name itself).
+    /// </summary>
+    private static FileNodeKind? KindOfDirent(byte type) => type switch
+    {
+        0 => null,                        // DT_UNKNOWN
+        4 => FileNodeKind.Directory,      // DT_DIR
+        10 => FileNodeKind.Symlink,       // DT_LNK
+        _ => FileNodeKind.File,           // DT_REG, DT_FIFO, DT_CHR, DT_BLK, DT_SOCK
+    };
 
     /// <summary>What <see cref="TryReadNoFollow"/> found at the name.</summary>
     internal enum NoFollowOutcome
@@ -622,6 +719,9 @@ internal static partial class RegularFile
 
     [LibraryImport(LibC, EntryPoint = "readdir", SetLastError = true)]
     private static unsafe partial byte* readdir(nint dir);
+
+    [LibraryImport(LibC, EntryPoint = "getdents64", SetLastError = true)]
+    private static unsafe partial nint getdents64(int fd, byte* buf, nuint count);
 
     [LibraryImport(LibC, EntryPoint = "closedir")]
     private static partial int closedir(nint dir);

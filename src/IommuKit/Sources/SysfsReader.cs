@@ -225,22 +225,34 @@ internal static class SysfsReader
             // The id attributes are the kernel's view and win over the raw bytes: an SR-IOV VF's config reads 0xffff
             // for vendor and device, and the kernel fills in the PF's vendor and the SR-IOV VF Device ID
             // (drivers/pci/iov.c pci_iov_add_virtfn / pci_read_vf_config_common); class quirks can rewrite the class.
-            facts = facts with
-            {
-                VendorId = (ushort)(d.ReadHex("vendor") ?? facts.VendorId),
-                DeviceId = (ushort)(d.ReadHex("device") ?? facts.DeviceId),
-                SubsystemVendorId = (ushort)(d.ReadHex("subsystem_vendor") ?? facts.SubsystemVendorId),
-                SubsystemDeviceId = (ushort)(d.ReadHex("subsystem_device") ?? facts.SubsystemDeviceId),
-                ClassCode = (uint)((d.ReadHex("class") ?? facts.ClassCode) & 0xffffff),
-                Revision = (byte)(d.ReadHex("revision") ?? facts.Revision),
-            };
+            // A live host's uevent states the same fields in one file (PciUevent); a snapshot has none and reads them
+            // one by one.
+            facts = d.ReadPciUevent() is { } ids
+                ? facts with
+                {
+                    VendorId = ids.VendorId,
+                    DeviceId = ids.DeviceId,
+                    SubsystemVendorId = ids.SubsystemVendorId,
+                    SubsystemDeviceId = ids.SubsystemDeviceId,
+                    ClassCode = ids.ClassCode,
+                }
+                : facts with
+                {
+                    VendorId = (ushort)(d.ReadHex("vendor") ?? facts.VendorId),
+                    DeviceId = (ushort)(d.ReadHex("device") ?? facts.DeviceId),
+                    SubsystemVendorId = (ushort)(d.ReadHex("subsystem_vendor") ?? facts.SubsystemVendorId),
+                    SubsystemDeviceId = (ushort)(d.ReadHex("subsystem_device") ?? facts.SubsystemDeviceId),
+                    ClassCode = (uint)((d.ReadHex("class") ?? facts.ClassCode) & 0xffffff),
+                };
+            facts = facts with { Revision = (byte)(d.ReadHex("revision") ?? facts.Revision) };
         }
         else
         {
             // No config file: only the id attributes are known, nothing about capabilities.
-            var vendor = d.ReadHex("vendor");
-            var device = d.ReadHex("device");
-            var cls = d.ReadHex("class");
+            var uevent = d.ReadPciUevent();
+            var vendor = uevent?.VendorId ?? d.ReadHex("vendor");
+            var device = uevent?.DeviceId ?? d.ReadHex("device");
+            var cls = uevent?.ClassCode ?? d.ReadHex("class");
             if (vendor is null || device is null || cls is null)
             {
                 problem = $"{dir}: {address}: neither config nor the vendor/device/class attributes are readable; device skipped";
@@ -253,8 +265,8 @@ internal static class SysfsReader
                 DeviceId = (ushort)device.Value,
                 ClassCode = (uint)(cls.Value & 0xffffff),
                 Revision = (byte)(d.ReadHex("revision") ?? 0),
-                SubsystemVendorId = (ushort)(d.ReadHex("subsystem_vendor") ?? 0),
-                SubsystemDeviceId = (ushort)(d.ReadHex("subsystem_device") ?? 0),
+                SubsystemVendorId = uevent?.SubsystemVendorId ?? (ushort)(d.ReadHex("subsystem_vendor") ?? 0),
+                SubsystemDeviceId = uevent?.SubsystemDeviceId ?? (ushort)(d.ReadHex("subsystem_device") ?? 0),
                 // Bridges are told by their class (0x0604 PCI-to-PCI, 0x0607 CardBus) when no header byte is visible.
                 HeaderLayout = (cls.Value >> 8) == 0x0604 ? 1 : (cls.Value >> 8) == 0x0607 ? 2 : 0,
                 Visibility = ConfigVisibility.HeaderOnly,
@@ -368,7 +380,7 @@ internal static class SysfsReader
             }
             var devices = new List<PciAddress>();
             IReadOnlyList<string>? members;
-            try { members = tree.List(dir + "/devices"); }
+            try { members = gd is not null ? gd.List("devices") : tree.List(dir + "/devices"); }
             catch (FileReadException ex)
             {
                 warnings.Add($"{ex.Message}: group {id}'s devices are unknown; group left out");

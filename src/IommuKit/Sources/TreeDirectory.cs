@@ -86,6 +86,26 @@ internal sealed class TreeDirectory : IDisposable
         }
     }
 
+    /// <summary>
+    /// The ids of the directory's <c>uevent</c> file (<see cref="PciUevent.TryParse"/>): null when it is absent or does
+    /// not state all of them as the kernel prints them.
+    /// </summary>
+    /// <exception cref="InputException">Longer than the attribute cap, or a link escaping the root.</exception>
+    /// <exception cref="FileReadException">It exists but cannot be read.</exception>
+    public PciUevent? ReadPciUevent()
+    {
+        Span<char> chars = stackalloc char[SmallBytes];
+        switch (ReadSmall(PciUevent.FileName, SourceLimits.MaxAttributeBytes, chars, out int length))
+        {
+            case Small.Read:
+                return PciUevent.TryParse(chars[..length], out var ids) ? ids : null;
+            case Small.Absent:
+                return null;
+            default:
+                return _tree.ReadText(Full(PciUevent.FileName)) is { } t && PciUevent.TryParse(t, out var w) ? w : null;
+        }
+    }
+
     private enum Small { Read, Absent, General }
 
     /// <summary>
@@ -112,6 +132,11 @@ internal sealed class TreeDirectory : IDisposable
                 return Small.General;
         }
     }
+
+    /// <summary>As <see cref="FileTree.List"/> of <c>Named/name</c>: the names in that directory, or null.</summary>
+    /// <exception cref="InputException">A link on the way escapes the root, or more entries than the cap.</exception>
+    /// <exception cref="FileReadException">It exists but cannot be listed: never read as empty.</exception>
+    public IReadOnlyList<string>? List(string name) => _tree.ListAtCore(this, name);
 
     /// <summary>As <see cref="FileTree.ReadLinkName"/> of <c>Named/name</c>: the last component of a link's target, or null.</summary>
     /// <exception cref="FileReadException">Permission denied or an I/O error.</exception>

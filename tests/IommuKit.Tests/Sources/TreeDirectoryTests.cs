@@ -182,6 +182,69 @@ public class TreeDirectoryTests : IDisposable
         finally { Directory.Delete(root, recursive: true); }
     }
 
+    [Fact]
+    public void ListingANameInAnOpenDirectoryGivesWhatTheTreeGivesForThePath()
+    {
+        Directory.CreateDirectory(Path.Combine(_root, "kernel/iommu_groups/12/devices"));
+        foreach (var n in new[] { "0000:00:1f.3", "0000:00:1f.0", "0000:00:1f.4" })
+            Link($"kernel/iommu_groups/12/devices/{n}", $"../../../../dev/{n}");
+        Link("kernel/iommu_groups/12/alias", "devices"); // a link to a directory inside the tree: followed
+        Link("kernel/iommu_groups/12/out", "../../../../../../.."); // climbing out: refused as by path
+        File.WriteAllText(Path.Combine(_root, "kernel/iommu_groups/12/type"), "DMA\n");
+        var tree = Tree();
+        using var g = tree.OpenDirectory("kernel/iommu_groups/12")!;
+        Assert.True(g.Handle >= 0);
+        var names = g.List("devices");
+        Assert.Equal(["0000:00:1f.0", "0000:00:1f.3", "0000:00:1f.4"], names);
+        Assert.Equal(tree.List("kernel/iommu_groups/12/devices"), names);
+        Assert.Equal(names, g.List("alias"));
+        Assert.Null(g.List("type"));    // a file is not a directory
+        Assert.Null(g.List("missing"));
+        Assert.Contains("climbs above the root", Assert.Throws<InputException>(() => g.List("out")).Message, StringComparison.Ordinal);
+        // The fault seam sees the listing, as it sees a listing by path.
+        var faulty = new DirectoryFileTree(_root) { Faults = p => p == "kernel/iommu_groups/12/devices" ? "permission denied" : null };
+        using var f = faulty.OpenDirectory("kernel/iommu_groups/12")!;
+        Assert.Equal("permission denied", Assert.Throws<FileReadException>(() => f.List("devices")).Reason);
+    }
+
+    [Fact]
+    public void ADeviceLinkRemovedAfterTheListingReadsAsMissingNotAsABadTree()
+    {
+        // The listing remembers each name's kind (d_type); a link unplugged before it is walked is then a missing
+        // device (skipped with a warning by the reader), never "a symlink with an empty target" failing the machine.
+        Link("dev/gone", "a");
+        var tree = Tree();
+        Assert.Contains("gone", tree.List("dev")!);
+        File.Delete(Path.Combine(_root, "dev/gone"));
+        Assert.Null(tree.Resolve("dev/gone"));
+        Assert.Null(tree.OpenDirectory("dev/gone"));
+    }
+
+    [Fact]
+    public void ListingsThroughReaddirAndThroughGetdentsAgree()
+    {
+        // glibc before 2.30 has no getdents64 wrapper: listings then go through opendir/readdir. Both give the same
+        // names and, where the file system says, the same kinds.
+        for (int i = 0; i < 700; i++) File.WriteAllText(Path.Combine(_root, $"dev/b/f{i:d4}-{new string('n', 40)}"), "");
+        Link("dev/b/link", "../a");
+        Directory.CreateDirectory(Path.Combine(_root, "dev/b/dir"));
+        string path = Path.Combine(_root, "dev/b");
+        var kinds = new List<FileNodeKind?>();
+        var viaGetdents = RegularFile.ListDirectory(path, path, SourceLimits.MaxEntries, kinds)!;
+        var kindsReaddir = new List<FileNodeKind?>();
+        List<string> viaReaddir;
+        RegularFile.ForceReaddir = true;
+        try { viaReaddir = RegularFile.ListDirectory(path, path, SourceLimits.MaxEntries, kindsReaddir)!; }
+        finally { RegularFile.ForceReaddir = false; }
+        Assert.Equal(703, viaGetdents.Count); // more than one 8 KiB getdents64 buffer holds
+        Assert.Equal(viaGetdents.Zip(kinds).OrderBy(p => p.First, StringComparer.Ordinal), viaReaddir.Zip(kindsReaddir).OrderBy(p => p.First, StringComparer.Ordinal));
+        Assert.Contains(("link", (FileNodeKind?)FileNodeKind.Symlink), viaGetdents.Zip(kinds));
+        Assert.Contains(("dir", (FileNodeKind?)FileNodeKind.Directory), viaGetdents.Zip(kinds));
+        Assert.Contains(("big", (FileNodeKind?)FileNodeKind.File), viaGetdents.Zip(kinds));
+        Assert.Null(RegularFile.ListDirectory(Path.Combine(_root, "dev/a/vendor"), "x", 10)); // a file
+        Assert.Null(RegularFile.ListDirectory(Path.Combine(_root, "nothing"), "x", 10));
+    }
+
     [DllImport("libc", SetLastError = true)]
     private static extern int mkfifo([MarshalAs(UnmanagedType.LPUTF8Str)] string path, uint mode);
 }
