@@ -22,6 +22,8 @@ public readonly record struct PciCapability(ushort Id, int Offset, bool Extended
 /// the source reads the header, the capability headers and the bodies the model uses, and nothing else. Such a
 /// config space knows which dwords it holds: <c>TryRead*</c> of a dword that was not read returns false,
 /// <see cref="ReadUInt32"/> and the other plain reads throw, and <see cref="Bytes"/> is refused (never a made-up 0).
+/// A complete config space keeps its bytes only up to the last non-zero one (the rest of a 4 KiB extended space is
+/// usually zeros): every read, <see cref="Length"/> and <see cref="Bytes"/> are as if all were kept.
 /// </remarks>
 public sealed class ConfigSpace
 {
@@ -36,7 +38,13 @@ public sealed class ConfigSpace
     /// <summary>At most (4096 - 256) / 8 extended capabilities fit: the kernel's extended-walk TTL.</summary>
     public const int MaxExtendedCapabilities = (ExtendedSize - ConventionalSize) / 8;
 
+    // The bytes held. A complete config space keeps only up to its last non-zero byte (at least the header): the rest
+    // of its _length bytes are zero (a 4 KiB extended space is mostly zeros, and a load of a big machine would
+    // otherwise hold 4 KiB per function). A sparse one holds all _length bytes, read or not (see _known).
     private readonly byte[] _bytes;
+    private readonly int _length;
+    // Bytes of a trimmed complete space, made whole the first time they are asked for.
+    private byte[]? _whole;
 
     /// <summary>
     /// For a sparse config space, one bit per dword (bit <c>offset / 4</c>) that was read; null when every byte up to
@@ -60,10 +68,16 @@ public sealed class ConfigSpace
     {
         if (bytes.Length < UnprivilegedSize)
             throw new ArgumentException($"config space of {bytes.Length} bytes is shorter than the 64-byte header", nameof(bytes));
-        _bytes = bytes[..Math.Min(bytes.Length, ExtendedSize)].ToArray();
+        bytes = bytes[..Math.Min(bytes.Length, ExtendedSize)];
+        _length = bytes.Length;
+        _bytes = bytes[..Math.Max(bytes.LastIndexOfAnyExcept((byte)0) + 1, UnprivilegedSize)].ToArray();
     }
 
-    private ConfigSpace(byte[] bytes) => _bytes = bytes;
+    private ConfigSpace(byte[] bytes)
+    {
+        _bytes = bytes;
+        _length = bytes.Length;
+    }
 
     /// <summary>
     /// As the public constructor, but keeps <paramref name="bytes"/> itself instead of a copy when it fits (64 to 4096
@@ -76,6 +90,7 @@ public sealed class ConfigSpace
     private ConfigSpace(byte[] bytes, ulong[] known, DwordFetch fetch)
     {
         _bytes = bytes;
+        _length = bytes.Length;
         _known = known;
         _fetch = fetch;
     }
@@ -110,7 +125,7 @@ public sealed class ConfigSpace
     {
         get
         {
-            if (_known is null) return (_bytes.Length + 3) / 4;
+            if (_known is null) return (_length + 3) / 4;
             int n = 0;
             foreach (var w in _known) n += System.Numerics.BitOperations.PopCount(w);
             return n;
@@ -120,7 +135,7 @@ public sealed class ConfigSpace
     /// <summary>True when the <paramref name="count"/> bytes at <paramref name="offset"/> lie within <see cref="Length"/> and were read.</summary>
     public bool IsRead(int offset, int count)
     {
-        if (offset < 0 || count < 0 || offset + count > _bytes.Length) return false;
+        if (offset < 0 || count < 0 || offset + count > _length) return false;
         if (_known is null) return true;
         for (int d = offset >> 2; d <= (offset + count - 1) >> 2; d++)
         {
@@ -148,46 +163,79 @@ public sealed class ConfigSpace
 
     private void Require(int offset, int count)
     {
-        if (offset < 0 || offset + count > _bytes.Length)
-            throw new ArgumentOutOfRangeException(nameof(offset), offset, $"config offset 0x{offset:x} is beyond the {_bytes.Length} bytes read");
+        if (offset < 0 || offset + count > _length)
+            throw new ArgumentOutOfRangeException(nameof(offset), offset, $"config offset 0x{offset:x} is beyond the {_length} bytes read");
         if (!Ensure(offset, count))
             throw new InvalidOperationException($"config offset 0x{offset:x} was not read (a live host's config is read sparsely: only the registers the model decodes)");
     }
 
+    /// <summary>
+    /// The little-endian value of the <paramref name="count"/> (1, 2 or 4) bytes at <paramref name="offset"/> within
+    /// <see cref="Length"/>, a byte past the stored ones reading 0 (a trimmed complete space).
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">Not within <see cref="Length"/>.</exception>
+    private uint Stored(int offset, int count)
+    {
+        if (offset < 0 || offset > _length - count)
+            throw new ArgumentOutOfRangeException(nameof(offset), offset, $"config offset 0x{offset:x} is beyond the {_length} bytes read");
+        if (offset <= _bytes.Length - count)
+        {
+            return count switch
+            {
+                1 => _bytes[offset],
+                2 => BinaryPrimitives.ReadUInt16LittleEndian(_bytes.AsSpan(offset, 2)),
+                _ => BinaryPrimitives.ReadUInt32LittleEndian(_bytes.AsSpan(offset, 4)),
+            };
+        }
+        uint v = 0;
+        for (int i = count - 1; i >= 0; i--) v = v << 8 | (offset + i < _bytes.Length ? _bytes[offset + i] : 0u);
+        return v;
+    }
+
+    /// <summary>All <see cref="Length"/> bytes of a complete space (the stored ones and the zeros after them).</summary>
+    private byte[] Whole()
+    {
+        if (_bytes.Length == _length) return _bytes;
+        if (_whole is { } known) return known;
+        var whole = new byte[_length];
+        _bytes.CopyTo(whole, 0);
+        return _whole = whole; // a race makes two equal arrays; either is right
+    }
+
     /// <summary>How many bytes were read (64, 256, 4096 or anything in between for a partial dump).</summary>
     /// <remarks>For a sparse config space (<see cref="IsComplete"/> false), the size of the space, of which some dwords were read.</remarks>
-    public int Length => _bytes.Length;
+    public int Length => _length;
 
     /// <summary>The config space bytes that were read (<see cref="Length"/> of them).</summary>
     /// <exception cref="InvalidOperationException">The config space is sparse (<see cref="IsComplete"/> false): load the machine with a whole read.</exception>
-    public ReadOnlySpan<byte> Bytes => _known is null ? _bytes
+    public ReadOnlySpan<byte> Bytes => _known is null ? Whole()
         : throw new InvalidOperationException("this config space holds only the registers the model decodes (a live host's sparse read); load the machine with a whole config read for the raw bytes");
 
     /// <summary>True when only the header was readable (an unprivileged sysfs read or a non-root <c>lspci -x</c>).</summary>
-    public bool HeaderOnly => _bytes.Length < ConventionalSize;
+    public bool HeaderOnly => _length < ConventionalSize;
 
     /// <summary>True when the 4 KiB extended space was read.</summary>
-    public bool HasExtendedSpace => _bytes.Length >= ExtendedSize;
+    public bool HasExtendedSpace => _length >= ExtendedSize;
 
     /// <summary>The byte at <paramref name="offset"/>; throws when it is beyond <see cref="Length"/> or was not read.</summary>
     public byte ReadByte(int offset)
     {
         if (_known is not null) Require(offset, 1);
-        return _bytes[offset];
+        return (byte)Stored(offset, 1);
     }
 
     /// <summary>The little-endian 16-bit value at <paramref name="offset"/>; throws when it is beyond <see cref="Length"/> or was not read.</summary>
     public ushort ReadUInt16(int offset)
     {
         if (_known is not null) Require(offset, 2);
-        return BinaryPrimitives.ReadUInt16LittleEndian(_bytes.AsSpan(offset, 2));
+        return (ushort)Stored(offset, 2);
     }
 
     /// <summary>The little-endian 32-bit value at <paramref name="offset"/>; throws when it is beyond <see cref="Length"/> or was not read.</summary>
     public uint ReadUInt32(int offset)
     {
         if (_known is not null) Require(offset, 4);
-        return BinaryPrimitives.ReadUInt32LittleEndian(_bytes.AsSpan(offset, 4));
+        return Stored(offset, 4);
     }
 
     /// <summary>Reads the little-endian 16-bit value at <paramref name="offset"/> if all its bytes were read.</summary>
@@ -195,8 +243,8 @@ public sealed class ConfigSpace
     public bool TryReadUInt16(int offset, out ushort value)
     {
         value = 0;
-        if (offset < 0 || offset + 2 > _bytes.Length || !Ensure(offset, 2)) return false;
-        value = BinaryPrimitives.ReadUInt16LittleEndian(_bytes.AsSpan(offset, 2));
+        if (offset < 0 || offset + 2 > _length || !Ensure(offset, 2)) return false;
+        value = (ushort)Stored(offset, 2);
         return true;
     }
 
@@ -205,8 +253,8 @@ public sealed class ConfigSpace
     public bool TryReadUInt32(int offset, out uint value)
     {
         value = 0;
-        if (offset < 0 || offset + 4 > _bytes.Length || !Ensure(offset, 4)) return false;
-        value = BinaryPrimitives.ReadUInt32LittleEndian(_bytes.AsSpan(offset, 4));
+        if (offset < 0 || offset + 4 > _length || !Ensure(offset, 4)) return false;
+        value = Stored(offset, 4);
         return true;
     }
 
@@ -234,7 +282,7 @@ public sealed class ConfigSpace
     public ushort SubsystemVendorId => HeaderLayout switch
     {
         0 => ReadUInt16(0x2c),
-        2 when _bytes.Length >= 0x44 => ReadUInt16(0x40),
+        2 when _length >= 0x44 => ReadUInt16(0x40),
         _ => 0,
     };
 
@@ -242,7 +290,7 @@ public sealed class ConfigSpace
     public ushort SubsystemDeviceId => HeaderLayout switch
     {
         0 => ReadUInt16(0x2e),
-        2 when _bytes.Length >= 0x44 => ReadUInt16(0x42),
+        2 when _length >= 0x44 => ReadUInt16(0x42),
         _ => 0,
     };
 

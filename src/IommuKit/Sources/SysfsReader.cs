@@ -179,28 +179,35 @@ internal static class SysfsReader
         ConfigSpace? cfg = null;
         try
         {
-            byte[]? config;
+            // Room for the cap + 1 bytes, so a longer file shows as one (ConfigSpace keeps its first 4096).
+            Span<byte> buffer = stackalloc byte[ConfigSpace.ExtendedSize + 1];
+            int length = -1;
             if (sparse)
             {
                 // A live host: only the registers the model decodes (ConfigReader; drivers/pci/pci-sysfs.c
                 // pci_read_config costs a config access per dword). A file the sparse read does not fit comes back whole.
                 var r = ConfigReader.ReadSparse(tree, configPath, address, onRead);
                 cfg = r?.Space;
-                config = r?.Whole;
+                if (r?.Whole is { } whole)
+                {
+                    length = Math.Min(whole.Length, buffer.Length);
+                    whole.AsSpan(0, length).CopyTo(buffer);
+                }
             }
             else
             {
-                config = tree.ReadBytes(configPath, ConfigSpace.ExtendedSize);
+                // Read into the stack: ConfigSpace keeps a copy up to the last non-zero byte, not 4 KiB per function.
+                length = d.ReadBytes("config", buffer);
             }
-            if (config is not null)
+            if (length >= 0)
             {
-                if (config.Length < ConfigSpace.UnprivilegedSize)
+                if (length < ConfigSpace.UnprivilegedSize)
                 {
-                    problem = $"{configPath}: offset 0x{config.Length:x}: {address}: config space of {config.Length} bytes is shorter " +
+                    problem = $"{configPath}: offset 0x{length:x}: {address}: config space of {length} bytes is shorter " +
                               $"than the {ConfigSpace.UnprivilegedSize}-byte header; device skipped";
                     return null;
                 }
-                cfg = ConfigSpace.FromOwned(config); // the array just read: kept, not copied (at most 4096 bytes are)
+                cfg = new ConfigSpace(buffer[..length]);
             }
         }
         catch (FileReadException ex)

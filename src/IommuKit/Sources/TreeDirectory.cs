@@ -87,6 +87,29 @@ internal sealed class TreeDirectory : IDisposable
     }
 
     /// <summary>
+    /// As <see cref="FileTree.ReadBytes"/> of <c>Named/name</c> with a cap of <c>dest.Length - 1</c> bytes, into
+    /// <paramref name="dest"/>: the number of bytes read (<c>dest.Length</c> for a file longer than the cap, whose first
+    /// bytes fill it), or -1 when it does not exist. Nothing is allocated for a file read relative to the directory.
+    /// </summary>
+    /// <exception cref="InputException">A link escaping the root.</exception>
+    /// <exception cref="FileReadException">It exists but cannot be read.</exception>
+    public int ReadBytes(string name, Span<byte> dest)
+    {
+        switch (_tree.ReadSmallAtCore(this, name, dest, out int n))
+        {
+            case FileNodeKind.File:
+                return n;
+            case FileNodeKind.Missing or FileNodeKind.Directory:
+                return -1;
+            default:
+                if (_tree.ReadBytes(Full(name), dest.Length - 1) is not { } bytes) return -1;
+                int k = Math.Min(bytes.Length, dest.Length);
+                bytes.AsSpan(0, k).CopyTo(dest);
+                return k;
+        }
+    }
+
+    /// <summary>
     /// The ids of the directory's <c>uevent</c> file (<see cref="PciUevent.TryParse"/>): null when it is absent or does
     /// not state all of them as the kernel prints them.
     /// </summary>
