@@ -1,5 +1,8 @@
 using System.Buffers;
 using System.Globalization;
+using System.Numerics;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using System.Text;
 
 namespace IommuKit.Sources;
@@ -29,22 +32,35 @@ public sealed class PciIds
     public string? Path { get; private init; }
 
     /// <summary>Number of vendor names in the database.</summary>
-    public int VendorCount { get { try { lock (_sync) return Index().Vendors.Count; } finally { GC.KeepAlive(this); } } }
+    public int VendorCount
+    {
+        get
+        {
+            try { lock (_sync) return VendorKeys(Index()).Count; }
+            finally { GC.KeepAlive(this); }
+        }
+    }
 
-    /// <summary>Number of device names in the database (parses every vendor's section: for tests and tools).</summary>
+    /// <summary>Number of device names in the database (finds every vendor's devices: for tests and tools).</summary>
     public int DeviceCount
     {
         get
         {
-            lock (_sync)
+            try
             {
-                int n = 0;
-                foreach (var section in Index().Vendors.Values) n += ChildrenOf(section, 4).Count;
-                GC.KeepAlive(this);
-                return n;
+                lock (_sync)
+                {
+                    var index = Index();
+                    int n = 0;
+                    foreach (int vendor in VendorKeys(index)) n += new HashSet<ushort>(ChildrenOf(index, vendor, 4)!.Ids).Count;
+                    return n;
+                }
             }
+            finally { GC.KeepAlive(this); }
         }
     }
+
+    private static HashSet<int> VendorKeys(IndexData index) => index.Keys.Where(k => k is >= 0 and < ClassKey).ToHashSet();
 
     /// <summary>The first installed database of <see cref="DefaultPaths"/>, or null when none is installed or readable.</summary>
     public static PciIds? LoadInstalled()
@@ -91,36 +107,55 @@ public sealed class PciIds
     /// <summary>Parses database text. Malformed lines are skipped, as pciutils does for unknown sections.</summary>
     public static PciIds Parse(string text) => new(Encoding.UTF8.GetBytes(text));
 
-    // The database stays as the file's bytes. The first lookup indexes it in one pass over its top-level lines
-    // (vendors and classes, a few thousand of ~40,000 lines); a vendor's or class's own lines (its devices or
-    // subclasses) are parsed the first time one of them is asked for. A command names a few dozen devices, so
-    // it parses a few sections instead of the whole 1.4 MB (issue 11: that was 6-8 ms of a 20 ms budget).
+    /// <summary>A database from its file's bytes (kept, not copied), as <see cref="TryLoad(string)"/> reads them.</summary>
+    internal static PciIds FromUtf8(byte[] utf8) => new(utf8);
+
+    // The database stays as the file's bytes. The first lookup finds its top-level lines (vendors and classes, about
+    // 2,400 of 36,000 lines) in one vectorized pass; a vendor's or class's own lines (its devices or subclasses) are
+    // found, the same way, the first time one of them is asked for, and a name is decoded when it is asked for. A
+    // command names a few dozen devices, so it reads a few sections instead of parsing the whole 1.4 MB (issue 11).
     // The result is the same as parsing every line in order (pciutils lib/names-parse.c): lines are split where
     // string.EnumerateLines splits them, each line is decoded on its own (a separator is never part of a UTF-8
-    // sequence), and a name given twice is the later one.
+    // sequence), and a name given twice is the later one. PciIdsScanTests holds the reader this replaced as its oracle.
     private readonly byte[]? _array;
     private readonly RegularFile.MappedFile? _mapped; // the installed file, mapped read-only
 
     /// <summary>The file's bytes: the array read, or the mapped file.</summary>
     private ReadOnlySpan<byte> Utf8 => _mapped is { } m ? m.Span : _array;
-    private readonly Lock _sync = new(); // guards _index and every Section.Children
+    private readonly Lock _sync = new(); // guards _index and everything it holds
     private IndexData? _index;
 
-    /// <summary>One top-level line and the lines under it, up to the next top-level line.</summary>
-    private sealed class Section(int lineStart, int bodyStart, Section? earlier)
+    /// <summary>Key of a class's top-level line: its id plus this (a vendor's key is its id).</summary>
+    private const int ClassKey = 0x10000;
+    /// <summary>Key of a top-level line that ends a section and opens none (<c>X  other</c>, <c>zzzz  bad</c>).</summary>
+    private const int NoKey = -1;
+    /// <summary>What <see cref="TopLevelKey"/> says of a line that ends no section (blank once trimmed).</summary>
+    private const int NotTopLevel = -2;
+
+    /// <summary>
+    /// The top-level lines in file order: every line that ends the section before it (not blank once trimmed, not a
+    /// comment, no tab first). A section's lines run from the line after its own to the next top-level line.
+    /// </summary>
+    private sealed class IndexData(List<int> starts, List<int> keys)
     {
-        /// <summary>Where the section's own line starts: its name is decoded the first time it is asked for.</summary>
-        public int LineStart { get; } = lineStart;
-        public string? Name { get; set; }
-        public int BodyStart { get; } = bodyStart;
-        public int BodyEnd { get; set; } = -1;
-        /// <summary>The same id's previous section (a database that names a vendor twice): its lines come first.</summary>
-        public Section? Earlier { get; } = earlier;
-        /// <summary>Where each child's line starts (its name is decoded when asked for), once parsed.</summary>
-        public Dictionary<ushort, int>? Children { get; set; }
+        /// <summary>Where each top-level line starts.</summary>
+        public List<int> Starts { get; } = starts;
+        /// <summary>Its vendor id, <see cref="ClassKey"/> + class id, or <see cref="NoKey"/>.</summary>
+        public List<int> Keys { get; } = keys;
+        /// <summary>Names decoded so far, by position in <see cref="Starts"/>.</summary>
+        public Dictionary<int, string> Names { get; } = new();
+        /// <summary>The child lines of every section of a key (a vendor named twice has two), once found.</summary>
+        public Dictionary<int, Children> ChildrenByKey { get; } = new();
     }
 
-    private sealed record IndexData(Dictionary<ushort, Section> Vendors, Dictionary<byte, Section> Classes);
+    /// <summary>The lines one tab under the sections of one key, in file order (a later line with the same id wins).</summary>
+    private sealed class Children(List<ushort> ids, List<int> starts)
+    {
+        public List<ushort> Ids { get; } = ids;
+        public List<int> Starts { get; } = starts;
+        /// <summary>Names decoded so far (null: no such child).</summary>
+        public Dictionary<ushort, string?> Names { get; } = new();
+    }
 
     // Where string.EnumerateLines ends a line: CR, LF, FF, and NEL/LS/PS (UTF-8 C2 85, E2 80 A8, E2 80 A9).
     private static readonly SearchValues<byte> LineBreakStarts = SearchValues.Create([(byte)'\n', (byte)'\r', (byte)'\f', 0xc2, 0xe2]);
@@ -134,48 +169,135 @@ public sealed class PciIds
             int k = text[i..].IndexOfAny(LineBreakStarts);
             if (k < 0) return (text.Length, text.Length);
             i += k;
-            byte b = text[i];
-            if (b is (byte)'\n' or (byte)'\f') return (i, i + 1);
-            if (b == (byte)'\r') return (i, i + 1 < text.Length && text[i + 1] == (byte)'\n' ? i + 2 : i + 1);
-            if (b == 0xc2 && i + 1 < text.Length && text[i + 1] == 0x85) return (i, i + 2);
-            if (b == 0xe2 && i + 2 < text.Length && text[i + 1] == 0x80 && text[i + 2] is 0xa8 or 0xa9) return (i, i + 3);
+            int length = BreakLength(text, i);
+            if (length > 0) return (i, i + (text[i] == (byte)'\r' && i + 1 < text.Length && text[i + 1] == (byte)'\n' ? 2 : length));
             i++;
         }
     }
 
-    /// <summary>Builds the index of top-level lines on first use. Caller holds <see cref="_sync"/>.</summary>
+    /// <summary>
+    /// The length of the line break at <paramref name="i"/>, or 0. A CR is one byte here even before an LF: the LF then
+    /// ends an empty line, which is neither a top-level nor a child line, so the lines found are the same.
+    /// </summary>
+    private static int BreakLength(ReadOnlySpan<byte> text, int i) => text[i] switch
+    {
+        (byte)'\n' or (byte)'\r' or (byte)'\f' => 1,
+        0xc2 => i + 1 < text.Length && text[i + 1] == 0x85 ? 2 : 0,
+        0xe2 => i + 2 < text.Length && text[i + 1] == 0x80 && text[i + 2] is 0xa8 or 0xa9 ? 3 : 0,
+        _ => 0,
+    };
+
+    /// <summary>
+    /// Adds to <paramref name="found"/>, in order, the start of every line in [<paramref name="from"/>, <paramref name="to"/>)
+    /// that may be a top-level line (its first byte not a tab, '#' or break) or, with <paramref name="children"/>, a
+    /// child line (one tab, then not a tab). <paramref name="from"/> must be where a line starts.
+    /// </summary>
+    /// <remarks>
+    /// Sixteen bytes at a time: an LF followed by the wanted bytes. A block holding any byte that may start one of the
+    /// other breaks (CR, FF, 0xC2 of NEL, 0xE2 of LS/PS; rare in the real file, whose few C2 and E2 are letters) is
+    /// searched a byte at a time instead.
+    /// </remarks>
+    private static void FindLineStarts(ReadOnlySpan<byte> text, int from, int to, bool children, List<int> found)
+    {
+        if (from < to && Wanted(text, from, children)) found.Add(from);
+        int i = from;
+        if (Vector128.IsHardwareAccelerated)
+        {
+            ref byte start = ref MemoryMarshal.GetReference(text);
+            var lf = Vector128.Create((byte)'\n');
+            var tab = Vector128.Create((byte)'\t');
+            var hash = Vector128.Create((byte)'#');
+            // (b & 0xFE) == 0x0C: FF or CR; (b | 0x20) == 0xE2: 0xC2 or 0xE2.
+            var crOrFf = Vector128.Create((byte)0x0c);
+            var notBit0 = Vector128.Create((byte)0xfe);
+            var c2OrE2 = Vector128.Create((byte)0xe2);
+            var bit5 = Vector128.Create((byte)0x20);
+            int width = Vector128<byte>.Count;
+            // The loads read two bytes past the block (the line's first two bytes): stay that far inside the text.
+            while (i + width <= to && i + width + 2 <= text.Length)
+            {
+                var a = Vector128.LoadUnsafe(ref start, (nuint)i);
+                var b = Vector128.LoadUnsafe(ref start, (nuint)(i + 1));
+                var rare = Vector128.Equals(a & notBit0, crOrFf) | Vector128.Equals(a | bit5, c2OrE2);
+                var hit = children
+                    ? Vector128.Equals(a, lf) & Vector128.Equals(b, tab)
+                        & ~Vector128.Equals(Vector128.LoadUnsafe(ref start, (nuint)(i + 2)), tab)
+                    : Vector128.AndNot(Vector128.Equals(a, lf), Vector128.Equals(b, tab) | Vector128.Equals(b, hash));
+                if ((hit | rare) != Vector128<byte>.Zero)
+                {
+                    if (rare != Vector128<byte>.Zero)
+                        FindLineStartsScalar(text, i, i + width, to, children, found);
+                    else
+                    {
+                        for (uint bits = hit.ExtractMostSignificantBits(); bits != 0; bits &= bits - 1)
+                        {
+                            int next = i + BitOperations.TrailingZeroCount(bits) + 1;
+                            if (next < to) found.Add(next);
+                        }
+                    }
+                }
+                i += width;
+            }
+        }
+        FindLineStartsScalar(text, i, to, to, children, found);
+    }
+
+    /// <summary><see cref="FindLineStarts"/> for the breaks at [<paramref name="i"/>, <paramref name="end"/>), a byte at a time.</summary>
+    private static void FindLineStartsScalar(ReadOnlySpan<byte> text, int i, int end, int to, bool children, List<int> found)
+    {
+        for (; i < end; i++)
+        {
+            int length = BreakLength(text, i);
+            if (length > 0 && i + length < to && Wanted(text, i + length, children)) found.Add(i + length);
+        }
+    }
+
+    private static bool Wanted(ReadOnlySpan<byte> text, int pos, bool children) => children
+        ? text[pos] == (byte)'\t' && pos + 1 < text.Length && text[pos + 1] != (byte)'\t'
+        : text[pos] is not ((byte)'\t' or (byte)'#' or (byte)'\n' or (byte)'\r' or (byte)'\f');
+
+    /// <summary>Finds the top-level lines on first use. Caller holds <see cref="_sync"/>.</summary>
     private IndexData Index()
     {
         if (_index is not null) return _index;
-        var vendors = new Dictionary<ushort, Section>();
-        var classes = new Dictionary<byte, Section>();
         ReadOnlySpan<byte> text = Utf8;
-        char[] chars = new char[256];
-        Section? open = null;
-        int pos = 0;
-        while (pos < text.Length)
+        // Debian's pci.ids: 1.36 MB, 2,347 lines not starting with a tab or '#'.
+        var candidates = new List<int>(text.Length / 512 + 16);
+        FindLineStarts(text, 0, text.Length, children: false, candidates);
+        var starts = new List<int>(candidates.Count);
+        var keys = new List<int>(candidates.Count);
+        char[]? chars = null;
+        foreach (int pos in candidates)
         {
-            var (end, next) = LineAt(text, pos);
-            // Lines under a section (a tab first) and comments never end a section.
-            if (end > pos && text[pos] is not ((byte)'\t' or (byte)'#'))
-            {
-                var line = Decode(text[pos..end], ref chars).TrimEnd();
-                if (!line.IsEmpty)
-                {
-                    if (open is not null) open.BodyEnd = pos;
-                    open = null;
-                    if (TopLevel(line, out bool isClass, out int id, out _))
-                    {
-                        open = isClass
-                            ? classes[(byte)id] = new Section(pos, next, classes.GetValueOrDefault((byte)id))
-                            : vendors[(ushort)id] = new Section(pos, next, vendors.GetValueOrDefault((ushort)id));
-                    }
-                }
-            }
-            pos = next;
+            int key = TopLevelKey(text, pos, ref chars);
+            if (key == NotTopLevel) continue;
+            starts.Add(pos);
+            keys.Add(key);
         }
-        if (open is not null) open.BodyEnd = text.Length;
-        return _index = new IndexData(vendors, classes);
+        return _index = new IndexData(starts, keys);
+    }
+
+    /// <summary>
+    /// What the line at <paramref name="pos"/> (no tab or '#' first) is: a vendor (its id), a class
+    /// (<see cref="ClassKey"/> + id), another top-level line (<see cref="NoKey"/>), or blank (<see cref="NotTopLevel"/>).
+    /// </summary>
+    private static int TopLevelKey(ReadOnlySpan<byte> text, int pos, ref char[]? chars)
+    {
+        // A printable first byte makes the line non-blank; the bytes then decide the rest as a rule (see IdFromBytes).
+        if (text[pos] is > 0x20 and < 0x7f)
+        {
+            bool isClass = text[pos] == (byte)'C' && pos + 1 < text.Length && text[pos + 1] == (byte)' ';
+            switch (IdFromBytes(text, isClass ? pos + 2 : pos, isClass ? 2 : 4, out int id))
+            {
+                case true: return isClass ? ClassKey + id : id;
+                case false: return NoKey;
+            }
+        }
+        int end = LineAt(text, pos).End;
+        chars ??= new char[256];
+        var line = Decode(text[pos..end], ref chars).TrimEnd();
+        if (line.IsEmpty) return NotTopLevel;
+        return TopLevel(line, out bool cls, out int lineId, out _) ? (cls ? ClassKey + lineId : lineId) : NoKey;
     }
 
     /// <summary>A top-level line (trimmed at its end): a class (<c>C cc  Name</c>) or a vendor (<c>vvvv  Name</c>).</summary>
@@ -186,40 +308,45 @@ public sealed class PciIds
         return isClass || TryIdName(line, 4, out id, out name);
     }
 
-    /// <summary>The section's name, decoded from its line on first use. Caller holds <see cref="_sync"/>.</summary>
-    private string NameOf(Section section)
+    /// <summary>The name of top-level line <paramref name="entry"/>, decoded on first use. Caller holds <see cref="_sync"/>.</summary>
+    private string NameOf(IndexData index, int entry)
     {
-        if (section.Name is { } known) return known;
+        if (index.Names.TryGetValue(entry, out var known)) return known;
         ReadOnlySpan<byte> text = Utf8;
-        ReadOnlySpan<byte> line = text[section.LineStart..LineAt(text, section.LineStart).End];
+        int pos = index.Starts[entry];
+        ReadOnlySpan<byte> line = text[pos..LineAt(text, pos).End];
         Span<char> chars = line.Length <= 256 ? stackalloc char[256] : new char[line.Length];
         int n = Encoding.UTF8.GetChars(line, chars);
         TopLevel(((ReadOnlySpan<char>)chars[..n]).TrimEnd(), out _, out _, out var name);
-        return section.Name = name.ToString();
+        return index.Names[entry] = name.ToString();
     }
 
     /// <summary>
-    /// The id of a line one tab in (<c>\tdddd  Name</c>) read from its bytes, as <see cref="ChildName(ReadOnlySpan{char}, int, out int, out ReadOnlySpan{char})"/>
-    /// reads the decoded line: true or false when the bytes decide it, null when only decoding can (no printable
-    /// ASCII after the id, so whether the name is blank depends on how the rest decodes).
+    /// The id at <paramref name="at"/> (<paramref name="digits"/> hex digits, then a space, then the name) read from
+    /// the bytes, as <see cref="TryIdName"/> reads the decoded line trimmed at its end: true or false when the bytes
+    /// decide it, null when only decoding can (no printable ASCII after the id, so whether the name is blank depends
+    /// on how the rest decodes).
     /// </summary>
-    private static bool? ChildIdFromBytes(ReadOnlySpan<byte> line, int digits, out int id)
+    /// <remarks>
+    /// A byte of another character among the id and its space decodes to a char that is neither a hex digit nor a
+    /// space, at that place or before it (the decoded line is never longer than its bytes), and a line break there
+    /// ends the line too soon: so an id that is not hex digits and a space fails either way. Spaces, then a printable
+    /// ASCII byte, are in the line and make the trimmed name non-empty.
+    /// </remarks>
+    private static bool? IdFromBytes(ReadOnlySpan<byte> text, int at, int digits, out int id)
     {
         id = 0;
-        // A non-ASCII byte among the first digits + 2 decodes to a char that is neither a hex digit nor a space, and
-        // the decoded line is never longer than its bytes: so a prefix that is not "\t" + hex digits + ' ' fails either way.
-        if (line.Length < digits + 2) return false;
-        for (int i = 1; i <= digits; i++)
+        if (at + digits >= text.Length) return false;
+        for (int i = at; i < at + digits; i++)
         {
-            int h = HexValue(line[i]);
+            int h = HexValue(text[i]);
             if (h < 0) return false;
             id = id << 4 | h;
         }
-        if (line[digits + 1] != (byte)' ') return false;
-        // The name is what follows, trimmed: a printable ASCII byte (never white space) makes it non-empty.
-        foreach (byte b in line[(digits + 2)..])
-            if (b is > 0x20 and < 0x7f) return true;
-        return null;
+        if (text[at + digits] != (byte)' ') return false;
+        int p = at + digits + 1;
+        while (p < text.Length && text[p] == (byte)' ') p++;
+        return p < text.Length && text[p] is > 0x20 and < 0x7f ? true : null;
     }
 
     private static int HexValue(byte b) => b switch
@@ -231,46 +358,68 @@ public sealed class PciIds
     };
 
     /// <summary>
-    /// Where each line one tab under a section starts (devices of a vendor, subclasses of a class), found once per
-    /// section; a later line with the same id wins. Caller holds <see cref="_sync"/>.
+    /// The lines one tab under every section of <paramref name="key"/> (devices of a vendor, subclasses of a class),
+    /// found once per key. Null when no top-level line has the key. Caller holds <see cref="_sync"/>.
     /// </summary>
-    private Dictionary<ushort, int> ChildrenOf(Section section, int digits)
+    private Children? ChildrenOf(IndexData index, int key, int digits)
     {
-        if (section.Children is { } known) return known;
-        var chain = new List<Section>();
-        for (var s = section; s is not null; s = s.Earlier) chain.Add(s);
-        // Sized for the section (a device line is ~40 bytes, and most of a big vendor's lines are subsystems): Intel's
-        // 4,000 devices would otherwise grow it through a dozen copies.
-        int bytes = 0;
-        foreach (var s in chain) bytes += s.BodyEnd - s.BodyStart;
-        var children = new Dictionary<ushort, int>(Math.Min(bytes / 80, 1 << 16));
+        if (index.ChildrenByKey.TryGetValue(key, out var known)) return known;
+        var keys = CollectionsMarshal.AsSpan(index.Keys);
         ReadOnlySpan<byte> text = Utf8;
-        char[] chars = new char[256];
-        for (int k = chain.Count - 1; k >= 0; k--)
+        List<int>? lines = null;
+        char[]? chars = null;
+        for (int entry = keys.IndexOf(key); entry >= 0; entry = NextEntry(keys, key, entry))
         {
-            int pos = chain[k].BodyStart, stop = chain[k].BodyEnd;
-            while (pos < stop)
-            {
-                var (end, next) = LineAt(text, pos);
-                // Exactly one tab: a device (or subclass); two are subsystems and prog-ifs, not kept.
-                if (end - pos > 1 && text[pos] == (byte)'\t' && text[pos + 1] != (byte)'\t'
-                    && (ChildIdFromBytes(text[pos..end], digits, out int id) ?? ChildName(Decode(text[pos..end], ref chars), digits, out id, out _)))
-                    children[(ushort)id] = pos;
-                pos = next;
-            }
+            int from = LineAt(text, index.Starts[entry]).Next;
+            int to = entry + 1 < keys.Length ? index.Starts[entry + 1] : text.Length;
+            // Sized for the section (a device line is ~40 bytes, and most of a big vendor's lines are subsystems):
+            // Intel's 4,233 devices would otherwise grow it through a dozen copies.
+            lines ??= new List<int>(Math.Min((to - from) / 80 + 4, 1 << 16));
+            FindLineStarts(text, from, to, children: true, lines);
         }
-        return section.Children = children;
+        if (lines is null) return null;
+        var ids = new List<ushort>(lines.Count);
+        var starts = new List<int>(lines.Count);
+        foreach (int pos in lines)
+        {
+            bool child = IdFromBytes(text, pos + 1, digits, out int id) ?? SlowChildId(text, pos, digits, ref chars, out id);
+            if (!child) continue;
+            ids.Add((ushort)id);
+            starts.Add(pos);
+        }
+        return index.ChildrenByKey[key] = new Children(ids, starts);
     }
 
-    /// <summary>The name of the child <paramref name="id"/> of a section, or null. Caller holds <see cref="_sync"/>.</summary>
-    private string? ChildName(Section section, int digits, ushort id)
+    private static int NextEntry(ReadOnlySpan<int> keys, int key, int entry)
     {
-        if (!ChildrenOf(section, digits).TryGetValue(id, out int pos)) return null;
-        ReadOnlySpan<byte> text = Utf8;
-        ReadOnlySpan<byte> line = text[pos..LineAt(text, pos).End];
-        Span<char> chars = line.Length <= 256 ? stackalloc char[256] : new char[line.Length];
-        int n = Encoding.UTF8.GetChars(line, chars);
-        return ChildName(chars[..n], digits, out _, out var name) ? name.ToString() : null;
+        int k = keys[(entry + 1)..].IndexOf(key);
+        return k < 0 ? -1 : entry + 1 + k;
+    }
+
+    /// <summary>A line one tab in whose bytes did not decide it (<see cref="IdFromBytes"/> null): decoded and read.</summary>
+    private static bool SlowChildId(ReadOnlySpan<byte> text, int pos, int digits, ref char[]? chars, out int id)
+    {
+        chars ??= new char[256];
+        return ChildName(Decode(text[pos..LineAt(text, pos).End], ref chars), digits, out id, out _);
+    }
+
+    /// <summary>The name of child <paramref name="id"/> of <paramref name="key"/>'s sections, or null. Caller holds <see cref="_sync"/>.</summary>
+    private string? ChildName(IndexData index, int key, int digits, ushort id)
+    {
+        if (ChildrenOf(index, key, digits) is not { } children) return null;
+        if (children.Names.TryGetValue(id, out var known)) return known;
+        int k = CollectionsMarshal.AsSpan(children.Ids).LastIndexOf(id);
+        string? result = null;
+        if (k >= 0)
+        {
+            ReadOnlySpan<byte> text = Utf8;
+            int pos = children.Starts[k];
+            ReadOnlySpan<byte> line = text[pos..LineAt(text, pos).End];
+            Span<char> chars = line.Length <= 256 ? stackalloc char[256] : new char[line.Length];
+            int n = Encoding.UTF8.GetChars(line, chars);
+            result = ChildName(chars[..n], digits, out _, out var name) ? name.ToString() : null;
+        }
+        return children.Names[id] = result;
     }
 
     /// <summary>A line one tab in (<c>\tdddd  Name</c>) as pciutils reads it: trailing blanks dropped, then id and name.</summary>
@@ -300,18 +449,22 @@ public sealed class PciIds
     /// <summary>The vendor's name, or null when the database does not have it.</summary>
     public string? Vendor(ushort vendor)
     {
-        try { lock (_sync) return Index().Vendors.GetValueOrDefault(vendor) is { } section ? NameOf(section) : null; }
+        try
+        {
+            lock (_sync)
+            {
+                var index = Index();
+                int entry = CollectionsMarshal.AsSpan(index.Keys).LastIndexOf(vendor);
+                return entry >= 0 ? NameOf(index, entry) : null;
+            }
+        }
         finally { GC.KeepAlive(this); } // a mapped file lives as long as this object: not unmapped mid-lookup
     }
 
     /// <summary>The device's name under <paramref name="vendor"/>, or null when the database does not have it.</summary>
     public string? Device(ushort vendor, ushort device)
     {
-        try
-        {
-            lock (_sync)
-                return Index().Vendors.GetValueOrDefault(vendor) is { } section ? ChildName(section, 4, device) : null;
-        }
+        try { lock (_sync) return ChildName(Index(), vendor, 4, device); }
         finally { GC.KeepAlive(this); }
     }
 
@@ -322,8 +475,11 @@ public sealed class PciIds
         {
             lock (_sync)
             {
-                if (Index().Classes.GetValueOrDefault((byte)(classCode >> 16)) is not { } section) return null;
-                return ChildName(section, 2, (byte)(classCode >> 8)) ?? NameOf(section);
+                var index = Index();
+                int key = ClassKey + (byte)(classCode >> 16);
+                int entry = CollectionsMarshal.AsSpan(index.Keys).LastIndexOf(key);
+                if (entry < 0) return null;
+                return ChildName(index, key, 2, (byte)(classCode >> 8)) ?? NameOf(index, entry);
             }
         }
         finally { GC.KeepAlive(this); }
