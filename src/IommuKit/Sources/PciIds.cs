@@ -145,6 +145,16 @@ public sealed class PciIds
         public List<int> Keys { get; } = keys;
         /// <summary>Names decoded so far, by position in <see cref="Starts"/>.</summary>
         public Dictionary<int, string> Names { get; } = new();
+        /// <summary>The last top-level line of each key asked for so far (-1: none), by key.</summary>
+        public Dictionary<int, int> LastEntries { get; } = new();
+
+        /// <summary>The position in <see cref="Starts"/> of the last line with <paramref name="key"/> (its name wins), or -1.</summary>
+        public int LastEntry(int key)
+        {
+            if (!LastEntries.TryGetValue(key, out int entry))
+                LastEntries[key] = entry = CollectionsMarshal.AsSpan(Keys).LastIndexOf(key);
+            return entry;
+        }
         /// <summary>The child lines of every section of a key (a vendor named twice has two), once found.</summary>
         public Dictionary<int, Children> ChildrenByKey { get; } = new();
     }
@@ -193,9 +203,11 @@ public sealed class PciIds
     /// that <typeparamref name="TLines"/> wants. <paramref name="from"/> must be where a line starts.
     /// </summary>
     /// <remarks>
-    /// Sixteen bytes at a time, four blocks to a step: an LF followed by the wanted bytes. A step holding any byte that
-    /// may start one of the other breaks (CR, FF, 0xC2 of NEL, 0xE2 of LS/PS; rare in the real file, whose three C2 are
-    /// letters) is searched a byte at a time instead. Vector128 only: the native build targets x64-v2 (no AVX2).
+    /// 64 bytes a step, as four 16-byte vectors: a mask of the LFs, whose next line's first bytes are then checked one
+    /// by one (a line is ~37 bytes, most start with a tab), and one test for any byte that may start another break
+    /// (CR, FF, and any non-ASCII byte, which covers 0xC2 of NEL and 0xE2 of LS/PS: the real file has eight non-ASCII
+    /// bytes). A step with one of those takes every CR, FF, LF, 0xC2 and 0xE2 in order and checks each for a break.
+    /// Vector128 only: the native build targets x64-v2, without AVX2.
     /// </remarks>
     private static void FindLineStarts<TLines>(ReadOnlySpan<byte> text, int from, int to, List<int> found)
         where TLines : struct, ILineFilter
@@ -205,68 +217,72 @@ public sealed class PciIds
         if (Vector128.IsHardwareAccelerated)
         {
             ref byte start = ref MemoryMarshal.GetReference(text);
-            const int Width = 16;
-            // The filters read two bytes past a block (the next line's first two): stay that far inside the text.
-            while (i + 4 * Width <= to && i + 4 * Width + 2 <= text.Length)
+            const int Step = 64, Width = 16;
+            // A wanted line's first two bytes are read past an LF: stay that far inside the text.
+            while (i + Step <= to && i + Step + 2 <= text.Length)
             {
                 nuint at = (nuint)i;
                 var a0 = Vector128.LoadUnsafe(ref start, at);
                 var a1 = Vector128.LoadUnsafe(ref start, at + Width);
                 var a2 = Vector128.LoadUnsafe(ref start, at + 2 * Width);
                 var a3 = Vector128.LoadUnsafe(ref start, at + 3 * Width);
-                var rare = Rare(a0) | Rare(a1) | Rare(a2) | Rare(a3);
-                var h0 = TLines.Hits(a0, ref start, at);
-                var h1 = TLines.Hits(a1, ref start, at + Width);
-                var h2 = TLines.Hits(a2, ref start, at + 2 * Width);
-                var h3 = TLines.Hits(a3, ref start, at + 3 * Width);
-                if ((rare | h0 | h1 | h2 | h3) != Vector128<byte>.Zero)
+                var c0 = CrOrFf(a0);
+                var c1 = CrOrFf(a1);
+                var c2 = CrOrFf(a2);
+                var c3 = CrOrFf(a3);
+                ulong breaks = Bits(Lf(a0), Lf(a1), Lf(a2), Lf(a3));
+                // Sign bits: a non-ASCII byte, or a CR or FF.
+                if ((a0 | a1 | a2 | a3 | c0 | c1 | c2 | c3).ExtractMostSignificantBits() == 0)
                 {
-                    if (rare != Vector128<byte>.Zero) FindLineStartsScalar<TLines>(text, i, i + 4 * Width, to, found);
-                    else
+                    for (; breaks != 0; breaks &= breaks - 1)
                     {
-                        ulong bits = h0.ExtractMostSignificantBits() | (ulong)h1.ExtractMostSignificantBits() << Width
-                            | (ulong)h2.ExtractMostSignificantBits() << 2 * Width | (ulong)h3.ExtractMostSignificantBits() << 3 * Width;
-                        for (; bits != 0; bits &= bits - 1)
-                        {
-                            int next = i + BitOperations.TrailingZeroCount(bits) + 1;
-                            if (next < to) found.Add(next);
-                        }
+                        int next = i + BitOperations.TrailingZeroCount(breaks) + 1;
+                        if (next < to && TLines.Wanted(text, next)) found.Add(next);
                     }
                 }
-                i += 4 * Width;
+                else
+                {
+                    breaks |= Bits(c0, c1, c2, c3) | Bits(C2OrE2(a0), C2OrE2(a1), C2OrE2(a2), C2OrE2(a3));
+                    for (; breaks != 0; breaks &= breaks - 1)
+                        AddIfWanted<TLines>(text, i + BitOperations.TrailingZeroCount(breaks), to, found);
+                }
+                i += Step;
             }
         }
-        FindLineStartsScalar<TLines>(text, i, to, to, found);
+        for (; i < to; i++) AddIfWanted<TLines>(text, i, to, found);
     }
 
-    /// <summary>Bytes that may start a break other than LF: (b &amp; 0xFE) == 0x0C is FF or CR, (b | 0x20) == 0xE2 is 0xC2 or 0xE2.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<byte> Rare(Vector128<byte> a) =>
-        Vector128.Equals(a & Vector128.Create((byte)0xfe), Vector128.Create((byte)0x0c))
-        | Vector128.Equals(a | Vector128.Create((byte)0x20), Vector128.Create((byte)0xe2));
-
-    /// <summary><see cref="FindLineStarts"/> for the breaks at [<paramref name="i"/>, <paramref name="end"/>), a byte at a time.</summary>
-    private static void FindLineStartsScalar<TLines>(ReadOnlySpan<byte> text, int i, int end, int to, List<int> found)
-        where TLines : struct, ILineFilter
+    /// <summary>Adds the line after a break at <paramref name="i"/> when it is inside the range and wanted.</summary>
+    private static void AddIfWanted<TLines>(ReadOnlySpan<byte> text, int i, int to, List<int> found) where TLines : struct, ILineFilter
     {
-        for (; i < end; i++)
-        {
-            int length = BreakLength(text, i);
-            if (length > 0 && i + length < to && TLines.Wanted(text, i + length)) found.Add(i + length);
-        }
+        int length = BreakLength(text, i);
+        if (length > 0 && i + length < to && TLines.Wanted(text, i + length)) found.Add(i + length);
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<byte> Lf(Vector128<byte> a) => Vector128.Equals(a, Vector128.Create((byte)'\n'));
+
+    /// <summary>(b &amp; 0xFE) == 0x0C: FF or CR.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<byte> CrOrFf(Vector128<byte> a) =>
+        Vector128.Equals(a & Vector128.Create((byte)0xfe), Vector128.Create((byte)0x0c));
+
+    /// <summary>(b | 0x20) == 0xE2: 0xC2 or 0xE2.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<byte> C2OrE2(Vector128<byte> a) =>
+        Vector128.Equals(a | Vector128.Create((byte)0x20), Vector128.Create((byte)0xe2));
+
+    /// <summary>The four 16-byte masks as one 64-bit mask, first byte lowest.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong Bits(Vector128<byte> m0, Vector128<byte> m1, Vector128<byte> m2, Vector128<byte> m3) =>
+        m0.ExtractMostSignificantBits() | (ulong)m1.ExtractMostSignificantBits() << 16
+        | (ulong)m2.ExtractMostSignificantBits() << 32 | (ulong)m3.ExtractMostSignificantBits() << 48;
 
     /// <summary>Which lines <see cref="FindLineStarts"/> looks for.</summary>
     private interface ILineFilter
     {
         /// <summary>Whether the line starting at <paramref name="pos"/> (inside the text) may be one.</summary>
         static abstract bool Wanted(ReadOnlySpan<byte> text, int pos);
-
-        /// <summary>
-        /// The bytes of block <paramref name="a"/> (the sixteen at <paramref name="at"/>) that are an LF followed by
-        /// such a line, as a mask. May read the two bytes after the block.
-        /// </summary>
-        static abstract Vector128<byte> Hits(Vector128<byte> a, ref byte text, nuint at);
     }
 
     /// <summary>Lines that may be top-level: not a tab, '#' or a break first.</summary>
@@ -274,14 +290,6 @@ public sealed class PciIds
     {
         public static bool Wanted(ReadOnlySpan<byte> text, int pos) =>
             text[pos] is not ((byte)'\t' or (byte)'#' or (byte)'\n' or (byte)'\r' or (byte)'\f');
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector128<byte> Hits(Vector128<byte> a, ref byte text, nuint at)
-        {
-            var b = Vector128.LoadUnsafe(ref text, at + 1);
-            return Vector128.AndNot(Vector128.Equals(a, Vector128.Create((byte)'\n')),
-                Vector128.Equals(b, Vector128.Create((byte)'\t')) | Vector128.Equals(b, Vector128.Create((byte)'#')));
-        }
     }
 
     /// <summary>Lines one tab in: a tab, then not a tab.</summary>
@@ -289,14 +297,6 @@ public sealed class PciIds
     {
         public static bool Wanted(ReadOnlySpan<byte> text, int pos) =>
             text[pos] == (byte)'\t' && pos + 1 < text.Length && text[pos + 1] != (byte)'\t';
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector128<byte> Hits(Vector128<byte> a, ref byte text, nuint at)
-        {
-            var tab = Vector128.Create((byte)'\t');
-            return Vector128.Equals(a, Vector128.Create((byte)'\n')) & Vector128.Equals(Vector128.LoadUnsafe(ref text, at + 1), tab)
-                & ~Vector128.Equals(Vector128.LoadUnsafe(ref text, at + 2), tab);
-        }
     }
 
     /// <summary>Finds the top-level lines on first use. Caller holds <see cref="_sync"/>.</summary>
@@ -330,11 +330,9 @@ public sealed class PciIds
         if (text[pos] is > 0x20 and < 0x7f)
         {
             bool isClass = text[pos] == (byte)'C' && pos + 1 < text.Length && text[pos + 1] == (byte)' ';
-            switch (IdFromBytes(text, isClass ? pos + 2 : pos, isClass ? 2 : 4, out int id))
-            {
-                case true: return isClass ? ClassKey + id : id;
-                case false: return NoKey;
-            }
+            int id = IdFromBytes(text, isClass ? pos + 2 : pos, isClass ? 2 : 4);
+            if (id >= 0) return isClass ? ClassKey + id : id;
+            if (id == NotAnId) return NoKey;
         }
         int end = LineAt(text, pos).End;
         chars ??= new char[256];
@@ -366,9 +364,9 @@ public sealed class PciIds
 
     /// <summary>
     /// The id at <paramref name="at"/> (<paramref name="digits"/> hex digits, then a space, then the name) read from
-    /// the bytes, as <see cref="TryIdName"/> reads the decoded line trimmed at its end: true or false when the bytes
-    /// decide it, null when only decoding can (no printable ASCII after the id, so whether the name is blank depends
-    /// on how the rest decodes).
+    /// the bytes, as <see cref="TryIdName"/> reads the decoded line trimmed at its end: the id, or <see cref="NotAnId"/>,
+    /// when the bytes decide it; <see cref="Undecided"/> when only decoding can (no printable ASCII after the id, so
+    /// whether the name is blank depends on how the rest decodes).
     /// </summary>
     /// <remarks>
     /// A byte of another character among the id and its space decodes to a char that is neither a hex digit nor a
@@ -376,29 +374,35 @@ public sealed class PciIds
     /// ends the line too soon: so an id that is not hex digits and a space fails either way. Spaces, then a printable
     /// ASCII byte, are in the line and make the trimmed name non-empty.
     /// </remarks>
-    private static bool? IdFromBytes(ReadOnlySpan<byte> text, int at, int digits, out int id)
+    private static int IdFromBytes(ReadOnlySpan<byte> text, int at, int digits)
     {
-        id = 0;
-        if (at + digits >= text.Length) return false;
-        for (int i = at; i < at + digits; i++)
+        if ((uint)(at + digits) >= (uint)text.Length) return NotAnId;
+        int id = 0;
+        foreach (byte b in text.Slice(at, digits))
         {
-            int h = HexValue(text[i]);
-            if (h < 0) return false;
+            int h = HexValue(b);
+            if (h < 0) return NotAnId;
             id = id << 4 | h;
         }
-        if (text[at + digits] != (byte)' ') return false;
-        int p = at + digits + 1;
-        while (p < text.Length && text[p] == (byte)' ') p++;
-        return p < text.Length && text[p] is > 0x20 and < 0x7f ? true : null;
+        int p = at + digits;
+        if (text[p] != (byte)' ') return NotAnId;
+        while (++p < text.Length && text[p] == (byte)' ') { }
+        return p < text.Length && text[p] is > 0x20 and < 0x7f ? id : Undecided;
     }
 
-    private static int HexValue(byte b) => b switch
+    /// <summary>What <see cref="IdFromBytes"/> returns for a line that is not an id and a name.</summary>
+    private const int NotAnId = -1;
+    /// <summary>What <see cref="IdFromBytes"/> returns when only decoding the line can tell.</summary>
+    private const int Undecided = -2;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int HexValue(byte b)
     {
-        >= (byte)'0' and <= (byte)'9' => b - '0',
-        >= (byte)'a' and <= (byte)'f' => b - 'a' + 10,
-        >= (byte)'A' and <= (byte)'F' => b - 'A' + 10,
-        _ => -1,
-    };
+        uint digit = (uint)(b - '0');
+        if (digit <= 9) return (int)digit;
+        uint letter = (uint)((b | 0x20) - 'a'); // 'A'-'F' and 'a'-'f' alone land on 0-5
+        return letter <= 5 ? (int)letter + 10 : -1;
+    }
 
     /// <summary>
     /// The lines one tab under every section of <paramref name="key"/> (devices of a vendor, subclasses of a class),
@@ -425,8 +429,9 @@ public sealed class PciIds
         var starts = new List<int>(lines.Count);
         foreach (int pos in lines)
         {
-            bool child = IdFromBytes(text, pos + 1, digits, out int id) ?? SlowChildId(text, pos, digits, ref chars, out id);
-            if (!child) continue;
+            int id = IdFromBytes(text, pos + 1, digits);
+            if (id == Undecided && !SlowChildId(text, pos, digits, ref chars, out id)) continue;
+            if (id < 0) continue;
             ids.Add((ushort)id);
             starts.Add(pos);
         }
@@ -439,7 +444,7 @@ public sealed class PciIds
         return k < 0 ? -1 : entry + 1 + k;
     }
 
-    /// <summary>A line one tab in whose bytes did not decide it (<see cref="IdFromBytes"/> null): decoded and read.</summary>
+    /// <summary>A line one tab in whose bytes did not decide it (<see cref="IdFromBytes"/> undecided): decoded and read.</summary>
     private static bool SlowChildId(ReadOnlySpan<byte> text, int pos, int digits, ref char[]? chars, out int id)
     {
         chars ??= new char[256];
@@ -497,7 +502,7 @@ public sealed class PciIds
             lock (_sync)
             {
                 var index = Index();
-                int entry = CollectionsMarshal.AsSpan(index.Keys).LastIndexOf(vendor);
+                int entry = index.LastEntry(vendor);
                 return entry >= 0 ? NameOf(index, entry) : null;
             }
         }
@@ -520,7 +525,7 @@ public sealed class PciIds
             {
                 var index = Index();
                 int key = ClassKey + (byte)(classCode >> 16);
-                int entry = CollectionsMarshal.AsSpan(index.Keys).LastIndexOf(key);
+                int entry = index.LastEntry(key);
                 if (entry < 0) return null;
                 return ChildName(index, key, 2, (byte)(classCode >> 8)) ?? NameOf(index, entry);
             }

@@ -76,10 +76,11 @@ public class PciIdsScanTests
             (10, Gen.Constant(Bytes("\n"))), (2, Gen.Constant(Bytes("\r\n"))), (1, Gen.Constant(Bytes("\r"))),
             (1, Gen.Constant(Bytes("\f"))), (1, Gen.Constant(Bytes("\u0085"))), (1, Gen.Constant(Bytes("\u2028"))),
             (1, Gen.Constant(Bytes("\u2029"))), (1, Gen.Constant(Bytes("\n\n"))), (1, Gen.Constant(Bytes("\r\r\n"))));
-        var vendorId = Gen.Elements("8086", "10de", "10DE", "1af4", "AbCd", "zzzz", "80", "80 6", "0x12");
-        var deviceId = Gen.Elements("0001", "0002", "00ff", "00FF", "abcd", "ABCD", "XYZW", "00", " 0005", "0x12", "00\u00e47");
-        var classId = Gen.Elements("02", "06", "0c", "0C", "zz", "2", "ff");
-        var subclassId = Gen.Elements("00", "04", "80", "AB", "0", "x4");
+        // Bytes next to the hex digits in ASCII ('/', ':', '@', 'G', '`', 'g') must not pass as digits.
+        var vendorId = Gen.Elements("8086", "10de", "10DE", "1af4", "AbCd", "zzzz", "80", "80 6", "0x12", "100g", "10:e", "1@f4", "10`e", "10/e", "100G");
+        var deviceId = Gen.Elements("0001", "0002", "00ff", "00FF", "abcd", "ABCD", "XYZW", "00", " 0005", "0x12", "00\u00e47", "000g", "000G", "00`1", "00@1", "00:1", "00/1");
+        var classId = Gen.Elements("02", "06", "0c", "0C", "zz", "2", "ff", "0g", "0G", "0:");
+        var subclassId = Gen.Elements("00", "04", "80", "AB", "0", "x4", "0g", "0/", "0`");
         var name = Gen.Frequency(
             (8, Gen.Elements("Intel", "NVIDIA Corp", "Red Hat, Inc.", "n\u00e4me", "x", "\u00a0\u00e4", "\u3000", " ", "", "\t", "# not a comment").Select(Bytes)),
             (2, Gen.Elements<byte[]>([0xff], [0xc3], [0x85], [(byte)'a', 0xc2], [0xe2, 0x80], [0xc2, 0x85], [0xe2, 0x80, 0xa8], [0x01], [0x0b])),
