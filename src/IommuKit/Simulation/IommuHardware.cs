@@ -46,17 +46,26 @@ public sealed class IommuHardware
     // an empty slot holds IommuContext.Absent, which GetContext shows as null.
     private ContextTable _contexts;
 
-    // The domain id of each slot's context (0 when it is not Translated), pinned and addressed from _slotDomainBase:
+    // The domain id of each slot's context (0 when it is not Translated), inline in this object like the contexts:
     // the hit path loads it in parallel with the context (see Translate). Written before the context slot.
-    private readonly int[] _slotDomains = GC.AllocateArray<int>(1 << 16, pinned: true);
-    private readonly nint _slotDomainBase;
+    private SlotDomainTable _slotDomains;
 
     [InlineArray(1 << 16)]
     private struct ContextTable
     {
         private IommuContext _first;
     }
+
+    [InlineArray(1 << 16)]
+    private struct SlotDomainTable
+    {
+        private int _first;
+    }
     private readonly Iotlb _iotlb;
+    // The IOTLB's small-array base and mask (Iotlb.SmallBase/SmallMask, fixed for its life), kept here so the hit
+    // path reaches the entry, the domain tag, the epoch and the hit stripes without loading the Iotlb object.
+    private readonly nint _tlbSmall;
+    private readonly int _tlbMask;
 
     // _faultLock guards _faults, _interrupts (bounded logs).
     private readonly Lock _faultLock = new();
@@ -76,9 +85,12 @@ public sealed class IommuHardware
         ArgumentOutOfRangeException.ThrowIfLessThan(domainIds, 2);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(domainIds, MaxDomainId + 1);
         _iotlb = new Iotlb(iotlbSets);
+        // A 4 KiB hit is then never an interrupt request, so Translate tests the window only off its hit path.
+        _iotlb.SetUncachedWindow(MsiWindowStart, MsiWindowSize);
+        _tlbSmall = _iotlb.SmallBase;
+        _tlbMask = _iotlb.SmallMask;
         for (int rid = 0; rid < 1 << 16; rid++)
             ContextSlot((ushort)rid) = IommuContext.Absent;
-        _slotDomainBase = BaseOf(_slotDomains);
         Name = name;
         DomainIdCount = domainIds;
     }
@@ -122,7 +134,7 @@ public sealed class IommuHardware
     public void SetContext(ushort requesterId, IommuContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        Volatile.Write(ref _slotDomains[requesterId], Math.Max(context.DomainId, 0));
+        Volatile.Write(ref SlotDomainRef(requesterId), Math.Max(context.DomainId, 0));
         Volatile.Write(ref ContextSlot(requesterId), context);
     }
 
@@ -144,44 +156,59 @@ public sealed class IommuHardware
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public DmaTranslation Translate(ushort requesterId, ulong iova, bool write)
     {
-        // VT-d 3.14: requests to 0xFEEx_xxxx are interrupt requests, never DMA-remapped (wrap-around makes this one compare).
-        if (iova - MsiWindowStart < MsiWindowSize)
-            return TranslateMsiWindow(requesterId, iova, write);
         IommuContext ctx = Volatile.Read(ref ContextSlot(requesterId));
         // The slot's domain id, loaded in parallel with the context: the probe's address does not wait for the
         // context object (often out of L1 after a bulk copy). It is checked against the context below.
         int domainId = SlotDomain(requesterId);
-        if (ctx.Kind == IommuContextKind.Translated)
+        // The hit: one probe of the 4 KiB entry, whose data word carries the permission bits, so the check is one test
+        // and no out-parameter leaves registers. Two tests the hit path does not need:
+        // - the MSI window (VT-d 3.14: requests to 0xFEEx_xxxx are interrupt requests, never DMA-remapped): the IOTLB
+        //   never caches a 4 KiB page of it (SetUncachedWindow), so such a request always takes TranslateSlow;
+        // - the context's kind: a context that is not Translated has domain id -1 and its slot 0, so the domain check
+        //   fails for it (the probe then only read the IOTLB, counting nothing).
+        // Anything else (large page, miss, permission fault, a slot being rewritten) is TranslateSlow too.
+        // SAFETY of the unchecked probe: slot domain ids are 0..MaxDomainId.
+        nint tlb = _tlbSmall; // a local: the field would be loaded again after the probe's volatile reads
+        ulong data = Iotlb.ProbeSmallAt(tlb, _tlbMask, domainId, iova);
+        if ((data & Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read)) != 0 && domainId == ctx.DomainId)
         {
-            // The hit: one probe of the 4 KiB entry, whose data word carries the permission bits, so the check is one
-            // test and no out-parameter leaves registers. Anything else (large page, miss, permission fault, a slot
-            // being rewritten) is TranslateSlow. SAFETY of the unchecked probe: slot domain ids are 0..MaxDomainId.
-            ulong data = _iotlb.ProbeSmall(domainId, iova);
-            if ((data & Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read)) != 0 && domainId == ctx.DomainId)
-                return new DmaTranslation(Iotlb.PhysOf(data, iova, 12), DmaTranslationKind.Memory, DmaFaultReason.None);
-            return TranslateSlow(ctx, requesterId, iova, write, data, probed: domainId == ctx.DomainId);
+            Iotlb.CountHitAt(tlb, iova);
+            return new DmaTranslation(Iotlb.PhysOf(data, iova, 12), DmaTranslationKind.Memory, DmaFaultReason.None);
         }
-        return TranslateUntranslated(ctx, requesterId, iova, write);
+        return TranslateSlow(ctx, requesterId, iova, write, data, domainId);
     }
 
-    /// <summary>Translate after the 4 KiB probe: a 4 KiB hit without the permission (<paramref name="data"/> not 0)
-    /// faults; otherwise the 2 MiB slice array, then the walk. Unless <paramref name="probed"/>, the probe was made
-    /// under a slot domain id that did not match the context (a SetContext in flight) and is redone.</summary>
+    /// <summary>Translate after the 4 KiB probe (made under <paramref name="probedDomain"/>, the slot's domain id, with
+    /// result <paramref name="data"/>): the MSI window, a context that is not Translated, then a 4 KiB hit without the
+    /// permission (faults), the 2 MiB slice array, the walk. A probe made under a slot domain id that does not match
+    /// the context (a SetContext in flight) is redone.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private DmaTranslation TranslateSlow(IommuContext ctx, ushort requesterId, ulong iova, bool write, ulong data, bool probed)
+    private DmaTranslation TranslateSlow(IommuContext ctx, ushort requesterId, ulong iova, bool write, ulong data, int probedDomain)
     {
-        if (!probed)
+        // VT-d 3.14: requests to 0xFEEx_xxxx are interrupt requests, never DMA-remapped (wrap-around makes this one compare).
+        if (iova - MsiWindowStart < MsiWindowSize)
+            return TranslateMsiWindow(requesterId, iova, write);
+        if (ctx.Kind != IommuContextKind.Translated)
+            return TranslateUntranslated(ctx, requesterId, iova, write);
+        if (probedDomain != ctx.DomainId)
             data = _iotlb.ProbeSmall(ctx.DomainId, iova);
-        if (data != 0 && (data & Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read)) != 0)
-            return new DmaTranslation(Iotlb.PhysOf(data, iova, 12), DmaTranslationKind.Memory, DmaFaultReason.None);
+        ulong need = Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read);
+        if (data != 0)
+        {
+            Iotlb.CountHitAt(_tlbSmall, iova);
+            if ((data & need) != 0)
+                return new DmaTranslation(Iotlb.PhysOf(data, iova, 12), DmaTranslationKind.Memory, DmaFaultReason.None);
+            return RaiseFault(requesterId, iova, write, DmaFaultReason.Permission, ctx.DomainId);
+        }
+        data = _iotlb.ProbeLarge(ctx.DomainId, iova);
         if (data == 0)
         {
-            data = _iotlb.ProbeLarge(ctx.DomainId, iova);
-            if (data == 0)
-                return WalkAndFill(ctx, requesterId, iova, write);
-            if ((data & Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read)) != 0)
-                return new DmaTranslation(Iotlb.PhysOf(data, iova, 21), DmaTranslationKind.Memory, DmaFaultReason.None);
+            _iotlb.CountMiss(iova);
+            return WalkAndFill(ctx, requesterId, iova, write);
         }
+        Iotlb.CountHitAt(_tlbSmall, iova);
+        if ((data & need) != 0)
+            return new DmaTranslation(Iotlb.PhysOf(data, iova, 21), DmaTranslationKind.Memory, DmaFaultReason.None);
         return RaiseFault(requesterId, iova, write, DmaFaultReason.Permission, ctx.DomainId);
     }
 
@@ -477,11 +504,12 @@ public sealed class IommuHardware
     public int IotlbTagOf(int domainId) => _iotlb.TagOf(domainId);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private unsafe int SlotDomain(ushort requesterId) =>
-        // SAFETY: _slotDomains is pinned, referenced by this object, and has 2^16 entries.
-        *(int*)(_slotDomainBase + requesterId * sizeof(int));
+    private int SlotDomain(ushort requesterId) => SlotDomainRef(requesterId);
 
-    private static unsafe nint BaseOf(int[] pinned) => (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(pinned));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ref int SlotDomainRef(ushort requesterId) =>
+        // SAFETY: _slotDomains has exactly 2^16 entries and a ushort index is below 2^16 (skips the bounds check).
+        ref Unsafe.Add(ref Unsafe.As<SlotDomainTable, int>(ref _slotDomains), requesterId);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ref IommuContext ContextSlot(ushort requesterId) =>
