@@ -298,6 +298,27 @@ public sealed class Iotlb
         return Probe(ref EntryAt(smallBase, set), vpn, owner);
     }
 
+    /// <summary>The hit test of <c>IommuHardware.Translate</c>: whether the 4 KiB entry for <paramref name="iova"/> in
+    /// <paramref name="domainId"/> (0..MaxDomainId) is cached with a permission bit of <paramref name="need"/>
+    /// (<see cref="DataBit"/>), with its data word. One chain of tests that all branch to the caller's slow path, so
+    /// nothing is merged on the hit path; counts nothing. <paramref name="smallBase"/>/<paramref name="smallMask"/> as
+    /// for <see cref="ProbeSmallAt"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static unsafe bool HitAt(nint smallBase, int smallMask, nuint domainId, ulong iova, ulong need, out ulong data)
+    {
+        // SAFETY: as in ProbeSmallAt. The domain id comes as a nuint so that it is not zero-extended twice.
+        ulong vpn = iova >> SmallShift;
+        nuint set = (nuint)((vpn ^ (domainId * 0x9E37UL)) & (ulong)(uint)smallMask); // SetOf
+        int tag = Volatile.Read(ref *(int*)(smallBase + TagsOffset + (nint)domainId * sizeof(int)));
+        ulong owner = OwnerOf(tag, Volatile.Read(ref *(ulong*)(smallBase + EpochOffset)));
+        ref Entry e = ref EntryAt(smallBase, set);
+        // The seqlock read of Probe, with the permission test folded in.
+        uint s1 = Volatile.Read(ref e.Seq);
+        data = Volatile.Read(ref e.Data);
+        return (data & need) != 0 && Volatile.Read(ref e.Vpn) == vpn && Volatile.Read(ref e.Owner) == owner
+            && (s1 & 1) == 0 && Volatile.Read(ref e.Seq) == s1;
+    }
+
     /// <summary>Counts one lookup of <paramref name="iova"/> that hit, in the stripe of its page, without atomics (see
     /// <see cref="Hits"/>). <paramref name="smallBase"/> is <see cref="SmallBase"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -59,7 +59,7 @@ public sealed class IommuHardware
     [InlineArray(1 << 16)]
     private struct SlotDomainTable
     {
-        private int _first;
+        private uint _first;
     }
     private readonly Iotlb _iotlb;
     // The IOTLB's small-array base and mask (Iotlb.SmallBase/SmallMask, fixed for its life), kept here so the hit
@@ -134,7 +134,7 @@ public sealed class IommuHardware
     public void SetContext(ushort requesterId, IommuContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        Volatile.Write(ref SlotDomainRef(requesterId), Math.Max(context.DomainId, 0));
+        Volatile.Write(ref SlotDomainRef(requesterId), (uint)Math.Max(context.DomainId, 0));
         Volatile.Write(ref ContextSlot(requesterId), context);
     }
 
@@ -159,7 +159,7 @@ public sealed class IommuHardware
         IommuContext ctx = Volatile.Read(ref ContextSlot(requesterId));
         // The slot's domain id, loaded in parallel with the context: the probe's address does not wait for the
         // context object (often out of L1 after a bulk copy). It is checked against the context below.
-        int domainId = SlotDomain(requesterId);
+        uint domainId = SlotDomainRef(requesterId);
         // The hit: one probe of the 4 KiB entry, whose data word carries the permission bits, so the check is one test
         // and no out-parameter leaves registers. Two tests the hit path does not need:
         // - the MSI window (VT-d 3.14: requests to 0xFEEx_xxxx are interrupt requests, never DMA-remapped): the IOTLB
@@ -169,29 +169,27 @@ public sealed class IommuHardware
         // Anything else (large page, miss, permission fault, a slot being rewritten) is TranslateSlow too.
         // SAFETY of the unchecked probe: slot domain ids are 0..MaxDomainId.
         nint tlb = _tlbSmall; // a local: the field would be loaded again after the probe's volatile reads
-        ulong data = Iotlb.ProbeSmallAt(tlb, _tlbMask, domainId, iova);
-        if ((data & Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read)) != 0 && domainId == ctx.DomainId)
+        if (Iotlb.HitAt(tlb, _tlbMask, domainId, iova, Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read), out ulong data)
+            && (int)domainId == ctx.DomainId)
         {
             Iotlb.CountHitAt(tlb, iova);
             return new DmaTranslation(Iotlb.PhysOf(data, iova, 12), DmaTranslationKind.Memory, DmaFaultReason.None);
         }
-        return TranslateSlow(ctx, requesterId, iova, write, data, domainId);
+        return TranslateSlow(ctx, requesterId, iova, write);
     }
 
-    /// <summary>Translate after the 4 KiB probe (made under <paramref name="probedDomain"/>, the slot's domain id, with
-    /// result <paramref name="data"/>): the MSI window, a context that is not Translated, then a 4 KiB hit without the
-    /// permission (faults), the 2 MiB slice array, the walk. A probe made under a slot domain id that does not match
-    /// the context (a SetContext in flight) is redone.</summary>
+    /// <summary>Translate when the hit test failed: the MSI window, a context that is not Translated, then the 4 KiB
+    /// entry again (a hit without the permission faults), the 2 MiB slice array, the walk.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private DmaTranslation TranslateSlow(IommuContext ctx, ushort requesterId, ulong iova, bool write, ulong data, int probedDomain)
+    private DmaTranslation TranslateSlow(IommuContext ctx, ushort requesterId, ulong iova, bool write)
     {
         // VT-d 3.14: requests to 0xFEEx_xxxx are interrupt requests, never DMA-remapped (wrap-around makes this one compare).
         if (iova - MsiWindowStart < MsiWindowSize)
             return TranslateMsiWindow(requesterId, iova, write);
         if (ctx.Kind != IommuContextKind.Translated)
             return TranslateUntranslated(ctx, requesterId, iova, write);
-        if (probedDomain != ctx.DomainId)
-            data = _iotlb.ProbeSmall(ctx.DomainId, iova);
+        // Probed again under the context's own domain id (the slot's may have been a SetContext in flight).
+        ulong data = _iotlb.ProbeSmall(ctx.DomainId, iova);
         ulong need = Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read);
         if (data != 0)
         {
@@ -504,12 +502,9 @@ public sealed class IommuHardware
     public int IotlbTagOf(int domainId) => _iotlb.TagOf(domainId);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private int SlotDomain(ushort requesterId) => SlotDomainRef(requesterId);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private ref int SlotDomainRef(ushort requesterId) =>
+    private ref uint SlotDomainRef(ushort requesterId) =>
         // SAFETY: _slotDomains has exactly 2^16 entries and a ushort index is below 2^16 (skips the bounds check).
-        ref Unsafe.Add(ref Unsafe.As<SlotDomainTable, int>(ref _slotDomains), requesterId);
+        ref Unsafe.Add(ref Unsafe.As<SlotDomainTable, uint>(ref _slotDomains), requesterId);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ref IommuContext ContextSlot(ushort requesterId) =>
