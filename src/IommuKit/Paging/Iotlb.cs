@@ -356,6 +356,25 @@ public sealed class Iotlb
         return Probe(ref EntryAt(_blockBase, set), vpn, OwnerOf(TagUnchecked(domainId), Volatile.Read(ref EpochHigh)));
     }
 
+    /// <summary><see cref="ProbeBlock"/> for a caller that keeps the bases and the mask (<see cref="SmallBase"/>,
+    /// <see cref="BlockBase"/>, <see cref="BlockMask"/>): no load of the Iotlb object.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static unsafe ulong ProbeBlockAt(nint smallBase, nint blockBase, int blockMask, int domainId, ulong iova)
+    {
+        // SAFETY: as in ProbeSmallAt (the tag and the epoch are in the small array's prefix).
+        ulong vpn = iova >> BlockShift;
+        nuint set = SetOf(vpn, domainId, blockMask);
+        int tag = Volatile.Read(ref *(int*)(smallBase + TagsOffset + (nint)(uint)domainId * sizeof(int)));
+        ulong owner = OwnerOf(tag, Volatile.Read(ref *(ulong*)(smallBase + EpochOffset)));
+        return Probe(ref EntryAt(blockBase, set), vpn, owner);
+    }
+
+    /// <summary>The block array's base (fixed for the IOTLB's life).</summary>
+    internal nint BlockBase => _blockBase;
+
+    /// <summary>Index mask of the block array.</summary>
+    internal int BlockMask => _blockMask;
+
     /// <summary>Caches a whole 64 KiB block that a walk found contiguous (<paramref name="phys"/> translates
     /// <paramref name="iova"/>); dropped like <see cref="Fill"/> when an invalidation ran since
     /// <paramref name="generation"/> was read.</summary>

@@ -66,6 +66,9 @@ public sealed class IommuHardware
     // path reaches the entry, the domain tag, the epoch and the hit stripes without loading the Iotlb object.
     private readonly nint _tlbSmall;
     private readonly int _tlbMask;
+    // The same for the 64 KiB block array (TranslateRange's one-block case).
+    private readonly nint _tlbBlock;
+    private readonly int _tlbBlockMask;
 
     // _faultLock guards _faults, _interrupts (bounded logs).
     private readonly Lock _faultLock = new();
@@ -89,6 +92,9 @@ public sealed class IommuHardware
         _iotlb.SetUncachedWindow(MsiWindowStart, MsiWindowSize);
         _tlbSmall = _iotlb.SmallBase;
         _tlbMask = _iotlb.SmallMask;
+        _tlbBlock = _iotlb.BlockBase;
+        _tlbBlockMask = _iotlb.BlockMask;
+        _leaseCellBase = AlignedCellBase(_leaseCellMem);
         for (int rid = 0; rid < 1 << 16; rid++)
             ContextSlot((ushort)rid) = IommuContext.Absent;
         Name = name;
@@ -323,12 +329,27 @@ public sealed class IommuHardware
         return new DmaTranslation(first, DmaTranslationKind.Memory, DmaFaultReason.None);
     }
 
-    // Range leases (see TranslateRange): two reader counts, SRCU style. A lease counts itself in the current slot; an
-    // invalidation flips the slot and waits for the old one to drain, so a translation handed out before the flush is
-    // not used after the flush returns. Only paid once some lease was ever taken (_leasesUsed).
+    // Range leases (see TranslateRange): a translation handed out before an invalidation must not be used after the
+    // invalidation returns. A lease holds one of LeaseCells cells (each alone on its 128 bytes, in pinned memory from
+    // _leaseCellBase): it claims a free cell (0) with one CAS, writing the lease epoch it read before, and frees it
+    // with one plain release store; nothing else writes a held cell. An invalidation, once its entries are cleared,
+    // bumps _leaseEpoch (a full fence) and waits for every cell that holds an epoch older than the new one. Why that
+    // is enough: the claim's CAS is a full fence too, so either the invalidation's scan sees the claim (and waits),
+    // or the claim comes after the scan read the cell, hence after the bump, and the lease's table and IOTLB reads
+    // see the invalidation. A lease claimed after the bump holds the new epoch or a newer one and is not waited for,
+    // so leases taken continually cannot starve an invalidation. When every cell is taken (more than LeaseCells
+    // leases at once), a lease counts itself in the overflow: two reader counts, SRCU style (a lease counts itself
+    // in the current slot; an invalidation flips the slot and waits for the old one to drain). All of it is only
+    // paid once some lease was ever taken (_leasesUsed), the overflow's part once it was used (_leaseOverflowUsed).
+    private const int LeaseCells = 16;
+    private const int LeaseCellStride = 128; // bytes: the adjacent-line prefetcher pairs 64-byte lines
+    private readonly long[] _leaseCellMem = GC.AllocateArray<long>((LeaseCells + 2) * LeaseCellStride / sizeof(long), pinned: true);
+    private readonly nint _leaseCellBase;
+    private long _leaseEpoch = 1;
     private readonly long[] _leaseCounts = new long[2];
     private int _leaseSlot;
     private volatile bool _leasesUsed;
+    private volatile bool _leaseOverflowUsed;
     private readonly Lock _leaseFlipLock = new();
 
     /// <summary>
@@ -349,15 +370,37 @@ public sealed class IommuHardware
     {
         ArgumentOutOfRangeException.ThrowIfNegative(length);
         if (!_leasesUsed) _leasesUsed = true;
+        // The cell of the requester first (devices on different threads take different cells), else any free one.
+        long epoch = Volatile.Read(ref _leaseEpoch);
         int slot;
-        while (true)
-        {
-            slot = Volatile.Read(ref _leaseSlot) & 1;
-            Interlocked.Increment(ref _leaseCounts[slot]);
-            if ((Volatile.Read(ref _leaseSlot) & 1) == slot) break;
-            Interlocked.Decrement(ref _leaseCounts[slot]); // an invalidation flipped meanwhile: count in the new slot
-        }
+        nint cell = LeaseCell(requesterId);
+        if (!TryClaimLeaseCell(cell, epoch))
+            cell = ClaimLeaseSlow(requesterId, epoch, out slot);
+        else
+            slot = 0;
+        // A range of exactly one 64 KiB block cached in the IOTLB (a zero-copy path's common request): one probe, with
+        // few live values; anything else is the general loop (which probes blocks too, through TranslateRun).
         int count = 0, done = 0;
+        IommuContext ctx = Volatile.Read(ref ContextSlot(requesterId));
+        if (length == (int)Iotlb.BlockSize && runs.Length != 0 && ctx.Kind == IommuContextKind.Translated && IsBlockStart(ctx, iova))
+        {
+            // SAFETY of the unchecked id as in Translate.
+            ulong bd = Iotlb.ProbeBlockAt(_tlbSmall, _tlbBlock, _tlbBlockMask, ctx.DomainId, iova);
+            if ((bd & Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read)) != 0)
+            {
+                runs[0] = new DmaRun(Iotlb.PhysOf(bd, iova, Iotlb.BlockSizeShift), length);
+                return new DmaRangeLease(this, cell, slot, DmaFaultReason.None, 1, length);
+            }
+        }
+        return TranslateRangeRest(requesterId, iova, length, write, runs, cell, slot, count, done);
+    }
+
+    /// <summary>The general loop of <see cref="TranslateRange"/> from <paramref name="done"/> bytes on, with
+    /// <paramref name="count"/> runs filled, under the lease already taken (cell, slot).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private DmaRangeLease TranslateRangeRest(ushort requesterId, ulong iova, int length, bool write, Span<DmaRun> runs,
+        nint cell, int slot, int count, int done)
+    {
         DmaFaultReason fault = DmaFaultReason.None;
         while (done < length && count < runs.Length)
         {
@@ -373,7 +416,7 @@ public sealed class IommuHardware
             Append(runs, ref count, t.Phys, run);
             done += run;
         }
-        return new DmaRangeLease(this, slot, fault, count, done);
+        return new DmaRangeLease(this, cell, slot, fault, count, done);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -402,17 +445,68 @@ public sealed class IommuHardware
             _iotlb.FillBlock(ctx.DomainId, iova, phys, all, generation);
     }
 
-    internal void ReleaseLease(int slot) => Interlocked.Decrement(ref _leaseCounts[slot]);
+    /// <summary>The address of lease cell <c>index % LeaseCells</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private nint LeaseCell(int index) => _leaseCellBase + (index & (LeaseCells - 1)) * LeaseCellStride;
+
+    /// <summary>Claims the lease cell at <paramref name="cell"/> for a lease that read <paramref name="epoch"/>: one CAS
+    /// (a full fence) when the cell is free.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe bool TryClaimLeaseCell(nint cell, long epoch) =>
+        // SAFETY: cell is a LeaseCell address, inside the pinned _leaseCellMem that the unit keeps referenced.
+        Volatile.Read(ref *(long*)cell) == 0 && Interlocked.CompareExchange(ref *(long*)cell, epoch, 0) == 0;
+
+    /// <summary>The requester's cell was taken: any other free cell, else the overflow counts (returns 0 and the
+    /// overflow slot counted in).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private nint ClaimLeaseSlow(ushort requesterId, long epoch, out int slot)
+    {
+        slot = 0;
+        for (int i = 1; i < LeaseCells; i++)
+        {
+            nint cell = LeaseCell(requesterId + i);
+            if (TryClaimLeaseCell(cell, epoch)) return cell;
+        }
+        if (!_leaseOverflowUsed) _leaseOverflowUsed = true;
+        while (true)
+        {
+            slot = Volatile.Read(ref _leaseSlot) & 1;
+            Interlocked.Increment(ref _leaseCounts[slot]);
+            if ((Volatile.Read(ref _leaseSlot) & 1) == slot) return 0;
+            Interlocked.Decrement(ref _leaseCounts[slot]); // an invalidation flipped meanwhile: count in the new slot
+        }
+    }
+
+    /// <summary>Ends a lease: frees its cell (one release store), or uncounts it from the overflow slot.</summary>
+    internal static unsafe void ReleaseLease(IommuHardware unit, nint cell, int slot)
+    {
+        if (cell != 0)
+            Volatile.Write(ref *(long*)cell, 0); // SAFETY: as in TryClaimLeaseCell; only the lease writes its cell
+        else
+            Interlocked.Decrement(ref unit._leaseCounts[slot]);
+    }
 
     /// <summary>After an invalidation: wait until no lease taken before it is held (nothing to do without leases).</summary>
-    private void WaitForLeases()
+    private unsafe void WaitForLeases()
     {
         if (!_leasesUsed) return;
+        long epoch = Interlocked.Increment(ref _leaseEpoch);
+        var spin = new SpinWait();
+        for (int i = 0; i < LeaseCells; i++)
+        {
+            ref long cell = ref *(long*)LeaseCell(i); // SAFETY: as in TryClaimLeaseCell
+            while (true)
+            {
+                long held = Volatile.Read(ref cell);
+                if (held == 0 || held >= epoch) break;
+                spin.SpinOnce(sleep1Threshold: -1);
+            }
+        }
+        if (!_leaseOverflowUsed) return;
         lock (_leaseFlipLock)
         {
             int old = Volatile.Read(ref _leaseSlot) & 1;
             Interlocked.Increment(ref _leaseSlot);
-            var spin = new SpinWait();
             while (Volatile.Read(ref _leaseCounts[old]) != 0) spin.SpinOnce(sleep1Threshold: -1);
         }
     }
@@ -500,6 +594,14 @@ public sealed class IommuHardware
     /// <summary>The tag the IOTLB currently files <paramref name="domainId"/>'s entries under (the domain id until its
     /// first <see cref="FlushDomain"/>).</summary>
     public int IotlbTagOf(int domainId) => _iotlb.TagOf(domainId);
+
+    private static unsafe nint AlignedCellBase(long[] pinned)
+    {
+        // SAFETY: pinned (never moves) and kept referenced by the unit; the first 64-byte boundary plus one stride
+        // leaves LeaseCells strides (and a stride's padding after the last) inside the array.
+        nint addr = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(pinned));
+        return addr + ((64 - (addr & 63)) & 63) + LeaseCellStride / 2;
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ref uint SlotDomainRef(ushort requesterId) =>
@@ -594,11 +696,13 @@ public readonly record struct DmaRun(ulong Phys, int Length);
 public struct DmaRangeLease : IDisposable
 {
     private IommuHardware? _unit;
+    private readonly nint _cell;
     private readonly int _slot;
 
-    internal DmaRangeLease(IommuHardware unit, int slot, DmaFaultReason fault, int count, int bytes)
+    internal DmaRangeLease(IommuHardware unit, nint cell, int slot, DmaFaultReason fault, int count, int bytes)
     {
         _unit = unit;
+        _cell = cell;
         _slot = slot;
         Fault = fault;
         Count = count;
@@ -617,7 +721,8 @@ public struct DmaRangeLease : IDisposable
     /// <summary>Ends the lease: invalidations waiting for it may complete.</summary>
     public void Dispose()
     {
-        _unit?.ReleaseLease(_slot);
+        if (_unit is { } unit)
+            IommuHardware.ReleaseLease(unit, _cell, _slot);
         _unit = null;
     }
 }
