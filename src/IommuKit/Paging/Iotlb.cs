@@ -92,7 +92,7 @@ public sealed class Iotlb
 
     /// <summary>Largest domain id (ids are 16-bit, like a VT-d DID or an SMMU ASID/VMID).</summary>
     public const int MaxDomainId = 0xffff;
-    // Hits are counted in stripes of the small array's prefix (CountHitAt, by page number), misses here; both without
+    // Hits are counted in stripes of the small array's prefix (CountHitAt by page number, HitAt by set), misses here; both without
     // atomics, and only by whoever knows the lookup's outcome (ProbeSmall/ProbeLarge count nothing).
     private readonly StripedCounter _misses = StripedCounter.Create();
     // The 4 KiB pages (page numbers) that are never cached: IommuHardware's MSI window, so that a 4 KiB hit is never
@@ -298,25 +298,29 @@ public sealed class Iotlb
         return Probe(ref EntryAt(smallBase, set), vpn, owner);
     }
 
-    /// <summary>The hit test of <c>IommuHardware.Translate</c>: whether the 4 KiB entry for <paramref name="iova"/> in
+    /// <summary>The hit of <c>IommuHardware.Translate</c>: whether the 4 KiB entry for <paramref name="iova"/> in
     /// <paramref name="domainId"/> (0..MaxDomainId) is cached with a permission bit of <paramref name="need"/>
-    /// (<see cref="DataBit"/>), with its data word. One chain of tests that all branch to the caller's slow path, so
-    /// nothing is merged on the hit path; counts nothing. <paramref name="smallBase"/>/<paramref name="smallMask"/> as
-    /// for <see cref="ProbeSmallAt"/>.</summary>
+    /// (<see cref="DataBit"/>) while <paramref name="domainId"/> is <paramref name="contextDomain"/>, with its data word;
+    /// counted as a hit when it is. One chain of tests that all branch to the caller's slow path, so nothing is merged
+    /// on the hit path. <paramref name="smallBase"/>/<paramref name="smallMask"/> as for <see cref="ProbeSmallAt"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static unsafe bool HitAt(nint smallBase, int smallMask, nuint domainId, ulong iova, ulong need, out ulong data)
+    internal static unsafe bool HitAt(nint smallBase, int smallMask, nuint domainId, int contextDomain, ulong iova, ulong need, out ulong data)
     {
         // SAFETY: as in ProbeSmallAt. The domain id comes as a nuint so that it is not zero-extended twice.
         ulong vpn = iova >> SmallShift;
-        nuint set = (nuint)((vpn ^ (domainId * 0x9E37UL)) & (ulong)(uint)smallMask); // SetOf
+        nuint offset = (nuint)((vpn ^ (domainId * 0x9E37UL)) & (ulong)(uint)smallMask) * EntryBytes; // SetOf
         int tag = Volatile.Read(ref *(int*)(smallBase + TagsOffset + (nint)domainId * sizeof(int)));
         ulong owner = OwnerOf(tag, Volatile.Read(ref *(ulong*)(smallBase + EpochOffset)));
-        ref Entry e = ref EntryAt(smallBase, set);
-        // The seqlock read of Probe, with the permission test folded in.
+        ref Entry e = ref Unsafe.AsRef<Entry>((void*)(smallBase + (nint)offset));
+        // The seqlock read of Probe, with the permission and the context's domain folded in.
         uint s1 = Volatile.Read(ref e.Seq);
         data = Volatile.Read(ref e.Data);
-        return (data & need) != 0 && Volatile.Read(ref e.Vpn) == vpn && Volatile.Read(ref e.Owner) == owner
-            && (s1 & 1) == 0 && Volatile.Read(ref e.Seq) == s1;
+        if ((data & need) == 0 || Volatile.Read(ref e.Vpn) != vpn || Volatile.Read(ref e.Owner) != owner
+            || (s1 & 1) != 0 || Volatile.Read(ref e.Seq) != s1 || (int)domainId != contextDomain)
+            return false;
+        // The hit stripe from the entry's offset (sets 4k..4k+3 share one), so no other value is computed for it.
+        (*(long*)(smallBase + HitStripesOffset + (nint)(offset & ((HitStripes - 1) * StripeBytes))))++;
+        return true;
     }
 
     /// <summary>Counts one lookup of <paramref name="iova"/> that hit, in the stripe of its page, without atomics (see

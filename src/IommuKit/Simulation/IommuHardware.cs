@@ -174,11 +174,8 @@ public sealed class IommuHardware
         //   fails for it (the probe then only read the IOTLB, counting nothing).
         // Anything else (large page, miss, permission fault, a slot being rewritten) is TranslateSlow too.
         // SAFETY of the unchecked probe: slot domain ids are 0..MaxDomainId.
-        nint tlb = _tlbSmall; // a local: the field would be loaded again after the probe's volatile reads
-        if (Iotlb.HitAt(tlb, _tlbMask, domainId, iova, Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read), out ulong data)
-            && (int)domainId == ctx.DomainId)
+        if (Iotlb.HitAt(_tlbSmall, _tlbMask, domainId, ctx.DomainId, iova, Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read), out ulong data))
         {
-            Iotlb.CountHitAt(tlb, iova);
             return new DmaTranslation(Iotlb.PhysOf(data, iova, 12), DmaTranslationKind.Memory, DmaFaultReason.None);
         }
         return TranslateSlow(ctx, requesterId, iova, write);
