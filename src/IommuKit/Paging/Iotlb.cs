@@ -312,14 +312,16 @@ public sealed class Iotlb
         int tag = Volatile.Read(ref *(int*)(smallBase + TagsOffset + (nint)domainId * sizeof(int)));
         ulong owner = OwnerOf(tag, Volatile.Read(ref *(ulong*)(smallBase + EpochOffset)));
         ref Entry e = ref Unsafe.AsRef<Entry>((void*)(smallBase + (nint)offset));
+        // The hit stripe from the entry's offset (sets 4k..4k+3 share one), so no other value is computed for it;
+        // its address is taken now so that the base and the offset need not stay in registers.
+        long* stripe = (long*)(smallBase + HitStripesOffset + (nint)(offset & ((HitStripes - 1) * StripeBytes)));
         // The seqlock read of Probe, with the permission and the context's domain folded in.
         uint s1 = Volatile.Read(ref e.Seq);
         data = Volatile.Read(ref e.Data);
-        if ((data & need) == 0 || Volatile.Read(ref e.Vpn) != vpn || Volatile.Read(ref e.Owner) != owner
-            || (s1 & 1) != 0 || Volatile.Read(ref e.Seq) != s1 || (int)domainId != contextDomain)
+        if ((int)domainId != contextDomain || (data & need) == 0 || Volatile.Read(ref e.Vpn) != vpn
+            || Volatile.Read(ref e.Owner) != owner || (s1 & 1) != 0 || Volatile.Read(ref e.Seq) != s1)
             return false;
-        // The hit stripe from the entry's offset (sets 4k..4k+3 share one), so no other value is computed for it.
-        (*(long*)(smallBase + HitStripesOffset + (nint)(offset & ((HitStripes - 1) * StripeBytes))))++;
+        (*stripe)++;
         return true;
     }
 
