@@ -13,7 +13,7 @@ namespace IommuKit.Paging;
 /// (a 1 GiB page is cached one 2 MiB slice at a time). A lookup probes the 4 KiB array, then the large array. A third
 /// array (sets/16 entries) caches 64 KiB blocks mapped contiguously, for range translations only (one probe per
 /// block, like ARM's contiguous hint); range invalidations clear it like the others.</para>
-/// <para>Thread safety: lookups never lock or write shared state except the striped lookup/miss counters. Each entry is
+/// <para>Thread safety: lookups never lock or write shared state except the striped hit/miss counters. Each entry is
 /// a seqlock (odd sequence = being written); a reader that sees the sequence change retries as a miss, so a torn
 /// entry is never returned. Writers (fills, invalidations) take the entry's sequence with one CAS. A fill that loses
 /// the race for an entry is dropped (a cache may always forget); invalidations wait.</para>
@@ -59,6 +59,9 @@ public sealed class Iotlb
     // lines (with a plain Entry[] that depends on where the GC put the array: hits measured 3 or 7.6 ns run to run).
     // The arrays are kept referenced here; entries are addressed through the base address of their first entry
     // (_smallBase etc.), which stays valid because pinned-heap arrays never move.
+    // The small array's block also holds, below its first entry, what a 4 KiB lookup reads besides the entry: the
+    // epoch, the domain tags and the hit counter stripes, at fixed negative offsets from _smallBase (SmallPrefix), so
+    // a caller that has the base reaches each with one load and no other base (see ProbeSmallAt).
     private readonly byte[] _smallMem;
     private readonly nint _smallBase;
     private readonly byte[] _largeMem;
@@ -73,21 +76,28 @@ public sealed class Iotlb
     private readonly int _largeSets;
     private readonly int _smallMask;
     private readonly int _largeMask;
-    // The global epoch, kept shifted into the high half (epoch << 32) so an owner is one OR with the tag.
-    private ulong _epochHigh = 1UL << 32;
     private long _generation;
-    // Current tag of each domain id (see remarks); _nextTag hands out fresh tags above every domain id.
-    // In pinned memory addressed from _tagBase (like the entries), so a lookup reaches a tag with one load.
-    private readonly int[] _tags = GC.AllocateArray<int>(MaxDomainId + 1, pinned: true);
-    private readonly nint _tagBase;
+    // Current tag of each domain id (see remarks) lives at _smallBase + TagsOffset; _nextTag hands out fresh tags above
+    // every domain id. The global epoch (kept shifted into the high half, epoch << 32, so an owner is one OR with the
+    // tag) lives at _smallBase + EpochOffset.
     private int _nextTag = MaxDomainId;
+
+    // Layout of the prefix below the small array's first entry (byte offsets from _smallBase).
+    private const int StripeBytes = 128; // the adjacent-line prefetcher pairs 64-byte lines
+    private const int HitStripes = 32;
+    private const int HitStripesOffset = -HitStripes * StripeBytes;
+    private const int TagsOffset = HitStripesOffset - (MaxDomainId + 1) * sizeof(int);
+    private const int EpochOffset = TagsOffset - StripeBytes;
+    private const int SmallPrefix = -EpochOffset;
 
     /// <summary>Largest domain id (ids are 16-bit, like a VT-d DID or an SMMU ASID/VMID).</summary>
     public const int MaxDomainId = 0xffff;
-    // Lookups (every ProbeSmall, hit or not) and misses (both arrays missed); Hits = lookups - misses, so the hot path
-    // bumps one stripe without a branch.
-    private readonly StripedCounter _lookups = StripedCounter.Create();
+    // Hits are counted in stripes of the small array's prefix (CountHitAt by page number, HitAt by set), misses here; both without
+    // atomics, and only by whoever knows the lookup's outcome (ProbeSmall/ProbeLarge count nothing).
     private readonly StripedCounter _misses = StripedCounter.Create();
+    // The 4 KiB pages (page numbers) that are never cached: IommuHardware's MSI window, so that a 4 KiB hit is never
+    // an interrupt request and its hit path need not test for one. Empty (first > last) unless set.
+    private ulong _uncachedFirstVpn = 1, _uncachedLastVpn;
 
     /// <summary>An IOTLB with <paramref name="sets"/> entries for 4 KiB pages (a power of two, 16..1,048,576) and
     /// sets/8 (at least 16) entries for 2 MiB slices of large pages.</summary>
@@ -98,17 +108,39 @@ public sealed class Iotlb
             throw new ArgumentOutOfRangeException(nameof(sets), sets, "IOTLB sets must be a power of two in 16..1048576");
         _smallSets = sets;
         _largeSets = Math.Max(16, sets / 8);
-        (_smallMem, _smallBase) = AllocateEntries(_smallSets);
-        (_largeMem, _largeBase) = AllocateEntries(_largeSets);
+        (_smallMem, _smallBase) = AllocateEntries(_smallSets, SmallPrefix);
+        (_largeMem, _largeBase) = AllocateEntries(_largeSets, 0);
         _blockSets = Math.Max(16, sets / 16);
-        (_blockMem, _blockBase) = AllocateEntries(_blockSets);
+        (_blockMem, _blockBase) = AllocateEntries(_blockSets, 0);
         _blockMask = _blockSets - 1;
         _smallMask = _smallSets - 1;
         _largeMask = _largeSets - 1;
-        for (int i = 0; i < _tags.Length; i++)
-            _tags[i] = i;
-        _tagBase = TagBaseOf(_tags);
+        for (int i = 0; i <= MaxDomainId; i++)
+            TagRef(i) = i;
+        EpochHigh = 1UL << 32;
     }
+
+    /// <summary>Never cache a 4 KiB translation of [<paramref name="start"/>, <paramref name="start"/> +
+    /// <paramref name="size"/>) (page aligned; fills there are dropped, as a cache may always decline to keep one).
+    /// Set once, before any fill, by the unit that owns the IOTLB.</summary>
+    internal void SetUncachedWindow(ulong start, ulong size)
+    {
+        _uncachedFirstVpn = start >> SmallShift;
+        _uncachedLastVpn = (start + size - 1) >> SmallShift;
+    }
+
+    /// <summary>The small array's base: with <see cref="SmallMask"/>, what <see cref="ProbeSmallAt"/> and
+    /// <see cref="CountHitAt"/> need (a caller may keep both, they never change).</summary>
+    internal nint SmallBase => _smallBase;
+
+    /// <summary>Index mask of the small array (sets - 1).</summary>
+    internal int SmallMask => _smallMask;
+
+    // SAFETY (the two accessors below): the prefix is inside the pinned _smallMem (AllocateEntries), which this
+    // object keeps referenced; a domain id is 0..MaxDomainId.
+    private unsafe ref ulong EpochHigh => ref *(ulong*)(_smallBase + EpochOffset);
+
+    private unsafe ref int TagRef(int domainId) => ref *(int*)(_smallBase + TagsOffset + (nint)(uint)domainId * sizeof(int));
 
     /// <summary>The tag the IOTLB currently files <paramref name="domainId"/>'s entries under (the domain id until its
     /// first <see cref="InvalidateDomain"/>).</summary>
@@ -116,7 +148,7 @@ public sealed class Iotlb
     public int TagOf(int domainId)
     {
         CheckDomainId(domainId);
-        return Volatile.Read(ref _tags[domainId]);
+        return Volatile.Read(ref TagRef(domainId));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -131,23 +163,20 @@ public sealed class Iotlb
 
     /// <summary>The current tag of a domain id already checked to be in range (no bounds check).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private unsafe int TagUnchecked(int domainId) =>
-        // SAFETY: _tags is pinned and referenced by this object; domainId was checked to be 0..MaxDomainId.
-        Volatile.Read(ref *(int*)(_tagBase + (nint)(uint)domainId * sizeof(int)));
-
-    private static unsafe nint TagBaseOf(int[] pinnedTags) =>
-        (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(pinnedTags));
+    private int TagUnchecked(int domainId) => Volatile.Read(ref TagRef(domainId));
 
     /// <summary>Entries for 4 KiB translations.</summary>
     public int Sets => _smallSets;
 
-    private static unsafe (byte[] Mem, nint Base) AllocateEntries(int count)
+    private static unsafe (byte[] Mem, nint Base) AllocateEntries(int count, int prefix)
     {
-        var mem = GC.AllocateArray<byte>(count * EntryBytes + 64, pinned: true);
+        var mem = GC.AllocateArray<byte>(prefix + count * EntryBytes + 64, pinned: true);
         // SAFETY: the array is on the pinned object heap, so its address never changes, and the Iotlb keeps it
-        // referenced for as long as it uses the address. The base is the array's first 64-byte boundary; every
-        // index later added to it is masked to below count (EntryAt's callers), inside the count * 32 + 64 bytes.
-        nint addr = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(mem));
+        // referenced for as long as it uses the address. The base is the first 64-byte boundary at least prefix bytes
+        // in; every index later added to it is masked to below count (EntryAt's callers), inside the
+        // count * 32 + 64 bytes after the prefix. The prefix (the small array's epoch, tags and hit stripes, at offsets
+        // that are multiples of 128 below the base) lies between the array's start and the base.
+        nint addr = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(mem)) + prefix;
         nint bas = addr + ((64 - (addr & 63)) & 63);
         for (nuint i = 0; i < (nuint)count; i++)
             EntryAt(bas, i).Vpn = InvalidVpn;
@@ -160,10 +189,18 @@ public sealed class Iotlb
         // SAFETY: see AllocateEntries (pinned, kept alive, i below the entry count).
         ref Unsafe.AsRef<Entry>((void*)(bas + (nint)(i * EntryBytes)));
 
-    /// <summary>Lookups that hit (counted as lookups minus <see cref="Misses"/>). A striped statistic without atomics
-    /// (an atomic increment would double the cost of a hit): exact when single-threaded, may be off slightly when
-    /// threads bump the same stripe at once.</summary>
-    public long Hits => _lookups.Sum() - _misses.Sum();
+    /// <summary>Lookups that hit. A striped statistic without atomics (an atomic increment would double the cost of a
+    /// hit): exact when single-threaded, may be off slightly when threads bump the same stripe at once.</summary>
+    public unsafe long Hits
+    {
+        get
+        {
+            long s = 0;
+            for (int i = 0; i < HitStripes; i++)
+                s += Volatile.Read(ref *(long*)(_smallBase + HitStripesOffset + i * StripeBytes)); // SAFETY: the prefix
+            return s;
+        }
+    }
 
     /// <summary>Lookups that missed (same counting caveat as <see cref="Hits"/>).</summary>
     public long Misses => _misses.Sum();
@@ -201,7 +238,8 @@ public sealed class Iotlb
 
     /// <summary>
     /// Looks <paramref name="iova"/> up for <paramref name="domainId"/>. On a hit returns the translated physical
-    /// address (page offset included) and the cached permissions. Never blocks.
+    /// address (page offset included) and the cached permissions. Never blocks. Counted in <see cref="Hits"/> or
+    /// <see cref="Misses"/>.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="domainId"/> is outside 0..<see cref="MaxDomainId"/>.</exception>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -223,39 +261,88 @@ public sealed class Iotlb
             data = ProbeLarge(domainId, iova);
             shift = LargeShift;
         }
-        phys = data == 0 ? 0 : PhysOf(data, iova, shift);
+        if (data == 0)
+        {
+            CountMiss(iova);
+            phys = 0;
+            prot = IommuProt.None;
+            return false;
+        }
+        CountHitAt(_smallBase, iova);
+        phys = PhysOf(data, iova, shift);
         prot = ProtOf(data);
-        return data != 0;
+        return true;
     }
 
     /// <summary>
-    /// The hit path of the emulated unit: the data word (page-aligned physical address | permissions &lt;&lt; 1 | 1) of
-    /// the 4 KiB entry for <paramref name="iova"/> in <paramref name="domainId"/> (checked by the caller), or 0 when
-    /// there is none, and the caller must go on with <see cref="ProbeLarge"/> (counted as one lookup either way; the
-    /// lookup is a hit unless ProbeLarge counts it a miss).
+    /// The data word (page-aligned physical address | permissions &lt;&lt; 1 | 1) of the 4 KiB entry for
+    /// <paramref name="iova"/> in <paramref name="domainId"/> (checked by the caller), or 0 when there is none, and the
+    /// caller must go on with <see cref="ProbeLarge"/>. Counts nothing: the caller counts the lookup's outcome
+    /// (<see cref="CountHitAt"/>, <see cref="CountMiss"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal ulong ProbeSmall(int domainId, ulong iova)
+    internal ulong ProbeSmall(int domainId, ulong iova) => ProbeSmallAt(_smallBase, _smallMask, domainId, iova);
+
+    /// <summary><see cref="ProbeSmall"/> for a caller that keeps <see cref="SmallBase"/> and <see cref="SmallMask"/>
+    /// (the hit path of <c>IommuHardware.Translate</c>: no load of the Iotlb object, and the tag, the epoch and the
+    /// entry are each one load from the base).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static unsafe ulong ProbeSmallAt(nint smallBase, int smallMask, int domainId, ulong iova)
     {
         // The set comes from the stable id; the tag and the epoch load in parallel with the entry.
+        // SAFETY: smallBase is a SmallBase (prefix below it, see AllocateEntries); domainId is 0..MaxDomainId.
         ulong vpn = iova >> SmallShift;
-        nuint set = SetOf(vpn, domainId, _smallMask);
-        ulong owner = OwnerOf(TagUnchecked(domainId), Volatile.Read(ref _epochHigh));
-        _lookups.Increment(set);
-        return Probe(ref EntryAt(_smallBase, set), vpn, owner);
+        nuint set = SetOf(vpn, domainId, smallMask);
+        int tag = Volatile.Read(ref *(int*)(smallBase + TagsOffset + (nint)(uint)domainId * sizeof(int)));
+        ulong owner = OwnerOf(tag, Volatile.Read(ref *(ulong*)(smallBase + EpochOffset)));
+        return Probe(ref EntryAt(smallBase, set), vpn, owner);
     }
 
+    /// <summary>The hit of <c>IommuHardware.Translate</c>: whether the 4 KiB entry for <paramref name="iova"/> in
+    /// <paramref name="domainId"/> (0..MaxDomainId) is cached with a permission bit of <paramref name="need"/>
+    /// (<see cref="DataBit"/>) while <paramref name="domainId"/> is <paramref name="contextDomain"/>, with its data word;
+    /// counted as a hit when it is. One chain of tests that all branch to the caller's slow path, so nothing is merged
+    /// on the hit path. <paramref name="smallBase"/>/<paramref name="smallMask"/> as for <see cref="ProbeSmallAt"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static unsafe bool HitAt(nint smallBase, int smallMask, nuint domainId, int contextDomain, ulong iova, ulong need, out ulong data)
+    {
+        // SAFETY: as in ProbeSmallAt. The domain id comes as a nuint so that it is not zero-extended twice.
+        ulong vpn = iova >> SmallShift;
+        nuint offset = (nuint)((vpn ^ (domainId * 0x9E37UL)) & (ulong)(uint)smallMask) * EntryBytes; // SetOf
+        int tag = Volatile.Read(ref *(int*)(smallBase + TagsOffset + (nint)domainId * sizeof(int)));
+        ulong owner = OwnerOf(tag, Volatile.Read(ref *(ulong*)(smallBase + EpochOffset)));
+        ref Entry e = ref Unsafe.AsRef<Entry>((void*)(smallBase + (nint)offset));
+        // The hit stripe from the entry's offset (sets 4k..4k+3 share one), so no other value is computed for it;
+        // its address is taken now so that the base and the offset need not stay in registers.
+        long* stripe = (long*)(smallBase + HitStripesOffset + (nint)(offset & ((HitStripes - 1) * StripeBytes)));
+        // The seqlock read of Probe, with the permission and the context's domain folded in.
+        uint s1 = Volatile.Read(ref e.Seq);
+        data = Volatile.Read(ref e.Data);
+        if ((int)domainId != contextDomain || (data & need) == 0 || Volatile.Read(ref e.Vpn) != vpn
+            || Volatile.Read(ref e.Owner) != owner || (s1 & 1) != 0 || Volatile.Read(ref e.Seq) != s1)
+            return false;
+        (*stripe)++;
+        return true;
+    }
+
+    /// <summary>Counts one lookup of <paramref name="iova"/> that hit, in the stripe of its page, without atomics (see
+    /// <see cref="Hits"/>). <paramref name="smallBase"/> is <see cref="SmallBase"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static unsafe void CountHitAt(nint smallBase, ulong iova) =>
+        // SAFETY: the stripes are in the prefix below smallBase; the offset is below HitStripes * StripeBytes.
+        (*(long*)(smallBase + HitStripesOffset + (nint)((iova >> (SmallShift - 7)) & ((HitStripes - 1) * StripeBytes))))++;
+
+    /// <summary>Counts one lookup of <paramref name="iova"/> that missed both arrays.</summary>
+    internal void CountMiss(ulong iova) => _misses.Increment((nuint)(iova >> SmallShift));
+
     /// <summary>The second half of a lookup after <see cref="ProbeSmall"/> found nothing: the 2 MiB slice entry's data
-    /// word, or 0 counted as a miss.</summary>
+    /// word, or 0 (counts nothing, like ProbeSmall).</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     internal ulong ProbeLarge(int domainId, ulong iova)
     {
         ulong vpn = iova >> LargeShift;
         nuint set = SetOf(vpn, domainId, _largeMask);
-        ulong data = Probe(ref EntryAt(_largeBase, set), vpn, OwnerOf(TagUnchecked(domainId), Volatile.Read(ref _epochHigh)));
-        if (data == 0)
-            _misses.Increment(set);
-        return data;
+        return Probe(ref EntryAt(_largeBase, set), vpn, OwnerOf(TagUnchecked(domainId), Volatile.Read(ref EpochHigh)));
     }
 
     /// <summary>Size of a block entry (<see cref="ProbeBlock"/>): 64 KiB.</summary>
@@ -272,8 +359,27 @@ public sealed class Iotlb
     {
         ulong vpn = iova >> BlockShift;
         nuint set = SetOf(vpn, domainId, _blockMask);
-        return Probe(ref EntryAt(_blockBase, set), vpn, OwnerOf(TagUnchecked(domainId), Volatile.Read(ref _epochHigh)));
+        return Probe(ref EntryAt(_blockBase, set), vpn, OwnerOf(TagUnchecked(domainId), Volatile.Read(ref EpochHigh)));
     }
+
+    /// <summary><see cref="ProbeBlock"/> for a caller that keeps the bases and the mask (<see cref="SmallBase"/>,
+    /// <see cref="BlockBase"/>, <see cref="BlockMask"/>): no load of the Iotlb object.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static unsafe ulong ProbeBlockAt(nint smallBase, nint blockBase, int blockMask, int domainId, ulong iova)
+    {
+        // SAFETY: as in ProbeSmallAt (the tag and the epoch are in the small array's prefix).
+        ulong vpn = iova >> BlockShift;
+        nuint set = SetOf(vpn, domainId, blockMask);
+        int tag = Volatile.Read(ref *(int*)(smallBase + TagsOffset + (nint)(uint)domainId * sizeof(int)));
+        ulong owner = OwnerOf(tag, Volatile.Read(ref *(ulong*)(smallBase + EpochOffset)));
+        return Probe(ref EntryAt(blockBase, set), vpn, owner);
+    }
+
+    /// <summary>The block array's base (fixed for the IOTLB's life).</summary>
+    internal nint BlockBase => _blockBase;
+
+    /// <summary>Index mask of the block array.</summary>
+    internal int BlockMask => _blockMask;
 
     /// <summary>Caches a whole 64 KiB block that a walk found contiguous (<paramref name="phys"/> translates
     /// <paramref name="iova"/>); dropped like <see cref="Fill"/> when an invalidation ran since
@@ -329,6 +435,8 @@ public sealed class Iotlb
         CheckDomainId(domainId);
         int shift = kind switch { KindLarge => LargeShift, KindBlock => BlockShift, _ => SmallShift };
         ulong vpn = iova >> shift;
+        if (kind == KindSmall && vpn >= _uncachedFirstVpn && vpn <= _uncachedLastVpn)
+            return default; // never cached (SetUncachedWindow)
         ulong pageMask = (1UL << shift) - 1;
         // The slice of the page that contains iova: translate the slice base.
         ulong data = ((phys - (iova & pageMask)) & ~pageMask) | (((ulong)prot & ProtMask) << ProtShift) | Valid;
@@ -340,7 +448,7 @@ public sealed class Iotlb
         // Epoch and tag before generation: InvalidateAll and InvalidateDomain bump the generation, then the epoch or
         // the tag, so if the generation is still ours the epoch and tag we read predate any invalidation that follows
         // (the entry then dies with them), and a new tag or epoch read here implies the generation moved.
-        ulong epoch = Volatile.Read(ref _epochHigh);
+        ulong epoch = Volatile.Read(ref EpochHigh);
         int tag = TagUnchecked(domainId);
         if (generation >= 0 && Volatile.Read(ref _generation) != generation)
         {
@@ -430,14 +538,14 @@ public sealed class Iotlb
             Interlocked.CompareExchange(ref _nextTag, MaxDomainId + 1, tag);
             tag = Interlocked.Increment(ref _nextTag);
         }
-        Volatile.Write(ref _tags[domainId], tag); // the same pinned int TagUnchecked reads
+        Volatile.Write(ref TagRef(domainId), tag); // the same pinned int TagUnchecked reads
     }
 
     /// <summary>Drops every cached translation (global invalidation). O(1): bumps the epoch.</summary>
     public void InvalidateAll()
     {
         Interlocked.Increment(ref _generation);
-        ulong next = Interlocked.Add(ref _epochHigh, 1UL << 32);
+        ulong next = Interlocked.Add(ref EpochHigh, 1UL << 32);
         if (next == 0)
         {
             // Epoch wrapped after 2^32 global flushes: an old entry could match again, so clear for real.
@@ -447,7 +555,7 @@ public sealed class Iotlb
                 ClearIf(ref EntryAt(_largeBase, i), int.MinValue, 0, ulong.MaxValue, any: true);
             for (nuint i = 0; i < (nuint)_blockSets; i++)
                 ClearIf(ref EntryAt(_blockBase, i), int.MinValue, 0, ulong.MaxValue, any: true);
-            Interlocked.Add(ref _epochHigh, 1UL << 32);
+            Interlocked.Add(ref EpochHigh, 1UL << 32);
         }
     }
 

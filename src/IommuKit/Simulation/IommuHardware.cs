@@ -46,17 +46,29 @@ public sealed class IommuHardware
     // an empty slot holds IommuContext.Absent, which GetContext shows as null.
     private ContextTable _contexts;
 
-    // The domain id of each slot's context (0 when it is not Translated), pinned and addressed from _slotDomainBase:
+    // The domain id of each slot's context (0 when it is not Translated), inline in this object like the contexts:
     // the hit path loads it in parallel with the context (see Translate). Written before the context slot.
-    private readonly int[] _slotDomains = GC.AllocateArray<int>(1 << 16, pinned: true);
-    private readonly nint _slotDomainBase;
+    private SlotDomainTable _slotDomains;
 
     [InlineArray(1 << 16)]
     private struct ContextTable
     {
         private IommuContext _first;
     }
+
+    [InlineArray(1 << 16)]
+    private struct SlotDomainTable
+    {
+        private uint _first;
+    }
     private readonly Iotlb _iotlb;
+    // The IOTLB's small-array base and mask (Iotlb.SmallBase/SmallMask, fixed for its life), kept here so the hit
+    // path reaches the entry, the domain tag, the epoch and the hit stripes without loading the Iotlb object.
+    private readonly nint _tlbSmall;
+    private readonly int _tlbMask;
+    // The same for the 64 KiB block array (TranslateRange's one-block case).
+    private readonly nint _tlbBlock;
+    private readonly int _tlbBlockMask;
 
     // _faultLock guards _faults, _interrupts (bounded logs).
     private readonly Lock _faultLock = new();
@@ -76,9 +88,15 @@ public sealed class IommuHardware
         ArgumentOutOfRangeException.ThrowIfLessThan(domainIds, 2);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(domainIds, MaxDomainId + 1);
         _iotlb = new Iotlb(iotlbSets);
+        // A 4 KiB hit is then never an interrupt request, so Translate tests the window only off its hit path.
+        _iotlb.SetUncachedWindow(MsiWindowStart, MsiWindowSize);
+        _tlbSmall = _iotlb.SmallBase;
+        _tlbMask = _iotlb.SmallMask;
+        _tlbBlock = _iotlb.BlockBase;
+        _tlbBlockMask = _iotlb.BlockMask;
+        _leaseCellBase = AlignedCellBase(_leaseCellMem);
         for (int rid = 0; rid < 1 << 16; rid++)
             ContextSlot((ushort)rid) = IommuContext.Absent;
-        _slotDomainBase = BaseOf(_slotDomains);
         Name = name;
         DomainIdCount = domainIds;
     }
@@ -122,7 +140,7 @@ public sealed class IommuHardware
     public void SetContext(ushort requesterId, IommuContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        Volatile.Write(ref _slotDomains[requesterId], Math.Max(context.DomainId, 0));
+        Volatile.Write(ref SlotDomainRef(requesterId), (uint)Math.Max(context.DomainId, 0));
         Volatile.Write(ref ContextSlot(requesterId), context);
     }
 
@@ -144,44 +162,54 @@ public sealed class IommuHardware
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public DmaTranslation Translate(ushort requesterId, ulong iova, bool write)
     {
-        // VT-d 3.14: requests to 0xFEEx_xxxx are interrupt requests, never DMA-remapped (wrap-around makes this one compare).
-        if (iova - MsiWindowStart < MsiWindowSize)
-            return TranslateMsiWindow(requesterId, iova, write);
         IommuContext ctx = Volatile.Read(ref ContextSlot(requesterId));
         // The slot's domain id, loaded in parallel with the context: the probe's address does not wait for the
         // context object (often out of L1 after a bulk copy). It is checked against the context below.
-        int domainId = SlotDomain(requesterId);
-        if (ctx.Kind == IommuContextKind.Translated)
+        uint domainId = SlotDomainRef(requesterId);
+        // The hit: one probe of the 4 KiB entry, whose data word carries the permission bits, so the check is one test
+        // and no out-parameter leaves registers. Two tests the hit path does not need:
+        // - the MSI window (VT-d 3.14: requests to 0xFEEx_xxxx are interrupt requests, never DMA-remapped): the IOTLB
+        //   never caches a 4 KiB page of it (SetUncachedWindow), so such a request always takes TranslateSlow;
+        // - the context's kind: a context that is not Translated has domain id -1 and its slot 0, so the domain check
+        //   fails for it (the probe then only read the IOTLB, counting nothing).
+        // Anything else (large page, miss, permission fault, a slot being rewritten) is TranslateSlow too.
+        // SAFETY of the unchecked probe: slot domain ids are 0..MaxDomainId.
+        if (Iotlb.HitAt(_tlbSmall, _tlbMask, domainId, ctx.DomainId, iova, Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read), out ulong data))
         {
-            // The hit: one probe of the 4 KiB entry, whose data word carries the permission bits, so the check is one
-            // test and no out-parameter leaves registers. Anything else (large page, miss, permission fault, a slot
-            // being rewritten) is TranslateSlow. SAFETY of the unchecked probe: slot domain ids are 0..MaxDomainId.
-            ulong data = _iotlb.ProbeSmall(domainId, iova);
-            if ((data & Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read)) != 0 && domainId == ctx.DomainId)
-                return new DmaTranslation(Iotlb.PhysOf(data, iova, 12), DmaTranslationKind.Memory, DmaFaultReason.None);
-            return TranslateSlow(ctx, requesterId, iova, write, data, probed: domainId == ctx.DomainId);
+            return new DmaTranslation(Iotlb.PhysOf(data, iova, 12), DmaTranslationKind.Memory, DmaFaultReason.None);
         }
-        return TranslateUntranslated(ctx, requesterId, iova, write);
+        return TranslateSlow(ctx, requesterId, iova, write);
     }
 
-    /// <summary>Translate after the 4 KiB probe: a 4 KiB hit without the permission (<paramref name="data"/> not 0)
-    /// faults; otherwise the 2 MiB slice array, then the walk. Unless <paramref name="probed"/>, the probe was made
-    /// under a slot domain id that did not match the context (a SetContext in flight) and is redone.</summary>
+    /// <summary>Translate when the hit test failed: the MSI window, a context that is not Translated, then the 4 KiB
+    /// entry again (a hit without the permission faults), the 2 MiB slice array, the walk.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private DmaTranslation TranslateSlow(IommuContext ctx, ushort requesterId, ulong iova, bool write, ulong data, bool probed)
+    private DmaTranslation TranslateSlow(IommuContext ctx, ushort requesterId, ulong iova, bool write)
     {
-        if (!probed)
-            data = _iotlb.ProbeSmall(ctx.DomainId, iova);
-        if (data != 0 && (data & Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read)) != 0)
-            return new DmaTranslation(Iotlb.PhysOf(data, iova, 12), DmaTranslationKind.Memory, DmaFaultReason.None);
+        // VT-d 3.14: requests to 0xFEEx_xxxx are interrupt requests, never DMA-remapped (wrap-around makes this one compare).
+        if (iova - MsiWindowStart < MsiWindowSize)
+            return TranslateMsiWindow(requesterId, iova, write);
+        if (ctx.Kind != IommuContextKind.Translated)
+            return TranslateUntranslated(ctx, requesterId, iova, write);
+        // Probed again under the context's own domain id (the slot's may have been a SetContext in flight).
+        ulong data = _iotlb.ProbeSmall(ctx.DomainId, iova);
+        ulong need = Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read);
+        if (data != 0)
+        {
+            Iotlb.CountHitAt(_tlbSmall, iova);
+            if ((data & need) != 0)
+                return new DmaTranslation(Iotlb.PhysOf(data, iova, 12), DmaTranslationKind.Memory, DmaFaultReason.None);
+            return RaiseFault(requesterId, iova, write, DmaFaultReason.Permission, ctx.DomainId);
+        }
+        data = _iotlb.ProbeLarge(ctx.DomainId, iova);
         if (data == 0)
         {
-            data = _iotlb.ProbeLarge(ctx.DomainId, iova);
-            if (data == 0)
-                return WalkAndFill(ctx, requesterId, iova, write);
-            if ((data & Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read)) != 0)
-                return new DmaTranslation(Iotlb.PhysOf(data, iova, 21), DmaTranslationKind.Memory, DmaFaultReason.None);
+            _iotlb.CountMiss(iova);
+            return WalkAndFill(ctx, requesterId, iova, write);
         }
+        Iotlb.CountHitAt(_tlbSmall, iova);
+        if ((data & need) != 0)
+            return new DmaTranslation(Iotlb.PhysOf(data, iova, 21), DmaTranslationKind.Memory, DmaFaultReason.None);
         return RaiseFault(requesterId, iova, write, DmaFaultReason.Permission, ctx.DomainId);
     }
 
@@ -298,12 +326,27 @@ public sealed class IommuHardware
         return new DmaTranslation(first, DmaTranslationKind.Memory, DmaFaultReason.None);
     }
 
-    // Range leases (see TranslateRange): two reader counts, SRCU style. A lease counts itself in the current slot; an
-    // invalidation flips the slot and waits for the old one to drain, so a translation handed out before the flush is
-    // not used after the flush returns. Only paid once some lease was ever taken (_leasesUsed).
+    // Range leases (see TranslateRange): a translation handed out before an invalidation must not be used after the
+    // invalidation returns. A lease holds one of LeaseCells cells (each alone on its 128 bytes, in pinned memory from
+    // _leaseCellBase): it claims a free cell (0) with one CAS, writing the lease epoch it read before, and frees it
+    // with one plain release store; nothing else writes a held cell. An invalidation, once its entries are cleared,
+    // bumps _leaseEpoch (a full fence) and waits for every cell that holds an epoch older than the new one. Why that
+    // is enough: the claim's CAS is a full fence too, so either the invalidation's scan sees the claim (and waits),
+    // or the claim comes after the scan read the cell, hence after the bump, and the lease's table and IOTLB reads
+    // see the invalidation. A lease claimed after the bump holds the new epoch or a newer one and is not waited for,
+    // so leases taken continually cannot starve an invalidation. When every cell is taken (more than LeaseCells
+    // leases at once), a lease counts itself in the overflow: two reader counts, SRCU style (a lease counts itself
+    // in the current slot; an invalidation flips the slot and waits for the old one to drain). All of it is only
+    // paid once some lease was ever taken (_leasesUsed), the overflow's part once it was used (_leaseOverflowUsed).
+    private const int LeaseCells = 16;
+    private const int LeaseCellStride = 128; // bytes: the adjacent-line prefetcher pairs 64-byte lines
+    private readonly long[] _leaseCellMem = GC.AllocateArray<long>((LeaseCells + 2) * LeaseCellStride / sizeof(long), pinned: true);
+    private readonly nint _leaseCellBase;
+    private long _leaseEpoch = 1;
     private readonly long[] _leaseCounts = new long[2];
     private int _leaseSlot;
     private volatile bool _leasesUsed;
+    private volatile bool _leaseOverflowUsed;
     private readonly Lock _leaseFlipLock = new();
 
     /// <summary>
@@ -324,15 +367,37 @@ public sealed class IommuHardware
     {
         ArgumentOutOfRangeException.ThrowIfNegative(length);
         if (!_leasesUsed) _leasesUsed = true;
+        // The cell of the requester first (devices on different threads take different cells), else any free one.
+        long epoch = Volatile.Read(ref _leaseEpoch);
         int slot;
-        while (true)
-        {
-            slot = Volatile.Read(ref _leaseSlot) & 1;
-            Interlocked.Increment(ref _leaseCounts[slot]);
-            if ((Volatile.Read(ref _leaseSlot) & 1) == slot) break;
-            Interlocked.Decrement(ref _leaseCounts[slot]); // an invalidation flipped meanwhile: count in the new slot
-        }
+        nint cell = LeaseCell(requesterId);
+        if (!TryClaimLeaseCell(cell, epoch))
+            cell = ClaimLeaseSlow(requesterId, epoch, out slot);
+        else
+            slot = 0;
+        // A range of exactly one 64 KiB block cached in the IOTLB (a zero-copy path's common request): one probe, with
+        // few live values; anything else is the general loop (which probes blocks too, through TranslateRun).
         int count = 0, done = 0;
+        IommuContext ctx = Volatile.Read(ref ContextSlot(requesterId));
+        if (length == (int)Iotlb.BlockSize && runs.Length != 0 && ctx.Kind == IommuContextKind.Translated && IsBlockStart(ctx, iova))
+        {
+            // SAFETY of the unchecked id as in Translate.
+            ulong bd = Iotlb.ProbeBlockAt(_tlbSmall, _tlbBlock, _tlbBlockMask, ctx.DomainId, iova);
+            if ((bd & Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read)) != 0)
+            {
+                runs[0] = new DmaRun(Iotlb.PhysOf(bd, iova, Iotlb.BlockSizeShift), length);
+                return new DmaRangeLease(this, cell, slot, DmaFaultReason.None, 1, length);
+            }
+        }
+        return TranslateRangeRest(requesterId, iova, length, write, runs, cell, slot, count, done);
+    }
+
+    /// <summary>The general loop of <see cref="TranslateRange"/> from <paramref name="done"/> bytes on, with
+    /// <paramref name="count"/> runs filled, under the lease already taken (cell, slot).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private DmaRangeLease TranslateRangeRest(ushort requesterId, ulong iova, int length, bool write, Span<DmaRun> runs,
+        nint cell, int slot, int count, int done)
+    {
         DmaFaultReason fault = DmaFaultReason.None;
         while (done < length && count < runs.Length)
         {
@@ -348,7 +413,7 @@ public sealed class IommuHardware
             Append(runs, ref count, t.Phys, run);
             done += run;
         }
-        return new DmaRangeLease(this, slot, fault, count, done);
+        return new DmaRangeLease(this, cell, slot, fault, count, done);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -377,17 +442,68 @@ public sealed class IommuHardware
             _iotlb.FillBlock(ctx.DomainId, iova, phys, all, generation);
     }
 
-    internal void ReleaseLease(int slot) => Interlocked.Decrement(ref _leaseCounts[slot]);
+    /// <summary>The address of lease cell <c>index % LeaseCells</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private nint LeaseCell(int index) => _leaseCellBase + (index & (LeaseCells - 1)) * LeaseCellStride;
+
+    /// <summary>Claims the lease cell at <paramref name="cell"/> for a lease that read <paramref name="epoch"/>: one CAS
+    /// (a full fence) when the cell is free.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe bool TryClaimLeaseCell(nint cell, long epoch) =>
+        // SAFETY: cell is a LeaseCell address, inside the pinned _leaseCellMem that the unit keeps referenced.
+        Volatile.Read(ref *(long*)cell) == 0 && Interlocked.CompareExchange(ref *(long*)cell, epoch, 0) == 0;
+
+    /// <summary>The requester's cell was taken: any other free cell, else the overflow counts (returns 0 and the
+    /// overflow slot counted in).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private nint ClaimLeaseSlow(ushort requesterId, long epoch, out int slot)
+    {
+        slot = 0;
+        for (int i = 1; i < LeaseCells; i++)
+        {
+            nint cell = LeaseCell(requesterId + i);
+            if (TryClaimLeaseCell(cell, epoch)) return cell;
+        }
+        if (!_leaseOverflowUsed) _leaseOverflowUsed = true;
+        while (true)
+        {
+            slot = Volatile.Read(ref _leaseSlot) & 1;
+            Interlocked.Increment(ref _leaseCounts[slot]);
+            if ((Volatile.Read(ref _leaseSlot) & 1) == slot) return 0;
+            Interlocked.Decrement(ref _leaseCounts[slot]); // an invalidation flipped meanwhile: count in the new slot
+        }
+    }
+
+    /// <summary>Ends a lease: frees its cell (one release store), or uncounts it from the overflow slot.</summary>
+    internal static unsafe void ReleaseLease(IommuHardware unit, nint cell, int slot)
+    {
+        if (cell != 0)
+            Volatile.Write(ref *(long*)cell, 0); // SAFETY: as in TryClaimLeaseCell; only the lease writes its cell
+        else
+            Interlocked.Decrement(ref unit._leaseCounts[slot]);
+    }
 
     /// <summary>After an invalidation: wait until no lease taken before it is held (nothing to do without leases).</summary>
-    private void WaitForLeases()
+    private unsafe void WaitForLeases()
     {
         if (!_leasesUsed) return;
+        long epoch = Interlocked.Increment(ref _leaseEpoch);
+        var spin = new SpinWait();
+        for (int i = 0; i < LeaseCells; i++)
+        {
+            ref long cell = ref *(long*)LeaseCell(i); // SAFETY: as in TryClaimLeaseCell
+            while (true)
+            {
+                long held = Volatile.Read(ref cell);
+                if (held == 0 || held >= epoch) break;
+                spin.SpinOnce(sleep1Threshold: -1);
+            }
+        }
+        if (!_leaseOverflowUsed) return;
         lock (_leaseFlipLock)
         {
             int old = Volatile.Read(ref _leaseSlot) & 1;
             Interlocked.Increment(ref _leaseSlot);
-            var spin = new SpinWait();
             while (Volatile.Read(ref _leaseCounts[old]) != 0) spin.SpinOnce(sleep1Threshold: -1);
         }
     }
@@ -476,12 +592,18 @@ public sealed class IommuHardware
     /// first <see cref="FlushDomain"/>).</summary>
     public int IotlbTagOf(int domainId) => _iotlb.TagOf(domainId);
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private unsafe int SlotDomain(ushort requesterId) =>
-        // SAFETY: _slotDomains is pinned, referenced by this object, and has 2^16 entries.
-        *(int*)(_slotDomainBase + requesterId * sizeof(int));
+    private static unsafe nint AlignedCellBase(long[] pinned)
+    {
+        // SAFETY: pinned (never moves) and kept referenced by the unit; the first 64-byte boundary plus one stride
+        // leaves LeaseCells strides (and a stride's padding after the last) inside the array.
+        nint addr = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(pinned));
+        return addr + ((64 - (addr & 63)) & 63) + LeaseCellStride / 2;
+    }
 
-    private static unsafe nint BaseOf(int[] pinned) => (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(pinned));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ref uint SlotDomainRef(ushort requesterId) =>
+        // SAFETY: _slotDomains has exactly 2^16 entries and a ushort index is below 2^16 (skips the bounds check).
+        ref Unsafe.Add(ref Unsafe.As<SlotDomainTable, uint>(ref _slotDomains), requesterId);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ref IommuContext ContextSlot(ushort requesterId) =>
@@ -571,11 +693,13 @@ public readonly record struct DmaRun(ulong Phys, int Length);
 public struct DmaRangeLease : IDisposable
 {
     private IommuHardware? _unit;
+    private readonly nint _cell;
     private readonly int _slot;
 
-    internal DmaRangeLease(IommuHardware unit, int slot, DmaFaultReason fault, int count, int bytes)
+    internal DmaRangeLease(IommuHardware unit, nint cell, int slot, DmaFaultReason fault, int count, int bytes)
     {
         _unit = unit;
+        _cell = cell;
         _slot = slot;
         Fault = fault;
         Count = count;
@@ -594,7 +718,8 @@ public struct DmaRangeLease : IDisposable
     /// <summary>Ends the lease: invalidations waiting for it may complete.</summary>
     public void Dispose()
     {
-        _unit?.ReleaseLease(_slot);
+        if (_unit is { } unit)
+            IommuHardware.ReleaseLease(unit, _cell, _slot);
         _unit = null;
     }
 }

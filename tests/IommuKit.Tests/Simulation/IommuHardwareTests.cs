@@ -254,4 +254,50 @@ public class IommuHardwareTests
         Assert.Equal(DmaFaultReason.Permission, hw.Translate(Rid, 0xfee0_0000, write: false).Fault);
         Assert.True(hw.Translate(Rid, 0xfef0_0000, write: false).IsMemory);
     }
+
+    [Fact]
+    public void AMappedAndCachedMsiWindowPageIsStillAnInterruptForWritesAndAFaultForReads()
+    {
+        // The hit path does not test the MSI window: it relies on the IOTLB never caching a 4 KiB page of it. Map the
+        // window's first page read-write, fill the unit's IOTLB there directly and through a walk of the 2 MiB slice
+        // around it, and the window must still win (a hit path that trusted such an entry would translate to 0x7000).
+        var hw = new IommuHardware();
+        var table = IoPageTables.Create(IoPageTableFormat.X86_64Level4);
+        table.Map(0xfee0_0000, 0x7000, 0x1000, IommuProt.Read | IommuProt.Write);
+        table.Map(0xfedf_f000, 0x8000, 0x1000, IommuProt.Read | IommuProt.Write);
+        hw.SetContext(Rid, IommuContext.Translated(3, table));
+        hw.Iotlb.Fill(3, 0xfee0_0000, 0x1000, 0x7000, IommuProt.Read | IommuProt.Write);
+        Assert.False(hw.Iotlb.TryLookup(3, 0xfee0_0010, out _, out _));
+        for (int i = 0; i < 2; i++)
+        {
+            Assert.Equal((DmaTranslationKind.Interrupt, 0xfee0_0010UL), (hw.Translate(Rid, 0xfee0_0010, write: true).Kind, hw.Translate(Rid, 0xfee0_0010, write: true).Phys));
+            Assert.Equal(DmaFaultReason.Permission, hw.Translate(Rid, 0xfee0_0010, write: false).Fault);
+        }
+        // The page just below the window is ordinary memory, cached like any other.
+        Assert.Equal(0x8010UL, hw.Translate(Rid, 0xfedf_f010, write: true).Phys);
+        Assert.True(hw.Iotlb.TryLookup(3, 0xfedf_f010, out ulong phys, out _));
+        Assert.Equal(0x8010UL, phys);
+    }
+
+    [Theory]
+    [InlineData(IommuContextKind.Identity)]
+    [InlineData(IommuContextKind.Blocked)]
+    public void TranslationsOfAContextThatIsNotTranslatedCountNoIotlbLookup(IommuContextKind kind)
+    {
+        // The hit path probes the IOTLB before it knows the context's kind (under the slot's domain id, 0 here): such a
+        // probe must count neither a hit nor a miss, even when domain 0 has the page cached.
+        var hw = new IommuHardware();
+        var table = IoPageTables.Create(IoPageTableFormat.X86_64Level4);
+        table.Map(0x1_0000, 0x9_0000, 0x1000, IommuProt.Read);
+        hw.SetContext(Rid, IommuContext.Translated(0, table));
+        Assert.Equal(0x9_0010UL, hw.Translate(Rid, 0x1_0010, write: false).Phys);
+        Assert.Equal((0L, 1L), (hw.Iotlb.Hits, hw.Iotlb.Misses));
+        hw.SetContext(Rid, kind == IommuContextKind.Identity ? IommuContext.Identity : IommuContext.Blocked);
+        for (int i = 0; i < 3; i++)
+            hw.Translate(Rid, 0x1_0010, write: false);
+        Assert.Equal((0L, 1L), (hw.Iotlb.Hits, hw.Iotlb.Misses));
+        hw.SetContext(Rid, IommuContext.Translated(0, table));
+        hw.Translate(Rid, 0x1_0010, write: false);
+        Assert.Equal((1L, 1L), (hw.Iotlb.Hits, hw.Iotlb.Misses));
+    }
 }

@@ -80,4 +80,117 @@ public class RangeLeaseTests
         using (var write = rig.Iommu.TranslateRange(0x10, 0x100_0000, 0x1_0000, write: true, runs))
             Assert.Equal((DmaFaultReason.Permission, 0x3000), (write.Fault, write.Bytes));
     }
+
+    [Theory]
+    [InlineData(1, false)]
+    [InlineData(40, false)] // more leases than the unit has cells: the rest are counted in the overflow
+    [InlineData(40, true)]
+    public void AnInvalidationWaitsForEveryLeaseHeldWhenItStartedUntilTheLastIsReleased(int leases, bool newestFirst)
+    {
+        // Leases of one requester (so all but the first cell are found by the slow claim) and of others; each one
+        // must hold the flush off by itself, wherever it was counted.
+        using var rig = new DmaRig();
+        for (ushort rid = 0x10; rid < 0x13; rid++)
+            rig.Iommu.SetContext(rid, rig.Context);
+        rig.Table.Map(0x10_0000, 0x50_0000, 0x1_0000, IommuProt.Read);
+        var runs = new DmaRun[1];
+        var held = new List<DmaRangeLease>();
+        for (int i = 0; i < leases; i++)
+            held.Add(rig.Iommu.TranslateRange((ushort)(0x10 + i % 3 / 2), 0x10_0000, 0x1_0000, write: false, runs));
+        using var flushed = new ManualResetEventSlim();
+        var unmapper = new Thread(() =>
+        {
+            rig.Table.Unmap(0x10_0000, 0x1_0000);
+            rig.Iommu.FlushRange(DmaRig.DomainId, 0x10_0000, 0x1_0000);
+            flushed.Set();
+        });
+        unmapper.Start();
+        // Oldest first leaves only overflow counts held at the end, newest first only cells.
+        var order = Enumerable.Range(0, leases).ToList();
+        if (newestFirst)
+            order.Reverse();
+        for (int j = 0; j < order.Count; j++)
+        {
+            Assert.False(flushed.Wait(j == 0 ? 200 : 5), $"the flush finished with {order.Count - j} leases still held");
+            held[order[j]].Dispose();
+        }
+        Assert.True(unmapper.Join(TimeSpan.FromSeconds(30)));
+        using var after = rig.Iommu.TranslateRange(0x10, 0x10_0000, 0x1_0000, write: false, runs);
+        Assert.Equal(DmaFaultReason.NotPresent, after.Fault);
+    }
+
+    [Fact]
+    public void ALeaseReleasedOnAnotherThreadFreesItsCellForTheFlushAndForTheNextLease()
+    {
+        using var rig = new DmaRig();
+        rig.Iommu.SetContext(0x10, rig.Context);
+        rig.Table.Map(0x10_0000, 0x50_0000, 0x1000, IommuProt.Read);
+        var runs = new DmaRun[1];
+        for (int round = 0; round < 40; round++) // more rounds than cells: a cell that stayed taken would overflow
+        {
+            var lease = rig.Iommu.TranslateRange(0x10, 0x10_0000, 0x1000, write: false, runs);
+            var releaser = new Thread(() => lease.Dispose());
+            releaser.Start();
+            Assert.True(releaser.Join(TimeSpan.FromSeconds(30)));
+            var flush = new Thread(() => rig.Iommu.FlushRange(DmaRig.DomainId, 0x10_0000, 0x1000));
+            flush.Start();
+            Assert.True(flush.Join(TimeSpan.FromSeconds(30)));
+        }
+    }
+
+    [Fact]
+    public void ConcurrentLeasesOfSharedAndSeparateRequestersNeverSeeARetiredMapping()
+    {
+        // A mapper moves a 68 KiB IOVA range between two physical ranges with strict unmaps (unmap, flush, map the
+        // other). Three readers (two on one requester, so they contend for its cell, one on another) take leases of
+        // the one-block fast path (64 KiB at the block) and of the general path (64 KiB from the second page), and look
+        // at the mapping count while they hold it: the flush that retires a mapping cannot return under a lease, so
+        // the count must still be the one whose physical range the lease gave. A lease that let the flush through
+        // (a cell not waited for, a claim without a full fence) shows as the next mapping's count.
+        const ulong Iova = 0x100_0000;
+        const int Length = 0x1_1000;
+        using var rig = new DmaRig();
+        rig.Iommu.SetContext(0x10, rig.Context);
+        rig.Iommu.SetContext(0x11, rig.Context);
+        ulong[] phys = [0x600_0000, 0x700_0000];
+        int mapping = 0;
+        rig.Table.Map(Iova, phys[0], Length, IommuProt.Read | IommuProt.Write);
+        bool stop = false;
+        int checkedLeases = 0;
+        string? failure = null;
+        Thread Reader(ushort rid, ulong offset) => new(() =>
+        {
+            var runs = new DmaRun[4];
+            while (!Volatile.Read(ref stop) && failure is null)
+            {
+                using var lease = rig.Iommu.TranslateRange(rid, Iova + offset, 0x1_0000, write: true, runs);
+                int k = Volatile.Read(ref mapping);
+                if (lease.Fault != DmaFaultReason.None)
+                    continue; // between the unmap and the next map
+                if (lease.Count != 1 || runs[0] != new DmaRun(phys[k % 2] + offset, 0x1_0000))
+                {
+                    failure = $"rid {rid:x} offset {offset:x}, mapping {k}: lease gave {runs[0]} ({lease.Count} runs)";
+                    return;
+                }
+                Interlocked.Increment(ref checkedLeases);
+            }
+        });
+        Thread[] readers = [Reader(0x10, 0), Reader(0x10, 0x1000), Reader(0x11, 0)];
+        foreach (var r in readers)
+            r.Start();
+        var until = DateTime.UtcNow + TimeSpan.FromSeconds(3);
+        for (int k = 0; (k < 2000 || Volatile.Read(ref checkedLeases) < 3000) && DateTime.UtcNow < until && failure is null; k++)
+        {
+            Thread.Yield();
+            rig.Table.Unmap(Iova, Length);
+            rig.Iommu.FlushRange(DmaRig.DomainId, Iova, Length);
+            Volatile.Write(ref mapping, k + 1);
+            rig.Table.Map(Iova, phys[(k + 1) % 2], Length, IommuProt.Read | IommuProt.Write);
+        }
+        Volatile.Write(ref stop, true);
+        foreach (var r in readers)
+            Assert.True(r.Join(TimeSpan.FromSeconds(30)));
+        Assert.Null(failure);
+        Assert.True(checkedLeases > 0);
+    }
 }
