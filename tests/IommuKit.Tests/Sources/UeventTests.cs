@@ -59,9 +59,18 @@ public class UeventTests
                $"PCI_SUBSYS_ID={Hex("subsystem_vendor"):X4}:{Hex("subsystem_device"):X4}\nPCI_SLOT_NAME={Path.GetFileName(dir)}\n";
     }
 
-    private static IEnumerable<string> DeviceDirs(string root) =>
-        Directory.GetDirectories(Path.Combine(root, "sys/devices"), "*:*.*", SearchOption.AllDirectories)
-            .Where(d => File.Exists(Path.Combine(d, "vendor")) && File.Exists(Path.Combine(d, "class")));
+    // The directories the device links of sys/bus/pci/devices lead to (a recursive search of sys/devices would follow
+    // the tree's directory links round in circles).
+    private static IEnumerable<string> DeviceDirs(string root)
+    {
+        string devices = Path.Combine(root, SysfsReader.DevicesDir);
+        foreach (var entry in Directory.GetFileSystemEntries(devices))
+        {
+            string? target = new FileInfo(entry).LinkTarget;
+            string dir = target is null ? entry : Path.GetFullPath(Path.Combine(devices, target));
+            if (File.Exists(Path.Combine(dir, "vendor")) && File.Exists(Path.Combine(dir, "class"))) yield return dir;
+        }
+    }
 
     [Theory]
     [MemberData(nameof(Machines))]
