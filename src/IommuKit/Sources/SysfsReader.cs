@@ -167,7 +167,7 @@ internal static class SysfsReader
         LoadWarnings warnings, out string? problem)
     {
         problem = null;
-        // The attributes and links below are read relative to the directory, opened once (the config file too may be).
+        // The attributes, links and (read whole) config below are read relative to the directory, opened once.
         using var d = tree.OpenDirectory(dir);
         if (d is null)
         {
