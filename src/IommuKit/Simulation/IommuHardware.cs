@@ -46,9 +46,11 @@ public sealed class IommuHardware
     // an empty slot holds IommuContext.Absent, which GetContext shows as null.
     private ContextTable _contexts;
 
-    // The domain id of each slot's context (0 when it is not Translated), inline in this object like the contexts:
-    // the hit path loads it in parallel with the context (see Translate). Written before the context slot.
+    // The domain id of each slot's context (Iotlb.NoDomain, which never hits, when it is not Translated or absent),
+    // inline in this object like the contexts: the hit path reads only this, never the context (see Translate).
+    // Written with the context slot under _contextWriteLock, so the two always end up describing the same context.
     private SlotDomainTable _slotDomains;
+    private readonly Lock _contextWriteLock = new();
 
     [InlineArray(1 << 16)]
     private struct ContextTable
@@ -96,7 +98,10 @@ public sealed class IommuHardware
         _tlbBlockMask = _iotlb.BlockMask;
         _leaseCellBase = AlignedCellBase(_leaseCellMem);
         for (int rid = 0; rid < 1 << 16; rid++)
+        {
             ContextSlot((ushort)rid) = IommuContext.Absent;
+            SlotDomainRef((ushort)rid) = Iotlb.NoDomain;
+        }
         Name = name;
         DomainIdCount = domainIds;
     }
@@ -140,12 +145,29 @@ public sealed class IommuHardware
     public void SetContext(ushort requesterId, IommuContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        Volatile.Write(ref SlotDomainRef(requesterId), (uint)Math.Max(context.DomainId, 0));
-        Volatile.Write(ref ContextSlot(requesterId), context);
+        WriteContext(requesterId, context);
     }
 
     /// <summary>Removes the context entry: the requester then faults with <see cref="DmaFaultReason.NoContext"/>.</summary>
-    public void ClearContext(ushort requesterId) => Volatile.Write(ref ContextSlot(requesterId), IommuContext.Absent);
+    public void ClearContext(ushort requesterId) => WriteContext(requesterId, IommuContext.Absent);
+
+    /// <summary>Publishes a context and its slot domain id (what the hit path reads) as one change: writers are
+    /// serialized, so two concurrent writes of one slot cannot leave the domain id of one with the context of the
+    /// other. A request in flight sees the old or the new entry.</summary>
+    private void WriteContext(ushort requesterId, IommuContext context)
+    {
+        uint domain = context.Kind == IommuContextKind.Translated ? (uint)context.DomainId : Iotlb.NoDomain;
+        lock (_contextWriteLock)
+        {
+            Volatile.Write(ref SlotDomainRef(requesterId), domain);
+            BetweenContextWritesForTests?.Invoke();
+            Volatile.Write(ref ContextSlot(requesterId), context);
+        }
+    }
+
+    /// <summary>Test hook: called by a context write between the slot domain id and the context, so a test can hold a
+    /// write half done while another writer runs.</summary>
+    internal Action? BetweenContextWritesForTests { get; set; }
 
     /// <summary>The current context entry, or null.</summary>
     public IommuContext? GetContext(ushort requesterId)
@@ -162,30 +184,33 @@ public sealed class IommuHardware
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public DmaTranslation Translate(ushort requesterId, ulong iova, bool write)
     {
-        IommuContext ctx = Volatile.Read(ref ContextSlot(requesterId));
-        // The slot's domain id, loaded in parallel with the context: the probe's address does not wait for the
-        // context object (often out of L1 after a bulk copy). It is checked against the context below.
-        uint domainId = SlotDomainRef(requesterId);
-        // The hit: one probe of the 4 KiB entry, whose data word carries the permission bits, so the check is one test
-        // and no out-parameter leaves registers. Two tests the hit path does not need:
-        // - the MSI window (VT-d 3.14: requests to 0xFEEx_xxxx are interrupt requests, never DMA-remapped): the IOTLB
-        //   never caches a 4 KiB page of it (SetUncachedWindow), so such a request always takes TranslateSlow;
-        // - the context's kind: a context that is not Translated has domain id -1 and its slot 0, so the domain check
-        //   fails for it (the probe then only read the IOTLB, counting nothing).
-        // Anything else (large page, miss, permission fault, a slot being rewritten) is TranslateSlow too.
-        // SAFETY of the unchecked probe: slot domain ids are 0..MaxDomainId.
-        if (Iotlb.HitAt(_tlbSmall, _tlbMask, domainId, ctx.DomainId, iova, Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read), out ulong data))
+        // The IOTLB base first: a field at a small offset, so this load is also the null check of the unit and the
+        // slot load at a large offset needs no explicit one.
+        nint tlbSmall = _tlbSmall;
+        // The hit reads the slot's domain id only, not the context: the slot holds the id of a Translated context and
+        // Iotlb.NoDomain (which never hits) for any other, written together with the context (WriteContext), so the
+        // probe's address waits for one load off the unit, and the context object (often out of L1 after a bulk copy)
+        // is not read at all.
+        uint domainId = Volatile.Read(ref SlotDomainRef(requesterId));
+        // One probe of the 4 KiB entry, whose data word carries the permission bits, so the check is one test and no
+        // out-parameter leaves registers. The MSI window (VT-d 3.14: requests to 0xFEEx_xxxx are interrupt requests,
+        // never DMA-remapped) needs no test here: the IOTLB never caches a 4 KiB page of it (SetUncachedWindow), so such
+        // a request always takes TranslateSlow. Anything else (large page, miss, permission fault, no translated
+        // context) is TranslateSlow too.
+        // SAFETY of the unchecked probe: slot domain ids are 0..MaxDomainId or Iotlb.NoDomain.
+        if (Iotlb.HitAt(tlbSmall, _tlbMask, domainId, iova, Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read), out ulong data))
         {
             return new DmaTranslation(Iotlb.PhysOf(data, iova, 12), DmaTranslationKind.Memory, DmaFaultReason.None);
         }
-        return TranslateSlow(ctx, requesterId, iova, write);
+        return TranslateSlow(requesterId, iova, write);
     }
 
     /// <summary>Translate when the hit test failed: the MSI window, a context that is not Translated, then the 4 KiB
     /// entry again (a hit without the permission faults), the 2 MiB slice array, the walk.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private DmaTranslation TranslateSlow(IommuContext ctx, ushort requesterId, ulong iova, bool write)
+    private DmaTranslation TranslateSlow(ushort requesterId, ulong iova, bool write)
     {
+        IommuContext ctx = Volatile.Read(ref ContextSlot(requesterId));
         // VT-d 3.14: requests to 0xFEEx_xxxx are interrupt requests, never DMA-remapped (wrap-around makes this one compare).
         if (iova - MsiWindowStart < MsiWindowSize)
             return TranslateMsiWindow(requesterId, iova, write);
