@@ -133,7 +133,8 @@ public sealed class Iotlb
     }
 
     /// <summary>Never cache a 4 KiB translation of [<paramref name="start"/>, <paramref name="start"/> +
-    /// <paramref name="size"/>) (page aligned; fills there are dropped, as a cache may always decline to keep one).
+    /// <paramref name="size"/>), nor a 64 KiB block overlapping it (page aligned; fills there are dropped, as a cache
+    /// may always decline to keep one).
     /// Set once, before any fill, by the unit that owns the IOTLB.</summary>
     internal void SetUncachedWindow(ulong start, ulong size)
     {
@@ -381,7 +382,7 @@ public sealed class Iotlb
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static unsafe ulong ProbeBlockAt(nint smallBase, nint blockBase, int blockMask, int domainId, ulong iova)
     {
-        // SAFETY: as in ProbeSmallAt (the tag and the epoch are in the small array's prefix).
+        // SAFETY: as in ProbeSmallAt (the tag and the epoch are in the small array's prefix); domainId may be NoDomain.
         ulong vpn = iova >> BlockShift;
         nuint set = SetOf(vpn, domainId, blockMask);
         int tag = Volatile.Read(ref *(int*)(smallBase + TagsOffset + (nint)(uint)domainId * sizeof(int)));
@@ -412,7 +413,9 @@ public sealed class Iotlb
     {
         uint s1 = Volatile.Read(ref e.Seq);
         ulong data = Volatile.Read(ref e.Data);
-        if (Volatile.Read(ref e.Vpn) == vpn && Volatile.Read(ref e.Owner) == owner && (s1 & 1) == 0 && Volatile.Read(ref e.Seq) == s1)
+        // Even and unchanged in one compare: the sequence only grows, so an odd s1 (a write in progress) cleared of its
+        // low bit never equals the later read.
+        if (Volatile.Read(ref e.Vpn) == vpn && Volatile.Read(ref e.Owner) == owner && Volatile.Read(ref e.Seq) == (s1 & ~1u))
             return data;
         return 0;
     }
@@ -451,6 +454,9 @@ public sealed class Iotlb
         ulong vpn = iova >> shift;
         if (kind == KindSmall && vpn >= _uncachedFirstVpn && vpn <= _uncachedLastVpn)
             return default; // never cached (SetUncachedWindow)
+        if (kind == KindBlock && (vpn << (BlockShift - SmallShift)) <= _uncachedLastVpn
+            && (vpn << (BlockShift - SmallShift)) + (1UL << (BlockShift - SmallShift)) - 1 >= _uncachedFirstVpn)
+            return default; // nor a block overlapping it, so a block hit is never an interrupt request either
         ulong pageMask = (1UL << shift) - 1;
         // The slice of the page that contains iova: translate the slice base.
         ulong data = ((phys - (iova & pageMask)) & ~pageMask) | (((ulong)prot & ProtMask) << ProtShift) | Valid;

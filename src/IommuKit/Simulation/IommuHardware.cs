@@ -390,24 +390,26 @@ public sealed class IommuHardware
     /// <para>Hold leases briefly and never unmap on the thread that holds one: the unmap would wait for itself.</para></remarks>
     public DmaRangeLease TranslateRange(ushort requesterId, ulong iova, int length, bool write, Span<DmaRun> runs)
     {
+        if (!_leasesUsed) _leasesUsed = true; // first: a field at a small offset, so also the unit's null check
         ArgumentOutOfRangeException.ThrowIfNegative(length);
-        if (!_leasesUsed) _leasesUsed = true;
-        // The cell of the requester first (devices on different threads take different cells), else any free one.
+        // The cell of the requester first (devices on different threads take different cells), else any free one
+        // (out of line, so the common case has no overflow slot to carry: it is 0).
         long epoch = Volatile.Read(ref _leaseEpoch);
-        int slot;
         nint cell = LeaseCell(requesterId);
         if (!TryClaimLeaseCell(cell, epoch))
-            cell = ClaimLeaseSlow(requesterId, epoch, out slot);
-        else
-            slot = 0;
+            return TranslateRangeContended(requesterId, iova, length, write, runs, epoch);
+        const int slot = 0;
         // A range of exactly one 64 KiB block cached in the IOTLB (a zero-copy path's common request): one probe, with
-        // few live values; anything else is the general loop (which probes blocks too, through TranslateRun).
+        // few live values; anything else is the general loop (which probes blocks too, through TranslateRun). Like the
+        // hit of Translate it reads the slot's domain id only (Iotlb.NoDomain for a context that is not Translated,
+        // which never hits), not the context: a block is cached only once a walk translated all of it, so a hit is
+        // inside the aperture, and never in the MSI window (the IOTLB refuses such blocks, SetUncachedWindow).
         int count = 0, done = 0;
-        IommuContext ctx = Volatile.Read(ref ContextSlot(requesterId));
-        if (length == (int)Iotlb.BlockSize && runs.Length != 0 && ctx.Kind == IommuContextKind.Translated && IsBlockStart(ctx, iova))
+        uint domainId = Volatile.Read(ref SlotDomainRef(requesterId));
+        if (length == (int)Iotlb.BlockSize && (iova & (Iotlb.BlockSize - 1)) == 0 && runs.Length != 0)
         {
             // SAFETY of the unchecked id as in Translate.
-            ulong bd = Iotlb.ProbeBlockAt(_tlbSmall, _tlbBlock, _tlbBlockMask, ctx.DomainId, iova);
+            ulong bd = Iotlb.ProbeBlockAt(_tlbSmall, _tlbBlock, _tlbBlockMask, (int)domainId, iova);
             if ((bd & Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read)) != 0)
             {
                 runs[0] = new DmaRun(Iotlb.PhysOf(bd, iova, Iotlb.BlockSizeShift), length);
@@ -415,6 +417,15 @@ public sealed class IommuHardware
             }
         }
         return TranslateRangeRest(requesterId, iova, length, write, runs, cell, slot, count, done);
+    }
+
+    /// <summary><see cref="TranslateRange"/> when the requester's lease cell was taken: another cell or the overflow
+    /// counts, then the general loop.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private DmaRangeLease TranslateRangeContended(ushort requesterId, ulong iova, int length, bool write, Span<DmaRun> runs, long epoch)
+    {
+        nint cell = ClaimLeaseSlow(requesterId, epoch, out int slot);
+        return TranslateRangeRest(requesterId, iova, length, write, runs, cell, slot, 0, 0);
     }
 
     /// <summary>The general loop of <see cref="TranslateRange"/> from <paramref name="done"/> bytes on, with
