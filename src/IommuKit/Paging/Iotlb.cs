@@ -86,12 +86,23 @@ public sealed class Iotlb
     private const int StripeBytes = 128; // the adjacent-line prefetcher pairs 64-byte lines
     private const int HitStripes = 32;
     private const int HitStripesOffset = -HitStripes * StripeBytes;
-    private const int TagsOffset = HitStripesOffset - (MaxDomainId + 1) * sizeof(int);
+    // One tag per domain id plus the never-matching tag of NoDomain, rounded up to whole stripes.
+    private const int TagsBytes = ((MaxDomainId + 2) * sizeof(int) + StripeBytes - 1) / StripeBytes * StripeBytes;
+    private const int TagsOffset = HitStripesOffset - TagsBytes;
     private const int EpochOffset = TagsOffset - StripeBytes;
     private const int SmallPrefix = -EpochOffset;
 
     /// <summary>Largest domain id (ids are 16-bit, like a VT-d DID or an SMMU ASID/VMID).</summary>
     public const int MaxDomainId = 0xffff;
+
+    /// <summary>A pseudo domain id for <see cref="HitAt"/> that never hits: its tag (<see cref="NoDomainTag"/>) is
+    /// one no fill ever writes. A unit's requester with no translated context looks its hits up under it, so the hit
+    /// path needs no test of the context's kind.</summary>
+    internal const int NoDomain = MaxDomainId + 1;
+
+    // Real tags are 0..int.MaxValue (InvalidateDomain restarts them before they wrap), so an owner with this tag in
+    // its low half is never written by a fill.
+    private const int NoDomainTag = -1;
     // Hits are counted in stripes of the small array's prefix (CountHitAt by page number, HitAt by set), misses here; both without
     // atomics, and only by whoever knows the lookup's outcome (ProbeSmall/ProbeLarge count nothing).
     private readonly StripedCounter _misses = StripedCounter.Create();
@@ -117,11 +128,13 @@ public sealed class Iotlb
         _largeMask = _largeSets - 1;
         for (int i = 0; i <= MaxDomainId; i++)
             TagRef(i) = i;
+        TagRef(NoDomain) = NoDomainTag;
         EpochHigh = 1UL << 32;
     }
 
     /// <summary>Never cache a 4 KiB translation of [<paramref name="start"/>, <paramref name="start"/> +
-    /// <paramref name="size"/>) (page aligned; fills there are dropped, as a cache may always decline to keep one).
+    /// <paramref name="size"/>), nor a 64 KiB block overlapping it (page aligned; fills there are dropped, as a cache
+    /// may always decline to keep one).
     /// Set once, before any fill, by the unit that owns the IOTLB.</summary>
     internal void SetUncachedWindow(ulong start, ulong size)
     {
@@ -137,7 +150,7 @@ public sealed class Iotlb
     internal int SmallMask => _smallMask;
 
     // SAFETY (the two accessors below): the prefix is inside the pinned _smallMem (AllocateEntries), which this
-    // object keeps referenced; a domain id is 0..MaxDomainId.
+    // object keeps referenced; a domain id is 0..MaxDomainId or NoDomain.
     private unsafe ref ulong EpochHigh => ref *(ulong*)(_smallBase + EpochOffset);
 
     private unsafe ref int TagRef(int domainId) => ref *(int*)(_smallBase + TagsOffset + (nint)(uint)domainId * sizeof(int));
@@ -299,14 +312,15 @@ public sealed class Iotlb
     }
 
     /// <summary>The hit of <c>IommuHardware.Translate</c>: whether the 4 KiB entry for <paramref name="iova"/> in
-    /// <paramref name="domainId"/> (0..MaxDomainId) is cached with a permission bit of <paramref name="need"/>
-    /// (<see cref="DataBit"/>) while <paramref name="domainId"/> is <paramref name="contextDomain"/>, with its data word;
-    /// counted as a hit when it is. One chain of tests that all branch to the caller's slow path, so nothing is merged
-    /// on the hit path. <paramref name="smallBase"/>/<paramref name="smallMask"/> as for <see cref="ProbeSmallAt"/>.</summary>
+    /// <paramref name="domainId"/> (0..MaxDomainId, or <see cref="NoDomain"/>, which never hits) is cached with a
+    /// permission bit of <paramref name="need"/> (<see cref="DataBit"/>), with its data word; counted as a hit when it
+    /// is. One chain of tests that all branch to the caller's slow path, so nothing is merged on the hit path.
+    /// <paramref name="smallBase"/>/<paramref name="smallMask"/> as for <see cref="ProbeSmallAt"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static unsafe bool HitAt(nint smallBase, int smallMask, nuint domainId, int contextDomain, ulong iova, ulong need, out ulong data)
+    internal static unsafe bool HitAt(nint smallBase, int smallMask, nuint domainId, ulong iova, ulong need, out ulong data)
     {
-        // SAFETY: as in ProbeSmallAt. The domain id comes as a nuint so that it is not zero-extended twice.
+        // SAFETY: as in ProbeSmallAt (NoDomain's tag is in the prefix too). The domain id comes as a nuint so that it
+        // is not zero-extended twice.
         ulong vpn = iova >> SmallShift;
         nuint offset = (nuint)((vpn ^ (domainId * 0x9E37UL)) & (ulong)(uint)smallMask) * EntryBytes; // SetOf
         int tag = Volatile.Read(ref *(int*)(smallBase + TagsOffset + (nint)domainId * sizeof(int)));
@@ -315,11 +329,12 @@ public sealed class Iotlb
         // The hit stripe from the entry's offset (sets 4k..4k+3 share one), so no other value is computed for it;
         // its address is taken now so that the base and the offset need not stay in registers.
         long* stripe = (long*)(smallBase + HitStripesOffset + (nint)(offset & ((HitStripes - 1) * StripeBytes)));
-        // The seqlock read of Probe, with the permission and the context's domain folded in.
+        // The seqlock read of Probe, with the permission folded in. "Even and unchanged" is one compare: the sequence
+        // only grows, so an odd s1 (a write in progress) never equals the later read once its low bit is cleared.
         uint s1 = Volatile.Read(ref e.Seq);
         data = Volatile.Read(ref e.Data);
-        if ((int)domainId != contextDomain || (data & need) == 0 || Volatile.Read(ref e.Vpn) != vpn
-            || Volatile.Read(ref e.Owner) != owner || (s1 & 1) != 0 || Volatile.Read(ref e.Seq) != s1)
+        if ((data & need) == 0 || Volatile.Read(ref e.Vpn) != vpn
+            || Volatile.Read(ref e.Owner) != owner || Volatile.Read(ref e.Seq) != (s1 & ~1u))
             return false;
         (*stripe)++;
         return true;
@@ -367,7 +382,7 @@ public sealed class Iotlb
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static unsafe ulong ProbeBlockAt(nint smallBase, nint blockBase, int blockMask, int domainId, ulong iova)
     {
-        // SAFETY: as in ProbeSmallAt (the tag and the epoch are in the small array's prefix).
+        // SAFETY: as in ProbeSmallAt (the tag and the epoch are in the small array's prefix); domainId may be NoDomain.
         ulong vpn = iova >> BlockShift;
         nuint set = SetOf(vpn, domainId, blockMask);
         int tag = Volatile.Read(ref *(int*)(smallBase + TagsOffset + (nint)(uint)domainId * sizeof(int)));
@@ -398,7 +413,9 @@ public sealed class Iotlb
     {
         uint s1 = Volatile.Read(ref e.Seq);
         ulong data = Volatile.Read(ref e.Data);
-        if (Volatile.Read(ref e.Vpn) == vpn && Volatile.Read(ref e.Owner) == owner && (s1 & 1) == 0 && Volatile.Read(ref e.Seq) == s1)
+        // Even and unchanged in one compare: the sequence only grows, so an odd s1 (a write in progress) cleared of its
+        // low bit never equals the later read.
+        if (Volatile.Read(ref e.Vpn) == vpn && Volatile.Read(ref e.Owner) == owner && Volatile.Read(ref e.Seq) == (s1 & ~1u))
             return data;
         return 0;
     }
@@ -437,6 +454,9 @@ public sealed class Iotlb
         ulong vpn = iova >> shift;
         if (kind == KindSmall && vpn >= _uncachedFirstVpn && vpn <= _uncachedLastVpn)
             return default; // never cached (SetUncachedWindow)
+        if (kind == KindBlock && (vpn << (BlockShift - SmallShift)) <= _uncachedLastVpn
+            && (vpn << (BlockShift - SmallShift)) + (1UL << (BlockShift - SmallShift)) - 1 >= _uncachedFirstVpn)
+            return default; // nor a block overlapping it, so a block hit is never an interrupt request either
         ulong pageMask = (1UL << shift) - 1;
         // The slice of the page that contains iova: translate the slice base.
         ulong data = ((phys - (iova & pageMask)) & ~pageMask) | (((ulong)prot & ProtMask) << ProtShift) | Valid;

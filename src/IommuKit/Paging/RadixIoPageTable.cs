@@ -25,8 +25,11 @@ internal sealed class IoTable
 {
     public const int Entries = 512;
 
-    public readonly ulong[] Pte = new ulong[Entries];
-    public readonly IoTable?[] Child = new IoTable?[Entries];
+    // The PTEs and the children are inline in the table object (not arrays of their own), so a descent from one
+    // level to the next is one load (the child) instead of two (the child array, then the child): the walks of a
+    // map, an unmap and an IOTLB miss are chains of these loads.
+    public PteArray Pte;
+    public ChildArray Child;
     /// <summary>Model physical address of this table page (what a table PTE pointing here holds).</summary>
     public readonly ulong Phys;
     /// <summary>Non-zero PTEs in this table. Guarded by the table lock.</summary>
@@ -54,6 +57,20 @@ internal sealed class IoTable
     public void Unlock() => _lock.Exit();
 
     public bool IsLocked => _lock.IsHeld;
+
+    /// <summary>The 512 PTEs of a table, inline.</summary>
+    [InlineArray(Entries)]
+    public struct PteArray
+    {
+        private ulong _e;
+    }
+
+    /// <summary>The next-level table of each PTE, inline.</summary>
+    [InlineArray(Entries)]
+    public struct ChildArray
+    {
+        private IoTable? _e;
+    }
 }
 
 /// <summary>Structure self-check for tests (null = sound).</summary>
@@ -140,11 +157,13 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ref ulong PteAt(IoTable t, int i) =>
-        ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(t.Pte), (nint)(uint)i);
+        // SAFETY: i is a PTE index (0..511, from Index or a loop below Entries).
+        ref Unsafe.Add(ref Unsafe.As<IoTable.PteArray, ulong>(ref t.Pte), (nint)(uint)i);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ref IoTable? ChildAt(IoTable t, int i) =>
-        ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(t.Child), (nint)(uint)i);
+        // SAFETY: as in PteAt.
+        ref Unsafe.Add(ref Unsafe.As<IoTable.ChildArray, IoTable?>(ref t.Child), (nint)(uint)i);
 
     /// <summary>The first map's real root (one wins a race; the loser's page is garbage).</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]

@@ -115,19 +115,25 @@ public enum DmaTranslationKind : byte
 /// 4 KiB page containing the IOVA.</summary>
 public readonly struct DmaTranslation
 {
-    /// <summary>Physical address for the translated IOVA (byte-exact, offset included) when <see cref="Kind"/> is Memory.</summary>
-    public readonly ulong Phys;
-    /// <summary>Memory, interrupt or fault.</summary>
-    public readonly DmaTranslationKind Kind;
-    /// <summary>Why it faulted, when <see cref="Kind"/> is Fault.</summary>
-    public readonly DmaFaultReason Fault;
+    // Two 8-byte fields, one per return register: a caller that inlines Translate keeps the result in registers
+    // where the hit and the slow path's returned value merge (with three fields the JIT kept it on the stack).
+    private readonly ulong _phys;
+    private readonly ulong _kindAndFault; // kind | fault << 8
 
     internal DmaTranslation(ulong phys, DmaTranslationKind kind, DmaFaultReason fault)
     {
-        Phys = phys;
-        Kind = kind;
-        Fault = fault;
+        _phys = phys;
+        _kindAndFault = (ulong)kind | (ulong)fault << 8;
     }
+
+    /// <summary>Physical address for the translated IOVA (byte-exact, offset included) when <see cref="Kind"/> is Memory.</summary>
+    public ulong Phys => _phys;
+
+    /// <summary>Memory, interrupt or fault.</summary>
+    public DmaTranslationKind Kind => (DmaTranslationKind)(byte)_kindAndFault;
+
+    /// <summary>Why it faulted, when <see cref="Kind"/> is Fault.</summary>
+    public DmaFaultReason Fault => (DmaFaultReason)(byte)(_kindAndFault >> 8);
 
     /// <summary>True when <see cref="Phys"/> is valid.</summary>
     public bool IsMemory => Kind == DmaTranslationKind.Memory;

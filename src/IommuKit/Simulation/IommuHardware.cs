@@ -46,9 +46,11 @@ public sealed class IommuHardware
     // an empty slot holds IommuContext.Absent, which GetContext shows as null.
     private ContextTable _contexts;
 
-    // The domain id of each slot's context (0 when it is not Translated), inline in this object like the contexts:
-    // the hit path loads it in parallel with the context (see Translate). Written before the context slot.
+    // The domain id of each slot's context (Iotlb.NoDomain, which never hits, when it is not Translated or absent),
+    // inline in this object like the contexts: the hit path reads only this, never the context (see Translate).
+    // Written with the context slot under _contextWriteLock, so the two always end up describing the same context.
     private SlotDomainTable _slotDomains;
+    private readonly Lock _contextWriteLock = new();
 
     [InlineArray(1 << 16)]
     private struct ContextTable
@@ -94,9 +96,13 @@ public sealed class IommuHardware
         _tlbMask = _iotlb.SmallMask;
         _tlbBlock = _iotlb.BlockBase;
         _tlbBlockMask = _iotlb.BlockMask;
-        _leaseCellBase = AlignedCellBase(_leaseCellMem);
+        for (int i = 0; i < LeaseCells; i++)
+            LeaseCellAt(i) = new LeaseCell(overflow: false);
         for (int rid = 0; rid < 1 << 16; rid++)
+        {
             ContextSlot((ushort)rid) = IommuContext.Absent;
+            SlotDomainRef((ushort)rid) = Iotlb.NoDomain;
+        }
         Name = name;
         DomainIdCount = domainIds;
     }
@@ -140,12 +146,29 @@ public sealed class IommuHardware
     public void SetContext(ushort requesterId, IommuContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        Volatile.Write(ref SlotDomainRef(requesterId), (uint)Math.Max(context.DomainId, 0));
-        Volatile.Write(ref ContextSlot(requesterId), context);
+        WriteContext(requesterId, context);
     }
 
     /// <summary>Removes the context entry: the requester then faults with <see cref="DmaFaultReason.NoContext"/>.</summary>
-    public void ClearContext(ushort requesterId) => Volatile.Write(ref ContextSlot(requesterId), IommuContext.Absent);
+    public void ClearContext(ushort requesterId) => WriteContext(requesterId, IommuContext.Absent);
+
+    /// <summary>Publishes a context and its slot domain id (what the hit path reads) as one change: writers are
+    /// serialized, so two concurrent writes of one slot cannot leave the domain id of one with the context of the
+    /// other. A request in flight sees the old or the new entry.</summary>
+    private void WriteContext(ushort requesterId, IommuContext context)
+    {
+        uint domain = context.Kind == IommuContextKind.Translated ? (uint)context.DomainId : Iotlb.NoDomain;
+        lock (_contextWriteLock)
+        {
+            Volatile.Write(ref SlotDomainRef(requesterId), domain);
+            BetweenContextWritesForTests?.Invoke();
+            Volatile.Write(ref ContextSlot(requesterId), context);
+        }
+    }
+
+    /// <summary>Test hook: called by a context write between the slot domain id and the context, so a test can hold a
+    /// write half done while another writer runs.</summary>
+    internal Action? BetweenContextWritesForTests { get; set; }
 
     /// <summary>The current context entry, or null.</summary>
     public IommuContext? GetContext(ushort requesterId)
@@ -162,30 +185,33 @@ public sealed class IommuHardware
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public DmaTranslation Translate(ushort requesterId, ulong iova, bool write)
     {
-        IommuContext ctx = Volatile.Read(ref ContextSlot(requesterId));
-        // The slot's domain id, loaded in parallel with the context: the probe's address does not wait for the
-        // context object (often out of L1 after a bulk copy). It is checked against the context below.
-        uint domainId = SlotDomainRef(requesterId);
-        // The hit: one probe of the 4 KiB entry, whose data word carries the permission bits, so the check is one test
-        // and no out-parameter leaves registers. Two tests the hit path does not need:
-        // - the MSI window (VT-d 3.14: requests to 0xFEEx_xxxx are interrupt requests, never DMA-remapped): the IOTLB
-        //   never caches a 4 KiB page of it (SetUncachedWindow), so such a request always takes TranslateSlow;
-        // - the context's kind: a context that is not Translated has domain id -1 and its slot 0, so the domain check
-        //   fails for it (the probe then only read the IOTLB, counting nothing).
-        // Anything else (large page, miss, permission fault, a slot being rewritten) is TranslateSlow too.
-        // SAFETY of the unchecked probe: slot domain ids are 0..MaxDomainId.
-        if (Iotlb.HitAt(_tlbSmall, _tlbMask, domainId, ctx.DomainId, iova, Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read), out ulong data))
+        // The IOTLB base first: a field at a small offset, so this load is also the null check of the unit and the
+        // slot load at a large offset needs no explicit one.
+        nint tlbSmall = _tlbSmall;
+        // The hit reads the slot's domain id only, not the context: the slot holds the id of a Translated context and
+        // Iotlb.NoDomain (which never hits) for any other, written together with the context (WriteContext), so the
+        // probe's address waits for one load off the unit, and the context object (often out of L1 after a bulk copy)
+        // is not read at all.
+        uint domainId = Volatile.Read(ref SlotDomainRef(requesterId));
+        // One probe of the 4 KiB entry, whose data word carries the permission bits, so the check is one test and no
+        // out-parameter leaves registers. The MSI window (VT-d 3.14: requests to 0xFEEx_xxxx are interrupt requests,
+        // never DMA-remapped) needs no test here: the IOTLB never caches a 4 KiB page of it (SetUncachedWindow), so such
+        // a request always takes TranslateSlow. Anything else (large page, miss, permission fault, no translated
+        // context) is TranslateSlow too.
+        // SAFETY of the unchecked probe: slot domain ids are 0..MaxDomainId or Iotlb.NoDomain.
+        if (Iotlb.HitAt(tlbSmall, _tlbMask, domainId, iova, Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read), out ulong data))
         {
             return new DmaTranslation(Iotlb.PhysOf(data, iova, 12), DmaTranslationKind.Memory, DmaFaultReason.None);
         }
-        return TranslateSlow(ctx, requesterId, iova, write);
+        return TranslateSlow(requesterId, iova, write);
     }
 
     /// <summary>Translate when the hit test failed: the MSI window, a context that is not Translated, then the 4 KiB
     /// entry again (a hit without the permission faults), the 2 MiB slice array, the walk.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private DmaTranslation TranslateSlow(IommuContext ctx, ushort requesterId, ulong iova, bool write)
+    private DmaTranslation TranslateSlow(ushort requesterId, ulong iova, bool write)
     {
+        IommuContext ctx = Volatile.Read(ref ContextSlot(requesterId));
         // VT-d 3.14: requests to 0xFEEx_xxxx are interrupt requests, never DMA-remapped (wrap-around makes this one compare).
         if (iova - MsiWindowStart < MsiWindowSize)
             return TranslateMsiWindow(requesterId, iova, write);
@@ -327,23 +353,28 @@ public sealed class IommuHardware
     }
 
     // Range leases (see TranslateRange): a translation handed out before an invalidation must not be used after the
-    // invalidation returns. A lease holds one of LeaseCells cells (each alone on its 128 bytes, in pinned memory from
-    // _leaseCellBase): it claims a free cell (0) with one CAS, writing the lease epoch it read before, and frees it
-    // with one plain release store; nothing else writes a held cell. An invalidation, once its entries are cleared,
+    // invalidation returns. A lease holds one of LeaseCells cells (LeaseCell objects, each value alone on its 128
+    // bytes): it claims a free cell (0) with one CAS, writing the lease epoch it read before, and frees it with one
+    // plain release store; nothing else writes a held cell. The lease keeps only the cell object (what its Dispose
+    // needs, and what keeps the cell alive), so a caller's `using` saves one reference. An invalidation, once its entries are cleared,
     // bumps _leaseEpoch (a full fence) and waits for every cell that holds an epoch older than the new one. Why that
     // is enough: the claim's CAS is a full fence too, so either the invalidation's scan sees the claim (and waits),
     // or the claim comes after the scan read the cell, hence after the bump, and the lease's table and IOTLB reads
     // see the invalidation. A lease claimed after the bump holds the new epoch or a newer one and is not waited for,
     // so leases taken continually cannot starve an invalidation. When every cell is taken (more than LeaseCells
     // leases at once), a lease counts itself in the overflow: two reader counts, SRCU style (a lease counts itself
-    // in the current slot; an invalidation flips the slot and waits for the old one to drain). All of it is only
+    // in the current slot's overflow cell; an invalidation flips the slot and waits for the old one to drain). All of it is only
     // paid once some lease was ever taken (_leasesUsed), the overflow's part once it was used (_leaseOverflowUsed).
     private const int LeaseCells = 16;
-    private const int LeaseCellStride = 128; // bytes: the adjacent-line prefetcher pairs 64-byte lines
-    private readonly long[] _leaseCellMem = GC.AllocateArray<long>((LeaseCells + 2) * LeaseCellStride / sizeof(long), pinned: true);
-    private readonly nint _leaseCellBase;
+    private LeaseCellTable _leaseCells; // inline, like the contexts: a cell is one load from the unit
     private long _leaseEpoch = 1;
-    private readonly long[] _leaseCounts = new long[2];
+    private readonly LeaseCell[] _leaseOverflow = [new(overflow: true), new(overflow: true)];
+
+    [InlineArray(LeaseCells)]
+    private struct LeaseCellTable
+    {
+        private LeaseCell _first;
+    }
     private int _leaseSlot;
     private volatile bool _leasesUsed;
     private volatile bool _leaseOverflowUsed;
@@ -365,38 +396,48 @@ public sealed class IommuHardware
     /// <para>Hold leases briefly and never unmap on the thread that holds one: the unmap would wait for itself.</para></remarks>
     public DmaRangeLease TranslateRange(ushort requesterId, ulong iova, int length, bool write, Span<DmaRun> runs)
     {
+        if (!_leasesUsed) _leasesUsed = true; // first: a field at a small offset, so also the unit's null check
         ArgumentOutOfRangeException.ThrowIfNegative(length);
-        if (!_leasesUsed) _leasesUsed = true;
-        // The cell of the requester first (devices on different threads take different cells), else any free one.
+        // The cell of the requester first (devices on different threads take different cells), else any free one
+        // (out of line, so the common case has no overflow slot to carry: it is 0).
         long epoch = Volatile.Read(ref _leaseEpoch);
-        int slot;
-        nint cell = LeaseCell(requesterId);
+        LeaseCell cell = LeaseCellAt(requesterId);
         if (!TryClaimLeaseCell(cell, epoch))
-            cell = ClaimLeaseSlow(requesterId, epoch, out slot);
-        else
-            slot = 0;
+            return TranslateRangeContended(requesterId, iova, length, write, runs, epoch);
         // A range of exactly one 64 KiB block cached in the IOTLB (a zero-copy path's common request): one probe, with
-        // few live values; anything else is the general loop (which probes blocks too, through TranslateRun).
+        // few live values; anything else is the general loop (which probes blocks too, through TranslateRun). Like the
+        // hit of Translate it reads the slot's domain id only (Iotlb.NoDomain for a context that is not Translated,
+        // which never hits), not the context: a block is cached only once a walk translated all of it, so a hit is
+        // inside the aperture, and never in the MSI window (the IOTLB refuses such blocks, SetUncachedWindow).
         int count = 0, done = 0;
-        IommuContext ctx = Volatile.Read(ref ContextSlot(requesterId));
-        if (length == (int)Iotlb.BlockSize && runs.Length != 0 && ctx.Kind == IommuContextKind.Translated && IsBlockStart(ctx, iova))
+        uint domainId = Volatile.Read(ref SlotDomainRef(requesterId));
+        if (length == (int)Iotlb.BlockSize && (iova & (Iotlb.BlockSize - 1)) == 0 && runs.Length != 0)
         {
             // SAFETY of the unchecked id as in Translate.
-            ulong bd = Iotlb.ProbeBlockAt(_tlbSmall, _tlbBlock, _tlbBlockMask, ctx.DomainId, iova);
+            ulong bd = Iotlb.ProbeBlockAt(_tlbSmall, _tlbBlock, _tlbBlockMask, (int)domainId, iova);
             if ((bd & Iotlb.DataBit(write ? IommuProt.Write : IommuProt.Read)) != 0)
             {
                 runs[0] = new DmaRun(Iotlb.PhysOf(bd, iova, Iotlb.BlockSizeShift), length);
-                return new DmaRangeLease(this, cell, slot, DmaFaultReason.None, 1, length);
+                return new DmaRangeLease(cell, DmaFaultReason.None, 1, length);
             }
         }
-        return TranslateRangeRest(requesterId, iova, length, write, runs, cell, slot, count, done);
+        return TranslateRangeRest(requesterId, iova, length, write, runs, cell, count, done);
+    }
+
+    /// <summary><see cref="TranslateRange"/> when the requester's lease cell was taken: another cell or the overflow
+    /// counts, then the general loop.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private DmaRangeLease TranslateRangeContended(ushort requesterId, ulong iova, int length, bool write, Span<DmaRun> runs, long epoch)
+    {
+        LeaseCell cell = ClaimLeaseSlow(requesterId, epoch);
+        return TranslateRangeRest(requesterId, iova, length, write, runs, cell, 0, 0);
     }
 
     /// <summary>The general loop of <see cref="TranslateRange"/> from <paramref name="done"/> bytes on, with
-    /// <paramref name="count"/> runs filled, under the lease already taken (cell, slot).</summary>
+    /// <paramref name="count"/> runs filled, under the lease already taken (its cell).</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     private DmaRangeLease TranslateRangeRest(ushort requesterId, ulong iova, int length, bool write, Span<DmaRun> runs,
-        nint cell, int slot, int count, int done)
+        LeaseCell cell, int count, int done)
     {
         DmaFaultReason fault = DmaFaultReason.None;
         while (done < length && count < runs.Length)
@@ -413,7 +454,7 @@ public sealed class IommuHardware
             Append(runs, ref count, t.Phys, run);
             done += run;
         }
-        return new DmaRangeLease(this, cell, slot, fault, count, done);
+        return new DmaRangeLease(cell, fault, count, done);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -442,56 +483,57 @@ public sealed class IommuHardware
             _iotlb.FillBlock(ctx.DomainId, iova, phys, all, generation);
     }
 
-    /// <summary>The address of lease cell <c>index % LeaseCells</c>.</summary>
+    /// <summary>Lease cell <c>index % LeaseCells</c>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private nint LeaseCell(int index) => _leaseCellBase + (index & (LeaseCells - 1)) * LeaseCellStride;
+    private ref LeaseCell LeaseCellAt(int index) =>
+        // SAFETY: _leaseCells has exactly LeaseCells entries and the index is masked below that (no bounds check).
+        ref Unsafe.Add(ref Unsafe.As<LeaseCellTable, LeaseCell>(ref _leaseCells), index & (LeaseCells - 1));
 
-    /// <summary>Claims the lease cell at <paramref name="cell"/> for a lease that read <paramref name="epoch"/>: one CAS
-    /// (a full fence) when the cell is free.</summary>
+    /// <summary>Claims <paramref name="cell"/> for a lease that read <paramref name="epoch"/>: one CAS (a full fence)
+    /// when the cell is free.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe bool TryClaimLeaseCell(nint cell, long epoch) =>
-        // SAFETY: cell is a LeaseCell address, inside the pinned _leaseCellMem that the unit keeps referenced.
-        Volatile.Read(ref *(long*)cell) == 0 && Interlocked.CompareExchange(ref *(long*)cell, epoch, 0) == 0;
+    private static bool TryClaimLeaseCell(LeaseCell cell, long epoch) =>
+        Volatile.Read(ref cell.Value) == 0 && Interlocked.CompareExchange(ref cell.Value, epoch, 0) == 0;
 
-    /// <summary>The requester's cell was taken: any other free cell, else the overflow counts (returns 0 and the
-    /// overflow slot counted in).</summary>
+    /// <summary>The requester's cell was taken: any other free cell, else the overflow cell of the current slot,
+    /// counted in.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private nint ClaimLeaseSlow(ushort requesterId, long epoch, out int slot)
+    private LeaseCell ClaimLeaseSlow(ushort requesterId, long epoch)
     {
-        slot = 0;
         for (int i = 1; i < LeaseCells; i++)
         {
-            nint cell = LeaseCell(requesterId + i);
+            LeaseCell cell = LeaseCellAt(requesterId + i);
             if (TryClaimLeaseCell(cell, epoch)) return cell;
         }
         if (!_leaseOverflowUsed) _leaseOverflowUsed = true;
         while (true)
         {
-            slot = Volatile.Read(ref _leaseSlot) & 1;
-            Interlocked.Increment(ref _leaseCounts[slot]);
-            if ((Volatile.Read(ref _leaseSlot) & 1) == slot) return 0;
-            Interlocked.Decrement(ref _leaseCounts[slot]); // an invalidation flipped meanwhile: count in the new slot
+            int slot = Volatile.Read(ref _leaseSlot) & 1;
+            LeaseCell overflow = _leaseOverflow[slot];
+            Interlocked.Increment(ref overflow.Value);
+            if ((Volatile.Read(ref _leaseSlot) & 1) == slot) return overflow;
+            Interlocked.Decrement(ref overflow.Value); // an invalidation flipped meanwhile: count in the new slot
         }
     }
 
-    /// <summary>Ends a lease: frees its cell (one release store), or uncounts it from the overflow slot.</summary>
-    internal static unsafe void ReleaseLease(IommuHardware unit, nint cell, int slot)
+    /// <summary>Ends a lease: frees its cell (one release store), or uncounts it from its overflow cell.</summary>
+    internal static void ReleaseLease(LeaseCell cell)
     {
-        if (cell != 0)
-            Volatile.Write(ref *(long*)cell, 0); // SAFETY: as in TryClaimLeaseCell; only the lease writes its cell
+        if (!cell.IsOverflow)
+            Volatile.Write(ref cell.Value, 0); // only the lease writes its cell
         else
-            Interlocked.Decrement(ref unit._leaseCounts[slot]);
+            Interlocked.Decrement(ref cell.Value);
     }
 
     /// <summary>After an invalidation: wait until no lease taken before it is held (nothing to do without leases).</summary>
-    private unsafe void WaitForLeases()
+    private void WaitForLeases()
     {
         if (!_leasesUsed) return;
         long epoch = Interlocked.Increment(ref _leaseEpoch);
         var spin = new SpinWait();
         for (int i = 0; i < LeaseCells; i++)
         {
-            ref long cell = ref *(long*)LeaseCell(i); // SAFETY: as in TryClaimLeaseCell
+            ref long cell = ref LeaseCellAt(i).Value;
             while (true)
             {
                 long held = Volatile.Read(ref cell);
@@ -504,7 +546,7 @@ public sealed class IommuHardware
         {
             int old = Volatile.Read(ref _leaseSlot) & 1;
             Interlocked.Increment(ref _leaseSlot);
-            while (Volatile.Read(ref _leaseCounts[old]) != 0) spin.SpinOnce(sleep1Threshold: -1);
+            while (Volatile.Read(ref _leaseOverflow[old].Value) != 0) spin.SpinOnce(sleep1Threshold: -1);
         }
     }
 
@@ -591,14 +633,6 @@ public sealed class IommuHardware
     /// <summary>The tag the IOTLB currently files <paramref name="domainId"/>'s entries under (the domain id until its
     /// first <see cref="FlushDomain"/>).</summary>
     public int IotlbTagOf(int domainId) => _iotlb.TagOf(domainId);
-
-    private static unsafe nint AlignedCellBase(long[] pinned)
-    {
-        // SAFETY: pinned (never moves) and kept referenced by the unit; the first 64-byte boundary plus one stride
-        // leaves LeaseCells strides (and a stride's padding after the last) inside the array.
-        nint addr = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(pinned));
-        return addr + ((64 - (addr & 63)) & 63) + LeaseCellStride / 2;
-    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ref uint SlotDomainRef(ushort requesterId) =>
@@ -692,15 +726,11 @@ public readonly record struct DmaRun(ulong Phys, int Length);
 /// </summary>
 public struct DmaRangeLease : IDisposable
 {
-    private IommuHardware? _unit;
-    private readonly nint _cell;
-    private readonly int _slot;
+    private LeaseCell? _cell;
 
-    internal DmaRangeLease(IommuHardware unit, nint cell, int slot, DmaFaultReason fault, int count, int bytes)
+    internal DmaRangeLease(LeaseCell cell, DmaFaultReason fault, int count, int bytes)
     {
-        _unit = unit;
         _cell = cell;
-        _slot = slot;
         Fault = fault;
         Count = count;
         Bytes = bytes;
@@ -718,8 +748,22 @@ public struct DmaRangeLease : IDisposable
     /// <summary>Ends the lease: invalidations waiting for it may complete.</summary>
     public void Dispose()
     {
-        if (_unit is { } unit)
-            IommuHardware.ReleaseLease(unit, _cell, _slot);
-        _unit = null;
+        if (_cell is { } cell)
+            IommuHardware.ReleaseLease(cell);
+        _cell = null;
     }
+}
+
+/// <summary>One range-lease cell of a unit (see <c>IommuHardware.TranslateRange</c>): <see cref="Value"/> is the epoch
+/// its lease read (0 = free), or, for an overflow cell, the number of leases counted in it. The value sits 64 bytes
+/// into a 136-byte object, so two cells' values are never on one 128-byte pair of lines (the adjacent-line prefetcher
+/// pairs 64-byte lines).</summary>
+[StructLayout(LayoutKind.Explicit, Size = 136)]
+internal sealed class LeaseCell(bool overflow)
+{
+    [FieldOffset(64)]
+    public long Value;
+
+    [FieldOffset(72)]
+    public readonly bool IsOverflow = overflow;
 }

@@ -284,8 +284,9 @@ public class IommuHardwareTests
     [InlineData(IommuContextKind.Blocked)]
     public void TranslationsOfAContextThatIsNotTranslatedCountNoIotlbLookup(IommuContextKind kind)
     {
-        // The hit path probes the IOTLB before it knows the context's kind (under the slot's domain id, 0 here): such a
-        // probe must count neither a hit nor a miss, even when domain 0 has the page cached.
+        // The hit path probes the IOTLB without looking at the context (under the slot's domain id, which for a context
+        // that is not Translated is one that never hits): such a probe must count neither a hit nor a miss, even when
+        // domain 0 has the page cached.
         var hw = new IommuHardware();
         var table = IoPageTables.Create(IoPageTableFormat.X86_64Level4);
         table.Map(0x1_0000, 0x9_0000, 0x1000, IommuProt.Read);
@@ -299,5 +300,73 @@ public class IommuHardwareTests
         hw.SetContext(Rid, IommuContext.Translated(0, table));
         hw.Translate(Rid, 0x1_0010, write: false);
         Assert.Equal((1L, 1L), (hw.Iotlb.Hits, hw.Iotlb.Misses));
+    }
+
+    [Fact]
+    public void ATranslationWhileItsIotlbEntryIsBeingWrittenIsNotAHit()
+    {
+        // The hit path's seqlock read: an entry whose sequence is odd (a fill or an invalidation holds it) is never
+        // returned, even when its fields still hold a complete translation; the request takes the slow path (and its
+        // walk's fill is dropped, the entry being busy).
+        var hw = new IommuHardware();
+        var table = IoPageTables.Create(IoPageTableFormat.X86_64Level4);
+        table.Map(0x1_0000, 0x9_0000, 0x1000, IommuProt.Read);
+        hw.SetContext(Rid, IommuContext.Translated(1, table));
+        Assert.Equal(0x9_0010UL, hw.Translate(Rid, 0x1_0010, write: false).Phys);
+        Assert.Equal(0x9_0010UL, hw.Translate(Rid, 0x1_0010, write: false).Phys);
+        Assert.Equal((1L, 1L), (hw.Iotlb.Hits, hw.Iotlb.Misses));
+
+        Iotlb.PendingFill fill = hw.Iotlb.BeginFill(1, 0x1_0000, 0x1000, 0x9_0000, IommuProt.Read, hw.Iotlb.Generation);
+        Assert.True(fill.Claimed);
+        Assert.Equal(0x9_0010UL, hw.Translate(Rid, 0x1_0010, write: false).Phys); // walked, not hit
+        Assert.Equal((1L, 2L), (hw.Iotlb.Hits, hw.Iotlb.Misses));
+        hw.Iotlb.EndFill(fill);
+        Assert.Equal(0x9_0010UL, hw.Translate(Rid, 0x1_0010, write: false).Phys);
+        Assert.Equal((2L, 2L), (hw.Iotlb.Hits, hw.Iotlb.Misses));
+    }
+
+    [Fact]
+    public void TwoWritersOfOneContextSlotLeaveTheHitPathOnTheContextThatIsInstalled()
+    {
+        // The hit path reads only the slot's domain id, which a context write stores before the context itself. Two
+        // writers of one slot must not interleave (A's id, B's id, B's context, A's context), or the slot would be left
+        // hitting B's domain under A's context. Writer A is held between its two writes while B runs.
+        var hw = new IommuHardware();
+        var tableA = IoPageTables.Create(IoPageTableFormat.X86_64Level4);
+        var tableB = IoPageTables.Create(IoPageTableFormat.X86_64Level4);
+        tableA.Map(0x1_0000, 0xA_0000, 0x1000, IommuProt.Read);
+        tableB.Map(0x1_0000, 0xB_0000, 0x1000, IommuProt.Read);
+        IommuContext a = IommuContext.Translated(1, tableA), b = IommuContext.Translated(2, tableB);
+        hw.SetContext(Rid, b);
+        Assert.Equal(0xB_0000UL, hw.Translate(Rid, 0x1_0000, write: false).Phys); // B's translation cached
+        hw.SetContext(Rid, IommuContext.Blocked);
+
+        using var aPaused = new ManualResetEventSlim();
+        using var releaseA = new ManualResetEventSlim();
+        int calls = 0;
+        hw.BetweenContextWritesForTests = () =>
+        {
+            if (Interlocked.Increment(ref calls) != 1) return; // only the first writer (A) is held
+            aPaused.Set();
+            releaseA.Wait();
+        };
+        var writerA = new Thread(() => hw.SetContext(Rid, a));
+        writerA.Start();
+        Assert.True(aPaused.Wait(TimeSpan.FromSeconds(30)));
+        var writerB = new Thread(() => hw.SetContext(Rid, b));
+        writerB.Start();
+        // Without serialized writers B completes here; with them it cannot until A is released (the wait only bounds
+        // how long the test gives B to do the wrong thing).
+        bool bDoneWhileAHeld = writerB.Join(TimeSpan.FromMilliseconds(200));
+        releaseA.Set();
+        writerA.Join();
+        writerB.Join();
+        hw.BetweenContextWritesForTests = null;
+
+        Assert.False(bDoneWhileAHeld, "a second writer of the slot completed inside the first one's write");
+        IommuContext installed = hw.GetContext(Rid)!;
+        ulong expected = ReferenceEquals(installed, a) ? 0xA_0000UL : 0xB_0000UL;
+        for (int i = 0; i < 3; i++)
+            Assert.Equal(expected, hw.Translate(Rid, 0x1_0000, write: false).Phys);
     }
 }

@@ -81,6 +81,56 @@ public class RangeLeaseTests
             Assert.Equal((DmaFaultReason.Permission, 0x3000), (write.Fault, write.Bytes));
     }
 
+    [Fact]
+    public void ACachedBlockIsNotReachedOnceTheContextIsNoLongerTranslated()
+    {
+        // The one-block case of TranslateRange reads only the slot's domain id, not the context: once the context is
+        // Blocked, Identity or cleared, the block its translated predecessor cached must not be handed out.
+        using var rig = new DmaRig();
+        rig.Iommu.SetContext(0x10, rig.Context);
+        rig.Table.Map(0x100_0000, 0x500_0000, 0x1_0000, IommuProt.Read | IommuProt.Write);
+        var runs = new DmaRun[4];
+        using (var fill = rig.Iommu.TranslateRange(0x10, 0x100_0000, 0x1_0000, write: false, runs)) { }
+        long misses = rig.Iommu.Iotlb.Misses;
+        using (var hit = rig.Iommu.TranslateRange(0x10, 0x100_0000, 0x1_0000, write: false, runs))
+            Assert.Equal((0x1_0000, new DmaRun(0x500_0000, 0x1_0000)), (hit.Bytes, runs[0]));
+        Assert.Equal(misses, rig.Iommu.Iotlb.Misses); // the block was cached
+
+        rig.Iommu.SetContext(0x10, IommuContext.Blocked);
+        using (var blocked = rig.Iommu.TranslateRange(0x10, 0x100_0000, 0x1_0000, write: false, runs))
+            Assert.Equal((DmaFaultReason.Blocked, 0), (blocked.Fault, blocked.Bytes));
+        rig.Iommu.SetContext(0x10, IommuContext.Identity);
+        using (var identity = rig.Iommu.TranslateRange(0x10, 0x100_0000, 0x1_0000, write: false, runs))
+            Assert.Equal((DmaFaultReason.None, new DmaRun(0x100_0000, 0x1_0000)), (identity.Fault, runs[0]));
+        rig.Iommu.ClearContext(0x10);
+        using (var none = rig.Iommu.TranslateRange(0x10, 0x100_0000, 0x1_0000, write: false, runs))
+            Assert.Equal((DmaFaultReason.NoContext, 0), (none.Fault, none.Bytes));
+        rig.Iommu.SetContext(0x10, rig.Context);
+        using (var back = rig.Iommu.TranslateRange(0x10, 0x100_0000, 0x1_0000, write: false, runs))
+            Assert.Equal((0x1_0000, new DmaRun(0x500_0000, 0x1_0000)), (back.Bytes, runs[0]));
+    }
+
+    [Fact]
+    public void NoBlockOfTheMsiWindowIsEverCachedSoARangeThereStaysNotMemory()
+    {
+        // The one-block case does not test for the interrupt window: it relies on the IOTLB refusing blocks that
+        // overlap it, even when asked to cache one (as a walk never would).
+        using var rig = new DmaRig();
+        rig.Iommu.SetContext(0x10, rig.Context);
+        rig.Table.Map(IommuHardware.MsiWindowStart, 0x500_0000, 0x1_0000, IommuProt.Read | IommuProt.Write);
+        rig.Iommu.Iotlb.FillBlock(DmaRig.DomainId, IommuHardware.MsiWindowStart, 0x500_0000, IommuProt.Read | IommuProt.Write,
+            rig.Iommu.Iotlb.Generation);
+        Assert.Equal(0UL, rig.Iommu.Iotlb.ProbeBlock(DmaRig.DomainId, IommuHardware.MsiWindowStart));
+        var runs = new DmaRun[4];
+        using (var msi = rig.Iommu.TranslateRange(0x10, IommuHardware.MsiWindowStart, 0x1_0000, write: true, runs))
+            Assert.Equal((DmaFaultReason.None, 0), (msi.Fault, msi.Bytes));
+        // The same fill just below the window is kept.
+        rig.Table.Map(IommuHardware.MsiWindowStart - 0x1_0000, 0x600_0000, 0x1_0000, IommuProt.Read | IommuProt.Write);
+        rig.Iommu.Iotlb.FillBlock(DmaRig.DomainId, IommuHardware.MsiWindowStart - 0x1_0000, 0x600_0000,
+            IommuProt.Read | IommuProt.Write, rig.Iommu.Iotlb.Generation);
+        Assert.NotEqual(0UL, rig.Iommu.Iotlb.ProbeBlock(DmaRig.DomainId, IommuHardware.MsiWindowStart - 0x1_0000));
+    }
+
     [Theory]
     [InlineData(1, false)]
     [InlineData(40, false)] // more leases than the unit has cells: the rest are counted in the overflow
