@@ -21,7 +21,7 @@ public static class Program
     /// <summary>Runs the command line against a console; the single place user errors become exit codes.</summary>
     public static int Run(string[] args, CliConsole console)
     {
-        var root = BuildRoot(console);
+        var root = BuildRoot(console, args);
         // `iommu` alone is a request for help, not a usage error: one line per command, examples, exit codes once.
         if (RootHelp.Asked(args)) return RootHelp.Write(console, root);
         var parse = root.Parse(args);
@@ -72,12 +72,16 @@ public static class Program
         return (int)ExitCode.InternalError;
     }
 
-    internal static RootCommand BuildRoot(CliConsole console)
+    /// <summary>The root with every command (help, completions, the man page).</summary>
+    internal static RootCommand BuildRoot(CliConsole console) => BuildRoot(console, []);
+
+    /// <summary>The root with the commands <paramref name="args"/> needs (<see cref="CommandRegistry.For"/>).</summary>
+    internal static RootCommand BuildRoot(CliConsole console, IReadOnlyList<string> args)
     {
         var root = new RootCommand(
             "IommuKit: IOMMU groups exactly as Linux computes them, why devices share a group, what a change would do, " +
             "and whether a group can be passed through to a VM.\n\n" + ExitCodeHelp.All());
-        foreach (var command in CommandRegistry.All(console)) root.Subcommands.Add(command);
+        foreach (var command in CommandRegistry.For(args, console)) root.Subcommands.Add(command);
         VersionInfo.Attach(root, console);
         return root;
     }

@@ -312,6 +312,31 @@ public class CliHabitsTests
         Assert.All(alone.Lines[(commands + 1)..], l => Assert.Matches("^  [a-z-]+ ", l));
     }
 
+    [Fact]
+    public void ACommandLineNamingACommandBuildsThatCommandAsTheFullRootHasIt()
+    {
+        // The registry's names are the names its factories give, so a command line finds its command by name.
+        var console = new CliConsole(TextWriter.Null, TextWriter.Null, false);
+        var all = Program.BuildRoot(console).Subcommands.Select(c => c.Name).ToList();
+        Assert.Equal(all, Commands.CommandRegistry.Names);
+        foreach (var name in all)
+        {
+            var one = Program.BuildRoot(console, [name, "--help"]).Subcommands;
+            Assert.Equal(name, Assert.Single(one).Name);
+            // The same options and help as in the full root.
+            var full = Program.BuildRoot(console).Subcommands.Single(c => c.Name == name);
+            Assert.Equal(full.Options.Select(o => o.Name), one[0].Options.Select(o => o.Name));
+            Assert.Equal(full.Description, one[0].Description);
+        }
+        // Anything else builds every command: the root's help, and a mistyped name the parser answers.
+        Assert.Equal(all.Count, Program.BuildRoot(console, ["grops"]).Subcommands.Count);
+        Assert.Equal(all.Count, Program.BuildRoot(console, ["--version"]).Subcommands.Count);
+        Assert.Equal(all.Count, Program.BuildRoot(console, []).Subcommands.Count);
+        var typo = CliRunner.Run("grops");
+        Assert.NotEqual(0, typo.Code);
+        Assert.Contains("grops", typo.Err);
+    }
+
     [Theory]
     [InlineData("groups")]
     [InlineData("devices")]

@@ -5,22 +5,45 @@ namespace IommuKit.Cli.Commands;
 /// <summary>Every subcommand of <c>iommu</c>, in the order <c>--help</c> lists them. One factory per command file.</summary>
 internal static class CommandRegistry
 {
+    /// <summary>Each command's name (as its factory names it: CliHabitsTests checks they agree) and its factory.</summary>
+    private static readonly (string Name, Func<CliConsole, Command> Create)[] s_commands =
+    [
+        ("groups", GroupsCommand.Create),
+        ("explain", ExplainCommand.Create),
+        ("vfio-check", VfioCheckCommand.Create),
+        ("bind", c => BindCommand.Create(c, bind: true)),
+        ("unbind", c => BindCommand.Create(c, bind: false)),
+        ("whatif", WhatIfCommand.Create),
+        ("slots", SlotsCommand.Create),
+        ("diff", DiffCommand.Create),
+        ("devices", DevicesCommand.Create),
+        ("export", ExportCommand.Create),
+        ("snapshot", SnapshotCommand.Create),
+        ("set-type", SetTypeCommand.Create),
+        ("sysfs", SysfsCommand.Create),
+        ("report", ReportCommand.Create),
+        ("fleet", FleetCommand.Create),
+    ];
+
+    /// <summary>The names of every command, in <c>--help</c> order.</summary>
+    public static IEnumerable<string> Names => s_commands.Select(c => c.Name);
+
     public static IEnumerable<Command> All(CliConsole console)
     {
-        yield return GroupsCommand.Create(console);
-        yield return ExplainCommand.Create(console);
-        yield return VfioCheckCommand.Create(console);
-        yield return BindCommand.Create(console, bind: true);
-        yield return BindCommand.Create(console, bind: false);
-        yield return WhatIfCommand.Create(console);
-        yield return SlotsCommand.Create(console);
-        yield return DiffCommand.Create(console);
-        yield return DevicesCommand.Create(console);
-        yield return ExportCommand.Create(console);
-        yield return SnapshotCommand.Create(console);
-        yield return SetTypeCommand.Create(console);
-        yield return SysfsCommand.Create(console);
-        yield return ReportCommand.Create(console);
-        yield return FleetCommand.Create(console);
+        foreach (var (_, create) in s_commands) yield return create(console);
+    }
+
+    /// <summary>
+    /// The commands a command line needs: only the one it names first when it names one (a command is a short process,
+    /// and building the fourteen others, their options and help text is a quarter of the allocation of
+    /// <c>iommu groups</c>; issue 11), else all of them (root help, <c>--version</c>, a mistyped name that the parser
+    /// answers with the names it knows).
+    /// </summary>
+    public static IEnumerable<Command> For(IReadOnlyList<string> args, CliConsole console)
+    {
+        if (args.Count > 0)
+            foreach (var (name, create) in s_commands)
+                if (name == args[0]) return [create(console)];
+        return All(console);
     }
 }

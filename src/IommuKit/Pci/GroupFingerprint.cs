@@ -8,6 +8,7 @@ public static class GroupFingerprint
     /// A stable fingerprint of a set of devices: the first 12 hex digits of SHA-256 over the sorted lines
     /// <c>dddd:bb:dd.f vvvv:dddd</c>. It does not depend on group numbers or member order.
     /// </summary>
+    [System.Runtime.CompilerServices.SkipLocalsInit] // buf is read only as far as it was written; the hash is written whole
     public static string Of(IEnumerable<PciDevice> devices)
     {
         var list = devices as IReadOnlyList<PciDevice> ?? devices.ToList();

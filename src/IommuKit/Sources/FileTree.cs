@@ -261,14 +261,38 @@ internal abstract class FileTree
     /// it (<see cref="TreeDirectory"/>: a device's attributes and links); null when it does not exist or is not a
     /// directory. Dispose it when done.
     /// </summary>
+    /// <param name="path">The directory.</param>
+    /// <param name="kernelMade">
+    /// The caller found it on a live sysfs (<see cref="IsLiveSysfs"/>), where the kernel makes every name: its files are
+    /// read without a type check (no FIFO, socket or device can be there). False where a snapshot or a hand-made tree
+    /// could hold one.
+    /// </param>
+    /// <param name="namedCanonical">Messages and the general path name the directory by its canonical path, not by <paramref name="path"/>.</param>
     /// <exception cref="InputException">A link on the way escapes the root, or loops.</exception>
-    public TreeDirectory? OpenDirectory(string path)
+    public TreeDirectory? OpenDirectory(string path, bool kernelMade = false, bool namedCanonical = false)
     {
-        string? canonical = Resolve(path);
-        if (canonical is null || LstatCore(canonical) != FileNodeKind.Directory) return null;
-        int handle = OpenDirectoryCore(canonical, out string? location);
-        return new TreeDirectory(this, path, canonical, handle, location);
+        // A name the walk has not met yet may be learnt by opening it as a directory (DirectoryFileTree: the open
+        // that gives the handle also says it is a directory, one system call instead of a statx and an open).
+        BeginDirectoryProbe();
+        try
+        {
+            string? canonical = Resolve(path);
+            if (canonical is null || LstatCore(canonical) != FileNodeKind.Directory) return null;
+            int handle = OpenDirectoryCore(canonical, out string? location);
+            return new TreeDirectory(this, namedCanonical ? canonical : path, canonical, handle, location, kernelMade);
+        }
+        finally { EndDirectoryProbe(); }
     }
+
+    /// <summary>
+    /// <see cref="OpenDirectory"/> is about to resolve a path whose last name it will open as a directory: until
+    /// <see cref="EndDirectoryProbe"/>, <see cref="LstatCore"/> may learn a name's kind by that open and keep the
+    /// handle for <see cref="OpenDirectoryCore"/>. The default does nothing.
+    /// </summary>
+    protected virtual void BeginDirectoryProbe() { }
+
+    /// <summary>Ends <see cref="BeginDirectoryProbe"/>, releasing a handle <see cref="OpenDirectoryCore"/> did not take.</summary>
+    protected virtual void EndDirectoryProbe() { }
 
     /// <summary>
     /// A handle on the directory at <paramref name="canonicalPath"/> that the <c>…AtCore</c> methods read names
@@ -363,12 +387,43 @@ internal sealed class DirectoryFileTree : FileTree
     // One lstat per name for the life of the tree: a load walks the same directories many times.
     private readonly Dictionary<string, FileNodeKind> _kinds = new(StringComparer.Ordinal);
 
+    // Between BeginDirectoryProbe and EndDirectoryProbe (OpenDirectory): a name not met yet is opened as a directory
+    // (O_PATH | O_DIRECTORY | O_NOFOLLOW) instead of stat'ed; when that works it is a directory and the descriptor
+    // waits here for OpenDirectoryCore, so a device directory reached through its sys/bus/pci/devices link costs one
+    // open, not a statx and an open. When it fails (a link, a file, nothing) the statx below says what it is.
+    private bool _probing;
+    private int _probeFd = -1;
+    private string? _probePath;
+
+    /// <inheritdoc/>
+    protected override void BeginDirectoryProbe() => _probing = OperatingSystem.IsLinux();
+
+    /// <inheritdoc/>
+    protected override void EndDirectoryProbe()
+    {
+        _probing = false;
+        ReleaseProbe();
+    }
+
+    private void ReleaseProbe()
+    {
+        if (_probeFd >= 0) RegularFile.CloseDescriptor(_probeFd);
+        _probeFd = -1;
+        _probePath = null;
+    }
+
     /// <inheritdoc/>
     protected override FileNodeKind LstatCore(string canonicalPath)
     {
         if (_kinds.TryGetValue(canonicalPath, out var known)) return known;
         FileNodeKind kind;
-        if (OperatingSystem.IsLinux()) kind = RegularFile.LstatKind(Full(canonicalPath));
+        if (_probing && RegularFile.OpenDirectoryPath(Full(canonicalPath)) is var fd and >= 0)
+        {
+            ReleaseProbe();
+            (_probeFd, _probePath) = (fd, canonicalPath);
+            kind = FileNodeKind.Directory;
+        }
+        else if (OperatingSystem.IsLinux()) kind = RegularFile.LstatKind(Full(canonicalPath));
         else try
         {
             // FileSystemInfo.Attributes is an lstat on Unix: a symlink shows ReparsePoint, a missing name -1. A FIFO,
@@ -423,6 +478,14 @@ internal sealed class DirectoryFileTree : FileTree
     protected internal override int OpenDirectoryCore(string canonicalPath, out string? location)
     {
         location = Full(canonicalPath);
+        // The walk's own open of the last name, when it learnt the name that way (LstatCore).
+        if (_probeFd >= 0 && _probePath == canonicalPath)
+        {
+            int fd = _probeFd;
+            _probeFd = -1;
+            _probePath = null;
+            return fd;
+        }
         // After the confinement walk resolved it, the directory is opened once (O_PATH, its last name not followed)
         // and its names are opened relative to it: a one-component walk in the kernel instead of the whole path.
         return OperatingSystem.IsLinux() ? RegularFile.OpenDirectoryPath(location) : -1;
@@ -436,7 +499,7 @@ internal sealed class DirectoryFileTree : FileTree
     {
         if (dir.Handle < 0) return base.ReadSmallAtCore(dir, name, dest, out length);
         return RegularFile.TryReadNoFollowAt(dir.Handle, name, dir.Location!, dest,
-                Faults is null ? null : () => CheckFault(Join(dir.Path, name)), out length) switch
+                Faults is null ? null : () => CheckFault(Join(dir.Path, name)), out length, dir.KernelMade) switch
         {
             RegularFile.NoFollowOutcome.Read => FileNodeKind.File,
             RegularFile.NoFollowOutcome.Directory => FileNodeKind.Directory,

@@ -10,24 +10,33 @@ namespace IommuKit.Sources;
 /// file answers for five: on a live host each is an open, a read and a close.
 /// </summary>
 /// <remarks>
-/// The revision is not in it (the <c>revision</c> attribute stays the source), nor is anything read from the driver:
-/// the <c>driver</c> link stays the source of the bound driver.
+/// The revision is not in it (the <c>revision</c> attribute stays the source). The bound driver is: drivers/base/core.c
+/// <c>dev_uevent</c> prints <c>DRIVER=%s</c> from <c>dev->driver->name</c> whenever a driver is bound, and the
+/// <c>driver</c> link (drivers/base/dd.c <c>driver_sysfs_add</c>) points at the driver's directory, which
+/// drivers/base/bus.c <c>bus_add_driver</c> names with the same <c>drv->name</c>. A <c>uevent</c> with no
+/// <c>DRIVER=</c> line says nothing here (<see cref="Driver"/> is null) and the caller reads the link, as for a tree
+/// whose <c>uevent</c> files were written without that line.
 /// </remarks>
-internal readonly record struct PciUevent(ushort VendorId, ushort DeviceId, ushort SubsystemVendorId, ushort SubsystemDeviceId, uint ClassCode)
+internal readonly record struct PciUevent(ushort VendorId, ushort DeviceId, ushort SubsystemVendorId, ushort SubsystemDeviceId, uint ClassCode,
+    string? Driver = null)
 {
     /// <summary>The name of the file in a device directory.</summary>
     public const string FileName = "uevent";
 
     /// <summary>
-    /// Reads the three PCI lines of a <c>uevent</c> text (other lines are ignored): false when any of them is missing,
-    /// given twice, or not what <c>pci_uevent</c> prints (hex, <c>XXXX:XXXX</c> for the pairs, a class of at most 24
-    /// bits), so a file that is not the kernel's leaves the caller reading the attributes one by one.
+    /// Reads the three PCI lines of a <c>uevent</c> text and its <c>DRIVER=</c> line if any (other lines are
+    /// ignored): false when any PCI line is missing, any of the four is given twice, or a PCI line is not what
+    /// <c>pci_uevent</c> prints (hex, <c>XXXX:XXXX</c> for the pairs, a class of at most 24 bits), so a file that is
+    /// not the kernel's leaves the caller reading the attributes one by one. The driver name is taken as written; the
+    /// caller checks it names a driver.
     /// </summary>
     public static bool TryParse(ReadOnlySpan<char> text, out PciUevent ids)
     {
         ids = default;
         uint? cls = null;
         (ushort, ushort)? id = null, subsys = null;
+        ReadOnlySpan<char> driver = default;
+        bool hasDriver = false;
         foreach (var raw in text.EnumerateLines())
         {
             var line = raw.TrimEnd('\r');
@@ -50,9 +59,16 @@ internal readonly record struct PciUevent(ushort VendorId, ushort DeviceId, usho
                 if (subsys is not null || !TryPair(value, out var p)) return false;
                 subsys = p;
             }
+            else if (key.SequenceEqual("DRIVER"))
+            {
+                if (hasDriver) return false;
+                hasDriver = true;
+                driver = value;
+            }
         }
         if (cls is null || id is null || subsys is null) return false;
-        ids = new PciUevent(id.Value.Item1, id.Value.Item2, subsys.Value.Item1, subsys.Value.Item2, cls.Value);
+        ids = new PciUevent(id.Value.Item1, id.Value.Item2, subsys.Value.Item1, subsys.Value.Item2, cls.Value,
+            hasDriver ? driver.ToString() : null);
         return true;
     }
 

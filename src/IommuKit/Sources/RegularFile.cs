@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
@@ -116,6 +117,7 @@ internal static partial class RegularFile
     /// geteuid). Any failure (missing, permission denied on a parent) reads as <see cref="FileNodeKind.Missing"/>.
     /// A FIFO, socket or device is a <see cref="FileNodeKind.File"/> here: reading it is refused.
     /// </summary>
+    [SkipLocalsInit] // the kernel fills the statx buffer: zeroing it first is wasted (issue 11)
     internal static FileNodeKind LstatKind(string path)
     {
         Span<byte> stx = stackalloc byte[StatxSize];
@@ -133,6 +135,7 @@ internal static partial class RegularFile
     /// name is missing or not a symlink.
     /// </summary>
     /// <exception cref="FileReadException">Permission denied or an I/O error.</exception>
+    [SkipLocalsInit] // only the n bytes readlink wrote are read: zeroing 4 KiB first is wasted (issue 11)
     internal static unsafe string? ReadLinkOrNull(string path, string display)
     {
         const int max = 4096; // PATH_MAX: readlink never returns more for a link the kernel made
@@ -204,6 +207,7 @@ internal static partial class RegularFile
     internal static bool ForceReaddir { get; set; }
 
     /// <summary>The entries of the directory open as <paramref name="fd"/> (at <paramref name="path"/>), as <see cref="ListDirectory"/> gives them.</summary>
+    [SkipLocalsInit] // only the bytes getdents64 wrote are read: zeroing 8 KiB first is wasted (issue 11)
     private static unsafe List<string> ReadEntries(int fd, string path, string display, int max, List<FileNodeKind?>? kinds)
     {
         var names = new List<string>();
@@ -344,6 +348,7 @@ internal static partial class RegularFile
     /// name the file as <see cref="OpenFailure"/> does.
     /// </summary>
     /// <exception cref="FileReadException">Not a regular file or directory, or the stat failed.</exception>
+    [SkipLocalsInit] // the kernel fills the statx buffer
     private static NoFollowOutcome CheckOpened(int fd, string display, string? name, Action? beforeRead, out long size)
     {
         size = 0;
@@ -454,28 +459,44 @@ internal static partial class RegularFile
     /// </summary>
     /// <param name="dirDisplay">How messages name the directory; the file is <c>dirDisplay/name</c>.</param>
     /// <param name="beforeRead">As for <see cref="TryReadNoFollow"/>: a test seam for faults, null in use.</param>
+    /// <param name="kernelMade">
+    /// The directory is on a live sysfs (kernfs), whose names are only directories, attributes and symlinks: no FIFO,
+    /// socket or device can be there, so the file's type is not checked with a <c>statx</c> first (a directory shows as
+    /// <c>EISDIR</c> on the read), and an attribute is known to be whole once a read returns less than it asked within
+    /// a page (kernfs shows an attribute through one <c>seq_file</c> record; a binary attribute gives at most a page per
+    /// read): on a live host each attribute is an open, one read and a close instead of five calls.
+    /// </param>
     /// <exception cref="FileReadException">A FIFO, socket or device, permission denied, EIO: never read as empty.</exception>
-    internal static NoFollowOutcome TryReadNoFollowAt(int dirFd, string name, string dirDisplay, Span<byte> dest, Action? beforeRead, out int length)
+    internal static NoFollowOutcome TryReadNoFollowAt(int dirFd, string name, string dirDisplay, Span<byte> dest, Action? beforeRead, out int length,
+        bool kernelMade = false)
     {
         length = 0;
         int fd = openat(dirFd, name, ORdOnly | ONonBlock | ONoCtty | OCloExec | ONoFollow);
         if (fd < 0) return OpenFailure(Marshal.GetLastPInvokeError(), dirDisplay, dirDisplay, name, beforeRead);
         try
         {
-            var outcome = CheckOpened(fd, dirDisplay, name, beforeRead, out long size);
-            if (outcome != NoFollowOutcome.Read) return outcome;
+            long size = -1;
+            if (kernelMade) beforeRead?.Invoke();
+            else
+            {
+                var outcome = CheckOpened(fd, dirDisplay, name, beforeRead, out size);
+                if (outcome != NoFollowOutcome.Read) return outcome;
+            }
             // As ReadOpen: to the end or to the stated size, whichever comes first; here also to the end of dest.
             int total = 0;
+            int page = Environment.SystemPageSize;
             while (total < dest.Length)
             {
-                int n;
+                int n, asked = dest.Length - total;
                 unsafe
                 {
-                    fixed (byte* p = &dest[total]) n = ReadSomeAt(fd, p, dest.Length - total, dirDisplay, name);
+                    fixed (byte* p = &dest[total]) n = ReadSomeAt(fd, p, asked, dirDisplay, name, directoryIsNotAnError: kernelMade && total == 0);
                 }
+                if (n < 0) return NoFollowOutcome.Directory;
                 if (n == 0) break;
                 total += n;
                 if (total == size) break;
+                if (kernelMade && n < Math.Min(asked, page)) break;
             }
             length = total;
             return NoFollowOutcome.Read;
@@ -483,13 +504,15 @@ internal static partial class RegularFile
         finally { close(fd); }
     }
 
-    private static unsafe int ReadSomeAt(int fd, byte* p, int count, string dirDisplay, string name)
+    /// <summary>One <c>read(2)</c> (again on EINTR): the bytes read, 0 at the end, -1 for <c>EISDIR</c> when <paramref name="directoryIsNotAnError"/>.</summary>
+    private static unsafe int ReadSomeAt(int fd, byte* p, int count, string dirDisplay, string name, bool directoryIsNotAnError = false)
     {
         while (true)
         {
             nint n = read(fd, p, count);
             if (n >= 0) return (int)n;
             int errno = Marshal.GetLastPInvokeError();
+            if (errno == EISDIR && directoryIsNotAnError) return -1;
             if (errno != EINTR) throw new FileReadException(Path.Combine(dirDisplay, name), $"read error: {Marshal.GetPInvokeErrorMessage(errno)}");
         }
     }
@@ -563,6 +586,7 @@ internal static partial class RegularFile
     }
 
     /// <summary>The size of the open file when it is a regular file; else why not, as bad input.</summary>
+    [SkipLocalsInit] // the kernel fills the statx buffer
     private static long StatRegular(int fd, string display)
     {
         Span<byte> stx = stackalloc byte[StatxSize];
@@ -679,7 +703,7 @@ internal static partial class RegularFile
     // O_NOFOLLOW is 0x20000 on x86-64 (asm-generic) but 0x8000 on arm64 (arch/arm64/include/uapi/asm/fcntl.h).
     private static int ONoFollow => RuntimeInformation.ProcessArchitecture is Architecture.Arm64 or Architecture.Arm ? 0x8000 : 0x20000;
     private const int SIfMt = 0xf000, SIfLnk = 0xa000, SIfSock = 0xc000, SIfReg = 0x8000, SIfBlk = 0x6000, SIfDir = 0x4000, SIfChr = 0x2000, SIfIfo = 0x1000;
-    private const int EPERM = 1, ENOENT = 2, EINTR = 4, ENXIO = 6, EACCES = 13, ENOTDIR = 20, EINVAL = 22, ELOOP = 40;
+    private const int EPERM = 1, ENOENT = 2, EINTR = 4, ENXIO = 6, EACCES = 13, ENOTDIR = 20, EISDIR = 21, EINVAL = 22, ELOOP = 40;
 
     /// <summary>
     /// glibc by its soname: "libc" would make the runtime probe for liblibc.so and libc.so (a linker script that only

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Globalization;
 using IommuKit.Pci;
 
@@ -53,7 +54,9 @@ internal static class SysfsReader
     {
         var names = tree.List(DevicesDir)
             ?? throw InputException.At(origin, $"not a machine root: there is no {DevicesDir} directory");
-        bool sparse = config == ConfigRead.Needed && (hooks?.ForceSparse == true || tree.IsLiveSysfs(DevicesDir));
+        // A live sysfs: the kernel makes every name in it, so its attributes need no type check (TreeDirectory.KernelMade).
+        bool live = tree.IsLiveSysfs(DevicesDir);
+        bool sparse = config == ConfigRead.Needed && (hooks?.ForceSparse == true || live);
         var onRead = hooks?.OnRead;
         var warnings = new LoadWarnings();
         var slots = ReadSlots(tree, warnings);
@@ -72,17 +75,20 @@ internal static class SysfsReader
                 continue;
             }
             string entry = $"{DevicesDir}/{name}";
-            string? dir = tree.Resolve(entry);
-            if (dir is null || !tree.IsDirectory(dir))
+            // The link resolved inside the tree and its directory opened in one step (FileTree.OpenDirectory): its
+            // attributes, links and config are read relative to it, and it is named by its canonical path.
+            using var d = tree.OpenDirectory(entry, kernelMade: live, namedCanonical: true);
+            if (d is null)
             {
                 Skip($"{entry}: the link does not lead to a device directory; device skipped");
                 continue;
             }
+            string dir = d.Path;
             PciDeviceFacts? facts;
             string? problem;
             try
             {
-                facts = ReadDevice(tree, address, dir, sparse, onRead, warnings, out problem);
+                facts = ReadDevice(tree, address, d, sparse, onRead, warnings, out problem);
             }
             catch (FileReadException ex)
             {
@@ -163,20 +169,17 @@ internal static class SysfsReader
         }
     }
 
-    private static PciDeviceFacts? ReadDevice(FileTree tree, PciAddress address, string dir, bool sparse, Action<string, long, int>? onRead,
-        LoadWarnings warnings, out string? problem)
+    [SkipLocalsInit] // the 4 KiB config buffer is read only as far as the read filled it
+    private static PciDeviceFacts? ReadDevice(FileTree tree, PciAddress address, TreeDirectory d, bool sparse,
+        Action<string, long, int>? onRead, LoadWarnings warnings, out string? problem)
     {
         problem = null;
         // The attributes, links and (read whole) config below are read relative to the directory, opened once.
-        using var d = tree.OpenDirectory(dir);
-        if (d is null)
-        {
-            problem = $"{DevicesDir}/{address}: the link does not lead to a device directory; device skipped";
-            return null;
-        }
+        string dir = d.Path;
         string configPath = dir + "/config";
         PciDeviceFacts facts;
         ConfigSpace? cfg = null;
+        PciUevent? uevent = null;
         try
         {
             // Room for the cap + 1 bytes, so a longer file shows as one (ConfigSpace keeps its first 4096).
@@ -234,7 +237,8 @@ internal static class SysfsReader
             // (drivers/pci/iov.c pci_iov_add_virtfn / pci_read_vf_config_common); class quirks can rewrite the class.
             // A live host's uevent states the same fields in one file (PciUevent); a snapshot has none and reads them
             // one by one.
-            facts = d.ReadPciUevent() is { } ids
+            uevent = d.ReadPciUevent();
+            facts = uevent is { } ids
                 ? facts with
                 {
                     VendorId = ids.VendorId,
@@ -256,7 +260,7 @@ internal static class SysfsReader
         else
         {
             // No config file: only the id attributes are known, nothing about capabilities.
-            var uevent = d.ReadPciUevent();
+            uevent = d.ReadPciUevent();
             var vendor = uevent?.VendorId ?? d.ReadHex("vendor");
             var device = uevent?.DeviceId ?? d.ReadHex("device");
             var cls = uevent?.ClassCode ?? d.ReadHex("class");
@@ -292,11 +296,16 @@ internal static class SysfsReader
 
         int? group = d.ReadLinkNumber("iommu_group");
         string? unit = TextSafety.EscapeOrNull(d.ReadLinkName("iommu"));
-        string? driver = d.ReadLinkName("driver");
-        // A driver is one directory name under sys/bus/pci/drivers; a link that names none (one resolving to "/", "..")
-        // is bad input here, not a crash in the model's bind.
+        // The uevent's DRIVER= names the bound driver as the link does (PciUevent): one readlink fewer per device.
+        string? driver = uevent?.Driver ?? d.ReadLinkName("driver");
+        // A driver is one directory name under sys/bus/pci/drivers; a link (or a DRIVER= line) that names none (one
+        // resolving to "/", "..") is bad input here, not a crash in the model's bind.
         if (driver is not null && SourceText.DriverNameProblem(driver) is { } bad)
-            throw InputException.At(tree.Origin, $"the driver link does not name a driver: {bad}", device: dir + "/driver");
+        {
+            bool fromUevent = uevent?.Driver is not null;
+            throw InputException.At(tree.Origin, $"the {(fromUevent ? "uevent's DRIVER= line" : "driver link")} does not name a driver: {bad}",
+                device: dir + (fromUevent ? "/uevent" : "/driver"));
+        }
         // drivers/pci/probe.c pci_set_removable(): "removable" exactly when the parent is untrusted or external-facing,
         // the same condition as pci_set_untrusted(), so the attribute carries pdev->untrusted.
         bool untrusted = ReadTextTolerant(d, "removable", warnings, $"{address}: whether it is untrusted is unknown (read as trusted)") == "removable";
@@ -355,6 +364,7 @@ internal static class SysfsReader
             return null;
         }
         if (names is null) return null;
+        bool live = tree.IsLiveSysfs(GroupsDir);
         var groups = new List<KernelGroup>(names.Count);
         foreach (var name in names)
         {
@@ -367,7 +377,7 @@ internal static class SysfsReader
             // Its files are read relative to the directory, opened once; a hostile link or a group that is not a
             // directory takes the path-by-path reads, which name the file as before.
             TreeDirectory? open;
-            try { open = tree.OpenDirectory(dir); }
+            try { open = tree.OpenDirectory(dir, kernelMade: live); }
             catch (InputException) { open = null; }
             using var gd = open;
             string? GroupText(string file, string consequence) => gd is not null

@@ -135,6 +135,45 @@ public class TreeDirectoryTests : IDisposable
     }
 
     [Fact]
+    public void OpeningADirectoryTheWalkHasNotMetGivesWhatALaterWalkOfTheSameTreeGives()
+    {
+        // OpenDirectory learns a name it has not met by opening it as a directory (no statx): each kind of last name
+        // (a directory, a link to one, a chain of links, a link to a file, a file, nothing, a link climbing out) gives
+        // what a fresh tree's Resolve and Lstat say of it, the handle reads the right directory, and what was learnt
+        // is what a later walk of the same tree sees.
+        Link("dev/c", "a");
+        Link("dev/chain", "c");
+        Link("dev/tofile", "a/vendor");
+        Link("dev/out", "../../../../../../..");
+        string[] paths = ["dev/a", "dev/c", "dev/chain", "dev/b", "dev/a/sub", "dev/tofile", "dev/a/vendor", "dev/missing", "dev/a/missing/x"];
+        foreach (var first in paths)
+        {
+            var tree = Tree();
+            using (var d = tree.OpenDirectory(first))
+            {
+                var fresh = Tree();
+                string? canonical = fresh.Resolve(first);
+                bool isDir = canonical is not null && fresh.Lstat(canonical) == FileNodeKind.Directory;
+                Assert.Equal(isDir, d is not null);
+                if (d is not null)
+                {
+                    Assert.Equal(canonical, d.Path);
+                    Assert.True(d.Handle >= 0);
+                    Assert.Equal(fresh.List(canonical!), d.List("."));
+                }
+            }
+            foreach (var p in paths)
+            {
+                var fresh = Tree();
+                Assert.Equal(fresh.Resolve(p), tree.Resolve(p));
+                Assert.Equal(fresh.IsDirectory(p), tree.IsDirectory(p));
+                Assert.Equal(fresh.Resolve(p) is { } c ? fresh.Lstat(c) : FileNodeKind.Missing, tree.Resolve(p) is { } c2 ? tree.Lstat(c2) : FileNodeKind.Missing);
+            }
+            Assert.Throws<InputException>(() => tree.OpenDirectory("dev/out"));
+        }
+    }
+
+    [Fact]
     public void AFaultOnAnAttributeIsReportedNamingItNeverReadAsAbsent()
     {
         var tree = new DirectoryFileTree(_root) { Faults = p => p == "dev/a/vendor" ? "permission denied" : null };
@@ -163,10 +202,14 @@ public class TreeDirectoryTests : IDisposable
                 {
                     string dir = tree.Resolve($"{SysfsReader.DevicesDir}/{name}")!;
                     using var d = tree.OpenDirectory(dir)!;
-                    foreach (var f in files)
+                    // The same names read without the type check a live sysfs does not need: the same answers for
+                    // files, links, directories ("power", a bridge's child) and missing names.
+                    using var k = tree.OpenDirectory(dir, kernelMade: true)!;
+                    foreach (var f in files.Concat(["power", "subsystem", "firmware_node", "no-such-name"]).Concat(tree.List(dir)!))
                     {
                         var text = tree.ReadText(dir + "/" + f);
                         Assert.Equal(text, d.ReadText(f));
+                        Assert.Equal(text, k.ReadText(f));
                         Assert.Equal(text is not null && HexText.TryParse(text.AsSpan().Trim(), out var v) ? v : null, d.ReadHex(f));
                     }
                     foreach (var l in links)
@@ -180,6 +223,37 @@ public class TreeDirectoryTests : IDisposable
             }
         }
         finally { Directory.Delete(root, recursive: true); }
+    }
+
+    [Fact]
+    public void ThisHostsLiveSysfsReadsTheSameWithoutTheTypeCheck()
+    {
+        // A live sysfs (this machine's, when it has PCI): each name a load reads, opened as kernel-made (no statx, a
+        // short read taken as the end) and as any directory, gives the same text. Nothing to compare without one.
+        var tree = new DirectoryFileTree("/");
+        if (!tree.IsLiveSysfs(SysfsReader.DevicesDir)) return;
+        string[] names = ["uevent", "revision", "removable", "vendor", "device", "class", "subsystem_vendor", "subsystem_device",
+            "config", "power", "driver", "iommu_group", "subsystem", "no-such-name"];
+        int read = 0;
+        foreach (var name in tree.List(SysfsReader.DevicesDir)!)
+        {
+            string dir = tree.Resolve($"{SysfsReader.DevicesDir}/{name}")!;
+            using var d = tree.OpenDirectory(dir)!;
+            using var k = tree.OpenDirectory(dir, kernelMade: true)!;
+            foreach (var f in names)
+            {
+                Assert.Equal(d.ReadText(f), k.ReadText(f));
+                read++;
+            }
+            Assert.Equal(d.ReadPciUevent(), k.ReadPciUevent());
+        }
+        foreach (var g in tree.List("sys/kernel/iommu_groups") ?? [])
+        {
+            using var d = tree.OpenDirectory("sys/kernel/iommu_groups/" + g)!;
+            using var k = tree.OpenDirectory("sys/kernel/iommu_groups/" + g, kernelMade: true)!;
+            foreach (var f in new[] { "type", "reserved_regions", "name", "devices" }) Assert.Equal(d.ReadText(f), k.ReadText(f));
+        }
+        Assert.True(read > 0);
     }
 
     [Fact]

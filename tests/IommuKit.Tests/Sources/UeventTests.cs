@@ -25,10 +25,11 @@ public class UeventTests
     public void TheKernelsLinesGiveTheIds()
     {
         Assert.True(PciUevent.TryParse(Bound, out var a));
-        Assert.Equal(new PciUevent(0x1af4, 0x1045, 0x1af4, 0x1045, 0xffff00), a);
+        Assert.Equal(new PciUevent(0x1af4, 0x1045, 0x1af4, 0x1045, 0xffff00, "virtio-pci"), a);
         // "%04X" of a class below 0x100000 prints five digits: still the 24-bit class.
         Assert.True(PciUevent.TryParse(HostBridge, out var b));
         Assert.Equal(new PciUevent(0x8086, 0x0d57, 0, 0, 0x060000), b);
+        Assert.Null(b.Driver); // no DRIVER= line: nothing said about a driver
     }
 
     [Theory]
@@ -42,6 +43,7 @@ public class UeventTests
     [InlineData("PCI_CLASS=60000\nPCI_ID=8086:D57\nPCI_SUBSYS_ID=0000:0000\n")]          // not four digits
     [InlineData("PCI_CLASS=60000\nPCI_ID= 8086:0D57\nPCI_SUBSYS_ID=0000:0000\n")]        // a blank
     [InlineData("PCI_CLASS=\nPCI_ID=8086:0D57\nPCI_SUBSYS_ID=0000:0000\n")]              // empty
+    [InlineData("DRIVER=a\nDRIVER=b\nPCI_CLASS=60000\nPCI_ID=8086:0D57\nPCI_SUBSYS_ID=0000:0000\n")] // two drivers
     [InlineData("")]
     public void AnythingButTheKernelsFormatIsNotAnAnswer(string text) => Assert.False(PciUevent.TryParse(text, out _));
 
@@ -109,7 +111,16 @@ public class UeventTests
             Assert.Equal((0xabcd, 0x1234, 0x5678, 0x9abc, 0x0c0330u),
                 (fromUevent.VendorId, fromUevent.DeviceId, fromUevent.SubsystemVendorId, fromUevent.SubsystemDeviceId, fromUevent.ClassCode));
             Assert.Equal(files.Revision, fromUevent.Revision); // not in uevent: still the attribute
-            Assert.Equal(files.Driver, fromUevent.Driver);     // the link, not a DRIVER= line
+            Assert.Equal(files.Driver, fromUevent.Driver);     // no DRIVER= line: the link
+            // A DRIVER= line names the bound driver (dev_uevent prints dev->driver->name, the link's last component):
+            // it is the one read, not the link.
+            File.WriteAllText(Path.Combine(device, "uevent"), "DRIVER=other-driver\nPCI_CLASS=C0330\nPCI_ID=ABCD:1234\nPCI_SUBSYS_ID=5678:9ABC\n");
+            Assert.Equal("other-driver", Facts(dir, name, address).Driver);
+            // One that names no driver is bad input naming the uevent, as a link naming none names the link.
+            File.WriteAllText(Path.Combine(device, "uevent"), "DRIVER=../x\nPCI_CLASS=C0330\nPCI_ID=ABCD:1234\nPCI_SUBSYS_ID=5678:9ABC\n");
+            var bad = Assert.Throws<InputException>(() => Facts(dir, name, address));
+            Assert.Contains("uevent", bad.Message);
+            Assert.Contains("DRIVER=", bad.Message);
             // ...and one that is not the kernel's format leaves every id to the attribute files.
             File.WriteAllText(Path.Combine(device, "uevent"), "PCI_CLASS=C0330\nPCI_ID=ABCD:1234\n");
             var fallback = Facts(dir, name, address);
