@@ -35,9 +35,9 @@ internal static class CommandRegistry
 
     /// <summary>
     /// The commands a command line needs: only the one it names first when it names one (a command is a short process,
-    /// and building the fourteen others, their options and help text is a quarter of the allocation of
-    /// <c>iommu groups</c>; issue 11), else all of them (root help, <c>--version</c>, a mistyped name that the parser
-    /// answers with the names it knows).
+    /// and the fourteen others, their options and help text would be built for nothing: <c>Program.BuildRoot</c> went
+    /// from 1.10 M to 0.87 M instructions for <c>iommu groups</c>; issue 11), else all of them (root help,
+    /// <c>--version</c>, a mistyped name that the parser answers with the names it knows).
     /// </summary>
     public static IEnumerable<Command> For(IReadOnlyList<string> args, CliConsole console)
     {
