@@ -460,11 +460,14 @@ internal static partial class RegularFile
     /// <param name="dirDisplay">How messages name the directory; the file is <c>dirDisplay/name</c>.</param>
     /// <param name="beforeRead">As for <see cref="TryReadNoFollow"/>: a test seam for faults, null in use.</param>
     /// <param name="kernelMade">
-    /// The directory is on a live sysfs (kernfs), whose names are only directories, attributes and symlinks: no FIFO,
-    /// socket or device can be there, so the file's type is not checked with a <c>statx</c> first (a directory shows as
-    /// <c>EISDIR</c> on the read), and an attribute is known to be whole once a read returns less than it asked within
-    /// a page (kernfs shows an attribute through one <c>seq_file</c> record; a binary attribute gives at most a page per
-    /// read): on a live host each attribute is an open, one read and a close instead of five calls.
+    /// The directory is on a live sysfs (kernfs), whose names are only directories, attributes and symlinks
+    /// (include/linux/kernfs.h <c>KERNFS_DIR</c>, <c>KERNFS_FILE</c>, <c>KERNFS_LINK</c>): no FIFO, socket or device can
+    /// be there, so the file's type is not checked with a <c>statx</c> first (a directory shows as <c>EISDIR</c> on the
+    /// read), and an attribute is known to be whole once a read returns less than it asked within a page
+    /// (fs/kernfs/file.c <c>kernfs_fop_read_iter</c>: an attribute is shown through <c>seq_read_iter</c>, one record
+    /// copied as far as the read asks; a binary attribute through <c>kernfs_file_read_iter</c>, at most a page per
+    /// read): on a live host each attribute is an open, one read and a close instead of five calls. The
+    /// <paramref name="beforeRead"/> seam is then called before the read, which is what tells a directory.
     /// </param>
     /// <exception cref="FileReadException">A FIFO, socket or device, permission denied, EIO: never read as empty.</exception>
     internal static NoFollowOutcome TryReadNoFollowAt(int dirFd, string name, string dirDisplay, Span<byte> dest, Action? beforeRead, out int length,
