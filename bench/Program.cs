@@ -330,13 +330,14 @@ internal static class QuickRun
         {
             GC.Collect();
             long bytes0 = GC.GetTotalAllocatedBytes(), gc0 = GC.CollectionCount(0), gc2 = GC.CollectionCount(2);
+            TimeSpan pause0 = GC.GetTotalPauseDuration();
             var cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
             long t0 = Stopwatch.GetTimestamp();
             var host = IommuKit.Host.HostModel.FromMachine(machine);
             double s = Stopwatch.GetElapsedTime(t0).TotalSeconds;
             double cpu = (Process.GetCurrentProcess().TotalProcessorTime - cpu0).TotalSeconds;
             stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"    run {r}: {s:F3} s wall, {cpu:F3} s process CPU (GC threads included), {(GC.GetTotalAllocatedBytes() - bytes0) / 1048576.0:F0} MiB allocated, {GC.CollectionCount(0) - gc0} gen0 / {GC.CollectionCount(2) - gc2} gen2 GCs, {host.Core.Groups.Count} groups"));
+                $"    run {r}: {s:F3} s wall, {cpu:F3} s process CPU (GC threads included), {(GC.GetTotalAllocatedBytes() - bytes0) / 1048576.0:F0} MiB allocated, {GC.CollectionCount(0) - gc0} gen0 / {GC.CollectionCount(2) - gc2} gen2 GCs pausing {(GC.GetTotalPauseDuration() - pause0).TotalSeconds:F3} s, {host.Core.Groups.Count} groups"));
             GC.KeepAlive(host);
             all.Add(s);
             best = Math.Min(best, s);
