@@ -374,6 +374,8 @@ public sealed partial class IommuCore
 
     // ---------------------------------------------------------------- direct mappings (spec 8.3)
 
+    [ThreadStatic] private static List<ReservedRegion>? t_directScratch;
+
     /// <summary>
     /// <c>iommu_create_device_direct_mappings</c>: records <c>require_direct</c> for a DIRECT region whatever the
     /// domain, and maps DIRECT/DIRECT_RELAXABLE regions 1:1 into DMA-API domains, page by page skipping what is mapped
@@ -388,16 +390,27 @@ public sealed partial class IommuCore
             AddLog($"WARNING: {dev.Name}: DMA domain without a page size");
             return IommuResult.Fail(Errno.EINVAL, $"{dev.Name}: {domain} has no page size");
         }
-        var regions = new List<ReservedRegion>();
-        dev.IommuDriver!.GetReservedRegions(dev, regions);
-        foreach (var region in regions)
+        // A scratch list per thread (the kernel's is a local list freed on return), taken out while in use so a driver
+        // callback that re-entered here would get a list of its own.
+        var regions = t_directScratch ?? new List<ReservedRegion>();
+        t_directScratch = null;
+        try
         {
-            if (region.Type == ReservedRegionType.Direct) dev.RequireDirect = true;
-            if (region.Type is not (ReservedRegionType.Direct or ReservedRegionType.DirectRelaxable) || !domain.Type.IsDmaApi()) continue;
-            var r = MapDirectRegion(domain, region, pg);
-            if (!r.IsOk) return IommuResult.Fail(r.Errno, $"{dev.Name}: direct region {region} could not be mapped into {domain}: {r.Errno.Describe()}");
+            dev.IommuDriver!.GetReservedRegions(dev, regions);
+            foreach (var region in regions)
+            {
+                if (region.Type == ReservedRegionType.Direct) dev.RequireDirect = true;
+                if (region.Type is not (ReservedRegionType.Direct or ReservedRegionType.DirectRelaxable) || !domain.Type.IsDmaApi()) continue;
+                var r = MapDirectRegion(domain, region, pg);
+                if (!r.IsOk) return IommuResult.Fail(r.Errno, $"{dev.Name}: direct region {region} could not be mapped into {domain}: {r.Errno.Describe()}");
+            }
+            return IommuResult.Ok;
         }
-        return IommuResult.Ok;
+        finally
+        {
+            regions.Clear();
+            t_directScratch = regions;
+        }
     }
 
     private static IommuResult MapDirectRegion(IommuDomain domain, ReservedRegion region, ulong pg)

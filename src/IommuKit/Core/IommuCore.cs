@@ -169,6 +169,12 @@ public sealed partial class IommuCore
         get { lock (_registryLock) return _bus.ToArray(); }
     }
 
+    /// <summary>How many devices the buses know (<see cref="Devices"/> without the copy).</summary>
+    internal int DeviceCount
+    {
+        get { lock (_registryLock) return _bus.Count; }
+    }
+
     /// <summary>The device with this name, or null.</summary>
     public IommuDevice? FindDevice(string name)
     {
@@ -271,6 +277,8 @@ public sealed partial class IommuCore
         _idsInUse[group.Id] = false;
         _idsFreeFrom = Math.Min(_idsFreeFrom, group.Id);
     }
+
+    private GroupContext? _groupContext;
 
     private sealed class GroupContext(IommuCore core) : IGroupContext
     {
@@ -410,7 +418,7 @@ public sealed partial class IommuCore
         // Spec 11.2 step 2: no ops for the device is ENODEV (ignored during a bus scan); driver errors propagate.
         if (ops is null) return IommuResult.Fail(Errno.ENODEV, $"{dev.Name}: no IOMMU driver manages this device");
 
-        var group = ops.DeviceGroup(dev, new GroupContext(this));
+        var group = ops.DeviceGroup(dev, _groupContext ??= new GroupContext(this)); // stateless: a race makes two equal ones
         if (group is null) // spec 11.2 step 2: device_group returning null is WARN + EINVAL, undone in reverse order
         {
             AddLog($"{dev.Name}: iommu_group_get_for_dev: device_group returned no group");

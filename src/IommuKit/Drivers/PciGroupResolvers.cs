@@ -17,8 +17,32 @@ public static class PciGroupResolvers
     public static PciGroupResolver OnePerDevice { get; } = (_, ctx) => ctx.Allocate();
 
     /// <summary>The kernel's <c>pci_device_group</c> (grouping engine) over <paramref name="grouping"/>.</summary>
-    public static PciGroupResolver Kernel(GroupingContext grouping) =>
-        (pci, ctx) => PciGrouping.DeviceGroup(pci, grouping, p => ctx.GroupOf(p), () => ctx.Allocate());
+    public static PciGroupResolver Kernel(GroupingContext grouping)
+    {
+        // The two callbacks of the last context, made once: a core passes the same context to every probe, and a
+        // boot of 131,072 devices otherwise allocated three objects per device for them.
+        ContextCallbacks? last = null;
+        return (pci, ctx) =>
+        {
+            var c = Volatile.Read(ref last);
+            if (c is null || !ReferenceEquals(c.Context, ctx)) Volatile.Write(ref last, c = new ContextCallbacks(ctx));
+            return PciGrouping.DeviceGroup(pci, grouping, c.GroupOf, c.Allocate);
+        };
+    }
+
+    private sealed class ContextCallbacks
+    {
+        public ContextCallbacks(IGroupContext context)
+        {
+            Context = context;
+            GroupOf = p => context.GroupOf(p);
+            Allocate = () => context.Allocate();
+        }
+
+        public IGroupContext Context { get; }
+        public Func<PciDevice, IommuGroup?> GroupOf { get; }
+        public Func<IommuGroup> Allocate { get; }
+    }
 
     /// <summary>
     /// A recorded partition (for instance the groups a kernel reported): a device joins the group of any probed

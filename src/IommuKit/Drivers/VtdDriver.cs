@@ -34,7 +34,12 @@ public sealed class VtdDriver : IommuDriverBase
     private readonly IReadOnlyList<VtdRmrr> _rmrrs;
     private readonly PciGroupResolver _group;
     private readonly object _widthLock = new(); // leaf: guards IommuDomain.SettledIovaBits of this driver's domains
+    // device_lookup_iommu's answer, found once per address instead of by a walk of every unit's scope per call: the
+    // first unit (in DRHD order) whose explicit scope lists the address, else the first INCLUDE_ALL unit.
+    private readonly Dictionary<PciAddress, VtdUnit> _unitByScope = new();
+    private readonly VtdUnit? _includeAll;
 
+    /// <param name="units">The DMAR units in DRHD order; their scopes are read once, here (as the kernel parses the DMAR once).</param>
     /// <param name="pageTables">Creates the IO page table of a paging domain.</param>
     /// <param name="groups">The PCI grouping (the grouping engine's <c>pci_device_group</c>, or a recorded partition).</param>
     /// <param name="azaliaIdentity">IDENTMAP_AZALIA: set by the Tylersburg isochronous-unit check (<c>check_tylersburg_isoch</c>) when the BIOS routed Azalia DMA badly.</param>
@@ -44,6 +49,14 @@ public sealed class VtdDriver : IommuDriverBase
         : base("intel-iommu", pageTables)
     {
         _units = units;
+        int scoped = 0;
+        foreach (var u in units) if (!u.IncludeAll) scoped += u.Devices.Count;
+        _unitByScope.EnsureCapacity(scoped);
+        foreach (var u in units)
+        {
+            if (u.IncludeAll) { _includeAll ??= u; continue; }
+            foreach (var a in u.Devices) _unitByScope.TryAdd(a, u);
+        }
         _rmrrs = rmrrs ?? [];
         _group = groups ?? PciGroupResolvers.OnePerDevice;
         AzaliaIdentity = azaliaIdentity;
@@ -104,15 +117,9 @@ public sealed class VtdDriver : IommuDriverBase
         if (device.Pci is not { } p) return null;
         if (device.Instance is { } inst)
         {
-            foreach (var u in _units) if (u.Name == inst) return u;
+            for (int i = 0; i < _units.Count; i++) if (_units[i].Name == inst) return _units[i];
         }
-        VtdUnit? all = null;
-        foreach (var u in _units)
-        {
-            if (u.IncludeAll) { all ??= u; continue; }
-            foreach (var a in u.Devices) if (a == p.Address) return u;
-        }
-        return all;
+        return _unitByScope.TryGetValue(p.Address, out var unit) ? unit : _includeAll;
     }
 
     /// <inheritdoc/>

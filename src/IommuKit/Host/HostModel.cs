@@ -235,11 +235,12 @@ public sealed class HostModel
         }
         var ctx = GroupingContext.Create(machine, cmdline, iommuActive: true, options.Grouping);
         grouping = ctx;
+        var kernel = PciGroupResolvers.Kernel(ctx);
         return (pci, context) =>
         {
             ctx.TouchedUnknown = false;
             ctx.UnknownTouched.Clear();
-            var g = PciGrouping.DeviceGroup(pci, ctx, p => context.GroupOf(p), () => context.Allocate());
+            var g = kernel(pci, context);
             if (ctx.TouchedUnknown) unknown[pci.ProbeIndex] = [.. ctx.UnknownTouched];
             return g;
         };
