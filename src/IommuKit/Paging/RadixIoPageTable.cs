@@ -253,44 +253,73 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
 
     /// <summary>
     /// The lock-free descent of the single-page paths (<see cref="TryMapPage"/>, <see cref="TryUnmapPage"/>) to the
-    /// leaf table of <paramref name="iova"/> and the version it had when reached: false when anything is unusual on
-    /// the way (a PTE not present or a large page, a child not linked yet, dead, being changed or reused for another
-    /// range), and the caller takes the general path. The PTE is read before the child, as in <see cref="MapCore"/>: a
-    /// child whose PTE is not written yet is not used. The caller checks the version again under the leaf's lock.
+    /// leaf table of <paramref name="iova"/> and the version it had when reached: false when a PTE on the way is not
+    /// present or has no child (a large page, a table not linked yet) or the table reached is not the one covering
+    /// <paramref name="iova"/>, and the caller takes the general path.
     /// </summary>
+    /// <remarks>
+    /// Only the leaf is checked, because only the leaf is written: its version is read, then its key (so the version
+    /// vouches for the key: a reuse between the two changes the version), and the caller, under the leaf's lock, finds
+    /// it not dead with that version still; the key then says it is the live table of this position, whatever path led
+    /// to it (a table above that was freed and reused meanwhile can only lead to a table of another position, which
+    /// the key refuses, or to this one). An odd version (being reused) never equals the even one found under the lock.
+    /// The tables above get no version, dead or key check: they are only read. What each level does check is that its
+    /// PTE is present, read before the child as in <see cref="MapCore"/>: a child whose PTE its creator has not written
+    /// yet is not used, or a map could return before walkers (which follow the PTEs) can see it. The levels are
+    /// unrolled (the format's level count is a constant), so each index is a shift and a mask by constants.
+    /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool TryLeafTable(ulong iova, out IoTable leaf, out int version)
     {
-        IoTable t = Volatile.Read(ref _root); // the shared empty root has no present entry: false at once
-        int tv = 0;
-        leaf = t;
-        version = 0;
-        for (int l = Top; l > 0; l--)
+        // The shared empty root has no present entry: false at once.
+        IoTable? t = Volatile.Read(ref _root);
+        if (TF.Levels > 5 || TF.Levels < 4) return TryLeafTableLoop(iova, out leaf, out version);
+        if (TF.Levels == 5) t = ChildIfPresent(t, iova, 4);
+        if (t is not null) t = ChildIfPresent(t, iova, 3);
+        if (t is not null) t = ChildIfPresent(t, iova, 2);
+        if (t is not null) t = ChildIfPresent(t, iova, 1);
+        if (t is null)
         {
-            int idx = Index(iova, l);
-            ulong pte = Volatile.Read(ref PteAt(t, idx));
-            if (!TF.IsPresent(pte) || TF.IsLeaf(pte, l)) return false;
-            IoTable? c = Volatile.Read(ref ChildAt(t, idx));
-            if (c is null) return false;
-            int cv = Volatile.Read(ref c.Version);
-            if (c.Dead || (cv & 1) != 0 || c.Key != KeyOf(l - 1, iova)) return false;
-            t = c;
-            tv = cv;
+            leaf = null!;
+            version = 0;
+            return false;
         }
         leaf = t;
-        version = tv;
-        return true;
+        version = Volatile.Read(ref t.Version); // acquire: the key below is read after it
+        return t.Key == KeyOf(0, iova);
+    }
+
+    /// <summary>The child of the table PTE at <paramref name="level"/> for <paramref name="iova"/>, or null when that
+    /// PTE is not present or has no child (a large page).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static IoTable? ChildIfPresent(IoTable t, ulong iova, int level)
+    {
+        int idx = Index(iova, level);
+        return TF.IsPresent(Volatile.Read(ref PteAt(t, idx))) ? Volatile.Read(ref ChildAt(t, idx)) : null;
+    }
+
+    /// <summary><see cref="TryLeafTable"/> for a level count it does not unroll.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool TryLeafTableLoop(ulong iova, out IoTable leaf, out int version)
+    {
+        IoTable? t = Volatile.Read(ref _root);
+        for (int l = Top; l > 0 && t is not null; l--) t = ChildIfPresent(t, iova, l);
+        leaf = t!;
+        version = 0;
+        if (t is null) return false;
+        version = Volatile.Read(ref t.Version);
+        return t.Key == KeyOf(0, iova);
     }
 
     /// <summary>
     /// The DMA API's common case, one 4 KiB page into tables that exist: the walk of <see cref="MapCore"/> without its
     /// batching, table creation and retries. True when mapped; false when anything is unusual (a table missing, dead or
     /// being reused, a large page on the way, the slot taken): nothing was changed and the caller takes the general
-    /// path, which gives the same result it always did. Same checks as <see cref="MapCore"/>: each child's version and
-    /// key on the way, the leaf table's version and liveness again under its lock.
+    /// path, which gives the same result it always did. The leaf is proved by <see cref="TryLeafTable"/>'s key check and
+    /// this lock's version and liveness check (see its remarks); the tables above are only read.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool TryMapPage(ulong iova, ulong phys, IommuProt prot)
+    internal bool TryMapPage(ulong iova, ulong phys, IommuProt prot)
     {
         if (!TryLeafTable(iova, out IoTable t, out int tv)) return false;
         ref ulong slot = ref PteAt(t, Index(iova, 0));
@@ -528,12 +557,12 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
     /// and the caller takes the general path, which gives the same result (ENOENT, EINVAL) it always did.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool TryUnmapPage(ulong iova)
+    internal bool TryUnmapPage(ulong iova)
     {
         if (!TryLeafTable(iova, out IoTable t, out int tv)) return false;
         ref ulong slot = ref PteAt(t, Index(iova, 0));
         t.Lock();
-        if (t.Dead || t.Version != tv || t.Key != KeyOf(0, iova) || !TF.IsPresent(slot))
+        if (t.Dead || t.Version != tv || !TF.IsPresent(slot)) // the key was checked under this version
         {
             t.Unlock();
             return false;
@@ -739,6 +768,9 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
         }
         if (used != t.Used) throw new InvalidOperationException($"{where}: Used {t.Used} != {used}");
     }
+
+    /// <summary>The root table (tests that set up what a lock-free walker can meet).</summary>
+    internal IoTable Root => Volatile.Read(ref _root);
 
     /// <summary>The walk for <paramref name="iova"/>, one "level:pte/child" step per level (diagnostics).</summary>
     internal string DescribeWalk(ulong iova)

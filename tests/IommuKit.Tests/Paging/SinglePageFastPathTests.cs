@@ -56,6 +56,50 @@ public class SinglePageFastPathTests
         Assert.Null(t.Validate());
     }
 
+    [Fact]
+    public void TheFastPathRefusesALiveLeafTableOfAnotherPositionWhateverLedToIt()
+    {
+        // The descent checks only the leaf (its key under the version the lock confirms); a parent freed and reused
+        // meanwhile can lead it to the live leaf of another 2 MiB region. Set that up: leaf A's slot in its parent
+        // points at leaf B. Both fast paths must refuse it and change nothing in B.
+        var t = new RadixIoPageTable<X86Level4Format>(IoPageTables.DefaultMaxTablePages);
+        Assert.Equal(Errno.Ok, t.Map(0x4000_0000, 0x1000, K4, IommuProt.Read)); // leaf A: [1 GiB, +2 MiB)
+        Assert.Equal(Errno.Ok, t.Map(0x4020_0000, 0x2000, K4, IommuProt.Read)); // leaf B: the next 2 MiB
+        IoTable level1 = t.Root.Child[0]!.Child[1]!;
+        IoTable a = level1.Child[0]!, b = level1.Child[1]!;
+        level1.Child[0] = b;
+        Assert.False(t.TryMapPage(0x4000_1000, 0x3000, IommuProt.Read)); // would land on B's 0x4020_1000
+        Assert.False(t.TryUnmapPage(0x4000_0000));                       // would clear B's 0x4020_0000
+        level1.Child[0] = a;
+        Assert.False(t.TryIovaToPhys(0x4020_1000, out _, out _));
+        Assert.True(t.TryIovaToPhys(0x4020_0000, out ulong pb, out _));
+        Assert.Equal(0x2000UL, pb);
+        Assert.True(t.TryIovaToPhys(0x4000_0000, out ulong pa, out _));
+        Assert.Equal(0x1000UL, pa);
+        Assert.Null(t.Validate());
+        // And on the true leaf both work.
+        Assert.True(t.TryMapPage(0x4000_1000, 0x3000, IommuProt.Read));
+        Assert.True(t.TryUnmapPage(0x4000_1000));
+    }
+
+    [Fact]
+    public void TheFastPathRefusesATableWhosePteIsNotWrittenYet()
+    {
+        // A creator links the child before it writes the PTE (under the parent's lock). Until the PTE is there,
+        // walkers cannot see anything below, so a map through it must not succeed (it could return before a DMA
+        // could use it). Set that up: clear the level-1 PTE of a present leaf and keep its child.
+        var t = new RadixIoPageTable<X86Level4Format>(IoPageTables.DefaultMaxTablePages);
+        Assert.Equal(Errno.Ok, t.Map(0x4000_0000, 0x1000, K4, IommuProt.Read));
+        IoTable level1 = t.Root.Child[0]!.Child[1]!;
+        ulong pte = level1.Pte[0];
+        level1.Pte[0] = 0;
+        Assert.False(t.TryMapPage(0x4000_1000, 0x3000, IommuProt.Read));
+        Assert.False(t.TryUnmapPage(0x4000_0000));
+        level1.Pte[0] = pte;
+        Assert.True(t.TryMapPage(0x4000_1000, 0x3000, IommuProt.Read));
+        Assert.Null(t.Validate());
+    }
+
     private static void Check<T>(Func<T> fast, Func<T> general, Func<T, ulong, ulong, ulong, IommuProt, Errno> mapGeneral,
         Func<T, ulong, ulong, Errno> unmapGeneral) where T : IIoPageTable, IValidatable
     {
