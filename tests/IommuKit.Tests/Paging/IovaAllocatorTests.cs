@@ -157,6 +157,22 @@ public class IovaAllocatorTests
     }
 
     [Fact]
+    public void ACachedRangeBelowTheLimitIsFoundUnderTheLastOneCachedAboveIt()
+    {
+        // The cache's inline case takes the last range cached; when that one ends above the limit, the scan below it
+        // (iova_magazine_pop) still finds an older one that fits, and leaves the rest cached.
+        var a = new IovaAllocator(Granule, 1);
+        ulong low = a.Alloc(1, 0xFF), high = a.Alloc(1, 0xFFFFF), mid = a.Alloc(1, 0xFFFFF);
+        Assert.True(low <= 0xFF && high > 0xFF && mid > 0xFF);
+        a.Free(low, 1);
+        a.Free(high, 1);
+        a.Free(mid, 1); // cached last: the inline case's candidate
+        Assert.Equal(low, a.Alloc(1, 0xFF, flushRcache: false));
+        ulong[] rest = [a.Alloc(1, 0xFFFFF, flushRcache: false), a.Alloc(1, 0xFFFFF, flushRcache: false)];
+        Assert.Equal([high, mid], rest.Order().Reverse()); // the taken slot got the last one (iova_magazine_pop)
+    }
+
+    [Fact]
     public void FailureFlushesTheCachesAndRetriesWhenAllowed()
     {
         var a = new IovaAllocator(Granule, 1);
