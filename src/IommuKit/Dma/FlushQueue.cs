@@ -249,18 +249,18 @@ public sealed class FlushQueue : IDisposable
     {
         int head = ring.Head;
         int tail = ring.Tail;
-        Entry[] entries = ring.Entries;
+        int mask = ring.Mask;
         // Up to 255 ranges after a flush: one rcache lock for the run, not one per range.
         IovaAllocator.FreeBatch batch = _iovad.BeginFreeBatch();
         try
         {
             while (head != tail)
             {
-                ref Entry e = ref entries[head];
+                ref Entry e = ref EntryAt(ring, head);
                 if (e.Counter >= finish)
                     break;
                 batch.Free(e.Pfn, e.Pages);
-                head = (head + 1) & ring.Mask;
+                head = (head + 1) & mask;
                 ring.Head = head; // per entry: a free that throws (double free) leaves the ring consistent
             }
         }

@@ -43,6 +43,7 @@ public sealed class IovaAllocator
     private readonly IovaFreeTree _tree = new();           // guarded by _treeLock
     private readonly List<(ulong Lo, ulong Hi)> _reserved = []; // guarded by _treeLock
     private readonly IovaRcache[] _rcaches;
+    private readonly IovaRcache _rcache1; // _rcaches[0], the one-page class, without the array load
     private readonly int _shift;
     private readonly ulong _maxPfn;
     private volatile bool _reservedOverLive; // a Reserve covered allocated space: frees must be clipped (slow path)
@@ -65,6 +66,7 @@ public sealed class IovaAllocator
         _tree.Insert(startPfn, _maxPfn);
         _rcaches = new IovaRcache[RangeCacheMaxSize];
         for (int i = 0; i < _rcaches.Length; i++) _rcaches[i] = new IovaRcache(this, 1UL << i);
+        _rcache1 = _rcaches[0];
     }
 
     /// <summary>Page size in bytes.</summary>
@@ -85,6 +87,17 @@ public sealed class IovaAllocator
     /// <returns>The first pfn, or 0 when nothing fits (also for 0 pages or more than <see cref="MaxAllocPages"/>).</returns>
     public ulong Alloc(ulong pages, ulong limitPfn, bool flushRcache = true)
     {
+        // One page (a streaming 4 KiB map, the common case): size 1, class 0, without the rounding arithmetic.
+        if (pages == 1)
+        {
+            ulong one = _rcache1.Get(limitPfn, 1);
+            return one != 0 ? one : AllocFromTree(1, limitPfn, flushRcache);
+        }
+        return AllocAny(pages, limitPfn, flushRcache);
+    }
+
+    private ulong AllocAny(ulong pages, ulong limitPfn, bool flushRcache)
+    {
         if (pages == 0 || pages > MaxAllocPages) return 0;
         ulong size = RoundedSize(pages);
         int log = BitOperations.Log2(size - 1) + 1; // order_base_2(size)
@@ -94,6 +107,13 @@ public sealed class IovaAllocator
             ulong pfn = _rcaches[log].Get(limitPfn, size);
             if (pfn != 0) return pfn;
         }
+        return AllocFromTree(size, limitPfn, flushRcache);
+    }
+
+    /// <summary>The tree search after a cache miss; on failure, if allowed, every cache is flushed and it searches once
+    /// more.</summary>
+    private ulong AllocFromTree(ulong size, ulong limitPfn, bool flushRcache)
+    {
         ulong r = TreeAlloc(size, limitPfn);
         if (r == 0 && flushRcache)
         {
@@ -121,6 +141,11 @@ public sealed class IovaAllocator
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private IovaRcache? CacheForFree(ulong pages, out ulong size)
     {
+        if (pages == 1)
+        {
+            size = 1;
+            return _reservedOverLive ? null : _rcache1;
+        }
         if (pages == 0 || pages > MaxAllocPages) throw new ArgumentOutOfRangeException(nameof(pages));
         size = RoundedSize(pages);
         int log = size == 1 ? 0 : BitOperations.Log2(size - 1) + 1;

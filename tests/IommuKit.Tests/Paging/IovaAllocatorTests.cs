@@ -185,6 +185,21 @@ public class IovaAllocatorTests
         Assert.Equal(0xCUL, a.Alloc(4, 0xF, flushRcache: true)); // flushed back to the tree: top-down again
     }
 
+    [Fact]
+    public void AOnePageAllocationThatMissesItsCacheSearchesTheTreeAndFlushesWhenAllowed()
+    {
+        // [1, 0xF] handed out as 2-page ranges and freed into the 2-page cache: the tree is full and the 1-page cache
+        // empty, so a 1-page allocation (its own inline path) finds nothing until the caches go back to the tree.
+        var a = new IovaAllocator(Granule, 1);
+        var got = new List<ulong>();
+        for (ulong p = a.Alloc(2, 0xF); p != 0; p = a.Alloc(2, 0xF, flushRcache: false)) got.Add(p);
+        Assert.Equal(7, got.Count); // 0xE, 0xC, ..., 0x2 (pfn 1 is left: 2-page ranges are 2-aligned)
+        Assert.Equal(1UL, a.Alloc(1, 0xF, flushRcache: false));
+        foreach (var p in got) a.Free(p, 2);
+        Assert.Equal(0UL, a.Alloc(1, 0xF, flushRcache: false));
+        Assert.Equal(0xFUL, a.Alloc(1, 0xF, flushRcache: true));
+    }
+
     /// <summary>Operations for the properties: an op code picks alloc/free/reserve and its arguments.</summary>
     private static readonly ulong[] Limits = [0xFFF, 0x7FF, 0x3FF, 0x1FF, 0x0FF];
 
