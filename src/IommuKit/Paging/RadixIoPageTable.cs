@@ -127,6 +127,12 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
     // ~200 MB of roots, most never mapped). Map swaps in the real root once; it is never replaced after that.
     private static readonly IoTable s_emptyRoot = new(0, KeyOf(Top, 0), dead: false);
     private IoTable _root;
+    // The leaf table of the last single-page map or unmap that descended (any thread): a hint, never trusted. The
+    // single-page paths try it first and prove it under its lock: not dead means linked with every PTE above it
+    // written (GetOrCreateChild makes a table alive only after linking it, and a table is marked dead before it is
+    // unlinked), and its key says which 2 MiB it covers. One reference, so it cannot tear; a stale one (emptied,
+    // pooled, reused elsewhere) fails the check and the descent runs. Keeps at most one pooled table page alive.
+    private IoTable? _leafHint;
     private readonly int _maxTablePages;
     private int _tablePages; // includes the root; Interlocked
     private readonly IoTable?[] _pool = new IoTable?[TablePoolSize]; // guarded by _poolLock
@@ -321,6 +327,22 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal bool TryMapPage(ulong iova, ulong phys, IommuProt prot)
     {
+        // The leaf of the last single-page call first: no descent when it covers iova (see _leafHint).
+        if (_leafHint is { } h && h.Key == KeyOf(0, iova))
+        {
+            ref ulong hs = ref PteAt(h, Index(iova, 0));
+            h.Lock();
+            // Under the lock: alive (so linked, with every PTE above it written) and still this position's table.
+            if (!h.Dead && h.Key == KeyOf(0, iova) && hs == 0)
+            {
+                hs = TF.MakeLeaf(0, prot, 0) | phys;
+                h.Used++;
+                CheckLocked(h, "map page (hint)");
+                h.Unlock();
+                return true;
+            }
+            h.Unlock(); // dead, reused, or the slot taken: the descent decides
+        }
         if (!TryLeafTable(iova, out IoTable t, out int tv)) return false;
         ref ulong slot = ref PteAt(t, Index(iova, 0));
         t.Lock();
@@ -333,6 +355,7 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
         t.Used++;
         CheckLocked(t, "map page");
         t.Unlock();
+        if (!ReferenceEquals(_leafHint, t)) _leafHint = t;
         return true;
     }
 
@@ -509,13 +532,17 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
             Interlocked.Decrement(ref _tablePages);
             ReleaseTable(c);
         }
-        // Publish: alive first (under its lock: a stale writer holding it must see the new state whole), then the
-        // child before the PTE so a walker that sees the table PTE finds the table.
+        // Publish: the child before the PTE so a walker that sees the table PTE finds the table, then alive (under
+        // its lock: a stale writer holding it must see the new state whole). Alive last, so a table that is not dead
+        // is linked, with its PTE written, and so is every table above it (each counts the one below in Used and
+        // cannot empty while it is linked): the single-page paths' leaf hint relies on it. Until then a writer that
+        // reaches it finds it dead and waits for t's lock in GetOrCreateChild, which we hold.
+        Volatile.Write(ref c, fresh);
+        Volatile.Write(ref slot, TF.MakeTable(fresh.Phys));
+        BetweenLinkAndAlive?.Invoke(fresh);
         fresh.Lock();
         fresh.Dead = false;
         fresh.Unlock();
-        Volatile.Write(ref c, fresh);
-        Volatile.Write(ref slot, TF.MakeTable(fresh.Phys));
         if (old == 0) t.Used++;
         CheckLocked(t, "create child");
         // The version is read while t's lock keeps fresh linked here. Read after the unlock, it could belong to a
@@ -559,14 +586,32 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal bool TryUnmapPage(ulong iova)
     {
-        if (!TryLeafTable(iova, out IoTable t, out int tv)) return false;
-        ref ulong slot = ref PteAt(t, Index(iova, 0));
+        IoTable t;
+        int tv;
+        ref ulong slot = ref Unsafe.NullRef<ulong>();
+        // The leaf of the last single-page call first, as in TryMapPage.
+        if (_leafHint is { } h && h.Key == KeyOf(0, iova))
+        {
+            slot = ref PteAt(h, Index(iova, 0));
+            h.Lock();
+            if (!h.Dead && h.Key == KeyOf(0, iova) && TF.IsPresent(slot))
+            {
+                t = h;
+                tv = h.Version; // stable while h is locked and alive
+                goto Clear;
+            }
+            h.Unlock();
+        }
+        if (!TryLeafTable(iova, out t, out tv)) return false;
+        slot = ref PteAt(t, Index(iova, 0));
         t.Lock();
         if (t.Dead || t.Version != tv || !TF.IsPresent(slot)) // the key was checked under this version
         {
             t.Unlock();
             return false;
         }
+        if (!ReferenceEquals(_leafHint, t)) _leafHint = t;
+    Clear:
         slot = 0;
         bool empty = --t.Used == 0; // a leaf table is never the root
         if (empty) t.Dead = true;
@@ -768,6 +813,12 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
         }
         if (used != t.Used) throw new InvalidOperationException($"{where}: Used {t.Used} != {used}");
     }
+
+    /// <summary>Called (tests) with a new table after it is linked and before it is made alive, the parent locked.</summary>
+    internal Action<IoTable>? BetweenLinkAndAlive;
+
+    /// <summary>The leaf table the single-page paths try first (tests).</summary>
+    internal IoTable? LeafHint => _leafHint;
 
     /// <summary>The root table (tests that set up what a lock-free walker can meet).</summary>
     internal IoTable Root => Volatile.Read(ref _root);

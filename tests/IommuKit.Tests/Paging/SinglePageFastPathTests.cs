@@ -83,6 +83,66 @@ public class SinglePageFastPathTests
     }
 
     [Fact]
+    public void TheLeafHintIsProvedUnderItsLockAndADeadOrMovedLeafIsNeverWrittenThroughIt()
+    {
+        var t = new RadixIoPageTable<X86Level4Format>(IoPageTables.DefaultMaxTablePages);
+        Assert.Equal(Errno.Ok, t.Map(0x4000_0000, 0x1000, K4, IommuProt.Read));  // general path: creates the tables
+        Assert.Equal(Errno.Ok, t.Map(0x4000_1000, 0x2000, K4, IommuProt.Read));  // descends, leaves the hint
+        IoTable leaf = t.LeafHint!;
+        Assert.Equal(0x4000_0000UL, leaf.Key);
+        Assert.Equal(Errno.Ok, t.Map(0x4000_2000, 0x3000, K4, IommuProt.Read));  // through the hint
+        Assert.Equal(Errno.EEXIST, t.Map(0x4000_2000, 0x4000, K4, IommuProt.Read)); // slot taken: same answer
+        foreach (ulong a in (ulong[])[0x4000_0000, 0x4000_1000, 0x4000_2000]) Assert.Equal(Errno.Ok, t.Unmap(a, K4));
+        // The hinted leaf emptied: dead, unlinked and pooled, its key unchanged. A map there must not land in it.
+        Assert.True(leaf.Dead);
+        Assert.Same(leaf, t.LeafHint);
+        Assert.Equal(Errno.Ok, t.Map(0x4000_3000, 0x5000, K4, IommuProt.Read));
+        Assert.True(t.TryIovaToPhys(0x4000_3000, out ulong pa, out _));
+        Assert.Equal(0x5000UL, pa);
+        Assert.Null(t.Validate());
+        // Reused for another 2 MiB while still hinted: a map of the hinted range does not use it.
+        Assert.Equal(Errno.Ok, t.Unmap(0x4000_3000, K4));
+        Assert.Equal(Errno.Ok, t.Map(0x4060_0000, 0x6000, K4, IommuProt.Read));
+        Assert.Equal(Errno.Ok, t.Map(0x4000_4000, 0x7000, K4, IommuProt.Read));
+        Assert.True(t.TryIovaToPhys(0x4000_4000, out pa, out _));
+        Assert.Equal(0x7000UL, pa);
+        Assert.False(t.TryIovaToPhys(0x4060_4000, out _, out _));
+        Assert.Equal(Errno.ENOENT, t.Unmap(0x4000_5000, K4));
+        Assert.Null(t.Validate());
+    }
+
+    [Fact]
+    public void AHintedLeafBeingPublishedAgainTakesNoMapThatWalkersCannotSee()
+    {
+        // The hinted leaf is emptied and pooled, then taken from the pool for the same 2 MiB by a map that creates the
+        // tables again. While that map publishes it (parent locked), a single-page map into the range may fail over
+        // to the general path, but if it succeeds, a walk must find it: a table is alive only once it is linked.
+        var t = new RadixIoPageTable<X86Level4Format>(IoPageTables.DefaultMaxTablePages);
+        Assert.Equal(Errno.Ok, t.Map(0x4000_0000, 0x1000, K4, IommuProt.Read));
+        Assert.Equal(Errno.Ok, t.Map(0x4000_1000, 0x2000, K4, IommuProt.Read));
+        IoTable leaf = t.LeafHint!;
+        Assert.Equal(Errno.Ok, t.Unmap(0x4000_0000, K4));
+        Assert.Equal(Errno.Ok, t.Unmap(0x4000_1000, K4));
+        Assert.Equal(1, t.TablePageCount);
+        bool published = false, mapped = false, seen = false;
+        t.BetweenLinkAndAlive = fresh =>
+        {
+            if (!ReferenceEquals(fresh, leaf)) return;
+            published = true;
+            mapped = t.TryMapPage(0x4000_2000, 0x3000, IommuProt.Read);
+            seen = t.TryIovaToPhys(0x4000_2000, out _, out _);
+        };
+        Assert.Equal(Errno.Ok, t.Map(0x4000_0000, 0x1000, K4, IommuProt.Read));
+        t.BetweenLinkAndAlive = null;
+        Assert.True(published); // the pool gave the hinted page back for the same range
+        Assert.Equal(mapped, seen);
+        Assert.Equal(mapped ? Errno.EEXIST : Errno.Ok, t.Map(0x4000_2000, 0x3000, K4, IommuProt.Read));
+        Assert.True(t.TryIovaToPhys(0x4000_2000, out ulong pa, out _));
+        Assert.Equal(0x3000UL, pa);
+        Assert.Null(t.Validate());
+    }
+
+    [Fact]
     public void TheFastPathRefusesATableWhosePteIsNotWrittenYet()
     {
         // A creator links the child before it writes the PTE (under the parent's lock). Until the PTE is there,
