@@ -131,7 +131,10 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
     // single-page paths try it first and prove it under its lock: not dead means linked with every PTE above it
     // written (GetOrCreateChild makes a table alive only after linking it, and a table is marked dead before it is
     // unlinked), and its key says which 2 MiB it covers. One reference, so it cannot tear; a stale one (emptied,
-    // pooled, reused elsewhere) fails the check and the descent runs. Keeps at most one pooled table page alive.
+    // pooled, reused elsewhere) fails the check and the descent runs. A descent replaces it only when it is missing
+    // or dead, so threads working in different 2 MiB regions do not take turns rewriting it (each write would pull
+    // the line from the other CPU): the first live leaf keeps it until it empties. Keeps at most one pooled table
+    // page alive.
     private IoTable? _leafHint;
     private readonly int _maxTablePages;
     private int _tablePages; // includes the root; Interlocked
@@ -355,7 +358,7 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
         t.Used++;
         CheckLocked(t, "map page");
         t.Unlock();
-        if (!ReferenceEquals(_leafHint, t)) _leafHint = t;
+        if (_leafHint is not { Dead: false }) _leafHint = t; // replaces only a missing or dead hint (see _leafHint)
         return true;
     }
 
@@ -610,7 +613,7 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
             t.Unlock();
             return false;
         }
-        if (!ReferenceEquals(_leafHint, t)) _leafHint = t;
+        if (_leafHint is not { Dead: false }) _leafHint = t; // replaces only a missing or dead hint (see _leafHint)
     Clear:
         slot = 0;
         bool empty = --t.Used == 0; // a leaf table is never the root
