@@ -131,11 +131,29 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
     // single-page paths try it first and prove it under its lock: not dead means linked with every PTE above it
     // written (GetOrCreateChild makes a table alive only after linking it, and a table is marked dead before it is
     // unlinked), and its key says which 2 MiB it covers. One reference, so it cannot tear; a stale one (emptied,
-    // pooled, reused elsewhere) fails the check and the descent runs. A descent replaces it only when it is missing
-    // or dead, so threads working in different 2 MiB regions do not take turns rewriting it (each write would pull
-    // the line from the other CPU): the first live leaf keeps it until it empties. Keeps at most one pooled table
-    // page alive.
+    // pooled, reused elsewhere) fails the check and the descent runs. A descent sets it only when there is none, and
+    // whoever marks the hinted leaf dead clears it, so threads working in different 2 MiB regions do not take turns
+    // rewriting it (each write would pull the line from the other CPU): the first leaf hinted keeps it until it
+    // empties. Keeps at most one pooled table page alive (a clear lost to a race leaves a dead hint, dropped the
+    // next time it fails the check).
     private IoTable? _leafHint;
+    // The key _leafHint had when it was set, so a thread whose range it does not cover never reads the hinted table
+    // (whose first line the hinted range's mapper writes all the time: Used, the lock-adjacent fields). Written with
+    // the hint but not atomically with it: a torn pair only costs a lock and the under-lock key check.
+    private ulong _leafHintKey = ulong.MaxValue;
+
+    /// <summary>Forgets the hint if it is <paramref name="t"/>, which was just marked dead (a race with a new hint
+    /// being set at most loses that hint).</summary>
+    private void DropLeafHint(IoTable t)
+    {
+        if (ReferenceEquals(_leafHint, t)) _leafHint = null;
+    }
+
+    private void SetLeafHint(IoTable t)
+    {
+        _leafHintKey = t.Key; // the caller holds or just held t's lock while t was alive: its key is its position
+        _leafHint = t;
+    }
     private readonly int _maxTablePages;
     private int _tablePages; // includes the root; Interlocked
     private readonly IoTable?[] _pool = new IoTable?[TablePoolSize]; // guarded by _poolLock
@@ -331,7 +349,7 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
     internal bool TryMapPage(ulong iova, ulong phys, IommuProt prot)
     {
         // The leaf of the last single-page call first: no descent when it covers iova (see _leafHint).
-        if (_leafHint is { } h && h.Key == KeyOf(0, iova))
+        if (_leafHintKey == KeyOf(0, iova) && _leafHint is { } h)
         {
             ref ulong hs = ref PteAt(h, Index(iova, 0));
             h.Lock();
@@ -344,6 +362,7 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
                 h.Unlock();
                 return true;
             }
+            if (h.Dead) DropLeafHint(h);
             h.Unlock(); // dead, reused, or the slot taken: the descent decides
         }
         if (!TryLeafTable(iova, out IoTable t, out int tv)) return false;
@@ -358,7 +377,7 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
         t.Used++;
         CheckLocked(t, "map page");
         t.Unlock();
-        if (_leafHint is not { Dead: false }) _leafHint = t; // replaces only a missing or dead hint (see _leafHint)
+        if (_leafHint is null) SetLeafHint(t); // only when there is none (see _leafHint)
         return true;
     }
 
@@ -593,7 +612,7 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
         int tv;
         ref ulong slot = ref Unsafe.NullRef<ulong>();
         // The leaf of the last single-page call first, as in TryMapPage.
-        if (_leafHint is { } h && h.Key == KeyOf(0, iova))
+        if (_leafHintKey == KeyOf(0, iova) && _leafHint is { } h)
         {
             slot = ref PteAt(h, Index(iova, 0));
             h.Lock();
@@ -603,6 +622,7 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
                 tv = h.Version; // stable while h is locked and alive
                 goto Clear;
             }
+            if (h.Dead) DropLeafHint(h);
             h.Unlock();
         }
         if (!TryLeafTable(iova, out t, out tv)) return false;
@@ -613,11 +633,15 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
             t.Unlock();
             return false;
         }
-        if (_leafHint is not { Dead: false }) _leafHint = t; // replaces only a missing or dead hint (see _leafHint)
+        if (_leafHint is null) SetLeafHint(t); // only when there is none (see _leafHint)
     Clear:
         slot = 0;
         bool empty = --t.Used == 0; // a leaf table is never the root
-        if (empty) t.Dead = true;
+        if (empty)
+        {
+            t.Dead = true;
+            DropLeafHint(t);
+        }
         CheckLocked(t, "unmap page");
         t.Unlock();
         if (empty) FreeEmptyLeaf(t, tv, iova);
@@ -757,7 +781,11 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
             for (int j = 0; j < k; j++) Unsafe.Add(ref c0, j) = 0UL; // 8-byte stores: walkers see old or 0
             t.Used -= k;
             bool empty = t.Used == 0 && l < Top;
-            if (empty) t.Dead = true;
+            if (empty)
+            {
+                t.Dead = true;
+                if (l == 0) DropLeafHint(t);
+            }
             CheckLocked(t, "unmap batch");
             t.Unlock();
             done += (ulong)k * span;
@@ -820,8 +848,16 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
     /// <summary>Called (tests) with a new table after it is linked and before it is made alive, the parent locked.</summary>
     internal Action<IoTable>? BetweenLinkAndAlive;
 
-    /// <summary>The leaf table the single-page paths try first (tests).</summary>
-    internal IoTable? LeafHint => _leafHint;
+    /// <summary>The leaf table the single-page paths try first (tests; setting it stands for a clear lost to a race).</summary>
+    internal IoTable? LeafHint
+    {
+        get => _leafHint;
+        set
+        {
+            _leafHintKey = value?.Key ?? ulong.MaxValue;
+            _leafHint = value;
+        }
+    }
 
     /// <summary>The root table (tests that set up what a lock-free walker can meet).</summary>
     internal IoTable Root => Volatile.Read(ref _root);
