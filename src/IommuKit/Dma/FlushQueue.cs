@@ -118,8 +118,35 @@ public sealed class FlushQueue : IDisposable
     {
         // The kernel's smp_mb() in queue_iova orders the unmap's PTE clear before a flush on another CPU can count
         // this entry as covered; here the ring lock's interlocked compare-exchange is that full barrier.
-        Ring ring = _rings[PerCpu.Current(_ringMask)];
+        Ring ring = RingOfThisCpu();
         ring.Lock.Enter();
+        int head = ring.Head, tail = ring.Tail, next = (tail + 1) & ring.Mask;
+        // The common case inline, with nothing in it that can throw (so no try/finally): nothing flushed since the
+        // oldest entry was queued, and room. Otherwise QueueLocked frees, flushes when full, and frees again, as
+        // queue_iova does; the order of the checks does not change what it does.
+        if (next == head || (head != tail && EntryAt(ring, head).Counter < Volatile.Read(ref _flushFinishCount)))
+        {
+            QueueLocked(ring, pfn, pages);
+        }
+        else
+        {
+            ref Entry e = ref EntryAt(ring, tail);
+            e.Pfn = pfn;
+            e.Pages = pages;
+            e.Counter = Volatile.Read(ref _flushStartCount);
+            ring.Tail = next;
+            ring.Lock.Exit();
+        }
+        // Avoid the shared write when the timer is already armed (the kernel's atomic_read before atomic_xchg).
+        if (Volatile.Read(ref _timerOn) == 0 && Interlocked.Exchange(ref _timerOn, 1) == 0)
+            ArmTimer();
+    }
+
+    /// <summary>The rest of <see cref="Queue"/> with the ring locked: free what a flush covered, flush if the ring is
+    /// still full, free again, add the entry; unlocks.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void QueueLocked(Ring ring, ulong pfn, ulong pages)
+    {
         try
         {
             FreeLocked(ring);
@@ -138,10 +165,18 @@ public sealed class FlushQueue : IDisposable
         {
             ring.Lock.Exit();
         }
-        // Avoid the shared write when the timer is already armed (the kernel's atomic_read before atomic_xchg).
-        if (Volatile.Read(ref _timerOn) == 0 && Interlocked.Exchange(ref _timerOn, 1) == 0)
-            ArmTimer();
     }
+
+    /// <summary>This CPU's ring (the ring count is a power of two, so the masked index needs no bounds check).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private Ring RingOfThisCpu() =>
+        // SAFETY: PerCpu.Current returns a value masked by _ringMask = _rings.Length - 1.
+        Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_rings), PerCpu.Current(_ringMask));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ref Entry EntryAt(Ring ring, int i) =>
+        // SAFETY: i is a head or tail index, masked by ring.Mask = ring.Entries.Length - 1.
+        ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(ring.Entries), i);
 
     /// <summary>Flushes the domain's IOTLB now and frees every queued IOVA (what the timeout does; also used before the
     /// domain is torn down, iommu_dma_free_fq).</summary>
@@ -214,18 +249,18 @@ public sealed class FlushQueue : IDisposable
     {
         int head = ring.Head;
         int tail = ring.Tail;
-        Entry[] entries = ring.Entries;
+        int mask = ring.Mask;
         // Up to 255 ranges after a flush: one rcache lock for the run, not one per range.
         IovaAllocator.FreeBatch batch = _iovad.BeginFreeBatch();
         try
         {
             while (head != tail)
             {
-                ref Entry e = ref entries[head];
+                ref Entry e = ref EntryAt(ring, head);
                 if (e.Counter >= finish)
                     break;
                 batch.Free(e.Pfn, e.Pages);
-                head = (head + 1) & ring.Mask;
+                head = (head + 1) & mask;
                 ring.Head = head; // per entry: a free that throws (double free) leaves the ring consistent
             }
         }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace IommuKit.Paging;
 
@@ -42,6 +43,7 @@ public sealed class IovaAllocator
     private readonly IovaFreeTree _tree = new();           // guarded by _treeLock
     private readonly List<(ulong Lo, ulong Hi)> _reserved = []; // guarded by _treeLock
     private readonly IovaRcache[] _rcaches;
+    private readonly IovaRcache _rcache1; // _rcaches[0], the one-page class, without the array load
     private readonly int _shift;
     private readonly ulong _maxPfn;
     private volatile bool _reservedOverLive; // a Reserve covered allocated space: frees must be clipped (slow path)
@@ -64,6 +66,7 @@ public sealed class IovaAllocator
         _tree.Insert(startPfn, _maxPfn);
         _rcaches = new IovaRcache[RangeCacheMaxSize];
         for (int i = 0; i < _rcaches.Length; i++) _rcaches[i] = new IovaRcache(this, 1UL << i);
+        _rcache1 = _rcaches[0];
     }
 
     /// <summary>Page size in bytes.</summary>
@@ -84,6 +87,17 @@ public sealed class IovaAllocator
     /// <returns>The first pfn, or 0 when nothing fits (also for 0 pages or more than <see cref="MaxAllocPages"/>).</returns>
     public ulong Alloc(ulong pages, ulong limitPfn, bool flushRcache = true)
     {
+        // One page (a streaming 4 KiB map, the common case): size 1, class 0, without the rounding arithmetic.
+        if (pages == 1)
+        {
+            ulong one = _rcache1.Get(limitPfn, 1);
+            return one != 0 ? one : AllocFromTree(1, limitPfn, flushRcache);
+        }
+        return AllocAny(pages, limitPfn, flushRcache);
+    }
+
+    private ulong AllocAny(ulong pages, ulong limitPfn, bool flushRcache)
+    {
         if (pages == 0 || pages > MaxAllocPages) return 0;
         ulong size = RoundedSize(pages);
         int log = BitOperations.Log2(size - 1) + 1; // order_base_2(size)
@@ -93,6 +107,13 @@ public sealed class IovaAllocator
             ulong pfn = _rcaches[log].Get(limitPfn, size);
             if (pfn != 0) return pfn;
         }
+        return AllocFromTree(size, limitPfn, flushRcache);
+    }
+
+    /// <summary>The tree search after a cache miss; on failure, if allowed, every cache is flushed and it searches once
+    /// more.</summary>
+    private ulong AllocFromTree(ulong size, ulong limitPfn, bool flushRcache)
+    {
         ulong r = TreeAlloc(size, limitPfn);
         if (r == 0 && flushRcache)
         {
@@ -120,6 +141,11 @@ public sealed class IovaAllocator
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private IovaRcache? CacheForFree(ulong pages, out ulong size)
     {
+        if (pages == 1)
+        {
+            size = 1;
+            return _reservedOverLive ? null : _rcache1;
+        }
         if (pages == 0 || pages > MaxAllocPages) throw new ArgumentOutOfRangeException(nameof(pages));
         size = RoundedSize(pages);
         int log = size == 1 ? 0 : BitOperations.Log2(size - 1) + 1;
@@ -139,8 +165,26 @@ public sealed class IovaAllocator
     {
         private IovaRcache? _rc;
         private CpuRcache? _cpu;
+        private ulong _pages; // the page count of the last range cached under _cpu's lock (0 = none)
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public void Free(ulong pfn, ulong pages)
+        {
+            // The common case inline: a range of the same page count as the last one (so the same size class, whose
+            // CPU cache is locked already), caching still allowed, room in the loaded magazine.
+            if (_cpu is { } cpu && pages == _pages && !owner._reservedOverLive)
+            {
+                IovaMagazine loaded = cpu.Loaded;
+                if (!loaded.IsFull)
+                {
+                    loaded.Push(pfn);
+                    return;
+                }
+            }
+            FreeAny(pfn, pages);
+        }
+
+        private void FreeAny(ulong pfn, ulong pages)
         {
             IovaRcache? rc = owner.CacheForFree(pages, out ulong size);
             if (rc is null)
@@ -155,11 +199,12 @@ public sealed class IovaAllocator
                 _cpu = rc.EnterThisCpu();
                 _rc = rc;
             }
-            // The common case inline: room in the loaded magazine (the rest, swaps and the depot, in InsertLocked).
+            _pages = pages;
+            // Room in the loaded magazine, or the rest (swaps and the depot) in InsertLocked.
             IovaMagazine loaded = _cpu!.Loaded;
             if (!loaded.IsFull)
             {
-                loaded.Pfns[loaded.Size++] = pfn;
+                loaded.Push(pfn);
                 return;
             }
             IovaMagazine? trim = rc.InsertLocked(_cpu, pfn);
@@ -171,6 +216,7 @@ public sealed class IovaAllocator
             _cpu?.Lock.Exit();
             _cpu = null;
             _rc = null;
+            _pages = 0;
         }
     }
 
@@ -332,6 +378,15 @@ internal sealed class IovaMagazine
     public bool IsFull => Size == IovaAllocator.MagazineSize;
     public bool IsEmpty => Size == 0;
 
+    /// <summary>Adds <paramref name="pfn"/>; the magazine is not full.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Push(ulong pfn)
+    {
+        Debug.Assert(!IsFull);
+        // SAFETY: Size < MagazineSize = Pfns.Length (not full), so the slot is inside the array.
+        Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(Pfns), Size++) = pfn;
+    }
+
     /// <summary>iova_magazine_pop: the last pfn with pfn &lt;= limit, scanning downward; its slot takes the last one.</summary>
     public ulong Pop(ulong limit)
     {
@@ -382,13 +437,23 @@ internal sealed class IovaRcache
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private CpuRcache ThisCpu() => _cpus[PerCpu.Current(_cpuMask)];
+    private CpuRcache ThisCpu() =>
+        // SAFETY: PerCpu.Current returns a value masked by _cpuMask = _cpus.Length - 1.
+        Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_cpus), PerCpu.Current(_cpuMask));
 
     /// <summary>__iova_rcache_insert. False when the range must go to the tree instead.</summary>
     public bool Insert(ulong pfn)
     {
         var c = ThisCpu();
         c.Lock.Enter();
+        IovaMagazine loaded = c.Loaded;
+        if (!loaded.IsFull)
+        {
+            // The common case inline (the swaps and the depot in InsertLocked).
+            loaded.Push(pfn);
+            c.Lock.Exit();
+            return true;
+        }
         IovaMagazine? trim = InsertLocked(c, pfn);
         c.Lock.Exit();
         if (trim is not null) ReturnToTree(trim);
@@ -445,8 +510,29 @@ internal sealed class IovaRcache
         if (limitPfn + 1 < size) return 0;
         ulong popLimit = limitPfn + 1 - size;
         var c = ThisCpu();
-        ulong pfn = 0;
         c.Lock.Enter();
+        IovaMagazine loaded = c.Loaded;
+        int top = loaded.Size - 1;
+        if (top >= 0)
+        {
+            // The common case inline: the last pfn cached is below the limit (what Pop finds first).
+            // SAFETY: 0 <= top < Size <= MagazineSize = Pfns.Length.
+            ulong last = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(loaded.Pfns), top);
+            if (last <= popLimit)
+            {
+                loaded.Size = top;
+                c.Lock.Exit();
+                return last;
+            }
+        }
+        return GetLocked(c, popLimit);
+    }
+
+    /// <summary>The rest of <see cref="Get"/> with <paramref name="c"/>'s lock held (released here).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private ulong GetLocked(CpuRcache c, ulong popLimit)
+    {
+        ulong pfn = 0;
         bool has = true;
         if (!c.Loaded.IsEmpty) { }
         else if (!c.Prev.IsEmpty) (c.Loaded, c.Prev) = (c.Prev, c.Loaded);

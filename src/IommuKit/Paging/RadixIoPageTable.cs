@@ -127,6 +127,33 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
     // ~200 MB of roots, most never mapped). Map swaps in the real root once; it is never replaced after that.
     private static readonly IoTable s_emptyRoot = new(0, KeyOf(Top, 0), dead: false);
     private IoTable _root;
+    // The leaf table of the last single-page map or unmap that descended (any thread): a hint, never trusted. The
+    // single-page paths try it first and prove it under its lock: not dead means linked with every PTE above it
+    // written (GetOrCreateChild makes a table alive only after linking it, and a table is marked dead before it is
+    // unlinked), and its key says which 2 MiB it covers. One reference, so it cannot tear; a stale one (emptied,
+    // pooled, reused elsewhere) fails the check and the descent runs. A descent sets it only when there is none, and
+    // whoever marks the hinted leaf dead clears it, so threads working in different 2 MiB regions do not take turns
+    // rewriting it (each write would pull the line from the other CPU): the first leaf hinted keeps it until it
+    // empties. Keeps at most one pooled table page alive (a clear lost to a race leaves a dead hint, dropped the
+    // next time it fails the check).
+    private IoTable? _leafHint;
+    // The key _leafHint had when it was set, so a thread whose range it does not cover never reads the hinted table
+    // (whose first line the hinted range's mapper writes all the time: Used, the lock-adjacent fields). Written with
+    // the hint but not atomically with it: a torn pair only costs a lock and the under-lock key check.
+    private ulong _leafHintKey = ulong.MaxValue;
+
+    /// <summary>Forgets the hint if it is <paramref name="t"/>, which was just marked dead (a race with a new hint
+    /// being set at most loses that hint).</summary>
+    private void DropLeafHint(IoTable t)
+    {
+        if (ReferenceEquals(_leafHint, t)) _leafHint = null;
+    }
+
+    private void SetLeafHint(IoTable t)
+    {
+        _leafHintKey = t.Key; // the caller holds or just held t's lock while t was alive: its key is its position
+        _leafHint = t;
+    }
     private readonly int _maxTablePages;
     private int _tablePages; // includes the root; Interlocked
     // Created when the first table page is freed: a domain that never frees one (most domains of a booted core) does
@@ -260,45 +287,91 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
 
     /// <summary>
     /// The lock-free descent of the single-page paths (<see cref="TryMapPage"/>, <see cref="TryUnmapPage"/>) to the
-    /// leaf table of <paramref name="iova"/> and the version it had when reached: false when anything is unusual on
-    /// the way (a PTE not present or a large page, a child not linked yet, dead, being changed or reused for another
-    /// range), and the caller takes the general path. The PTE is read before the child, as in <see cref="MapCore"/>: a
-    /// child whose PTE is not written yet is not used. The caller checks the version again under the leaf's lock.
+    /// leaf table of <paramref name="iova"/> and the version it had when reached: false when a PTE on the way is not
+    /// present or has no child (a large page, a table not linked yet) or the table reached is not the one covering
+    /// <paramref name="iova"/>, and the caller takes the general path.
     /// </summary>
+    /// <remarks>
+    /// Only the leaf is checked, because only the leaf is written: its version is read, then its key (so the version
+    /// vouches for the key: a reuse between the two changes the version), and the caller, under the leaf's lock, finds
+    /// it not dead with that version still; the key then says it is the live table of this position, whatever path led
+    /// to it (a table above that was freed and reused meanwhile can only lead to a table of another position, which
+    /// the key refuses, or to this one). An odd version (being reused) never equals the even one found under the lock.
+    /// The tables above get no version, dead or key check: they are only read. What each level does check is that its
+    /// PTE is present, read before the child as in <see cref="MapCore"/>: a child whose PTE its creator has not written
+    /// yet is not used, or a map could return before walkers (which follow the PTEs) can see it. The levels are
+    /// unrolled (the format's level count is a constant), so each index is a shift and a mask by constants.
+    /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool TryLeafTable(ulong iova, out IoTable leaf, out int version)
     {
-        IoTable t = Volatile.Read(ref _root); // the shared empty root has no present entry: false at once
-        int tv = 0;
-        leaf = t;
-        version = 0;
-        for (int l = Top; l > 0; l--)
+        // The shared empty root has no present entry: false at once.
+        IoTable? t = Volatile.Read(ref _root);
+        if (TF.Levels > 5 || TF.Levels < 4) return TryLeafTableLoop(iova, out leaf, out version);
+        if (TF.Levels == 5) t = ChildIfPresent(t, iova, 4);
+        if (t is not null) t = ChildIfPresent(t, iova, 3);
+        if (t is not null) t = ChildIfPresent(t, iova, 2);
+        if (t is not null) t = ChildIfPresent(t, iova, 1);
+        if (t is null)
         {
-            int idx = Index(iova, l);
-            ulong pte = Volatile.Read(ref PteAt(t, idx));
-            if (!TF.IsPresent(pte) || TF.IsLeaf(pte, l)) return false;
-            IoTable? c = Volatile.Read(ref ChildAt(t, idx));
-            if (c is null) return false;
-            int cv = Volatile.Read(ref c.Version);
-            if (c.Dead || (cv & 1) != 0 || c.Key != KeyOf(l - 1, iova)) return false;
-            t = c;
-            tv = cv;
+            leaf = null!;
+            version = 0;
+            return false;
         }
         leaf = t;
-        version = tv;
-        return true;
+        version = Volatile.Read(ref t.Version); // acquire: the key below is read after it
+        return t.Key == KeyOf(0, iova);
+    }
+
+    /// <summary>The child of the table PTE at <paramref name="level"/> for <paramref name="iova"/>, or null when that
+    /// PTE is not present or has no child (a large page).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static IoTable? ChildIfPresent(IoTable t, ulong iova, int level)
+    {
+        int idx = Index(iova, level);
+        return TF.IsPresent(Volatile.Read(ref PteAt(t, idx))) ? Volatile.Read(ref ChildAt(t, idx)) : null;
+    }
+
+    /// <summary><see cref="TryLeafTable"/> for a level count it does not unroll.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool TryLeafTableLoop(ulong iova, out IoTable leaf, out int version)
+    {
+        IoTable? t = Volatile.Read(ref _root);
+        for (int l = Top; l > 0 && t is not null; l--) t = ChildIfPresent(t, iova, l);
+        leaf = t!;
+        version = 0;
+        if (t is null) return false;
+        version = Volatile.Read(ref t.Version);
+        return t.Key == KeyOf(0, iova);
     }
 
     /// <summary>
     /// The DMA API's common case, one 4 KiB page into tables that exist: the walk of <see cref="MapCore"/> without its
     /// batching, table creation and retries. True when mapped; false when anything is unusual (a table missing, dead or
     /// being reused, a large page on the way, the slot taken): nothing was changed and the caller takes the general
-    /// path, which gives the same result it always did. Same checks as <see cref="MapCore"/>: each child's version and
-    /// key on the way, the leaf table's version and liveness again under its lock.
+    /// path, which gives the same result it always did. The leaf is proved by <see cref="TryLeafTable"/>'s key check and
+    /// this lock's version and liveness check (see its remarks); the tables above are only read.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool TryMapPage(ulong iova, ulong phys, IommuProt prot)
+    internal bool TryMapPage(ulong iova, ulong phys, IommuProt prot)
     {
+        // The leaf of the last single-page call first: no descent when it covers iova (see _leafHint).
+        if (_leafHintKey == KeyOf(0, iova) && _leafHint is { } h)
+        {
+            ref ulong hs = ref PteAt(h, Index(iova, 0));
+            h.Lock();
+            // Under the lock: alive (so linked, with every PTE above it written) and still this position's table.
+            if (!h.Dead && h.Key == KeyOf(0, iova) && hs == 0)
+            {
+                hs = TF.MakeLeaf(0, prot, 0) | phys;
+                h.Used++;
+                CheckLocked(h, "map page (hint)");
+                h.Unlock();
+                return true;
+            }
+            if (h.Dead) DropLeafHint(h);
+            h.Unlock(); // dead, reused, or the slot taken: the descent decides
+        }
         if (!TryLeafTable(iova, out IoTable t, out int tv)) return false;
         ref ulong slot = ref PteAt(t, Index(iova, 0));
         t.Lock();
@@ -311,6 +384,7 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
         t.Used++;
         CheckLocked(t, "map page");
         t.Unlock();
+        if (_leafHint is null) SetLeafHint(t); // only when there is none (see _leafHint)
         return true;
     }
 
@@ -487,13 +561,17 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
             Interlocked.Decrement(ref _tablePages);
             ReleaseTable(c);
         }
-        // Publish: alive first (under its lock: a stale writer holding it must see the new state whole), then the
-        // child before the PTE so a walker that sees the table PTE finds the table.
+        // Publish: the child before the PTE so a walker that sees the table PTE finds the table, then alive (under
+        // its lock: a stale writer holding it must see the new state whole). Alive last, so a table that is not dead
+        // is linked, with its PTE written, and so is every table above it (each counts the one below in Used and
+        // cannot empty while it is linked): the single-page paths' leaf hint relies on it. Until then a writer that
+        // reaches it finds it dead and waits for t's lock in GetOrCreateChild, which we hold.
+        Volatile.Write(ref c, fresh);
+        Volatile.Write(ref slot, TF.MakeTable(fresh.Phys));
+        BetweenLinkAndAlive?.Invoke(fresh);
         fresh.Lock();
         fresh.Dead = false;
         fresh.Unlock();
-        Volatile.Write(ref c, fresh);
-        Volatile.Write(ref slot, TF.MakeTable(fresh.Phys));
         if (old == 0) t.Used++;
         CheckLocked(t, "create child");
         // The version is read while t's lock keeps fresh linked here. Read after the unlock, it could belong to a
@@ -535,19 +613,42 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
     /// and the caller takes the general path, which gives the same result (ENOENT, EINVAL) it always did.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool TryUnmapPage(ulong iova)
+    internal bool TryUnmapPage(ulong iova)
     {
-        if (!TryLeafTable(iova, out IoTable t, out int tv)) return false;
-        ref ulong slot = ref PteAt(t, Index(iova, 0));
+        IoTable t;
+        int tv;
+        ref ulong slot = ref Unsafe.NullRef<ulong>();
+        // The leaf of the last single-page call first, as in TryMapPage.
+        if (_leafHintKey == KeyOf(0, iova) && _leafHint is { } h)
+        {
+            slot = ref PteAt(h, Index(iova, 0));
+            h.Lock();
+            if (!h.Dead && h.Key == KeyOf(0, iova) && TF.IsPresent(slot))
+            {
+                t = h;
+                tv = h.Version; // stable while h is locked and alive
+                goto Clear;
+            }
+            if (h.Dead) DropLeafHint(h);
+            h.Unlock();
+        }
+        if (!TryLeafTable(iova, out t, out tv)) return false;
+        slot = ref PteAt(t, Index(iova, 0));
         t.Lock();
-        if (t.Dead || t.Version != tv || t.Key != KeyOf(0, iova) || !TF.IsPresent(slot))
+        if (t.Dead || t.Version != tv || !TF.IsPresent(slot)) // the key was checked under this version
         {
             t.Unlock();
             return false;
         }
+        if (_leafHint is null) SetLeafHint(t); // only when there is none (see _leafHint)
+    Clear:
         slot = 0;
         bool empty = --t.Used == 0; // a leaf table is never the root
-        if (empty) t.Dead = true;
+        if (empty)
+        {
+            t.Dead = true;
+            DropLeafHint(t);
+        }
         CheckLocked(t, "unmap page");
         t.Unlock();
         if (empty) FreeEmptyLeaf(t, tv, iova);
@@ -687,7 +788,11 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
             for (int j = 0; j < k; j++) Unsafe.Add(ref c0, j) = 0UL; // 8-byte stores: walkers see old or 0
             t.Used -= k;
             bool empty = t.Used == 0 && l < Top;
-            if (empty) t.Dead = true;
+            if (empty)
+            {
+                t.Dead = true;
+                if (l == 0) DropLeafHint(t);
+            }
             CheckLocked(t, "unmap batch");
             t.Unlock();
             done += (ulong)k * span;
@@ -746,6 +851,23 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
         }
         if (used != t.Used) throw new InvalidOperationException($"{where}: Used {t.Used} != {used}");
     }
+
+    /// <summary>Called (tests) with a new table after it is linked and before it is made alive, the parent locked.</summary>
+    internal Action<IoTable>? BetweenLinkAndAlive;
+
+    /// <summary>The leaf table the single-page paths try first (tests; setting it stands for a clear lost to a race).</summary>
+    internal IoTable? LeafHint
+    {
+        get => _leafHint;
+        set
+        {
+            _leafHintKey = value?.Key ?? ulong.MaxValue;
+            _leafHint = value;
+        }
+    }
+
+    /// <summary>The root table (tests that set up what a lock-free walker can meet).</summary>
+    internal IoTable Root => Volatile.Read(ref _root);
 
     /// <summary>The walk for <paramref name="iova"/>, one "level:pte/child" step per level (diagnostics).</summary>
     internal string DescribeWalk(ulong iova)

@@ -526,9 +526,16 @@ public sealed class IommuHardware
     }
 
     /// <summary>After an invalidation: wait until no lease taken before it is held (nothing to do without leases).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void WaitForLeases()
     {
-        if (!_leasesUsed) return;
+        // The check inline (a strict unmap on a unit without leases pays one load, not a call), the wait out of line.
+        if (_leasesUsed) WaitForLeasesTakenBefore();
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void WaitForLeasesTakenBefore()
+    {
         long epoch = Interlocked.Increment(ref _leaseEpoch);
         var spin = new SpinWait();
         for (int i = 0; i < LeaseCells; i++)

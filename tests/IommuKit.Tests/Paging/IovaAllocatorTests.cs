@@ -157,6 +157,22 @@ public class IovaAllocatorTests
     }
 
     [Fact]
+    public void ACachedRangeBelowTheLimitIsFoundUnderTheLastOneCachedAboveIt()
+    {
+        // The cache's inline case takes the last range cached; when that one ends above the limit, the scan below it
+        // (iova_magazine_pop) still finds an older one that fits, and leaves the rest cached.
+        var a = new IovaAllocator(Granule, 1);
+        ulong low = a.Alloc(1, 0xFF), high = a.Alloc(1, 0xFFFFF), mid = a.Alloc(1, 0xFFFFF);
+        Assert.True(low <= 0xFF && high > 0xFF && mid > 0xFF);
+        a.Free(low, 1);
+        a.Free(high, 1);
+        a.Free(mid, 1); // cached last: the inline case's candidate
+        Assert.Equal(low, a.Alloc(1, 0xFF, flushRcache: false));
+        ulong[] rest = [a.Alloc(1, 0xFFFFF, flushRcache: false), a.Alloc(1, 0xFFFFF, flushRcache: false)];
+        Assert.Equal([high, mid], rest.Order().Reverse()); // the taken slot got the last one (iova_magazine_pop)
+    }
+
+    [Fact]
     public void FailureFlushesTheCachesAndRetriesWhenAllowed()
     {
         var a = new IovaAllocator(Granule, 1);
@@ -167,6 +183,21 @@ public class IovaAllocatorTests
         foreach (var p in got) a.Free(p, 1);
         Assert.Equal(0UL, a.Alloc(4, 0xF, flushRcache: false)); // 4 pages: the tree is full, the cache holds 1-page ranges
         Assert.Equal(0xCUL, a.Alloc(4, 0xF, flushRcache: true)); // flushed back to the tree: top-down again
+    }
+
+    [Fact]
+    public void AOnePageAllocationThatMissesItsCacheSearchesTheTreeAndFlushesWhenAllowed()
+    {
+        // [1, 0xF] handed out as 2-page ranges and freed into the 2-page cache: the tree is full and the 1-page cache
+        // empty, so a 1-page allocation (its own inline path) finds nothing until the caches go back to the tree.
+        var a = new IovaAllocator(Granule, 1);
+        var got = new List<ulong>();
+        for (ulong p = a.Alloc(2, 0xF); p != 0; p = a.Alloc(2, 0xF, flushRcache: false)) got.Add(p);
+        Assert.Equal(7, got.Count); // 0xE, 0xC, ..., 0x2 (pfn 1 is left: 2-page ranges are 2-aligned)
+        Assert.Equal(1UL, a.Alloc(1, 0xF, flushRcache: false));
+        foreach (var p in got) a.Free(p, 2);
+        Assert.Equal(0UL, a.Alloc(1, 0xF, flushRcache: false));
+        Assert.Equal(0xFUL, a.Alloc(1, 0xF, flushRcache: true));
     }
 
     /// <summary>Operations for the properties: an op code picks alloc/free/reserve and its arguments.</summary>
