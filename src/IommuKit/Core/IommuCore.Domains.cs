@@ -409,7 +409,7 @@ public sealed partial class IommuCore
         finally
         {
             regions.Clear();
-            t_directScratch = regions;
+            if (regions.Capacity <= 64) t_directScratch = regions; // a firmware's long RMRR list is not kept per thread
         }
     }
 

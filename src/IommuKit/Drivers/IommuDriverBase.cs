@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics.CodeAnalysis;
 using IommuKit.Core;
 using IommuKit.Grouping;
 using IommuKit.Paging;
@@ -225,7 +226,23 @@ public abstract class IommuDriverBase : IIommuDriver
     }
 
     /// <summary>What each device's context entry points at (driver state of attach), by device.</summary>
-    public IReadOnlyDictionary<IommuDevice, IommuDomain> Contexts => _contexts;
+    public IReadOnlyDictionary<IommuDevice, IommuDomain> Contexts => _contextsView ??= new ContextsView(this);
+
+    private ContextsView? _contextsView;
+
+    /// <summary><see cref="Contexts"/>: reads the table the driver has now (registration replaces the empty one with
+    /// one sized for the core), so a reference taken before registration stays live.</summary>
+    private sealed class ContextsView(IommuDriverBase driver) : IReadOnlyDictionary<IommuDevice, IommuDomain>
+    {
+        public IommuDomain this[IommuDevice key] => driver._contexts[key];
+        public IEnumerable<IommuDevice> Keys => driver._contexts.Keys;
+        public IEnumerable<IommuDomain> Values => driver._contexts.Values;
+        public int Count => driver._contexts.Count;
+        public bool ContainsKey(IommuDevice key) => driver._contexts.ContainsKey(key);
+        public bool TryGetValue(IommuDevice key, [MaybeNullWhen(false)] out IommuDomain value) => driver._contexts.TryGetValue(key, out value);
+        public IEnumerator<KeyValuePair<IommuDevice, IommuDomain>> GetEnumerator() => driver._contexts.GetEnumerator();
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+    }
 
     /// <summary>The page-table format a new paging domain of this driver uses.</summary>
     protected abstract IoPageTableFormat PageTableFormat { get; }

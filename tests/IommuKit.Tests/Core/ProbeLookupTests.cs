@@ -64,4 +64,19 @@ public class ProbeLookupTests
         }
         Assert.NotSame(first.FindDevice(PciAddress.Parse("0000:01:00.0"))!.Group, second.FindDevice(PciAddress.Parse("0000:01:00.0"))!.Group);
     }
+
+    [Fact]
+    public void ADriversContextsTakenBeforeRegistrationShowTheContextsItProgramsAtBoot()
+    {
+        // Registration sizes the driver's context table for the core's devices; the view handed out earlier follows it.
+        var drv = new VtdDriver([new VtdUnit("dmar0", [], IncludeAll: true)], f => IoPageTables.Create(f));
+        var contexts = drv.Contexts;
+        Assert.Empty(contexts);
+        var core = new IommuCore(KernelVersion.V6_12, KernelCommandLine.Parse(""));
+        var devs = new[] { Dev("00:02.0"), Dev("00:03.0") };
+        CoreRig.Boot(core, drv, devs);
+        Assert.Equal(2, contexts.Count);
+        Assert.All(devs, d => Assert.Same(d.Group!.Domain, contexts[d]));
+        Assert.True(contexts.TryGetValue(devs[0], out var dom) && dom == devs[0].AttachedDomain);
+    }
 }
