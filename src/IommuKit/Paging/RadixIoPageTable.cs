@@ -434,6 +434,14 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
                 // is atomic; ordering between entries does not matter to walkers, the unlock publishes to writers).
                 ref ulong p0 = ref PteAt(t, first);
                 ulong v = template | pa;
+                // Four stores per iteration: the loop's own increments and branch cost as much as a store.
+                for (; k + 4 <= n; k += 4, v += 4 * span)
+                {
+                    Unsafe.Add(ref p0, k) = v;
+                    Unsafe.Add(ref p0, k + 1) = v + span;
+                    Unsafe.Add(ref p0, k + 2) = v + 2 * span;
+                    Unsafe.Add(ref p0, k + 3) = v + 3 * span;
+                }
                 for (; k < n; k++, v += span) Unsafe.Add(ref p0, k) = v;
             }
             else for (; k < n; k++)
@@ -784,8 +792,17 @@ internal sealed class RadixIoPageTable<TF> : IIoPageTable, IValidatable where TF
                 if (!TF.IsLeaf(p, l)) break; // a table below: the next walk descends into it
                 k++;
             }
+            // 8-byte stores (walkers see old or 0), four per iteration as in MapCore.
             ref ulong c0 = ref PteAt(t, first);
-            for (int j = 0; j < k; j++) Unsafe.Add(ref c0, j) = 0UL; // 8-byte stores: walkers see old or 0
+            int j = 0;
+            for (; j + 4 <= k; j += 4)
+            {
+                Unsafe.Add(ref c0, j) = 0UL;
+                Unsafe.Add(ref c0, j + 1) = 0UL;
+                Unsafe.Add(ref c0, j + 2) = 0UL;
+                Unsafe.Add(ref c0, j + 3) = 0UL;
+            }
+            for (; j < k; j++) Unsafe.Add(ref c0, j) = 0UL;
             t.Used -= k;
             bool empty = t.Used == 0 && l < Top;
             if (empty)
