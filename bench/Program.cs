@@ -366,26 +366,35 @@ internal static class QuickRun
         int rounds = 0;
         while (warm.ElapsedMilliseconds < WarmupMs || rounds < 3)
         {
-            for (int i = 0; i < Batch; i++)
-                table.Map(0x4000_1000 + ((ulong)i << 21), 0x8000_1000 + ((ulong)i << 21), Size, IommuProt.Read | IommuProt.Write);
-            for (int i = 0; i < Batch; i++)
-                table.Unmap(0x4000_1000 + ((ulong)i << 21), Size);
+            MapAll();
+            UnmapAll();
             rounds++;
         }
         for (int r = 0; r < map.Length; r++)
         {
             long t0 = Stopwatch.GetTimestamp();
-            for (int i = 0; i < Batch; i++)
-                table.Map(0x4000_1000 + ((ulong)i << 21), 0x8000_1000 + ((ulong)i << 21), Size, IommuProt.Read | IommuProt.Write);
+            MapAll();
             long t1 = Stopwatch.GetTimestamp();
-            for (int i = 0; i < Batch; i++)
-                table.Unmap(0x4000_1000 + ((ulong)i << 21), Size);
+            UnmapAll();
             long t2 = Stopwatch.GetTimestamp();
             map[r] = Stopwatch.GetElapsedTime(t0, t1).TotalNanoseconds / Batch;
             unmap[r] = Stopwatch.GetElapsedTime(t1, t2).TotalNanoseconds / Batch;
         }
         Array.Sort(map);
         Array.Sort(unmap);
+
+        void MapAll()
+        {
+            for (int i = 0; i < Batch; i++)
+                table.Map(0x4000_1000 + ((ulong)i << 21), 0x8000_1000 + ((ulong)i << 21), Size, IommuProt.Read | IommuProt.Write);
+        }
+
+        void UnmapAll()
+        {
+            for (int i = 0; i < Batch; i++)
+                table.Unmap(0x4000_1000 + ((ulong)i << 21), Size);
+        }
+
         s_stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"  map_256x4k: best {map[0]:F1}, median {map[Runs / 2]:F1} ns; unmap_256x4k: best {unmap[0]:F1}, median {unmap[Runs / 2]:F1} ns"));
         return (map[0], unmap[0]);
